@@ -1,0 +1,98 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Router plugins: each is a dynamic library built from `plugins/<name>/`,
+/// next to its descriptor `plugins/<name>/plugin.yaml`.
+let routerPlugins: [(product: String, directory: String)] = [
+    ("RandomRouter", "random")
+]
+
+let package = Package(
+    name: "llm-router",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "routerd", targets: ["routerd"]),
+        .executable(name: "routerctl", targets: ["routerctl"]),
+        .library(name: "RouterClient", targets: ["RouterClient"]),
+    ]
+        + routerPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.product]) },
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // The plugin ABI: one C header, shared by the host and every plugin.
+        .target(name: "CRouterPlugin"),
+        // The system libyaml (`libyaml-dev`).
+        .systemLibrary(name: "CYaml", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+
+        // Daemon config and plugin descriptors: YAML with file:line:column errors.
+        .target(name: "RouterConfig", dependencies: ["CYaml"]),
+        // The wire protocol: request/response types, codec and error codes.
+        .target(name: "RouterProtocol"),
+        // Helpers for writing a plugin in Swift on top of the C ABI.
+        .target(name: "RouterPluginKit", dependencies: ["CRouterPlugin"]),
+        // Plugin loading, router instances, generations and the decision pipeline.
+        .target(
+            name: "RouterEngine",
+            dependencies: [
+                "CRouterPlugin", "RouterConfig", "RouterProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
+        // The socket server: framing, connections, lifecycle, systemd integration.
+        .target(
+            name: "RouterDaemon",
+            dependencies: [
+                "RouterEngine", "RouterProtocol", "RouterConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]),
+        // The client library used by routerctl and by local services.
+        .target(
+            name: "RouterClient",
+            dependencies: [
+                "RouterProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]),
+        .executableTarget(
+            name: "routerd",
+            dependencies: [
+                "RouterDaemon", "RouterConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "routerctl",
+            dependencies: [
+                "RouterClient", "RouterProtocol", "RouterConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ]),
+
+        .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig"]),
+        .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
+        .testTarget(
+            name: "RouterdIntegrationTests",
+            dependencies: ["RouterClient", "RouterProtocol", "routerd", "routerctl"],
+            exclude: ["ExternalPlugin"]),
+    ]
+        + routerPlugins.map {
+            .target(
+                name: $0.product, dependencies: ["RouterPluginKit"], path: "plugins/\($0.directory)",
+                exclude: ["plugin.yaml"])
+        }
+)

@@ -1,0 +1,132 @@
+/*
+ * router_plugin.h — the one ABI between routerd and its router plugins.
+ *
+ * A plugin is a shared library that exports one C entry point,
+ * `routerd_plugin_entry`, which fills a `rp_plugin` vtable. Everything that
+ * crosses the boundary is plain C: integers, doubles, floats and UTF-8 strings
+ * passed as pointer + length. Swift types never cross it (a Swift protocol
+ * cast across a dlopen boundary is unsound; see docs/PLUGINS.md).
+ *
+ * Evolution rules:
+ *   - RP_ABI_VERSION changes only when an existing field changes meaning or
+ *     layout. The host rejects a plugin whose version differs from its own.
+ *   - New fields are only ever appended to a struct. Each struct starts with
+ *     `struct_size`, so either side can tell which fields the other knows.
+ *
+ * Threading: `score` may be called concurrently from several threads on the
+ * same instance. `create` and `destroy` are never called concurrently with
+ * anything else on the same instance.
+ *
+ * Memory: strings a plugin hands out (errors, descriptions) are allocated by
+ * the plugin and released by the host through `free_string`. Pointers the host
+ * passes in are valid only for the duration of the call.
+ */
+#ifndef ROUTER_PLUGIN_H
+#define ROUTER_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The ABI version this header describes. */
+#define RP_ABI_VERSION 1u
+
+/* The symbol every plugin exports. */
+#define RP_ENTRY_SYMBOL "routerd_plugin_entry"
+
+/* Return codes of the functions below. */
+#define RP_OK 0
+#define RP_ERROR 1
+
+/* Log levels for rp_host.log. */
+#define RP_LOG_DEBUG 0
+#define RP_LOG_INFO 1
+#define RP_LOG_WARNING 2
+#define RP_LOG_ERROR 3
+
+/* Services the host offers a plugin. Passed to `create`; valid for the
+ * lifetime of the instance. */
+typedef struct rp_host {
+    uint32_t abi_version;   /* RP_ABI_VERSION of the host */
+    uint32_t struct_size;   /* sizeof(rp_host) as the host compiled it */
+    void *context;          /* opaque; pass back to the functions below */
+
+    /* Writes one log line through the daemon's logger, tagged with the
+     * router instance's name. */
+    void (*log)(void *context, int level, const char *message, size_t message_len);
+
+    /* Embeds `text` with the encoder configured for this router instance.
+     * On success writes `dim` floats (the encoder's dimension, see
+     * rp_instance_info.embedding_dim) to `out` and returns RP_OK. Returns
+     * RP_ERROR and sets *error (a host-owned string valid until the next call
+     * on this thread) when the instance has no encoder or embedding fails.
+     * Use it for texts other than the prompt being scored, whose embedding
+     * already arrives in rp_prompt. */
+    int (*embed)(void *context, const char *text, size_t text_len, float *out, size_t dim,
+                 const char **error);
+} rp_host;
+
+/* What the host tells a plugin about the instance it creates. */
+typedef struct rp_instance_info {
+    uint32_t struct_size;       /* sizeof(rp_instance_info) as the host compiled it */
+    const char *name;           /* router instance name, NUL-terminated */
+    const char *params_json;    /* validated parameters as a JSON object, NUL-terminated;
+                                   defaults from the descriptor are filled in, and
+                                   parameters of type `path` are absolute */
+    size_t params_json_len;
+    const char *strong_model;   /* NUL-terminated */
+    const char *weak_model;     /* NUL-terminated */
+    size_t embedding_dim;       /* 0 when the instance has no encoder */
+} rp_instance_info;
+
+/* One prompt to score. */
+typedef struct rp_prompt {
+    const char *text;           /* UTF-8, not NUL-terminated */
+    size_t text_len;
+    const float *embedding;     /* L2-normalised, `embedding_dim` floats;
+                                   NULL when the instance has no encoder */
+    size_t embedding_dim;
+} rp_prompt;
+
+/* The vtable a plugin fills in. */
+typedef struct rp_plugin {
+    uint32_t abi_version;   /* must be RP_ABI_VERSION */
+    uint32_t struct_size;   /* sizeof(rp_plugin) as the plugin compiled it */
+    const char *name;       /* plugin name, NUL-terminated, static storage */
+    const char *version;    /* plugin version, NUL-terminated, static storage */
+
+    /* Creates a router instance. On success stores it in *instance and
+     * returns RP_OK; on failure returns RP_ERROR and may store a message in
+     * *error (release it with free_string). */
+    int (*create)(const rp_host *host, const rp_instance_info *info, void **instance,
+                  char **error);
+
+    /* Scores `count` prompts: writes P(strong model wins) in [0, 1] to
+     * scores[0..count). Returns RP_OK, or RP_ERROR with *error set. */
+    int (*score)(void *instance, const rp_prompt *prompts, size_t count, double *scores,
+                 char **error);
+
+    /* Describes the instance as a JSON object (for `routers` and `status`).
+     * Returns a NUL-terminated string to release with free_string, or NULL. */
+    char *(*describe)(void *instance);
+
+    /* Destroys an instance. The library itself is never unloaded. */
+    void (*destroy)(void *instance);
+
+    /* Releases a string this plugin returned. */
+    void (*free_string)(char *string);
+} rp_plugin;
+
+/* The entry point's type. The host passes its own ABI version and
+ * sizeof(rp_plugin); the plugin fills `out` (at most `out_size` bytes) and
+ * returns RP_OK, or RP_ERROR if it cannot serve this host. */
+typedef int (*rp_entry_fn)(uint32_t host_abi_version, rp_plugin *out, size_t out_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ROUTER_PLUGIN_H */

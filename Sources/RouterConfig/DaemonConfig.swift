@@ -1,0 +1,223 @@
+import Foundation
+
+/// The daemon's configuration, `routerd.yaml`, fully validated.
+///
+/// Relative paths in the file resolve against the file's own folder, so a
+/// config can be moved together with what it points at.
+public struct DaemonConfig: Sendable {
+    public struct Socket: Sendable {
+        public var path: String
+        /// File mode of a socket the daemon creates (default 0660).
+        public var mode: UInt32
+        /// Group that owns the socket file; nil keeps the daemon's group.
+        public var group: String?
+    }
+
+    public struct Admin: Sendable {
+        /// Peers (by SO_PEERCRED) allowed to run admin ops; root always is.
+        public var uids: [UInt32]
+        public var gids: [UInt32]
+    }
+
+    public struct Limits: Sendable {
+        /// Longest request line accepted, in bytes, without its newline.
+        public var maxLineBytes: Int
+        public var maxConnections: Int
+        /// A connection with nothing in flight and no input for this long is closed.
+        public var idleTimeoutSeconds: Double
+        /// Requests read but not yet answered on one connection before reading pauses.
+        public var maxInFlightPerConnection: Int
+    }
+
+    public struct Logging: Sendable {
+        public enum Level: String, Sendable, CaseIterable { case trace, debug, info, notice, warning, error, critical }
+        public var level: Level
+    }
+
+    /// One router instance: a plugin plus its parameters and decision settings.
+    public struct Router: Sendable {
+        public var name: String
+        public var plugin: String
+        /// Route to the strong model when P(strong wins) ≥ threshold.
+        public var threshold: Double
+        public var strongModel: String
+        public var weakModel: String
+        public var params: [String: ParamValue]
+    }
+
+    /// The file this config was read from (absolute).
+    public var file: String
+    public var socket: Socket
+    public var admin: Admin
+    public var pluginSearchPaths: [String]
+    public var libraryPaths: [String]
+    public var limits: Limits
+    public var logging: Logging
+    /// Router instances in file order.
+    public var routers: [Router]
+    /// The descriptors of the plugins the routers use, by plugin name.
+    public var plugins: [String: PluginDescriptor]
+}
+
+/// Reads `routerd.yaml` and the descriptors of the plugins it uses.
+public enum ConfigLoader {
+    public static let defaultPath = "/etc/routerd/routerd.yaml"
+    public static let defaultSocketPath = "/run/routerd/routerd.sock"
+
+    static let topKeys: Set<String> = ["socket", "admin", "plugins", "limits", "logging", "routers"]
+    static let routerKeys: Set<String> = ["plugin", "threshold", "strong_model", "weak_model", "params"]
+
+    /// Loads and validates `file`; on failure, the error lists every problem found.
+    ///
+    /// - Parameters:
+    ///   - hostABIVersion: the plugin ABI version of the running host.
+    ///   - executableDirectory: searched last for plugin libraries, so a build
+    ///     folder holding both `routerd` and the plugins works as is.
+    public static func load(file: String, hostABIVersion: Int, executableDirectory: String? = nil) throws(ConfigError) -> DaemonConfig {
+        let file = absolute(file, relativeTo: FileManager.default.currentDirectoryPath)
+        let diagnostics = Diagnostics(file: file)
+        guard let root = readYAML(file: file, diagnostics) else { throw ConfigError(issues: diagnostics.issues) }
+        let folder = (file as NSString).deletingLastPathComponent
+        let top = root.fields("config", allowed: topKeys, diagnostics)
+
+        // socket
+        let socketFields = top["socket"]?.fields("socket", allowed: ["path", "mode", "group"], diagnostics) ?? [:]
+        var socket = DaemonConfig.Socket(path: defaultSocketPath, mode: 0o660, group: nil)
+        if let path = socketFields["path"]?.string("socket.path", diagnostics) { socket.path = absolute(path, relativeTo: folder) }
+        if let node = socketFields["mode"] {
+            if case .scalar(let text, _) = node.kind, let mode = UInt32(text, radix: 8), mode <= 0o777 {
+                socket.mode = mode
+            } else {
+                diagnostics.report("socket.mode must be an octal file mode such as 0660, found \(node.quoted)", at: node)
+            }
+        }
+        socket.group = socketFields["group"]?.string("socket.group", diagnostics)
+
+        // admin
+        let adminFields = top["admin"]?.fields("admin", allowed: ["uids", "gids"], diagnostics) ?? [:]
+        let ids = { (key: String) -> [UInt32] in
+            (adminFields[key]?.list("admin.\(key)", diagnostics) ?? []).compactMap {
+                $0.int("admin.\(key) entry", in: 0...Int(UInt32.max), diagnostics).map(UInt32.init)
+            }
+        }
+        let admin = DaemonConfig.Admin(uids: ids("uids"), gids: ids("gids"))
+
+        // plugins
+        let pluginFields = top["plugins"]?.fields("plugins", allowed: ["search_paths", "library_paths"], diagnostics) ?? [:]
+        let paths = { (key: String) -> [String] in
+            (pluginFields[key]?.list("plugins.\(key)", diagnostics) ?? []).compactMap {
+                $0.string("plugins.\(key) entry", diagnostics).map { absolute($0, relativeTo: folder) }
+            }
+        }
+        let searchPaths = paths("search_paths")
+        let libraryPaths = paths("library_paths")
+
+        // limits
+        let limitFields =
+            top["limits"]?.fields("limits", allowed: ["max_line_bytes", "max_connections", "idle_timeout", "max_in_flight"], diagnostics) ?? [:]
+        let limits = DaemonConfig.Limits(
+            maxLineBytes: limitFields["max_line_bytes"]?.int("limits.max_line_bytes", in: 64...(1 << 30), diagnostics) ?? 1 << 20,
+            maxConnections: limitFields["max_connections"]?.int("limits.max_connections", in: 1...1_000_000, diagnostics) ?? 1024,
+            idleTimeoutSeconds: limitFields["idle_timeout"]?.double("limits.idle_timeout", in: 0.01...(86400 * 365), diagnostics) ?? 300,
+            maxInFlightPerConnection: limitFields["max_in_flight"]?.int("limits.max_in_flight", in: 1...1_000_000, diagnostics) ?? 128)
+
+        // logging
+        let logFields = top["logging"]?.fields("logging", allowed: ["level"], diagnostics) ?? [:]
+        var logging = DaemonConfig.Logging(level: .info)
+        if let node = logFields["level"], let name = node.string("logging.level", diagnostics) {
+            if let level = DaemonConfig.Logging.Level(rawValue: name) {
+                logging.level = level
+            } else {
+                let known = DaemonConfig.Logging.Level.allCases.map(\.rawValue).joined(separator: ", ")
+                diagnostics.report("logging.level must be one of \(known), found '\(name)'", at: node)
+            }
+        }
+
+        // routers, and the descriptors of the plugins they use
+        var libraryDirectories = libraryPaths
+        if let executableDirectory { libraryDirectories.append(executableDirectory) }
+        var descriptors: [String: PluginDescriptor] = [:]
+        var descriptorIssues: [ConfigIssue] = []
+        var missingPlugins: Set<String> = []
+        var routers: [DaemonConfig.Router] = []
+        let routerEntries = top["routers"]?.entries("routers", diagnostics) ?? []
+        if top["routers"] == nil || routerEntries.isEmpty {
+            diagnostics.report("no routers configured; add at least one under 'routers:'", at: top["routers"] ?? root)
+        }
+        for (name, keyNode, node) in routerEntries {
+            let context = "router '\(name)'"
+            if name.isEmpty || name.contains(where: { $0.isWhitespace }) {
+                diagnostics.report("router name '\(name)' must be non-empty and contain no spaces", at: keyNode)
+            }
+            let fields = node.fields(context, allowed: routerKeys, diagnostics)
+            func required(_ key: String) -> YAMLNode? {
+                if let value = fields[key] { return value }
+                diagnostics.report("\(context) is missing required key '\(key)'", at: keyNode)
+                return nil
+            }
+            let plugin = required("plugin")?.string("\(context): plugin", diagnostics)
+            let threshold = required("threshold")?.double("\(context): threshold", in: 0...1, diagnostics)
+            let strong = required("strong_model")?.string("\(context): strong_model", diagnostics)
+            let weak = required("weak_model")?.string("\(context): weak_model", diagnostics)
+
+            guard let plugin else { continue }
+            if descriptors[plugin] == nil, !missingPlugins.contains(plugin) {
+                let candidates = searchPaths.map { "\($0)/\(plugin)/plugin.yaml" }
+                if let descriptorFile = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+                    let descriptorDiagnostics = Diagnostics(file: descriptorFile)
+                    if let descriptor = PluginDescriptor.read(
+                        file: descriptorFile, hostABIVersion: hostABIVersion, libraryDirectories: libraryDirectories, descriptorDiagnostics)
+                    {
+                        if descriptor.name != plugin {
+                            descriptorDiagnostics.report(
+                                "descriptor declares name '\(descriptor.name)' but lives in folder '\(plugin)'", at: nil as SourceMark?)
+                            missingPlugins.insert(plugin)
+                        } else {
+                            descriptors[plugin] = descriptor
+                        }
+                    } else {
+                        missingPlugins.insert(plugin)
+                    }
+                    descriptorIssues += descriptorDiagnostics.issues
+                } else {
+                    missingPlugins.insert(plugin)
+                    let looked = searchPaths.isEmpty ? "no plugins.search_paths are configured" : "looked for: " + candidates.joined(separator: ", ")
+                    diagnostics.report("\(context) uses unknown plugin '\(plugin)' (\(looked))", at: fields["plugin"])
+                }
+            }
+            guard let descriptor = descriptors[plugin] else { continue }
+            let params = descriptor.validate(params: fields["params"], router: name, configFolder: folder, diagnostics)
+            if let threshold, let strong, let weak {
+                routers.append(.init(name: name, plugin: plugin, threshold: threshold, strongModel: strong, weakModel: weak, params: params))
+            }
+        }
+
+        let issues = diagnostics.issues + descriptorIssues
+        guard issues.isEmpty else { throw ConfigError(issues: issues) }
+        return DaemonConfig(
+            file: file, socket: socket, admin: admin, pluginSearchPaths: searchPaths, libraryPaths: libraryPaths,
+            limits: limits, logging: logging, routers: routers, plugins: descriptors)
+    }
+
+    static func absolute(_ path: String, relativeTo folder: String) -> String {
+        let joined = path.hasPrefix("/") ? path : (folder as NSString).appendingPathComponent(path)
+        return (joined as NSString).standardizingPath
+    }
+}
+
+extension ConfigLoader {
+    /// Just `socket.path` of a config file, for clients: it does not validate
+    /// the rest, so a client still finds the socket of a config being edited.
+    public static func socketPath(inConfig file: String) -> String? {
+        let diagnostics = Diagnostics(file: file)
+        guard FileManager.default.isReadableFile(atPath: file), let root = readYAML(file: file, diagnostics),
+            case .mapping(let pairs) = root.kind,
+            let socket = pairs.first(where: { if case .scalar("socket", _) = $0.key.kind { true } else { false } })?.value,
+            case .mapping(let socketPairs) = socket.kind,
+            let pathNode = socketPairs.first(where: { if case .scalar("path", _) = $0.key.kind { true } else { false } })?.value,
+            case .scalar(let path, _) = pathNode.kind
+        else { return nil }
+        let folder = ((absolute(file, relativeTo: FileManager.default.currentDirectoryPath)) as NSString).deletingLastPathComponent
+        return absolute(path, relativeTo: folder)
+    }
+}

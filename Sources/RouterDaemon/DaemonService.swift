@@ -1,0 +1,171 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOPosix
+import RouterEngine
+import RouterProtocol
+import ServiceLifecycle
+import UnixSignals
+
+/// Serves the engine on a Unix domain socket until graceful shutdown.
+///
+/// On shutdown it stops accepting, lets every connection finish the requests
+/// it has in flight, and removes the socket file if it created it.
+public final class DaemonService: Service, Sendable {
+    private let engine: Engine
+    private let socketPath: String
+    private let group: any EventLoopGroup
+    private let threadPool: NIOThreadPool
+    private let logger: Logger
+    private let openConnections = NIOLockedValueBox(0)
+
+    /// - Parameter socketPath: where to listen when systemd passes no socket.
+    public init(engine: Engine, socketPath: String, group: any EventLoopGroup, threadPool: NIOThreadPool, logger: Logger) {
+        self.engine = engine
+        self.socketPath = socketPath
+        self.group = group
+        self.threadPool = threadPool
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let dispatcher = Dispatcher(engine: engine, socketPath: socketPath, threadPool: threadPool)
+        let quiesce = ServerQuiescingHelper(group: group)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            // A client may send its requests, shut down its sending side and still read every reply.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelInitializer { [self] channel in
+                self.initialize(channel, dispatcher: dispatcher)
+            }
+
+        let serverChannel: any Channel
+        let ownsSocketFile: Bool
+        if let fd = Systemd.takeListenSocket() {
+            serverChannel = try await bootstrap.withBoundSocket(fd).get()
+            ownsSocketFile = false
+            logger.notice("listening on the socket systemd passed", metadata: ["fd": "\(fd)"])
+        } else {
+            try SocketFile.prepare(socketPath)
+            // Bind with a restrictive umask so the socket is never briefly more open than configured.
+            let previousMask = umask(0o177)
+            do {
+                serverChannel = try await bootstrap.bind(unixDomainSocketPath: socketPath).get()
+                umask(previousMask)
+            } catch {
+                umask(previousMask)
+                throw SocketPathError(description: "cannot listen on \(socketPath): \(error)")
+            }
+            ownsSocketFile = true
+            let config = engine.current.config.socket
+            try SocketFile.applyPermissions(socketPath, mode: config.mode, group: config.group)
+            logger.notice("listening", metadata: ["socket": "\(socketPath)", "mode": "\(String(config.mode, radix: 8))"])
+        }
+        defer {
+            if ownsSocketFile { unlink(socketPath) }
+        }
+
+        Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)\nMAINPID=\(getpid())")
+        let drained = group.next().makePromise(of: Void.self)
+        let shutdownStarted = NIOLockedValueBox(false)
+        let startShutdown = { @Sendable in
+            guard
+                shutdownStarted.withLockedValue({ started in
+                    defer { started = true }; return !started
+                })
+            else { return }
+            Systemd.notify("STOPPING=1")
+            quiesce.initiateShutdown(promise: drained)
+        }
+        try await withGracefulShutdownHandler {
+            try await serverChannel.closeFuture.get()
+        } onGracefulShutdown: { [logger] in
+            logger.notice("shutting down: no new connections; finishing requests in flight")
+            startShutdown()
+        }
+        startShutdown()
+        try await drained.futureResult.get()
+        logger.notice("stopped")
+    }
+
+    private func initialize(_ channel: any Channel, dispatcher: Dispatcher) -> EventLoopFuture<Void> {
+        let limits = engine.current.config.limits
+        let admitted = openConnections.withLockedValue { open in
+            guard open < limits.maxConnections else { return false }
+            open += 1
+            return true
+        }
+        guard admitted else {
+            engine.stats.connectionRejected()
+            let error = ProtocolError(.overloaded, "too many connections (limits.max_connections = \(limits.maxConnections)); try again later")
+            let line = dispatcher.failure(error, allocator: channel.allocator)
+            return channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(RejectHandler(line: line))
+            }
+        }
+        engine.stats.connectionOpened()
+        channel.closeFuture.whenComplete { [openConnections, engine] _ in
+            openConnections.withLockedValue { $0 -= 1 }
+            engine.stats.connectionClosed()
+        }
+        let credentials: EventLoopFuture<PeerCredentials> =
+            (channel as? any SocketOptionProvider)?.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+            ?? channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
+        return credentials.map { Optional(Peer(pid: $0.pid, uid: $0.uid, gid: $0.gid)) }
+            .recover { _ -> Peer? in nil }
+            .flatMapThrowing { peer in
+                try channel.pipeline.syncOperations.addHandlers([
+                    ByteToMessageHandler(LineFrameDecoder(maxLength: limits.maxLineBytes)),
+                    IdleStateHandler(readTimeout: .nanoseconds(Int64(limits.idleTimeoutSeconds * 1e9))),
+                    ConnectionHandler(
+                        dispatcher: dispatcher, peer: peer, maxInFlight: limits.maxInFlightPerConnection, maxLineBytes: limits.maxLineBytes),
+                ])
+            }
+    }
+}
+
+/// Tells a connection over the limit why it is refused, then closes it.
+private final class RejectHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let line: ByteBuffer
+
+    init(line: ByteBuffer) { self.line = line }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(line)).whenComplete { _ in bound.value.close(promise: nil) }
+    }
+}
+
+/// Reloads the configuration on SIGHUP.
+public struct ReloadOnSignalService: Service {
+    let engine: Engine
+    let threadPool: NIOThreadPool
+    let logger: Logger
+
+    public init(engine: Engine, threadPool: NIOThreadPool, logger: Logger) {
+        self.engine = engine
+        self.threadPool = threadPool
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            Systemd.notify("RELOADING=1")
+            let result = try await threadPool.runIfActive { [engine] in Result { () throws(ProtocolError) in try engine.reload(trigger: "SIGHUP") } }
+            Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)")
+            if case .failure = result {
+                // The engine logged every problem; the old generation keeps serving.
+                continue
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOPosix
+import RouterEngine
+import RouterProtocol
+
+/// Turns one request line into one response line.
+///
+/// The request flows one way: decode, take the current generation once,
+/// score on it, encode. Ops that do blocking work (reload) run on a thread
+/// pool so the event loops keep serving.
+struct Dispatcher: Sendable {
+    enum Reply {
+        case now(ByteBuffer)
+        case later(EventLoopFuture<ByteBuffer>)
+    }
+
+    let engine: Engine
+    let socketPath: String
+    let threadPool: NIOThreadPool
+
+    func handle(_ line: ByteBuffer, peer: Peer?, allocator: ByteBufferAllocator, eventLoop: any EventLoop) -> Reply {
+        let decoded = RequestCodec.decode(Data(buffer: line, byteTransferStrategy: .noCopy))
+        let request: Request
+        switch decoded.outcome {
+        case .success(let value): request = value
+        case .failure(let error): return .now(failure(error, op: decoded.op, id: decoded.id, allocator: allocator))
+        }
+        let id = decoded.id
+        let generation = engine.current
+        do throws(ProtocolError) {
+            let data: [UInt8]
+            switch request {
+            case .route(let route): data = ResponseCodec.success(try engine.route(route, on: generation), id: id)
+            case .score(let score): data = ResponseCodec.success(try engine.score(score, on: generation), id: id)
+            case .routers: data = ResponseCodec.success(engine.routers(on: generation), id: id)
+            case .health, .status: data = ResponseCodec.success(engine.status(on: generation, socket: socketPath), id: id)
+            case .stats: data = ResponseCodec.success(engine.statsSnapshot(on: generation), id: id)
+            case .reload:
+                try authorize(request.op, peer: peer, generation: generation)
+                let engine = engine
+                let reply = threadPool.runIfActive(eventLoop: eventLoop) { () -> [UInt8] in
+                    do throws(ProtocolError) {
+                        let result = try engine.reload(trigger: "reload op")
+                        engine.stats.recordResponse(op: .reload, error: nil)
+                        return ResponseCodec.success(result, id: id)
+                    } catch {
+                        engine.stats.recordResponse(op: .reload, error: error.code)
+                        return ResponseCodec.failure(error, id: id)
+                    }
+                }
+                return .later(reply.map { allocator.buffer(bytes: $0) })
+            }
+            engine.stats.recordResponse(op: request.op, error: nil)
+            return .now(allocator.buffer(bytes: data))
+        } catch {
+            return .now(failure(error, op: request.op, id: id, allocator: allocator))
+        }
+    }
+
+    /// An error line for a line the decoder rejected before it could be parsed.
+    func failure(_ error: ProtocolError, op: Op? = nil, id: RequestID? = nil, allocator: ByteBufferAllocator) -> ByteBuffer {
+        engine.stats.recordResponse(op: op, error: error.code)
+        return allocator.buffer(bytes: ResponseCodec.failure(error, id: id))
+    }
+
+    private func authorize(_ op: Op, peer: Peer?, generation: Generation) throws(ProtocolError) {
+        guard op.isAdmin else { return }
+        guard let peer else {
+            throw ProtocolError(.forbidden, "'\(op.rawValue)' needs an admin peer, and this connection's credentials could not be read")
+        }
+        guard peer.isAdmin(generation.config.admin) else {
+            throw ProtocolError(
+                .forbidden,
+                "'\(op.rawValue)' is an admin op; uid \(peer.uid) (gid \(peer.gid)) is not in admin.uids or admin.gids of \(generation.config.file)")
+        }
+    }
+}

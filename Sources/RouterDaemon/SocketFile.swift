@@ -1,0 +1,78 @@
+import Foundation
+import Glibc
+
+/// Why the daemon cannot listen on its socket path.
+public struct SocketPathError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// Preparing and cleaning up the Unix socket's file.
+enum SocketFile {
+    /// Makes `path` free to bind: creates its folder, removes a stale socket
+    /// left by a crashed daemon, and refuses a path a live daemon serves.
+    static func prepare(_ path: String) throws(SocketPathError) {
+        guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
+            throw SocketPathError(
+                description:
+                    "socket path \(path) is longer than the \(MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1) bytes a Unix socket allows")
+        }
+        let folder = (path as NSString).deletingLastPathComponent
+        if !folder.isEmpty, !FileManager.default.fileExists(atPath: folder) {
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            } catch {
+                throw SocketPathError(
+                    description:
+                        "cannot create the socket's folder \(folder): \(error.localizedDescription); create it, or choose another path with --socket")
+            }
+        }
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }  // nothing there: free
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw SocketPathError(description: "\(path) exists and is not a socket; remove it or choose another socket.path")
+        }
+        if isServed(path) {
+            throw SocketPathError(
+                description:
+                    "another routerd is already serving \(path); stop it first (`routerctl status --socket \(path)` shows its pid), or choose another socket.path"
+            )
+        }
+        // Nobody answers: a socket left behind by a daemon that crashed.
+        guard unlink(path) == 0 || errno == ENOENT else {
+            throw SocketPathError(description: "cannot remove the stale socket \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// True when something accepts connections on the socket at `path`.
+    static func isServed(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return result == 0
+    }
+
+    /// Applies the configured mode and group to a socket the daemon created.
+    static func applyPermissions(_ path: String, mode: UInt32, group: String?) throws(SocketPathError) {
+        guard chmod(path, mode_t(mode)) == 0 else {
+            throw SocketPathError(description: "cannot set mode \(String(mode, radix: 8)) on \(path): \(String(cString: strerror(errno)))")
+        }
+        guard let group else { return }
+        let gid: gid_t
+        if let entry = getgrnam(group) {
+            gid = entry.pointee.gr_gid
+        } else if let number = gid_t(group) {
+            gid = number
+        } else {
+            throw SocketPathError(description: "socket.group '\(group)' is not a known group; create it or correct socket.group")
+        }
+        guard chown(path, uid_t.max, gid) == 0 else {
+            throw SocketPathError(description: "cannot give \(path) to group '\(group)': \(String(cString: strerror(errno)))")
+        }
+    }
+}

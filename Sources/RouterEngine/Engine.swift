@@ -1,0 +1,156 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import RouterConfig
+import RouterProtocol
+
+/// The decision pipeline and the current generation.
+///
+/// Requests flow one way: the caller takes `current` once, then asks this
+/// engine to route or score on that generation. Reloads build a complete new
+/// generation off to the side and swap it in atomically, or change nothing.
+public final class Engine: Sendable {
+    public static let version = "0.1.0"
+
+    public let configFile: String
+    public let stats = Stats()
+    private let executableDirectory: String?
+    private let logger: Logger
+    private let generation: NIOLockedValueBox<Generation>
+    /// Serialises reloads; requests never take it.
+    private let reloadLock = NIOLock()
+    private let started = ContinuousClock.now
+
+    /// Loads `configFile` and builds generation 1, or throws every problem found.
+    public init(configFile: String, executableDirectory: String?, logger: Logger) throws(GenerationError) {
+        self.configFile = configFile
+        self.executableDirectory = executableDirectory
+        self.logger = logger
+        let config = try Self.loadConfig(file: configFile, executableDirectory: executableDirectory)
+        generation = NIOLockedValueBox(try Generation.build(config: config, number: 1, logger: logger))
+    }
+
+    /// The generation new requests use.
+    public var current: Generation { generation.withLockedValue { $0 } }
+
+    /// Validates a config file and builds (then drops) its generation, as `--check-config` does.
+    public static func check(configFile: String, executableDirectory: String?, logger: Logger) throws(GenerationError) -> Generation {
+        let config = try loadConfig(file: configFile, executableDirectory: executableDirectory)
+        return try Generation.build(config: config, number: 0, logger: logger)
+    }
+
+    static func loadConfig(file: String, executableDirectory: String?) throws(GenerationError) -> DaemonConfig {
+        do {
+            return try ConfigLoader.load(file: file, hostABIVersion: Int(PluginLibrary.hostABIVersion), executableDirectory: executableDirectory)
+        } catch {
+            throw GenerationError(problems: error.issues.map(\.description))
+        }
+    }
+
+    // MARK: Reload
+
+    /// Re-reads the config file and swaps in a new generation. On any problem
+    /// the current generation keeps serving and the error lists every problem.
+    public func reload(trigger: String) throws(ProtocolError) -> ReloadResult {
+        reloadLock.lock()
+        defer { reloadLock.unlock() }
+        let old = current
+        do {
+            let config = try Self.loadConfig(file: configFile, executableDirectory: executableDirectory)
+            let next = try Generation.build(config: config, number: old.number + 1, logger: logger)
+            if next.config.socket.path != old.config.socket.path {
+                logger.warning(
+                    "socket.path changed; the new path takes effect at the next restart", metadata: ["socket": "\(old.config.socket.path)"])
+            }
+            generation.withLockedValue { $0 = next }
+            stats.recordReload(succeeded: true)
+            logger.notice("reloaded", metadata: ["trigger": "\(trigger)", "generation": "\(next.number)", "routers": "\(next.routerNames)"])
+            return ReloadResult(generation: next.number, previousGeneration: old.number, routers: next.routerNames)
+        } catch {
+            stats.recordReload(succeeded: false)
+            logger.error(
+                "reload rejected; generation \(old.number) keeps serving",
+                metadata: ["trigger": "\(trigger)", "problems": "\(error.problems.joined(separator: "; "))"])
+            throw ProtocolError(
+                .reloadFailed, "reload rejected, generation \(old.number) keeps serving:\n" + error.problems.joined(separator: "\n"))
+        }
+    }
+
+    // MARK: Ops
+
+    /// Decides strong or weak for one prompt on `generation`.
+    public func route(_ request: RouteRequest, on generation: Generation) throws(ProtocolError) -> Decision {
+        let start = ContinuousClock.now
+        let router = try Self.router(named: request.router, in: generation)
+        let score: Double
+        do {
+            score = try router.score(request.prompt)
+        } catch {
+            stats.recordPluginError(router: router.name)
+            throw ProtocolError(.pluginError, "router '\(router.name)': \(error.message)")
+        }
+        let threshold = request.threshold ?? router.threshold
+        let tier: Tier = score >= threshold ? .strong : .weak
+        stats.recordDecision(router: router.name, tier: tier)
+        return Decision(
+            model: tier == .strong ? router.strongModel : router.weakModel, tier: tier, score: score, threshold: threshold,
+            router: router.name, generation: generation.number, elapsedMicroseconds: Self.microseconds(since: start))
+    }
+
+    /// Scores a batch of prompts on `generation`.
+    public func score(_ request: ScoreRequest, on generation: Generation) throws(ProtocolError) -> ScoreResult {
+        let start = ContinuousClock.now
+        let router = try Self.router(named: request.router, in: generation)
+        do {
+            let scores = try router.score(request.prompts)
+            stats.recordScored(router: router.name, count: scores.count)
+            return ScoreResult(
+                router: router.name, generation: generation.number, scores: scores, elapsedMicroseconds: Self.microseconds(since: start))
+        } catch {
+            stats.recordPluginError(router: router.name)
+            throw ProtocolError(.pluginError, "router '\(router.name)': \(error.message)")
+        }
+    }
+
+    public func routers(on generation: Generation) -> RoutersResult {
+        RoutersResult(
+            generation: generation.number,
+            routers: generation.routerNames.compactMap { generation.routers[$0] }.map { router in
+                RouterInfo(
+                    name: router.name, plugin: router.library.name, pluginVersion: router.library.version, threshold: router.threshold,
+                    strongModel: router.strongModel, weakModel: router.weakModel, generation: generation.number, details: router.describe())
+            })
+    }
+
+    public func status(on generation: Generation, socket: String) -> StatusResult {
+        StatusResult(
+            version: Self.version, pid: getpid(), uptimeSeconds: uptimeSeconds, generation: generation.number, config: generation.config.file,
+            socket: socket,
+            plugins: generation.libraries.values.sorted { $0.name < $1.name }.map {
+                PluginInfo(name: $0.name, version: $0.version, library: $0.path, abiVersion: $0.abiVersion)
+            },
+            routers: generation.routerNames)
+    }
+
+    public func statsSnapshot(on generation: Generation) -> StatsResult {
+        stats.snapshot(uptimeSeconds: uptimeSeconds, generation: generation.number)
+    }
+
+    private var uptimeSeconds: Double {
+        let elapsed = ContinuousClock.now - started
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    }
+
+    private static func router(named name: String, in generation: Generation) throws(ProtocolError) -> RouterInstance {
+        guard let router = generation.routers[name] else {
+            throw ProtocolError(.unknownRouter, "unknown router '\(name)' (routers: \(generation.routerNames.joined(separator: ", ")))")
+        }
+        return router
+    }
+
+    private static func microseconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        let micros = Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) * 1e-12
+        return (micros * 10).rounded() / 10
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Logging
+import RouterConfig
+
+/// Everything that went wrong building a generation, one line each.
+public struct GenerationError: Error, Sendable, CustomStringConvertible {
+    public var problems: [String]
+
+    public init(problems: [String]) { self.problems = problems }
+
+    public var description: String { problems.joined(separator: "\n") }
+}
+
+/// One immutable configuration of the daemon: its routers and the plugins
+/// behind them. A request takes the current generation once, at its start,
+/// and finishes on it even if a reload swaps in a newer one meanwhile.
+public final class Generation: Sendable {
+    public let number: UInt64
+    public let config: DaemonConfig
+    /// Router instances by name.
+    public let routers: [String: RouterInstance]
+    /// Router names in config order.
+    public let routerNames: [String]
+    /// The plugin libraries this generation uses, by plugin name.
+    public let libraries: [String: PluginLibrary]
+
+    init(number: UInt64, config: DaemonConfig, routers: [RouterInstance], libraries: [String: PluginLibrary]) {
+        self.number = number
+        self.config = config
+        self.routers = Dictionary(uniqueKeysWithValues: routers.map { ($0.name, $0) })
+        self.routerNames = routers.map(\.name)
+        self.libraries = libraries
+    }
+
+    /// Loads the plugins a config uses and creates its router instances.
+    /// Nothing is half-built: on any failure every created instance is released.
+    public static func build(config: DaemonConfig, number: UInt64, logger: Logger) throws(GenerationError) -> Generation {
+        var problems: [String] = []
+        var libraries: [String: PluginLibrary] = [:]
+        for (name, descriptor) in config.plugins.sorted(by: { $0.key < $1.key }) {
+            do {
+                let library = try PluginLibrary.load(path: descriptor.libraryPath)
+                if library.name != descriptor.name {
+                    problems.append(
+                        "\(descriptor.file): descriptor is for plugin '\(descriptor.name)' but \(descriptor.libraryPath) is plugin '\(library.name)'")
+                } else {
+                    libraries[name] = library
+                }
+            } catch {
+                problems.append("\(descriptor.file): \(error)")
+            }
+        }
+        var routers: [RouterInstance] = []
+        for router in config.routers {
+            guard let library = libraries[router.plugin] else { continue }
+            do {
+                routers.append(try RouterInstance(config: router, library: library, logger: logger))
+            } catch {
+                problems.append("\(config.file): \(error.message)")
+            }
+        }
+        guard problems.isEmpty else { throw GenerationError(problems: problems) }
+        return Generation(number: number, config: config, routers: routers, libraries: libraries)
+    }
+}

@@ -1,0 +1,182 @@
+import CRouterPlugin
+import Foundation
+import Logging
+import RouterConfig
+import RouterProtocol
+
+/// A plugin failed while scoring.
+public struct PluginScoreError: Error, Sendable {
+    public var message: String
+}
+
+/// One router instance: a plugin instance plus the decision settings.
+///
+/// Immutable once created and shared by every request of its generation. The
+/// plugin instance is destroyed when the last reference goes away, that is
+/// when its generation was replaced and its in-flight requests finished.
+public final class RouterInstance: @unchecked Sendable {
+    // The plugin guarantees `score` is safe to call concurrently; everything
+    // else here is immutable after init.
+    public let name: String
+    public let library: PluginLibrary
+    public let threshold: Double
+    public let strongModel: String
+    public let weakModel: String
+    private let handle: UnsafeMutableRawPointer
+    private let host: HostContext
+
+    init(config: DaemonConfig.Router, library: PluginLibrary, logger: Logger) throws(PluginLoadError) {
+        self.name = config.name
+        self.library = library
+        self.threshold = config.threshold
+        self.strongModel = config.strongModel
+        self.weakModel = config.weakModel
+        var instanceLogger = logger
+        instanceLogger[metadataKey: "router"] = .string(config.name)
+        let host = HostContext(logger: instanceLogger)
+        self.host = host
+
+        let paramsJSON = Self.json(config.params)
+        var handle: UnsafeMutableRawPointer?
+        var error: UnsafeMutablePointer<CChar>?
+        let status = paramsJSON.withCString { params in
+            config.name.withCString { name in
+                config.strongModel.withCString { strong in
+                    config.weakModel.withCString { weak in
+                        var info = rp_instance_info(
+                            struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: name, params_json: params,
+                            params_json_len: strlen(params), strong_model: strong, weak_model: weak, embedding_dim: 0)
+                        return library.vtable.create!(host.table, &info, &handle, &error)
+                    }
+                }
+            }
+        }
+        let message = library.takeString(error)
+        guard status == RP_OK, let handle else {
+            throw PluginLoadError(
+                library: library.path,
+                message: "router '\(config.name)': plugin '\(library.name)' refused to create it: \(message ?? "no reason given")")
+        }
+        self.handle = handle
+    }
+
+    deinit {
+        library.vtable.destroy?(handle)
+    }
+
+    /// Scores prompts; each score is P(strong wins) in [0, 1].
+    public func score(_ prompts: [String]) throws(PluginScoreError) -> [Double] {
+        var scores = [Double](repeating: .nan, count: prompts.count)
+        var error: UnsafeMutablePointer<CChar>?
+        // Keep the prompt bytes alive and contiguous for the call.
+        let storage = prompts.map { Array($0.utf8) }
+        let status: Int32 = withPromptArray(storage) { cPrompts in
+            scores.withUnsafeMutableBufferPointer { out in
+                library.vtable.score!(handle, cPrompts.baseAddress, cPrompts.count, out.baseAddress, &error)
+            }
+        }
+        if status != RP_OK {
+            throw PluginScoreError(message: library.takeString(error) ?? "plugin '\(library.name)' failed without a message")
+        }
+        if let bad = scores.first(where: { !($0 >= 0 && $0 <= 1) }) {
+            throw PluginScoreError(message: "plugin '\(library.name)' returned score \(bad), outside [0, 1]")
+        }
+        return scores
+    }
+
+    /// Scores one prompt without the batch bookkeeping.
+    public func score(_ prompt: String) throws(PluginScoreError) -> Double {
+        var score = Double.nan
+        var error: UnsafeMutablePointer<CChar>?
+        var prompt = prompt
+        let status = prompt.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { chars in
+                var cPrompt = rp_prompt(text: chars.baseAddress, text_len: chars.count, embedding: nil, embedding_dim: 0)
+                return library.vtable.score!(handle, &cPrompt, 1, &score, &error)
+            }
+        }
+        if status != RP_OK {
+            throw PluginScoreError(message: library.takeString(error) ?? "plugin '\(library.name)' failed without a message")
+        }
+        guard score >= 0, score <= 1 else {
+            throw PluginScoreError(message: "plugin '\(library.name)' returned score \(score), outside [0, 1]")
+        }
+        return score
+    }
+
+    /// The plugin's description of this instance (a JSON object), if any.
+    public func describe() -> String? {
+        guard let describe = library.vtable.describe else { return nil }
+        return library.takeString(describe(handle))
+    }
+
+    private func withPromptArray<R>(_ storage: [[UInt8]], _ body: (UnsafeBufferPointer<rp_prompt>) -> R) -> R {
+        var cPrompts: [rp_prompt] = []
+        cPrompts.reserveCapacity(storage.count)
+        return storage.withUnsafeBufferPointer { all in
+            for bytes in all {
+                bytes.withUnsafeBufferPointer { buffer in
+                    cPrompts.append(
+                        rp_prompt(
+                            text: UnsafeRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: CChar.self), text_len: buffer.count, embedding: nil,
+                            embedding_dim: 0))
+                }
+            }
+            // The arrays in `storage` are not mutated while `body` runs, so their buffers stay valid.
+            return cPrompts.withUnsafeBufferPointer(body)
+        }
+    }
+
+    private static func json(_ params: [String: ParamValue]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(params)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+}
+
+/// The host-services table handed to one plugin instance, and what it needs.
+private final class HostContext {
+    let logger: Logger
+    /// Heap-allocated so its address is stable: the plugin keeps the pointer.
+    let table: UnsafeMutablePointer<rp_host>
+
+    init(logger: Logger) {
+        self.logger = logger
+        table = .allocate(capacity: 1)
+        table.initialize(to: rp_host())
+        table.pointee.abi_version = RP_ABI_VERSION
+        table.pointee.struct_size = UInt32(MemoryLayout<rp_host>.size)
+        table.pointee.log = hostLog
+        table.pointee.embed = hostEmbed
+        // The instance owns this object, so the unretained pointer lives as long as the plugin may use it.
+        table.pointee.context = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit {
+        table.deallocate()
+    }
+}
+
+private let hostLog: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, Int) -> Void = { context, level, message, length in
+    guard let context, let message else { return }
+    let host = Unmanaged<HostContext>.fromOpaque(context).takeUnretainedValue()
+    let text = String(decoding: UnsafeRawBufferPointer(start: message, count: length), as: UTF8.self)
+    let logLevel: Logger.Level =
+        switch level {
+        case RP_LOG_DEBUG: .debug
+        case RP_LOG_INFO: .info
+        case RP_LOG_WARNING: .warning
+        default: .error
+        }
+    host.logger.log(level: logLevel, "\(text)")
+}
+
+private let noEncoderMessage: StaticString = "this router instance has no encoder configured"
+
+private let hostEmbed:
+    @convention(c) (
+        UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<Float>?, Int, UnsafeMutablePointer<UnsafePointer<CChar>?>?
+    ) -> Int32 = { _, _, _, _, _, error in
+        error?.pointee = UnsafeRawPointer(noEncoderMessage.utf8Start).assumingMemoryBound(to: CChar.self)
+        return RP_ERROR
+    }

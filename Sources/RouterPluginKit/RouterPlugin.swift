@@ -1,0 +1,117 @@
+import CRouterPlugin
+import Foundation
+
+/// A router plugin written in Swift.
+///
+/// The kit turns a type conforming to this protocol into the C vtable of
+/// `router_plugin.h`. The protocol never crosses the dlopen boundary: each
+/// plugin image links its own copy of this module, and the host only ever
+/// sees C function pointers (docs/PLUGINS.md explains why).
+public protocol RouterPlugin: AnyObject, Sendable {
+    /// The plugin's name, as in its descriptor.
+    static var name: String { get }
+    /// The plugin's version, for `status`.
+    static var version: String { get }
+
+    /// Creates an instance; throw ``PluginError`` with a message an operator can act on.
+    init(context: PluginContext) throws
+
+    /// P(strong model wins) for one prompt, in [0, 1]. Called concurrently.
+    func score(_ prompt: Prompt) throws -> Double
+
+    /// A JSON object describing the instance, or nil.
+    func describe() -> String?
+}
+
+extension RouterPlugin {
+    public func describe() -> String? { nil }
+}
+
+/// An error a plugin reports to the host; the message reaches the operator or client.
+public struct PluginError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A prompt as the host passes it. Valid only during the `score` call.
+public struct Prompt {
+    /// The prompt's UTF-8 bytes.
+    public let utf8: UnsafeBufferPointer<UInt8>
+    /// The prompt's embedding, when the instance has an encoder.
+    public let embedding: UnsafeBufferPointer<Float>?
+
+    /// The prompt as a String (a copy).
+    public var text: String { String(decoding: utf8, as: UTF8.self) }
+}
+
+/// What the host tells a new instance.
+public struct PluginContext: Sendable {
+    /// The router instance's name.
+    public let name: String
+    /// Validated parameters, defaults filled in, `path` parameters absolute.
+    public let params: PluginParams
+    public let strongModel: String
+    public let weakModel: String
+    /// The encoder's dimension, or 0 when the instance has no encoder.
+    public let embeddingDimension: Int
+    public let host: HostServices
+}
+
+/// The parameters of an instance, decoded from the JSON object the host passes.
+public struct PluginParams: @unchecked Sendable {
+    // Immutable after init; holds only JSON property-list values.
+    private let values: [String: Any]
+
+    init(json: UnsafeBufferPointer<UInt8>) throws {
+        let object = try JSONSerialization.jsonObject(with: Data(buffer: json))
+        guard let values = object as? [String: Any] else { throw PluginError("params must be a JSON object") }
+        self.values = values
+    }
+
+    public func string(_ name: String) -> String? { values[name] as? String }
+    public func double(_ name: String) -> Double? { (values[name] as? NSNumber)?.doubleValue }
+    public func bool(_ name: String) -> Bool? { (values[name] as? NSNumber)?.boolValue }
+    public func int(_ name: String) -> Int? {
+        guard let number = values[name] as? NSNumber, let value = Int(exactly: number.doubleValue) else { return nil }
+        return value
+    }
+}
+
+/// The host's services: logging and embeddings.
+public struct HostServices: @unchecked Sendable {
+    // The host guarantees the table outlives every instance created with it.
+    let table: UnsafePointer<rp_host>
+
+    public enum Level: Int32 {
+        case debug = 0, info, warning, error
+    }
+
+    /// Logs through the daemon's logger.
+    public func log(_ level: Level, _ message: String) {
+        guard let log = table.pointee.log else { return }
+        var message = message
+        message.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { log(table.pointee.context, level.rawValue, $0.baseAddress, $0.count) }
+        }
+    }
+
+    /// Embeds a text with the instance's encoder.
+    public func embed(_ text: String, dimension: Int) throws -> [Float] {
+        guard table.pointee.struct_size >= MemoryLayout<rp_host>.size, let embed = table.pointee.embed else {
+            throw PluginError("this routerd offers no embedding service")
+        }
+        var output = [Float](repeating: 0, count: dimension)
+        var text = text
+        var error: UnsafePointer<CChar>?
+        let status = text.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { chars in
+                output.withUnsafeMutableBufferPointer {
+                    embed(table.pointee.context, chars.baseAddress, chars.count, $0.baseAddress, dimension, &error)
+                }
+            }
+        }
+        guard status == RP_OK else { throw PluginError(error.map { String(cString: $0) } ?? "embedding failed") }
+        return output
+    }
+}

@@ -1,0 +1,289 @@
+import Foundation
+
+/// The operations a request may name in `op`.
+public enum Op: String, Codable, Sendable, CaseIterable {
+    case route, score, routers, health, status, stats, reload
+
+    /// Admin ops change the daemon and need an admin peer.
+    public var isAdmin: Bool { self == .reload }
+}
+
+/// A chat message as OpenAI-style clients send it.
+public struct ChatMessage: Codable, Sendable, Hashable {
+    public var role: String
+    public var content: String
+
+    public init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
+}
+
+/// `route`: decide strong or weak for one prompt.
+public struct RouteRequest: Sendable, Hashable {
+    public var router: String
+    public var prompt: String
+    /// Overrides the router's configured threshold for this request only.
+    public var threshold: Double?
+
+    public init(router: String, prompt: String, threshold: Double? = nil) {
+        self.router = router
+        self.prompt = prompt
+        self.threshold = threshold
+    }
+}
+
+/// `score`: P(strong wins) for a batch of prompts, without a decision.
+public struct ScoreRequest: Sendable, Hashable {
+    public var router: String
+    public var prompts: [String]
+
+    public init(router: String, prompts: [String]) {
+        self.router = router
+        self.prompts = prompts
+    }
+}
+
+/// A decoded request.
+public enum Request: Sendable, Hashable {
+    case route(RouteRequest)
+    case score(ScoreRequest)
+    case routers
+    case health
+    case status
+    case stats
+    case reload
+
+    public var op: Op {
+        switch self {
+        case .route: return .route
+        case .score: return .score
+        case .routers: return .routers
+        case .health: return .health
+        case .status: return .status
+        case .stats: return .stats
+        case .reload: return .reload
+        }
+    }
+}
+
+/// A request line after decoding: its `id` (when one could be read) and
+/// either the request or the error to answer with.
+public struct DecodedRequest: Sendable {
+    public var id: RequestID?
+    public var op: Op?
+    public var outcome: Result<Request, ProtocolError>
+}
+
+/// Encodes and decodes request lines.
+public enum RequestCodec {
+    /// Decodes one request line (without its newline).
+    public static func decode(_ line: Data) -> DecodedRequest {
+        if String(validating: line, as: UTF8.self) == nil {
+            return DecodedRequest(id: nil, op: nil, outcome: .failure(ProtocolError(.badJSON, "request line is not valid UTF-8")))
+        }
+        do {
+            let wire = try JSONDecoder().decode(WireRequest.self, from: line)
+            return DecodedRequest(id: wire.id, op: wire.op, outcome: wire.outcome)
+        } catch DecodingError.typeMismatch {
+            return DecodedRequest(id: nil, op: nil, outcome: .failure(ProtocolError(.badJSON, "a request must be a JSON object")))
+        } catch {
+            return DecodedRequest(id: nil, op: nil, outcome: .failure(ProtocolError(.badJSON, "request is not valid JSON: \(jsonProblem(error))")))
+        }
+    }
+
+    /// Encodes a request as one line, newline included.
+    public static func encode(_ request: Request, id: RequestID?) throws -> Data {
+        var data = try encoder.encode(WireRequestOut(id: id, request: request))
+        data.append(0x0A)
+        return data
+    }
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    /// The most specific description Foundation gives of a JSON syntax error.
+    private static func jsonProblem(_ error: any Error) -> String {
+        guard case DecodingError.dataCorrupted(let context) = error else { return "\(error)" }
+        if let underlying = context.underlyingError as NSError?,
+            let detail = underlying.userInfo[NSDebugDescriptionErrorKey] as? String
+        {
+            return detail
+        }
+        return context.debugDescription
+    }
+}
+
+/// Any string as a coding key.
+struct FieldKey: CodingKey, Hashable {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ string: String) { stringValue = string }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// The request as it is on the wire. Decoding never throws past the top
+/// level: a problem with a field becomes `outcome`, so the `id` read first
+/// is still echoed in the error response.
+private struct WireRequest: Decodable {
+    var id: RequestID?
+    var op: Op?
+    var outcome: Result<Request, ProtocolError>
+
+    init(from decoder: any Decoder) throws {
+        let fields = try decoder.container(keyedBy: FieldKey.self)
+        var reader = FieldReader(container: fields)
+        do {
+            id = try reader.optional(RequestID.self, "id", expected: "a string or a number")
+            guard let opName = try reader.optional(String.self, "op", expected: "a string") else {
+                throw ProtocolError(.missingField, "missing field 'op' (one of: \(Op.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            guard let op = Op(rawValue: opName) else {
+                throw ProtocolError(.unknownOp, "unknown op '\(opName)' (known ops: \(Op.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            self.op = op
+            outcome = .success(try Self.body(op, &reader))
+        } catch let error as ProtocolError {
+            outcome = .failure(error)
+        }
+    }
+
+    private static func body(_ op: Op, _ reader: inout FieldReader) throws -> Request {
+        switch op {
+        case .route: return .route(try route(&reader))
+        case .score:
+            let router = try reader.required(String.self, "router", expected: "a string")
+            let prompts = try reader.required([String].self, "prompts", expected: "a list of strings")
+            return .score(ScoreRequest(router: router, prompts: prompts))
+        case .routers: return .routers
+        case .health: return .health
+        case .status: return .status
+        case .stats: return .stats
+        case .reload: return .reload
+        }
+    }
+
+    private static func route(_ reader: inout FieldReader) throws -> RouteRequest {
+        var router = try reader.optional(String.self, "router", expected: "a string")
+        var threshold = try reader.optional(Double.self, "threshold", expected: "a number")
+        // RouteLLM clients name the router and threshold in the model: router-<name>-<threshold>.
+        if let model = try reader.optional(String.self, "model", expected: "a string") {
+            guard let parsed = RouterModelName(model) else {
+                throw ProtocolError(.badField, "field 'model' must have the form router-<name>-<threshold>, found '\(model)'")
+            }
+            if let router, router != parsed.router {
+                throw ProtocolError(.badField, "field 'model' names router '\(parsed.router)' but field 'router' is '\(router)'")
+            }
+            router = parsed.router
+            threshold = threshold ?? parsed.threshold
+        }
+        guard let router else {
+            throw ProtocolError(.missingField, "missing field 'router' (or a 'model' of the form router-<name>-<threshold>)")
+        }
+        if let threshold, !(0...1).contains(threshold) {
+            throw ProtocolError(.badField, "field 'threshold' must be between 0 and 1, found \(threshold)")
+        }
+        let prompt: String
+        if let text = try reader.optional(String.self, "prompt", expected: "a string") {
+            prompt = text
+        } else if let messages = try reader.optional([WireMessage].self, "messages", expected: "a list of {role, content} objects") {
+            // As RouteLLM does: route on the last user turn.
+            guard let last = messages.last(where: { $0.role == "user" }) else {
+                throw ProtocolError(.badField, "field 'messages' has no message with role 'user'")
+            }
+            prompt = last.text
+        } else {
+            throw ProtocolError(.missingField, "missing field 'prompt' (or 'messages')")
+        }
+        return RouteRequest(router: router, prompt: prompt, threshold: threshold)
+    }
+}
+
+/// Reads fields with errors in protocol terms.
+private struct FieldReader {
+    var container: KeyedDecodingContainer<FieldKey>
+
+    func optional<T: Decodable>(_ type: T.Type, _ name: String, expected: String) throws -> T? {
+        let key = FieldKey(name)
+        guard container.contains(key), (try? container.decodeNil(forKey: key)) != true else { return nil }
+        do {
+            return try container.decode(T.self, forKey: key)
+        } catch let error as ProtocolError {
+            throw error
+        } catch {
+            throw ProtocolError(.badField, "field '\(name)' must be \(expected)")
+        }
+    }
+
+    func required<T: Decodable>(_ type: T.Type, _ name: String, expected: String) throws -> T {
+        guard let value = try optional(type, name, expected: expected) else {
+            throw ProtocolError(.missingField, "missing field '\(name)' (\(expected))")
+        }
+        return value
+    }
+}
+
+/// An OpenAI-style message whose content is a string or a list of parts.
+private struct WireMessage: Decodable {
+    var role: String
+    var text: String
+
+    private struct Part: Decodable {
+        var type: String
+        var text: String?
+    }
+
+    enum CodingKeys: String, CodingKey { case role, content }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        role = try container.decode(String.self, forKey: .role)
+        if let text = try? container.decode(String.self, forKey: .content) {
+            self.text = text
+        } else {
+            let parts = try container.decode([Part].self, forKey: .content)
+            text = parts.filter { $0.type == "text" }.compactMap(\.text).joined(separator: "\n")
+        }
+    }
+}
+
+/// RouteLLM's model name convention, `router-<name>-<threshold>`.
+public struct RouterModelName: Sendable, Hashable {
+    public var router: String
+    public var threshold: Double
+
+    public init?(_ model: String) {
+        guard model.hasPrefix("router-"), let dash = model.lastIndex(of: "-") else { return nil }
+        let name = model[model.index(model.startIndex, offsetBy: 7)..<dash]
+        guard !name.isEmpty, let threshold = Double(model[model.index(after: dash)...]), threshold.isFinite else { return nil }
+        router = String(name)
+        self.threshold = threshold
+    }
+}
+
+/// The request as a client writes it.
+private struct WireRequestOut: Encodable {
+    var id: RequestID?
+    var request: Request
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: FieldKey.self)
+        try container.encodeIfPresent(id, forKey: FieldKey("id"))
+        try container.encode(request.op.rawValue, forKey: FieldKey("op"))
+        switch request {
+        case .route(let route):
+            try container.encode(route.router, forKey: FieldKey("router"))
+            try container.encode(route.prompt, forKey: FieldKey("prompt"))
+            try container.encodeIfPresent(route.threshold, forKey: FieldKey("threshold"))
+        case .score(let score):
+            try container.encode(score.router, forKey: FieldKey("router"))
+            try container.encode(score.prompts, forKey: FieldKey("prompts"))
+        case .routers, .health, .status, .stats, .reload:
+            break
+        }
+    }
+}

@@ -1,0 +1,333 @@
+import Foundation
+
+/// Which model a decision picked.
+public enum Tier: String, Codable, Sendable {
+    case strong, weak
+}
+
+/// The result of `route`.
+public struct Decision: Codable, Sendable, Hashable {
+    /// The model to call: the router's strong or weak model.
+    public var model: String
+    public var tier: Tier
+    /// P(strong model wins), in [0, 1].
+    public var score: Double
+    /// The threshold applied: strong when score ≥ threshold.
+    public var threshold: Double
+    public var router: String
+    /// The config generation whose router decided.
+    public var generation: UInt64
+    /// Time spent deciding inside the daemon, in microseconds.
+    public var elapsedMicroseconds: Double
+
+    public init(model: String, tier: Tier, score: Double, threshold: Double, router: String, generation: UInt64, elapsedMicroseconds: Double) {
+        self.model = model
+        self.tier = tier
+        self.score = score
+        self.threshold = threshold
+        self.router = router
+        self.generation = generation
+        self.elapsedMicroseconds = elapsedMicroseconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model, tier, score, threshold, router, generation
+        case elapsedMicroseconds = "elapsed_us"
+    }
+}
+
+/// The result of `score`.
+public struct ScoreResult: Codable, Sendable, Hashable {
+    public var router: String
+    public var generation: UInt64
+    /// P(strong model wins) for each prompt, in request order.
+    public var scores: [Double]
+    public var elapsedMicroseconds: Double
+
+    public init(router: String, generation: UInt64, scores: [Double], elapsedMicroseconds: Double) {
+        self.router = router
+        self.generation = generation
+        self.scores = scores
+        self.elapsedMicroseconds = elapsedMicroseconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case router, generation, scores
+        case elapsedMicroseconds = "elapsed_us"
+    }
+}
+
+/// One router instance, as `routers` lists it.
+public struct RouterInfo: Codable, Sendable, Hashable {
+    public var name: String
+    public var plugin: String
+    public var pluginVersion: String
+    public var threshold: Double
+    public var strongModel: String
+    public var weakModel: String
+    public var generation: UInt64
+    /// What the plugin says about the instance (its `describe`), as JSON text.
+    public var details: String?
+
+    public init(
+        name: String, plugin: String, pluginVersion: String, threshold: Double, strongModel: String, weakModel: String,
+        generation: UInt64, details: String?
+    ) {
+        self.name = name
+        self.plugin = plugin
+        self.pluginVersion = pluginVersion
+        self.threshold = threshold
+        self.strongModel = strongModel
+        self.weakModel = weakModel
+        self.generation = generation
+        self.details = details
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, plugin, threshold, generation, details
+        case pluginVersion = "plugin_version"
+        case strongModel = "strong_model"
+        case weakModel = "weak_model"
+    }
+}
+
+/// The result of `routers`.
+public struct RoutersResult: Codable, Sendable, Hashable {
+    public var generation: UInt64
+    public var routers: [RouterInfo]
+
+    public init(generation: UInt64, routers: [RouterInfo]) {
+        self.generation = generation
+        self.routers = routers
+    }
+}
+
+/// A loaded plugin library.
+public struct PluginInfo: Codable, Sendable, Hashable {
+    public var name: String
+    public var version: String
+    public var library: String
+    public var abiVersion: UInt32
+
+    public init(name: String, version: String, library: String, abiVersion: UInt32) {
+        self.name = name
+        self.version = version
+        self.library = library
+        self.abiVersion = abiVersion
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, version, library
+        case abiVersion = "abi_version"
+    }
+}
+
+/// The result of `health` and `status`.
+public struct StatusResult: Codable, Sendable, Hashable {
+    public var version: String
+    public var pid: Int32
+    public var uptimeSeconds: Double
+    public var generation: UInt64
+    public var config: String
+    public var socket: String
+    public var plugins: [PluginInfo]
+    public var routers: [String]
+
+    public init(
+        version: String, pid: Int32, uptimeSeconds: Double, generation: UInt64, config: String, socket: String, plugins: [PluginInfo],
+        routers: [String]
+    ) {
+        self.version = version
+        self.pid = pid
+        self.uptimeSeconds = uptimeSeconds
+        self.generation = generation
+        self.config = config
+        self.socket = socket
+        self.plugins = plugins
+        self.routers = routers
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, pid, generation, config, socket, plugins, routers
+        case uptimeSeconds = "uptime_seconds"
+    }
+}
+
+/// Per-router counters in `stats`.
+public struct RouterStats: Codable, Sendable, Hashable {
+    public var decisions: UInt64
+    public var strong: UInt64
+    public var weak: UInt64
+    public var scored: UInt64
+    public var errors: UInt64
+
+    public init(decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64) {
+        self.decisions = decisions
+        self.strong = strong
+        self.weak = weak
+        self.scored = scored
+        self.errors = errors
+    }
+}
+
+/// The result of `stats`: counters since the daemon started.
+public struct StatsResult: Codable, Sendable, Hashable {
+    public var uptimeSeconds: Double
+    public var generation: UInt64
+    public var connectionsOpen: UInt64
+    public var connectionsTotal: UInt64
+    public var connectionsRejected: UInt64
+    /// Requests answered, by op name.
+    public var requests: [String: UInt64]
+    /// Error responses, by error code.
+    public var errors: [String: UInt64]
+    /// Decisions and scores, by router name.
+    public var routers: [String: RouterStats]
+    public var reloads: UInt64
+    public var reloadFailures: UInt64
+
+    public init(
+        uptimeSeconds: Double, generation: UInt64, connectionsOpen: UInt64, connectionsTotal: UInt64, connectionsRejected: UInt64,
+        requests: [String: UInt64], errors: [String: UInt64], routers: [String: RouterStats], reloads: UInt64, reloadFailures: UInt64
+    ) {
+        self.uptimeSeconds = uptimeSeconds
+        self.generation = generation
+        self.connectionsOpen = connectionsOpen
+        self.connectionsTotal = connectionsTotal
+        self.connectionsRejected = connectionsRejected
+        self.requests = requests
+        self.errors = errors
+        self.routers = routers
+        self.reloads = reloads
+        self.reloadFailures = reloadFailures
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case generation, requests, errors, routers, reloads
+        case uptimeSeconds = "uptime_seconds"
+        case connectionsOpen = "connections_open"
+        case connectionsTotal = "connections_total"
+        case connectionsRejected = "connections_rejected"
+        case reloadFailures = "reload_failures"
+    }
+}
+
+/// The result of `reload`.
+public struct ReloadResult: Codable, Sendable, Hashable {
+    public var generation: UInt64
+    public var previousGeneration: UInt64
+    public var routers: [String]
+
+    public init(generation: UInt64, previousGeneration: UInt64, routers: [String]) {
+        self.generation = generation
+        self.previousGeneration = previousGeneration
+        self.routers = routers
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case generation, routers
+        case previousGeneration = "previous_generation"
+    }
+}
+
+/// A response line: `{"id":…,"ok":true,"result":{…}}` or `{"error":{…},"id":…,"ok":false}`.
+public enum ResponseCodec {
+    private struct Success<Result: Encodable>: Encodable {
+        var id: RequestID?
+        var ok = true
+        var result: Result
+    }
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    /// Encodes a success line, newline included.
+    public static func success<Result: Encodable>(_ result: Result, id: RequestID?) -> [UInt8] {
+        do {
+            var bytes = [UInt8](try encoder.encode(Success(id: id, result: result)))
+            bytes.append(0x0A)
+            return bytes
+        } catch {
+            // Only a non-finite Double can fail here; routers never produce one.
+            return failure(ProtocolError(.internalError, "could not encode the response: \(error)"), id: id)
+        }
+    }
+
+    /// Encodes a `route` decision line, newline included: the hot path, written directly.
+    public static func success(_ decision: Decision, id: RequestID?) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.beginObject()
+        if let id {
+            writer.key("id")
+            writer.id(id)
+        }
+        writer.key("ok")
+        writer.bool(true)
+        writer.key("result")
+        writer.beginObject()
+        writer.key("elapsed_us")
+        writer.number(decision.elapsedMicroseconds)
+        writer.key("generation")
+        writer.number(decision.generation)
+        writer.key("model")
+        writer.string(decision.model)
+        writer.key("router")
+        writer.string(decision.router)
+        writer.key("score")
+        writer.number(decision.score)
+        writer.key("threshold")
+        writer.number(decision.threshold)
+        writer.key("tier")
+        writer.string(decision.tier.rawValue)
+        writer.endObject()
+        writer.endObject()
+        writer.newline()
+        return writer.bytes
+    }
+
+    /// Encodes an error line, newline included.
+    public static func failure(_ error: ProtocolError, id: RequestID?) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.beginObject()
+        writer.key("error")
+        writer.beginObject()
+        writer.key("code")
+        writer.string(error.code.rawValue)
+        writer.key("message")
+        writer.string(error.message)
+        writer.endObject()
+        if let id {
+            writer.key("id")
+            writer.id(id)
+        }
+        writer.key("ok")
+        writer.bool(false)
+        writer.endObject()
+        writer.newline()
+        return writer.bytes
+    }
+
+    /// The envelope of a response line, with the result left undecoded.
+    public struct Envelope: Decodable, Sendable {
+        public var id: RequestID?
+        public var ok: Bool
+        public var error: ProtocolError?
+    }
+
+    private struct ResultOnly<Result: Decodable>: Decodable {
+        var result: Result
+    }
+
+    /// Decodes a response line into `Result`, or throws the ``ProtocolError`` it carries.
+    public static func decode<Result: Decodable>(_ type: Result.Type, from line: Data) throws -> Result {
+        let decoder = JSONDecoder()
+        let envelope = try decoder.decode(Envelope.self, from: line)
+        if !envelope.ok {
+            throw envelope.error ?? ProtocolError(.internalError, "error response without an error object")
+        }
+        return try decoder.decode(ResultOnly<Result>.self, from: line).result
+    }
+}

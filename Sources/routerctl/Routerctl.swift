@@ -1,0 +1,184 @@
+import ArgumentParser
+import Foundation
+import RouterClient
+import RouterConfig
+import RouterProtocol
+
+@main
+struct Routerctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "routerctl",
+        abstract: "Ask routerd for routing decisions and inspect or control it.",
+        version: "0.1.0",
+        subcommands: [Route.self, Score.self, Routers.self, Status.self, Stats.self, Reload.self, Bench.self, EchoServerCommand.self])
+}
+
+/// Options every subcommand shares.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "routerd's socket. Default: $ROUTERD_SOCKET, else socket.path of --config, else \(ConfigLoader.defaultSocketPath).")
+    var socket: String?
+
+    @Option(name: [.short, .long], help: "The config whose socket.path to use.")
+    var config: String = ConfigLoader.defaultPath
+
+    @Flag(help: "Print the daemon's JSON response instead of the readable form.")
+    var json = false
+
+    var socketPath: String {
+        if let socket { return socket }
+        if let path = ProcessInfo.processInfo.environment["ROUTERD_SOCKET"], !path.isEmpty { return path }
+        return ConfigLoader.socketPath(inConfig: config) ?? ConfigLoader.defaultSocketPath
+    }
+
+    /// Connects, runs `body`, and turns client errors into a message and exit code 1.
+    func withConnection<T: Sendable>(_ body: (RouterConnection) async throws -> T) async throws -> T {
+        do {
+            let connection = try await RouterConnection.connect(socketPath: socketPath)
+            defer { Task { await connection.close() } }
+            return try await body(connection)
+        } catch {
+            printError("routerctl: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    /// Prints either the raw response (with --json) or the readable form.
+    func run<T: Decodable & Sendable>(_ request: Request, as type: T.Type, readable: (T) -> String) async throws {
+        if json {
+            let line = try await withConnection { try await $0.rawResponse(request) }
+            print(String(decoding: line, as: UTF8.self))
+            if let envelope = try? JSONDecoder().decode(ResponseCodec.Envelope.self, from: line), !envelope.ok { throw ExitCode(1) }
+        } else {
+            let result = try await withConnection { try await $0.send(request, as: T.self) }
+            print(readable(result))
+        }
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+struct Route: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Decide strong or weak for a prompt.")
+
+    @OptionGroup var options: ConnectionOptions
+    @Option(name: [.short, .long], help: "The router instance.") var router: String = "random"
+    @Option(help: "Override the router's threshold for this request.") var threshold: Double?
+    @Argument(help: "The prompt; read from standard input when absent.") var prompt: String?
+
+    func run() async throws {
+        let text = prompt ?? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        try await options.run(.route(RouteRequest(router: router, prompt: text, threshold: threshold)), as: Decision.self) { decision in
+            let comparison = decision.tier == .strong ? "≥" : "<"
+            return """
+                \(decision.tier.rawValue)  \(decision.model)
+                score \(format(decision.score)) \(comparison) threshold \(format(decision.threshold)) · router \(decision.router) · generation \(decision.generation) · \(decision.elapsedMicroseconds) µs
+                """
+        }
+    }
+}
+
+struct Score: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Score prompts (one per line on standard input, or as arguments) without deciding.")
+
+    @OptionGroup var options: ConnectionOptions
+    @Option(name: [.short, .long], help: "The router instance.") var router: String = "random"
+    @Argument(help: "Prompts; one per line from standard input when absent.") var prompts: [String] = []
+
+    func run() async throws {
+        let texts =
+            prompts.isEmpty
+            ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").map(String.init) : prompts
+        try await options.run(.score(ScoreRequest(router: router, prompts: texts)), as: ScoreResult.self) { result in
+            zip(result.scores, texts).map { "\(format($0))  \(excerpt($1))" }.joined(separator: "\n")
+        }
+    }
+}
+
+struct Routers: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the router instances of the current generation.")
+    @OptionGroup var options: ConnectionOptions
+
+    func run() async throws {
+        try await options.run(.routers, as: RoutersResult.self) { result in
+            let rows = result.routers.map { [$0.name, "\($0.plugin) \($0.pluginVersion)", format($0.threshold), $0.strongModel, $0.weakModel] }
+            return "generation \(result.generation)\n" + table(header: ["ROUTER", "PLUGIN", "THRESHOLD", "STRONG", "WEAK"], rows: rows)
+        }
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show version, uptime, generation and loaded plugins.")
+    @OptionGroup var options: ConnectionOptions
+
+    func run() async throws {
+        try await options.run(.status, as: StatusResult.self) { status in
+            var lines = [
+                "routerd \(status.version), pid \(status.pid), up \(String(format: "%.0f", status.uptimeSeconds)) s",
+                "config      \(status.config)",
+                "socket      \(status.socket)",
+                "generation  \(status.generation)",
+                "routers     \(status.routers.joined(separator: ", "))",
+                "plugins",
+            ]
+            lines += status.plugins.map { "  \($0.name) \($0.version) (ABI \($0.abiVersion))  \($0.library)" }
+            return lines.joined(separator: "\n")
+        }
+    }
+}
+
+struct Stats: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show counters since routerd started.")
+    @OptionGroup var options: ConnectionOptions
+
+    func run() async throws {
+        try await options.run(.stats, as: StatsResult.self) { stats in
+            var lines = [
+                "generation \(stats.generation), up \(String(format: "%.0f", stats.uptimeSeconds)) s",
+                "connections: \(stats.connectionsOpen) open, \(stats.connectionsTotal) total, \(stats.connectionsRejected) rejected",
+                "reloads: \(stats.reloads) ok, \(stats.reloadFailures) rejected",
+                "requests: " + stats.requests.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+                "errors: "
+                    + (stats.errors.isEmpty
+                        ? "none" : stats.errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
+            ]
+            let rows = stats.routers.sorted { $0.key < $1.key }.map { name, router in
+                let share = router.decisions == 0 ? "-" : String(format: "%.1f%%", Double(router.strong) / Double(router.decisions) * 100)
+                return [name, "\(router.decisions)", share, "\(router.scored)", "\(router.errors)"]
+            }
+            if !rows.isEmpty { lines.append(table(header: ["ROUTER", "DECISIONS", "STRONG", "SCORED", "ERRORS"], rows: rows)) }
+            return lines.joined(separator: "\n")
+        }
+    }
+}
+
+struct Reload: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Reload the config. On any problem the current generation keeps serving and every problem is listed.")
+    @OptionGroup var options: ConnectionOptions
+
+    func run() async throws {
+        try await options.run(.reload, as: ReloadResult.self) { result in
+            "reloaded: generation \(result.previousGeneration) → \(result.generation) (routers: \(result.routers.joined(separator: ", ")))"
+        }
+    }
+}
+
+func format(_ value: Double) -> String { String(format: "%.4f", value) }
+
+func excerpt(_ text: String) -> String {
+    let flat = text.replacingOccurrences(of: "\n", with: " ")
+    return flat.count > 60 ? String(flat.prefix(57)) + "..." : flat
+}
+
+/// Left-aligned columns separated by two spaces; `widths` fixes the column widths.
+func table(header: [String], rows: [[String]], widths fixed: [Int]? = nil) -> String {
+    let all = [header] + rows
+    let widths = fixed ?? header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+    return all.map { row in
+        row.enumerated().map { index, cell in
+            index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+    }.joined(separator: "\n")
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import RouterConfig
+import RouterDaemon
+import RouterEngine
+import ServiceLifecycle
+
+@main
+struct Routerd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "routerd",
+        abstract: "Routes each prompt to a strong or a weak LLM, over a Unix socket speaking line-delimited JSON.",
+        discussion: """
+            routerd loads the router plugins its config names, listens on a Unix domain socket and answers
+            `route` requests with the model to call. SIGHUP reloads the config; SIGTERM and SIGINT stop it
+            after the requests in flight are answered. See docs/OPERATIONS.md.
+            """,
+        version: Engine.version)
+
+    @Option(name: [.short, .long], help: "The config file.")
+    var config: String = ConfigLoader.defaultPath
+
+    @Option(help: "Listen on this socket path instead of the config's socket.path.")
+    var socket: String?
+
+    @Flag(name: .customLong("check-config"), help: "Validate the config, its plugin descriptors and plugins, then exit (non-zero on any problem).")
+    var checkConfig = false
+
+    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical); overrides logging.level.")
+    var logLevel: DaemonConfig.Logging.Level?
+
+    func run() async throws {
+        let executableDirectory = Self.executableDirectory()
+        let configuredLevel =
+            (try? ConfigLoader.load(file: config, hostABIVersion: Int(PluginLibrary.hostABIVersion), executableDirectory: executableDirectory))?
+            .logging.level
+        let level = Logger.Level(rawValue: (logLevel ?? configuredLevel ?? .info).rawValue) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "routerd")
+
+        if checkConfig {
+            do {
+                let generation = try Engine.check(configFile: config, executableDirectory: executableDirectory, logger: logger)
+                print(
+                    "routerd: \(generation.config.file) is valid: \(generation.routerNames.count) router(s): \(generation.routerNames.joined(separator: ", "))"
+                )
+                return
+            } catch {
+                Self.report(error, config: config)
+                throw ExitCode(1)
+            }
+        }
+
+        let engine: Engine
+        do {
+            engine = try Engine(configFile: config, executableDirectory: executableDirectory, logger: logger)
+        } catch {
+            Self.report(error, config: config)
+            throw ExitCode(1)
+        }
+        let generation = engine.current
+        logger.notice(
+            "loaded", metadata: ["config": "\(generation.config.file)", "generation": "\(generation.number)", "routers": "\(generation.routerNames)"])
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let threadPool = NIOThreadPool.singleton
+        let daemon = DaemonService(
+            engine: engine, socketPath: socket ?? generation.config.socket.path, group: group, threadPool: threadPool, logger: logger)
+        let reloader = ReloadOnSignalService(engine: engine, threadPool: threadPool, logger: logger)
+        let services = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: daemon), .init(service: reloader)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        do {
+            try await services.run()
+        } catch let error as SocketPathError {
+            FileHandle.standardError.write(Data("routerd: \(error)\n".utf8))
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+        try await group.shutdownGracefully()
+    }
+
+    private static func report(_ error: GenerationError, config: String) {
+        let count = error.problems.count
+        var text = "routerd: \(config): \(count) problem\(count == 1 ? "" : "s"):\n"
+        for problem in error.problems { text += "  \(problem)\n" }
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    /// The folder of the running binary; plugin libraries built next to it are found there.
+    private static func executableDirectory() -> String? {
+        guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+        return (path as NSString).deletingLastPathComponent
+    }
+}
+
+extension DaemonConfig.Logging.Level: ExpressibleByArgument {}

@@ -1,0 +1,47 @@
+import CRouterPlugin
+import RouterPluginKit
+
+/// RouteLLM's `random` router: P(strong wins) is uniform in [0, 1].
+///
+/// Without a seed every call draws a fresh number. With a seed the score is a
+/// hash of (seed, prompt), so the same prompt always gets the same score,
+/// whatever the order or concurrency of requests — which makes decisions
+/// reproducible in tests and checkable across reloads.
+final class RandomRouter: RouterPlugin {
+    static let name = "random"
+    static let version = "1.0.0"
+
+    private let seed: UInt64?
+
+    init(context: PluginContext) throws {
+        if let seed = context.params.int("seed") {
+            guard seed >= 0 else { throw PluginError("seed must be a non-negative integer, found \(seed)") }
+            self.seed = UInt64(seed)
+        } else {
+            seed = nil
+        }
+    }
+
+    func score(_ prompt: Prompt) throws -> Double {
+        guard let seed else { return Double.random(in: 0..<1) }
+        // FNV-1a over the prompt bytes, keyed by the seed, then the SplitMix64
+        // finaliser so nearby inputs spread over the whole range.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325 ^ (seed &* 0x9E37_79B9_7F4A_7C15)
+        for byte in prompt.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+        }
+        hash = (hash ^ (hash >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
+        hash ^= hash >> 31
+        return Double(hash >> 11) / Double(1 << 53)
+    }
+
+    func describe() -> String? {
+        seed.map { #"{"seed":\#($0)}"# } ?? #"{"seed":null}"#
+    }
+}
+
+@_cdecl("routerd_plugin_entry")
+public func routerdPluginEntry(_ hostABI: UInt32, _ out: UnsafeMutablePointer<rp_plugin>?, _ size: Int) -> Int32 {
+    exportRouterPlugin(RandomRouter.self, hostABI: hostABI, into: out, size: size)
+}
