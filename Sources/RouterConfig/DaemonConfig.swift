@@ -186,7 +186,7 @@ public enum ConfigLoader {
                 }
             }
             guard let descriptor = descriptors[plugin] else { continue }
-            let params = descriptor.validate(params: fields["params"], router: name, configFolder: folder, diagnostics)
+            let params = descriptor.validate(params: fields["params"], router: name, at: keyNode, configFolder: folder, diagnostics)
             if let threshold, let strong, let weak {
                 routers.append(.init(name: name, plugin: plugin, threshold: threshold, strongModel: strong, weakModel: weak, params: params))
             }

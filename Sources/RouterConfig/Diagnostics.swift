@@ -21,7 +21,16 @@ public struct ConfigIssue: Sendable, Hashable, CustomStringConvertible {
 public struct ConfigError: Error, Sendable, CustomStringConvertible {
     public var issues: [ConfigIssue]
 
-    public init(issues: [ConfigIssue]) { self.issues = issues }
+    /// Keeps the issues of each file in line order, as a reader goes through the file.
+    public init(issues: [ConfigIssue]) {
+        self.issues = issues.enumerated().sorted { left, right in
+            let (a, b) = (left.element, right.element)
+            guard a.file == b.file else { return left.offset < right.offset }
+            let aPlace = (a.mark?.line ?? 0, a.mark?.column ?? 0)
+            let bPlace = (b.mark?.line ?? 0, b.mark?.column ?? 0)
+            return aPlace == bPlace ? left.offset < right.offset : aPlace < bPlace
+        }.map(\.element)
+    }
 
     public var description: String { issues.map(\.description).joined(separator: "\n") }
 }

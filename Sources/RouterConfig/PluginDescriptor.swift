@@ -139,7 +139,9 @@ public struct PluginDescriptor: Sendable {
 
     /// Checks a router's parameters against this descriptor: unknown keys, wrong
     /// types and missing required values are reported; defaults are filled in.
-    func validate(params node: YAMLNode?, router: String, configFolder: String, _ diagnostics: Diagnostics) -> [String: ParamValue] {
+    func validate(params node: YAMLNode?, router: String, at routerNode: YAMLNode, configFolder: String, _ diagnostics: Diagnostics)
+        -> [String: ParamValue]
+    {
         let allowed = Set(params.map(\.name))
         let given = node?.fields("params of router '\(router)' (plugin '\(name)')", allowed: allowed, diagnostics) ?? [:]
         var values: [String: ParamValue] = [:]
@@ -154,7 +156,8 @@ public struct PluginDescriptor: Sendable {
                 values[spec.name] = value
             } else if spec.required {
                 diagnostics.report(
-                    "router '\(router)' is missing required parameter '\(spec.name)' (\(spec.type.rawValue)) of plugin '\(name)'", at: node)
+                    "router '\(router)' is missing required parameter '\(spec.name)' (\(spec.type.rawValue)) of plugin '\(name)'",
+                    at: node ?? routerNode)
             }
         }
         return values

@@ -31,9 +31,11 @@ struct LineFrameDecoder: ByteToMessageDecoder {
         guard let newline = view[(view.startIndex + scanned)...].firstIndex(of: UInt8(ascii: "\n")) else {
             if discarding {
                 buffer.moveReaderIndex(to: buffer.writerIndex)
+                scanned = 0
             } else if buffer.readableBytes > maxLength {
                 discarding = true
                 buffer.moveReaderIndex(to: buffer.writerIndex)
+                scanned = 0
                 context.fireChannelRead(wrapInboundOut(.tooLong))
             } else {
                 scanned = buffer.readableBytes

@@ -257,9 +257,11 @@ public struct RouterModelName: Sendable, Hashable {
     public var threshold: Double
 
     public init?(_ model: String) {
-        guard model.hasPrefix("router-"), let dash = model.lastIndex(of: "-") else { return nil }
-        let name = model[model.index(model.startIndex, offsetBy: 7)..<dash]
-        guard !name.isEmpty, let threshold = Double(model[model.index(after: dash)...]), threshold.isFinite else { return nil }
+        guard model.hasPrefix("router-") else { return nil }
+        let rest = model.dropFirst("router-".count)
+        guard let dash = rest.lastIndex(of: "-") else { return nil }
+        let name = rest[..<dash]
+        guard !name.isEmpty, let threshold = Double(rest[rest.index(after: dash)...]), threshold.isFinite else { return nil }
         router = String(name)
         self.threshold = threshold
     }

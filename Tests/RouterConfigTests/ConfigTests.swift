@@ -1,0 +1,195 @@
+import Foundation
+import Testing
+
+@testable import RouterConfig
+
+@Suite struct YAMLTests {
+    @Test func nodesKeepTheirLineAndColumn() throws {
+        let root = try YAMLParser.parse("a: 1\nb:\n  - x\n  - 'y'\n")
+        guard case .mapping(let pairs) = root.kind else {
+            Issue.record("not a mapping")
+            return
+        }
+        #expect(pairs.map(\.key.mark) == [SourceMark(line: 1, column: 1), SourceMark(line: 2, column: 1)])
+        guard case .sequence(let items) = pairs[1].value.kind else {
+            Issue.record("not a list")
+            return
+        }
+        #expect(items[1].mark == SourceMark(line: 4, column: 5))
+        guard case .scalar("y", let plain) = items[1].kind else {
+            Issue.record("not the scalar y")
+            return
+        }
+        #expect(!plain, "a quoted scalar is always a string")
+    }
+
+    @Test func duplicateKeysAreErrors() {
+        #expect(throws: YAMLSyntaxError.self) { try YAMLParser.parse("a: 1\nb: 2\na: 3\n") }
+        do {
+            _ = try YAMLParser.parse("a: 1\nb: 2\na: 3\n")
+        } catch {
+            #expect(error.mark.line == 3)
+            #expect(error.message.contains("duplicate key 'a' (first defined at line 1)"))
+        }
+    }
+
+    @Test func syntaxErrorsPointAtTheProblem() {
+        do {
+            _ = try YAMLParser.parse("a:\n  b: [1, 2\nc: 3\n")
+            Issue.record("parsed")
+        } catch {
+            #expect(error.mark.line == 3)
+        }
+    }
+
+    @Test func anchorsAndAliasesResolve() throws {
+        let root = try YAMLParser.parse("base: &b {x: 1}\ncopy: *b\n")
+        guard case .mapping(let pairs) = root.kind, case .mapping(let copy) = pairs[1].value.kind else {
+            Issue.record("unexpected shape")
+            return
+        }
+        #expect(copy.count == 1)
+    }
+}
+
+@Suite struct ConfigLoaderTests {
+    /// A folder with a fake plugin library (the config layer only checks it exists).
+    func fixture(_ config: String) throws -> (file: String, folder: String) {
+        let folder = NSTemporaryDirectory() + "routerd-config-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder + "/plugins/random", withIntermediateDirectories: true)
+        try "not really a library".write(toFile: folder + "/plugins/random/libRandomRouter.so", atomically: true, encoding: .utf8)
+        try """
+        name: random
+        library: libRandomRouter.so
+        abi_version: 1
+        params:
+          seed:
+            type: int
+          label:
+            type: string
+            default: none
+          weights:
+            type: path
+          strict:
+            type: bool
+            required: true
+        """.write(toFile: folder + "/plugins/random/plugin.yaml", atomically: true, encoding: .utf8)
+        try config.write(toFile: folder + "/routerd.yaml", atomically: true, encoding: .utf8)
+        return (folder + "/routerd.yaml", folder)
+    }
+
+    func load(_ config: String) throws -> DaemonConfig {
+        try ConfigLoader.load(file: try fixture(config).file, hostABIVersion: 1)
+    }
+
+    func problems(_ config: String) -> [String] {
+        do {
+            _ = try load(config)
+            return []
+        } catch let error as ConfigError {
+            return error.issues.map { "\($0.mark?.description ?? "-") \($0.message)" }
+        } catch {
+            return ["\(error)"]
+        }
+    }
+
+    @Test func aValidConfigLoadsWithDefaultsAndResolvedPaths() throws {
+        let config = try load(
+            """
+            socket:
+              path: run/routerd.sock
+              mode: 0640
+            plugins:
+              search_paths: [plugins]
+            routers:
+              r:
+                plugin: random
+                threshold: 0.3
+                strong_model: s
+                weak_model: w
+                params:
+                  strict: yes
+                  weights: weights/w.safetensors
+            """)
+        let folder = (config.file as NSString).deletingLastPathComponent
+        #expect(config.socket.path == folder + "/run/routerd.sock")
+        #expect(config.socket.mode == 0o640)
+        #expect(config.limits.maxLineBytes == 1 << 20)
+        #expect(config.limits.maxConnections == 1024)
+        #expect(config.routers.count == 1)
+        let router = config.routers[0]
+        #expect(router.threshold == 0.3)
+        #expect(router.params["strict"] == .bool(true))
+        #expect(router.params["label"] == .string("none"), "defaults are filled in")
+        #expect(router.params["weights"] == .string(folder + "/weights/w.safetensors"), "path params resolve against the config")
+        #expect(router.params["seed"] == nil)
+        #expect(config.plugins["random"]?.libraryPath == folder + "/plugins/random/libRandomRouter.so")
+    }
+
+    @Test func everyProblemIsListedWithItsPlace() {
+        let found = problems(
+            """
+            socket:
+              path: /tmp/x.sock
+              colour: blue
+            limits:
+              max_connections: many
+            plugins:
+              search_paths: [plugins]
+            routers:
+              r:
+                plugin: random
+                threshold: 1.5
+                strong_model: s
+                params:
+                  seed: 1.5
+                  strict: maybe
+            """)
+        #expect(
+            found == [
+                "3:3 unknown key 'colour' in socket (known keys: group, mode, path)",
+                "5:20 limits.max_connections must be an integer, found 'many'",
+                "9:3 router 'r' is missing required key 'weak_model'",
+                "11:16 router 'r': threshold must be between 0.0 and 1.0, found 1.5",
+                "14:13 parameter 'seed' of router 'r' must be an integer, found '1.5'",
+                "15:15 parameter 'strict' of router 'r' must be true or false, found 'maybe'",
+            ], "\(found)")
+    }
+
+    @Test func unknownPluginsAndMissingRequiredParamsAreReported() {
+        let found = problems(
+            """
+            plugins:
+              search_paths: [plugins]
+            routers:
+              a:
+                plugin: nonesuch
+                threshold: 0.5
+                strong_model: s
+                weak_model: w
+              b:
+                plugin: random
+                threshold: 0.5
+                strong_model: s
+                weak_model: w
+            """)
+        #expect(found.count == 2, "\(found)")
+        #expect(found[0].hasPrefix("5:13 router 'a' uses unknown plugin 'nonesuch' (looked for: "))
+        #expect(found[1] == "9:3 router 'b' is missing required parameter 'strict' (bool) of plugin 'random'")
+    }
+
+    @Test func aConfigWithoutRoutersIsRejected() {
+        #expect(problems("socket:\n  path: /tmp/x.sock\n") == ["1:1 no routers configured; add at least one under 'routers:'"])
+    }
+
+    @Test func aMissingFileSaysSo() {
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(file: "/nonexistent/routerd.yaml", hostABIVersion: 1) }
+    }
+
+    @Test func clientsReadOnlyTheSocketPath() throws {
+        let (file, folder) = try fixture("socket:\n  path: s.sock\nrouters: {broken\n")
+        #expect(ConfigLoader.socketPath(inConfig: file) == nil, "unparseable YAML gives no path")
+        try "socket:\n  path: s.sock\nrouters: []\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(ConfigLoader.socketPath(inConfig: file) == folder + "/s.sock")
+    }
+}

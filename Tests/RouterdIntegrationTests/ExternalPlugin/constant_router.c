@@ -1,0 +1,91 @@
+/*
+ * A router plugin written in C against router_plugin.h alone, built outside
+ * the Swift package:
+ *
+ *   cc -shared -fPIC -I <repo>/Sources/CRouterPlugin/include \
+ *      -o libconstant.so constant_router.c
+ *
+ * It proves the ABI is usable without this repository's build. Every prompt
+ * scores the `score` parameter. Test variants:
+ *   -DPLUGIN_ABI_VERSION=N   claim another ABI version (the host must refuse it)
+ *   -DOMIT_ENTRY             export no entry point (the host must refuse it)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "router_plugin.h"
+
+#ifndef PLUGIN_ABI_VERSION
+#define PLUGIN_ABI_VERSION RP_ABI_VERSION
+#endif
+
+typedef struct {
+    double score;
+} constant_router;
+
+static char *copy_string(const char *text) {
+    size_t length = strlen(text) + 1;
+    char *copy = malloc(length);
+    if (copy) memcpy(copy, text, length);
+    return copy;
+}
+
+static int create(const rp_host *host, const rp_instance_info *info, void **instance, char **error) {
+    /* The host validated params against plugin.yaml, so "score" is a number here. */
+    const char *found = strstr(info->params_json, "\"score\":");
+    if (!found) {
+        *error = copy_string("params lack 'score'");
+        return RP_ERROR;
+    }
+    constant_router *router = malloc(sizeof *router);
+    if (!router) return RP_ERROR;
+    router->score = strtod(found + strlen("\"score\":"), NULL);
+    if (router->score < 0 || router->score > 1) {
+        free(router);
+        *error = copy_string("score must be within [0, 1]");
+        return RP_ERROR;
+    }
+    char message[128];
+    int length = snprintf(message, sizeof message, "constant router '%s' created with score %g", info->name, router->score);
+    host->log(host->context, RP_LOG_INFO, message, (size_t)length);
+    *instance = router;
+    return RP_OK;
+}
+
+static int score(void *instance, const rp_prompt *prompts, size_t count, double *scores, char **error) {
+    (void)prompts;
+    (void)error;
+    const constant_router *router = instance;
+    for (size_t i = 0; i < count; i++) scores[i] = router->score;
+    return RP_OK;
+}
+
+static char *describe(void *instance) {
+    char text[64];
+    snprintf(text, sizeof text, "{\"score\":%g}", ((constant_router *)instance)->score);
+    return copy_string(text);
+}
+
+static void destroy(void *instance) { free(instance); }
+
+static void free_string(char *text) { free(text); }
+
+#ifndef OMIT_ENTRY
+int routerd_plugin_entry(uint32_t host_abi_version, rp_plugin *out, size_t out_size) {
+    (void)host_abi_version; /* report our version; the host decides */
+    if (out_size < sizeof *out) return RP_ERROR;
+    out->abi_version = PLUGIN_ABI_VERSION;
+    out->struct_size = sizeof *out;
+    out->name = "constant";
+    out->version = "1.0.0";
+    out->create = create;
+    out->score = score;
+    out->describe = describe;
+    out->destroy = destroy;
+    out->free_string = free_string;
+    return RP_OK;
+}
+#else
+int some_other_symbol(void) { return 0; }
+#endif

@@ -1,0 +1,292 @@
+import Foundation
+import RouterProtocol
+import Testing
+
+/// Paths of the package under test.
+enum Package {
+    /// The repository root (this file is Tests/RouterdIntegrationTests/Harness.swift).
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    /// The folder with the built products: next to the test binary, unless ROUTERD_BIN_DIR says otherwise.
+    static let binDirectory: String = {
+        if let dir = ProcessInfo.processInfo.environment["ROUTERD_BIN_DIR"], !dir.isEmpty { return dir }
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var folder = (exe as NSString).deletingLastPathComponent
+        // swift test runs <bin>/llm-routerPackageTests.xctest; it may be a bundle folder on some platforms.
+        if folder.hasSuffix(".xctest") { folder = (folder as NSString).deletingLastPathComponent }
+        return folder
+    }()
+
+    static func binary(_ name: String) throws -> String {
+        let path = binDirectory + "/" + name
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw HarnessError("\(path) is missing; build the package first (`swift build --build-tests`, as `make test` does)")
+        }
+        return path
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A temporary folder, removed when the test ends.
+final class TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array((NSTemporaryDirectory() + "routerd-test-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw HarnessError("mkdtemp failed") }
+        path = String(cString: made)
+        chmod(path, 0o755)  // so a test client running as another user can reach the socket
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func write(_ name: String, _ text: String) throws -> String {
+        let file = path + "/" + name
+        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+}
+
+/// Writes routerd configs for tests.
+enum TestConfig {
+    static let strong = "gpt-4-1106-preview"
+    static let weak = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+    static func yaml(
+        socket: String, routers: String? = nil, limits: String = "  idle_timeout: 30", admin: String = "",
+        searchPaths: [String] = [Package.root + "/plugins"],
+        mode: String = "0660"
+    ) -> String {
+        """
+        socket:
+          path: \(socket)
+          mode: \(mode)
+        \(admin)
+        plugins:
+          search_paths: [\(searchPaths.joined(separator: ", "))]
+        limits:
+        \(limits)
+        logging:
+          level: info
+        routers:
+        \(routers ?? randomRouter())
+        """
+    }
+
+    static func randomRouter(name: String = "random", threshold: Double = 0.5, seed: Int? = 7) -> String {
+        """
+          \(name):
+            plugin: random
+            threshold: \(threshold)
+            strong_model: \(strong)
+            weak_model: \(weak)
+        \(seed.map { "    params:\n      seed: \($0)" } ?? "")
+        """
+    }
+}
+
+/// A running routerd process on a temporary socket.
+final class Daemon {
+    let directory: TemporaryDirectory
+    let socket: String
+    let configFile: String
+    let process = Process()
+    /// routerd's standard error goes to a file, read back by `log`.
+    private let logFile: String
+
+    /// Starts routerd on `config` (a function of the socket path) and waits until it accepts connections.
+    init(
+        directory: TemporaryDirectory? = nil, config: (String) -> String = { TestConfig.yaml(socket: $0) }, arguments: [String] = [],
+        environment: [String: String] = [:]
+    ) throws {
+        self.directory = try directory ?? TemporaryDirectory()
+        socket = self.directory.path + "/routerd.sock"
+        configFile = try self.directory.write("routerd.yaml", config(socket))
+        process.executableURL = URL(fileURLWithPath: try Package.binary("routerd"))
+        process.arguments = ["--config", configFile] + arguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        env.removeValue(forKey: "LISTEN_FDS")
+        env.removeValue(forKey: "LISTEN_PID")
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        logFile = self.directory.path + "/routerd.log"
+        _ = FileManager.default.createFile(atPath: logFile, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: logFile)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        try waitUntilServing()
+    }
+
+    /// What routerd wrote to standard error so far.
+    var log: String {
+        String(decoding: FileManager.default.contents(atPath: logFile) ?? Data(), as: UTF8.self)
+    }
+
+    private func waitUntilServing() throws {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if !process.isRunning {
+                throw HarnessError("routerd exited with status \(process.terminationStatus) before serving:\n\(log)")
+            }
+            if let connection = try? LineSocket(path: socket) {
+                connection.close()
+                return
+            }
+            usleep(20_000)
+        }
+        throw HarnessError("routerd did not start serving \(socket) within 20 s:\n\(log)")
+    }
+
+    func connect() throws -> LineSocket { try LineSocket(path: socket) }
+
+    /// Sends SIGTERM and waits for the exit status.
+    @discardableResult
+    func stop(signal: Int32 = SIGTERM) -> Int32 {
+        if process.isRunning {
+            kill(process.processIdentifier, signal)
+            process.waitUntilExit()
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// A blocking Unix-socket client that speaks raw lines, so tests control every byte.
+final class LineSocket {
+    let fd: Int32
+    private var buffer: [UInt8] = []
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket() failed") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw HarnessError("connect(\(path)): \(reason)")
+        }
+    }
+
+    deinit { Glibc.close(fd) }
+
+    func close() { shutdown(fd, Int32(SHUT_RDWR)) }
+
+    /// Stops sending; the daemon still answers what it received.
+    func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
+
+    func send(_ text: String) throws { try send(Array(text.utf8)) }
+
+    func send(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { throw HarnessError("send failed: \(String(cString: strerror(errno)))") }
+            offset += written
+        }
+    }
+
+    /// Reads one line (without its newline), or nil at end of stream.
+    func readLine(timeout: Double = 10) throws -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if let newline = buffer.firstIndex(of: 0x0A) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                return line
+            }
+            let remaining = deadline.timeIntervalSinceNow
+            guard remaining > 0 else { throw HarnessError("no complete line within \(timeout) s (have \(buffer.count) bytes)") }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, Int32(remaining * 1000)) > 0 else { continue }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let count = recv(fd, &chunk, chunk.count, 0)
+            if count <= 0 { return buffer.isEmpty ? nil : String(decoding: buffer, as: UTF8.self).also { buffer.removeAll() } }
+            buffer.append(contentsOf: chunk[..<count])
+        }
+    }
+
+    /// Sends one `route` line and decodes the decision exactly. (JSONSerialization
+    /// on Linux may misread the last digit of a double; JSONDecoder does not.)
+    func decision(_ line: String) throws -> Decision {
+        try send(line + "\n")
+        guard let response = try readLine() else { throw HarnessError("connection closed before a response to \(line)") }
+        return try ResponseCodec.decode(Decision.self, from: Data(response.utf8))
+    }
+
+    /// Sends one line and returns the parsed response object.
+    func request(_ line: String) throws -> [String: Any] {
+        try send(line + "\n")
+        guard let response = try readLine() else { throw HarnessError("connection closed before a response to \(line)") }
+        return try JSON.object(response)
+    }
+}
+
+enum JSON {
+    static func object(_ line: String) throws -> [String: Any] {
+        guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw HarnessError("response is not a JSON object: \(line)")
+        }
+        return object
+    }
+}
+
+extension String {
+    fileprivate func also(_ body: () -> Void) -> String {
+        body()
+        return self
+    }
+}
+
+extension Dictionary where Key == String, Value == Any {
+    var ok: Bool { self["ok"] as? Bool == true }
+    var errorCode: String? { (self["error"] as? [String: Any])?["code"] as? String }
+    var errorMessage: String { (self["error"] as? [String: Any])?["message"] as? String ?? "" }
+    var result: [String: Any] { self["result"] as? [String: Any] ?? [:] }
+}
+
+/// Runs a command to completion and returns its exit status and output.
+@discardableResult
+func runCommand(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (
+    status: Int32, stdout: String, stderr: String
+) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    for (key, value) in environment { env[key] = value }
+    process.environment = env
+    // Output goes to files, so a chatty child can never block on a full pipe.
+    let outFile = NSTemporaryDirectory() + "routerd-test-out-\(UUID().uuidString)"
+    let errFile = outFile + ".err"
+    _ = FileManager.default.createFile(atPath: outFile, contents: nil)
+    _ = FileManager.default.createFile(atPath: errFile, contents: nil)
+    defer {
+        unlink(outFile)
+        unlink(errFile)
+    }
+    process.standardOutput = FileHandle(forWritingAtPath: outFile)
+    process.standardError = FileHandle(forWritingAtPath: errFile)
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    let outData = FileManager.default.contents(atPath: outFile) ?? Data()
+    let errData = FileManager.default.contents(atPath: errFile) ?? Data()
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}

@@ -1,0 +1,194 @@
+import Foundation
+import Testing
+
+/// Start, stop, reload, systemd integration and access control.
+@Suite struct LifecycleTests {
+    @Test func sigtermAnswersWhatIsInFlightAndRemovesTheSocket() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        #expect(try connection.request(#"{"op":"health"}"#).ok)
+        // A reload is answered from a thread pool; SIGTERM right behind it must not lose the reply.
+        try connection.send(#"{"id":1,"op":"reload"}"# + "\n")
+        kill(daemon.process.processIdentifier, SIGTERM)
+        let reply = try JSON.object(try #require(try connection.readLine()))
+        #expect(reply["id"] as? Int == 1)
+        #expect(try connection.readLine() == nil, "then the connection is closed")
+        #expect(daemon.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: daemon.socket), "the socket file is removed")
+        #expect(daemon.log.contains("stopped"))
+    }
+
+    @Test func aStaleSocketFileFromACrashedDaemonIsReplaced() throws {
+        let directory = try TemporaryDirectory()
+        let first = try Daemon(directory: directory)
+        first.stop(signal: SIGKILL)  // a crash leaves the socket file behind
+        #expect(FileManager.default.fileExists(atPath: first.socket))
+        let second = try Daemon(directory: directory)
+        #expect(try second.connect().request(#"{"op":"health"}"#).ok)
+    }
+
+    @Test func aSocketALiveDaemonServesIsRefused() throws {
+        let daemon = try Daemon()
+        let second = try runCommand(try Package.binary("routerd"), ["--config", daemon.configFile])
+        #expect(second.status != 0)
+        #expect(second.stderr.contains("another routerd is already serving \(daemon.socket)"), "\(second.stderr)")
+        // The first daemon is untouched.
+        #expect(try daemon.connect().request(#"{"op":"health"}"#).ok)
+    }
+
+    @Test func aPathThatIsNotASocketIsRefused() throws {
+        let directory = try TemporaryDirectory()
+        let socket = try directory.write("routerd.sock", "not a socket")
+        let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: socket))
+        let run = try runCommand(try Package.binary("routerd"), ["--config", config])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("exists and is not a socket"))
+    }
+
+    @Test func theSocketGetsTheConfiguredMode() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, mode: "0600") })
+        var info = stat()
+        #expect(lstat(daemon.socket, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o600)
+    }
+
+    @Test func readinessAndStoppingAreNotifiedToSystemd() throws {
+        let directory = try TemporaryDirectory()
+        let notifyPath = directory.path + "/notify.sock"
+        let notify = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(notify) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(notifyPath.utf8)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(notify, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        let daemon = try Daemon(directory: directory, environment: ["NOTIFY_SOCKET": notifyPath])
+        let ready = try Self.receive(notify)
+        #expect(ready.contains("READY=1"), "\(ready)")
+        kill(daemon.process.processIdentifier, SIGHUP)
+        let reloading = try Self.receive(notify)
+        #expect(reloading.contains("RELOADING=1"), "\(reloading)")
+        #expect(try Self.receive(notify).contains("READY=1"))
+        daemon.stop()
+        #expect(try Self.receive(notify).contains("STOPPING=1"))
+    }
+
+    static func receive(_ fd: Int32) throws -> String {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, 10_000) > 0 else { throw HarnessError("no notification within 10 s") }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = recv(fd, &buffer, buffer.count, 0)
+        return String(decoding: buffer[..<max(0, count)], as: UTF8.self)
+    }
+
+    @Test func anInheritedSocketFromSystemdIsServed() throws {
+        let activate = "/usr/bin/systemd-socket-activate"
+        guard FileManager.default.isExecutableFile(atPath: activate) else {
+            print("skipped: \(activate) is not installed (apt-get install systemd)")
+            return
+        }
+        let directory = try TemporaryDirectory()
+        let socketPath = directory.path + "/activated.sock"
+        // The config names another path: with an inherited socket it must not be used.
+        let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: directory.path + "/unused.sock"))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: activate)
+        process.arguments = ["-l", socketPath, try Package.binary("routerd"), "--config", config]
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer {
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+        }
+        var connection: LineSocket?
+        for _ in 0..<200 where connection == nil {
+            connection = try? LineSocket(path: socketPath)
+            if connection == nil { usleep(20_000) }
+        }
+        let response = try #require(connection).request(#"{"op":"route","router":"random","prompt":"activated"}"#)
+        #expect(response.ok)
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/unused.sock"))
+    }
+
+    @Test func reloadSwapsTheGenerationAndABrokenConfigKeepsTheOldOne() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        #expect(try connection.request(#"{"op":"route","router":"random","prompt":"x"}"#).result["generation"] as? Int == 1)
+
+        // A new threshold and a second router instance.
+        try TestConfig.yaml(socket: daemon.socket, routers: TestConfig.randomRouter(threshold: 0.9) + "\n" + TestConfig.randomRouter(name: "second"))
+            .write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        let reload = try connection.request(#"{"op":"reload"}"#)
+        #expect(reload.ok, "\(reload)")
+        #expect(reload.result["generation"] as? Int == 2)
+        #expect(reload.result["previous_generation"] as? Int == 1)
+        let decision = try connection.request(#"{"op":"route","router":"random","prompt":"x"}"#).result
+        #expect(decision["generation"] as? Int == 2)
+        #expect(decision["threshold"] as? Double == 0.9)
+        #expect(try connection.request(#"{"op":"route","router":"second","prompt":"x"}"#).ok)
+
+        // Broken YAML: rejected with its line, and generation 2 keeps serving.
+        try "routers:\n  random: [unclosed\n".write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        let broken = try connection.request(#"{"op":"reload"}"#)
+        #expect(broken.errorCode == "reload_failed")
+        #expect(broken.errorMessage.contains("routerd.yaml:3:"), "\(broken.errorMessage)")
+        #expect(broken.errorMessage.contains("generation 2 keeps serving"))
+        let after = try connection.request(#"{"op":"route","router":"second","prompt":"x"}"#)
+        #expect(after.result["generation"] as? Int == 2)
+
+        // SIGHUP reloads too, once the file is fixed.
+        try TestConfig.yaml(socket: daemon.socket).write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        var generation = 2
+        for _ in 0..<200 where generation == 2 {
+            usleep(20_000)
+            generation = try connection.request(#"{"op":"status"}"#).result["generation"] as? Int ?? 0
+        }
+        #expect(generation == 3)
+        let stats = try connection.request(#"{"op":"stats"}"#).result
+        #expect(stats["reloads"] as? Int == 2)
+        #expect(stats["reload_failures"] as? Int == 1)
+    }
+
+    @Test func adminOpsAreForbiddenToOtherUsers() throws {
+        let setpriv = "/usr/bin/setpriv"
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv), let nobody = getpwnam("nobody") else {
+            print("skipped: needs root and setpriv to act as user nobody")
+            return
+        }
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, mode: "0666") })
+        let routerctl = try Package.binary("routerctl")
+        let asNobody = ["--reuid=\(nobody.pointee.pw_uid)", "--regid=\(nobody.pointee.pw_gid)", "--clear-groups", routerctl]
+        let denied = try runCommand(setpriv, asNobody + ["reload", "--socket", daemon.socket, "--json"])
+        #expect(denied.status != 0)
+        let response = try JSON.object(denied.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(response.errorCode == "forbidden", "\(denied.stdout) \(denied.stderr)")
+        #expect(response.errorMessage.contains("uid \(nobody.pointee.pw_uid)"))
+        // Query ops stay open to everyone who can connect.
+        let route = try runCommand(setpriv, asNobody + ["route", "--socket", daemon.socket, "--router", "random", "hello"])
+        #expect(route.status == 0, "\(route.stderr)")
+        // Root may reload.
+        #expect(try daemon.connect().request(#"{"op":"reload"}"#).ok)
+    }
+
+    @Test func listedAdminUidsMayReload() throws {
+        let setpriv = "/usr/bin/setpriv"
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv), let nobody = getpwnam("nobody") else {
+            print("skipped: needs root and setpriv to act as user nobody")
+            return
+        }
+        let uid = nobody.pointee.pw_uid
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, admin: "admin:\n  uids: [\(uid)]", mode: "0666") })
+        let run = try runCommand(
+            setpriv,
+            [
+                "--reuid=\(uid)", "--regid=\(nobody.pointee.pw_gid)", "--clear-groups", try Package.binary("routerctl"), "reload", "--socket",
+                daemon.socket,
+            ])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("reloaded: generation 1 → 2"))
+    }
+}

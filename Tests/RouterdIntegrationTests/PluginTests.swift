@@ -1,0 +1,180 @@
+import Foundation
+import Testing
+
+/// Loading plugins: one built outside the package from the header alone, and
+/// the ways a plugin or its descriptor can be wrong.
+@Suite struct PluginTests {
+    /// Compiles the C plugin in ExternalPlugin/ with `cc` against router_plugin.h
+    /// into `<dir>/plugins/constant/`, with its descriptor. Returns the search path.
+    static func buildConstantPlugin(
+        in directory: TemporaryDirectory, flags: [String] = [], descriptorABI: Int = 1, library: String = "libconstant.so"
+    )
+        throws -> String
+    {
+        let folder = directory.path + "/plugins/constant"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let source = Package.root + "/Tests/RouterdIntegrationTests/ExternalPlugin/constant_router.c"
+        let include = Package.root + "/Sources/CRouterPlugin/include"
+        let compiler = ["/usr/bin/cc", "/usr/bin/gcc", "/usr/bin/clang"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let cc = try #require(compiler, "a C compiler is needed to build the external plugin")
+        let build = try runCommand(
+            cc, ["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-I", include] + flags + ["-o", folder + "/libconstant.so", source])
+        #expect(build.status == 0, "cc failed: \(build.stderr)")
+        _ = try directory.write(
+            "plugins/constant/plugin.yaml",
+            """
+            name: constant
+            library: \(library)
+            abi_version: \(descriptorABI)
+            version: 1.0.0
+            description: Scores every prompt with a fixed number (a test plugin written in C).
+            params:
+              score:
+                type: float
+                required: true
+            """)
+        return directory.path + "/plugins"
+    }
+
+    static func constantRouter(score: String = "0.25") -> String {
+        """
+          constant:
+            plugin: constant
+            threshold: 0.5
+            strong_model: big
+            weak_model: small
+            params:
+              score: \(score)
+        """
+    }
+
+    @Test func aPluginBuiltOutsideThePackageFromTheHeaderLoadsAndRoutes() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try Self.buildConstantPlugin(in: directory)
+        let daemon = try Daemon(
+            directory: directory,
+            config: {
+                TestConfig.yaml(
+                    socket: $0, routers: Self.constantRouter() + "\n" + TestConfig.randomRouter(), searchPaths: [Package.root + "/plugins", plugins])
+            })
+        let connection = try daemon.connect()
+        let decision = try connection.request(#"{"op":"route","router":"constant","prompt":"anything"}"#)
+        #expect(decision.result["score"] as? Double == 0.25)
+        #expect(decision.result["tier"] as? String == "weak")
+        #expect(decision.result["model"] as? String == "small")
+        let override = try connection.request(#"{"op":"route","router":"constant","prompt":"anything","threshold":0.2}"#)
+        #expect(override.result["model"] as? String == "big")
+        // Both plugins, C and Swift, serve side by side.
+        #expect(try connection.request(#"{"op":"route","router":"random","prompt":"x"}"#).ok)
+        let routers = try #require(try connection.request(#"{"op":"routers"}"#).result["routers"] as? [[String: Any]])
+        #expect(routers.first { $0["name"] as? String == "constant" }?["details"] as? String == #"{"score":0.25}"#)
+        // The plugin logged through the host's logging service.
+        #expect(daemon.log.contains("constant router 'constant' created with score 0.25"))
+    }
+
+    @Test func aPluginWithAnotherABIVersionIsRejectedWithAPreciseError() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DPLUGIN_ABI_VERSION=999"])
+        let config = try directory.write(
+            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: Self.constantRouter(), searchPaths: [plugins]))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("plugin ABI version 999 does not match routerd's 1"), "\(check.stderr)")
+        #expect(check.stderr.contains("libconstant.so"))
+    }
+
+    @Test func aDescriptorClaimingAnotherABIVersionIsRejected() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try Self.buildConstantPlugin(in: directory, descriptorABI: 2)
+        let config = try directory.write(
+            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: Self.constantRouter(), searchPaths: [plugins]))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("plugin.yaml:3:14: abi_version 2 does not match"), "\(check.stderr)")
+    }
+
+    @Test func aLibraryWithoutTheEntryPointIsRejected() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DOMIT_ENTRY", "-Wno-unused-function"])
+        let config = try directory.write(
+            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: Self.constantRouter(), searchPaths: [plugins]))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("does not export the entry point 'routerd_plugin_entry'"), "\(check.stderr)")
+    }
+
+    @Test func aDescriptorNamingAMissingLibraryIsRejected() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try Self.buildConstantPlugin(in: directory, library: "libnot-there.so")
+        let config = try directory.write(
+            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: Self.constantRouter(), searchPaths: [plugins]))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("plugin.yaml:2:10: plugin library 'libnot-there.so' not found"), "\(check.stderr)")
+        // And the daemon itself refuses to start on it, with the same message.
+        let start = try runCommand(try Package.binary("routerd"), ["--config", config])
+        #expect(start.status != 0)
+        #expect(start.stderr.contains("libnot-there.so"))
+    }
+
+    @Test func aPluginRefusingItsParametersIsReportedWithItsReason() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try Self.buildConstantPlugin(in: directory)
+        let config = try directory.write(
+            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: Self.constantRouter(score: "7"), searchPaths: [plugins]))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("router 'constant': plugin 'constant' refused to create it: score must be within [0, 1]"), "\(check.stderr)")
+    }
+
+    @Test func routerParametersAreValidatedAgainstTheDescriptor() throws {
+        let directory = try TemporaryDirectory()
+        let routers = """
+              a:
+                plugin: random
+                threshold: 0.5
+                strong_model: s
+                weak_model: w
+                params:
+                  seed: "seven"
+                  colour: blue
+            """
+        let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: routers))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        // Both problems, each with its line and column.
+        let lines = try String(contentsOfFile: config, encoding: .utf8).components(separatedBy: "\n")
+        let seedLine = try #require(lines.firstIndex { $0.contains("seed: \"seven\"") }) + 1
+        #expect(
+            check.stderr.contains("routerd.yaml:\(seedLine):13: parameter 'seed' of router 'a' must be an integer, found 'seven'"), "\(check.stderr)")
+        #expect(
+            check.stderr.contains("routerd.yaml:\(seedLine + 1):7: unknown key 'colour' in params of router 'a' (plugin 'random') (known keys: seed)")
+        )
+        #expect(check.stderr.contains("2 problems"))
+    }
+
+    @Test func brokenYAMLIsReportedWithItsLine() throws {
+        let directory = try TemporaryDirectory()
+        let config = try directory.write(
+            "routerd.yaml",
+            """
+            socket:
+              path: /tmp/x.sock
+            routers:
+              random:
+                plugin: random
+                threshold: [0.5
+                strong_model: s
+            """)
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("routerd.yaml:7:"), "\(check.stderr)")
+        #expect(check.stderr.contains("YAML syntax error"))
+    }
+
+    @Test func theShippedConfigIsValid() throws {
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", Package.root + "/etc/routerd/routerd.yaml"])
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stdout.contains("is valid"))
+    }
+}

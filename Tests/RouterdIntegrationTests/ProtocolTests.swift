@@ -1,0 +1,267 @@
+import Foundation
+import RouterProtocol
+import Testing
+
+/// The wire protocol, against the real daemon and the real `random` plugin.
+@Suite struct ProtocolTests {
+    @Test func routeReturnsADecisionFromTheLoadedPlugin() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        let response = try connection.request(#"{"id":1,"op":"route","router":"random","prompt":"Prove that there are infinitely many primes."}"#)
+        #expect(response.ok)
+        #expect(response["id"] as? Int == 1)
+        let result = response.result
+        let score = try #require(result["score"] as? Double)
+        #expect((0...1).contains(score))
+        #expect(result["threshold"] as? Double == 0.5)
+        #expect(result["tier"] as? String == (score >= 0.5 ? "strong" : "weak"))
+        #expect(result["model"] as? String == (score >= 0.5 ? TestConfig.strong : TestConfig.weak))
+        #expect(result["router"] as? String == "random")
+        #expect(result["generation"] as? Int == 1)
+        #expect(result["elapsed_us"] is Double)
+    }
+
+    @Test func seededRandomScoresArePerPromptAndThresholdsApply() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        var scores: [Double] = []
+        for index in 0..<40 {
+            let score = try connection.decision(#"{"op":"route","router":"random","prompt":"prompt \#(index)"}"#).score
+            scores.append(score)
+            let again = try connection.decision(#"{"op":"route","router":"random","prompt":"prompt \#(index)"}"#)
+            #expect(again.score == score, "a seeded router gives a prompt the same score every time")
+            // A per-request threshold overrides the configured one.
+            let strict = try connection.decision(#"{"op":"route","router":"random","prompt":"prompt \#(index)","threshold":\#(score)}"#)
+            #expect(strict.tier == .strong, "score ≥ threshold routes strong")
+            #expect(strict.threshold == score)
+            let loose = try connection.decision(#"{"op":"route","router":"random","prompt":"prompt \#(index)","threshold":\#(score.nextUp)}"#)
+            #expect(loose.tier == .weak, "score < threshold routes weak")
+        }
+        // Uniform scores: 40 draws spread over [0, 1] and are not all alike.
+        #expect(Set(scores).count == 40)
+        #expect(scores.contains { $0 < 0.3 } && scores.contains { $0 > 0.7 })
+    }
+
+    @Test func modelNameAndMessagesFollowRouteLLM() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        let direct = try connection.request(#"{"op":"route","router":"random","prompt":"second question"}"#)
+        let score = try #require(direct.result["score"] as? Double)
+        // router-<name>-<threshold>, and the last user turn is what gets routed.
+        let viaModel = try connection.request(
+            #"{"op":"route","model":"router-random-0.0","messages":[{"role":"user","content":"first question"},{"role":"assistant","content":"an answer"},{"role":"user","content":"second question"}]}"#
+        )
+        #expect(viaModel.ok)
+        #expect(viaModel.result["score"] as? Double == score)
+        #expect(viaModel.result["threshold"] as? Double == 0.0)
+        #expect(viaModel.result["tier"] as? String == "strong")
+        // Content as a list of parts, as newer OpenAI clients send it.
+        let parts = try connection.request(
+            #"{"op":"route","router":"random","messages":[{"role":"user","content":[{"type":"text","text":"second question"}]}]}"#)
+        #expect(parts.result["score"] as? Double == score)
+        let mismatch = try connection.request(#"{"op":"route","router":"other","model":"router-random-0.5","prompt":"x"}"#)
+        #expect(mismatch.errorCode == "bad_field")
+    }
+
+    @Test func scoreReturnsTheSameScoresAsRoute() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        let prompts = ["alpha", "beta", "gamma with ünïcödé", ""]
+        let batch = try connection.request(
+            #"{"id":"batch","op":"score","router":"random","prompts":\#(String(decoding: try JSONSerialization.data(withJSONObject: prompts), as: UTF8.self))}"#
+        )
+        #expect(batch["id"] as? String == "batch")
+        let scores = try #require(batch.result["scores"] as? [Double])
+        #expect(scores.count == prompts.count)
+        for (prompt, score) in zip(prompts, scores) {
+            let single = try connection.request(
+                #"{"op":"route","router":"random","prompt":\#(String(decoding: try JSONSerialization.data(withJSONObject: prompt, options: .fragmentsAllowed), as: UTF8.self))}"#
+            )
+            #expect(single.result["score"] as? Double == score)
+        }
+    }
+
+    @Test func routersStatusHealthAndStatsDescribeTheDaemon() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        _ = try connection.request(#"{"op":"route","router":"random","prompt":"a"}"#)
+        _ = try connection.request(#"{"op":"route","router":"nope","prompt":"a"}"#)
+
+        let routers = try connection.request(#"{"op":"routers"}"#).result
+        let list = try #require(routers["routers"] as? [[String: Any]])
+        #expect(list.count == 1)
+        #expect(list[0]["name"] as? String == "random")
+        #expect(list[0]["plugin"] as? String == "random")
+        #expect(list[0]["strong_model"] as? String == TestConfig.strong)
+        #expect(list[0]["weak_model"] as? String == TestConfig.weak)
+        #expect(list[0]["threshold"] as? Double == 0.5)
+        #expect(list[0]["details"] as? String == #"{"seed":7}"#)
+
+        for op in ["status", "health"] {
+            let status = try connection.request(#"{"op":"\#(op)"}"#).result
+            #expect(status["generation"] as? Int == 1)
+            #expect(status["pid"] as? Int == Int(daemon.process.processIdentifier))
+            #expect(status["socket"] as? String == daemon.socket)
+            #expect((status["uptime_seconds"] as? Double ?? -1) >= 0)
+            #expect(status["version"] is String)
+            let plugins = try #require(status["plugins"] as? [[String: Any]])
+            #expect(plugins.first?["name"] as? String == "random")
+            #expect((plugins.first?["library"] as? String)?.hasSuffix("/libRandomRouter.so") == true)
+            #expect(plugins.first?["abi_version"] as? Int == 1)
+        }
+
+        let stats = try connection.request(#"{"op":"stats"}"#).result
+        #expect((stats["requests"] as? [String: Int])?["route"] == 2)
+        #expect((stats["errors"] as? [String: Int])?["unknown_router"] == 1)
+        let random = try #require((stats["routers"] as? [String: [String: Int]])?["random"])
+        #expect(random["decisions"] == 1)
+        #expect(random["strong"]! + random["weak"]! == 1)
+        #expect(stats["connections_open"] as? Int == 1)
+    }
+
+    /// Every error code a client can provoke with one line, each followed by a
+    /// valid request on the same connection that must still be served.
+    @Test(arguments: [
+        ("not json at all", "bad_json"),
+        (#"{"op":"route","router":"random","prompt":"unterminated"#, "bad_json"),
+        ("[1,2,3]", "bad_json"),
+        (#""just a string""#, "bad_json"),
+        (String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000), "bad_json"),
+        (#"{"a":"# + String(repeating: #"{"a":"#, count: 10_000) + "1" + String(repeating: "}", count: 10_001), "bad_json"),
+        (#"{"id":1}"#, "missing_field"),
+        (#"{"id":1,"op":"teleport"}"#, "unknown_op"),
+        (#"{"id":1,"op":7}"#, "bad_field"),
+        (#"{"id":1,"op":"route","prompt":"x"}"#, "missing_field"),
+        (#"{"id":1,"op":"route","router":"random"}"#, "missing_field"),
+        (#"{"id":1,"op":"route","router":"random","prompt":42}"#, "bad_field"),
+        (#"{"id":1,"op":"route","router":"random","prompt":"x","threshold":"high"}"#, "bad_field"),
+        (#"{"id":1,"op":"route","router":"random","prompt":"x","threshold":1.5}"#, "bad_field"),
+        (#"{"id":1,"op":"route","router":"random","messages":[{"role":"system","content":"x"}]}"#, "bad_field"),
+        (#"{"id":1,"op":"route","model":"gpt-4","prompt":"x"}"#, "bad_field"),
+        (#"{"id":1,"op":"route","router":"missing","prompt":"x"}"#, "unknown_router"),
+        (#"{"id":1,"op":"score","router":"random","prompts":"x"}"#, "bad_field"),
+        (#"{"id":{"nested":true},"op":"status"}"#, "bad_field"),
+    ])
+    func errorsAreAnsweredAndTheConnectionLivesOn(line: String, code: String) throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        let response = try connection.request(line)
+        #expect(response.ok == false)
+        #expect(response.errorCode == code, "\(line.prefix(80)) → \(response)")
+        #expect(!response.errorMessage.isEmpty)
+        if line.hasPrefix(#"{"id":1,"#) { #expect(response["id"] as? Int == 1, "the id is echoed in errors") }
+        let next = try connection.request(#"{"id":2,"op":"route","router":"random","prompt":"still here?"}"#)
+        #expect(next.ok)
+        #expect(next["id"] as? Int == 2)
+    }
+
+    @Test func invalidUTF8GetsBadJSON() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        try connection.send(Array(#"{"op":"route","router":"random","prompt":""#.utf8) + [0xFF, 0xFE, 0xC3] + Array("\"}\n".utf8))
+        let response = try JSON.object(try #require(try connection.readLine()))
+        #expect(response.errorCode == "bad_json")
+        #expect(response.errorMessage.contains("UTF-8"))
+        #expect(try connection.request(#"{"op":"health"}"#).ok)
+    }
+
+    @Test func anOversizedLineGetsOneErrorAndIsNotBuffered() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  max_line_bytes: 4096") })
+        let connection = try daemon.connect()
+        // 8 MiB in 64 KiB pieces, then a newline and a valid request.
+        let piece = [UInt8](repeating: UInt8(ascii: "x"), count: 65_536)
+        for _ in 0..<128 { try connection.send(piece) }
+        try connection.send("\n" + #"{"id":5,"op":"route","router":"random","prompt":"after"}"# + "\n")
+        let first = try JSON.object(try #require(try connection.readLine()))
+        #expect(first.errorCode == "line_too_long")
+        #expect(first.errorMessage.contains("4096"))
+        let second = try JSON.object(try #require(try connection.readLine()))
+        #expect(second["id"] as? Int == 5)
+        #expect(second.ok, "exactly one error for the long line; the next line is served")
+        // A line just under the limit is accepted.
+        let padding = String(repeating: "y", count: 3900)
+        #expect(try connection.request(#"{"op":"route","router":"random","prompt":"\#(padding)"}"#).ok)
+        // The daemon dropped the long line as it arrived rather than holding it.
+        let rss = try residentKiB(daemon.process.processIdentifier)
+        #expect(rss < 200_000, "routerd RSS \(rss) KiB after an 8 MiB line")
+    }
+
+    @Test func pipelinedResponsesComeBackInRequestOrder() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        var batch = ""
+        for index in 0..<2000 {
+            switch index % 4 {
+            case 0: batch += #"{"id":\#(index),"op":"route","router":"random","prompt":"p\#(index)"}"# + "\n"
+            case 1: batch += #"{"id":\#(index),"op":"score","router":"random","prompts":["a","b"]}"# + "\n"
+            case 2: batch += #"{"id":\#(index),"op":"nonsense"}"# + "\n"
+            default: batch += #"{"id":\#(index),"op":"reload"}"# + "\n"  // deferred to a thread pool, still in order
+            }
+        }
+        try connection.send(batch)
+        for index in 0..<2000 {
+            let response = try JSON.object(try #require(try connection.readLine()))
+            #expect(response["id"] as? Int == index)
+            if response["id"] as? Int != index { break }
+        }
+    }
+
+    @Test func aClientThatStopsSendingStillGetsEveryReply() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        try connection.send(#"{"id":1,"op":"route","router":"random","prompt":"a"}"# + "\n" + #"{"id":2,"op":"reload"}"# + "\n")
+        connection.finishSending()
+        #expect(try JSON.object(try #require(try connection.readLine()))["id"] as? Int == 1)
+        #expect(try JSON.object(try #require(try connection.readLine()))["id"] as? Int == 2)
+        #expect(try connection.readLine() == nil, "then the daemon closes")
+    }
+
+    @Test func connectionsBeyondTheLimitAreRefusedWithOverloaded() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  max_connections: 2") })
+        let first = try daemon.connect()
+        // The harness's readiness probe may still be counted; wait until only `first` is open.
+        var open = 0
+        for _ in 0..<200 {
+            open = try first.request(#"{"op":"stats"}"#).result["connections_open"] as? Int ?? 0
+            if open == 1 { break }
+            usleep(10_000)
+        }
+        #expect(open == 1)
+        let second = try daemon.connect()
+        #expect(try second.request(#"{"op":"health"}"#).ok)
+        let third = try daemon.connect()
+        let refusal = try JSON.object(try #require(try third.readLine()))
+        #expect(refusal.errorCode == "overloaded")
+        #expect(try third.readLine() == nil, "the refused connection is closed")
+        // The admitted clients are unaffected, and a freed slot is reusable.
+        #expect(try first.request(#"{"op":"health"}"#).ok)
+        second.close()
+        var admitted = false
+        for _ in 0..<100 where !admitted {
+            usleep(20_000)
+            let fourth = try daemon.connect()
+            admitted = (try? fourth.request(#"{"op":"health"}"#))?.ok == true
+        }
+        #expect(admitted)
+        let stats = try first.request(#"{"op":"stats"}"#).result
+        #expect((stats["connections_rejected"] as? Int ?? 0) >= 1)
+    }
+
+    @Test func idleConnectionsAreClosedAfterTheTimeout() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  idle_timeout: 0.3") })
+        let connection = try daemon.connect()
+        #expect(try connection.request(#"{"op":"health"}"#).ok)
+        let start = Date()
+        #expect(try connection.readLine(timeout: 10) == nil)
+        #expect(Date().timeIntervalSince(start) >= 0.2)
+    }
+}
+
+/// Resident set size of a process, in KiB.
+func residentKiB(_ pid: Int32) throws -> Int {
+    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+        let value = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
+    else { throw HarnessError("no VmRSS for pid \(pid)") }
+    return value
+}
