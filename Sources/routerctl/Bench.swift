@@ -64,7 +64,7 @@ struct Bench: AsyncParsableCommand {
         print(
             "routerctl bench: router '\(router)' at \(options.socketPath); \(requests) requests per row; closed loop, one request in flight per connection"
         )
-        print(table(header: ["TARGET", "CONNS", "REQ/S", "P50 µs", "P99 µs", "P99.9 µs", "ERRORS"], rows: []))
+        print(table(header: ["TARGET", "CONNS", "REQ/S", "P50 µs", "P99 µs", "P99.9 µs", "ERRORS"], rows: [], widths: BenchResult.widths))
         for count in counts {
             var echo: BenchResult?
             if let echoPath {
@@ -102,6 +102,8 @@ struct Bench: AsyncParsableCommand {
 }
 
 struct BenchResult {
+    static let widths = [16, 5, 7, 8, 8, 9, 6]
+
     var perSecond: Double
     /// Sorted round-trip times in nanoseconds.
     var latencies: [UInt64]
@@ -116,7 +118,7 @@ struct BenchResult {
     func row(label: String, connections: Int) -> String {
         table(
             header: [label, "\(connections)", String(format: "%.0f", perSecond), percentile(0.5), percentile(0.99), percentile(0.999), "\(errors)"],
-            rows: [], widths: [16, 5, 7, 8, 8, 9, 6])
+            rows: [], widths: Self.widths)
     }
 }
 

@@ -192,3 +192,23 @@ import Testing
         #expect(run.stdout.contains("reloaded: generation 1 → 2"))
     }
 }
+
+@Suite struct SystemdUnitTests {
+    /// systemd's own checker accepts the shipped units (pointed at this build's binary).
+    @Test func theShippedUnitsVerify() throws {
+        let analyze = "/usr/bin/systemd-analyze"
+        guard FileManager.default.isExecutableFile(atPath: analyze) else {
+            print("skipped: \(analyze) is not installed (apt-get install systemd)")
+            return
+        }
+        let directory = try TemporaryDirectory()
+        let service = try String(contentsOfFile: Package.root + "/systemd/routerd.service", encoding: .utf8)
+            .replacingOccurrences(of: "/usr/local/bin/routerd", with: try Package.binary("routerd"))
+        let socket = try String(contentsOfFile: Package.root + "/systemd/routerd.socket", encoding: .utf8)
+        let serviceFile = try directory.write("routerd.service", service)
+        let socketFile = try directory.write("routerd.socket", socket)
+        let verify = try runCommand(analyze, ["verify", socketFile, serviceFile])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        #expect(service.contains("Type=notify"))
+    }
+}

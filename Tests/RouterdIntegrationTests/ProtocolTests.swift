@@ -121,28 +121,9 @@ import Testing
 
     /// Every error code a client can provoke with one line, each followed by a
     /// valid request on the same connection that must still be served.
-    @Test(arguments: [
-        ("not json at all", "bad_json"),
-        (#"{"op":"route","router":"random","prompt":"unterminated"#, "bad_json"),
-        ("[1,2,3]", "bad_json"),
-        (#""just a string""#, "bad_json"),
-        (String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000), "bad_json"),
-        (#"{"a":"# + String(repeating: #"{"a":"#, count: 10_000) + "1" + String(repeating: "}", count: 10_001), "bad_json"),
-        (#"{"id":1}"#, "missing_field"),
-        (#"{"id":1,"op":"teleport"}"#, "unknown_op"),
-        (#"{"id":1,"op":7}"#, "bad_field"),
-        (#"{"id":1,"op":"route","prompt":"x"}"#, "missing_field"),
-        (#"{"id":1,"op":"route","router":"random"}"#, "missing_field"),
-        (#"{"id":1,"op":"route","router":"random","prompt":42}"#, "bad_field"),
-        (#"{"id":1,"op":"route","router":"random","prompt":"x","threshold":"high"}"#, "bad_field"),
-        (#"{"id":1,"op":"route","router":"random","prompt":"x","threshold":1.5}"#, "bad_field"),
-        (#"{"id":1,"op":"route","router":"random","messages":[{"role":"system","content":"x"}]}"#, "bad_field"),
-        (#"{"id":1,"op":"route","model":"gpt-4","prompt":"x"}"#, "bad_field"),
-        (#"{"id":1,"op":"route","router":"missing","prompt":"x"}"#, "unknown_router"),
-        (#"{"id":1,"op":"score","router":"random","prompts":"x"}"#, "bad_field"),
-        (#"{"id":{"nested":true},"op":"status"}"#, "bad_field"),
-    ])
-    func errorsAreAnsweredAndTheConnectionLivesOn(line: String, code: String) throws {
+    @Test(arguments: BadLine.all)
+    func errorsAreAnsweredAndTheConnectionLivesOn(_ bad: BadLine) throws {
+        let (line, code) = (bad.line, bad.code)
         let daemon = try Daemon()
         let connection = try daemon.connect()
         let response = try connection.request(line)
@@ -264,4 +245,42 @@ func residentKiB(_ pid: Int32) throws -> Int {
         let value = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
     else { throw HarnessError("no VmRSS for pid \(pid)") }
     return value
+}
+
+/// A request line that must be answered with an error code.
+struct BadLine: CustomTestStringConvertible, Sendable {
+    var label: String
+    var line: String
+    var code: String
+
+    var testDescription: String { "\(label) → \(code)" }
+
+    static let all: [BadLine] = [
+        BadLine(label: "not JSON", line: "not json at all", code: "bad_json"),
+        BadLine(label: "truncated object", line: #"{"op":"route","router":"random","prompt":"unterminated"#, code: "bad_json"),
+        BadLine(label: "array", line: "[1,2,3]", code: "bad_json"),
+        BadLine(label: "string", line: #""just a string""#, code: "bad_json"),
+        BadLine(
+            label: "arrays nested 10,000 deep", line: String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000),
+            code: "bad_json"),
+        BadLine(
+            label: "objects nested 10,000 deep",
+            line: #"{"a":"# + String(repeating: #"{"a":"#, count: 10_000) + "1" + String(repeating: "}", count: 10_001), code: "bad_json"),
+        BadLine(label: "no op", line: #"{"id":1}"#, code: "missing_field"),
+        BadLine(label: "unknown op", line: #"{"id":1,"op":"teleport"}"#, code: "unknown_op"),
+        BadLine(label: "numeric op", line: #"{"id":1,"op":7}"#, code: "bad_field"),
+        BadLine(label: "route without router", line: #"{"id":1,"op":"route","prompt":"x"}"#, code: "missing_field"),
+        BadLine(label: "route without prompt", line: #"{"id":1,"op":"route","router":"random"}"#, code: "missing_field"),
+        BadLine(label: "numeric prompt", line: #"{"id":1,"op":"route","router":"random","prompt":42}"#, code: "bad_field"),
+        BadLine(label: "string threshold", line: #"{"id":1,"op":"route","router":"random","prompt":"x","threshold":"high"}"#, code: "bad_field"),
+        BadLine(label: "threshold above 1", line: #"{"id":1,"op":"route","router":"random","prompt":"x","threshold":1.5}"#, code: "bad_field"),
+        BadLine(
+            label: "messages without a user turn", line: #"{"id":1,"op":"route","router":"random","messages":[{"role":"system","content":"x"}]}"#,
+            code: "bad_field"),
+        BadLine(label: "model not router-<name>-<threshold>", line: #"{"id":1,"op":"route","model":"gpt-4","prompt":"x"}"#, code: "bad_field"),
+        BadLine(label: "model 'router-'", line: #"{"id":1,"op":"route","model":"router-","prompt":"x"}"#, code: "bad_field"),
+        BadLine(label: "unknown router", line: #"{"id":1,"op":"route","router":"missing","prompt":"x"}"#, code: "unknown_router"),
+        BadLine(label: "prompts not a list", line: #"{"id":1,"op":"score","router":"random","prompts":"x"}"#, code: "bad_field"),
+        BadLine(label: "object id", line: #"{"id":{"nested":true},"op":"status"}"#, code: "bad_field"),
+    ]
 }

@@ -1,0 +1,65 @@
+# llm-router: `make run` starts routerd on etc/routerd/routerd.yaml; `make test` runs the tests.
+
+SWIFT       ?= swift
+CONFIG      ?= etc/routerd/routerd.yaml
+# Where `make run` listens; the config's socket.path unless set.
+SOCKET      ?=
+# CI sets WERROR=1 to build with warnings as errors.
+WERROR      ?=
+SWIFT_FLAGS := $(if $(WERROR),-Xswiftc -warnings-as-errors,)
+RELEASE_BIN := .build/release
+
+.PHONY: all setup build run test bench check-config format lint install clean
+
+all: build
+
+## setup: install the Debian packages the build and tests need (idempotent)
+setup:
+	@scripts/setup.sh
+
+## build: build routerd, routerctl and the plugins (release)
+build: setup
+	$(SWIFT) build -c release $(SWIFT_FLAGS)
+
+## run: build, then run routerd in the foreground on $(CONFIG)
+run: build
+	$(RELEASE_BIN)/routerd --config $(CONFIG) $(if $(SOCKET),--socket $(SOCKET),)
+
+## check-config: validate $(CONFIG), its descriptors and plugins (like nginx -t)
+check-config: build
+	$(RELEASE_BIN)/routerd --check-config --config $(CONFIG)
+
+## test: build everything (debug) and run the test suite
+test: setup
+	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	$(SWIFT) test --skip-build
+
+## bench: decisions/s and latency of the random router through a real socket, next to an echo baseline
+bench: build
+	@scripts/bench.sh $(RELEASE_BIN)
+
+## format / lint: swift format over the sources
+format:
+	$(SWIFT) format format -i -r Sources plugins Tests Package.swift
+lint:
+	$(SWIFT) format lint --strict -r Sources plugins Tests Package.swift
+
+## install: binaries, plugins, config and systemd units under $(DESTDIR)$(PREFIX)
+PREFIX ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/routerd/plugins $(DESTDIR)/etc/routerd $(DESTDIR)/etc/systemd/system
+	install -m 0755 $(RELEASE_BIN)/routerd $(RELEASE_BIN)/routerctl $(DESTDIR)$(PREFIX)/bin/
+	for dir in plugins/*/; do \
+		name=$$(basename $$dir); lib=$$(sed -n 's/^library: *//p' $$dir/plugin.yaml); \
+		install -d $(DESTDIR)$(PREFIX)/lib/routerd/plugins/$$name; \
+		install -m 0644 $$dir/plugin.yaml $(DESTDIR)$(PREFIX)/lib/routerd/plugins/$$name/; \
+		install -m 0755 $(RELEASE_BIN)/$$lib $(DESTDIR)$(PREFIX)/lib/routerd/plugins/$$name/; \
+	done
+	test -e $(DESTDIR)/etc/routerd/routerd.yaml || \
+		sed 's|search_paths: \[../../plugins\]|search_paths: [$(PREFIX)/lib/routerd/plugins]|' etc/routerd/routerd.yaml > $(DESTDIR)/etc/routerd/routerd.yaml
+	sed 's|/usr/local/bin|$(PREFIX)/bin|g' systemd/routerd.service > $(DESTDIR)/etc/systemd/system/routerd.service
+	install -m 0644 systemd/routerd.socket $(DESTDIR)/etc/systemd/system/
+	install -D -m 0644 systemd/routerd.sysusers $(DESTDIR)/usr/lib/sysusers.d/routerd.conf
+
+clean:
+	rm -rf .build

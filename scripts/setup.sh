@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and running llm-router needs on a Debian machine.
+# Idempotent: it installs only what is missing, so a second run takes a moment.
+set -euo pipefail
+
+# libyaml-dev: routerd's config parser. pkg-config: how SwiftPM finds it.
+# systemd (systemd-socket-activate) and util-linux (setpriv): used by the tests.
+packages=(libyaml-dev pkg-config systemd util-linux)
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup: missing Debian packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
