@@ -29,6 +29,13 @@ let package = Package(
         // The system libyaml (`libyaml-dev`).
         .systemLibrary(name: "CYaml", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
 
+        // OpenBLAS (`libopenblas-dev`): every matrix product of the encoder.
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // The encoder's elementwise kernels (softmax, GELU, LayerNorm), vectorised per CPU.
+        .target(name: "CEncoderKernels", cSettings: [.unsafeFlags(["-O3", "-ffast-math", "-fno-finite-math-only"])]),
+        // The local sentence encoder: safetensors, BERT tokenizer, MiniLM on OpenBLAS, cache.
+        .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels"]),
+
         // Daemon config and plugin descriptors: YAML with file:line:column errors.
         .target(name: "RouterConfig", dependencies: ["CYaml"]),
         // The wire protocol: request/response types, codec and error codes.
@@ -84,6 +91,7 @@ let package = Package(
             ]),
 
         .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig"]),
+        .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
         .testTarget(
             name: "RouterdIntegrationTests",

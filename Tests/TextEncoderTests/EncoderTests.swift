@@ -1,0 +1,178 @@
+import Foundation
+import Testing
+
+@testable import TextEncoder
+
+@Suite(.enabled(if: Fixtures.modelIsPresent, Comment(rawValue: Fixtures.missingModel)))
+struct GoldenTests {
+    @Test(.enabled(if: Fixtures.goldenIsPresent, Comment(rawValue: Fixtures.missingGolden)))
+    func tokenIDsMatchTheReferenceExactly() throws {
+        let encoder = try #require(Fixtures.encoder)
+        for golden in try Fixtures.golden() {
+            #expect(encoder.tokenIDs(golden.text) == golden.ids, "\(golden.text.debugDescription)")
+        }
+    }
+
+    @Test(.enabled(if: Fixtures.goldenIsPresent, Comment(rawValue: Fixtures.missingGolden)))
+    func embeddingsMatchTheReference() throws {
+        let encoder = try #require(Fixtures.encoder)
+        let goldens = try Fixtures.golden()
+        var worst = 1.0
+        for golden in goldens {
+            let cosine = Fixtures.cosine(encoder.embed(golden.text), golden.embedding)
+            worst = min(worst, cosine)
+            #expect(cosine >= 0.9999, "\(golden.text.prefix(40).debugDescription): cosine \(cosine)")
+        }
+        print("golden embeddings: worst cosine \(worst) over \(goldens.count) texts")
+        // The batch path packs texts together; it must give the same vectors.
+        let batch = encoder.embed(goldens.map(\.text))
+        for (golden, vector) in zip(goldens, batch) {
+            #expect(Fixtures.cosine(vector, golden.embedding) >= 0.9999)
+        }
+    }
+}
+
+@Suite(.enabled(if: Fixtures.modelIsPresent, Comment(rawValue: Fixtures.missingModel)))
+struct TokenizerTests {
+    /// Expected word pieces written by hand from BERT's rules; ids come from vocab.txt directly.
+    @Test(arguments: [
+        ("unaffable", ["una", "##ffa", "##ble"]),  // no "unaf…" prefix or "##ffab" in this vocab
+        ("Héllo WÖRLD", ["hello", "world"]),
+        ("don't", ["don", "'", "t"]),
+        ("a.b,c!", ["a", ".", "b", ",", "c", "!"]),
+        ("hel\u{0}lo\u{FFFD}", ["hello"]),
+        ("hel\u{200D}lo", ["hello"]),  // a format character (Cf) is dropped
+        ("hel\u{7}lo", ["hello"]),  // a control character is dropped
+        ("hello\u{3000}world", ["hello", "world"]),  // ideographic space separates
+        ("hello\u{2028}world", ["hello", "world"]),  // line separator separates
+        ("中文", ["中", "文"]),
+        ("hi中", ["hi", "中"]),
+        ("naïve café", ["naive", "cafe"]),
+        ("[CLS]", ["[", "cl", "##s", "]"]),  // special tokens in text are just text
+        ("—", ["—"]),  // Unicode dash punctuation
+        ("$5", ["$", "5"]),
+        ("", []),
+        (" \t\n ", []),
+    ])
+    func wordPiecesFollowBertRules(text: String, expected: [String]) throws {
+        let encoder = try #require(Fixtures.encoder)
+        let expectedIDs = try expected.map { try #require(Fixtures.vocabulary[$0], "'\($0)' is not in vocab.txt") }
+        #expect(encoder.tokenizer.wordPieces(text) == expectedIDs, "\(text.debugDescription)")
+    }
+
+    @Test func aWordOverOneHundredCharactersIsUnknown() throws {
+        let encoder = try #require(Fixtures.encoder)
+        let unknown = try #require(Fixtures.vocabulary["[UNK]"])
+        #expect(encoder.tokenizer.wordPieces(String(repeating: "a", count: 101)) == [unknown])
+        #expect(!encoder.tokenizer.wordPieces(String(repeating: "a", count: 100)).contains(unknown))
+        // Counted in characters, not bytes: 60 two-byte letters are one word of 60.
+        #expect(!encoder.tokenizer.wordPieces(String(repeating: "é", count: 60)).contains(unknown))
+    }
+
+    @Test func sequencesAreWrappedAndTruncatedTo256() throws {
+        let encoder = try #require(Fixtures.encoder)
+        let cls = try #require(Fixtures.vocabulary["[CLS]"])
+        let sep = try #require(Fixtures.vocabulary["[SEP]"])
+        let words = (0..<400).map { "word\($0 % 10)" }.joined(separator: " ")
+        let head = encoder.tokenIDs(words, policy: .head)
+        let tail = encoder.tokenIDs(words, policy: .tail)
+        #expect(head.count == 256 && tail.count == 256)
+        #expect(head.first == cls && head.last == sep && tail.first == cls && tail.last == sep)
+        let pieces = encoder.tokenizer.wordPieces(words)
+        #expect(Array(head[1..<255]) == Array(pieces.prefix(254)))
+        #expect(Array(tail[1..<255]) == Array(pieces.suffix(254)))
+        #expect(encoder.tokenIDs("hi") == [cls, try #require(Fixtures.vocabulary["hi"]), sep])
+    }
+}
+
+@Suite(.enabled(if: Fixtures.modelIsPresent, Comment(rawValue: Fixtures.missingModel)))
+struct EmbeddingTests {
+    @Test func embeddingsAreUnitVectorsAndSimilarTextsAreClose() throws {
+        let encoder = try #require(Fixtures.encoder)
+        let vectors = encoder.embed([
+            "How do I sort a list in Python?", "What is the best way to order an array in Python?", "Write a poem about the sea.",
+        ])
+        let (sort, order, poem) = (vectors[0], vectors[1], vectors[2])
+        #expect(abs(sort.reduce(0) { $0 + $1 * $1 } - 1) < 1e-5)
+        #expect(sort.count == 384)
+        #expect(Fixtures.cosine(sort, order) > Fixtures.cosine(sort, poem) + 0.3)
+    }
+
+    @Test func longTextPoliciesDifferOnlyForLongTexts() throws {
+        let encoder = try #require(Fixtures.encoder)
+        let short = "What is the capital of France?"
+        let head = encoder.embed(short, policy: .head)
+        #expect(encoder.embed(short, policy: .tail) == head)
+        #expect(Fixtures.cosine(encoder.embed(short, policy: .windows), head) > 0.99999)
+
+        // A shared few-shot prefix longer than the window, then different questions.
+        let prefix = String(repeating: "Question: what is two plus two? Answer: four. ", count: 40)
+        let a = prefix + "Now explain the causes of the French revolution in detail."
+        let b = prefix + "Now write a haiku about autumn leaves falling."
+        #expect(encoder.embed(a, policy: .head) == encoder.embed(b, policy: .head), "head sees only the shared prefix")
+        #expect(Fixtures.cosine(encoder.embed(a, policy: .tail), encoder.embed(b, policy: .tail)) < 0.95, "tail sees the questions")
+        let windows = encoder.embed(a, policy: .windows)
+        #expect(abs(windows.reduce(0) { $0 + $1 * $1 } - 1) < 1e-5)
+        #expect(windows != encoder.embed(b, policy: .windows))
+    }
+
+    @Test func windowsCoverTheWholeText() {
+        #expect(SentenceEncoder.windowStarts(count: 100, window: 254) == [0])
+        #expect(SentenceEncoder.windowStarts(count: 254, window: 254) == [0])
+        #expect(SentenceEncoder.windowStarts(count: 255, window: 254) == [0, 1])
+        #expect(SentenceEncoder.windowStarts(count: 600, window: 254) == [0, 127, 254, 346])
+    }
+
+    @Test func concurrentCallersGetTheSameVectorsAsOne() async throws {
+        let encoder = try #require(Fixtures.encoder)
+        let texts = (0..<16).map { "Concurrent prompt number \($0) about topic \($0 * 7)" }
+        let sequential = texts.map { encoder.embed($0) }
+        let concurrent = await withTaskGroup(of: (Int, [Float]).self) { group in
+            for (index, text) in texts.enumerated() { group.addTask { (index, encoder.embed(text)) } }
+            return await group.reduce(into: [Int: [Float]]()) { $0[$1.0] = $1.1 }
+        }
+        for index in texts.indices { #expect(concurrent[index] == sequential[index]) }
+    }
+}
+
+@Suite struct ModelFileTests {
+    @Test func aMissingModelNamesTheFileAndTheFix() throws {
+        do {
+            _ = try SentenceEncoder(modelDirectory: "/nonexistent/model")
+            Issue.record("loaded a missing model")
+        } catch {
+            #expect(error.message.contains("/nonexistent/model/model.safetensors is missing"))
+            #expect(error.message.contains("make setup"))
+        }
+    }
+}
+
+@Suite struct EmbeddingCacheTests {
+    @Test func leastRecentlyUsedEntriesAreEvicted() {
+        let cache = EmbeddingCache(capacity: 2)
+        cache.insert([1], for: "a")
+        cache.insert([2], for: "b")
+        #expect(cache.value(for: "a") == [1])  // a is now the most recent
+        cache.insert([3], for: "c")  // evicts b
+        #expect(cache.value(for: "b") == nil)
+        #expect(cache.value(for: "a") == [1])
+        #expect(cache.value(for: "c") == [3])
+        let counters = cache.counters
+        #expect(counters.hits == 3 && counters.misses == 1 && counters.entries == 2)
+    }
+
+    @Test func aZeroCapacityCacheStoresNothing() {
+        let cache = EmbeddingCache(capacity: 0)
+        cache.insert([1], for: "a")
+        #expect(cache.value(for: "a") == nil)
+    }
+
+    @Test func manyInsertionsKeepTheNewest() {
+        let cache = EmbeddingCache(capacity: 100)
+        for index in 0..<1000 { cache.insert([Float(index)], for: "k\(index)") }
+        #expect(cache.counters.entries == 100)
+        #expect(cache.value(for: "k999") == [999])
+        #expect(cache.value(for: "k900") == [900])
+        #expect(cache.value(for: "k899") == nil)
+    }
+}
