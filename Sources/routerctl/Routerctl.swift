@@ -10,7 +10,9 @@ struct Routerctl: AsyncParsableCommand {
         commandName: "routerctl",
         abstract: "Ask routerd for routing decisions and inspect or control it.",
         version: "0.1.0",
-        subcommands: [Route.self, Score.self, Routers.self, Status.self, Stats.self, Reload.self, Bench.self, EchoServerCommand.self])
+        subcommands: [
+            Route.self, Score.self, Routers.self, Status.self, Stats.self, Reload.self, Bench.self, BenchEncoder.self, EchoServerCommand.self,
+        ])
 }
 
 /// Options every subcommand shares.

@@ -176,3 +176,12 @@ struct EmbeddingTests {
         #expect(cache.value(for: "k899") == nil)
     }
 }
+
+@Suite struct BLASKernelTests {
+    @Test func theBestCoreFollowsTheCPUFlags() {
+        #expect(BLASKernels.bestCore(flags: ["avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq", "avx512_bf16"]) == "Cooperlake")
+        #expect(BLASKernels.bestCore(flags: ["avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq"]) == "SkylakeX")
+        #expect(BLASKernels.bestCore(flags: ["avx2", "fma", "avx512f"]) == "Haswell", "AVX-512 foundation alone is not enough for SkylakeX kernels")
+        #expect(BLASKernels.bestCore(flags: ["sse4_2"]) == nil)
+    }
+}
