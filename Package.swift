@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "RouterEngine",
             dependencies: [
-                "CRouterPlugin", "RouterConfig", "RouterProtocol",
+                "CRouterPlugin", "RouterConfig", "RouterProtocol", "TextEncoder",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
@@ -76,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "routerd",
             dependencies: [
-                "RouterDaemon", "RouterConfig",
+                "RouterDaemon", "RouterConfig", "TextEncoder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

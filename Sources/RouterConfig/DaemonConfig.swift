@@ -34,6 +34,23 @@ public struct DaemonConfig: Sendable {
         public var level: Level
     }
 
+    /// A sentence encoder routers can share.
+    public struct Encoder: Sendable, Hashable {
+        public static let kinds = ["minilm"]
+        public static let longTextPolicies = ["head", "tail", "windows"]
+
+        public var name: String
+        public var kind: String
+        /// The model folder (absolute).
+        public var path: String
+        /// Embeddings kept in the LRU cache; 0 disables it.
+        public var cacheSize: Int
+        /// How texts over 256 tokens are embedded: head, tail or windows.
+        public var longText: String
+        /// OpenBLAS threads per matrix product (process-wide: the largest value configured wins).
+        public var threads: Int
+    }
+
     /// One router instance: a plugin plus its parameters and decision settings.
     public struct Router: Sendable {
         public var name: String
@@ -42,6 +59,8 @@ public struct DaemonConfig: Sendable {
         public var threshold: Double
         public var strongModel: String
         public var weakModel: String
+        /// The encoder whose embeddings the plugin receives, if any.
+        public var encoder: String?
         public var params: [String: ParamValue]
     }
 
@@ -53,6 +72,8 @@ public struct DaemonConfig: Sendable {
     public var libraryPaths: [String]
     public var limits: Limits
     public var logging: Logging
+    /// Encoders by name.
+    public var encoders: [String: Encoder]
     /// Router instances in file order.
     public var routers: [Router]
     /// The descriptors of the plugins the routers use, by plugin name.
@@ -64,8 +85,9 @@ public enum ConfigLoader {
     public static let defaultPath = "/etc/routerd/routerd.yaml"
     public static let defaultSocketPath = "/run/routerd/routerd.sock"
 
-    static let topKeys: Set<String> = ["socket", "admin", "plugins", "limits", "logging", "routers"]
-    static let routerKeys: Set<String> = ["plugin", "threshold", "strong_model", "weak_model", "params"]
+    static let topKeys: Set<String> = ["socket", "admin", "plugins", "limits", "logging", "encoders", "routers"]
+    static let routerKeys: Set<String> = ["plugin", "threshold", "strong_model", "weak_model", "encoder", "params"]
+    static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads"]
 
     /// Loads and validates `file`; on failure, the error lists every problem found.
     ///
@@ -133,6 +155,39 @@ public enum ConfigLoader {
             }
         }
 
+        // encoders
+        var encoders: [String: DaemonConfig.Encoder] = [:]
+        for (name, keyNode, node) in top["encoders"]?.entries("encoders", diagnostics) ?? [] {
+            let context = "encoder '\(name)'"
+            let fields = node.fields(context, allowed: encoderKeys, diagnostics)
+            var kind = "minilm"
+            if let kindNode = fields["kind"], let value = kindNode.string("\(context): kind", diagnostics) {
+                if DaemonConfig.Encoder.kinds.contains(value) {
+                    kind = value
+                } else {
+                    diagnostics.report(
+                        "\(context): unknown kind '\(value)' (known kinds: \(DaemonConfig.Encoder.kinds.joined(separator: ", ")))", at: kindNode)
+                }
+            }
+            guard let pathNode = fields["path"] else {
+                diagnostics.report("\(context) is missing required key 'path' (the model folder)", at: keyNode)
+                continue
+            }
+            guard let path = pathNode.string("\(context): path", diagnostics) else { continue }
+            var longText = "head"
+            if let policyNode = fields["long_text"], let value = policyNode.string("\(context): long_text", diagnostics) {
+                if DaemonConfig.Encoder.longTextPolicies.contains(value) {
+                    longText = value
+                } else {
+                    diagnostics.report("\(context): long_text must be one of head, tail, windows, found '\(value)'", at: policyNode)
+                }
+            }
+            encoders[name] = DaemonConfig.Encoder(
+                name: name, kind: kind, path: absolute(path, relativeTo: folder),
+                cacheSize: fields["cache_size"]?.int("\(context): cache_size", in: 0...100_000_000, diagnostics) ?? 10_000,
+                longText: longText, threads: fields["threads"]?.int("\(context): threads", in: 1...256, diagnostics) ?? 1)
+        }
+
         // routers, and the descriptors of the plugins they use
         var libraryDirectories = libraryPaths
         if let executableDirectory { libraryDirectories.append(executableDirectory) }
@@ -159,6 +214,16 @@ public enum ConfigLoader {
             let threshold = required("threshold")?.double("\(context): threshold", in: 0...1, diagnostics)
             let strong = required("strong_model")?.string("\(context): strong_model", diagnostics)
             let weak = required("weak_model")?.string("\(context): weak_model", diagnostics)
+            var encoder: String?
+            if let encoderNode = fields["encoder"], let value = encoderNode.string("\(context): encoder", diagnostics) {
+                if encoders[value] != nil {
+                    encoder = value
+                } else {
+                    let known =
+                        encoders.isEmpty ? "none are configured under 'encoders:'" : "encoders: " + encoders.keys.sorted().joined(separator: ", ")
+                    diagnostics.report("\(context) uses unknown encoder '\(value)' (\(known))", at: encoderNode)
+                }
+            }
 
             guard let plugin else { continue }
             if descriptors[plugin] == nil, !missingPlugins.contains(plugin) {
@@ -187,8 +252,13 @@ public enum ConfigLoader {
             }
             guard let descriptor = descriptors[plugin] else { continue }
             let params = descriptor.validate(params: fields["params"], router: name, at: keyNode, configFolder: folder, diagnostics)
+            if descriptor.needsEmbedding, fields["encoder"] == nil {
+                let known = encoders.isEmpty ? "configure one under 'encoders:'" : "encoders: " + encoders.keys.sorted().joined(separator: ", ")
+                diagnostics.report("\(context): plugin '\(plugin)' needs prompt embeddings; add `encoder: <name>` (\(known))", at: keyNode)
+            }
             if let threshold, let strong, let weak {
-                routers.append(.init(name: name, plugin: plugin, threshold: threshold, strongModel: strong, weakModel: weak, params: params))
+                routers.append(
+                    .init(name: name, plugin: plugin, threshold: threshold, strongModel: strong, weakModel: weak, encoder: encoder, params: params))
             }
         }
 
@@ -196,7 +266,7 @@ public enum ConfigLoader {
         guard issues.isEmpty else { throw ConfigError(issues: issues) }
         return DaemonConfig(
             file: file, socket: socket, admin: admin, pluginSearchPaths: searchPaths, libraryPaths: libraryPaths,
-            limits: limits, logging: logging, routers: routers, plugins: descriptors)
+            limits: limits, logging: logging, encoders: encoders, routers: routers, plugins: descriptors)
     }
 
     static func absolute(_ path: String, relativeTo folder: String) -> String {

@@ -29,33 +29,38 @@ struct Dispatcher: Sendable {
         }
         let id = decoded.id
         let generation = engine.current
-        do throws(ProtocolError) {
-            let data: [UInt8]
-            switch request {
-            case .route(let route): data = ResponseCodec.success(try engine.route(route, on: generation), id: id)
-            case .score(let score): data = ResponseCodec.success(try engine.score(score, on: generation), id: id)
-            case .routers: data = ResponseCodec.success(engine.routers(on: generation), id: id)
-            case .health, .status: data = ResponseCodec.success(engine.status(on: generation, socket: socketPath), id: id)
-            case .stats: data = ResponseCodec.success(engine.statsSnapshot(on: generation), id: id)
-            case .reload:
-                try authorize(request.op, peer: peer, generation: generation)
-                let engine = engine
-                let reply = threadPool.runIfActive(eventLoop: eventLoop) { () -> [UInt8] in
-                    do throws(ProtocolError) {
-                        let result = try engine.reload(trigger: "reload op")
-                        engine.stats.recordResponse(op: .reload, error: nil)
-                        return ResponseCodec.success(result, id: id)
-                    } catch {
-                        engine.stats.recordResponse(op: .reload, error: error.code)
-                        return ResponseCodec.failure(error, id: id)
-                    }
-                }
-                return .later(reply.map { allocator.buffer(bytes: $0) })
-            }
-            engine.stats.recordResponse(op: request.op, error: nil)
-            return .now(allocator.buffer(bytes: data))
+        do {
+            try authorize(request.op, peer: peer, generation: generation)
         } catch {
             return .now(failure(error, op: request.op, id: id, allocator: allocator))
+        }
+        // Encoder work and reloads take milliseconds: they run on the thread pool
+        // so the event loop keeps serving other connections meanwhile.
+        guard engine.isBlocking(request, on: generation) else {
+            return .now(allocator.buffer(bytes: respond(to: request, id: id, on: generation)))
+        }
+        let reply = threadPool.runIfActive(eventLoop: eventLoop) { [self] in respond(to: request, id: id, on: generation) }
+        return .later(reply.map { allocator.buffer(bytes: $0) })
+    }
+
+    /// The response line to a decoded request, counted in the stats.
+    private func respond(to request: Request, id: RequestID?, on generation: Generation) -> [UInt8] {
+        do throws(ProtocolError) {
+            let line: [UInt8]
+            switch request {
+            case .route(let route): line = ResponseCodec.success(try engine.route(route, on: generation), id: id)
+            case .score(let score): line = ResponseCodec.success(try engine.score(score, on: generation), id: id)
+            case .embed(let embed): line = ResponseCodec.success(try engine.embed(embed, on: generation), id: id)
+            case .routers: line = ResponseCodec.success(engine.routers(on: generation), id: id)
+            case .health, .status: line = ResponseCodec.success(engine.status(on: generation, socket: socketPath), id: id)
+            case .stats: line = ResponseCodec.success(engine.statsSnapshot(on: generation), id: id)
+            case .reload: line = ResponseCodec.success(try engine.reload(trigger: "reload op"), id: id)
+            }
+            engine.stats.recordResponse(op: request.op, error: nil)
+            return line
+        } catch {
+            engine.stats.recordResponse(op: request.op, error: error.code)
+            return ResponseCodec.failure(error, id: id)
         }
     }
 

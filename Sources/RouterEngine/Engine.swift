@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import RouterConfig
 import RouterProtocol
+import TextEncoder
 
 /// The decision pipeline and the current generation.
 ///
@@ -57,7 +58,7 @@ public final class Engine: Sendable {
         let old = current
         do {
             let config = try Self.loadConfig(file: configFile, executableDirectory: executableDirectory)
-            let next = try Generation.build(config: config, number: old.number + 1, logger: logger)
+            let next = try Generation.build(config: config, number: old.number + 1, previous: old, logger: logger)
             if next.config.socket.path != old.config.socket.path {
                 logger.warning(
                     "socket.path changed; the new path takes effect at the next restart", metadata: ["socket": "\(old.config.socket.path)"])
@@ -78,13 +79,25 @@ public final class Engine: Sendable {
 
     // MARK: Ops
 
+    /// True when answering `request` on `generation` runs the encoder (milliseconds
+    /// of CPU): the caller should run it off its event loop.
+    public func isBlocking(_ request: Request, on generation: Generation) -> Bool {
+        switch request {
+        case .route(let route): return generation.routers[route.router]?.encoder != nil
+        case .score(let score): return generation.routers[score.router]?.encoder != nil
+        case .embed, .reload: return true
+        case .routers, .health, .status, .stats: return false
+        }
+    }
+
     /// Decides strong or weak for one prompt on `generation`.
     public func route(_ request: RouteRequest, on generation: Generation) throws(ProtocolError) -> Decision {
         let start = ContinuousClock.now
         let router = try Self.router(named: request.router, in: generation)
         let score: Double
         do {
-            score = try router.score(request.prompt)
+            // The prompt is embedded once here (or found in the cache) and handed to the plugin.
+            score = try router.score(request.prompt, embedding: router.encoder?.embed([request.prompt])[0])
         } catch {
             stats.recordPluginError(router: router.name)
             throw ProtocolError(.pluginError, "router '\(router.name)': \(error.message)")
@@ -102,7 +115,7 @@ public final class Engine: Sendable {
         let start = ContinuousClock.now
         let router = try Self.router(named: request.router, in: generation)
         do {
-            let scores = try router.score(request.prompts)
+            let scores = try router.score(request.prompts, embeddings: router.encoder?.embed(request.prompts))
             stats.recordScored(router: router.name, count: scores.count)
             return ScoreResult(
                 router: router.name, generation: generation.number, scores: scores, elapsedMicroseconds: Self.microseconds(since: start))
@@ -112,13 +125,39 @@ public final class Engine: Sendable {
         }
     }
 
+    /// Embeds texts with an encoder of `generation`.
+    public func embed(_ request: EmbedRequest, on generation: Generation) throws(ProtocolError) -> EmbedResult {
+        let start = ContinuousClock.now
+        let names = generation.encoders.keys.sorted()
+        let name: String
+        if let requested = request.encoder {
+            name = requested
+        } else if names.count == 1 {
+            name = names[0]
+        } else {
+            throw ProtocolError(
+                names.isEmpty ? .badField : .missingField,
+                names.isEmpty ? "no encoders are configured" : "missing field 'encoder' (encoders: \(names.joined(separator: ", ")))")
+        }
+        guard let instance = generation.encoders[name] else {
+            throw ProtocolError(.badField, "unknown encoder '\(name)' (encoders: \(names.isEmpty ? "none" : names.joined(separator: ", ")))")
+        }
+        let policy = request.longText.flatMap(LongTextPolicy.init(rawValue:)) ?? instance.policy
+        let embeddings = policy == instance.policy ? instance.embed(request.texts) : instance.encoder.embed(request.texts, policy: policy)
+        let tokens = request.tokens ? request.texts.map { instance.encoder.tokenIDs($0, policy: policy) } : nil
+        return EmbedResult(
+            encoder: name, dimension: instance.dimension, embeddings: embeddings, tokens: tokens, longText: policy.rawValue,
+            elapsedMicroseconds: Self.microseconds(since: start))
+    }
+
     public func routers(on generation: Generation) -> RoutersResult {
         RoutersResult(
             generation: generation.number,
             routers: generation.routerNames.compactMap { generation.routers[$0] }.map { router in
                 RouterInfo(
                     name: router.name, plugin: router.library.name, pluginVersion: router.library.version, threshold: router.threshold,
-                    strongModel: router.strongModel, weakModel: router.weakModel, generation: generation.number, details: router.describe())
+                    strongModel: router.strongModel, weakModel: router.weakModel, encoder: router.encoder?.config.name,
+                    generation: generation.number, details: router.describe())
             })
     }
 
@@ -129,11 +168,15 @@ public final class Engine: Sendable {
             plugins: generation.libraries.values.sorted { $0.name < $1.name }.map {
                 PluginInfo(name: $0.name, version: $0.version, library: $0.path, abiVersion: $0.abiVersion)
             },
-            routers: generation.routerNames)
+            routers: generation.routerNames, encoders: generation.encoders.keys.sorted(), blasCore: BLASKernels.coreName)
     }
 
     public func statsSnapshot(on generation: Generation) -> StatsResult {
-        stats.snapshot(uptimeSeconds: uptimeSeconds, generation: generation.number)
+        let encoders = generation.encoders.mapValues { instance in
+            let counters = instance.cache.counters
+            return EncoderStats(hits: counters.hits, misses: counters.misses, entries: counters.entries, capacity: counters.capacity)
+        }
+        return stats.snapshot(uptimeSeconds: uptimeSeconds, generation: generation.number, encoders: encoders)
     }
 
     private var uptimeSeconds: Double {

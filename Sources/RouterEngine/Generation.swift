@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RouterConfig
+import TextEncoder
 
 /// Everything that went wrong building a generation, one line each.
 public struct GenerationError: Error, Sendable, CustomStringConvertible {
@@ -23,8 +24,11 @@ public final class Generation: Sendable {
     public let routerNames: [String]
     /// The plugin libraries this generation uses, by plugin name.
     public let libraries: [String: PluginLibrary]
+    /// Encoders by name.
+    public let encoders: [String: EncoderInstance]
 
-    init(number: UInt64, config: DaemonConfig, routers: [RouterInstance], libraries: [String: PluginLibrary]) {
+    init(number: UInt64, config: DaemonConfig, routers: [RouterInstance], libraries: [String: PluginLibrary], encoders: [String: EncoderInstance]) {
+        self.encoders = encoders
         self.number = number
         self.config = config
         self.routers = Dictionary(uniqueKeysWithValues: routers.map { ($0.name, $0) })
@@ -34,8 +38,20 @@ public final class Generation: Sendable {
 
     /// Loads the plugins a config uses and creates its router instances.
     /// Nothing is half-built: on any failure every created instance is released.
-    public static func build(config: DaemonConfig, number: UInt64, logger: Logger) throws(GenerationError) -> Generation {
+    ///
+    /// Encoders whose settings and model files are unchanged since `previous` are reused, warm cache included.
+    public static func build(config: DaemonConfig, number: UInt64, previous: Generation? = nil, logger: Logger) throws(GenerationError) -> Generation
+    {
         var problems: [String] = []
+        var encoders: [String: EncoderInstance] = [:]
+        for (name, encoderConfig) in config.encoders.sorted(by: { $0.key < $1.key }) {
+            do {
+                encoders[name] = try EncoderInstance.make(encoderConfig, reusing: previous?.encoders[name])
+            } catch {
+                problems.append("\(config.file): encoder '\(name)': \(error.message)")
+            }
+        }
+        if let threads = config.encoders.values.map(\.threads).max() { SentenceEncoder.setThreads(threads) }
         var libraries: [String: PluginLibrary] = [:]
         for (name, descriptor) in config.plugins.sorted(by: { $0.key < $1.key }) {
             do {
@@ -53,13 +69,15 @@ public final class Generation: Sendable {
         var routers: [RouterInstance] = []
         for router in config.routers {
             guard let library = libraries[router.plugin] else { continue }
+            let encoder = router.encoder.flatMap { encoders[$0] }
+            if router.encoder != nil, encoder == nil { continue }  // its encoder failed to load; reported above
             do {
-                routers.append(try RouterInstance(config: router, library: library, logger: logger))
+                routers.append(try RouterInstance(config: router, library: library, encoder: encoder, logger: logger))
             } catch {
                 problems.append("\(config.file): \(error.message)")
             }
         }
         guard problems.isEmpty else { throw GenerationError(problems: problems) }
-        return Generation(number: number, config: config, routers: routers, libraries: libraries)
+        return Generation(number: number, config: config, routers: routers, libraries: libraries, encoders: encoders)
     }
 }

@@ -22,10 +22,13 @@ public final class RouterInstance: @unchecked Sendable {
     public let threshold: Double
     public let strongModel: String
     public let weakModel: String
+    /// The encoder whose embeddings this instance's plugin receives.
+    public let encoder: EncoderInstance?
     private let handle: UnsafeMutableRawPointer
     private let host: HostContext
 
-    init(config: DaemonConfig.Router, library: PluginLibrary, logger: Logger) throws(PluginLoadError) {
+    init(config: DaemonConfig.Router, library: PluginLibrary, encoder: EncoderInstance?, logger: Logger) throws(PluginLoadError) {
+        self.encoder = encoder
         self.name = config.name
         self.library = library
         self.threshold = config.threshold
@@ -33,7 +36,7 @@ public final class RouterInstance: @unchecked Sendable {
         self.weakModel = config.weakModel
         var instanceLogger = logger
         instanceLogger[metadataKey: "router"] = .string(config.name)
-        let host = HostContext(logger: instanceLogger)
+        let host = HostContext(logger: instanceLogger, encoder: encoder)
         self.host = host
 
         let paramsJSON = Self.json(config.params)
@@ -45,7 +48,8 @@ public final class RouterInstance: @unchecked Sendable {
                     config.weakModel.withCString { weak in
                         var info = rp_instance_info(
                             struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: name, params_json: params,
-                            params_json_len: strlen(params), strong_model: strong, weak_model: weak, embedding_dim: 0)
+                            params_json_len: strlen(params), strong_model: strong, weak_model: weak,
+                            embedding_dim: encoder?.dimension ?? 0)
                         return library.vtable.create!(host.table, &info, &handle, &error)
                     }
                 }
@@ -64,15 +68,36 @@ public final class RouterInstance: @unchecked Sendable {
         library.vtable.destroy?(handle)
     }
 
-    /// Scores prompts; each score is P(strong wins) in [0, 1].
-    public func score(_ prompts: [String]) throws(PluginScoreError) -> [Double] {
+    /// Scores prompts; each score is P(strong wins) in [0, 1]. `embeddings`, one
+    /// per prompt, are required when the instance has an encoder.
+    public func score(_ prompts: [String], embeddings: [[Float]]? = nil) throws(PluginScoreError) -> [Double] {
         var scores = [Double](repeating: .nan, count: prompts.count)
         var error: UnsafeMutablePointer<CChar>?
-        // Keep the prompt bytes alive and contiguous for the call.
-        let storage = prompts.map { Array($0.utf8) }
-        let status: Int32 = withPromptArray(storage) { cPrompts in
-            scores.withUnsafeMutableBufferPointer { out in
-                library.vtable.score!(handle, cPrompts.baseAddress, cPrompts.count, out.baseAddress, &error)
+        // All texts in one byte buffer and all vectors in one float buffer, so
+        // each pointer is taken once and stays valid for the whole call.
+        var textBytes: [UInt8] = []
+        var textRanges: [Range<Int>] = []
+        for prompt in prompts {
+            let start = textBytes.count
+            textBytes.append(contentsOf: prompt.utf8)
+            textRanges.append(start..<textBytes.count)
+        }
+        let dimension = embeddings?.first?.count ?? 0
+        let vectors = embeddings?.flatMap { $0 } ?? []
+        let status: Int32 = textBytes.withUnsafeBufferPointer { text in
+            vectors.withUnsafeBufferPointer { vector in
+                let cPrompts = textRanges.enumerated().map { index, range in
+                    rp_prompt(
+                        text: UnsafeRawPointer(text.baseAddress.map { $0 + range.lowerBound })?.assumingMemoryBound(to: CChar.self),
+                        text_len: range.count,
+                        embedding: dimension == 0 ? nil : vector.baseAddress! + index * dimension,
+                        embedding_dim: dimension)
+                }
+                return cPrompts.withUnsafeBufferPointer { cPrompts in
+                    scores.withUnsafeMutableBufferPointer { out in
+                        library.vtable.score!(handle, cPrompts.baseAddress, cPrompts.count, out.baseAddress, &error)
+                    }
+                }
             }
         }
         if status != RP_OK {
@@ -85,14 +110,18 @@ public final class RouterInstance: @unchecked Sendable {
     }
 
     /// Scores one prompt without the batch bookkeeping.
-    public func score(_ prompt: String) throws(PluginScoreError) -> Double {
+    public func score(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> Double {
         var score = Double.nan
         var error: UnsafeMutablePointer<CChar>?
         var prompt = prompt
         let status = prompt.withUTF8 { bytes in
             bytes.withMemoryRebound(to: CChar.self) { chars in
-                var cPrompt = rp_prompt(text: chars.baseAddress, text_len: chars.count, embedding: nil, embedding_dim: 0)
-                return library.vtable.score!(handle, &cPrompt, 1, &score, &error)
+                (embedding ?? []).withUnsafeBufferPointer { vector in
+                    var cPrompt = rp_prompt(
+                        text: chars.baseAddress, text_len: chars.count, embedding: embedding == nil ? nil : vector.baseAddress,
+                        embedding_dim: embedding?.count ?? 0)
+                    return library.vtable.score!(handle, &cPrompt, 1, &score, &error)
+                }
             }
         }
         if status != RP_OK {
@@ -110,23 +139,6 @@ public final class RouterInstance: @unchecked Sendable {
         return library.takeString(describe(handle))
     }
 
-    private func withPromptArray<R>(_ storage: [[UInt8]], _ body: (UnsafeBufferPointer<rp_prompt>) -> R) -> R {
-        var cPrompts: [rp_prompt] = []
-        cPrompts.reserveCapacity(storage.count)
-        return storage.withUnsafeBufferPointer { all in
-            for bytes in all {
-                bytes.withUnsafeBufferPointer { buffer in
-                    cPrompts.append(
-                        rp_prompt(
-                            text: UnsafeRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: CChar.self), text_len: buffer.count, embedding: nil,
-                            embedding_dim: 0))
-                }
-            }
-            // The arrays in `storage` are not mutated while `body` runs, so their buffers stay valid.
-            return cPrompts.withUnsafeBufferPointer(body)
-        }
-    }
-
     private static func json(_ params: [String: ParamValue]) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -137,11 +149,13 @@ public final class RouterInstance: @unchecked Sendable {
 /// The host-services table handed to one plugin instance, and what it needs.
 private final class HostContext {
     let logger: Logger
+    let encoder: EncoderInstance?
     /// Heap-allocated so its address is stable: the plugin keeps the pointer.
     let table: UnsafeMutablePointer<rp_host>
 
-    init(logger: Logger) {
+    init(logger: Logger, encoder: EncoderInstance?) {
         self.logger = logger
+        self.encoder = encoder
         table = .allocate(capacity: 1)
         table.initialize(to: rp_host())
         table.pointee.abi_version = RP_ABI_VERSION
@@ -171,12 +185,23 @@ private let hostLog: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePoin
     host.logger.log(level: logLevel, "\(text)")
 }
 
-private let noEncoderMessage: StaticString = "this router instance has no encoder configured"
+private let noEncoderMessage: StaticString = "this router instance has no encoder; add `encoder:` to it in routerd.yaml"
+private let wrongDimensionMessage: StaticString = "the output buffer's dimension differs from the encoder's"
 
 private let hostEmbed:
     @convention(c) (
         UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<Float>?, Int, UnsafeMutablePointer<UnsafePointer<CChar>?>?
-    ) -> Int32 = { _, _, _, _, _, error in
-        error?.pointee = UnsafeRawPointer(noEncoderMessage.utf8Start).assumingMemoryBound(to: CChar.self)
-        return RP_ERROR
+    ) -> Int32 = { context, text, length, out, dimension, error in
+        func fail(_ message: StaticString) -> Int32 {
+            error?.pointee = UnsafeRawPointer(message.utf8Start).assumingMemoryBound(to: CChar.self)
+            return RP_ERROR
+        }
+        guard let context, let out else { return fail(noEncoderMessage) }
+        let host = Unmanaged<HostContext>.fromOpaque(context).takeUnretainedValue()
+        guard let encoder = host.encoder else { return fail(noEncoderMessage) }
+        guard dimension == encoder.dimension else { return fail(wrongDimensionMessage) }
+        let string = text.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) } ?? ""
+        let vector = encoder.embed([string])[0]
+        vector.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: dimension) }
+        return RP_OK
     }

@@ -68,14 +68,14 @@ public final class Stats: Sendable {
         }
     }
 
-    func snapshot(uptimeSeconds: Double, generation: UInt64) -> StatsResult {
+    func snapshot(uptimeSeconds: Double, generation: UInt64, encoders: [String: EncoderStats]) -> StatsResult {
         counters.withLockedValue { counters in
             StatsResult(
                 uptimeSeconds: uptimeSeconds, generation: generation, connectionsOpen: counters.connectionsOpen,
                 connectionsTotal: counters.connectionsTotal, connectionsRejected: counters.connectionsRejected,
                 requests: Dictionary(uniqueKeysWithValues: counters.requests.map { ($0.key.rawValue, $0.value) }),
                 errors: Dictionary(uniqueKeysWithValues: counters.errors.map { ($0.key.rawValue, $0.value) }),
-                routers: counters.routers, reloads: counters.reloads, reloadFailures: counters.reloadFailures)
+                routers: counters.routers, encoders: encoders, reloads: counters.reloads, reloadFailures: counters.reloadFailures)
         }
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 
 /// The operations a request may name in `op`.
 public enum Op: String, Codable, Sendable, CaseIterable {
-    case route, score, routers, health, status, stats, reload
+    case route, score, embed, routers, health, status, stats, reload
 
     /// Admin ops change the daemon and need an admin peer.
     public var isAdmin: Bool { self == .reload }
@@ -44,10 +44,29 @@ public struct ScoreRequest: Sendable, Hashable {
     }
 }
 
+/// `embed`: sentence embeddings (and optionally token ids) of texts.
+public struct EmbedRequest: Sendable, Hashable {
+    /// The encoder; may be omitted when exactly one is configured.
+    public var encoder: String?
+    public var texts: [String]
+    /// Also return the token ids the model saw.
+    public var tokens: Bool
+    /// Overrides the encoder's long-text policy: head, tail or windows.
+    public var longText: String?
+
+    public init(encoder: String? = nil, texts: [String], tokens: Bool = false, longText: String? = nil) {
+        self.encoder = encoder
+        self.texts = texts
+        self.tokens = tokens
+        self.longText = longText
+    }
+}
+
 /// A decoded request.
 public enum Request: Sendable, Hashable {
     case route(RouteRequest)
     case score(ScoreRequest)
+    case embed(EmbedRequest)
     case routers
     case health
     case status
@@ -58,6 +77,7 @@ public enum Request: Sendable, Hashable {
         switch self {
         case .route: return .route
         case .score: return .score
+        case .embed: return .embed
         case .routers: return .routers
         case .health: return .health
         case .status: return .status
@@ -159,6 +179,22 @@ private struct WireRequest: Decodable {
             let router = try reader.required(String.self, "router", expected: "a string")
             let prompts = try reader.required([String].self, "prompts", expected: "a list of strings")
             return .score(ScoreRequest(router: router, prompts: prompts))
+        case .embed:
+            let encoder = try reader.optional(String.self, "encoder", expected: "a string")
+            let texts: [String]
+            if let text = try reader.optional(String.self, "text", expected: "a string") {
+                texts = [text]
+            } else if let list = try reader.optional([String].self, "texts", expected: "a list of strings") {
+                texts = list
+            } else {
+                throw ProtocolError(.missingField, "missing field 'text' (or 'texts')")
+            }
+            let tokens = try reader.optional(Bool.self, "tokens", expected: "true or false") ?? false
+            let longText = try reader.optional(String.self, "long_text", expected: "a string")
+            if let longText, !["head", "tail", "windows"].contains(longText) {
+                throw ProtocolError(.badField, "field 'long_text' must be head, tail or windows, found '\(longText)'")
+            }
+            return .embed(EmbedRequest(encoder: encoder, texts: texts, tokens: tokens, longText: longText))
         case .routers: return .routers
         case .health: return .health
         case .status: return .status
@@ -284,6 +320,11 @@ private struct WireRequestOut: Encodable {
         case .score(let score):
             try container.encode(score.router, forKey: FieldKey("router"))
             try container.encode(score.prompts, forKey: FieldKey("prompts"))
+        case .embed(let embed):
+            try container.encodeIfPresent(embed.encoder, forKey: FieldKey("encoder"))
+            try container.encode(embed.texts, forKey: FieldKey("texts"))
+            if embed.tokens { try container.encode(true, forKey: FieldKey("tokens")) }
+            try container.encodeIfPresent(embed.longText, forKey: FieldKey("long_text"))
         case .routers, .health, .status, .stats, .reload:
             break
         }

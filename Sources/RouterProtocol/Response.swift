@@ -57,6 +57,56 @@ public struct ScoreResult: Codable, Sendable, Hashable {
     }
 }
 
+/// The result of `embed`.
+public struct EmbedResult: Codable, Sendable, Hashable {
+    public var encoder: String
+    public var dimension: Int
+    /// One L2-normalised vector per text, in request order.
+    public var embeddings: [[Float]]
+    /// The token ids the model saw ([CLS] … [SEP]), when asked for.
+    public var tokens: [[Int32]]?
+    public var longText: String
+    public var elapsedMicroseconds: Double
+
+    public init(encoder: String, dimension: Int, embeddings: [[Float]], tokens: [[Int32]]?, longText: String, elapsedMicroseconds: Double) {
+        self.encoder = encoder
+        self.dimension = dimension
+        self.embeddings = embeddings
+        self.tokens = tokens
+        self.longText = longText
+        self.elapsedMicroseconds = elapsedMicroseconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case encoder, dimension, embeddings, tokens
+        case longText = "long_text"
+        case elapsedMicroseconds = "elapsed_us"
+    }
+}
+
+/// An encoder's embedding cache in `stats`.
+public struct EncoderStats: Codable, Sendable, Hashable {
+    public var hits: UInt64
+    public var misses: UInt64
+    public var entries: Int
+    public var capacity: Int
+    /// hits / (hits + misses), or 0 before any lookup.
+    public var hitRate: Double
+
+    public init(hits: UInt64, misses: UInt64, entries: Int, capacity: Int) {
+        self.hits = hits
+        self.misses = misses
+        self.entries = entries
+        self.capacity = capacity
+        hitRate = hits + misses == 0 ? 0 : Double(hits) / Double(hits + misses)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case hits, misses, entries, capacity
+        case hitRate = "hit_rate"
+    }
+}
+
 /// One router instance, as `routers` lists it.
 public struct RouterInfo: Codable, Sendable, Hashable {
     public var name: String
@@ -65,14 +115,16 @@ public struct RouterInfo: Codable, Sendable, Hashable {
     public var threshold: Double
     public var strongModel: String
     public var weakModel: String
+    public var encoder: String?
     public var generation: UInt64
     /// What the plugin says about the instance (its `describe`), as JSON text.
     public var details: String?
 
     public init(
-        name: String, plugin: String, pluginVersion: String, threshold: Double, strongModel: String, weakModel: String,
+        name: String, plugin: String, pluginVersion: String, threshold: Double, strongModel: String, weakModel: String, encoder: String?,
         generation: UInt64, details: String?
     ) {
+        self.encoder = encoder
         self.name = name
         self.plugin = plugin
         self.pluginVersion = pluginVersion
@@ -84,7 +136,7 @@ public struct RouterInfo: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, plugin, threshold, generation, details
+        case name, plugin, threshold, generation, details, encoder
         case pluginVersion = "plugin_version"
         case strongModel = "strong_model"
         case weakModel = "weak_model"
@@ -132,11 +184,16 @@ public struct StatusResult: Codable, Sendable, Hashable {
     public var socket: String
     public var plugins: [PluginInfo]
     public var routers: [String]
+    public var encoders: [String]
+    /// The OpenBLAS kernels in use (e.g. SkylakeX), for the encoder's speed.
+    public var blasCore: String
 
     public init(
         version: String, pid: Int32, uptimeSeconds: Double, generation: UInt64, config: String, socket: String, plugins: [PluginInfo],
-        routers: [String]
+        routers: [String], encoders: [String], blasCore: String
     ) {
+        self.encoders = encoders
+        self.blasCore = blasCore
         self.version = version
         self.pid = pid
         self.uptimeSeconds = uptimeSeconds
@@ -148,8 +205,9 @@ public struct StatusResult: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, pid, generation, config, socket, plugins, routers
+        case version, pid, generation, config, socket, plugins, routers, encoders
         case uptimeSeconds = "uptime_seconds"
+        case blasCore = "blas_core"
     }
 }
 
@@ -183,13 +241,17 @@ public struct StatsResult: Codable, Sendable, Hashable {
     public var errors: [String: UInt64]
     /// Decisions and scores, by router name.
     public var routers: [String: RouterStats]
+    /// Embedding caches, by encoder name.
+    public var encoders: [String: EncoderStats]
     public var reloads: UInt64
     public var reloadFailures: UInt64
 
     public init(
         uptimeSeconds: Double, generation: UInt64, connectionsOpen: UInt64, connectionsTotal: UInt64, connectionsRejected: UInt64,
-        requests: [String: UInt64], errors: [String: UInt64], routers: [String: RouterStats], reloads: UInt64, reloadFailures: UInt64
+        requests: [String: UInt64], errors: [String: UInt64], routers: [String: RouterStats], encoders: [String: EncoderStats], reloads: UInt64,
+        reloadFailures: UInt64
     ) {
+        self.encoders = encoders
         self.uptimeSeconds = uptimeSeconds
         self.generation = generation
         self.connectionsOpen = connectionsOpen
@@ -203,7 +265,7 @@ public struct StatsResult: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case generation, requests, errors, routers, reloads
+        case generation, requests, errors, routers, reloads, encoders
         case uptimeSeconds = "uptime_seconds"
         case connectionsOpen = "connections_open"
         case connectionsTotal = "connections_total"

@@ -98,14 +98,43 @@ struct Score: AsyncParsableCommand {
     }
 }
 
+struct Embed: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Embed texts with the daemon's encoder (one per argument, or one per line on standard input).")
+
+    @OptionGroup var options: ConnectionOptions
+    @Option(name: [.short, .long], help: "The encoder; may be omitted when one is configured.") var encoder: String?
+    @Flag(help: "Also show the token ids (and tokens) the model saw.") var tokens = false
+    @Option(name: .customLong("long-text"), help: "head, tail or windows; default: the encoder's policy.") var longText: String?
+    @Argument(help: "Texts; one per line from standard input when absent.") var texts: [String] = []
+
+    func run() async throws {
+        let inputs =
+            texts.isEmpty
+            ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").map(String.init) : texts
+        try await options.run(.embed(EmbedRequest(encoder: encoder, texts: inputs, tokens: tokens, longText: longText)), as: EmbedResult.self) {
+            result in
+            var lines = ["encoder \(result.encoder), \(result.dimension) dimensions, long_text \(result.longText), \(result.elapsedMicroseconds) µs"]
+            for (index, vector) in result.embeddings.enumerated() {
+                let head = vector.prefix(6).map { String(format: "%+.4f", $0) }.joined(separator: " ")
+                lines.append("\(excerpt(inputs[index]))\n  [\(head) …]")
+                if let ids = result.tokens?[index] { lines.append("  tokens (\(ids.count)): \(ids.map(String.init).joined(separator: " "))") }
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+}
+
 struct Routers: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the router instances of the current generation.")
     @OptionGroup var options: ConnectionOptions
 
     func run() async throws {
         try await options.run(.routers, as: RoutersResult.self) { result in
-            let rows = result.routers.map { [$0.name, "\($0.plugin) \($0.pluginVersion)", format($0.threshold), $0.strongModel, $0.weakModel] }
-            return "generation \(result.generation)\n" + table(header: ["ROUTER", "PLUGIN", "THRESHOLD", "STRONG", "WEAK"], rows: rows)
+            let rows = result.routers.map {
+                [$0.name, "\($0.plugin) \($0.pluginVersion)", format($0.threshold), $0.encoder ?? "-", $0.strongModel, $0.weakModel]
+            }
+            return "generation \(result.generation)\n" + table(header: ["ROUTER", "PLUGIN", "THRESHOLD", "ENCODER", "STRONG", "WEAK"], rows: rows)
         }
     }
 }
@@ -122,6 +151,7 @@ struct Status: AsyncParsableCommand {
                 "socket      \(status.socket)",
                 "generation  \(status.generation)",
                 "routers     \(status.routers.joined(separator: ", "))",
+                "encoders    \(status.encoders.isEmpty ? "none" : status.encoders.joined(separator: ", ")) (OpenBLAS core \(status.blasCore))",
                 "plugins",
             ]
             lines += status.plugins.map { "  \($0.name) \($0.version) (ABI \($0.abiVersion))  \($0.library)" }
@@ -150,6 +180,10 @@ struct Stats: AsyncParsableCommand {
                 return [name, "\(router.decisions)", share, "\(router.scored)", "\(router.errors)"]
             }
             if !rows.isEmpty { lines.append(table(header: ["ROUTER", "DECISIONS", "STRONG", "SCORED", "ERRORS"], rows: rows)) }
+            let encoderRows = stats.encoders.sorted { $0.key < $1.key }.map { name, cache in
+                [name, "\(cache.hits)", "\(cache.misses)", String(format: "%.1f%%", cache.hitRate * 100), "\(cache.entries)/\(cache.capacity)"]
+            }
+            if !encoderRows.isEmpty { lines.append(table(header: ["ENCODER", "HITS", "MISSES", "HIT RATE", "CACHED"], rows: encoderRows)) }
             return lines.joined(separator: "\n")
         }
     }

@@ -7,6 +7,7 @@ import RouterConfig
 import RouterDaemon
 import RouterEngine
 import ServiceLifecycle
+import TextEncoder
 
 @main
 struct Routerd: AsyncParsableCommand {
@@ -33,6 +34,8 @@ struct Routerd: AsyncParsableCommand {
     var logLevel: DaemonConfig.Logging.Level?
 
     func run() async throws {
+        // Before anything else: OpenBLAS picks its kernels when loaded (see BLASKernels).
+        BLASKernels.reexecWithBestCoreIfNeeded()
         let executableDirectory = Self.executableDirectory()
         let configuredLevel =
             (try? ConfigLoader.load(file: config, hostABIVersion: Int(PluginLibrary.hostABIVersion), executableDirectory: executableDirectory))?

@@ -60,7 +60,7 @@ enum TestConfig {
     static func yaml(
         socket: String, routers: String? = nil, limits: String = "  idle_timeout: 30", admin: String = "",
         searchPaths: [String] = [Package.root + "/plugins"],
-        mode: String = "0660"
+        mode: String = "0660", encoders: String = ""
     ) -> String {
         """
         socket:
@@ -73,6 +73,7 @@ enum TestConfig {
         \(limits)
         logging:
           level: info
+        \(encoders)
         routers:
         \(routers ?? randomRouter())
         """

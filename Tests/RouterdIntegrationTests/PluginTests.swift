@@ -7,10 +7,9 @@ import Testing
     /// Compiles the C plugin in ExternalPlugin/ with `cc` against router_plugin.h
     /// into `<dir>/plugins/constant/`, with its descriptor. Returns the search path.
     static func buildConstantPlugin(
-        in directory: TemporaryDirectory, flags: [String] = [], descriptorABI: Int = 1, library: String = "libconstant.so"
-    )
-        throws -> String
-    {
+        in directory: TemporaryDirectory, flags: [String] = [], descriptorABI: Int = 1, library: String = "libconstant.so",
+        embedding: String = "none"
+    ) throws -> String {
         let folder = directory.path + "/plugins/constant"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let source = Package.root + "/Tests/RouterdIntegrationTests/ExternalPlugin/constant_router.c"
@@ -28,10 +27,13 @@ import Testing
             abi_version: \(descriptorABI)
             version: 1.0.0
             description: Scores every prompt with a fixed number (a test plugin written in C).
+            embedding: \(embedding)
             params:
               score:
                 type: float
                 required: true
+              embedding_component:
+                type: int
             """)
         return directory.path + "/plugins"
     }

@@ -6,7 +6,10 @@
  *      -o libconstant.so constant_router.c
  *
  * It proves the ABI is usable without this repository's build. Every prompt
- * scores the `score` parameter. Test variants:
+ * scores the `score` parameter, or, with `embedding_component: i`, the
+ * prompt embedding's component i mapped from [-1, 1] to [0, 1]. With an
+ * encoder it also embeds the text "probe" through the host's embedding
+ * service at create time and logs the first component. Test variants:
  *   -DPLUGIN_ABI_VERSION=N   claim another ABI version (the host must refuse it)
  *   -DOMIT_ENTRY             export no entry point (the host must refuse it)
  */
@@ -22,6 +25,7 @@
 
 typedef struct {
     double score;
+    long component; /* -1: use `score` */
 } constant_router;
 
 static char *copy_string(const char *text) {
@@ -41,6 +45,23 @@ static int create(const rp_host *host, const rp_instance_info *info, void **inst
     constant_router *router = malloc(sizeof *router);
     if (!router) return RP_ERROR;
     router->score = strtod(found + strlen("\"score\":"), NULL);
+    const char *component = strstr(info->params_json, "\"embedding_component\":");
+    router->component = component ? strtol(component + strlen("\"embedding_component\":"), NULL, 10) : -1;
+    if (router->component >= 0 && (size_t)router->component >= info->embedding_dim) {
+        free(router);
+        *error = copy_string("embedding_component needs an encoder with more dimensions");
+        return RP_ERROR;
+    }
+    if (info->embedding_dim > 0 && host->struct_size >= sizeof(rp_host) && host->embed) {
+        float *probe = malloc(info->embedding_dim * sizeof *probe);
+        const char *embed_error = NULL;
+        if (probe && host->embed(host->context, "probe", 5, probe, info->embedding_dim, &embed_error) == RP_OK) {
+            char line[128];
+            int n = snprintf(line, sizeof line, "probe component 0: %.9g", probe[0]);
+            host->log(host->context, RP_LOG_INFO, line, (size_t)n);
+        }
+        free(probe);
+    }
     if (router->score < 0 || router->score > 1) {
         free(router);
         *error = copy_string("score must be within [0, 1]");
@@ -54,10 +75,17 @@ static int create(const rp_host *host, const rp_instance_info *info, void **inst
 }
 
 static int score(void *instance, const rp_prompt *prompts, size_t count, double *scores, char **error) {
-    (void)prompts;
-    (void)error;
     const constant_router *router = instance;
-    for (size_t i = 0; i < count; i++) scores[i] = router->score;
+    for (size_t i = 0; i < count; i++) {
+        if (router->component < 0) {
+            scores[i] = router->score;
+        } else if (prompts[i].embedding == NULL || (size_t)router->component >= prompts[i].embedding_dim) {
+            *error = copy_string("no embedding arrived with the prompt");
+            return RP_ERROR;
+        } else {
+            scores[i] = (prompts[i].embedding[router->component] + 1.0) / 2.0;
+        }
+    }
     return RP_OK;
 }
 

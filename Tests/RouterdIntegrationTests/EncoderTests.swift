@@ -1,0 +1,165 @@
+import Foundation
+import RouterProtocol
+import Testing
+
+/// The local encoder inside the daemon: the `embed` op, embeddings handed to
+/// plugins, the cache, and encoder config errors.
+@Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+struct DaemonEncoderTests {
+    @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
+    func theEmbedOpMatchesTheReference() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, encoders: EncoderFixture.encoders()) })
+        let connection = try daemon.connect()
+        let goldens = try EncoderFixture.golden()
+        let request = try JSONSerialization.data(withJSONObject: ["op": "embed", "texts": goldens.map(\.text), "tokens": true])
+        try connection.send(String(decoding: request, as: UTF8.self) + "\n")
+        let line = try #require(try connection.readLine())
+        let result = try ResponseCodec.decode(EmbedResult.self, from: Data(line.utf8))
+        #expect(result.encoder == "minilm")
+        #expect(result.dimension == 384)
+        for (index, golden) in goldens.enumerated() {
+            #expect(result.tokens?[index] == golden.ids, "\(golden.text.prefix(30).debugDescription)")
+            #expect(EncoderFixture.cosine(result.embeddings[index], golden.embedding) >= 0.9999)
+        }
+        // The daemon runs OpenBLAS kernels that fit the CPU, not the legacy fallback.
+        let status = try connection.request(#"{"op":"status"}"#).result
+        #expect(status["encoders"] as? [String] == ["minilm"])
+        #expect((status["blas_core"] as? String).map { !["Prescott", "Core2", "unknown"].contains($0) } == true, "\(status)")
+    }
+
+    @Test func pluginsReceiveThePromptEmbeddingAndCanAskForMore() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try PluginTests.buildConstantPlugin(in: directory, embedding: "required")
+        let routers = """
+              probe:
+                plugin: constant
+                threshold: 0.5
+                strong_model: big
+                weak_model: small
+                encoder: minilm
+                params:
+                  score: 0.5
+                  embedding_component: 3
+            """
+        let daemon = try Daemon(
+            directory: directory,
+            config: { TestConfig.yaml(socket: $0, routers: routers, searchPaths: [plugins], encoders: EncoderFixture.encoders()) })
+        let connection = try daemon.connect()
+        let prompt = "How many moons does Jupiter have?"
+        let embedding = try connection.request(#"{"op":"embed","text":"\#(prompt)"}"#).result["embeddings"] as? [[Double]]
+        let component = try #require(embedding?.first?[3])
+        let decision = try connection.decision(#"{"op":"route","router":"probe","prompt":"\#(prompt)"}"#)
+        #expect(abs(decision.score - (component + 1) / 2) < 1e-6, "the plugin scored the embedding the daemon computed")
+        let batch = try connection.request(#"{"op":"score","router":"probe","prompts":["\#(prompt)","another one"]}"#)
+        #expect(abs(((batch.result["scores"] as? [Double])?.first ?? -1) - (component + 1) / 2) < 1e-6)
+        // At create time the plugin embedded "probe" through the host's embedding service.
+        let probe = try #require(try connection.request(#"{"op":"embed","text":"probe"}"#).result["embeddings"] as? [[Double]])[0][0]
+        let logged = try #require(daemon.log.split(separator: "\n").first { $0.contains("probe component 0: ") })
+        let value = try #require(Double(logged.split(separator: " ").last.map(String.init) ?? ""))
+        #expect(abs(value - probe) < 1e-6, "\(logged)")
+        // The prompt was embedded once for route and found in the cache afterwards.
+        let encoders = try #require(try connection.request(#"{"op":"stats"}"#).result["encoders"] as? [String: [String: Any]])
+        #expect((encoders["minilm"]?["hits"] as? Int ?? 0) >= 2, "\(encoders)")
+    }
+
+    @Test func theCacheServesRepeatsAndSurvivesAReload() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, encoders: EncoderFixture.encoders(cacheSize: 2)) })
+        let connection = try daemon.connect()
+        for text in ["a", "b", "a", "a", "c", "b"] {
+            #expect(try connection.request(#"{"op":"embed","text":"\#(text)"}"#).ok)
+        }
+        var cache = try #require((try connection.request(#"{"op":"stats"}"#).result["encoders"] as? [String: [String: Any]])?["minilm"])
+        // a miss, b miss, a hit, a hit, c miss (evicts b), b miss (evicts a)
+        #expect(cache["hits"] as? Int == 2)
+        #expect(cache["misses"] as? Int == 4)
+        #expect(cache["entries"] as? Int == 2)
+        #expect(try connection.request(#"{"op":"reload"}"#).ok)
+        #expect(try connection.request(#"{"op":"embed","text":"b"}"#).ok)
+        cache = try #require((try connection.request(#"{"op":"stats"}"#).result["encoders"] as? [String: [String: Any]])?["minilm"])
+        #expect(cache["hits"] as? Int == 3, "the unchanged encoder kept its warm cache across the reload")
+    }
+
+    @Test func embedErrorsAreClear() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, encoders: EncoderFixture.encoders()) })
+        let connection = try daemon.connect()
+        #expect(try connection.request(#"{"op":"embed"}"#).errorCode == "missing_field")
+        #expect(try connection.request(#"{"op":"embed","encoder":"bert","text":"x"}"#).errorCode == "bad_field")
+        #expect(try connection.request(#"{"op":"embed","text":"x","long_text":"middle"}"#).errorCode == "bad_field")
+        #expect(try connection.request(#"{"op":"embed","text":"x","long_text":"tail"}"#).ok)
+    }
+
+    @Test func encoderConfigProblemsAreReported() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try PluginTests.buildConstantPlugin(in: directory, embedding: "required")
+        let routers = """
+              needs:
+                plugin: constant
+                threshold: 0.5
+                strong_model: s
+                weak_model: w
+                params:
+                  score: 0.5
+              typo:
+                plugin: random
+                threshold: 0.5
+                strong_model: s
+                weak_model: w
+                encoder: minilmm
+            """
+        let config = try directory.write(
+            "routerd.yaml",
+            TestConfig.yaml(
+                socket: directory.path + "/s.sock", routers: routers, searchPaths: [plugins, Package.root + "/plugins"],
+                encoders: "encoders:\n  minilm:\n    path: /nonexistent/model\n    long_text: sideways"))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("long_text must be one of head, tail, windows, found 'sideways'"), "\(check.stderr)")
+        #expect(check.stderr.contains("plugin 'constant' needs prompt embeddings; add `encoder: <name>` (encoders: minilm)"))
+        #expect(check.stderr.contains("router 'typo' uses unknown encoder 'minilmm' (encoders: minilm)"))
+        // With the YAML fixed, the missing model is named with the command that fetches it.
+        let fixed = try directory.write(
+            "fixed.yaml",
+            TestConfig.yaml(
+                socket: directory.path + "/s.sock", routers: TestConfig.randomRouter(), encoders: "encoders:\n  minilm:\n    path: /nonexistent/model"
+            ))
+        let second = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", fixed])
+        #expect(second.status != 0)
+        #expect(second.stderr.contains("encoder 'minilm': /nonexistent/model/model.safetensors is missing"), "\(second.stderr)")
+        #expect(second.stderr.contains("make setup"))
+    }
+}
+
+enum EncoderFixture {
+    static let modelDirectory = Package.root + "/models/all-MiniLM-L6-v2"
+    static let goldenFile = Package.root + "/../shared/data/encoder/minilm-golden.jsonl"
+    static var modelIsPresent: Bool { FileManager.default.fileExists(atPath: modelDirectory + "/model.safetensors") }
+    static var goldenIsPresent: Bool { FileManager.default.fileExists(atPath: goldenFile) }
+    static let missingModel = "the encoder model is not in models/all-MiniLM-L6-v2; run `make setup` to fetch it"
+    static let missingGolden = "../shared/data/encoder/minilm-golden.jsonl is absent; the golden comparison needs the shared data"
+
+    static func encoders(cacheSize: Int = 1000) -> String {
+        "encoders:\n  minilm:\n    kind: minilm\n    path: \(modelDirectory)\n    cache_size: \(cacheSize)"
+    }
+
+    struct Golden: Decodable {
+        var text: String
+        var ids: [Int32]
+        var embedding: [Float]
+    }
+
+    static func golden() throws -> [Golden] {
+        try String(contentsOfFile: goldenFile, encoding: .utf8).split(separator: "\n").map {
+            try JSONDecoder().decode(Golden.self, from: Data($0.utf8))
+        }
+    }
+
+    static func cosine(_ a: [Float], _ b: [Float]) -> Double {
+        var (dot, na, nb) = (0.0, 0.0, 0.0)
+        for (x, y) in zip(a, b) {
+            dot += Double(x) * Double(y)
+            na += Double(x) * Double(x)
+            nb += Double(y) * Double(y)
+        }
+        return dot / (na.squareRoot() * nb.squareRoot())
+    }
+}
