@@ -18,7 +18,7 @@ final class MiniLM: Sendable {
     static let layerNormEpsilon: Float = 1e-12
 
     struct Layer: Sendable {
-        /// Query, key and value stacked: [3·384, 384] (PyTorch Linear layout, out × in).
+        /// Query, key and value stacked and transposed: [384, 3·384] (in × out), as every weight here.
         let qkvWeight: [Float]
         let qkvBias: [Float]
         let outputWeight: [Float]
@@ -67,14 +67,16 @@ final class MiniLM: Sendable {
                 try tensor("attention.self.query.bias", [h]) + tensor("attention.self.key.bias", [h]) + tensor("attention.self.value.bias", [h])
             layers.append(
                 Layer(
-                    qkvWeight: qkvWeight, qkvBias: qkvBias,
-                    outputWeight: try tensor("attention.output.dense.weight", [h, h]),
+                    qkvWeight: Self.transposed(qkvWeight, outputs: 3 * h, inputs: h), qkvBias: qkvBias,
+                    outputWeight: Self.transposed(try tensor("attention.output.dense.weight", [h, h]), outputs: h, inputs: h),
                     outputBias: try tensor("attention.output.dense.bias", [h]),
                     attentionNormWeight: try tensor("attention.output.LayerNorm.weight", [h]),
                     attentionNormBias: try tensor("attention.output.LayerNorm.bias", [h]),
-                    intermediateWeight: try tensor("intermediate.dense.weight", [Self.intermediate, h]),
+                    intermediateWeight: Self.transposed(
+                        try tensor("intermediate.dense.weight", [Self.intermediate, h]), outputs: Self.intermediate, inputs: h),
                     intermediateBias: try tensor("intermediate.dense.bias", [Self.intermediate]),
-                    ffnOutputWeight: try tensor("output.dense.weight", [h, Self.intermediate]),
+                    ffnOutputWeight: Self.transposed(
+                        try tensor("output.dense.weight", [h, Self.intermediate]), outputs: h, inputs: Self.intermediate),
                     ffnOutputBias: try tensor("output.dense.bias", [h]),
                     outputNormWeight: try tensor("output.LayerNorm.weight", [h]),
                     outputNormBias: try tensor("output.LayerNorm.bias", [h])))
@@ -170,13 +172,21 @@ final class MiniLM: Sendable {
         }
     }
 
-    /// out[rows × outputs] = input[rows × inputs] · weight[outputs × inputs]ᵀ
+    /// out[rows × outputs] = input[rows × inputs] · weight[inputs × outputs] (weights are stored transposed at load).
     private static func linear(_ input: [Float], _ weight: [Float], rows: Int, inputs: Int, outputs: Int, into output: inout [Float]) {
         output.withUnsafeMutableBufferPointer { out in
             cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outputs), Int32(inputs), 1, input, Int32(inputs), weight, Int32(inputs),
-                0,
-                out.baseAddress, Int32(outputs))
+                CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(outputs), Int32(inputs), 1, input, Int32(inputs), weight,
+                Int32(outputs), 0, out.baseAddress, Int32(outputs))
         }
+    }
+
+    /// PyTorch's Linear weight [outputs × inputs] as [inputs × outputs].
+    static func transposed(_ weight: [Float], outputs: Int, inputs: Int) -> [Float] {
+        var result = [Float](repeating: 0, count: weight.count)
+        for row in 0..<outputs {
+            for column in 0..<inputs { result[column * outputs + row] = weight[row * inputs + column] }
+        }
+        return result
     }
 }
