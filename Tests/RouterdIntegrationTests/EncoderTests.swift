@@ -79,6 +79,15 @@ struct DaemonEncoderTests {
         #expect(cache["hits"] as? Int == 3, "the unchanged encoder kept its warm cache across the reload")
     }
 
+    @Test func routerctlEmbedShowsVectorsAndTokens() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, encoders: EncoderFixture.encoders()) })
+        let run = try runCommand(
+            try Package.binary("routerctl"), ["embed", "--socket", daemon.socket, "--tokens", "How do I sort a list in Python?"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("encoder minilm, 384 dimensions, long_text head"))
+        #expect(run.stdout.contains("tokens (11): 101 2129 2079 1045 4066 1037 2862 1999 18750 1029 102"), "\(run.stdout)")
+    }
+
     @Test func embedErrorsAreClear() throws {
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, encoders: EncoderFixture.encoders()) })
         let connection = try daemon.connect()
