@@ -33,8 +33,10 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // The encoder's elementwise kernels (softmax, GELU, LayerNorm), vectorised per CPU.
         .target(name: "CEncoderKernels", cSettings: [.unsafeFlags(["-O3", "-ffast-math", "-fno-finite-math-only"])]),
-        // The local sentence encoder: safetensors, BERT tokenizer, MiniLM on OpenBLAS, cache.
-        .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels"]),
+        // The safetensors format: a validating memory-mapped reader and a writer.
+        .target(name: "SafeTensors"),
+        // The local sentence encoder: BERT tokenizer, MiniLM on OpenBLAS, long-text policies, cache.
+        .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "SafeTensors"]),
 
         // Daemon config and plugin descriptors: YAML with file:line:column errors.
         .target(name: "RouterConfig", dependencies: ["CYaml"]),
@@ -92,6 +94,7 @@ let package = Package(
 
         .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
         .testTarget(
             name: "RouterdIntegrationTests",

@@ -1,4 +1,5 @@
 import CBLAS
+import SafeTensors
 import CEncoderKernels
 import Foundation
 

@@ -1,6 +1,7 @@
 import CBLAS
 import CEncoderKernels
 import Foundation
+import SafeTensors
 
 /// How to embed a text longer than the model's 256-token window.
 public enum LongTextPolicy: String, Sendable, CaseIterable, Codable {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import TextEncoder
+@testable import SafeTensors
 
 @Suite struct SafeTensorsTests {
     /// Writes a safetensors file from a header JSON text and raw data bytes.
@@ -64,5 +64,26 @@ import Testing
                     header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
                     data: floatBytes([1, 2]))
             ).contains("overlap"))
+    }
+}
+
+@Suite struct SafeTensorsWriterTests {
+    @Test func writtenFilesReadBack() throws {
+        let path = NSTemporaryDirectory() + "st-\(UUID().uuidString).safetensors"
+        defer { unlink(path) }
+        try SafeTensorsWriter.write(
+            [.init(name: "b", shape: [3], values: [1, -2, .pi]), .init(name: "a", shape: [2, 2], values: [0, 1, 2, 3])],
+            metadata: ["models": #"["x","y"]"#], to: path)
+        let file = try SafeTensorsFile(path: path)
+        #expect(try file.floats("a", shape: [2, 2]) == [0, 1, 2, 3])
+        #expect(try file.floats("b") == [1, -2, .pi])
+        #expect(file.metadata["models"] == #"["x","y"]"#)
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp-\(getpid())"))
+    }
+
+    @Test func aShapeThatDoesNotMatchIsRefused() {
+        #expect(throws: SafeTensorsError.self) {
+            try SafeTensorsWriter.write([.init(name: "a", shape: [3], values: [1])], metadata: [:], to: NSTemporaryDirectory() + "never.safetensors")
+        }
     }
 }

@@ -1,0 +1,58 @@
+import Foundation
+
+/// Writes Float32 tensors and string metadata as a safetensors file.
+///
+/// The header lists tensors in name order, so the same tensors always give
+/// the same bytes, and is padded with spaces to a multiple of 8 bytes so the
+/// data section is aligned. The file is written to a temporary name in the
+/// same folder and renamed into place, so a reader never sees a torn file.
+public enum SafeTensorsWriter {
+    public struct Tensor: Sendable {
+        public var name: String
+        public var shape: [Int]
+        public var values: [Float]
+
+        public init(name: String, shape: [Int], values: [Float]) {
+            self.name = name
+            self.shape = shape
+            self.values = values
+        }
+    }
+
+    public static func write(_ tensors: [Tensor], metadata: [String: String], to path: String) throws(SafeTensorsError) {
+        func fail(_ message: String) -> SafeTensorsError { SafeTensorsError(file: path, message: message) }
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        let sorted = tensors.sorted { $0.name < $1.name }
+        for tensor in sorted {
+            guard tensor.shape.reduce(1, *) == tensor.values.count else {
+                throw fail("tensor '\(tensor.name)' has \(tensor.values.count) values for shape \(tensor.shape)")
+            }
+            let length = tensor.values.count * 4
+            header[tensor.name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + length]] as [String: Any]
+            offset += length
+        }
+        guard var headerBytes = try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]) else {
+            throw fail("cannot encode the header")
+        }
+        while headerBytes.count % 8 != 0 { headerBytes.append(UInt8(ascii: " ")) }
+        var data = Data(capacity: 8 + headerBytes.count + offset)
+        withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(headerBytes)
+        for tensor in sorted {
+            for value in tensor.values { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        }
+        let temporary = path + ".tmp-\(getpid())"
+        do {
+            try data.write(to: URL(fileURLWithPath: temporary))
+            guard rename(temporary, path) == 0 else { throw fail("cannot rename into place: \(String(cString: strerror(errno)))") }
+        } catch let error as SafeTensorsError {
+            unlink(temporary)
+            throw error
+        } catch {
+            unlink(temporary)
+            throw fail("cannot write: \(error.localizedDescription)")
+        }
+    }
+}
