@@ -3,8 +3,9 @@ import PackageDescription
 
 /// Router plugins: each is a dynamic library built from `plugins/<name>/`,
 /// next to its descriptor `plugins/<name>/plugin.yaml`.
-let routerPlugins: [(product: String, directory: String)] = [
-    ("RandomRouter", "random")
+let routerPlugins: [(product: String, directory: String, dependencies: [Target.Dependency])] = [
+    ("RandomRouter", "random", []),
+    ("MatrixFactorizationRouter", "mf", ["SafeTensors"]),
 ]
 
 let package = Package(
@@ -37,6 +38,9 @@ let package = Package(
         .target(name: "SafeTensors"),
         // The local sentence encoder: BERT tokenizer, MiniLM on OpenBLAS, long-text policies, cache.
         .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "SafeTensors"]),
+
+        // Router training: battles files, the on-disk embedding cache, the MF trainer.
+        .target(name: "RouterTraining", dependencies: ["CBLAS", "SafeTensors"]),
 
         // Daemon config and plugin descriptors: YAML with file:line:column errors.
         .target(name: "RouterConfig", dependencies: ["CYaml"]),
@@ -85,7 +89,7 @@ let package = Package(
         .executableTarget(
             name: "routerctl",
             dependencies: [
-                "RouterClient", "RouterProtocol", "RouterConfig", "TextEncoder",
+                "RouterClient", "RouterProtocol", "RouterConfig", "TextEncoder", "RouterTraining", "SafeTensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -103,7 +107,7 @@ let package = Package(
     ]
         + routerPlugins.map {
             .target(
-                name: $0.product, dependencies: ["RouterPluginKit"], path: "plugins/\($0.directory)",
+                name: $0.product, dependencies: ["RouterPluginKit"] + $0.dependencies, path: "plugins/\($0.directory)",
                 exclude: ["plugin.yaml"])
         }
 )

@@ -1,0 +1,71 @@
+import Foundation
+
+/// A problem with training data, naming the file and line.
+public struct TrainingDataError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One preference battle: two models answered `prompt`; `winner` says which did better.
+public struct Battle: Sendable, Hashable {
+    public enum Outcome: Sendable, Hashable {
+        case modelA, modelB, tie
+    }
+
+    public var prompt: String
+    public var modelA: String
+    public var modelB: String
+    public var outcome: Outcome
+}
+
+/// Reads battles files: JSON lines `{prompt, model_a, model_b, winner}` with
+/// winner `model_a`, `model_b`, `tie` or `tie (bothbad)`. Other fields are
+/// ignored. docs/TRAINING.md describes the format.
+public enum BattlesReader {
+    /// Reads every file; `aliases` renames models (e.g. to unify one model's names across files).
+    public static func read(files: [String], aliases: [String: String] = [:]) throws(TrainingDataError) -> [Battle] {
+        var battles: [Battle] = []
+        for file in files {
+            battles += try read(file: file, aliases: aliases)
+        }
+        return battles
+    }
+
+    public static func read(file: String, aliases: [String: String] = [:]) throws(TrainingDataError) -> [Battle] {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw TrainingDataError("\(file): cannot read the file")
+        }
+        var battles: [Battle] = []
+        var lineNumber = 0
+        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\t") }) { continue }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
+                throw TrainingDataError("\(file):\(lineNumber): not a JSON object")
+            }
+            func field(_ name: String) throws(TrainingDataError) -> String {
+                guard let value = object[name] as? String, !value.isEmpty else {
+                    throw TrainingDataError("\(file):\(lineNumber): missing or empty string field '\(name)'")
+                }
+                return value
+            }
+            let prompt = try field("prompt")
+            let modelA = try field("model_a")
+            let modelB = try field("model_b")
+            let winner = try field("winner")
+            let outcome: Battle.Outcome
+            switch winner {
+            case "model_a": outcome = .modelA
+            case "model_b": outcome = .modelB
+            case "tie", "tie (bothbad)": outcome = .tie
+            default:
+                throw TrainingDataError("\(file):\(lineNumber): unknown winner '\(winner)' (expected model_a, model_b, tie or tie (bothbad))")
+            }
+            guard modelA != modelB else { throw TrainingDataError("\(file):\(lineNumber): model_a and model_b are both '\(modelA)'") }
+            battles.append(Battle(prompt: prompt, modelA: aliases[modelA] ?? modelA, modelB: aliases[modelB] ?? modelB, outcome: outcome))
+        }
+        guard !battles.isEmpty else { throw TrainingDataError("\(file): no battles in the file") }
+        return battles
+    }
+}

@@ -1,0 +1,204 @@
+import ArgumentParser
+import Foundation
+import RouterTraining
+import SafeTensors
+import TextEncoder
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train router weights from battles files.", subcommands: [TrainMF.self])
+}
+
+/// `routerctl train mf`: RouteLLM's matrix factorisation, trained on the local encoder's embeddings.
+struct TrainMF: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mf", abstract: "Train the matrix-factorisation router from battles files (docs/TRAINING.md).")
+
+    @Argument(help: "Battles files: JSON lines {prompt, model_a, model_b, winner}.") var files: [String]
+    @Option(name: [.short, .long], help: "Where to write the weights (safetensors).") var output: String = "weights/mf-minilm.safetensors"
+    @Option(help: "The encoder model folder.") var model: String = "models/all-MiniLM-L6-v2"
+    @Option(name: .customLong("long-text"), help: "head, tail or windows: how prompts over 256 tokens are embedded.") var longText: String = "head"
+    @Option(help: "The on-disk embedding cache (default: .cache/embeddings-minilm-<long-text>.bin).") var cache: String?
+    @Option(help: "Rename a model, FROM=TO (repeatable), to unify names across files.") var alias: [String] = []
+    @Option(help: "Latent dimension d.") var dimension: Int = 128
+    @Option(help: "Most epochs.") var epochs: Int = 100
+    @Option(name: .customLong("batch-size")) var batchSize: Int = 64
+    @Option(name: .customLong("learning-rate")) var learningRate: Float = 3e-4
+    @Option(name: .customLong("weight-decay")) var weightDecay: Float = 1e-5
+    @Option(help: "Standard deviation of the noise added to embeddings while training.") var noise: Float = 0.01
+    @Option(help: "drop or half: what a tie counts as.") var ties: String = "drop"
+    @Option(help: "Share of prompts held out for validation.") var validation: Double = 0.1
+    @Option(help: "Epochs without improvement before stopping.") var patience: Int = 5
+    @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Option(name: .customLong("min-battles"), help: "Refuse models in fewer battles than this.") var minBattles: Int = 2
+    @Option(help: "Strong model for the stored score quantiles.") var strong: String = "gpt-4-1106-preview"
+    @Option(help: "Weak model for the stored score quantiles.") var weak: String = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+    func run() throws {
+        BLASKernels.reexecWithBestCoreIfNeeded()
+        do {
+            try train()
+        } catch let error as TrainingDataError {
+            printError("routerctl train mf: \(error)")
+            throw ExitCode(1)
+        } catch let error as EncoderError {
+            printError("routerctl train mf: \(error)")
+            throw ExitCode(1)
+        } catch let error as SafeTensorsError {
+            printError("routerctl train mf: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    private func train() throws {
+        guard let policy = LongTextPolicy(rawValue: longText) else { throw ValidationError("--long-text must be head, tail or windows") }
+        guard let tiePolicy = MFTrainingOptions.Ties(rawValue: ties) else { throw ValidationError("--ties must be drop or half") }
+        var aliases: [String: String] = [:]
+        for entry in alias {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--alias takes FROM=TO, found '\(entry)'") }
+            aliases[parts[0]] = parts[1]
+        }
+        let battles = try BattlesReader.read(files: files, aliases: aliases)
+        var counts: [String: Int] = [:]
+        for battle in battles {
+            counts[battle.modelA, default: 0] += 1
+            counts[battle.modelB, default: 0] += 1
+        }
+        let rare = counts.filter { $0.value < minBattles }.keys.sorted()
+        guard rare.isEmpty else {
+            throw TrainingDataError(
+                "model(s) in fewer than \(minBattles) battles cannot be learned: \(rare.joined(separator: ", ")); add data, rename them with --alias, or lower --min-battles"
+            )
+        }
+        let models = counts.keys.sorted()
+        let modelIndex = Dictionary(uniqueKeysWithValues: models.enumerated().map { ($1, $0) })
+        let prompts = Array(Set(battles.map(\.prompt))).sorted()
+        let promptIndex = Dictionary(uniqueKeysWithValues: prompts.enumerated().map { ($1, $0) })
+        print("\(battles.count) battles, \(prompts.count) distinct prompts, \(models.count) models, from \(files.count) file(s)")
+
+        let embeddings = try embed(prompts, policy: policy)
+
+        var samples: [MFSample] = []
+        for battle in battles {
+            let label: Float
+            switch battle.outcome {
+            case .modelA: label = 1
+            case .modelB: label = 0
+            case .tie:
+                guard tiePolicy == .half else { continue }
+                label = 0.5
+            }
+            samples.append(
+                MFSample(prompt: promptIndex[battle.prompt]!, modelA: modelIndex[battle.modelA]!, modelB: modelIndex[battle.modelB]!, label: label))
+        }
+        // Hold out whole prompts, chosen by a stable hash, so validation prompts never leak into training.
+        let validationPrompts = Set(prompts.indices.filter { Double(Self.stableHash(prompts[$0]) % 10_000) < validation * 10_000 })
+        var options = MFTrainingOptions()
+        options.dimension = dimension
+        options.epochs = epochs
+        options.batchSize = batchSize
+        options.learningRate = learningRate
+        options.weightDecay = weightDecay
+        options.noise = noise
+        options.validationFraction = validation
+        options.patience = patience
+        options.seed = seed
+        options.ties = tiePolicy
+        SentenceEncoder.setThreads(1)
+        let trainer = MFTrainer(models: models, embeddings: embeddings, samples: samples, validationPrompts: validationPrompts, options: options)
+        print("training on \(trainer.train.count) samples, validating on \(trainer.validation.count) (\(validationPrompts.count) held-out prompts)")
+        let (model, best) = trainer.run { report in
+            let bar = Progress.bar(fraction: Double(report.epoch) / Double(epochs), width: 20)
+            print(
+                String(
+                    format: "epoch %3d/%d %@ train loss %.4f · val loss %.4f · val acc %.1f%%%@", report.epoch, epochs, bar, report.trainLoss,
+                    report.validationLoss, report.validationAccuracy * 100, report.isBest ? " *" : ""))
+        }
+        print(String(format: "best epoch %d: val loss %.4f, val acc %.1f%%", best.epoch, best.validationLoss, best.validationAccuracy * 100))
+
+        var metadata: [String: String] = [
+            "format": "llm-router.mf/1",
+            "models": String(decoding: try JSONEncoder().encode(models), as: UTF8.self),
+            "encoder": "all-MiniLM-L6-v2",
+            "embedding_dim": String(SentenceEncoder.dimension),
+            "long_text": policy.rawValue,
+        ]
+        let summary: [String: Any] = [
+            "files": files.map { ($0 as NSString).lastPathComponent }, "battles": battles.count, "prompts": prompts.count, "samples": samples.count,
+            "ties": ties, "dimension": dimension, "noise": Double(noise), "learning_rate": Double(learningRate), "weight_decay": Double(weightDecay),
+            "best_epoch": best.epoch, "validation_loss": best.validationLoss, "validation_accuracy": best.validationAccuracy, "seed": seed,
+        ]
+        metadata["training"] = String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self)
+        if let strongIndex = modelIndex[strong], let weakIndex = modelIndex[weak] {
+            // Quantiles of P(strong wins) over the training prompts: `routerctl calibrate` turns a strong share into a threshold with them.
+            let scores = model.winProbabilities(embeddings, a: strongIndex, b: weakIndex).sorted()
+            let quantiles = (0...100).map { scores[min(scores.count - 1, Int((Double($0) / 100 * Double(scores.count - 1)).rounded()))] }
+            metadata["score_quantiles"] = String(decoding: try JSONSerialization.data(withJSONObject: quantiles), as: UTF8.self)
+            metadata["quantile_pair"] = String(decoding: try JSONEncoder().encode([strong, weak]), as: UTF8.self)
+        }
+        try FileManager.default.createDirectory(
+            atPath: (output as NSString).deletingLastPathComponent.isEmpty ? "." : (output as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true)
+        try SafeTensorsWriter.write(
+            [
+                .init(name: "P", shape: [models.count, dimension], values: model.p),
+                .init(name: "W1", shape: [dimension, SentenceEncoder.dimension], values: model.w1),
+                .init(name: "w2", shape: [dimension], values: model.w2),
+            ], metadata: metadata, to: output)
+        print("wrote \(output)")
+    }
+
+    /// Embeds prompts through the on-disk cache; only new prompts run the encoder.
+    private func embed(_ prompts: [String], policy: LongTextPolicy) throws -> [[Float]] {
+        let store = try EmbeddingStore(path: cache ?? ".cache/embeddings-minilm-\(policy.rawValue).bin", dimension: SentenceEncoder.dimension)
+        let missing = prompts.filter { store[$0] == nil }
+        if !missing.isEmpty {
+            let encoder = try SentenceEncoder(modelDirectory: model)
+            SentenceEncoder.setThreads(2)
+            print("embedding \(missing.count) prompts (\(prompts.count - missing.count) cached in \(store.path))")
+            let start = Date()
+            for begin in stride(from: 0, to: missing.count, by: 32) {
+                let chunk = Array(missing[begin..<min(begin + 32, missing.count)])
+                for (text, vector) in zip(chunk, encoder.embed(chunk, policy: policy)) { store.insert(vector, for: text) }
+                let done = min(begin + 32, missing.count)
+                Progress.line(
+                    String(
+                        format: "  %@ %d/%d prompts, %.0f s", Progress.bar(fraction: Double(done) / Double(missing.count), width: 20), done,
+                        missing.count, Date().timeIntervalSince(start)))
+                if done % 1024 == 0 { try store.save() }
+            }
+            Progress.finish()
+            try store.save()
+        }
+        return prompts.map { store[$0]! }
+    }
+
+    /// FNV-1a, stable across runs and machines (Swift's Hasher is seeded per process).
+    static func stableHash(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return hash
+    }
+}
+
+/// Progress display: a bar rewritten in place on a terminal, plain lines otherwise.
+enum Progress {
+    static let isTerminal = isatty(STDOUT_FILENO) != 0
+
+    static func bar(fraction: Double, width: Int) -> String {
+        let filled = Int((min(max(fraction, 0), 1) * Double(width)).rounded())
+        return "▕" + String(repeating: "█", count: filled) + String(repeating: " ", count: width - filled) + "▏"
+    }
+
+    static func line(_ text: String) {
+        if isTerminal {
+            FileHandle.standardOutput.write(Data(("\r" + text).utf8))
+        } else {
+            print(text)
+        }
+    }
+
+    static func finish() {
+        if isTerminal { print() }
+    }
+}
