@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
     ],
     targets: [
         // The plugin ABI: one C header, shared by the host and every plugin.
@@ -41,6 +42,9 @@ let package = Package(
 
         // Router training: battles files, the on-disk embedding cache, the MF trainer.
         .target(name: "RouterTraining", dependencies: ["CBLAS", "SafeTensors"]),
+
+        // RouteLLM's evaluation: benchmark readers, APGR/CPT, plots.
+        .target(name: "RouterEvaluation", dependencies: [.product(name: "CSV", package: "CSV.swift")]),
 
         // Daemon config and plugin descriptors: YAML with file:line:column errors.
         .target(name: "RouterConfig", dependencies: ["CYaml"]),
@@ -89,7 +93,8 @@ let package = Package(
         .executableTarget(
             name: "routerctl",
             dependencies: [
-                "RouterClient", "RouterProtocol", "RouterConfig", "TextEncoder", "RouterTraining", "SafeTensors",
+                "RouterClient", "RouterProtocol", "RouterConfig", "TextEncoder", "RouterTraining", "SafeTensors", "RouterEvaluation", "RouterEngine",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -99,6 +104,7 @@ let package = Package(
         .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
         .testTarget(
             name: "RouterdIntegrationTests",

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RouterEngine
+import RouterEvaluation
+import RouterTraining
+import TextEncoder
+
+/// `routerctl eval`: RouteLLM's evaluation (APGR, CPT) of configured routers on MT-Bench, GSM8K and MMLU.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate routers as RouteLLM does (APGR, CPT) on MT-Bench, GSM8K and MMLU; write plots.",
+        discussion: """
+            The routers are built in-process from the config, with the same plugins and encoder the daemon uses. \
+            Prompt embeddings go through the on-disk cache, so a second run does not re-embed.
+            """)
+
+    @Option(name: [.short, .long], help: "The config whose routers to evaluate.") var config: String = "etc/routerd/routerd.yaml"
+    @Option(help: "Routers to evaluate, comma-separated.") var routers: String = "random,mf"
+    @Option(help: "Benchmarks, comma-separated (mt-bench, gsm8k, mmlu).") var benchmarks: String = "mt-bench,gsm8k,mmlu"
+    @Option(help: "RouteLLM's eval folder.") var data: String = "../shared/data/eval"
+    @Option(help: "Where to write <benchmark>.svg and results.json; empty to skip.") var out: String = "docs/results"
+    @Option(help: "The strong model of the benchmark files.") var strong: String = "gpt-4-1106-preview"
+    @Option(help: "The weak model of the benchmark files.") var weak: String = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+    func run() throws {
+        BLASKernels.reexecWithBestCoreIfNeeded()
+        var logger = Logger(label: "routerctl")
+        logger.logLevel = .warning
+        let generation: Generation
+        do {
+            generation = try Engine.check(configFile: config, executableDirectory: Self.executableDirectory(), logger: logger)
+        } catch {
+            printError("routerctl eval: \(config):\n  " + error.problems.joined(separator: "\n  "))
+            throw ExitCode(1)
+        }
+        let names = routers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        for name in names where generation.routers[name] == nil {
+            throw ValidationError("router '\(name)' is not in \(config) (routers: \(generation.routerNames.joined(separator: ", ")))")
+        }
+        SentenceEncoder.setThreads(2)
+        var results: [[String: Any]] = []
+        print(table(header: ["BENCHMARK", "ROUTER", "APGR", "CPT(20%)", "CPT(50%)", "CPT(80%)", "AUC", "PROMPTS"], rows: [], widths: Self.widths))
+        for benchmarkName in benchmarks.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            let benchmark: Benchmark
+            do {
+                benchmark = try BenchmarkLoader.load(benchmarkName, from: data, strong: strong, weak: weak)
+            } catch {
+                printError("routerctl eval: \(error) (the evaluation data lives in ../shared/data/eval; see docs/TRAINING.md)")
+                throw ExitCode(1)
+            }
+            var curves: [(name: String, curve: RoutingCurve)] = []
+            for name in names {
+                let router = generation.routers[name]!
+                let scores = try score(benchmark.prompts, with: router)
+                let curve = RoutingCurve(scores: scores, strong: benchmark.strong, weak: benchmark.weak)
+                curves.append((name, curve))
+                let cpt = [0.2, 0.5, 0.8].map { curve.callPerformanceThreshold($0).map { String(format: "%.1f%%", $0) } ?? "-" }
+                print(
+                    table(
+                        header: [benchmark.name, name, String(format: "%.3f", curve.apgr)] + cpt + [
+                            String(format: "%.4f", curve.auc), "\(benchmark.prompts.count)",
+                        ],
+                        rows: [], widths: Self.widths))
+                results.append([
+                    "benchmark": benchmark.name, "router": name, "apgr": curve.apgr, "auc": curve.auc, "prompts": benchmark.prompts.count,
+                    "dropped": benchmark.dropped, "strong_quality": curve.strongQuality, "weak_quality": curve.weakQuality,
+                    "cpt20": curve.callPerformanceThreshold(0.2) ?? NSNull(), "cpt50": curve.callPerformanceThreshold(0.5) ?? NSNull(),
+                    "cpt80": curve.callPerformanceThreshold(0.8) ?? NSNull(),
+                    "points": curve.points.map { ["threshold": $0.threshold, "strong_percent": $0.strongPercent, "quality": $0.quality] },
+                ])
+            }
+            if !out.isEmpty {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                let title = "\(benchmark.name): \(benchmark.prompts.count) prompts (\(benchmark.dropped) contaminated dropped)"
+                let subtitle = "strong \(strong) · weak \(weak) · RouteLLM's thresholds at score quantiles"
+                try CurvePlot.svg(title: title, subtitle: subtitle, curves: curves).write(
+                    toFile: "\(out)/\(benchmark.name).svg", atomically: true, encoding: .utf8)
+            }
+        }
+        if !out.isEmpty {
+            let json = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
+            try json.write(to: URL(fileURLWithPath: "\(out)/results.json"))
+            print("wrote \(out)/results.json and one SVG plot per benchmark")
+        }
+    }
+
+    static let widths = [10, 12, 6, 8, 8, 8, 7, 7]
+
+    /// Scores prompts with a router, embedding them through the on-disk cache when it has an encoder.
+    private func score(_ prompts: [String], with router: RouterInstance) throws -> [Double] {
+        var embeddings: [[Float]]?
+        if let encoder = router.encoder {
+            let store = try EmbeddingStore(path: ".cache/embeddings-minilm-\(encoder.policy.rawValue).bin", dimension: encoder.dimension)
+            let missing = Array(Set(prompts.filter { store[$0] == nil }))
+            for begin in stride(from: 0, to: missing.count, by: 32) {
+                let chunk = Array(missing[begin..<min(begin + 32, missing.count)])
+                for (text, vector) in zip(chunk, encoder.encoder.embed(chunk, policy: encoder.policy)) { store.insert(vector, for: text) }
+                if begin % 1024 == 0 { Progress.line("  embedding: \(begin)/\(missing.count) prompts") }
+            }
+            if !missing.isEmpty { Progress.finish() }
+            try store.save()
+            embeddings = prompts.map { store[$0]! }
+        }
+        var scores: [Double] = []
+        for begin in stride(from: 0, to: prompts.count, by: 256) {
+            let range = begin..<min(begin + 256, prompts.count)
+            do {
+                scores += try router.score(Array(prompts[range]), embeddings: embeddings.map { Array($0[range]) })
+            } catch {
+                throw ValidationError("router '\(router.name)': \(error.message)")
+            }
+        }
+        return scores
+    }
+
+    private static func executableDirectory() -> String? {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map { ($0 as NSString).deletingLastPathComponent }
+    }
+}
