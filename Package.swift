@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
         .testTarget(
             name: "RouterdIntegrationTests",
-            dependencies: ["RouterClient", "RouterProtocol", "routerd", "routerctl"],
+            dependencies: ["RouterClient", "RouterProtocol", "SafeTensors", "routerd", "routerctl"],
             exclude: ["ExternalPlugin"]),
     ]
         + routerPlugins.map {
