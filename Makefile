@@ -9,7 +9,10 @@ WERROR      ?=
 SWIFT_FLAGS := $(if $(WERROR),-Xswiftc -warnings-as-errors,)
 RELEASE_BIN := .build/release
 
-.PHONY: all setup build run test bench check-config format lint install clean
+DATA        ?= ../shared/data
+TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
+
+.PHONY: all setup build run test bench check-config format lint install clean weights eval
 
 all: build
 
@@ -37,6 +40,16 @@ test: setup
 ## bench: decisions/s and latency of the random router through a real socket, next to an echo baseline
 bench: build
 	@scripts/bench.sh $(RELEASE_BIN)
+
+## weights: train the shipped MF router from ../shared/data/train (weights/mf-minilm.safetensors)
+weights: build
+	$(RELEASE_BIN)/routerctl train mf $(TRAIN_FILES) \
+		--alias Mixtral-8x7B-Instruct-v0.1=mistralai/Mixtral-8x7B-Instruct-v0.1 \
+		--output weights/mf-minilm.safetensors
+
+## eval: RouteLLM's APGR/CPT for the shipped routers on MT-Bench, GSM8K and MMLU (docs/results/)
+eval: build
+	$(RELEASE_BIN)/routerctl eval --config $(CONFIG) --routers random,mf --data $(DATA)/eval --out docs/results
 
 ## format / lint: swift format over the sources
 format:
