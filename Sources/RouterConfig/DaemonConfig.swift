@@ -56,7 +56,11 @@ public struct DaemonConfig: Sendable {
         public var name: String
         public var plugin: String
         /// Route to the strong model when P(strong wins) ≥ threshold.
-        public var threshold: Double
+        /// When the config gives `strong_fraction` instead, this is nil until the engine
+        /// derives it from the plugin's score quantiles.
+        public var threshold: Double?
+        /// The share of traffic to send to the strong model, when given instead of `threshold`.
+        public var strongFraction: Double?
         public var strongModel: String
         public var weakModel: String
         /// The encoder whose embeddings the plugin receives, if any.
@@ -86,7 +90,7 @@ public enum ConfigLoader {
     public static let defaultSocketPath = "/run/routerd/routerd.sock"
 
     static let topKeys: Set<String> = ["socket", "admin", "plugins", "limits", "logging", "encoders", "routers"]
-    static let routerKeys: Set<String> = ["plugin", "threshold", "strong_model", "weak_model", "encoder", "params"]
+    static let routerKeys: Set<String> = ["plugin", "threshold", "strong_fraction", "strong_model", "weak_model", "encoder", "params"]
     static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads"]
 
     /// Loads and validates `file`; on failure, the error lists every problem found.
@@ -211,7 +215,17 @@ public enum ConfigLoader {
                 return nil
             }
             let plugin = required("plugin")?.string("\(context): plugin", diagnostics)
-            let threshold = required("threshold")?.double("\(context): threshold", in: 0...1, diagnostics)
+            let threshold = fields["threshold"]?.double("\(context): threshold", in: 0...1, diagnostics)
+            let strongFraction = fields["strong_fraction"]?.double("\(context): strong_fraction", in: 0...1, diagnostics)
+            switch (fields["threshold"], fields["strong_fraction"]) {
+            case (nil, nil):
+                diagnostics.report(
+                    "\(context) needs 'threshold' or 'strong_fraction' (the share of traffic to send to the strong model)", at: keyNode)
+            case (.some, .some(let node)):
+                diagnostics.report("\(context) sets both 'threshold' and 'strong_fraction'; keep one", at: node)
+            default:
+                break
+            }
             let strong = required("strong_model")?.string("\(context): strong_model", diagnostics)
             let weak = required("weak_model")?.string("\(context): weak_model", diagnostics)
             var encoder: String?
@@ -256,9 +270,11 @@ public enum ConfigLoader {
                 let known = encoders.isEmpty ? "configure one under 'encoders:'" : "encoders: " + encoders.keys.sorted().joined(separator: ", ")
                 diagnostics.report("\(context): plugin '\(plugin)' needs prompt embeddings; add `encoder: <name>` (\(known))", at: keyNode)
             }
-            if let threshold, let strong, let weak {
+            if threshold != nil || strongFraction != nil, let strong, let weak {
                 routers.append(
-                    .init(name: name, plugin: plugin, threshold: threshold, strongModel: strong, weakModel: weak, encoder: encoder, params: params))
+                    .init(
+                        name: name, plugin: plugin, threshold: threshold, strongFraction: strongFraction, strongModel: strong, weakModel: weak,
+                        encoder: encoder, params: params))
             }
         }
 

@@ -157,6 +157,7 @@ public final class Engine: Sendable {
                 RouterInfo(
                     name: router.name, plugin: router.library.name, pluginVersion: router.library.version, threshold: router.threshold,
                     strongModel: router.strongModel, weakModel: router.weakModel, encoder: router.encoder?.config.name,
+                    strongFraction: router.strongFraction,
                     generation: generation.number, details: router.describe())
             })
     }

@@ -19,7 +19,10 @@ public final class RouterInstance: @unchecked Sendable {
     // else here is immutable after init.
     public let name: String
     public let library: PluginLibrary
+    /// Route strong when P(strong wins) ≥ threshold: from the config, or derived from `strongFraction`.
     public let threshold: Double
+    /// The configured share of traffic for the strong model, when the threshold was derived from it.
+    public let strongFraction: Double?
     public let strongModel: String
     public let weakModel: String
     /// The encoder whose embeddings this instance's plugin receives.
@@ -31,7 +34,7 @@ public final class RouterInstance: @unchecked Sendable {
         self.encoder = encoder
         self.name = config.name
         self.library = library
-        self.threshold = config.threshold
+        self.strongFraction = config.strongFraction
         self.strongModel = config.strongModel
         self.weakModel = config.weakModel
         var instanceLogger = logger
@@ -60,6 +63,20 @@ public final class RouterInstance: @unchecked Sendable {
             throw PluginLoadError(
                 library: library.path,
                 message: "router '\(config.name)': plugin '\(library.name)' refused to create it: \(message ?? "no reason given")")
+        }
+        if let threshold = config.threshold {
+            self.threshold = threshold
+        } else {
+            let description = library.vtable.describe.flatMap { library.takeString($0(handle)) }
+            guard let fraction = config.strongFraction, let quantiles = Calibration.quantiles(fromDescription: description) else {
+                library.vtable.destroy?(handle)
+                throw PluginLoadError(
+                    library: library.path,
+                    message:
+                        "router '\(config.name)': strong_fraction needs score quantiles, and plugin '\(library.name)' publishes none for this strong/weak pair; set threshold instead (`routerctl calibrate --router \(config.name) --strong-fraction \(config.strongFraction ?? 0.5) --prompts FILE` computes one from your prompts)"
+                )
+            }
+            self.threshold = Calibration.threshold(strongFraction: fraction, sortedScores: quantiles)
         }
         self.handle = handle
     }

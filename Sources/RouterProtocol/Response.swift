@@ -116,15 +116,18 @@ public struct RouterInfo: Codable, Sendable, Hashable {
     public var strongModel: String
     public var weakModel: String
     public var encoder: String?
+    /// The configured share of strong calls, when the threshold was derived from it.
+    public var strongFraction: Double?
     public var generation: UInt64
     /// What the plugin says about the instance (its `describe`), as JSON text.
     public var details: String?
 
     public init(
         name: String, plugin: String, pluginVersion: String, threshold: Double, strongModel: String, weakModel: String, encoder: String?,
-        generation: UInt64, details: String?
+        strongFraction: Double? = nil, generation: UInt64, details: String?
     ) {
         self.encoder = encoder
+        self.strongFraction = strongFraction
         self.name = name
         self.plugin = plugin
         self.pluginVersion = pluginVersion
@@ -137,6 +140,7 @@ public struct RouterInfo: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case name, plugin, threshold, generation, details, encoder
+        case strongFraction = "strong_fraction"
         case pluginVersion = "plugin_version"
         case strongModel = "strong_model"
         case weakModel = "weak_model"

@@ -25,15 +25,7 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
-        var logger = Logger(label: "routerctl")
-        logger.logLevel = .warning
-        let generation: Generation
-        do {
-            generation = try Engine.check(configFile: config, executableDirectory: Self.executableDirectory(), logger: logger)
-        } catch {
-            printError("routerctl eval: \(config):\n  " + error.problems.joined(separator: "\n  "))
-            throw ExitCode(1)
-        }
+        let generation = try InProcessRouters.load(config: config, command: "eval")
         let names = routers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         for name in names where generation.routers[name] == nil {
             throw ValidationError("router '\(name)' is not in \(config) (routers: \(generation.routerNames.joined(separator: ", ")))")
@@ -52,7 +44,7 @@ struct Eval: ParsableCommand {
             var curves: [(name: String, curve: RoutingCurve)] = []
             for name in names {
                 let router = generation.routers[name]!
-                let scores = try score(benchmark.prompts, with: router)
+                let scores = try InProcessRouters.score(benchmark.prompts, with: router)
                 let curve = RoutingCurve(scores: scores, strong: benchmark.strong, weak: benchmark.weak)
                 curves.append((name, curve))
                 let cpt = [0.2, 0.5, 0.8].map { curve.callPerformanceThreshold($0).map { String(format: "%.1f%%", $0) } ?? "-" }
@@ -86,35 +78,4 @@ struct Eval: ParsableCommand {
     }
 
     static let widths = [10, 12, 6, 8, 8, 8, 7, 7]
-
-    /// Scores prompts with a router, embedding them through the on-disk cache when it has an encoder.
-    private func score(_ prompts: [String], with router: RouterInstance) throws -> [Double] {
-        var embeddings: [[Float]]?
-        if let encoder = router.encoder {
-            let store = try EmbeddingStore(path: ".cache/embeddings-minilm-\(encoder.policy.rawValue).bin", dimension: encoder.dimension)
-            let missing = Array(Set(prompts.filter { store[$0] == nil }))
-            for begin in stride(from: 0, to: missing.count, by: 32) {
-                let chunk = Array(missing[begin..<min(begin + 32, missing.count)])
-                for (text, vector) in zip(chunk, encoder.encoder.embed(chunk, policy: encoder.policy)) { store.insert(vector, for: text) }
-                if begin % 1024 == 0 { Progress.line("  embedding: \(begin)/\(missing.count) prompts") }
-            }
-            if !missing.isEmpty { Progress.finish() }
-            try store.save()
-            embeddings = prompts.map { store[$0]! }
-        }
-        var scores: [Double] = []
-        for begin in stride(from: 0, to: prompts.count, by: 256) {
-            let range = begin..<min(begin + 256, prompts.count)
-            do {
-                scores += try router.score(Array(prompts[range]), embeddings: embeddings.map { Array($0[range]) })
-            } catch {
-                throw ValidationError("router '\(router.name)': \(error.message)")
-            }
-        }
-        return scores
-    }
-
-    private static func executableDirectory() -> String? {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map { ($0 as NSString).deletingLastPathComponent }
-    }
 }

@@ -11,7 +11,7 @@ struct Routerctl: AsyncParsableCommand {
         abstract: "Ask routerd for routing decisions and inspect or control it.",
         version: "0.1.0",
         subcommands: [
-            Route.self, Score.self, Embed.self, Routers.self, Status.self, Stats.self, Reload.self, Train.self, Eval.self, Bench.self,
+            Route.self, Score.self, Embed.self, Routers.self, Status.self, Stats.self, Reload.self, Train.self, Eval.self, Calibrate.self, Bench.self,
             BenchEncoder.self,
             EchoServerCommand.self,
         ])

@@ -62,6 +62,16 @@ struct MFRouterTests {
         }
     }
 
+    @Test func theShippedWeightsCalibrateAStrongFraction() throws {
+        let routers = Self.mfRouter().replacingOccurrences(of: "threshold: 0.5", with: "strong_fraction: 0.4")
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, routers: routers, encoders: EncoderFixture.encoders()) })
+        let router = try #require((try daemon.connect().request(#"{"op":"routers"}"#).result["routers"] as? [[String: Any]])?.first)
+        let file = try SafeTensorsFile(path: Self.weights)
+        let quantiles = try JSONDecoder().decode([Double].self, from: Data(try #require(file.metadata["score_quantiles"]).utf8))
+        // 40% strong: the 60% quantile of the training prompts' scores.
+        #expect(abs((router["threshold"] as? Double ?? -1) - quantiles[60]) < 1e-12)
+    }
+
     @Test func unknownModelsAreRejectedWithTheKnownNames() throws {
         let directory = try TemporaryDirectory()
         let config = try directory.write(

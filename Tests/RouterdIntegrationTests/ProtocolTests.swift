@@ -95,7 +95,9 @@ import Testing
         #expect(list[0]["strong_model"] as? String == TestConfig.strong)
         #expect(list[0]["weak_model"] as? String == TestConfig.weak)
         #expect(list[0]["threshold"] as? Double == 0.5)
-        #expect(list[0]["details"] as? String == #"{"seed":7}"#)
+        let details = try JSON.object(try #require(list[0]["details"] as? String))
+        #expect(details["seed"] as? Int == 7)
+        #expect((details["score_quantiles"] as? [Double])?.count == 101, "uniform scores publish their quantiles for strong_fraction")
 
         for op in ["status", "health"] {
             let status = try connection.request(#"{"op":"\#(op)"}"#).result

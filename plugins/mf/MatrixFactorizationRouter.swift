@@ -24,6 +24,8 @@ final class MatrixFactorizationRouter: RouterPlugin {
     private let strong: String
     private let weak: String
     private let encoder: String
+    /// Score quantiles over the training prompts, when the weights were calibrated for this pair.
+    private let quantiles: [Double]?
 
     init(context: PluginContext) throws {
         guard let path = context.params.string("weights") else { throw PluginError("missing parameter 'weights'") }
@@ -53,6 +55,10 @@ final class MatrixFactorizationRouter: RouterPlugin {
         strong = context.strongModel
         weak = context.weakModel
         encoder = weights.encoder
+        let pair = file.metadata["quantile_pair"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+        quantiles =
+            pair == [context.strongModel, context.weakModel]
+            ? file.metadata["score_quantiles"].flatMap { try? JSONDecoder().decode([Double].self, from: Data($0.utf8)) } : nil
     }
 
     func score(_ prompt: Prompt) throws -> Double {
@@ -65,7 +71,8 @@ final class MatrixFactorizationRouter: RouterPlugin {
     }
 
     func describe() -> String? {
-        let object: [String: Any] = ["weights": weightsPath, "models": models.count, "strong": strong, "weak": weak, "encoder": encoder]
+        var object: [String: Any] = ["weights": weightsPath, "models": models.count, "strong": strong, "weak": weak, "encoder": encoder]
+        if let quantiles { object["score_quantiles"] = quantiles }
         return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
     }
 }

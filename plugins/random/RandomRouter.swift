@@ -36,8 +36,10 @@ final class RandomRouter: RouterPlugin {
         return Double(hash >> 11) / Double(1 << 53)
     }
 
+    /// Scores are uniform, so the quantiles are 0, 0.01, …, 1 (what `strong_fraction` calibrates with).
     func describe() -> String? {
-        seed.map { #"{"seed":\#($0)}"# } ?? #"{"seed":null}"#
+        let quantiles = (0...100).map { String(Double($0) / 100) }.joined(separator: ",")
+        return #"{"score_quantiles":[\#(quantiles)],"seed":\#(seed.map(String.init) ?? "null")}"#
     }
 }
 
