@@ -45,6 +45,31 @@ public enum BenchmarkLoader {
         }
     }
 
+    /// A generic per-prompt file: JSON lines `{prompt, quality: {model: value}}`, the format of
+    /// mmlu-pro.quality.jsonl and of users' own benchmarks. Lines that lack either model are skipped.
+    public static func generic(file: String, strong: String, weak: String) throws(BenchmarkError) -> Benchmark {
+        guard let data = FileManager.default.contents(atPath: file) else { throw BenchmarkError("cannot read \(file)") }
+        let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+        var benchmark = Benchmark(name: name, strongModel: strong, weakModel: weak, prompts: [], strong: [], weak: [], dropped: 0)
+        var lineNumber = 0
+        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if line.isEmpty { continue }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], let prompt = object["prompt"] as? String,
+                let quality = object["quality"] as? [String: Any]
+            else { throw BenchmarkError("\(file):\(lineNumber): expected {\"prompt\": …, \"quality\": {model: value}}") }
+            guard let strongValue = (quality[strong] as? NSNumber)?.doubleValue, let weakValue = (quality[weak] as? NSNumber)?.doubleValue else {
+                benchmark.dropped += 1
+                continue
+            }
+            benchmark.prompts.append(prompt)
+            benchmark.strong.append(strongValue)
+            benchmark.weak.append(weakValue)
+        }
+        guard !benchmark.prompts.isEmpty else { throw BenchmarkError("\(file): no prompt has a quality for both \(strong) and \(weak)") }
+        return benchmark
+    }
+
     /// RouteLLM's prompts flagged as too close to its training data: their `eval_prompt`s.
     static func contaminatedPrompts(_ file: String) throws(BenchmarkError) -> Set<String> {
         guard let data = FileManager.default.contents(atPath: file) else { throw BenchmarkError("cannot read \(file)") }

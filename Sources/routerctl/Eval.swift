@@ -19,6 +19,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Routers to evaluate, comma-separated.") var routers: String = "random,mf"
     @Option(help: "Benchmarks, comma-separated (mt-bench, gsm8k, mmlu).") var benchmarks: String = "mt-bench,gsm8k,mmlu"
     @Option(help: "RouteLLM's eval folder.") var data: String = "../shared/data/eval"
+    @Option(name: .customLong("file"), help: "Also evaluate a generic file of JSON lines {prompt, quality: {model: value}} (repeatable).")
+    var files: [String] = []
     @Option(help: "Where to write <benchmark>.svg and results.json; empty to skip.") var out: String = "docs/results"
     @Option(help: "The strong model of the benchmark files.") var strong: String = "gpt-4-1106-preview"
     @Option(help: "The weak model of the benchmark files.") var weak: String = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -33,10 +35,14 @@ struct Eval: ParsableCommand {
         SentenceEncoder.setThreads(2)
         var results: [[String: Any]] = []
         print(table(header: ["BENCHMARK", "ROUTER", "APGR", "CPT(20%)", "CPT(50%)", "CPT(80%)", "AUC", "PROMPTS"], rows: [], widths: Self.widths))
-        for benchmarkName in benchmarks.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+        let named = benchmarks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for source in named.map({ (name: $0, file: false) }) + files.map({ (name: $0, file: true) }) {
             let benchmark: Benchmark
             do {
-                benchmark = try BenchmarkLoader.load(benchmarkName, from: data, strong: strong, weak: weak)
+                benchmark =
+                    source.file
+                    ? try BenchmarkLoader.generic(file: source.name, strong: strong, weak: weak)
+                    : try BenchmarkLoader.load(source.name, from: data, strong: strong, weak: weak)
             } catch {
                 printError("routerctl eval: \(error) (the evaluation data lives in ../shared/data/eval; see docs/TRAINING.md)")
                 throw ExitCode(1)

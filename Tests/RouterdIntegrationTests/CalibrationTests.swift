@@ -71,3 +71,32 @@ import Testing
         #expect(measured.stdout.contains("(measured on 25.0% of the 400 prompts in"), "\(measured.stdout)")
     }
 }
+
+/// `routerctl eval` on a generic per-prompt file, end to end.
+@Suite struct EvalCommandTests {
+    @Test func aGenericFileIsEvaluatedWithRouteLLMsMetrics() throws {
+        let directory = try TemporaryDirectory()
+        let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock"))
+        var lines: [String] = []
+        for index in 0..<200 {
+            lines.append(
+                #"{"prompt":"q\#(index)","quality":{"\#(TestConfig.strong)":\#(index % 3 == 0 ? 1 : 0),"\#(TestConfig.weak)":\#(index % 5 == 0 ? 1 : 0)}}"#
+            )
+        }
+        lines.append(#"{"prompt":"only one model","quality":{"\#(TestConfig.strong)":1}}"#)
+        let file = try directory.write("mine.jsonl", lines.joined(separator: "\n"))
+        let run = try runCommand(
+            try Package.binary("routerctl"),
+            ["eval", "--config", config, "--routers", "random", "--benchmarks", "", "--file", file, "--out", directory.path + "/out"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let row = try #require(run.stdout.split(separator: "\n").first { $0.hasPrefix("mine") })
+        let apgr = try #require(Double(row.split(separator: " ", omittingEmptySubsequences: true)[2]))
+        #expect(abs(apgr - 0.5) < 0.2, "a seeded random router is near 0.5: \(row)")
+        #expect(row.hasSuffix("200"), "the line with one model is skipped: \(row)")
+        let svg = try String(contentsOfFile: directory.path + "/out/mine.svg", encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("random (APGR"))
+        let results =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory.path + "/out/results.json"))) as? [[String: Any]]
+        #expect(results?.first?["router"] as? String == "random")
+    }
+}
