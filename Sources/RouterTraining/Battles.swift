@@ -69,3 +69,54 @@ public enum BattlesReader {
         return battles
     }
 }
+
+/// Reads per-prompt quality files, JSON lines `{prompt, quality: {model: value}}`
+/// (e.g. mmlu-pro.quality.jsonl), as battles: for each prompt, pairs of models,
+/// the one with the higher value winning (equal values tie). A prompt with many
+/// models would give hundreds of pairs, so at most `pairsPerPrompt` are drawn,
+/// deterministically per prompt.
+public enum QualityReader {
+    /// True when the file's first line is in the quality format.
+    public static func isQualityFile(_ file: String) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: file), let head = try? handle.read(upToCount: 65_536) else { return false }
+        try? handle.close()
+        guard let line = head.split(separator: UInt8(ascii: "\n")).first,
+            let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any]
+        else { return false }
+        return object["quality"] is [String: Any]
+    }
+
+    public static func read(file: String, aliases: [String: String] = [:], pairsPerPrompt: Int, seed: UInt64) throws(TrainingDataError) -> [Battle] {
+        guard let data = FileManager.default.contents(atPath: file) else { throw TrainingDataError("\(file): cannot read the file") }
+        var battles: [Battle] = []
+        var lineNumber = 0
+        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if line.isEmpty { continue }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], let prompt = object["prompt"] as? String,
+                let quality = object["quality"] as? [String: Any]
+            else { throw TrainingDataError("\(file):\(lineNumber): expected {\"prompt\": …, \"quality\": {model: value}}") }
+            let values = quality.compactMap { model, value in (value as? NSNumber).map { (aliases[model] ?? model, $0.doubleValue) } }.sorted {
+                $0.0 < $1.0
+            }
+            var pairs: [(Int, Int)] = []
+            for i in values.indices { for j in values.indices where j > i { pairs.append((i, j)) } }
+            var random = SplitMix64(seed: seed ^ stableHash(prompt))
+            pairs.shuffle(using: &random)
+            for (i, j) in pairs.prefix(pairsPerPrompt) {
+                let (a, b) = (values[i], values[j])
+                let outcome: Battle.Outcome = a.1 > b.1 ? .modelA : (a.1 < b.1 ? .modelB : .tie)
+                battles.append(Battle(prompt: prompt, modelA: a.0, modelB: b.0, outcome: outcome))
+            }
+        }
+        guard !battles.isEmpty else { throw TrainingDataError("\(file): no prompt with two or more models") }
+        return battles
+    }
+}
+
+/// FNV-1a, stable across runs and machines (Swift's Hasher is seeded per process).
+public func stableHash(_ text: String) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+    return hash
+}

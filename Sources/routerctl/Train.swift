@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RouterEvaluation
 import RouterTraining
 import SafeTensors
 import TextEncoder
@@ -13,7 +14,13 @@ struct TrainMF: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mf", abstract: "Train the matrix-factorisation router from battles files (docs/TRAINING.md).")
 
-    @Argument(help: "Battles files: JSON lines {prompt, model_a, model_b, winner}.") var files: [String]
+    @Argument(help: "Battles files (JSON lines {prompt, model_a, model_b, winner}) or per-prompt quality files ({prompt, quality: {model: value}}).")
+    var files: [String]
+    @Option(name: .customLong("pairs-per-prompt"), help: "Battles drawn per prompt from a quality file.") var pairsPerPrompt: Int = 20
+    @Option(
+        name: .customLong("validate-with"),
+        help: "After training, report APGR on the prompts of this quality file that were not trained on; FILE or FILE@STRONG,WEAK (repeatable).")
+    var validateWith: [String] = []
     @Option(name: [.short, .long], help: "Where to write the weights (safetensors).") var output: String = "weights/mf-minilm.safetensors"
     @Option(help: "The encoder model folder.") var model: String = "models/all-MiniLM-L6-v2"
     @Option(name: .customLong("long-text"), help: "head, tail or windows: how prompts over 256 tokens are embedded.") var longText: String = "head"
@@ -58,7 +65,13 @@ struct TrainMF: ParsableCommand {
             guard parts.count == 2 else { throw ValidationError("--alias takes FROM=TO, found '\(entry)'") }
             aliases[parts[0]] = parts[1]
         }
-        let battles = try BattlesReader.read(files: files, aliases: aliases)
+        var battles: [Battle] = []
+        for file in files {
+            battles +=
+                QualityReader.isQualityFile(file)
+                ? try QualityReader.read(file: file, aliases: aliases, pairsPerPrompt: pairsPerPrompt, seed: seed)
+                : try BattlesReader.read(file: file, aliases: aliases)
+        }
         var counts: [String: Int] = [:]
         for battle in battles {
             counts[battle.modelA, default: 0] += 1
@@ -92,7 +105,7 @@ struct TrainMF: ParsableCommand {
                 MFSample(prompt: promptIndex[battle.prompt]!, modelA: modelIndex[battle.modelA]!, modelB: modelIndex[battle.modelB]!, label: label))
         }
         // Hold out whole prompts, chosen by a stable hash, so validation prompts never leak into training.
-        let validationPrompts = Set(prompts.indices.filter { Double(Self.stableHash(prompts[$0]) % 10_000) < validation * 10_000 })
+        let validationPrompts = Set(prompts.indices.filter { Double(stableHash(prompts[$0]) % 10_000) < validation * 10_000 })
         var options = MFTrainingOptions()
         options.dimension = dimension
         options.epochs = epochs
@@ -146,6 +159,35 @@ struct TrainMF: ParsableCommand {
                 .init(name: "w2", shape: [dimension], values: model.w2),
             ], metadata: metadata, to: output)
         print("wrote \(output)")
+
+        // Routing quality on prompts the model never trained on, as RouteLLM measures it.
+        let trained = Set(prompts.indices.filter { !validationPrompts.contains($0) }.map { prompts[$0] })
+        for entry in validateWith {
+            let parts = entry.split(separator: "@", maxSplits: 1).map(String.init)
+            let pair = parts.count == 2 ? parts[1].split(separator: ",").map(String.init) : [strong, weak]
+            guard pair.count == 2, let a = modelIndex[pair[0]], let b = modelIndex[pair[1]] else {
+                throw ValidationError("--validate-with \(entry): both models must be among the trained ones")
+            }
+            let benchmark: Benchmark
+            do {
+                benchmark = try BenchmarkLoader.generic(file: parts[0], strong: pair[0], weak: pair[1])
+            } catch {
+                throw TrainingDataError("\(error)")
+            }
+            let kept = benchmark.prompts.indices.filter { !trained.contains(benchmark.prompts[$0]) }
+            guard kept.count >= 10 else {
+                print("held-out APGR on \(parts[0]): only \(kept.count) prompts were not trained on; skipped")
+                continue
+            }
+            let heldOut = kept.map { benchmark.prompts[$0] }
+            let scores = model.winProbabilities(try embed(heldOut, policy: policy), a: a, b: b)
+            let curve = RoutingCurve(scores: scores, strong: kept.map { benchmark.strong[$0] }, weak: kept.map { benchmark.weak[$0] })
+            print(
+                String(
+                    format: "held-out APGR on %@ (%d prompts, %@ vs %@): %.3f, CPT(50%%) %@", (parts[0] as NSString).lastPathComponent, kept.count,
+                    pair[0], pair[1],
+                    curve.apgr, curve.callPerformanceThreshold(0.5).map { String(format: "%.1f%%", $0) } ?? "-"))
+        }
     }
 
     /// Embeds prompts through the on-disk cache; only new prompts run the encoder.
@@ -173,12 +215,6 @@ struct TrainMF: ParsableCommand {
         return prompts.map { store[$0]! }
     }
 
-    /// FNV-1a, stable across runs and machines (Swift's Hasher is seeded per process).
-    static func stableHash(_ text: String) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        return hash
-    }
 }
 
 /// Progress display: a bar rewritten in place on a terminal, plain lines otherwise.
