@@ -105,6 +105,7 @@ let package = Package(
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
+        .testTarget(name: "RouterTrainingTests", dependencies: ["RouterTraining"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
         .testTarget(
             name: "RouterdIntegrationTests",
