@@ -44,7 +44,7 @@ bench: build
 ## weights: train the shipped MF router from ../shared/data/train (weights/mf-minilm.safetensors)
 weights: build
 	$(RELEASE_BIN)/routerctl train mf $(TRAIN_FILES) \
-		--alias Mixtral-8x7B-Instruct-v0.1=mistralai/Mixtral-8x7B-Instruct-v0.1 \
+		--alias Mixtral-8x7B-Instruct-v0.1=mistralai/Mixtral-8x7B-Instruct-v0.1 --ties half \
 		--output weights/mf-minilm.safetensors
 
 ## eval: RouteLLM's APGR/CPT for the shipped routers on MT-Bench, GSM8K and MMLU (docs/results/)
