@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "SafeTensors"]),
 
         // Router training: battles files, the on-disk embedding cache, the MF trainer.
-        .target(name: "RouterTraining", dependencies: ["CBLAS", "SafeTensors"]),
+        .target(name: "RouterTraining", dependencies: ["CBLAS", "SafeTensors", "RouterEvaluation"]),
 
         // RouteLLM's evaluation: benchmark readers, APGR/CPT, plots.
         .target(name: "RouterEvaluation", dependencies: [.product(name: "CSV", package: "CSV.swift")]),

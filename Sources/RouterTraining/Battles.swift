@@ -1,4 +1,5 @@
 import Foundation
+import RouterEvaluation
 
 /// A problem with training data, naming the file and line.
 public struct TrainingDataError: Error, Sendable, CustomStringConvertible {
@@ -70,43 +71,31 @@ public enum BattlesReader {
     }
 }
 
-/// Reads per-prompt quality files, JSON lines `{prompt, quality: {model: value}}`
-/// (e.g. mmlu-pro.quality.jsonl), as battles: for each prompt, pairs of models,
-/// the one with the higher value winning (equal values tie). A prompt with many
-/// models would give hundreds of pairs, so at most `pairsPerPrompt` are drawn,
-/// deterministically per prompt.
+/// Turns per-prompt quality files (``QualityFile``, e.g. mmlu-pro.quality.jsonl) into
+/// battles: for each prompt, pairs of models, the one with the higher value winning (equal
+/// values tie). A prompt with many models would give hundreds of pairs, so at most
+/// `pairsPerPrompt` are drawn, deterministically per prompt.
 public enum QualityReader {
-    /// True when the file's first line is in the quality format.
-    public static func isQualityFile(_ file: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: file), let head = try? handle.read(upToCount: 65_536) else { return false }
-        try? handle.close()
-        guard let line = head.split(separator: UInt8(ascii: "\n")).first,
-            let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any]
-        else { return false }
-        return object["quality"] is [String: Any]
-    }
+    public static func isQualityFile(_ file: String) -> Bool { QualityFile.matches(file) }
 
     public static func read(file: String, aliases: [String: String] = [:], pairsPerPrompt: Int, seed: UInt64) throws(TrainingDataError) -> [Battle] {
-        guard let data = FileManager.default.contents(atPath: file) else { throw TrainingDataError("\(file): cannot read the file") }
+        let records: [QualityRecord]
+        do {
+            records = try QualityFile.read(file)
+        } catch {
+            throw TrainingDataError(error.message)
+        }
         var battles: [Battle] = []
-        var lineNumber = 0
-        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            if line.isEmpty { continue }
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], let prompt = object["prompt"] as? String,
-                let quality = object["quality"] as? [String: Any]
-            else { throw TrainingDataError("\(file):\(lineNumber): expected {\"prompt\": …, \"quality\": {model: value}}") }
-            let values = quality.compactMap { model, value in (value as? NSNumber).map { (aliases[model] ?? model, $0.doubleValue) } }.sorted {
-                $0.0 < $1.0
-            }
+        for record in records {
+            let values = record.quality.map { (aliases[$0.key] ?? $0.key, $0.value) }.sorted { $0.0 < $1.0 }
             var pairs: [(Int, Int)] = []
             for i in values.indices { for j in values.indices where j > i { pairs.append((i, j)) } }
-            var random = SplitMix64(seed: seed ^ stableHash(prompt))
+            var random = SplitMix64(seed: seed ^ stableHash(record.prompt))
             pairs.shuffle(using: &random)
             for (i, j) in pairs.prefix(pairsPerPrompt) {
                 let (a, b) = (values[i], values[j])
                 let outcome: Battle.Outcome = a.1 > b.1 ? .modelA : (a.1 < b.1 ? .modelB : .tie)
-                battles.append(Battle(prompt: prompt, modelA: a.0, modelB: b.0, outcome: outcome))
+                battles.append(Battle(prompt: record.prompt, modelA: a.0, modelB: b.0, outcome: outcome))
             }
         }
         guard !battles.isEmpty else { throw TrainingDataError("\(file): no prompt with two or more models") }
