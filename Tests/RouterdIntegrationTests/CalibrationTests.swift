@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Thresholds from a share of traffic: `strong_fraction` in the config and `routerctl calibrate`.
-@Suite struct CalibrationTests {
+@Suite(.timeLimit(.minutes(1))) struct CalibrationTests {
     static func randomRouter(_ setting: String) -> String {
         """
           random:
@@ -73,7 +73,7 @@ import Testing
 }
 
 /// `routerctl eval` on a generic per-prompt file, end to end.
-@Suite struct EvalCommandTests {
+@Suite(.timeLimit(.minutes(1))) struct EvalCommandTests {
     @Test func aGenericFileIsEvaluatedWithRouteLLMsMetrics() throws {
         let directory = try TemporaryDirectory()
         let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock"))

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Start, stop, reload, systemd integration and access control.
-@Suite struct LifecycleTests {
+@Suite(.timeLimit(.minutes(1))) struct LifecycleTests {
     @Test func sigtermAnswersWhatIsInFlightAndRemovesTheSocket() throws {
         let daemon = try Daemon()
         let connection = try daemon.connect()
@@ -193,7 +193,7 @@ import Testing
     }
 }
 
-@Suite struct SystemdUnitTests {
+@Suite(.timeLimit(.minutes(1))) struct SystemdUnitTests {
     /// systemd's own checker accepts the shipped units (pointed at this build's binary).
     @Test func theShippedUnitsVerify() throws {
         let analyze = "/usr/bin/systemd-analyze"

@@ -4,7 +4,7 @@ import SafeTensors
 import Testing
 
 /// The matrix-factorisation router served by the daemon, and its trainer.
-@Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.timeLimit(.minutes(1)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
 struct MFRouterTests {
     static let weights = Package.root + "/weights/mf-minilm.safetensors"
 
@@ -147,7 +147,7 @@ struct MFRouterTests {
 }
 
 /// The trainer refuses bad input with the file, the line and what is wrong.
-@Suite struct TrainingInputTests {
+@Suite(.timeLimit(.minutes(1))) struct TrainingInputTests {
     @Test(arguments: [
         ("empty file", "", "no battles in the file"),
         ("unknown winner", #"{"prompt":"p","model_a":"a","model_b":"b","winner":"draw"}"#, "battles.jsonl:1: unknown winner 'draw'"),

@@ -3,7 +3,7 @@ import RouterProtocol
 import Testing
 
 /// The wire protocol, against the real daemon and the real `random` plugin.
-@Suite struct ProtocolTests {
+@Suite(.timeLimit(.minutes(1))) struct ProtocolTests {
     @Test func routeReturnsADecisionFromTheLoadedPlugin() throws {
         let daemon = try Daemon()
         let connection = try daemon.connect()

@@ -4,7 +4,7 @@ import RouterProtocol
 import Testing
 
 /// routerctl and the client library against the real daemon.
-@Suite struct RouterctlTests {
+@Suite(.timeLimit(.minutes(1))) struct RouterctlTests {
     @Test func routeAndScorePrintReadableAndJSONOutput() throws {
         let daemon = try Daemon()
         let routerctl = try Package.binary("routerctl")
