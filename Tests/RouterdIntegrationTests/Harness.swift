@@ -146,9 +146,13 @@ final class Daemon {
 
     func connect() throws -> LineSocket { try LineSocket(path: socket) }
 
+    /// Set when the test itself stops the daemon.
+    private var stoppedByTest = false
+
     /// Sends SIGTERM and waits for the exit status.
     @discardableResult
     func stop(signal: Int32 = SIGTERM) -> Int32 {
+        stoppedByTest = true
         if process.isRunning {
             kill(process.processIdentifier, signal)
             process.waitUntilExit()
@@ -160,6 +164,11 @@ final class Daemon {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
+        } else if !stoppedByTest {
+            // The daemon died on its own: show why, since its folder is about to be removed.
+            print(
+                "routerd (pid \(process.processIdentifier)) exited unexpectedly, reason \(process.terminationReason.rawValue), status \(process.terminationStatus); its log:\n\(log)"
+            )
         }
     }
 }
