@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOExtras
 import RouterProtocol
@@ -16,6 +17,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let dispatcher: Dispatcher
+    private let logger: Logger
     private let peer: Peer?
     private let maxInFlight: Int
     private let maxLineBytes: Int
@@ -29,8 +31,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var quiescing = false
     private var needsFlush = false
 
-    init(dispatcher: Dispatcher, peer: Peer?, maxInFlight: Int, maxLineBytes: Int) {
+    init(dispatcher: Dispatcher, logger: Logger, peer: Peer?, maxInFlight: Int, maxLineBytes: Int) {
         self.dispatcher = dispatcher
+        self.logger = logger
         self.peer = peer
         self.maxInFlight = maxInFlight
         self.maxLineBytes = maxLineBytes
@@ -106,6 +109,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A broken connection is the client's business, but say why it was dropped.
+        logger.warning(
+            "closing a connection after an error", metadata: ["error": "\(error)", "pending": "\(slots.count)", "peer_pid": "\(peer?.pid ?? 0)"])
         context.close(promise: nil)
     }
 

@@ -125,7 +125,8 @@ public final class DaemonService: Service, Sendable {
                     ByteToMessageHandler(LineFrameDecoder(maxLength: limits.maxLineBytes)),
                     IdleStateHandler(readTimeout: .nanoseconds(Int64(limits.idleTimeoutSeconds * 1e9))),
                     ConnectionHandler(
-                        dispatcher: dispatcher, peer: peer, maxInFlight: limits.maxInFlightPerConnection, maxLineBytes: limits.maxLineBytes),
+                        dispatcher: dispatcher, logger: self.logger, peer: peer, maxInFlight: limits.maxInFlightPerConnection,
+                        maxLineBytes: limits.maxLineBytes),
                 ])
             }
     }

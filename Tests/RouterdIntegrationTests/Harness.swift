@@ -144,7 +144,13 @@ final class Daemon {
         throw HarnessError("routerd did not start serving \(socket) within 20 s:\n\(log)")
     }
 
-    func connect() throws -> LineSocket { try LineSocket(path: socket) }
+    func connect() throws -> LineSocket {
+        let connection = try LineSocket(path: socket)
+        // If the daemon closes this connection unexpectedly, the failure shows the daemon's log.
+        let logFile = self.logFile
+        connection.diagnostics = { String(decoding: FileManager.default.contents(atPath: logFile) ?? Data(), as: UTF8.self) }
+        return connection
+    }
 
     /// Set when the test itself stops the daemon.
     private var stoppedByTest = false
@@ -177,6 +183,8 @@ final class Daemon {
 final class LineSocket {
     let fd: Int32
     private var buffer: [UInt8] = []
+    /// What to add to an error when the other side closes the connection unexpectedly.
+    var diagnostics: (() -> String)?
 
     init(path: String) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -243,7 +251,9 @@ final class LineSocket {
     /// Sends one line and returns the parsed response object.
     func request(_ line: String) throws -> [String: Any] {
         try send(line + "\n")
-        guard let response = try readLine() else { throw HarnessError("connection closed before a response to \(line)") }
+        guard let response = try readLine() else {
+            throw HarnessError("connection closed before a response to \(line)" + (diagnostics.map { "; routerd's log:\n" + $0() } ?? ""))
+        }
         return try JSON.object(response)
     }
 }

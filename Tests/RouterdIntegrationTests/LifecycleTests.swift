@@ -9,6 +9,10 @@ import Testing
         #expect(try connection.request(#"{"op":"health"}"#).ok)
         // A reload is answered from a thread pool; SIGTERM right behind it must not lose the reply.
         try connection.send(#"{"id":1,"op":"reload"}"# + "\n")
+        // Let the daemon read the line first: a request it has not read yet is not in flight, and a
+        // daemon shutting down rightly closes the connection on it. Whether the reload is still
+        // running or already done when SIGTERM lands, its reply must arrive.
+        usleep(300_000)
         kill(daemon.process.processIdentifier, SIGTERM)
         let reply = try JSON.object(try #require(try connection.readLine()))
         #expect(reply["id"] as? Int == 1)
