@@ -215,6 +215,8 @@ final class LineSocket {
         var offset = 0
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            // The test process starts many children; a SIGCHLD may interrupt the call.
+            if written < 0, errno == EINTR { continue }
             guard written > 0 else { throw HarnessError("send failed: \(String(cString: strerror(errno)))") }
             offset += written
         }
@@ -235,7 +237,11 @@ final class LineSocket {
             guard poll(&poller, 1, Int32(remaining * 1000)) > 0 else { continue }
             var chunk = [UInt8](repeating: 0, count: 65536)
             let count = recv(fd, &chunk, chunk.count, 0)
-            if count <= 0 { return buffer.isEmpty ? nil : String(decoding: buffer, as: UTF8.self).also { buffer.removeAll() } }
+            // Only a real end of stream ends the line; an interrupted call (EINTR, from the
+            // children this test process starts) is retried.
+            if count < 0, errno == EINTR || errno == EAGAIN { continue }
+            if count < 0 { throw HarnessError("recv failed: \(String(cString: strerror(errno)))") }
+            if count == 0 { return buffer.isEmpty ? nil : String(decoding: buffer, as: UTF8.self).also { buffer.removeAll() } }
             buffer.append(contentsOf: chunk[..<count])
         }
     }

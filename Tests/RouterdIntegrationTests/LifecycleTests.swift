@@ -81,9 +81,16 @@ import Testing
 
     static func receive(_ fd: Int32) throws -> String {
         var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&poller, 1, 10_000) > 0 else { throw HarnessError("no notification within 10 s") }
+        let deadline = Date().addingTimeInterval(10)
+        var ready: Int32 = 0
+        // Retry calls a SIGCHLD (from this process's many children) interrupts.
+        repeat {
+            ready = poll(&poller, 1, Int32(max(1, deadline.timeIntervalSinceNow * 1000)))
+        } while ready < 0 && errno == EINTR && Date() < deadline
+        guard ready > 0 else { throw HarnessError("no notification within 10 s") }
         var buffer = [UInt8](repeating: 0, count: 4096)
-        let count = recv(fd, &buffer, buffer.count, 0)
+        var count = recv(fd, &buffer, buffer.count, 0)
+        while count < 0 && errno == EINTR { count = recv(fd, &buffer, buffer.count, 0) }
         return String(decoding: buffer[..<max(0, count)], as: UTF8.self)
     }
 
