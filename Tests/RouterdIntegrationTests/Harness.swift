@@ -120,7 +120,8 @@ final class Daemon {
         _ = FileManager.default.createFile(atPath: logFile, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: logFile)
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        try launch(process)
+        launched = true
         try waitUntilServing()
     }
 
@@ -154,6 +155,8 @@ final class Daemon {
 
     /// Set when the test itself stops the daemon.
     private var stoppedByTest = false
+    /// Set once routerd started; Foundation traps on the exit status of a process that never ran.
+    private var launched = false
 
     /// Sends SIGTERM and waits for the exit status.
     @discardableResult
@@ -170,10 +173,10 @@ final class Daemon {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
-        } else if !stoppedByTest {
+        } else if launched, !stoppedByTest {
             // The daemon died on its own: show why, since its folder is about to be removed.
             print(
-                "routerd (pid \(process.processIdentifier)) exited unexpectedly, reason \(process.terminationReason.rawValue), status \(process.terminationStatus); its log:\n\(log)"
+                "routerd (pid \(process.processIdentifier)) exited unexpectedly with status \(process.terminationStatus); its log:\n\(log)"
             )
         }
     }
@@ -310,9 +313,19 @@ func runCommand(_ executable: String, _ arguments: [String], environment: [Strin
     process.standardOutput = FileHandle(forWritingAtPath: outFile)
     process.standardError = FileHandle(forWritingAtPath: errFile)
     process.standardInput = FileHandle.nullDevice
-    try process.run()
+    try launch(process)
     process.waitUntilExit()
     let outData = FileManager.default.contents(atPath: outFile) ?? Data()
     let errData = FileManager.default.contents(atPath: errFile) ?? Data()
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+/// Launches one process at a time: Foundation's Process on Linux is not robust when many
+/// threads launch processes at once, as a parallel test run does.
+private let launchLock = NSLock()
+
+func launch(_ process: Process) throws {
+    launchLock.lock()
+    defer { launchLock.unlock() }
+    try process.run()
 }

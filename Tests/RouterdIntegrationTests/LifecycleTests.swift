@@ -109,7 +109,7 @@ import Testing
         process.arguments = ["-l", socketPath, try Package.binary("routerd"), "--config", config]
         process.standardError = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        try launch(process)
         defer {
             kill(process.processIdentifier, SIGTERM)
             process.waitUntilExit()
