@@ -26,6 +26,11 @@ public final class PluginLibrary: Sendable {
     /// The host's ABI version, which plugins must match.
     public static let hostABIVersion = RP_ABI_VERSION
 
+    /// The folder of the running binary: plugin libraries built next to it are found there.
+    public static var executableDirectory: String? {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map { ($0 as NSString).deletingLastPathComponent }
+    }
+
     private static let cache = NIOLockedValueBox<[String: PluginLibrary]>([:])
 
     /// Loads the library at `path`, or returns the copy already loaded.

@@ -28,22 +28,24 @@ public final class Stats: Sendable {
 
     func recordDecision(router: String, tier: Tier) {
         counters.withLockedValue { counters in
-            var stats = counters.routers[router] ?? RouterStats(decisions: 0, strong: 0, weak: 0, scored: 0, errors: 0)
-            stats.decisions += 1
-            if tier == .strong { stats.strong += 1 } else { stats.weak += 1 }
-            counters.routers[router] = stats
+            counters.routers[router, default: .zero].decisions += 1
+            if tier == .strong {
+                counters.routers[router, default: .zero].strong += 1
+            } else {
+                counters.routers[router, default: .zero].weak += 1
+            }
         }
     }
 
     func recordScored(router: String, count: Int) {
         counters.withLockedValue { counters in
-            counters.routers[router, default: RouterStats(decisions: 0, strong: 0, weak: 0, scored: 0, errors: 0)].scored += UInt64(count)
+            counters.routers[router, default: .zero].scored += UInt64(count)
         }
     }
 
     func recordPluginError(router: String) {
         counters.withLockedValue { counters in
-            counters.routers[router, default: RouterStats(decisions: 0, strong: 0, weak: 0, scored: 0, errors: 0)].errors += 1
+            counters.routers[router, default: .zero].errors += 1
         }
     }
 
@@ -78,4 +80,8 @@ public final class Stats: Sendable {
                 routers: counters.routers, encoders: encoders, reloads: counters.reloads, reloadFailures: counters.reloadFailures)
         }
     }
+}
+
+extension RouterStats {
+    static let zero = RouterStats(decisions: 0, strong: 0, weak: 0, scored: 0, errors: 0)
 }

@@ -1,9 +1,7 @@
 import ArgumentParser
 import Foundation
-import Logging
 import RouterEngine
 import RouterEvaluation
-import RouterTraining
 import TextEncoder
 
 /// `routerctl eval`: RouteLLM's evaluation (APGR, CPT) of configured routers on MT-Bench, GSM8K and MMLU.

@@ -11,11 +11,8 @@ enum InProcessRouters {
     static func load(config: String, command: String) throws -> Generation {
         var logger = Logger(label: "routerctl")
         logger.logLevel = .warning
-        let executableDirectory = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map {
-            ($0 as NSString).deletingLastPathComponent
-        }
         do {
-            return try Engine.check(configFile: config, executableDirectory: executableDirectory, logger: logger)
+            return try Engine.check(configFile: config, executableDirectory: PluginLibrary.executableDirectory, logger: logger)
         } catch {
             printError("routerctl \(command): \(config):\n  " + error.problems.joined(separator: "\n  "))
             throw ExitCode(1)
@@ -24,18 +21,8 @@ enum InProcessRouters {
 
     /// Scores prompts with a router, embedding them through the on-disk cache when it has an encoder.
     static func score(_ prompts: [String], with router: RouterInstance) throws -> [Double] {
-        var embeddings: [[Float]]?
-        if let encoder = router.encoder {
-            let store = try EmbeddingStore(path: ".cache/embeddings-minilm-\(encoder.policy.rawValue).bin", dimension: encoder.dimension)
-            let missing = Array(Set(prompts.filter { store[$0] == nil }))
-            for begin in stride(from: 0, to: missing.count, by: 32) {
-                let chunk = Array(missing[begin..<min(begin + 32, missing.count)])
-                for (text, vector) in zip(chunk, encoder.encoder.embed(chunk, policy: encoder.policy)) { store.insert(vector, for: text) }
-                if begin % 1024 == 0 { Progress.line("  embedding: \(begin)/\(missing.count) prompts") }
-            }
-            if !missing.isEmpty { Progress.finish() }
-            try store.save()
-            embeddings = prompts.map { store[$0]! }
+        let embeddings = try router.encoder.map { instance in
+            try CachedEmbeddings.embed(prompts, cache: CachedEmbeddings.defaultPath(instance.policy), policy: instance.policy) { instance.encoder }
         }
         var scores: [Double] = []
         for begin in stride(from: 0, to: prompts.count, by: 256) {
@@ -102,5 +89,36 @@ struct Calibrate: ParsableCommand {
                 format: "router %@: threshold %.6f sends %.0f%% to %@ (measured on %@)", router, threshold, strongFraction * 100,
                 instance.strongModel, basis))
         print("in routerd.yaml: `threshold: \(String(format: "%.6f", threshold))`, or `strong_fraction: \(strongFraction)` to derive it at load")
+    }
+}
+
+/// Prompt embeddings through the on-disk cache (`EmbeddingStore`), shared by training,
+/// evaluation and calibration: only prompts not cached yet run the encoder, which is
+/// loaded on first need.
+enum CachedEmbeddings {
+    static func defaultPath(_ policy: LongTextPolicy) -> String { ".cache/embeddings-minilm-\(policy.rawValue).bin" }
+
+    static func embed(_ prompts: [String], cache path: String, policy: LongTextPolicy, encoder: () throws -> SentenceEncoder) throws -> [[Float]] {
+        let store = try EmbeddingStore(path: path, dimension: SentenceEncoder.dimension)
+        let missing = Array(Set(prompts.filter { store[$0] == nil })).sorted()
+        if !missing.isEmpty {
+            let encoder = try encoder()
+            SentenceEncoder.setThreads(2)
+            print("embedding \(missing.count) prompts (\(store.count) cached in \(store.path))")
+            let start = Date()
+            for begin in stride(from: 0, to: missing.count, by: 32) {
+                let chunk = Array(missing[begin..<min(begin + 32, missing.count)])
+                for (text, vector) in zip(chunk, encoder.embed(chunk, policy: policy)) { store.insert(vector, for: text) }
+                let done = min(begin + 32, missing.count)
+                Progress.line(
+                    String(
+                        format: "  %@ %d/%d prompts, %.0f s", Progress.bar(fraction: Double(done) / Double(missing.count), width: 20), done,
+                        missing.count, Date().timeIntervalSince(start)))
+                if done % 1024 == 0 { try store.save() }
+            }
+            Progress.finish()
+            try store.save()
+        }
+        return prompts.map { store[$0]! }
     }
 }

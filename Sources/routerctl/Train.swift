@@ -192,27 +192,9 @@ struct TrainMF: ParsableCommand {
 
     /// Embeds prompts through the on-disk cache; only new prompts run the encoder.
     private func embed(_ prompts: [String], policy: LongTextPolicy) throws -> [[Float]] {
-        let store = try EmbeddingStore(path: cache ?? ".cache/embeddings-minilm-\(policy.rawValue).bin", dimension: SentenceEncoder.dimension)
-        let missing = prompts.filter { store[$0] == nil }
-        if !missing.isEmpty {
-            let encoder = try SentenceEncoder(modelDirectory: model)
-            SentenceEncoder.setThreads(2)
-            print("embedding \(missing.count) prompts (\(prompts.count - missing.count) cached in \(store.path))")
-            let start = Date()
-            for begin in stride(from: 0, to: missing.count, by: 32) {
-                let chunk = Array(missing[begin..<min(begin + 32, missing.count)])
-                for (text, vector) in zip(chunk, encoder.embed(chunk, policy: policy)) { store.insert(vector, for: text) }
-                let done = min(begin + 32, missing.count)
-                Progress.line(
-                    String(
-                        format: "  %@ %d/%d prompts, %.0f s", Progress.bar(fraction: Double(done) / Double(missing.count), width: 20), done,
-                        missing.count, Date().timeIntervalSince(start)))
-                if done % 1024 == 0 { try store.save() }
-            }
-            Progress.finish()
-            try store.save()
+        try CachedEmbeddings.embed(prompts, cache: cache ?? CachedEmbeddings.defaultPath(policy), policy: policy) {
+            try SentenceEncoder(modelDirectory: model)
         }
-        return prompts.map { store[$0]! }
     }
 
 }

@@ -36,7 +36,7 @@ struct Routerd: AsyncParsableCommand {
     func run() async throws {
         // Before anything else: OpenBLAS picks its kernels when loaded (see BLASKernels).
         BLASKernels.reexecWithBestCoreIfNeeded()
-        let executableDirectory = Self.executableDirectory()
+        let executableDirectory = PluginLibrary.executableDirectory
         let configuredLevel =
             (try? ConfigLoader.load(file: config, hostABIVersion: Int(PluginLibrary.hostABIVersion), executableDirectory: executableDirectory))?
             .logging.level
@@ -97,12 +97,6 @@ struct Routerd: AsyncParsableCommand {
         var text = "routerd: \(config): \(count) problem\(count == 1 ? "" : "s"):\n"
         for problem in error.problems { text += "  \(problem)\n" }
         FileHandle.standardError.write(Data(text.utf8))
-    }
-
-    /// The folder of the running binary; plugin libraries built next to it are found there.
-    private static func executableDirectory() -> String? {
-        guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
-        return (path as NSString).deletingLastPathComponent
     }
 }
 
