@@ -41,11 +41,12 @@ test: setup
 bench: build
 	@scripts/bench.sh $(RELEASE_BIN)
 
-## weights: train the shipped MF router from ../shared/data/train (weights/mf-minilm.safetensors)
+## weights: build the shipped routers' weights from ../shared/data/train (weights/*.safetensors)
+ALIASES := --alias Mixtral-8x7B-Instruct-v0.1=mistralai/Mixtral-8x7B-Instruct-v0.1
 weights: build
-	$(RELEASE_BIN)/routerctl train mf $(TRAIN_FILES) \
-		--alias Mixtral-8x7B-Instruct-v0.1=mistralai/Mixtral-8x7B-Instruct-v0.1 --ties half \
-		--output weights/mf-minilm.safetensors
+	$(RELEASE_BIN)/routerctl train mf $(TRAIN_FILES) $(ALIASES) --ties half --output weights/mf-minilm.safetensors
+	$(RELEASE_BIN)/routerctl train sw_ranking $(TRAIN_FILES) $(ALIASES) --gamma 10000 --output weights/sw-ranking-minilm.safetensors
+	$(RELEASE_BIN)/routerctl train bert $(TRAIN_FILES) $(ALIASES) --output weights/classifier-minilm.safetensors
 
 ## eval: RouteLLM's APGR/CPT for the shipped routers on MT-Bench, GSM8K and MMLU (docs/results/)
 eval: build

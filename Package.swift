@@ -6,6 +6,9 @@ import PackageDescription
 let routerPlugins: [(product: String, directory: String, dependencies: [Target.Dependency])] = [
     ("RandomRouter", "random", []),
     ("MatrixFactorizationRouter", "mf", ["SafeTensors"]),
+    ("SimilarityWeightedRouter", "sw_ranking", ["SafeTensors", "SimilarityRanking"]),
+    ("ClassifierRouter", "classifier", ["SafeTensors", "ClassifierHead"]),
+    ("CausalLLMRouter", "causal_llm", []),
 ]
 
 let package = Package(
@@ -40,8 +43,16 @@ let package = Package(
         // The local sentence encoder: BERT tokenizer, MiniLM on OpenBLAS, long-text policies, cache.
         .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "SafeTensors"]),
 
+        // RouteLLM's similarity-weighted ranking: the battle index and the Bradley–Terry fit,
+        // shared by the `sw_ranking` plugin and its trainer.
+        .target(name: "SimilarityRanking", dependencies: ["CBLAS", "SafeTensors"]),
+
+        // The classifier router's head (RouteLLM's BERT role on a frozen encoder): weights and forward
+        // pass, shared by the `classifier` plugin and its trainer.
+        .target(name: "ClassifierHead", dependencies: ["CBLAS", "SafeTensors"]),
+
         // Router training: battles files, the on-disk embedding cache, the MF trainer.
-        .target(name: "RouterTraining", dependencies: ["CBLAS", "SafeTensors", "RouterEvaluation"]),
+        .target(name: "RouterTraining", dependencies: ["CBLAS", "SafeTensors", "RouterEvaluation", "SimilarityRanking", "ClassifierHead"]),
 
         // RouteLLM's evaluation: benchmark readers, APGR/CPT, plots.
         .target(name: "RouterEvaluation", dependencies: [.product(name: "CSV", package: "CSV.swift")]),
@@ -94,6 +105,7 @@ let package = Package(
             name: "routerctl",
             dependencies: [
                 "RouterClient", "RouterProtocol", "RouterConfig", "TextEncoder", "RouterTraining", "SafeTensors", "RouterEvaluation", "RouterEngine",
+                "SimilarityRanking", "ClassifierHead",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -106,6 +118,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
         .testTarget(name: "RouterTrainingTests", dependencies: ["RouterTraining"]),
+        .testTarget(name: "SimilarityRankingTests", dependencies: ["SimilarityRanking", "SafeTensors"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
         .testTarget(
             name: "RouterdIntegrationTests",

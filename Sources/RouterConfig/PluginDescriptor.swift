@@ -56,9 +56,13 @@ public struct PluginDescriptor: Sendable {
     public var description: String
     /// Whether instances of this plugin need a prompt embedding.
     public var needsEmbedding: Bool
+    /// Whether scoring waits on I/O (a network call): the daemon then calls the
+    /// plugin on its I/O thread pool, so waiting holds neither an event loop nor
+    /// the threads that run the encoder.
+    public var ioBound: Bool
     public var params: [ParamSpec]
 
-    static let keys: Set<String> = ["name", "library", "abi_version", "version", "description", "embedding", "params"]
+    static let keys: Set<String> = ["name", "library", "abi_version", "version", "description", "embedding", "io_bound", "params"]
     static let paramKeys: Set<String> = ["type", "required", "default", "description"]
 
     /// Reads and validates a descriptor; returns nil after reporting every problem.
@@ -92,6 +96,7 @@ public struct PluginDescriptor: Sendable {
             case nil: break
             }
         }
+        let ioBound = fields["io_bound"]?.bool("io_bound", diagnostics) ?? false
         var params: [ParamSpec] = []
         for (paramName, keyNode, specNode) in fields["params"]?.entries("params", diagnostics) ?? [] {
             if let spec = readParam(name: paramName, keyNode: keyNode, specNode, diagnostics) { params.append(spec) }
@@ -113,7 +118,7 @@ public struct PluginDescriptor: Sendable {
         guard diagnostics.issues.count == before, let name, let library, let libraryPath, let abiVersion else { return nil }
         return PluginDescriptor(
             name: name, file: file, library: library, libraryPath: libraryPath, abiVersion: abiVersion,
-            version: version, description: description, needsEmbedding: needsEmbedding, params: params)
+            version: version, description: description, needsEmbedding: needsEmbedding, ioBound: ioBound, params: params)
     }
 
     private static func readParam(name: String, keyNode: YAMLNode, _ node: YAMLNode, _ diagnostics: Diagnostics) -> ParamSpec? {

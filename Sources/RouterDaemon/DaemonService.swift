@@ -18,20 +18,27 @@ public final class DaemonService: Service, Sendable {
     private let socketPath: String
     private let group: any EventLoopGroup
     private let threadPool: NIOThreadPool
+    private let ioThreadPool: NIOThreadPool
     private let logger: Logger
     private let openConnections = NIOLockedValueBox(0)
 
-    /// - Parameter socketPath: where to listen when systemd passes no socket.
-    public init(engine: Engine, socketPath: String, group: any EventLoopGroup, threadPool: NIOThreadPool, logger: Logger) {
+    /// - Parameters:
+    ///   - socketPath: where to listen when systemd passes no socket.
+    ///   - threadPool: runs CPU work (the encoder, reloads); about one thread per core.
+    ///   - ioThreadPool: runs io_bound plugins, which wait on the network; many threads, mostly idle.
+    public init(
+        engine: Engine, socketPath: String, group: any EventLoopGroup, threadPool: NIOThreadPool, ioThreadPool: NIOThreadPool, logger: Logger
+    ) {
         self.engine = engine
         self.socketPath = socketPath
         self.group = group
         self.threadPool = threadPool
+        self.ioThreadPool = ioThreadPool
         self.logger = logger
     }
 
     public func run() async throws {
-        let dispatcher = Dispatcher(engine: engine, socketPath: socketPath, threadPool: threadPool)
+        let dispatcher = Dispatcher(engine: engine, socketPath: socketPath, threadPool: threadPool, ioThreadPool: ioThreadPool)
         let quiesce = ServerQuiescingHelper(group: group)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)

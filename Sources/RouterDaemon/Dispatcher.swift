@@ -8,8 +8,9 @@ import RouterProtocol
 /// Turns one request line into one response line.
 ///
 /// The request flows one way: decode, take the current generation once,
-/// score on it, encode. Ops that do blocking work (reload) run on a thread
-/// pool so the event loops keep serving.
+/// score on it, encode. Ops that take milliseconds of CPU (the encoder, reload)
+/// run on a compute pool, and io_bound plugins on an I/O pool, so the event
+/// loops keep serving and a slow network call never queues encoder work.
 struct Dispatcher: Sendable {
     enum Reply {
         case now(ByteBuffer)
@@ -19,6 +20,7 @@ struct Dispatcher: Sendable {
     let engine: Engine
     let socketPath: String
     let threadPool: NIOThreadPool
+    let ioThreadPool: NIOThreadPool
 
     func handle(_ line: ByteBuffer, peer: Peer?, allocator: ByteBufferAllocator, eventLoop: any EventLoop) -> Reply {
         let decoded = RequestCodec.decode(Data(buffer: line, byteTransferStrategy: .noCopy))
@@ -34,12 +36,13 @@ struct Dispatcher: Sendable {
         } catch {
             return .now(failure(error, op: request.op, id: id, allocator: allocator))
         }
-        // Encoder work and reloads take milliseconds: they run on the thread pool
-        // so the event loop keeps serving other connections meanwhile.
-        guard engine.isBlocking(request, on: generation) else {
-            return .now(allocator.buffer(bytes: respond(to: request, id: id, on: generation)))
+        let pool: NIOThreadPool
+        switch engine.work(for: request, on: generation) {
+        case .immediate: return .now(allocator.buffer(bytes: respond(to: request, id: id, on: generation)))
+        case .compute: pool = threadPool
+        case .io: pool = ioThreadPool
         }
-        let reply = threadPool.runIfActive(eventLoop: eventLoop) { [self] in respond(to: request, id: id, on: generation) }
+        let reply = pool.runIfActive(eventLoop: eventLoop) { [self] in respond(to: request, id: id, on: generation) }
         return .later(reply.map { allocator.buffer(bytes: $0) })
     }
 

@@ -28,7 +28,7 @@ public final class Engine: Sendable {
         self.executableDirectory = executableDirectory
         self.logger = logger
         let config = try Self.loadConfig(file: configFile, executableDirectory: executableDirectory)
-        generation = NIOLockedValueBox(try Generation.build(config: config, number: 1, logger: logger))
+        generation = NIOLockedValueBox(try Generation.build(config: config, number: 1, stats: stats, logger: logger))
     }
 
     /// The generation new requests use.
@@ -58,7 +58,7 @@ public final class Engine: Sendable {
         let old = current
         do {
             let config = try Self.loadConfig(file: configFile, executableDirectory: executableDirectory)
-            let next = try Generation.build(config: config, number: old.number + 1, previous: old, logger: logger)
+            let next = try Generation.build(config: config, number: old.number + 1, previous: old, stats: stats, logger: logger)
             if next.config.socket.path != old.config.socket.path {
                 logger.warning(
                     "socket.path changed; the new path takes effect at the next restart", metadata: ["socket": "\(old.config.socket.path)"])
@@ -79,14 +79,27 @@ public final class Engine: Sendable {
 
     // MARK: Ops
 
-    /// True when answering `request` on `generation` runs the encoder (milliseconds
-    /// of CPU): the caller should run it off its event loop.
-    public func isBlocking(_ request: Request, on generation: Generation) -> Bool {
+    /// What answering a request costs, so the caller knows where to run it.
+    public enum Work: Sendable {
+        /// Microseconds: answer on the event loop.
+        case immediate
+        /// Milliseconds of CPU (the encoder, a reload): run it on the compute pool.
+        case compute
+        /// Waits on I/O (an io_bound plugin's network call): run it on the I/O pool.
+        case io
+    }
+
+    /// Where answering `request` on `generation` should run.
+    public func work(for request: Request, on generation: Generation) -> Work {
+        func routerWork(_ name: String) -> Work {
+            guard let router = generation.routers[name] else { return .immediate }
+            return router.ioBound ? .io : (router.encoder != nil ? .compute : .immediate)
+        }
         switch request {
-        case .route(let route): return generation.routers[route.router]?.encoder != nil
-        case .score(let score): return generation.routers[score.router]?.encoder != nil
-        case .embed, .reload: return true
-        case .routers, .health, .status, .stats: return false
+        case .route(let route): return routerWork(route.router)
+        case .score(let score): return routerWork(score.router)
+        case .embed, .reload: return .compute
+        case .routers, .health, .status, .stats: return .immediate
         }
     }
 

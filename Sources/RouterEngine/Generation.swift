@@ -40,8 +40,9 @@ public final class Generation: Sendable {
     /// Nothing is half-built: on any failure every created instance is released.
     ///
     /// Encoders whose settings and model files are unchanged since `previous` are reused, warm cache included.
-    public static func build(config: DaemonConfig, number: UInt64, previous: Generation? = nil, logger: Logger) throws(GenerationError) -> Generation
-    {
+    public static func build(
+        config: DaemonConfig, number: UInt64, previous: Generation? = nil, stats: Stats = Stats(), logger: Logger
+    ) throws(GenerationError) -> Generation {
         var problems: [String] = []
         var encoders: [String: EncoderInstance] = [:]
         for (name, encoderConfig) in config.encoders.sorted(by: { $0.key < $1.key }) {
@@ -72,7 +73,10 @@ public final class Generation: Sendable {
             let encoder = router.encoder.flatMap { encoders[$0] }
             if router.encoder != nil, encoder == nil { continue }  // its encoder failed to load; reported above
             do {
-                routers.append(try RouterInstance(config: router, library: library, encoder: encoder, logger: logger))
+                routers.append(
+                    try RouterInstance(
+                        config: router, library: library, encoder: encoder, ioBound: config.plugins[router.plugin]?.ioBound ?? false, stats: stats,
+                        logger: logger))
             } catch {
                 problems.append("\(config.file): \(error.message)")
             }

@@ -27,11 +27,16 @@ public final class RouterInstance: @unchecked Sendable {
     public let weakModel: String
     /// The encoder whose embeddings this instance's plugin receives.
     public let encoder: EncoderInstance?
+    /// The plugin waits on I/O while scoring (its descriptor's `io_bound`).
+    public let ioBound: Bool
     private let handle: UnsafeMutableRawPointer
     private let host: HostContext
 
-    init(config: DaemonConfig.Router, library: PluginLibrary, encoder: EncoderInstance?, logger: Logger) throws(PluginLoadError) {
+    init(config: DaemonConfig.Router, library: PluginLibrary, encoder: EncoderInstance?, ioBound: Bool, stats: Stats, logger: Logger)
+        throws(PluginLoadError)
+    {
         self.encoder = encoder
+        self.ioBound = ioBound
         self.name = config.name
         self.library = library
         self.strongFraction = config.strongFraction
@@ -39,7 +44,7 @@ public final class RouterInstance: @unchecked Sendable {
         self.weakModel = config.weakModel
         var instanceLogger = logger
         instanceLogger[metadataKey: "router"] = .string(config.name)
-        let host = HostContext(logger: instanceLogger, encoder: encoder)
+        let host = HostContext(router: config.name, logger: instanceLogger, encoder: encoder, stats: stats)
         self.host = host
 
         let paramsJSON = Self.json(config.params)
@@ -165,20 +170,25 @@ public final class RouterInstance: @unchecked Sendable {
 
 /// The host-services table handed to one plugin instance, and what it needs.
 private final class HostContext {
+    let router: String
     let logger: Logger
     let encoder: EncoderInstance?
+    let stats: Stats
     /// Heap-allocated so its address is stable: the plugin keeps the pointer.
     let table: UnsafeMutablePointer<rp_host>
 
-    init(logger: Logger, encoder: EncoderInstance?) {
+    init(router: String, logger: Logger, encoder: EncoderInstance?, stats: Stats) {
+        self.router = router
         self.logger = logger
         self.encoder = encoder
+        self.stats = stats
         table = .allocate(capacity: 1)
         table.initialize(to: rp_host())
         table.pointee.abi_version = RP_ABI_VERSION
         table.pointee.struct_size = UInt32(MemoryLayout<rp_host>.size)
         table.pointee.log = hostLog
         table.pointee.embed = hostEmbed
+        table.pointee.count = hostCount
         // The instance owns this object, so the unretained pointer lives as long as the plugin may use it.
         table.pointee.context = Unmanaged.passUnretained(self).toOpaque()
     }
@@ -200,6 +210,12 @@ private let hostLog: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePoin
         default: .error
         }
     host.logger.log(level: logLevel, "\(text)")
+}
+
+private let hostCount: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int) -> Void = { context, event, length in
+    guard let context, let event, length > 0 else { return }
+    let host = Unmanaged<HostContext>.fromOpaque(context).takeUnretainedValue()
+    host.stats.recordEvent(router: host.router, event: String(decoding: UnsafeRawBufferPointer(start: event, count: length), as: UTF8.self))
 }
 
 private let noEncoderMessage: StaticString = "this router instance has no encoder; add `encoder:` to it in routerd.yaml"

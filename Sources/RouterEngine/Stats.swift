@@ -49,6 +49,12 @@ public final class Stats: Sendable {
         }
     }
 
+    func recordEvent(router: String, event: String) {
+        counters.withLockedValue { counters in
+            counters.routers[router, default: .zero].events[event, default: 0] += 1
+        }
+    }
+
     public func connectionOpened() {
         counters.withLockedValue {
             $0.connectionsOpen += 1

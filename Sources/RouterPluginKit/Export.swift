@@ -94,12 +94,19 @@ private let scoreThunk:
     ) -> Int32 = { instance, prompts, count, scores, error in
         guard let instance, let scores, count == 0 || prompts != nil else { return RP_ERROR }
         let plugin = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue().plugin
+        func prompt(_ index: Int) -> Prompt {
+            let raw = prompts![index]
+            let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.text)?.assumingMemoryBound(to: UInt8.self), count: raw.text_len)
+            return Prompt(utf8: text, embedding: raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) })
+        }
         do {
-            for index in 0..<count {
-                let raw = prompts![index]
-                let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.text)?.assumingMemoryBound(to: UInt8.self), count: raw.text_len)
-                let embedding = raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) }
-                scores[index] = try plugin.score(Prompt(utf8: text, embedding: embedding))
+            if count == 1 {
+                // A decision: the single-prompt path, with no array to build.
+                scores[0] = try plugin.score(prompt(0))
+            } else {
+                let results = try plugin.score(batch: (0..<count).map(prompt))
+                guard results.count == count else { throw PluginError("the plugin returned \(results.count) scores for \(count) prompts") }
+                for index in 0..<count { scores[index] = results[index] }
             }
             return RP_OK
         } catch let caught {

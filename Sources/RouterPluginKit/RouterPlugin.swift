@@ -19,12 +19,20 @@ public protocol RouterPlugin: AnyObject, Sendable {
     /// P(strong model wins) for one prompt, in [0, 1]. Called concurrently.
     func score(_ prompt: Prompt) throws -> Double
 
+    /// Scores several prompts (the `score` op, evaluation). The default scores
+    /// them one by one; a plugin that waits on I/O overrides it to overlap calls.
+    func score(batch prompts: [Prompt]) throws -> [Double]
+
     /// A JSON object describing the instance, or nil.
     func describe() -> String?
 }
 
 extension RouterPlugin {
     public func describe() -> String? { nil }
+
+    public func score(batch prompts: [Prompt]) throws -> [Double] {
+        try prompts.map { try score($0) }
+    }
 }
 
 /// An error a plugin reports to the host; the message reaches the operator or client.
@@ -93,6 +101,15 @@ public struct HostServices: @unchecked Sendable {
         var message = message
         message.withUTF8 { bytes in
             bytes.withMemoryRebound(to: CChar.self) { log(table.pointee.context, level.rawValue, $0.baseAddress, $0.count) }
+        }
+    }
+
+    /// Counts one event of this instance (shown in `stats` under the router's `events`).
+    public func count(_ event: String) {
+        guard table.pointee.struct_size >= MemoryLayout<rp_host>.size, let count = table.pointee.count else { return }
+        var event = event
+        event.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { count(table.pointee.context, $0.baseAddress, $0.count) }
         }
     }
 

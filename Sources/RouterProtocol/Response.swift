@@ -222,13 +222,16 @@ public struct RouterStats: Codable, Sendable, Hashable {
     public var weak: UInt64
     public var scored: UInt64
     public var errors: UInt64
+    /// Events the plugin counted (e.g. causal_llm's `fallback.timeout`), by name.
+    public var events: [String: UInt64]
 
-    public init(decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64) {
+    public init(decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64, events: [String: UInt64] = [:]) {
         self.decisions = decisions
         self.strong = strong
         self.weak = weak
         self.scored = scored
         self.errors = errors
+        self.events = events
     }
 }
 

@@ -83,7 +83,7 @@ public struct MFModel: Sendable {
 }
 
 /// What one epoch achieved.
-public struct MFEpochReport: Sendable {
+public struct EpochReport: Sendable {
     public var epoch: Int
     public var trainLoss: Double
     public var validationLoss: Double
@@ -114,7 +114,7 @@ public final class MFTrainer {
         self.embeddingDimension = embeddings.first?.count ?? 0
     }
 
-    public func run(report: (MFEpochReport) -> Void) -> (model: MFModel, best: MFEpochReport) {
+    public func run(report: (EpochReport) -> Void) -> (model: MFModel, best: EpochReport) {
         var random = SplitMix64(seed: options.seed)
         let d = options.dimension
         let e = embeddingDimension
@@ -129,7 +129,7 @@ public final class MFTrainer {
         var adamW1 = Adam(count: d * e)
         var adamW2 = Adam(count: d)
 
-        var best = MFEpochReport(epoch: 0, trainLoss: .infinity, validationLoss: .infinity, validationAccuracy: 0, isBest: true)
+        var best = EpochReport(epoch: 0, trainLoss: .infinity, validationLoss: .infinity, validationAccuracy: 0, isBest: true)
         var bestModel = model
         var order = Array(train.indices)
         let batch = options.batchSize
@@ -194,7 +194,7 @@ public final class MFTrainer {
             }
             let (validationLoss, accuracy) = evaluate(model, on: validation.isEmpty ? train : validation)
             let isBest = validationLoss < best.validationLoss - 1e-6
-            let epochReport = MFEpochReport(
+            let epochReport = EpochReport(
                 epoch: epoch, trainLoss: lossSum / Double(max(train.count, 1)), validationLoss: validationLoss, validationAccuracy: accuracy,
                 isBest: isBest)
             if isBest {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Writes Float32 tensors and string metadata as a safetensors file.
+/// Writes Float32 (or, to halve a file, Float16) tensors and string metadata as a safetensors file.
 ///
 /// The header lists tensors in name order, so the same tensors always give
 /// the same bytes, and is padded with spaces to a multiple of 8 bytes so the
@@ -11,11 +11,14 @@ public enum SafeTensorsWriter {
         public var name: String
         public var shape: [Int]
         public var values: [Float]
+        /// Stored as Float16 when true (values round to the nearest half).
+        public var half: Bool
 
-        public init(name: String, shape: [Int], values: [Float]) {
+        public init(name: String, shape: [Int], values: [Float], half: Bool = false) {
             self.name = name
             self.shape = shape
             self.values = values
+            self.half = half
         }
     }
 
@@ -29,8 +32,9 @@ public enum SafeTensorsWriter {
             guard tensor.shape.reduce(1, *) == tensor.values.count else {
                 throw fail("tensor '\(tensor.name)' has \(tensor.values.count) values for shape \(tensor.shape)")
             }
-            let length = tensor.values.count * 4
-            header[tensor.name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + length]] as [String: Any]
+            let length = tensor.values.count * (tensor.half ? 2 : 4)
+            header[tensor.name] =
+                ["dtype": tensor.half ? "F16" : "F32", "shape": tensor.shape, "data_offsets": [offset, offset + length]] as [String: Any]
             offset += length
         }
         guard var headerBytes = try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]) else {
@@ -41,7 +45,11 @@ public enum SafeTensorsWriter {
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { data.append(contentsOf: $0) }
         data.append(headerBytes)
         for tensor in sorted {
-            for value in tensor.values { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+            if tensor.half {
+                for value in tensor.values { withUnsafeBytes(of: Float16(value).bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+            } else {
+                for value in tensor.values { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+            }
         }
         let temporary = path + ".tmp-\(getpid())"
         do {

@@ -3,62 +3,43 @@ import Foundation
 import RouterEvaluation
 import RouterTraining
 import SafeTensors
+import SimilarityRanking
 import TextEncoder
 
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train router weights from battles files.", subcommands: [TrainMF.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Train router weights from battles files.", subcommands: [TrainMF.self, TrainSWRanking.self, TrainClassifier.self])
 }
 
-/// `routerctl train mf`: RouteLLM's matrix factorisation, trained on the local encoder's embeddings.
-struct TrainMF: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "mf", abstract: "Train the matrix-factorisation router from battles files (docs/TRAINING.md).")
-
+/// The training data every trainer reads: battles or quality files, model aliases, and
+/// the encoder (through the on-disk embedding cache) that embeds their prompts.
+struct TrainingData: ParsableArguments {
     @Argument(help: "Battles files (JSON lines {prompt, model_a, model_b, winner}) or per-prompt quality files ({prompt, quality: {model: value}}).")
     var files: [String]
     @Option(name: .customLong("pairs-per-prompt"), help: "Battles drawn per prompt from a quality file.") var pairsPerPrompt: Int = 20
-    @Option(
-        name: .customLong("validate-with"),
-        help: "After training, report APGR on the prompts of this quality file that were not trained on; FILE or FILE@STRONG,WEAK (repeatable).")
-    var validateWith: [String] = []
-    @Option(name: [.short, .long], help: "Where to write the weights (safetensors).") var output: String = "weights/mf-minilm.safetensors"
+    @Option(help: "Rename a model, FROM=TO (repeatable), to unify names across files.") var alias: [String] = []
     @Option(help: "The encoder model folder.") var model: String = "models/all-MiniLM-L6-v2"
     @Option(name: .customLong("long-text"), help: "head, tail or windows: how prompts over 256 tokens are embedded.") var longText: String = "head"
     @Option(help: "The on-disk embedding cache (default: .cache/embeddings-minilm-<long-text>.bin).") var cache: String?
-    @Option(help: "Rename a model, FROM=TO (repeatable), to unify names across files.") var alias: [String] = []
-    @Option(help: "Latent dimension d.") var dimension: Int = 128
-    @Option(help: "Most epochs.") var epochs: Int = 100
-    @Option(name: .customLong("batch-size")) var batchSize: Int = 64
-    @Option(name: .customLong("learning-rate")) var learningRate: Float = 3e-4
-    @Option(name: .customLong("weight-decay")) var weightDecay: Float = 1e-5
-    @Option(help: "Standard deviation of the noise added to embeddings while training.") var noise: Float = 0.01
-    @Option(help: "drop or half: what a tie counts as.") var ties: String = "drop"
-    @Option(help: "Share of prompts held out for validation.") var validation: Double = 0.1
-    @Option(help: "Epochs without improvement before stopping.") var patience: Int = 5
-    @Option(help: "Random seed.") var seed: UInt64 = 42
-    @Option(name: .customLong("min-battles"), help: "Refuse models in fewer battles than this.") var minBattles: Int = 2
-    @Option(help: "Strong model for the stored score quantiles.") var strong: String = "gpt-4-1106-preview"
-    @Option(help: "Weak model for the stored score quantiles.") var weak: String = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
-    func run() throws {
-        BLASKernels.reexecWithBestCoreIfNeeded()
-        do {
-            try train()
-        } catch let error as TrainingDataError {
-            printError("routerctl train mf: \(error)")
-            throw ExitCode(1)
-        } catch let error as EncoderError {
-            printError("routerctl train mf: \(error)")
-            throw ExitCode(1)
-        } catch let error as SafeTensorsError {
-            printError("routerctl train mf: \(error)")
-            throw ExitCode(1)
+    /// Battles with models and distinct prompts numbered in sorted order.
+    struct Loaded {
+        var battles: [Battle]
+        var models: [String]
+        var modelIndex: [String: Int]
+        var prompts: [String]
+        var promptIndex: [String: Int]
+    }
+
+    var policy: LongTextPolicy {
+        get throws {
+            guard let policy = LongTextPolicy(rawValue: longText) else { throw ValidationError("--long-text must be head, tail or windows") }
+            return policy
         }
     }
 
-    private func train() throws {
-        guard let policy = LongTextPolicy(rawValue: longText) else { throw ValidationError("--long-text must be head, tail or windows") }
-        guard let tiePolicy = MFTrainingOptions.Ties(rawValue: ties) else { throw ValidationError("--ties must be drop or half") }
+    /// Reads every file; refuses models in fewer than `minBattles` battles.
+    func load(seed: UInt64, minBattles: Int) throws -> Loaded {
         var aliases: [String: String] = [:]
         for entry in alias {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
@@ -84,13 +65,107 @@ struct TrainMF: ParsableCommand {
             )
         }
         let models = counts.keys.sorted()
-        let modelIndex = Dictionary(uniqueKeysWithValues: models.enumerated().map { ($1, $0) })
         let prompts = Array(Set(battles.map(\.prompt))).sorted()
-        let promptIndex = Dictionary(uniqueKeysWithValues: prompts.enumerated().map { ($1, $0) })
         print("\(battles.count) battles, \(prompts.count) distinct prompts, \(models.count) models, from \(files.count) file(s)")
+        return Loaded(
+            battles: battles, models: models, modelIndex: Dictionary(uniqueKeysWithValues: models.enumerated().map { ($1, $0) }),
+            prompts: prompts, promptIndex: Dictionary(uniqueKeysWithValues: prompts.enumerated().map { ($1, $0) }))
+    }
 
-        let embeddings = try embed(prompts, policy: policy)
+    /// Embeds prompts through the on-disk cache; only new prompts run the encoder.
+    func embed(_ prompts: [String]) throws -> [[Float]] {
+        let policy = try self.policy
+        return try CachedEmbeddings.embed(prompts, cache: cache ?? CachedEmbeddings.defaultPath(policy), policy: policy) {
+            try SentenceEncoder(modelDirectory: model)
+        }
+    }
 
+    /// A held-out benchmark for `--validate-with FILE[@STRONG,WEAK]`.
+    static func validationBenchmark(_ entry: String, defaultPair: [String]) throws -> (file: String, pair: [String], benchmark: Benchmark) {
+        let parts = entry.split(separator: "@", maxSplits: 1).map(String.init)
+        let pair = parts.count == 2 ? parts[1].split(separator: ",").map(String.init) : defaultPair
+        guard pair.count == 2 else { throw ValidationError("--validate-with \(entry): write FILE or FILE@STRONG,WEAK") }
+        do {
+            return (parts[0], pair, try BenchmarkLoader.generic(file: parts[0], strong: pair[0], weak: pair[1]))
+        } catch {
+            throw TrainingDataError("\(error)")
+        }
+    }
+}
+
+/// Runs a trainer, turning data, encoder and file errors into one message and exit code 1.
+func runTrainer(_ command: String, _ body: () throws -> Void) throws {
+    BLASKernels.reexecWithBestCoreIfNeeded()
+    do {
+        try body()
+    } catch let error as TrainingDataError {
+        printError("routerctl train \(command): \(error)")
+        throw ExitCode(1)
+    } catch let error as EncoderError {
+        printError("routerctl train \(command): \(error)")
+        throw ExitCode(1)
+    } catch let error as SafeTensorsError {
+        printError("routerctl train \(command): \(error)")
+        throw ExitCode(1)
+    } catch let error as RankingIndexError {
+        printError("routerctl train \(command): \(error)")
+        throw ExitCode(1)
+    }
+}
+
+/// Percentiles 0…100 of scores over training prompts, stored in weights files:
+/// `routerctl calibrate` and `strong_fraction:` turn a strong share into a threshold with them.
+func scorePercentiles(_ scores: [Double]) -> [Double] {
+    let sorted = scores.sorted()
+    return (0...100).map { sorted[min(sorted.count - 1, Int((Double($0) / 100 * Double(sorted.count - 1)).rounded()))] }
+}
+
+func jsonString(_ value: Any) throws -> String {
+    String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]), as: UTF8.self)
+}
+
+func createParentDirectory(of path: String) throws {
+    let folder = (path as NSString).deletingLastPathComponent
+    try FileManager.default.createDirectory(atPath: folder.isEmpty ? "." : folder, withIntermediateDirectories: true)
+}
+
+/// `routerctl train mf`: RouteLLM's matrix factorisation, trained on the local encoder's embeddings.
+struct TrainMF: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mf", abstract: "Train the matrix-factorisation router from battles files (docs/TRAINING.md).")
+
+    @OptionGroup var data: TrainingData
+    @Option(
+        name: .customLong("validate-with"),
+        help: "After training, report APGR on the prompts of this quality file that were not trained on; FILE or FILE@STRONG,WEAK (repeatable).")
+    var validateWith: [String] = []
+    @Option(name: [.short, .long], help: "Where to write the weights (safetensors).") var output: String = "weights/mf-minilm.safetensors"
+    @Option(help: "Latent dimension d.") var dimension: Int = 128
+    @Option(help: "Most epochs.") var epochs: Int = 100
+    @Option(name: .customLong("batch-size")) var batchSize: Int = 64
+    @Option(name: .customLong("learning-rate")) var learningRate: Float = 3e-4
+    @Option(name: .customLong("weight-decay")) var weightDecay: Float = 1e-5
+    @Option(help: "Standard deviation of the noise added to embeddings while training.") var noise: Float = 0.01
+    @Option(help: "drop or half: what a tie counts as.") var ties: String = "drop"
+    @Option(help: "Share of prompts held out for validation.") var validation: Double = 0.1
+    @Option(help: "Epochs without improvement before stopping.") var patience: Int = 5
+    @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Option(name: .customLong("min-battles"), help: "Refuse models in fewer battles than this.") var minBattles: Int = 2
+    @Option(help: "Strong model for the stored score quantiles.") var strong: String = "gpt-4-1106-preview"
+    @Option(help: "Weak model for the stored score quantiles.") var weak: String = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+    func run() throws {
+        try runTrainer("mf", train)
+    }
+
+    private func train() throws {
+        let policy = try data.policy
+        guard let tiePolicy = MFTrainingOptions.Ties(rawValue: ties) else { throw ValidationError("--ties must be drop or half") }
+        let loaded = try data.load(seed: seed, minBattles: minBattles)
+        let (battles, models, modelIndex, prompts, promptIndex) = (
+            loaded.battles, loaded.models, loaded.modelIndex, loaded.prompts, loaded.promptIndex
+        )
+        let embeddings = try data.embed(prompts)
         var samples: [MFSample] = []
         for battle in battles {
             let label: Float
@@ -137,21 +212,19 @@ struct TrainMF: ParsableCommand {
             "long_text": policy.rawValue,
         ]
         let summary: [String: Any] = [
-            "files": files.map { ($0 as NSString).lastPathComponent }, "battles": battles.count, "prompts": prompts.count, "samples": samples.count,
+            "files": data.files.map { ($0 as NSString).lastPathComponent }, "battles": battles.count, "prompts": prompts.count,
+            "samples": samples.count,
             "ties": ties, "dimension": dimension, "noise": Double(noise), "learning_rate": Double(learningRate), "weight_decay": Double(weightDecay),
             "best_epoch": best.epoch, "validation_loss": best.validationLoss, "validation_accuracy": best.validationAccuracy, "seed": seed,
         ]
-        metadata["training"] = String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self)
+        metadata["training"] = try jsonString(summary)
         if let strongIndex = modelIndex[strong], let weakIndex = modelIndex[weak] {
             // Quantiles of P(strong wins) over the training prompts: `routerctl calibrate` turns a strong share into a threshold with them.
-            let scores = model.winProbabilities(embeddings, a: strongIndex, b: weakIndex).sorted()
-            let quantiles = (0...100).map { scores[min(scores.count - 1, Int((Double($0) / 100 * Double(scores.count - 1)).rounded()))] }
-            metadata["score_quantiles"] = String(decoding: try JSONSerialization.data(withJSONObject: quantiles), as: UTF8.self)
+            let quantiles = scorePercentiles(model.winProbabilities(embeddings, a: strongIndex, b: weakIndex))
+            metadata["score_quantiles"] = try jsonString(quantiles)
             metadata["quantile_pair"] = String(decoding: try JSONEncoder().encode([strong, weak]), as: UTF8.self)
         }
-        try FileManager.default.createDirectory(
-            atPath: (output as NSString).deletingLastPathComponent.isEmpty ? "." : (output as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true)
+        try createParentDirectory(of: output)
         try SafeTensorsWriter.write(
             [
                 .init(name: "P", shape: [models.count, dimension], values: model.p),
@@ -163,40 +236,27 @@ struct TrainMF: ParsableCommand {
         // Routing quality on prompts the model never trained on, as RouteLLM measures it.
         let trained = Set(prompts.indices.filter { !validationPrompts.contains($0) }.map { prompts[$0] })
         for entry in validateWith {
-            let parts = entry.split(separator: "@", maxSplits: 1).map(String.init)
-            let pair = parts.count == 2 ? parts[1].split(separator: ",").map(String.init) : [strong, weak]
-            guard pair.count == 2, let a = modelIndex[pair[0]], let b = modelIndex[pair[1]] else {
+            let (file, pair, benchmark) = try TrainingData.validationBenchmark(entry, defaultPair: [strong, weak])
+            guard let a = modelIndex[pair[0]], let b = modelIndex[pair[1]] else {
                 throw ValidationError("--validate-with \(entry): both models must be among the trained ones")
-            }
-            let benchmark: Benchmark
-            do {
-                benchmark = try BenchmarkLoader.generic(file: parts[0], strong: pair[0], weak: pair[1])
-            } catch {
-                throw TrainingDataError("\(error)")
             }
             let kept = benchmark.prompts.indices.filter { !trained.contains(benchmark.prompts[$0]) }
             guard kept.count >= 10 else {
-                print("held-out APGR on \(parts[0]): only \(kept.count) prompts were not trained on; skipped")
+                print("held-out APGR on \(file): only \(kept.count) prompts were not trained on; skipped")
                 continue
             }
-            let heldOut = kept.map { benchmark.prompts[$0] }
-            let scores = model.winProbabilities(try embed(heldOut, policy: policy), a: a, b: b)
+            let scores = model.winProbabilities(try data.embed(kept.map { benchmark.prompts[$0] }), a: a, b: b)
             let curve = RoutingCurve(scores: scores, strong: kept.map { benchmark.strong[$0] }, weak: kept.map { benchmark.weak[$0] })
-            print(
-                String(
-                    format: "held-out APGR on %@ (%d prompts, %@ vs %@): %.3f, CPT(50%%) %@", (parts[0] as NSString).lastPathComponent, kept.count,
-                    pair[0], pair[1],
-                    curve.apgr, curve.callPerformanceThreshold(0.5).map { String(format: "%.1f%%", $0) } ?? "-"))
+            printHeldOut(curve, file: file, prompts: kept.count, pair: pair)
         }
     }
+}
 
-    /// Embeds prompts through the on-disk cache; only new prompts run the encoder.
-    private func embed(_ prompts: [String], policy: LongTextPolicy) throws -> [[Float]] {
-        try CachedEmbeddings.embed(prompts, cache: cache ?? CachedEmbeddings.defaultPath(policy), policy: policy) {
-            try SentenceEncoder(modelDirectory: model)
-        }
-    }
-
+func printHeldOut(_ curve: RoutingCurve, file: String, prompts: Int, pair: [String]) {
+    print(
+        String(
+            format: "held-out APGR on %@ (%d prompts, %@ vs %@): %.3f, CPT(50%%) %@", (file as NSString).lastPathComponent, prompts,
+            pair[0], pair[1], curve.apgr, curve.callPerformanceThreshold(0.5).map { String(format: "%.1f%%", $0) } ?? "-"))
 }
 
 /// Progress display: a bar rewritten in place on a terminal, plain lines otherwise.

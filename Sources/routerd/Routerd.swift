@@ -74,8 +74,12 @@ struct Routerd: AsyncParsableCommand {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let threadPool = NIOThreadPool.singleton
+        // io_bound plugins (causal_llm) wait on HTTP; each waiting request holds one of these threads.
+        let ioThreadPool = NIOThreadPool(numberOfThreads: 64)
+        ioThreadPool.start()
         let daemon = DaemonService(
-            engine: engine, socketPath: socket ?? generation.config.socket.path, group: group, threadPool: threadPool, logger: logger)
+            engine: engine, socketPath: socket ?? generation.config.socket.path, group: group, threadPool: threadPool,
+            ioThreadPool: ioThreadPool, logger: logger)
         let reloader = ReloadOnSignalService(engine: engine, threadPool: threadPool, logger: logger)
         let services = ServiceGroup(
             configuration: .init(
@@ -90,6 +94,7 @@ struct Routerd: AsyncParsableCommand {
             throw ExitCode(1)
         }
         try await group.shutdownGracefully()
+        try await ioThreadPool.shutdownGracefully()
     }
 
     private static func report(_ error: GenerationError, config: String) {

@@ -81,6 +81,16 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp-\(getpid())"))
     }
 
+    @Test func halfTensorsAreWrittenAsF16AndReadBackRounded() throws {
+        let path = NSTemporaryDirectory() + "st-\(UUID().uuidString).safetensors"
+        defer { unlink(path) }
+        try SafeTensorsWriter.write([.init(name: "h", shape: [3], values: [1, -0.5, 0.1], half: true)], metadata: [:], to: path)
+        let file = try SafeTensorsFile(path: path)
+        #expect(file.tensors["h"]?.dtype == .f16)
+        #expect(try file.floats("h") == [1, -0.5, Float(Float16(0.1))])
+        #expect(file.tensors["h"]?.range.count == 6)
+    }
+
     @Test func aShapeThatDoesNotMatchIsRefused() {
         #expect(throws: SafeTensorsError.self) {
             try SafeTensorsWriter.write([.init(name: "a", shape: [3], values: [1])], metadata: [:], to: NSTemporaryDirectory() + "never.safetensors")

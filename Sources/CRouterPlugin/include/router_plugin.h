@@ -67,6 +67,11 @@ typedef struct rp_host {
      * already arrives in rp_prompt. */
     int (*embed)(void *context, const char *text, size_t text_len, float *out, size_t dim,
                  const char **error);
+
+    /* Counts one event of this router instance, e.g. "fallback.timeout". The
+     * daemon's `stats` shows the counts under the router's "events". Added
+     * after the first release of ABI 1: check struct_size before calling. */
+    void (*count)(void *context, const char *event, size_t event_len);
 } rp_host;
 
 /* What the host tells a plugin about the instance it creates. */

@@ -1,0 +1,146 @@
+import Foundation
+import SafeTensors
+
+/// A problem with a ranking index file, naming the file.
+public struct RankingIndexError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The battles `sw_ranking` ranks models with, indexed by prompt.
+///
+/// Many battles share one prompt (arena-bench-v1 has about 118 per prompt), so
+/// the index holds each distinct prompt's embedding once, and per prompt the
+/// weighted wins between models: a battle won by `a` adds 1 to (a beats b), a
+/// tie adds ½ each way. Scoring then takes one similarity per distinct prompt,
+/// not per battle.
+///
+/// On disk it is a safetensors file: `embeddings` [prompts × dim] (F16 or F32), L2-normalised,
+/// and `wins` [n × 4] rows of (prompt, winner, loser, weight) as Float32, sorted
+/// by prompt; metadata `format` = `llm-router.sw_ranking/1`, `models` (a JSON
+/// list), `encoder` and `embedding_dim`.
+public struct RankingIndex: Sendable {
+    public static let format = "llm-router.sw_ranking/1"
+
+    /// One entry of a prompt's record: `winner` beat `loser` with this weight (½ for a tie).
+    public struct Win: Sendable, Hashable {
+        public var prompt: Int
+        public var winner: Int
+        public var loser: Int
+        public var weight: Float
+
+        public init(prompt: Int, winner: Int, loser: Int, weight: Float) {
+            self.prompt = prompt
+            self.winner = winner
+            self.loser = loser
+            self.weight = weight
+        }
+    }
+
+    public let models: [String]
+    public let dimension: Int
+    public let promptCount: Int
+    /// [promptCount × dimension], rows L2-normalised.
+    public let embeddings: [Float]
+    /// Wins sorted by prompt; prompt p's are `wins[promptStart[p]..<promptStart[p + 1]]`.
+    public let wins: [Win]
+    public let promptStart: [Int]
+
+    /// Builds an index; wins of the same (prompt, winner, loser) are summed.
+    public init(models: [String], embeddings: [[Float]], wins: [Win]) throws(RankingIndexError) {
+        guard let dimension = embeddings.first?.count, dimension > 0 else { throw RankingIndexError("an index needs at least one prompt") }
+        guard embeddings.allSatisfy({ $0.count == dimension }) else { throw RankingIndexError("embeddings differ in dimension") }
+        var merged: [Win: Float] = [:]
+        for win in wins {
+            guard embeddings.indices.contains(win.prompt), models.indices.contains(win.winner), models.indices.contains(win.loser),
+                win.winner != win.loser, win.weight.isFinite, win.weight > 0
+            else { throw RankingIndexError("invalid win \(win)") }
+            merged[Win(prompt: win.prompt, winner: win.winner, loser: win.loser, weight: 0), default: 0] += win.weight
+        }
+        let sorted = merged.map { Win(prompt: $0.key.prompt, winner: $0.key.winner, loser: $0.key.loser, weight: $0.value) }
+            .sorted { ($0.prompt, $0.winner, $0.loser) < ($1.prompt, $1.winner, $1.loser) }
+        var flat: [Float] = []
+        flat.reserveCapacity(embeddings.count * dimension)
+        for vector in embeddings { flat += Self.normalized(vector) }
+        try self.init(models: models, dimension: dimension, embeddings: flat, wins: sorted)
+    }
+
+    private init(models: [String], dimension: Int, embeddings: [Float], wins: [Win]) throws(RankingIndexError) {
+        self.models = models
+        self.dimension = dimension
+        self.promptCount = embeddings.count / dimension
+        self.embeddings = embeddings
+        self.wins = wins
+        var start = [Int](repeating: 0, count: promptCount + 1)
+        for win in wins { start[win.prompt + 1] += 1 }
+        for index in 0..<promptCount { start[index + 1] += start[index] }
+        self.promptStart = start
+    }
+
+    /// Reads and validates an index file.
+    public init(file: SafeTensorsFile) throws(RankingIndexError) {
+        func fail(_ message: String) -> RankingIndexError { RankingIndexError("\(file.path): \(message)") }
+        guard file.metadata["format"] == Self.format else {
+            throw fail(
+                "not an sw_ranking index (metadata 'format' is \(file.metadata["format"].map { "'\($0)'" } ?? "missing"), expected '\(Self.format)'); build one with `routerctl train sw_ranking`"
+            )
+        }
+        guard let modelsJSON = file.metadata["models"], let models = try? JSONDecoder().decode([String].self, from: Data(modelsJSON.utf8)),
+            models.count >= 2
+        else { throw fail("metadata 'models' must be a JSON list of at least two model names") }
+        guard let embeddingInfo = file.tensors["embeddings"], embeddingInfo.shape.count == 2, embeddingInfo.shape[0] > 0, embeddingInfo.shape[1] > 0
+        else { throw fail("tensor 'embeddings' must have shape [prompts, embedding dimension]") }
+        guard let winsInfo = file.tensors["wins"], winsInfo.shape.count == 2, winsInfo.shape[1] == 4 else {
+            throw fail("tensor 'wins' must have shape [n, 4]: prompt, winner, loser, weight")
+        }
+        let (promptCount, dimension) = (embeddingInfo.shape[0], embeddingInfo.shape[1])
+        if let declared = file.metadata["embedding_dim"].flatMap(Int.init), declared != dimension {
+            throw fail("metadata says embedding_dim \(declared) but 'embeddings' is [\(promptCount), \(dimension)]")
+        }
+        let embeddings: [Float]
+        let table: [Float]
+        do {
+            embeddings = try file.floats("embeddings")
+            table = try file.floats("wins")
+        } catch {
+            throw RankingIndexError("\(error)")
+        }
+        guard !embeddings.contains(where: { !$0.isFinite }) else { throw fail("tensor 'embeddings' contains NaN or infinite values") }
+        var wins: [Win] = []
+        wins.reserveCapacity(winsInfo.shape[0])
+        for row in 0..<winsInfo.shape[0] {
+            let values = table[row * 4..<row * 4 + 4].map { $0 }
+            guard let prompt = Int(exactly: values[0]), let winner = Int(exactly: values[1]), let loser = Int(exactly: values[2]),
+                (0..<promptCount).contains(prompt), models.indices.contains(winner), models.indices.contains(loser), winner != loser,
+                values[3].isFinite, values[3] > 0
+            else { throw fail("row \(row) of 'wins' is not (prompt < \(promptCount), winner ≠ loser < \(models.count), weight > 0): \(values)") }
+            if let previous = wins.last, previous.prompt > prompt { throw fail("'wins' must be sorted by prompt (row \(row))") }
+            wins.append(Win(prompt: prompt, winner: winner, loser: loser, weight: values[3]))
+        }
+        var normalized: [Float] = []
+        normalized.reserveCapacity(embeddings.count)
+        for row in 0..<promptCount { normalized += Self.normalized(Array(embeddings[row * dimension..<(row + 1) * dimension])) }
+        try self.init(models: models, dimension: dimension, embeddings: normalized, wins: wins)
+    }
+
+    /// Writes the index, atomically, with extra metadata (encoder, training summary, quantiles).
+    public func write(to path: String, metadata extra: [String: String]) throws(SafeTensorsError) {
+        var metadata = extra
+        metadata["format"] = Self.format
+        metadata["models"] = String(decoding: (try? JSONEncoder().encode(models)) ?? Data("[]".utf8), as: UTF8.self)
+        metadata["embedding_dim"] = String(dimension)
+        let table = wins.flatMap { [Float($0.prompt), Float($0.winner), Float($0.loser), $0.weight] }
+        try SafeTensorsWriter.write(
+            [
+                // Float16 halves the shipped index; cosine similarities move by about 1e-3.
+                .init(name: "embeddings", shape: [promptCount, dimension], values: embeddings, half: true),
+                .init(name: "wins", shape: [wins.count, 4], values: table),
+            ], metadata: metadata, to: path)
+    }
+
+    static func normalized(_ vector: [Float]) -> [Float] {
+        let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return norm > 0 ? vector.map { $0 / norm } : vector
+    }
+}

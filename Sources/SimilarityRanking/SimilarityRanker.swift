@@ -1,0 +1,72 @@
+import CBLAS
+import Foundation
+
+/// RouteLLM's similarity-weighted ranking for one prompt.
+///
+/// Every battle i in the index gets weight ωᵢ = γ^(1 + sᵢ / max s), with sᵢ the
+/// cosine similarity of its prompt to the query; a Bradley–Terry fit on the
+/// weighted wins gives P(strong wins). The paper refits a logistic regression
+/// over every battle per query (2.9 requests/s); here the similarities are one
+/// matrix–vector product over the distinct prompts, the weighted wins are
+/// summed per model pair, and the fit runs over the few models involved.
+public struct SimilarityRanker: Sendable {
+    public let index: RankingIndex
+    /// γ in ωᵢ = γ^(1 + sᵢ / max s); RouteLLM uses 10.
+    public let gamma: Double
+    /// Weight of one virtual tied game per model, in units of the mean battle weight (see ``BradleyTerry/fit``).
+    public let prior: Double
+
+    public init(index: RankingIndex, gamma: Double = 10, prior: Double = 1) {
+        self.index = index
+        self.gamma = gamma
+        self.prior = prior
+    }
+
+    /// P(`strong` beats `weak`) for a prompt embedding of the index's dimension.
+    /// `excluding` leaves one indexed prompt out (to score the index's own prompts fairly).
+    public func winProbability(embedding: UnsafeBufferPointer<Float>, strong: Int, weak: Int, excluding: Int? = nil) -> Double {
+        let theta = ratings(embedding: embedding, excluding: excluding)
+        return BradleyTerry.winProbability(theta, strong, weak)
+    }
+
+    /// Log-strengths of every model of the index, weighted by similarity to the prompt.
+    public func ratings(embedding: UnsafeBufferPointer<Float>, excluding: Int? = nil) -> [Double] {
+        precondition(embedding.count == index.dimension)
+        let promptCount = index.promptCount
+        var similarity = [Float](repeating: 0, count: promptCount)
+        index.embeddings.withUnsafeBufferPointer { matrix in
+            similarity.withUnsafeMutableBufferPointer { out in
+                cblas_sgemv(
+                    CblasRowMajor, CblasNoTrans, Int32(promptCount), Int32(index.dimension), 1, matrix.baseAddress, Int32(index.dimension),
+                    embedding.baseAddress, 1, 0, out.baseAddress, 1)
+            }
+        }
+        let norm = embedding.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        var maxSimilarity: Float = 0
+        for prompt in 0..<promptCount where prompt != excluding {
+            if norm > 0 { similarity[prompt] /= norm }
+            maxSimilarity = max(maxSimilarity, similarity[prompt])
+        }
+        // With no positive similarity at all, every battle weighs the same (γ).
+        let scale = maxSimilarity > 0 ? 1 / Double(maxSimilarity) : 0
+        let logGamma = log(gamma)
+        let models = index.models.count
+        var wins = [Double](repeating: 0, count: models * models)
+        var totalWeight = 0.0
+        var battleWeight = 0.0
+        for prompt in 0..<promptCount where prompt != excluding {
+            let range = index.promptStart[prompt]..<index.promptStart[prompt + 1]
+            if range.isEmpty { continue }
+            let weight = exp(logGamma * (1 + Double(similarity[prompt]) * scale))
+            for position in range {
+                let win = index.wins[position]
+                let amount = weight * Double(win.weight)
+                wins[win.winner * models + win.loser] += amount
+                totalWeight += amount
+                battleWeight += Double(win.weight)
+            }
+        }
+        let meanWeight = battleWeight > 0 ? totalWeight / battleWeight : 1
+        return BradleyTerry.fit(wins: wins, models: models, prior: prior * meanWeight)
+    }
+}

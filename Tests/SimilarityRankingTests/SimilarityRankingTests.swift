@@ -1,0 +1,104 @@
+import Foundation
+import SafeTensors
+import SimilarityRanking
+import Testing
+
+@Suite struct BradleyTerryTests {
+    @Test func twoModelsRecoverTheirWinRate() {
+        // a beat b 3 times, b beat a once: the MLE is P(a beats b) = 3/4.
+        let theta = BradleyTerry.fit(wins: [0, 3, 1, 0], models: 2, prior: 1e-6)
+        #expect(abs(BradleyTerry.winProbability(theta, 0, 1) - 0.75) < 1e-5)
+    }
+
+    @Test func theFitMaximisesTheLikelihoodFoundByGradientAscent() {
+        // Three models with intransitive-ish weighted results; compare MM with plain
+        // gradient ascent on the same penalised log-likelihood.
+        let wins: [Double] = [0, 5, 2.5, 1, 0, 4, 1.5, 2, 0]
+        let prior = 0.5
+        let theta = BradleyTerry.fit(wins: wins, models: 3, prior: prior)
+        var reference = [0.0, 0.0, 0.0]
+        for _ in 0..<200_000 {
+            var gradient = [0.0, 0.0, 0.0]
+            for i in 0..<3 {
+                // The virtual tied game against a reference of strength 1 (θ = 0).
+                gradient[i] += prior / 2 - prior / (1 + exp(-reference[i]))
+                for j in 0..<3 where j != i {
+                    let p = 1 / (1 + exp(reference[j] - reference[i]))
+                    gradient[i] += wins[i * 3 + j] * (1 - p) - wins[j * 3 + i] * p
+                }
+            }
+            for i in 0..<3 { reference[i] += 0.01 * gradient[i] }
+        }
+        for i in 0..<3 { #expect(abs(theta[i] - reference[i]) < 1e-4, "model \(i): \(theta[i]) vs \(reference[i])") }
+    }
+
+    @Test func aModelThatNeverLostStaysFinite() {
+        let theta = BradleyTerry.fit(wins: [0, 4, 0, 0], models: 2, prior: 1)
+        #expect(theta.allSatisfy { $0.isFinite })
+        #expect(BradleyTerry.winProbability(theta, 0, 1) > 0.8)
+    }
+}
+
+@Suite struct SimilarityRankerTests {
+    /// Two orthogonal prompts: a won on the first, b on the second.
+    func index() throws -> RankingIndex {
+        try RankingIndex(
+            models: ["a", "b"], embeddings: [[1, 0, 0], [0, 1, 0]],
+            wins: [.init(prompt: 0, winner: 0, loser: 1, weight: 1), .init(prompt: 1, winner: 1, loser: 0, weight: 1)])
+    }
+
+    @Test func battlesWeighGammaToTheOnePlusRelativeSimilarity() throws {
+        // Query = prompt 0: s = (1, 0), max s = 1, so the weights are γ² and γ¹ and
+        // P(a beats b) = γ² / (γ² + γ) = γ / (γ + 1).
+        let ranker = SimilarityRanker(index: try index(), gamma: 10, prior: 1e-9)
+        let p = [Float](arrayLiteral: 1, 0, 0).withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1) }
+        #expect(abs(p - 10.0 / 11.0) < 1e-6)
+        // The query's length does not matter: similarities are cosines.
+        let scaled = [Float](arrayLiteral: 3, 0, 0).withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1) }
+        #expect(abs(scaled - p) < 1e-9)
+    }
+
+    @Test func excludingAPromptDropsItsBattles() throws {
+        // Without prompt 0 only b's win remains: b is ahead.
+        let ranker = SimilarityRanker(index: try index(), gamma: 10, prior: 1)
+        let p = [Float](arrayLiteral: 1, 0, 0).withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1, excluding: 0) }
+        #expect(p < 0.5)
+    }
+
+    @Test func anIndexRoundTripsThroughItsFile() throws {
+        let path = NSTemporaryDirectory() + "index-\(UUID().uuidString).safetensors"
+        defer { unlink(path) }
+        let original = try RankingIndex(
+            models: ["a", "b", "c"], embeddings: [[1, 0], [0.6, 0.8]],
+            wins: [
+                .init(prompt: 1, winner: 2, loser: 0, weight: 0.5), .init(prompt: 0, winner: 0, loser: 1, weight: 1),
+                .init(prompt: 0, winner: 0, loser: 1, weight: 1),
+            ])
+        try original.write(to: path, metadata: ["encoder": "test"])
+        let read = try RankingIndex(file: try SafeTensorsFile(path: path))
+        #expect(read.models == ["a", "b", "c"])
+        #expect(read.promptCount == 2)
+        // Duplicate (prompt, winner, loser) entries were summed, and wins are sorted by prompt.
+        #expect(read.wins == [.init(prompt: 0, winner: 0, loser: 1, weight: 2), .init(prompt: 1, winner: 2, loser: 0, weight: 0.5)])
+        #expect(read.promptStart == [0, 1, 2])
+    }
+
+    @Test func aFileThatIsNotAnIndexIsRefusedWithItsFormat() throws {
+        let path = NSTemporaryDirectory() + "notindex-\(UUID().uuidString).safetensors"
+        defer { unlink(path) }
+        try SafeTensorsWriter.write([.init(name: "P", shape: [1], values: [1])], metadata: ["format": "llm-router.mf/1"], to: path)
+        let error = #expect(throws: RankingIndexError.self) { try RankingIndex(file: try SafeTensorsFile(path: path)) }
+        #expect(error?.message.contains("not an sw_ranking index (metadata 'format' is 'llm-router.mf/1'") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("routerctl train sw_ranking") == true)
+    }
+
+    @Test func aWinOutsideTheIndexIsRefused() throws {
+        let path = NSTemporaryDirectory() + "badindex-\(UUID().uuidString).safetensors"
+        defer { unlink(path) }
+        try SafeTensorsWriter.write(
+            [.init(name: "embeddings", shape: [1, 2], values: [1, 0]), .init(name: "wins", shape: [1, 4], values: [0, 0, 5, 1])],
+            metadata: ["format": RankingIndex.format, "models": #"["a","b"]"#], to: path)
+        let error = #expect(throws: RankingIndexError.self) { try RankingIndex(file: try SafeTensorsFile(path: path)) }
+        #expect(error?.message.contains("row 0 of 'wins'") == true, "\(String(describing: error))")
+    }
+}

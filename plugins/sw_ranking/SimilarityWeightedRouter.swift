@@ -1,0 +1,79 @@
+import CRouterPlugin
+import Foundation
+import RouterPluginKit
+import SafeTensors
+import SimilarityRanking
+
+/// RouteLLM's similarity-weighted (SW) ranking router, over an index built by
+/// `routerctl train sw_ranking` (see ``SimilarityRanker`` for the method).
+final class SimilarityWeightedRouter: RouterPlugin {
+    static let name = "sw_ranking"
+    static let version = "1.0.0"
+
+    private let ranker: SimilarityRanker
+    private let strong: Int
+    private let weak: Int
+    private let indexPath: String
+    private let encoder: String
+    private let quantiles: [Double]?
+
+    init(context: PluginContext) throws {
+        guard let path = context.params.string("index") else { throw PluginError("missing parameter 'index'") }
+        let gamma = context.params.double("gamma") ?? 10
+        let prior = context.params.double("prior") ?? 1
+        guard gamma > 1, gamma.isFinite else { throw PluginError("gamma must be a number above 1 (RouteLLM uses 10), not \(gamma)") }
+        guard prior > 0, prior.isFinite else { throw PluginError("prior must be a positive number, not \(prior)") }
+        let index: RankingIndex
+        let file: SafeTensorsFile
+        do {
+            file = try SafeTensorsFile(path: path)
+            index = try RankingIndex(file: file)
+        } catch {
+            throw PluginError("\(error)")
+        }
+        let dimension = context.embeddingDimension
+        guard dimension > 0 else { throw PluginError("the sw_ranking router needs an encoder; add `encoder: <name>` to the router") }
+        encoder = file.metadata["encoder"] ?? "unknown"
+        guard index.dimension == dimension else {
+            throw PluginError(
+                "\(path) was built from \(index.dimension)-d embeddings (encoder '\(encoder)'), but this router's encoder gives \(dimension)-d")
+        }
+        guard let strong = index.models.firstIndex(of: context.strongModel) else {
+            throw PluginError("strong model '\(context.strongModel)' is not in \(path) (known models: \(index.models.joined(separator: ", ")))")
+        }
+        guard let weak = index.models.firstIndex(of: context.weakModel) else {
+            throw PluginError("weak model '\(context.weakModel)' is not in \(path) (known models: \(index.models.joined(separator: ", ")))")
+        }
+        ranker = SimilarityRanker(index: index, gamma: gamma, prior: prior)
+        self.strong = strong
+        self.weak = weak
+        indexPath = path
+        // The stored quantiles hold for the pair and settings they were computed with.
+        let pair = file.metadata["quantile_pair"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+        let settings = file.metadata["quantile_settings"].flatMap { try? JSONDecoder().decode([Double].self, from: Data($0.utf8)) }
+        quantiles =
+            pair == [context.strongModel, context.weakModel] && settings == [gamma, prior]
+            ? file.metadata["score_quantiles"].flatMap { try? JSONDecoder().decode([Double].self, from: Data($0.utf8)) } : nil
+    }
+
+    func score(_ prompt: Prompt) throws -> Double {
+        guard let embedding = prompt.embedding, embedding.count == ranker.index.dimension else {
+            throw PluginError("no prompt embedding arrived; the sw_ranking router needs an encoder")
+        }
+        return ranker.winProbability(embedding: embedding, strong: strong, weak: weak)
+    }
+
+    func describe() -> String? {
+        var object: [String: Any] = [
+            "index": indexPath, "models": ranker.index.models.count, "prompts": ranker.index.promptCount, "gamma": ranker.gamma,
+            "prior": ranker.prior, "encoder": encoder,
+        ]
+        if let quantiles { object["score_quantiles"] = quantiles }
+        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+@_cdecl("routerd_plugin_entry")
+public func routerdPluginEntry(_ hostABI: UInt32, _ out: UnsafeMutablePointer<rp_plugin>?, _ size: Int) -> Int32 {
+    exportRouterPlugin(SimilarityWeightedRouter.self, hostABI: hostABI, into: out, size: size)
+}
