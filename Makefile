@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test bench check-config format lint install clean weights eval
+.PHONY: all setup build run test test-llm llm-server eval-llm bench check-config format lint install clean weights eval
 
 all: build
 
@@ -37,6 +37,18 @@ test: setup
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build
 
+## test-llm: the causal_llm tests against a real llama.cpp server with SmolLM2-135M (builds it on first use)
+LLM_PORT ?= 8765
+test-llm: setup
+	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	scripts/llm-server.sh start $(LLM_PORT)
+	ROUTERD_TEST_LLM_URL=http://127.0.0.1:$(LLM_PORT)/v1 ROUTERD_TEST_LLM_MODEL=smollm2 $(SWIFT) test --skip-build --filter CausalLLM; \
+		status=$$?; scripts/llm-server.sh stop $(LLM_PORT); exit $$status
+
+## llm-server: start that server in the background (stop it with `scripts/llm-server.sh stop`)
+llm-server:
+	scripts/llm-server.sh start $(LLM_PORT)
+
 ## bench: decisions/s and latency of the random router through a real socket, next to an echo baseline
 bench: build
 	@scripts/bench.sh $(RELEASE_BIN)
@@ -50,7 +62,14 @@ weights: build
 
 ## eval: RouteLLM's APGR/CPT for the shipped routers on MT-Bench, GSM8K and MMLU (docs/results/)
 eval: build
-	$(RELEASE_BIN)/routerctl eval --config $(CONFIG) --routers random,mf --data $(DATA)/eval --out docs/results
+	$(RELEASE_BIN)/routerctl eval --config $(CONFIG) --routers random,mf,sw_ranking,bert --data $(DATA)/eval --out docs/results
+
+## eval-llm: every router, causal_llm included, on 500 prompts per benchmark (docs/results/with-causal-llm/)
+eval-llm: build
+	scripts/llm-server.sh start $(LLM_PORT)
+	$(RELEASE_BIN)/routerctl eval --config etc/routerd/routerd-llm.yaml --routers random,mf,sw_ranking,bert,causal_llm \
+		--sample 500 --data $(DATA)/eval --out docs/results/with-causal-llm; \
+		status=$$?; scripts/llm-server.sh stop $(LLM_PORT); exit $$status
 
 ## format / lint: swift format over the sources
 format:

@@ -125,8 +125,14 @@ public final class RouterConnection: Sendable {
         try await send(.stats, as: StatsResult.self)
     }
 
-    public func reload() async throws(RouterClientError) -> ReloadResult {
-        try await send(.reload, as: ReloadResult.self)
+    /// Reloads the config; with `dryRun`, only validates it.
+    public func reload(dryRun: Bool = false) async throws(RouterClientError) -> ReloadResult {
+        try await send(.reload(ReloadRequest(dryRun: dryRun)), as: ReloadResult.self)
+    }
+
+    /// Changes a router's threshold, or the share of traffic it sends to the strong model, until the next reload.
+    public func set(_ request: SetRequest) async throws(RouterClientError) -> SetResult {
+        try await send(.set(request), as: SetResult.self)
     }
 
     public func close() async {

@@ -57,7 +57,10 @@ struct Dispatcher: Sendable {
             case .routers: line = ResponseCodec.success(engine.routers(on: generation), id: id)
             case .health, .status: line = ResponseCodec.success(engine.status(on: generation, socket: socketPath), id: id)
             case .stats: line = ResponseCodec.success(engine.statsSnapshot(on: generation), id: id)
-            case .reload: line = ResponseCodec.success(try engine.reload(trigger: "reload op"), id: id)
+            case .reload(let reload):
+                line = ResponseCodec.success(
+                    try engine.reload(trigger: reload.dryRun ? "reload op (dry run)" : "reload op", dryRun: reload.dryRun), id: id)
+            case .set(let set): line = ResponseCodec.success(try engine.set(set), id: id)
             }
             engine.stats.recordResponse(op: request.op, error: nil)
             return line

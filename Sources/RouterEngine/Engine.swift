@@ -52,29 +52,58 @@ public final class Engine: Sendable {
 
     /// Re-reads the config file and swaps in a new generation. On any problem
     /// the current generation keeps serving and the error lists every problem.
-    public func reload(trigger: String) throws(ProtocolError) -> ReloadResult {
+    /// With `dryRun`, builds and checks the new generation but does not swap it in.
+    public func reload(trigger: String, dryRun: Bool = false) throws(ProtocolError) -> ReloadResult {
         reloadLock.lock()
         defer { reloadLock.unlock() }
         let old = current
         do {
             let config = try Self.loadConfig(file: configFile, executableDirectory: executableDirectory)
             let next = try Generation.build(config: config, number: old.number + 1, previous: old, stats: stats, logger: logger)
+            let reused = next.routerNames.filter { name in old.routers[name].map { next.routers[name]!.sharesPlugin(with: $0) } == true }
+            if dryRun {
+                logger.info("reload dry run: the config is valid", metadata: ["trigger": "\(trigger)", "routers": "\(next.routerNames)"])
+                return ReloadResult(generation: old.number, previousGeneration: old.number, routers: next.routerNames, reused: reused, dryRun: true)
+            }
             if next.config.socket.path != old.config.socket.path {
                 logger.warning(
                     "socket.path changed; the new path takes effect at the next restart", metadata: ["socket": "\(old.config.socket.path)"])
             }
             generation.withLockedValue { $0 = next }
-            stats.recordReload(succeeded: true)
-            logger.notice("reloaded", metadata: ["trigger": "\(trigger)", "generation": "\(next.number)", "routers": "\(next.routerNames)"])
-            return ReloadResult(generation: next.number, previousGeneration: old.number, routers: next.routerNames)
+            stats.recordReload(trigger: trigger, generation: next.number, problems: [])
+            logger.notice(
+                "reloaded",
+                metadata: ["trigger": "\(trigger)", "generation": "\(next.number)", "routers": "\(next.routerNames)", "reused": "\(reused)"])
+            return ReloadResult(generation: next.number, previousGeneration: old.number, routers: next.routerNames, reused: reused)
         } catch {
-            stats.recordReload(succeeded: false)
+            if !dryRun { stats.recordReload(trigger: trigger, generation: old.number, problems: error.problems) }
             logger.error(
-                "reload rejected; generation \(old.number) keeps serving",
+                dryRun ? "reload dry run: the config is not valid" : "reload rejected; generation \(old.number) keeps serving",
                 metadata: ["trigger": "\(trigger)", "problems": "\(error.problems.joined(separator: "; "))"])
             throw ProtocolError(
-                .reloadFailed, "reload rejected, generation \(old.number) keeps serving:\n" + error.problems.joined(separator: "\n"))
+                .reloadFailed,
+                (dryRun ? "the config is not valid (dry run; nothing changed):\n" : "reload rejected, generation \(old.number) keeps serving:\n")
+                    + error.problems.joined(separator: "\n"))
         }
+    }
+
+    /// Changes one router's threshold (or derives it from a strong share) in a new
+    /// generation that shares every plugin instance. The config file is untouched:
+    /// the next reload restores its value.
+    public func set(_ request: SetRequest) throws(ProtocolError) -> SetResult {
+        reloadLock.lock()
+        defer { reloadLock.unlock() }
+        let old = current
+        let router = try Self.router(named: request.router, in: old)
+        let changed = try router.with(threshold: request.threshold, strongFraction: request.strongFraction)
+        let next = old.replacing(changed, number: old.number + 1)
+        generation.withLockedValue { $0 = next }
+        let what = request.threshold.map { "threshold \($0)" } ?? "strong_fraction \(request.strongFraction ?? 0) → threshold \(changed.threshold)"
+        stats.recordReload(trigger: "set \(router.name) \(what)", generation: next.number, problems: [])
+        logger.notice("set", metadata: ["router": "\(router.name)", "threshold": "\(changed.threshold)", "generation": "\(next.number)"])
+        return SetResult(
+            router: router.name, threshold: changed.threshold, strongFraction: changed.strongFraction, generation: next.number,
+            previousGeneration: old.number)
     }
 
     // MARK: Ops
@@ -98,7 +127,8 @@ public final class Engine: Sendable {
         switch request {
         case .route(let route): return routerWork(route.router)
         case .score(let score): return routerWork(score.router)
-        case .embed, .reload: return .compute
+        // `set` waits for any reload in progress.
+        case .embed, .reload, .set: return .compute
         case .routers, .health, .status, .stats: return .immediate
         }
     }
@@ -117,10 +147,11 @@ public final class Engine: Sendable {
         }
         let threshold = request.threshold ?? router.threshold
         let tier: Tier = score >= threshold ? .strong : .weak
-        stats.recordDecision(router: router.name, tier: tier)
+        let elapsed = Self.microseconds(since: start)
+        stats.recordDecision(router: router.name, tier: tier, score: score, microseconds: elapsed)
         return Decision(
             model: tier == .strong ? router.strongModel : router.weakModel, tier: tier, score: score, threshold: threshold,
-            router: router.name, generation: generation.number, elapsedMicroseconds: Self.microseconds(since: start))
+            router: router.name, generation: generation.number, elapsedMicroseconds: elapsed)
     }
 
     /// Scores a batch of prompts on `generation`.

@@ -36,10 +36,35 @@ public final class Generation: Sendable {
         self.libraries = libraries
     }
 
+    /// This generation with one router replaced, numbered `number` (the `set` op).
+    func replacing(_ router: RouterInstance, number: UInt64) -> Generation {
+        Generation(
+            number: number, config: config, routers: routerNames.map { $0 == router.name ? router : routers[$0]! }, libraries: libraries,
+            encoders: encoders)
+    }
+
+    /// The prompt every new router instance must score before its generation serves.
+    static let smokePrompt = "routerd smoke test: is this router ready to serve?"
+
+    /// Scores the smoke prompt; returns the problem, if any. io_bound plugins are
+    /// skipped: a network call at reload would tie every reload to the endpoint's health.
+    static func smokeTest(_ router: RouterInstance) -> String? {
+        guard !router.ioBound else { return nil }
+        do {
+            let embedding = router.encoder?.embed([smokePrompt])[0]
+            _ = try router.score(smokePrompt, embedding: embedding)
+            return nil
+        } catch {
+            return "the smoke test prompt failed: \(error.message)"
+        }
+    }
+
     /// Loads the plugins a config uses and creates its router instances.
     /// Nothing is half-built: on any failure every created instance is released.
     ///
-    /// Encoders whose settings and model files are unchanged since `previous` are reused, warm cache included.
+    /// Encoders whose settings and model files are unchanged since `previous` are reused, warm cache included,
+    /// and so are router plugin instances whose plugin, parameters, models, encoder and files are unchanged.
+    /// Every new instance must score a smoke prompt.
     public static func build(
         config: DaemonConfig, number: UInt64, previous: Generation? = nil, stats: Stats = Stats(), logger: Logger
     ) throws(GenerationError) -> Generation {
@@ -72,11 +97,16 @@ public final class Generation: Sendable {
             guard let library = libraries[router.plugin] else { continue }
             let encoder = router.encoder.flatMap { encoders[$0] }
             if router.encoder != nil, encoder == nil { continue }  // its encoder failed to load; reported above
+            let previousRouter = previous?.routers[router.name]
             do {
-                routers.append(
-                    try RouterInstance(
-                        config: router, library: library, encoder: encoder, ioBound: config.plugins[router.plugin]?.ioBound ?? false, stats: stats,
-                        logger: logger))
+                let instance = try RouterInstance(
+                    config: router, descriptor: config.plugins[router.plugin], library: library, encoder: encoder, stats: stats, logger: logger,
+                    reusing: previousRouter)
+                if previousRouter.map(instance.sharesPlugin) != true, let problem = smokeTest(instance) {
+                    problems.append("\(config.file): router '\(router.name)': \(problem)")
+                    continue
+                }
+                routers.append(instance)
             } catch {
                 problems.append("\(config.file): \(error.message)")
             }

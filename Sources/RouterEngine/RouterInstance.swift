@@ -9,16 +9,46 @@ public struct PluginScoreError: Error, Sendable {
     public var message: String
 }
 
+/// What identifies a plugin instance's state: equal fingerprints mean a reload
+/// may keep the instance instead of creating it anew.
+struct PluginFingerprint: Hashable, Sendable {
+    var router: String
+    var libraryPath: String
+    var paramsJSON: String
+    var strongModel: String
+    var weakModel: String
+    /// The encoder object itself: a changed model loads a new one.
+    var encoder: ObjectIdentifier?
+    /// size-mtime-inode of every `path` parameter's file, so a rewritten weights file is loaded anew.
+    var files: [String]
+}
+
+/// A plugin instance: the handle `create` returned and the host table it holds.
+/// Shared by the router instances of successive generations (reloads that leave
+/// it unchanged, `set`); destroyed when the last of them goes, which is after
+/// the last request that used it finished.
+final class PluginInstance: @unchecked Sendable {
+    // `handle` is only passed to the plugin, which guarantees `score` is thread-safe.
+    let library: PluginLibrary
+    let handle: UnsafeMutableRawPointer
+    let host: HostContext
+    let fingerprint: PluginFingerprint
+
+    init(library: PluginLibrary, handle: UnsafeMutableRawPointer, host: HostContext, fingerprint: PluginFingerprint) {
+        self.library = library
+        self.handle = handle
+        self.host = host
+        self.fingerprint = fingerprint
+    }
+
+    deinit { library.vtable.destroy?(handle) }
+}
+
 /// One router instance: a plugin instance plus the decision settings.
 ///
-/// Immutable once created and shared by every request of its generation. The
-/// plugin instance is destroyed when the last reference goes away, that is
-/// when its generation was replaced and its in-flight requests finished.
-public final class RouterInstance: @unchecked Sendable {
-    // The plugin guarantees `score` is safe to call concurrently; everything
-    // else here is immutable after init.
+/// Immutable once created and shared by every request of its generation.
+public final class RouterInstance: Sendable {
     public let name: String
-    public let library: PluginLibrary
     /// Route strong when P(strong wins) ≥ threshold: from the config, or derived from `strongFraction`.
     public let threshold: Double
     /// The configured share of traffic for the strong model, when the threshold was derived from it.
@@ -29,65 +59,109 @@ public final class RouterInstance: @unchecked Sendable {
     public let encoder: EncoderInstance?
     /// The plugin waits on I/O while scoring (its descriptor's `io_bound`).
     public let ioBound: Bool
-    private let handle: UnsafeMutableRawPointer
-    private let host: HostContext
+    let plugin: PluginInstance
 
-    init(config: DaemonConfig.Router, library: PluginLibrary, encoder: EncoderInstance?, ioBound: Bool, stats: Stats, logger: Logger)
-        throws(PluginLoadError)
-    {
+    public var library: PluginLibrary { plugin.library }
+    private var handle: UnsafeMutableRawPointer { plugin.handle }
+
+    /// Creates the router, keeping `previous`'s plugin instance when nothing it depends on changed.
+    init(
+        config: DaemonConfig.Router, descriptor: PluginDescriptor?, library: PluginLibrary, encoder: EncoderInstance?, stats: Stats,
+        logger: Logger, reusing previous: RouterInstance? = nil
+    ) throws(PluginLoadError) {
         self.encoder = encoder
-        self.ioBound = ioBound
         self.name = config.name
-        self.library = library
+        self.ioBound = descriptor?.ioBound ?? false
         self.strongFraction = config.strongFraction
         self.strongModel = config.strongModel
         self.weakModel = config.weakModel
-        var instanceLogger = logger
-        instanceLogger[metadataKey: "router"] = .string(config.name)
-        let host = HostContext(router: config.name, logger: instanceLogger, encoder: encoder, stats: stats)
-        self.host = host
-
         let paramsJSON = Self.json(config.params)
-        var handle: UnsafeMutableRawPointer?
-        var error: UnsafeMutablePointer<CChar>?
-        let status = paramsJSON.withCString { params in
-            config.name.withCString { name in
-                config.strongModel.withCString { strong in
-                    config.weakModel.withCString { weak in
-                        var info = rp_instance_info(
-                            struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: name, params_json: params,
-                            params_json_len: strlen(params), strong_model: strong, weak_model: weak,
-                            embedding_dim: encoder?.dimension ?? 0)
-                        return library.vtable.create!(host.table, &info, &handle, &error)
+        let pathParams = Set(descriptor?.params.filter { $0.type == .path }.map(\.name) ?? [])
+        let fingerprint = PluginFingerprint(
+            router: config.name, libraryPath: library.path, paramsJSON: paramsJSON, strongModel: config.strongModel,
+            weakModel: config.weakModel, encoder: encoder.map(ObjectIdentifier.init),
+            files: config.params.filter { pathParams.contains($0.key) }.sorted { $0.key < $1.key }.map { Self.stamp("\($0.value)") })
+        if let previous, previous.plugin.fingerprint == fingerprint {
+            plugin = previous.plugin
+        } else {
+            var instanceLogger = logger
+            instanceLogger[metadataKey: "router"] = .string(config.name)
+            let host = HostContext(router: config.name, logger: instanceLogger, encoder: encoder, stats: stats)
+            var handle: UnsafeMutableRawPointer?
+            var error: UnsafeMutablePointer<CChar>?
+            let status = paramsJSON.withCString { params in
+                config.name.withCString { name in
+                    config.strongModel.withCString { strong in
+                        config.weakModel.withCString { weak in
+                            var info = rp_instance_info(
+                                struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: name, params_json: params,
+                                params_json_len: strlen(params), strong_model: strong, weak_model: weak,
+                                embedding_dim: encoder?.dimension ?? 0)
+                            return library.vtable.create!(host.table, &info, &handle, &error)
+                        }
                     }
                 }
             }
-        }
-        let message = library.takeString(error)
-        guard status == RP_OK, let handle else {
-            throw PluginLoadError(
-                library: library.path,
-                message: "router '\(config.name)': plugin '\(library.name)' refused to create it: \(message ?? "no reason given")")
+            let message = library.takeString(error)
+            guard status == RP_OK, let handle else {
+                throw PluginLoadError(
+                    library: library.path,
+                    message: "router '\(config.name)': plugin '\(library.name)' refused to create it: \(message ?? "no reason given")")
+            }
+            plugin = PluginInstance(library: library, handle: handle, host: host, fingerprint: fingerprint)
         }
         if let threshold = config.threshold {
             self.threshold = threshold
         } else {
-            let description = library.vtable.describe.flatMap { library.takeString($0(handle)) }
-            guard let fraction = config.strongFraction, let quantiles = Calibration.quantiles(fromDescription: description) else {
-                library.vtable.destroy?(handle)
+            guard let fraction = config.strongFraction, let threshold = Self.threshold(strongFraction: fraction, plugin: plugin) else {
                 throw PluginLoadError(
                     library: library.path,
                     message:
                         "router '\(config.name)': strong_fraction needs score quantiles, and plugin '\(library.name)' publishes none for this strong/weak pair; set threshold instead (`routerctl calibrate --router \(config.name) --strong-fraction \(config.strongFraction ?? 0.5) --prompts FILE` computes one from your prompts)"
                 )
             }
-            self.threshold = Calibration.threshold(strongFraction: fraction, sortedScores: quantiles)
+            self.threshold = threshold
         }
-        self.handle = handle
     }
 
-    deinit {
-        library.vtable.destroy?(handle)
+    /// A copy with another threshold, sharing the plugin instance (the `set` op).
+    private init(copying other: RouterInstance, threshold: Double, strongFraction: Double?) {
+        name = other.name
+        self.threshold = threshold
+        self.strongFraction = strongFraction
+        strongModel = other.strongModel
+        weakModel = other.weakModel
+        encoder = other.encoder
+        ioBound = other.ioBound
+        plugin = other.plugin
+    }
+
+    /// This router with a new threshold, or with the threshold that sends `strongFraction` to the strong model.
+    func with(threshold: Double?, strongFraction: Double?) throws(ProtocolError) -> RouterInstance {
+        if let threshold { return RouterInstance(copying: self, threshold: threshold, strongFraction: nil) }
+        guard let strongFraction, let derived = Self.threshold(strongFraction: strongFraction, plugin: plugin) else {
+            throw ProtocolError(
+                .badField,
+                "router '\(name)': plugin '\(library.name)' publishes no score quantiles for its strong/weak pair, so strong_fraction cannot be set; set threshold instead"
+            )
+        }
+        return RouterInstance(copying: self, threshold: derived, strongFraction: strongFraction)
+    }
+
+    /// Whether this router kept `other`'s plugin instance.
+    func sharesPlugin(with other: RouterInstance) -> Bool { plugin === other.plugin }
+
+    private static func threshold(strongFraction: Double, plugin: PluginInstance) -> Double? {
+        let description = plugin.library.vtable.describe.flatMap { plugin.library.takeString($0(plugin.handle)) }
+        guard let quantiles = Calibration.quantiles(fromDescription: description) else { return nil }
+        return Calibration.threshold(strongFraction: strongFraction, sortedScores: quantiles)
+    }
+
+    /// Identifies a file's version; a rewritten (renamed-into-place) file gets a new inode and mtime.
+    private static func stamp(_ path: String) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return "\(path): missing" }
+        return "\(path): \(info.st_size)-\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)-\(info.st_ino)"
     }
 
     /// Scores prompts; each score is P(strong wins) in [0, 1]. `embeddings`, one
@@ -169,7 +243,7 @@ public final class RouterInstance: @unchecked Sendable {
 }
 
 /// The host-services table handed to one plugin instance, and what it needs.
-private final class HostContext {
+final class HostContext {
     let router: String
     let logger: Logger
     let encoder: EncoderInstance?

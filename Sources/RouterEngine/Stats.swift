@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import RouterProtocol
 
@@ -7,6 +8,9 @@ public final class Stats: Sendable {
         var requests: [Op: UInt64] = [:]
         var errors: [ErrorCode: UInt64] = [:]
         var routers: [String: RouterStats] = [:]
+        /// The last decisions' scores and latencies per router, for quantiles.
+        var recent: [String: RecentDecisions] = [:]
+        var history: [ReloadRecord] = []
         var connectionsOpen: UInt64 = 0
         var connectionsTotal: UInt64 = 0
         var connectionsRejected: UInt64 = 0
@@ -26,8 +30,9 @@ public final class Stats: Sendable {
         }
     }
 
-    func recordDecision(router: String, tier: Tier) {
+    func recordDecision(router: String, tier: Tier, score: Double, microseconds: Double) {
         counters.withLockedValue { counters in
+            counters.recent[router, default: RecentDecisions()].append(score: score, microseconds: microseconds)
             counters.routers[router, default: .zero].decisions += 1
             if tier == .strong {
                 counters.routers[router, default: .zero].strong += 1
@@ -70,9 +75,17 @@ public final class Stats: Sendable {
         counters.withLockedValue { $0.connectionsRejected += 1 }
     }
 
-    func recordReload(succeeded: Bool) {
+    /// How many reloads `stats` lists.
+    static let historyLength = 20
+
+    func recordReload(trigger: String, generation: UInt64, problems: [String]) {
+        let record = ReloadRecord(
+            time: Date().timeIntervalSince1970, trigger: trigger, outcome: problems.isEmpty ? "ok" : "rejected", generation: generation,
+            problems: Array(problems.prefix(5)))
         counters.withLockedValue {
-            if succeeded { $0.reloads += 1 } else { $0.reloadFailures += 1 }
+            if problems.isEmpty { $0.reloads += 1 } else { $0.reloadFailures += 1 }
+            $0.history.append(record)
+            if $0.history.count > Self.historyLength { $0.history.removeFirst($0.history.count - Self.historyLength) }
         }
     }
 
@@ -83,8 +96,44 @@ public final class Stats: Sendable {
                 connectionsTotal: counters.connectionsTotal, connectionsRejected: counters.connectionsRejected,
                 requests: Dictionary(uniqueKeysWithValues: counters.requests.map { ($0.key.rawValue, $0.value) }),
                 errors: Dictionary(uniqueKeysWithValues: counters.errors.map { ($0.key.rawValue, $0.value) }),
-                routers: counters.routers, encoders: encoders, reloads: counters.reloads, reloadFailures: counters.reloadFailures)
+                routers: counters.routers.mapValues { $0 }.reduce(into: [:]) { result, entry in
+                    var router = entry.value
+                    if let recent = counters.recent[entry.key] {
+                        router.scoreQuantiles = recent.scoreQuantiles
+                        router.latencyMicroseconds = recent.latencyQuantiles
+                    }
+                    router.fallbacks = router.events.filter { $0.key.hasPrefix("fallback.") }.values.reduce(0, +)
+                    result[entry.key] = router
+                }, encoders: encoders, reloads: counters.reloads, reloadFailures: counters.reloadFailures, reloadHistory: counters.history)
         }
+    }
+}
+
+/// A ring of the last ``RouterStats/window`` decisions of one router.
+private struct RecentDecisions {
+    private var scores: [Double] = []
+    private var latencies: [Double] = []
+    private var next = 0
+
+    mutating func append(score: Double, microseconds: Double) {
+        if scores.count < RouterStats.window {
+            scores.append(score)
+            latencies.append(microseconds)
+        } else {
+            scores[next] = score
+            latencies[next] = microseconds
+        }
+        next = (next + 1) % RouterStats.window
+    }
+
+    var scoreQuantiles: [String: Double] { Self.quantiles(scores, ["p10": 0.1, "p50": 0.5, "p90": 0.9]) }
+    var latencyQuantiles: [String: Double] { Self.quantiles(latencies, ["p50": 0.5, "p99": 0.99]) }
+
+    /// Nearest-rank quantiles.
+    private static func quantiles(_ values: [Double], _ wanted: [String: Double]) -> [String: Double] {
+        guard !values.isEmpty else { return [:] }
+        let sorted = values.sorted()
+        return wanted.mapValues { sorted[min(sorted.count - 1, max(0, Int((Double(sorted.count) * $0).rounded(.up)) - 1))] }
     }
 }
 

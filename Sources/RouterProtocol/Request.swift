@@ -2,10 +2,10 @@ import Foundation
 
 /// The operations a request may name in `op`.
 public enum Op: String, Codable, Sendable, CaseIterable {
-    case route, score, embed, routers, health, status, stats, reload
+    case route, score, embed, routers, health, status, stats, reload, set
 
     /// Admin ops change the daemon and need an admin peer.
-    public var isAdmin: Bool { self == .reload }
+    public var isAdmin: Bool { self == .reload || self == .set }
 }
 
 /// A chat message as OpenAI-style clients send it.
@@ -62,6 +62,27 @@ public struct EmbedRequest: Sendable, Hashable {
     }
 }
 
+/// `reload`: re-read the config and swap in a new generation, or with `dryRun` only validate it.
+public struct ReloadRequest: Sendable, Hashable {
+    public var dryRun: Bool
+
+    public init(dryRun: Bool = false) { self.dryRun = dryRun }
+}
+
+/// `set`: change a router's threshold, or its share of strong traffic, on the live daemon.
+/// The config file is not touched: the next reload restores the file's value.
+public struct SetRequest: Sendable, Hashable {
+    public var router: String
+    public var threshold: Double?
+    public var strongFraction: Double?
+
+    public init(router: String, threshold: Double? = nil, strongFraction: Double? = nil) {
+        self.router = router
+        self.threshold = threshold
+        self.strongFraction = strongFraction
+    }
+}
+
 /// A decoded request.
 public enum Request: Sendable, Hashable {
     case route(RouteRequest)
@@ -71,7 +92,8 @@ public enum Request: Sendable, Hashable {
     case health
     case status
     case stats
-    case reload
+    case reload(ReloadRequest)
+    case set(SetRequest)
 
     public var op: Op {
         switch self {
@@ -83,6 +105,7 @@ public enum Request: Sendable, Hashable {
         case .status: return .status
         case .stats: return .stats
         case .reload: return .reload
+        case .set: return .set
         }
     }
 }
@@ -199,7 +222,21 @@ private struct WireRequest: Decodable {
         case .health: return .health
         case .status: return .status
         case .stats: return .stats
-        case .reload: return .reload
+        case .reload:
+            return .reload(ReloadRequest(dryRun: try reader.optional(Bool.self, "dry_run", expected: "true or false") ?? false))
+        case .set:
+            let router = try reader.required(String.self, "router", expected: "a string")
+            let threshold = try reader.optional(Double.self, "threshold", expected: "a number")
+            let fraction = try reader.optional(Double.self, "strong_fraction", expected: "a number")
+            guard (threshold == nil) != (fraction == nil) else {
+                throw ProtocolError(.badField, "give exactly one of 'threshold' and 'strong_fraction'")
+            }
+            for (name, value) in [("threshold", threshold), ("strong_fraction", fraction)] {
+                if let value, !(0...1).contains(value) {
+                    throw ProtocolError(.badField, "field '\(name)' must be between 0 and 1, found \(value)")
+                }
+            }
+            return .set(SetRequest(router: router, threshold: threshold, strongFraction: fraction))
         }
     }
 
@@ -325,7 +362,13 @@ private struct WireRequestOut: Encodable {
             try container.encode(embed.texts, forKey: FieldKey("texts"))
             if embed.tokens { try container.encode(true, forKey: FieldKey("tokens")) }
             try container.encodeIfPresent(embed.longText, forKey: FieldKey("long_text"))
-        case .routers, .health, .status, .stats, .reload:
+        case .reload(let reload):
+            if reload.dryRun { try container.encode(true, forKey: FieldKey("dry_run")) }
+        case .set(let set):
+            try container.encode(set.router, forKey: FieldKey("router"))
+            try container.encodeIfPresent(set.threshold, forKey: FieldKey("threshold"))
+            try container.encodeIfPresent(set.strongFraction, forKey: FieldKey("strong_fraction"))
+        case .routers, .health, .status, .stats:
             break
         }
     }

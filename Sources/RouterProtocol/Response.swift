@@ -224,14 +224,35 @@ public struct RouterStats: Codable, Sendable, Hashable {
     public var errors: UInt64
     /// Events the plugin counted (e.g. causal_llm's `fallback.timeout`), by name.
     public var events: [String: UInt64]
+    /// Decisions that took a fallback: the sum of the `fallback.*` events.
+    public var fallbacks: UInt64
+    /// Over the last ``RouterStats/window`` decisions: score quantiles (p10, p50, p90) and
+    /// decision latency in microseconds (p50, p99), measured inside the daemon. Empty before the first decision.
+    public var scoreQuantiles: [String: Double]
+    public var latencyMicroseconds: [String: Double]
 
-    public init(decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64, events: [String: UInt64] = [:]) {
+    /// How many recent decisions the quantiles cover.
+    public static let window = 1024
+
+    public init(
+        decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64, events: [String: UInt64] = [:],
+        scoreQuantiles: [String: Double] = [:], latencyMicroseconds: [String: Double] = [:]
+    ) {
         self.decisions = decisions
         self.strong = strong
         self.weak = weak
         self.scored = scored
         self.errors = errors
         self.events = events
+        self.fallbacks = events.filter { $0.key.hasPrefix("fallback.") }.values.reduce(0, +)
+        self.scoreQuantiles = scoreQuantiles
+        self.latencyMicroseconds = latencyMicroseconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case decisions, strong, weak, scored, errors, events, fallbacks
+        case scoreQuantiles = "score_quantiles"
+        case latencyMicroseconds = "latency_us"
     }
 }
 
@@ -252,12 +273,15 @@ public struct StatsResult: Codable, Sendable, Hashable {
     public var encoders: [String: EncoderStats]
     public var reloads: UInt64
     public var reloadFailures: UInt64
+    /// The last reloads and `set`s, oldest first.
+    public var reloadHistory: [ReloadRecord]
 
     public init(
         uptimeSeconds: Double, generation: UInt64, connectionsOpen: UInt64, connectionsTotal: UInt64, connectionsRejected: UInt64,
         requests: [String: UInt64], errors: [String: UInt64], routers: [String: RouterStats], encoders: [String: EncoderStats], reloads: UInt64,
-        reloadFailures: UInt64
+        reloadFailures: UInt64, reloadHistory: [ReloadRecord] = []
     ) {
+        self.reloadHistory = reloadHistory
         self.encoders = encoders
         self.uptimeSeconds = uptimeSeconds
         self.generation = generation
@@ -278,23 +302,78 @@ public struct StatsResult: Codable, Sendable, Hashable {
         case connectionsTotal = "connections_total"
         case connectionsRejected = "connections_rejected"
         case reloadFailures = "reload_failures"
+        case reloadHistory = "reload_history"
+    }
+}
+
+/// One reload, SIGHUP or `set`, as `stats` lists them.
+public struct ReloadRecord: Codable, Sendable, Hashable {
+    /// Seconds since the Unix epoch.
+    public var time: Double
+    /// What asked for it: "SIGHUP", "reload op", "set <router> …".
+    public var trigger: String
+    /// "ok" or "rejected".
+    public var outcome: String
+    /// The generation serving afterwards.
+    public var generation: UInt64
+    /// Why it was rejected (the first few problems).
+    public var problems: [String]
+
+    public init(time: Double, trigger: String, outcome: String, generation: UInt64, problems: [String]) {
+        self.time = time
+        self.trigger = trigger
+        self.outcome = outcome
+        self.generation = generation
+        self.problems = problems
     }
 }
 
 /// The result of `reload`.
 public struct ReloadResult: Codable, Sendable, Hashable {
+    /// The generation now serving; with `dryRun`, still the previous one.
     public var generation: UInt64
     public var previousGeneration: UInt64
     public var routers: [String]
+    /// Routers whose plugin instance carried over unchanged (same plugin, params, models, encoder and files).
+    public var reused: [String]
+    /// True when the config was only validated, and nothing was swapped.
+    public var dryRun: Bool
 
-    public init(generation: UInt64, previousGeneration: UInt64, routers: [String]) {
+    public init(generation: UInt64, previousGeneration: UInt64, routers: [String], reused: [String] = [], dryRun: Bool = false) {
         self.generation = generation
         self.previousGeneration = previousGeneration
         self.routers = routers
+        self.reused = reused
+        self.dryRun = dryRun
     }
 
     enum CodingKeys: String, CodingKey {
-        case generation, routers
+        case generation, routers, reused
+        case previousGeneration = "previous_generation"
+        case dryRun = "dry_run"
+    }
+}
+
+/// The result of `set`.
+public struct SetResult: Codable, Sendable, Hashable {
+    public var router: String
+    public var threshold: Double
+    /// The share of strong traffic the threshold was derived from, when one was set.
+    public var strongFraction: Double?
+    public var generation: UInt64
+    public var previousGeneration: UInt64
+
+    public init(router: String, threshold: Double, strongFraction: Double?, generation: UInt64, previousGeneration: UInt64) {
+        self.router = router
+        self.threshold = threshold
+        self.strongFraction = strongFraction
+        self.generation = generation
+        self.previousGeneration = previousGeneration
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case router, threshold, generation
+        case strongFraction = "strong_fraction"
         case previousGeneration = "previous_generation"
     }
 }

@@ -22,6 +22,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Requests per measurement, split over the connections.") var requests: Int = 100_000
     @Option(help: "The prompt to route.") var prompt: String = "Explain the difference between a process and a thread, with an example."
     @Flag(help: "Skip the echo baseline.") var noBaseline = false
+    @Flag(
+        name: .customLong("distinct-prompts"),
+        help: "Give every request its own prompt, so routers with an encoder embed each one instead of finding it cached.")
+    var distinctPrompts = false
 
     func run() async throws {
         let counts = connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
@@ -39,6 +43,14 @@ struct Bench: AsyncParsableCommand {
     private func measureAll(_ counts: [Int], group: MultiThreadedEventLoopGroup) async throws {
 
         let request = try RequestCodec.encode(.route(RouteRequest(router: router, prompt: prompt)), id: nil)
+        // With --distinct-prompts, connection c's i-th request routes "<prompt> (c.i)".
+        let lines: @Sendable (Int, Int) throws -> [ByteBuffer] = { [router, prompt, distinctPrompts] connection, count in
+            guard distinctPrompts else { return [ByteBuffer(bytes: request)] }
+            return try (0..<count).map { index in
+                ByteBuffer(
+                    bytes: try RequestCodec.encode(.route(RouteRequest(router: router, prompt: "\(prompt) (\(connection).\(index))")), id: nil))
+            }
+        }
         // Fail early with a clear message if routerd is not there or the router is unknown.
         _ = try await options.withConnection { try await $0.route(RouteRequest(router: router, prompt: prompt)) }
 
@@ -63,32 +75,34 @@ struct Bench: AsyncParsableCommand {
 
         print(
             "routerctl bench: router '\(router)' at \(options.socketPath); \(requests) requests per row; closed loop, one request in flight per connection"
-        )
+                + (distinctPrompts ? "; every prompt distinct (no embedding cache hits)" : ""))
         print(table(header: ["TARGET", "CONNS", "REQ/S", "P50 µs", "P99 µs", "P99.9 µs", "ERRORS"], rows: [], widths: BenchResult.widths))
         for count in counts {
             var echo: BenchResult?
             if let echoPath {
-                echo = try await Self.measure(path: echoPath, connections: count, total: requests, line: request, expect: nil, group: group)
+                echo = try await Self.measure(path: echoPath, connections: count, total: requests, lines: lines, expect: nil, group: group)
                 print(echo!.row(label: "echo baseline", connections: count))
             }
             let route = try await Self.measure(
-                path: options.socketPath, connections: count, total: requests, line: request, expect: Array(#""ok":true"#.utf8), group: group)
+                path: options.socketPath, connections: count, total: requests, lines: lines, expect: Array(#""ok":true"#.utf8), group: group)
             var row = route.row(label: "route \(router)", connections: count)
             if let echo { row += String(format: "   (%.2f× echo throughput)", route.perSecond / echo.perSecond) }
             print(row)
         }
     }
 
-    static func measure(path: String, connections: Int, total: Int, line: Data, expect: [UInt8]?, group: any EventLoopGroup) async throws
-        -> BenchResult
-    {
+    /// `lines(connection, count)` gives the request lines a connection cycles through.
+    static func measure(
+        path: String, connections: Int, total: Int, lines: (Int, Int) throws -> [ByteBuffer], expect: [UInt8]?, group: any EventLoopGroup
+    ) async throws -> BenchResult {
         let perConnection = max(1, total / connections)
         let clients = try await EventLoopFuture.whenAllSucceed(
             (0..<connections).map { _ in RouterConnection.connectFuture(socketPath: path, group: group) }, on: group.next()
         ).get()
         defer { for client in clients { Task { await client.close() } } }
-        let loops = clients.map { client in
-            ClosedLoop(connection: client, line: ByteBuffer(bytes: line), expect: expect, warmup: min(200, perConnection), count: perConnection)
+        let warmup = min(200, perConnection)
+        let loops = try clients.enumerated().map { index, client in
+            ClosedLoop(connection: client, lines: try lines(index, warmup + perConnection), expect: expect, warmup: warmup, count: perConnection)
         }
         let start = DispatchTime.now().uptimeNanoseconds
         let results = try await EventLoopFuture.whenAllSucceed(loops.map { $0.start() }, on: group.next()).get()
@@ -131,15 +145,16 @@ final class ClosedLoop: @unchecked Sendable {
     }
 
     private let connection: RouterConnection
-    private let line: ByteBuffer
+    private let lines: [ByteBuffer]
+    private var next = 0
     private let expect: [UInt8]?
     private var warmup: Int
     private var remaining: Int
     private var outcome = Outcome(latencies: [], errors: 0, sent: 0)
 
-    init(connection: RouterConnection, line: ByteBuffer, expect: [UInt8]?, warmup: Int, count: Int) {
+    init(connection: RouterConnection, lines: [ByteBuffer], expect: [UInt8]?, warmup: Int, count: Int) {
         self.connection = connection
-        self.line = line
+        self.lines = lines
         self.expect = expect
         self.warmup = warmup
         self.remaining = count
@@ -159,6 +174,8 @@ final class ClosedLoop: @unchecked Sendable {
         }
         let start = DispatchTime.now().uptimeNanoseconds
         outcome.sent += 1
+        let line = lines[next % lines.count]
+        next += 1
         connection.sendLine(line).whenComplete { result in
             let elapsed = DispatchTime.now().uptimeNanoseconds - start
             switch result {

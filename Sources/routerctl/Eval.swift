@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RouterEngine
 import RouterEvaluation
+import RouterTraining
 import TextEncoder
 
 /// `routerctl eval`: RouteLLM's evaluation (APGR, CPT) of configured routers on MT-Bench, GSM8K and MMLU.
@@ -22,6 +23,12 @@ struct Eval: ParsableCommand {
     @Option(help: "Where to write <benchmark>.svg and results.json; empty to skip.") var out: String = "docs/results"
     @Option(help: "The strong model of the benchmark files.") var strong: String = "gpt-4-1106-preview"
     @Option(help: "The weak model of the benchmark files.") var weak: String = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    @Option(
+        help: """
+            Evaluate at most N prompts per benchmark, the same deterministic subset for every router (for slow routers \
+            such as causal_llm); all by default.
+            """)
+    var sample: Int?
 
     func run() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
@@ -35,7 +42,7 @@ struct Eval: ParsableCommand {
         print(table(header: ["BENCHMARK", "ROUTER", "APGR", "CPT(20%)", "CPT(50%)", "CPT(80%)", "AUC", "PROMPTS"], rows: [], widths: Self.widths))
         let named = benchmarks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         for source in named.map({ (name: $0, file: false) }) + files.map({ (name: $0, file: true) }) {
-            let benchmark: Benchmark
+            var benchmark: Benchmark
             do {
                 benchmark =
                     source.file
@@ -44,6 +51,9 @@ struct Eval: ParsableCommand {
             } catch {
                 printError("routerctl eval: \(error) (the evaluation data lives in ../shared/data/eval; see docs/TRAINING.md)")
                 throw ExitCode(1)
+            }
+            if let sample, sample < benchmark.prompts.count {
+                benchmark = Self.subset(benchmark, size: sample)
             }
             var curves: [(name: String, curve: RoutingCurve)] = []
             for name in names {
@@ -82,4 +92,15 @@ struct Eval: ParsableCommand {
     }
 
     static let widths = [10, 12, 6, 8, 8, 8, 7, 7]
+
+    /// The `size` prompts with the smallest stable hashes, in their original order.
+    static func subset(_ benchmark: Benchmark, size: Int) -> Benchmark {
+        let kept = benchmark.prompts.indices.sorted { (stableHash(benchmark.prompts[$0]), $0) < (stableHash(benchmark.prompts[$1]), $1) }
+            .prefix(size).sorted()
+        var subset = benchmark
+        subset.prompts = kept.map { benchmark.prompts[$0] }
+        subset.strong = kept.map { benchmark.strong[$0] }
+        subset.weak = kept.map { benchmark.weak[$0] }
+        return subset
+    }
 }

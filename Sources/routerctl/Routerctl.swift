@@ -11,7 +11,8 @@ struct Routerctl: AsyncParsableCommand {
         abstract: "Ask routerd for routing decisions and inspect or control it.",
         version: "0.1.0",
         subcommands: [
-            Route.self, Score.self, Embed.self, Routers.self, Status.self, Stats.self, Reload.self, Train.self, Eval.self, Calibrate.self, Bench.self,
+            Route.self, Score.self, Embed.self, Routers.self, Status.self, Stats.self, Reload.self, SetCommand.self, Train.self, Eval.self,
+            Calibrate.self, Bench.self,
             BenchEncoder.self,
             EchoServerCommand.self,
         ])
@@ -179,9 +180,11 @@ struct Stats: AsyncParsableCommand {
             ]
             let rows = stats.routers.sorted { $0.key < $1.key }.map { name, router in
                 let share = router.decisions == 0 ? "-" : String(format: "%.1f%%", Double(router.strong) / Double(router.decisions) * 100)
-                return [name, "\(router.decisions)", share, "\(router.scored)", "\(router.errors)"]
+                let events =
+                    router.events.isEmpty ? "-" : router.events.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                return [name, "\(router.decisions)", share, "\(router.scored)", "\(router.errors)", events]
             }
-            if !rows.isEmpty { lines.append(table(header: ["ROUTER", "DECISIONS", "STRONG", "SCORED", "ERRORS"], rows: rows)) }
+            if !rows.isEmpty { lines.append(table(header: ["ROUTER", "DECISIONS", "STRONG", "SCORED", "ERRORS", "EVENTS"], rows: rows)) }
             let encoderRows = stats.encoders.sorted { $0.key < $1.key }.map { name, cache in
                 [name, "\(cache.hits)", "\(cache.misses)", String(format: "%.1f%%", cache.hitRate * 100), "\(cache.entries)/\(cache.capacity)"]
             }
@@ -195,10 +198,41 @@ struct Reload: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reload the config. On any problem the current generation keeps serving and every problem is listed.")
     @OptionGroup var options: ConnectionOptions
+    @Flag(name: .customLong("dry-run"), help: "Only validate the config, its plugins and weights (like `nginx -t`, on the live daemon).")
+    var dryRun = false
 
     func run() async throws {
-        try await options.run(.reload, as: ReloadResult.self) { result in
-            "reloaded: generation \(result.previousGeneration) → \(result.generation) (routers: \(result.routers.joined(separator: ", ")))"
+        try await options.run(.reload(ReloadRequest(dryRun: dryRun)), as: ReloadResult.self) { result in
+            let reused = result.reused.isEmpty ? "" : "; unchanged, kept: \(result.reused.joined(separator: ", "))"
+            return result.dryRun
+                ? "valid: the config would serve routers \(result.routers.joined(separator: ", "))\(reused); nothing changed (generation \(result.generation))"
+                : "reloaded: generation \(result.previousGeneration) → \(result.generation) (routers: \(result.routers.joined(separator: ", "))\(reused))"
+        }
+    }
+}
+
+struct SetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set", abstract: "Change a router's threshold, or its share of strong traffic, on the live daemon.",
+        discussion: """
+            The change takes effect at once, in a new generation that keeps every plugin instance. The config file is not \
+            changed: the next reload restores the file's value. Edit routerd.yaml as well to keep it.
+            """)
+    @OptionGroup var options: ConnectionOptions
+    @Option(name: [.short, .long], help: "The router instance.") var router: String
+    @Option(help: "The new threshold, 0 to 1.") var threshold: Double?
+    @Option(name: .customLong("strong-fraction"), help: "The share of traffic to send to the strong model, 0 to 1.") var strongFraction: Double?
+
+    func validate() throws {
+        guard (threshold == nil) != (strongFraction == nil) else { throw ValidationError("give exactly one of --threshold and --strong-fraction") }
+    }
+
+    func run() async throws {
+        try await options.run(.set(SetRequest(router: router, threshold: threshold, strongFraction: strongFraction)), as: SetResult.self) {
+            result in
+            let basis = result.strongFraction.map { String(format: " (%.0f%% strong)", $0 * 100) } ?? ""
+            return
+                "router \(result.router): threshold \(format(result.threshold))\(basis); generation \(result.previousGeneration) → \(result.generation); the next reload restores the config file's value"
         }
     }
 }

@@ -34,6 +34,8 @@ import Testing
                 required: true
               embedding_component:
                 type: int
+              fail_scoring:
+                type: bool
             """)
         return directory.path + "/plugins"
     }

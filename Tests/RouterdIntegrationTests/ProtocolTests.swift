@@ -115,9 +115,16 @@ import Testing
         let stats = try connection.request(#"{"op":"stats"}"#).result
         #expect((stats["requests"] as? [String: Int])?["route"] == 2)
         #expect((stats["errors"] as? [String: Int])?["unknown_router"] == 1)
-        let random = try #require((stats["routers"] as? [String: [String: Int]])?["random"])
-        #expect(random["decisions"] == 1)
-        #expect(random["strong"]! + random["weak"]! == 1)
+        let random = try #require((stats["routers"] as? [String: [String: Any]])?["random"])
+        #expect(random["decisions"] as? Int == 1)
+        #expect((random["strong"] as? Int ?? 0) + (random["weak"] as? Int ?? 0) == 1)
+        #expect(random["fallbacks"] as? Int == 0)
+        // Quantiles over the recent decisions: one decision, so every quantile is its score and latency.
+        let scores = try #require(random["score_quantiles"] as? [String: Double])
+        #expect(Set(scores.keys) == ["p10", "p50", "p90"])
+        #expect(scores["p10"] == scores["p90"])
+        let latency = try #require(random["latency_us"] as? [String: Double])
+        #expect((latency["p50"] ?? -1) > 0 && latency["p50"] == latency["p99"])
         #expect(stats["connections_open"] as? Int == 1)
     }
 

@@ -9,7 +9,8 @@
  * scores the `score` parameter, or, with `embedding_component: i`, the
  * prompt embedding's component i mapped from [-1, 1] to [0, 1]. With an
  * encoder it also embeds the text "probe" through the host's embedding
- * service at create time and logs the first component. Test variants:
+ * service at create time and logs the first component. With `fail_scoring:
+ * true` it is created fine but every score call fails. Test variants:
  *   -DPLUGIN_ABI_VERSION=N   claim another ABI version (the host must refuse it)
  *   -DOMIT_ENTRY             export no entry point (the host must refuse it)
  */
@@ -26,6 +27,7 @@
 typedef struct {
     double score;
     long component; /* -1: use `score` */
+    int fail_scoring;
 } constant_router;
 
 static char *copy_string(const char *text) {
@@ -46,6 +48,7 @@ static int create(const rp_host *host, const rp_instance_info *info, void **inst
     if (!router) return RP_ERROR;
     router->score = strtod(found + strlen("\"score\":"), NULL);
     const char *component = strstr(info->params_json, "\"embedding_component\":");
+    router->fail_scoring = strstr(info->params_json, "\"fail_scoring\":true") != NULL;
     router->component = component ? strtol(component + strlen("\"embedding_component\":"), NULL, 10) : -1;
     if (router->component >= 0 && (size_t)router->component >= info->embedding_dim) {
         free(router);
@@ -76,6 +79,10 @@ static int create(const rp_host *host, const rp_instance_info *info, void **inst
 
 static int score(void *instance, const rp_prompt *prompts, size_t count, double *scores, char **error) {
     const constant_router *router = instance;
+    if (router->fail_scoring) {
+        *error = copy_string("told to fail (fail_scoring: true)");
+        return RP_ERROR;
+    }
     for (size_t i = 0; i < count; i++) {
         if (router->component < 0) {
             scores[i] = router->score;
