@@ -206,6 +206,38 @@ import Testing
         #expect(try connection.readLine() == nil, "then the daemon closes")
     }
 
+    @Test func aClientThatNeverReadsDelaysNoOneElse() throws {
+        let daemon = try Daemon()
+        let stalled = try daemon.connect()
+        // Send requests without reading a reply until the socket buffers are full both ways:
+        // the daemon stops reading from this client instead of queueing its replies.
+        _ = fcntl(stalled.fd, F_SETFL, fcntl(stalled.fd, F_GETFL) | O_NONBLOCK)
+        let line = Array(#"{"op":"route","router":"random","prompt":"a stalled client asks again and again"}"#.utf8) + [0x0A]
+        var sent = 0
+        var buffered: [UInt8] = []
+        while sent < 200_000 {
+            if buffered.isEmpty { buffered = line }
+            let written = buffered.withUnsafeBytes { Glibc.send(stalled.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written < 0, errno == EAGAIN { break }
+            guard written > 0 else { break }
+            buffered.removeFirst(written)
+            if buffered.isEmpty { sent += 1 }
+        }
+        #expect(sent > 100 && sent < 200_000, "the daemon stopped reading after \(sent) requests")
+        // Everyone else is served as usual meanwhile.
+        let other = try daemon.connect()
+        for index in 0..<200 {
+            let decision = try other.decision(#"{"op":"route","router":"random","prompt":"prompt \#(index)"}"#)
+            #expect(decision.router == "random")
+        }
+        // The stalled client gets its replies, in order, once it reads.
+        _ = fcntl(stalled.fd, F_SETFL, fcntl(stalled.fd, F_GETFL) & ~O_NONBLOCK)
+        for _ in 0..<100 {
+            let reply = try #require(try stalled.readLine())
+            #expect(reply.contains(#""ok":true"#))
+        }
+    }
+
     @Test func connectionsBeyondTheLimitAreRefusedWithOverloaded() throws {
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  max_connections: 2") })
         let first = try daemon.connect()
