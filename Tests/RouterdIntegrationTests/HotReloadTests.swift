@@ -110,6 +110,29 @@ import Testing
         #expect(ctl.status == 0 && ctl.stdout.contains("router random: threshold 0.6000"), "\(ctl.stdout)\(ctl.stderr)")
     }
 
+    @Test func aNewPluginVersionIsLoadedFromANewPath() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        let before = try connection.decision(#"{"op":"route","router":"random","prompt":"x"}"#)
+        // The upgrade: the library under a new file name, and a descriptor pointing at it.
+        let folder = daemon.directory.path + "/plugins/random"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Package.binDirectory + "/libRandomRouter.so", toPath: folder + "/libRandomRouter-2.so")
+        let descriptor = try String(contentsOfFile: Package.root + "/plugins/random/plugin.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "library: libRandomRouter.so", with: "library: libRandomRouter-2.so")
+        try descriptor.write(toFile: folder + "/plugin.yaml", atomically: true, encoding: .utf8)
+        try TestConfig.yaml(socket: daemon.socket, searchPaths: [daemon.directory.path + "/plugins"]).write(
+            toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        let reload = try connection.request(#"{"op":"reload"}"#)
+        #expect(reload.ok && reused(reload).isEmpty, "\(reload)")
+        let plugins = try #require(try connection.request(#"{"op":"status"}"#).result["plugins"] as? [[String: Any]])
+        #expect((plugins.first?["library"] as? String)?.hasSuffix("/libRandomRouter-2.so") == true, "\(plugins)")
+        let after = try connection.decision(#"{"op":"route","router":"random","prompt":"x"}"#)
+        #expect(after.generation == 2)
+        // Same seed, same plugin code: the same score from the new image.
+        #expect(after.score == before.score)
+    }
+
     @Test func setIsForbiddenToOtherUsers() throws {
         let setpriv = "/usr/bin/setpriv"
         guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv), let nobody = getpwnam("nobody") else {
