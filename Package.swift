@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The plugin ABI: one C header, shared by the host and every plugin.
@@ -84,6 +85,18 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]),
+        // Prometheus metrics: the exposition of the daemon's counters and the loopback /metrics server.
+        .target(
+            name: "RouterMetrics",
+            dependencies: [
+                "RouterEngine", "RouterProtocol",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         // The client library used by routerctl and by local services.
         .target(
             name: "RouterClient",
@@ -97,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "routerd",
             dependencies: [
-                "RouterDaemon", "RouterConfig", "TextEncoder",
+                "RouterDaemon", "RouterConfig", "TextEncoder", "RouterMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -34,6 +34,23 @@ public struct DaemonConfig: Sendable {
         public var level: Level
     }
 
+    /// The optional JSONL log of every decision.
+    public struct DecisionLog: Sendable, Hashable {
+        /// The file (absolute); appended to, created if missing.
+        public var path: String
+        /// Log the prompt's text; otherwise only a hash of it.
+        public var includePrompt: Bool
+        /// Rotate to `<path>.1` when the file reaches this many bytes; 0 never (use SIGUSR1 with logrotate).
+        public var maxBytes: Int
+    }
+
+    /// The optional Prometheus endpoint.
+    public struct Metrics: Sendable, Hashable {
+        /// A loopback address and port, e.g. 127.0.0.1:9464.
+        public var host: String
+        public var port: Int
+    }
+
     /// A sentence encoder routers can share.
     public struct Encoder: Sendable, Hashable {
         public static let kinds = ["minilm"]
@@ -76,6 +93,8 @@ public struct DaemonConfig: Sendable {
     public var libraryPaths: [String]
     public var limits: Limits
     public var logging: Logging
+    public var decisionLog: DecisionLog?
+    public var metrics: Metrics?
     /// Encoders by name.
     public var encoders: [String: Encoder]
     /// Router instances in file order.
@@ -89,7 +108,7 @@ public enum ConfigLoader {
     public static let defaultPath = "/etc/routerd/routerd.yaml"
     public static let defaultSocketPath = "/run/routerd/routerd.sock"
 
-    static let topKeys: Set<String> = ["socket", "admin", "plugins", "limits", "logging", "encoders", "routers"]
+    static let topKeys: Set<String> = ["socket", "admin", "plugins", "limits", "logging", "decision_log", "metrics", "encoders", "routers"]
     static let routerKeys: Set<String> = ["plugin", "threshold", "strong_fraction", "strong_model", "weak_model", "encoder", "params"]
     static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads"]
 
@@ -156,6 +175,40 @@ public enum ConfigLoader {
             } else {
                 let known = DaemonConfig.Logging.Level.allCases.map(\.rawValue).joined(separator: ", ")
                 diagnostics.report("logging.level must be one of \(known), found '\(name)'", at: node)
+            }
+        }
+
+        // decision_log
+        var decisionLog: DaemonConfig.DecisionLog?
+        if let node = top["decision_log"] {
+            let fields = node.fields("decision_log", allowed: ["path", "include_prompt", "max_bytes"], diagnostics)
+            if let pathNode = fields["path"], let path = pathNode.string("decision_log.path", diagnostics) {
+                decisionLog = DaemonConfig.DecisionLog(
+                    path: absolute(path, relativeTo: folder),
+                    includePrompt: fields["include_prompt"]?.bool("decision_log.include_prompt", diagnostics) ?? false,
+                    maxBytes: fields["max_bytes"]?.int("decision_log.max_bytes", in: 0...(1 << 50), diagnostics) ?? 0)
+            } else if fields["path"] == nil {
+                diagnostics.report("decision_log needs 'path', the JSONL file to append decisions to", at: node)
+            }
+        }
+
+        // metrics
+        var metrics: DaemonConfig.Metrics?
+        if let node = top["metrics"] {
+            let fields = node.fields("metrics", allowed: ["listen"], diagnostics)
+            if let listenNode = fields["listen"], let listen = listenNode.string("metrics.listen", diagnostics) {
+                let parts = listen.split(separator: ":", omittingEmptySubsequences: false)
+                if parts.count == 2, ["127.0.0.1", "localhost", "::1"].contains(String(parts[0])), let port = Int(parts[1]),
+                    (1...65535).contains(port)
+                {
+                    metrics = DaemonConfig.Metrics(host: parts[0] == "localhost" ? "127.0.0.1" : String(parts[0]), port: port)
+                } else {
+                    diagnostics.report(
+                        "metrics.listen must be a loopback address and port such as 127.0.0.1:9464 (metrics are never exposed beyond this host), found '\(listen)'",
+                        at: listenNode)
+                }
+            } else if fields["listen"] == nil {
+                diagnostics.report("metrics needs 'listen', e.g. 127.0.0.1:9464", at: node)
             }
         }
 
@@ -282,7 +335,8 @@ public enum ConfigLoader {
         guard issues.isEmpty else { throw ConfigError(issues: issues) }
         return DaemonConfig(
             file: file, socket: socket, admin: admin, pluginSearchPaths: searchPaths, libraryPaths: libraryPaths,
-            limits: limits, logging: logging, encoders: encoders, routers: routers, plugins: descriptors)
+            limits: limits, logging: logging, decisionLog: decisionLog, metrics: metrics, encoders: encoders, routers: routers,
+            plugins: descriptors)
     }
 
     static func absolute(_ path: String, relativeTo folder: String) -> String {

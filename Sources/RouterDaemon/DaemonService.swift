@@ -153,7 +153,7 @@ private final class RejectHandler: ChannelInboundHandler, Sendable {
     }
 }
 
-/// Reloads the configuration on SIGHUP.
+/// Reloads the configuration on SIGHUP; reopens the decision log on SIGUSR1.
 public struct ReloadOnSignalService: Service {
     let engine: Engine
     let threadPool: NIOThreadPool
@@ -166,7 +166,12 @@ public struct ReloadOnSignalService: Service {
     }
 
     public func run() async throws {
-        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+        for await signal in await UnixSignalsSequence(trapping: .sighup, .sigusr1).cancelOnGracefulShutdown() {
+            if signal == .sigusr1 {
+                // logrotate moved the decision log away: start a new file at its path.
+                engine.current.decisionLog?.reopen()
+                continue
+            }
             Systemd.notify("RELOADING=1")
             let result = try await threadPool.runIfActive { [engine] in Result { () throws(ProtocolError) in try engine.reload(trigger: "SIGHUP") } }
             Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)")

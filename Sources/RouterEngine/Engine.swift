@@ -149,9 +149,11 @@ public final class Engine: Sendable {
         let tier: Tier = score >= threshold ? .strong : .weak
         let elapsed = Self.microseconds(since: start)
         stats.recordDecision(router: router.name, tier: tier, score: score, microseconds: elapsed)
-        return Decision(
+        let decision = Decision(
             model: tier == .strong ? router.strongModel : router.weakModel, tier: tier, score: score, threshold: threshold,
             router: router.name, generation: generation.number, elapsedMicroseconds: elapsed)
+        generation.decisionLog?.record(decision, prompt: request.prompt)
+        return decision
     }
 
     /// Scores a batch of prompts on `generation`.

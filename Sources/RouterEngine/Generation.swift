@@ -26,8 +26,14 @@ public final class Generation: Sendable {
     public let libraries: [String: PluginLibrary]
     /// Encoders by name.
     public let encoders: [String: EncoderInstance]
+    /// Where decisions are logged, when the config asks for it.
+    public let decisionLog: DecisionLog?
 
-    init(number: UInt64, config: DaemonConfig, routers: [RouterInstance], libraries: [String: PluginLibrary], encoders: [String: EncoderInstance]) {
+    init(
+        number: UInt64, config: DaemonConfig, routers: [RouterInstance], libraries: [String: PluginLibrary], encoders: [String: EncoderInstance],
+        decisionLog: DecisionLog?
+    ) {
+        self.decisionLog = decisionLog
         self.encoders = encoders
         self.number = number
         self.config = config
@@ -40,7 +46,7 @@ public final class Generation: Sendable {
     func replacing(_ router: RouterInstance, number: UInt64) -> Generation {
         Generation(
             number: number, config: config, routers: routerNames.map { $0 == router.name ? router : routers[$0]! }, libraries: libraries,
-            encoders: encoders)
+            encoders: encoders, decisionLog: decisionLog)
     }
 
     /// The prompt every new router instance must score before its generation serves.
@@ -111,7 +117,19 @@ public final class Generation: Sendable {
                 problems.append("\(config.file): \(error.message)")
             }
         }
+        var decisionLog: DecisionLog?
+        if let settings = config.decisionLog {
+            if let previousLog = previous?.decisionLog, previousLog.settings == settings {
+                decisionLog = previousLog
+            } else {
+                do {
+                    decisionLog = try DecisionLog(settings: settings, logger: logger)
+                } catch {
+                    problems.append("\(config.file): \(error.problems.joined(separator: "; "))")
+                }
+            }
+        }
         guard problems.isEmpty else { throw GenerationError(problems: problems) }
-        return Generation(number: number, config: config, routers: routers, libraries: libraries, encoders: encoders)
+        return Generation(number: number, config: config, routers: routers, libraries: libraries, encoders: encoders, decisionLog: decisionLog)
     }
 }

@@ -6,6 +6,7 @@ import NIOPosix
 import RouterConfig
 import RouterDaemon
 import RouterEngine
+import RouterMetrics
 import ServiceLifecycle
 import TextEncoder
 
@@ -81,13 +82,18 @@ struct Routerd: AsyncParsableCommand {
             engine: engine, socketPath: socket ?? generation.config.socket.path, group: group, threadPool: threadPool,
             ioThreadPool: ioThreadPool, logger: logger)
         let reloader = ReloadOnSignalService(engine: engine, threadPool: threadPool, logger: logger)
-        let services = ServiceGroup(
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: daemon), .init(service: reloader)]
+        if let metrics = generation.config.metrics {
+            // Set at start; a reload does not move it.
+            services.append(.init(service: MetricsServer(engine: engine, host: metrics.host, port: metrics.port, group: group, logger: logger)))
+        }
+        let serviceGroup = ServiceGroup(
             configuration: .init(
-                services: [.init(service: daemon), .init(service: reloader)],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         do {
-            try await services.run()
+            try await serviceGroup.run()
         } catch let error as SocketPathError {
             FileHandle.standardError.write(Data("routerd: \(error)\n".utf8))
             try? await group.shutdownGracefully()

@@ -1,0 +1,64 @@
+import Prometheus
+import RouterEngine
+import RouterProtocol
+
+/// The daemon's counters in Prometheus' text format.
+///
+/// The counters live in the engine's `Stats` (they also answer the `stats` op);
+/// each scrape copies a snapshot into a fresh registry, which writes the
+/// exposition format (types, label escaping) as the library defines it.
+public enum PrometheusExposition {
+    public static func render(_ stats: StatsResult, generation: Generation) -> [UInt8] {
+        let registry = PrometheusCollectorRegistry()
+        // Names are routerd_<name>_<unit>, e.g. routerd_decisions_total.
+        func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+            let parts = name.split(separator: "_")
+            return MetricNameDescriptor(
+                namespace: "routerd", metricName: parts.dropLast().joined(separator: "_"), unitName: String(parts.last!), helpText: help)
+        }
+        func counter(_ name: String, _ help: String, _ value: UInt64, _ labels: [(String, String)] = []) {
+            registry.makeCounter(descriptor: descriptor(name, help), labels: labels).increment(by: Int64(clamping: value))
+        }
+        func gauge(_ name: String, _ help: String, _ value: Double, _ labels: [(String, String)] = []) {
+            registry.makeGauge(descriptor: descriptor(name, help), labels: labels).set(to: value)
+        }
+        gauge("uptime_seconds", "Seconds since routerd started.", stats.uptimeSeconds)
+        gauge("config_generation", "The configuration generation serving new requests.", Double(stats.generation))
+        gauge("connections_open", "Client connections open now.", Double(stats.connectionsOpen))
+        counter("connections_total", "Client connections accepted.", stats.connectionsTotal)
+        counter("connections_rejected_total", "Connections refused over limits.max_connections.", stats.connectionsRejected)
+        counter("reloads_total", "Reloads and sets that took effect.", stats.reloads, [("outcome", "ok")])
+        counter("reloads_total", "Reloads and sets that took effect.", stats.reloadFailures, [("outcome", "rejected")])
+        for (op, count) in stats.requests.sorted(by: { $0.key < $1.key }) {
+            counter("requests_total", "Requests answered, by op.", count, [("op", op)])
+        }
+        for (code, count) in stats.errors.sorted(by: { $0.key < $1.key }) {
+            counter("errors_total", "Error responses, by code.", count, [("code", code)])
+        }
+        for (name, router) in stats.routers.sorted(by: { $0.key < $1.key }) {
+            let label = ("router", name)
+            counter("decisions_total", "Route decisions, by router and tier.", router.strong, [label, ("tier", "strong")])
+            counter("decisions_total", "Route decisions, by router and tier.", router.weak, [label, ("tier", "weak")])
+            counter("scored_prompts_total", "Prompts scored by the score op.", router.scored, [label])
+            counter("plugin_errors_total", "Plugin failures while scoring.", router.errors, [label])
+            counter("fallbacks_total", "Decisions that took the plugin's fallback.", router.fallbacks, [label])
+            for (event, count) in router.events.sorted(by: { $0.key < $1.key }) {
+                counter("plugin_events_total", "Events counted by plugins.", count, [label, ("event", event)])
+            }
+            for (quantile, value) in router.latencyMicroseconds.sorted(by: { $0.key < $1.key }) {
+                gauge(
+                    "decision_latency_microseconds", "Decision latency inside routerd over the last 1024 decisions.", value,
+                    [label, ("quantile", quantile == "p50" ? "0.5" : "0.99")])
+            }
+            if let instance = generation.routers[name] {
+                gauge("router_threshold", "The threshold each router decides with.", instance.threshold, [label])
+            }
+        }
+        for (name, cache) in stats.encoders.sorted(by: { $0.key < $1.key }) {
+            counter("embedding_cache_hits_total", "Embedding cache hits.", cache.hits, [("encoder", name)])
+            counter("embedding_cache_misses_total", "Embedding cache misses.", cache.misses, [("encoder", name)])
+            gauge("embedding_cache_entries", "Embeddings cached now.", Double(cache.entries), [("encoder", name)])
+        }
+        return registry.emitToBuffer()
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import RouterProtocol
+import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// The decision log and the Prometheus endpoint.
+@Suite(.timeLimit(.minutes(1))) struct ObservabilityTests {
+    static func lines(_ path: String) -> [[String: Any]] {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { try? JSON.object(String($0)) }
+    }
+
+    @Test func everyDecisionIsLoggedWithAHashOfItsPrompt() throws {
+        let directory = try TemporaryDirectory()
+        let log = directory.path + "/decisions.jsonl"
+        let daemon = try Daemon(directory: directory, config: { TestConfig.yaml(socket: $0) + "\ndecision_log:\n  path: \(log)\n" })
+        let connection = try daemon.connect()
+        var decisions: [Decision] = []
+        for prompt in ["first secret prompt", "second secret prompt", "first secret prompt"] {
+            decisions.append(try connection.decision(#"{"op":"route","router":"random","prompt":"\#(prompt)"}"#))
+        }
+        let logged = Self.lines(log)
+        #expect(logged.count == 3)
+        for (entry, decision) in zip(logged, decisions) {
+            #expect(entry["router"] as? String == "random")
+            // Foundation's JSONSerialization may misread a double's last digit on Linux.
+            #expect(abs((entry["score"] as? Double ?? -1) - decision.score) < 1e-12)
+            #expect(entry["threshold"] as? Double == 0.5)
+            #expect(entry["tier"] as? String == decision.tier.rawValue)
+            #expect(entry["generation"] as? Int == 1)
+            #expect(entry["latency_us"] is Double)
+            #expect((entry["time"] as? Double ?? 0) > 1_700_000_000)
+            #expect(entry["prompt"] == nil)
+        }
+        // The same prompt, the same hash; the text itself is nowhere in the file.
+        #expect(logged[0]["prompt_hash"] as? String == logged[2]["prompt_hash"] as? String)
+        #expect(logged[0]["prompt_hash"] as? String != logged[1]["prompt_hash"] as? String)
+        #expect(!(try String(contentsOfFile: log, encoding: .utf8)).contains("secret"))
+
+        // logrotate's way: move the file, then SIGUSR1 makes routerd start a new one.
+        #expect(rename(log, log + ".old") == 0)
+        kill(daemon.process.processIdentifier, SIGUSR1)
+        var reopened = false
+        for _ in 0..<100 where !reopened {
+            usleep(20_000)
+            reopened = FileManager.default.fileExists(atPath: log)
+        }
+        #expect(reopened)
+        _ = try connection.decision(#"{"op":"route","router":"random","prompt":"after rotation"}"#)
+        #expect(Self.lines(log).count == 1)
+        #expect(Self.lines(log + ".old").count == 3)
+    }
+
+    @Test func theLogCanHoldPromptsAndRotateBySize() throws {
+        let directory = try TemporaryDirectory()
+        let log = directory.path + "/decisions.jsonl"
+        let daemon = try Daemon(
+            directory: directory,
+            config: { TestConfig.yaml(socket: $0) + "\ndecision_log:\n  path: \(log)\n  include_prompt: true\n  max_bytes: 1000\n" })
+        let connection = try daemon.connect()
+        for index in 0..<20 { _ = try connection.decision(#"{"op":"route","router":"random","prompt":"prompt number \#(index)"}"#) }
+        let rotated = Self.lines(log + ".1")
+        #expect(!rotated.isEmpty)
+        #expect(rotated.first?["prompt"] as? String != nil)
+        let current = try FileManager.default.attributesOfItem(atPath: log)[.size] as? Int ?? .max
+        #expect(current < 1000)
+        // The newest line is in the current file, or in .1 if it just rotated.
+        let newest = Self.lines(log).last ?? rotated.last
+        #expect(newest?["prompt"] as? String == "prompt number 19")
+    }
+
+    @Test func anUnwritableLogPathIsRejectedAtLoad() throws {
+        let directory = try TemporaryDirectory()
+        let config = try directory.write(
+            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock") + "\ndecision_log:\n  path: /nonexistent/folder/d.jsonl\n")
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("decision_log: cannot open /nonexistent/folder/d.jsonl"), "\(check.stderr)")
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func get(_ url: String) throws -> (status: Int, body: String) {
+        final class Box: @unchecked Sendable {
+            var status = 0
+            var body = ""
+        }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: URL(string: url)!) { data, response, _ in
+            box.status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            box.body = String(decoding: data ?? Data(), as: UTF8.self)
+            done.signal()
+        }.resume()
+        guard done.wait(timeout: .now() + 10) == .success else { throw HarnessError("no reply from \(url)") }
+        return (box.status, box.body)
+    }
+
+    @Test func prometheusMetricsAreServedOnLoopback() throws {
+        let port = Self.freePort()
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0) + "\nmetrics:\n  listen: 127.0.0.1:\(port)\n" })
+        let connection = try daemon.connect()
+        var strong = 0
+        for index in 0..<10 {
+            if try connection.decision(#"{"op":"route","router":"random","prompt":"p\#(index)"}"#).tier == .strong { strong += 1 }
+        }
+        var metrics = (status: 0, body: "")
+        for _ in 0..<50 where metrics.status != 200 {
+            metrics = (try? Self.get("http://127.0.0.1:\(port)/metrics")) ?? (0, "")
+            if metrics.status != 200 { usleep(50_000) }
+        }
+        #expect(metrics.status == 200)
+        #expect(metrics.body.contains("# TYPE routerd_decisions_total counter"), "\(metrics.body)")
+        #expect(metrics.body.contains(#"routerd_decisions_total{router="random",tier="strong"} \#(strong)"#), "\(metrics.body)")
+        #expect(metrics.body.contains(#"routerd_decisions_total{router="random",tier="weak"} \#(10 - strong)"#))
+        #expect(metrics.body.contains(#"routerd_router_threshold{router="random"} 0.5"#))
+        #expect(metrics.body.contains("routerd_config_generation 1"))
+        #expect(try Self.get("http://127.0.0.1:\(port)/other").status == 404)
+    }
+
+    @Test func metricsRefuseANonLoopbackAddress() throws {
+        let directory = try TemporaryDirectory()
+        let config = try directory.write(
+            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock") + "\nmetrics:\n  listen: 0.0.0.0:9464\n")
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("metrics.listen must be a loopback address"), "\(check.stderr)")
+    }
+}
