@@ -44,6 +44,14 @@ public struct DaemonConfig: Sendable {
         public var maxBytes: Int
     }
 
+    /// Reloading on file changes.
+    public struct Watch: Sendable, Hashable {
+        /// Reload when the config, a descriptor or a file a router's `path` parameter names changes.
+        public var enabled: Bool
+        /// Quiet time after the last change before reloading, so an editor's several writes make one reload.
+        public var debounceSeconds: Double
+    }
+
     /// The optional Prometheus endpoint.
     public struct Metrics: Sendable, Hashable {
         /// A loopback address and port, e.g. 127.0.0.1:9464.
@@ -95,6 +103,7 @@ public struct DaemonConfig: Sendable {
     public var logging: Logging
     public var decisionLog: DecisionLog?
     public var metrics: Metrics?
+    public var watch: Watch
     /// Encoders by name.
     public var encoders: [String: Encoder]
     /// Router instances in file order.
@@ -108,7 +117,7 @@ public enum ConfigLoader {
     public static let defaultPath = "/etc/routerd/routerd.yaml"
     public static let defaultSocketPath = "/run/routerd/routerd.sock"
 
-    static let topKeys: Set<String> = ["socket", "admin", "plugins", "limits", "logging", "decision_log", "metrics", "encoders", "routers"]
+    static let topKeys: Set<String> = ["socket", "admin", "plugins", "limits", "logging", "reload", "decision_log", "metrics", "encoders", "routers"]
     static let routerKeys: Set<String> = ["plugin", "threshold", "strong_fraction", "strong_model", "weak_model", "encoder", "params"]
     static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads"]
 
@@ -177,6 +186,12 @@ public enum ConfigLoader {
                 diagnostics.report("logging.level must be one of \(known), found '\(name)'", at: node)
             }
         }
+
+        // reload
+        let reloadFields = top["reload"]?.fields("reload", allowed: ["watch", "debounce_ms"], diagnostics) ?? [:]
+        let watch = DaemonConfig.Watch(
+            enabled: reloadFields["watch"]?.bool("reload.watch", diagnostics) ?? false,
+            debounceSeconds: Double(reloadFields["debounce_ms"]?.int("reload.debounce_ms", in: 0...600_000, diagnostics) ?? 500) / 1000)
 
         // decision_log
         var decisionLog: DaemonConfig.DecisionLog?
@@ -335,7 +350,7 @@ public enum ConfigLoader {
         guard issues.isEmpty else { throw ConfigError(issues: issues) }
         return DaemonConfig(
             file: file, socket: socket, admin: admin, pluginSearchPaths: searchPaths, libraryPaths: libraryPaths,
-            limits: limits, logging: logging, decisionLog: decisionLog, metrics: metrics, encoders: encoders, routers: routers,
+            limits: limits, logging: logging, decisionLog: decisionLog, metrics: metrics, watch: watch, encoders: encoders, routers: routers,
             plugins: descriptors)
     }
 

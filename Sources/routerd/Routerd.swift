@@ -83,6 +83,10 @@ struct Routerd: AsyncParsableCommand {
             ioThreadPool: ioThreadPool, logger: logger)
         let reloader = ReloadOnSignalService(engine: engine, threadPool: threadPool, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: daemon), .init(service: reloader)]
+        if generation.config.watch.enabled {
+            // Set at start, like metrics: turning it on or off needs a restart.
+            services.append(.init(service: ConfigWatcher(engine: engine, threadPool: threadPool, logger: logger)))
+        }
         if let metrics = generation.config.metrics {
             // Set at start; a reload does not move it.
             services.append(.init(service: MetricsServer(engine: engine, host: metrics.host, port: metrics.port, group: group, logger: logger)))

@@ -133,6 +133,39 @@ import Testing
         #expect(after.score == before.score)
     }
 
+    @Test func withWatchOnAChangedConfigReloadsByItself() throws {
+        let watch = "\nreload:\n  watch: true\n  debounce_ms: 100\n"
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0) + watch })
+        let connection = try daemon.connect()
+        // An editor's way: write a new file and rename it over the config.
+        try (TestConfig.yaml(socket: daemon.socket, routers: TestConfig.randomRouter(threshold: 0.9)) + watch).write(
+            toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        var generation = 1
+        for _ in 0..<100 where generation == 1 {
+            usleep(50_000)
+            generation = try connection.request(#"{"op":"status"}"#).result["generation"] as? Int ?? 0
+        }
+        #expect(generation == 2)
+        #expect(try connection.decision(#"{"op":"route","router":"random","prompt":"x"}"#).threshold == 0.9)
+        let history = try #require(try connection.request(#"{"op":"stats"}"#).result["reload_history"] as? [[String: Any]])
+        #expect(history.last?["trigger"] as? String == "file change")
+        // A broken edit is rejected like any reload, and the watcher keeps watching.
+        try "routers: [\n".write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        var failures = 0
+        for _ in 0..<100 where failures == 0 {
+            usleep(50_000)
+            failures = try connection.request(#"{"op":"stats"}"#).result["reload_failures"] as? Int ?? 0
+        }
+        #expect(failures == 1)
+        try (TestConfig.yaml(socket: daemon.socket, routers: TestConfig.randomRouter(threshold: 0.2)) + watch).write(
+            toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        for _ in 0..<100 where generation == 2 {
+            usleep(50_000)
+            generation = try connection.request(#"{"op":"status"}"#).result["generation"] as? Int ?? 0
+        }
+        #expect(generation == 3)
+    }
+
     @Test func setIsForbiddenToOtherUsers() throws {
         let setpriv = "/usr/bin/setpriv"
         guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv), let nobody = getpwnam("nobody") else {

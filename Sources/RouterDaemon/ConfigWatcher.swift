@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import NIOPosix
+import RouterConfig
+import RouterEngine
+import RouterProtocol
+import ServiceLifecycle
+
+/// Reloads when the config, a plugin descriptor or a file named by a router's
+/// `path` parameter (weights, index, template) changes, if `reload.watch` is on.
+///
+/// inotify watches the folders holding those files, because editors and the
+/// safe weights procedure replace a file by renaming another over it, which a
+/// watch on the file itself would not see. Changes are debounced: the reload
+/// runs once the files have been quiet for `reload.debounce_ms`. After each
+/// reload the watched set follows the new config.
+public struct ConfigWatcher: Service {
+    let engine: Engine
+    let threadPool: NIOThreadPool
+    let logger: Logger
+
+    public init(engine: Engine, threadPool: NIOThreadPool, logger: Logger) {
+        self.engine = engine
+        self.threadPool = threadPool
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        guard fd >= 0 else {
+            logger.error(
+                "reload.watch: inotify is unavailable; reload with SIGHUP or `routerctl reload`",
+                metadata: ["error": "\(String(cString: strerror(errno)))"])
+            return
+        }
+        defer { close(fd) }
+        var watches: [Int32: String] = [:]
+        var files: Set<String> = []
+        func rewatch() {
+            for descriptor in watches.keys { inotify_rm_watch(fd, descriptor) }
+            watches = [:]
+            files = Self.watchedFiles(engine.current.config)
+            for folder in Set(files.map { ($0 as NSString).deletingLastPathComponent }) {
+                let descriptor = inotify_add_watch(fd, folder, UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB))
+                if descriptor >= 0 { watches[descriptor] = folder }
+            }
+            logger.debug("reload.watch: watching", metadata: ["files": "\(files.sorted())"])
+        }
+        rewatch()
+        var lastChange: ContinuousClock.Instant?
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while !Task.isCancelled {
+            if Task.isShuttingDownGracefully { break }
+            // Drain the events; note when one touched a watched file.
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }
+                var offset = 0
+                while offset + MemoryLayout<inotify_event>.size <= count {
+                    let (descriptor, length) = buffer.withUnsafeBytes { raw in
+                        (
+                            raw.loadUnaligned(fromByteOffset: offset, as: Int32.self),
+                            Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+                        )
+                    }
+                    let nameStart = offset + MemoryLayout<inotify_event>.size
+                    let name = String(decoding: buffer[nameStart..<nameStart + length].prefix { $0 != 0 }, as: UTF8.self)
+                    if let folder = watches[descriptor], files.contains((folder as NSString).appendingPathComponent(name)) {
+                        lastChange = .now
+                    }
+                    offset = nameStart + length
+                }
+            }
+            let debounce = engine.current.config.watch.debounceSeconds
+            if let changed = lastChange, ContinuousClock.now - changed >= .milliseconds(Int(debounce * 1000)) {
+                lastChange = nil
+                Systemd.notify("RELOADING=1")
+                _ = try? await threadPool.runIfActive { [engine] in Result { () throws(ProtocolError) in try engine.reload(trigger: "file change") } }
+                Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)")
+                rewatch()
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// The config, the descriptors of the plugins in use, and every existing file a router's parameters name.
+    static func watchedFiles(_ config: DaemonConfig) -> Set<String> {
+        var files: Set<String> = [config.file]
+        for descriptor in config.plugins.values { files.insert(descriptor.file) }
+        for router in config.routers {
+            let pathParams = Set(config.plugins[router.plugin]?.params.filter { $0.type == .path }.map(\.name) ?? [])
+            for (name, value) in router.params where pathParams.contains(name) { files.insert("\(value)") }
+        }
+        return files
+    }
+}
