@@ -74,9 +74,7 @@ public struct ConfigWatcher: Service {
             let debounce = engine.current.config.watch.debounceSeconds
             if let changed = lastChange, ContinuousClock.now - changed >= .milliseconds(Int(debounce * 1000)) {
                 lastChange = nil
-                Systemd.notify("RELOADING=1")
-                _ = try? await threadPool.runIfActive { [engine] in Result { () throws(ProtocolError) in try engine.reload(trigger: "file change") } }
-                Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)")
+                try? await ReloadOnSignalService.reload(engine, on: threadPool, trigger: "file change")
                 rewatch()
             }
             try? await Task.sleep(for: .milliseconds(50))

@@ -172,13 +172,15 @@ public struct ReloadOnSignalService: Service {
                 engine.current.decisionLog?.reopen()
                 continue
             }
-            Systemd.notify("RELOADING=1")
-            let result = try await threadPool.runIfActive { [engine] in Result { () throws(ProtocolError) in try engine.reload(trigger: "SIGHUP") } }
-            Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)")
-            if case .failure = result {
-                // The engine logged every problem; the old generation keeps serving.
-                continue
-            }
+            try await Self.reload(engine, on: threadPool, trigger: "SIGHUP")
         }
+    }
+
+    /// Reloads on the thread pool, telling systemd (RELOADING=1, then READY=1). A rejected
+    /// reload needs nothing more: the engine logged every problem and the old generation serves.
+    static func reload(_ engine: Engine, on threadPool: NIOThreadPool, trigger: String) async throws {
+        Systemd.notify("RELOADING=1")
+        _ = try await threadPool.runIfActive { Result { () throws(ProtocolError) in try engine.reload(trigger: trigger) } }
+        Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)")
     }
 }

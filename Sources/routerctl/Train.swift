@@ -80,6 +80,30 @@ struct TrainingData: ParsableArguments {
         }
     }
 
+    /// The prompts held out for validation: whole prompts, chosen by a stable hash, so no
+    /// validation prompt leaks into training.
+    static func validationPrompts(_ prompts: [String], fraction: Double) -> Set<Int> {
+        Set(prompts.indices.filter { Double(stableHash(prompts[$0]) % 10_000) < fraction * 10_000 })
+    }
+
+    /// Prints the APGR of each `--validate-with` entry on its prompts that are not in `trained`;
+    /// `score(pair, embeddings)` scores them for the entry's strong/weak pair.
+    func reportHeldOut(
+        _ entries: [String], defaultPair: [String], trained: Set<String>, score: (_ pair: [String], _ embeddings: [[Float]]) throws -> [Double]
+    ) throws {
+        for entry in entries {
+            let (file, pair, benchmark) = try Self.validationBenchmark(entry, defaultPair: defaultPair)
+            let kept = benchmark.prompts.indices.filter { !trained.contains(benchmark.prompts[$0]) }
+            guard kept.count >= 10 else {
+                print("held-out APGR on \(file): only \(kept.count) prompts were not trained on; skipped")
+                continue
+            }
+            let scores = try score(pair, try embed(kept.map { benchmark.prompts[$0] }))
+            let curve = RoutingCurve(scores: scores, strong: kept.map { benchmark.strong[$0] }, weak: kept.map { benchmark.weak[$0] })
+            printHeldOut(curve, file: file, prompts: kept.count, pair: pair)
+        }
+    }
+
     /// A held-out benchmark for `--validate-with FILE[@STRONG,WEAK]`.
     static func validationBenchmark(_ entry: String, defaultPair: [String]) throws -> (file: String, pair: [String], benchmark: Benchmark) {
         let parts = entry.split(separator: "@", maxSplits: 1).map(String.init)
@@ -179,8 +203,7 @@ struct TrainMF: ParsableCommand {
             samples.append(
                 MFSample(prompt: promptIndex[battle.prompt]!, modelA: modelIndex[battle.modelA]!, modelB: modelIndex[battle.modelB]!, label: label))
         }
-        // Hold out whole prompts, chosen by a stable hash, so validation prompts never leak into training.
-        let validationPrompts = Set(prompts.indices.filter { Double(stableHash(prompts[$0]) % 10_000) < validation * 10_000 })
+        let validationPrompts = TrainingData.validationPrompts(prompts, fraction: validation)
         var options = MFTrainingOptions()
         options.dimension = dimension
         options.epochs = epochs
@@ -235,19 +258,11 @@ struct TrainMF: ParsableCommand {
 
         // Routing quality on prompts the model never trained on, as RouteLLM measures it.
         let trained = Set(prompts.indices.filter { !validationPrompts.contains($0) }.map { prompts[$0] })
-        for entry in validateWith {
-            let (file, pair, benchmark) = try TrainingData.validationBenchmark(entry, defaultPair: [strong, weak])
+        try data.reportHeldOut(validateWith, defaultPair: [strong, weak], trained: trained) { pair, embeddings in
             guard let a = modelIndex[pair[0]], let b = modelIndex[pair[1]] else {
-                throw ValidationError("--validate-with \(entry): both models must be among the trained ones")
+                throw ValidationError("--validate-with: \(pair.joined(separator: ", ")) must both be among the trained models")
             }
-            let kept = benchmark.prompts.indices.filter { !trained.contains(benchmark.prompts[$0]) }
-            guard kept.count >= 10 else {
-                print("held-out APGR on \(file): only \(kept.count) prompts were not trained on; skipped")
-                continue
-            }
-            let scores = model.winProbabilities(try data.embed(kept.map { benchmark.prompts[$0] }), a: a, b: b)
-            let curve = RoutingCurve(scores: scores, strong: kept.map { benchmark.strong[$0] }, weak: kept.map { benchmark.weak[$0] })
-            printHeldOut(curve, file: file, prompts: kept.count, pair: pair)
+            return model.winProbabilities(embeddings, a: a, b: b)
         }
     }
 }

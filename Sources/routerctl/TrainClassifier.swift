@@ -94,7 +94,7 @@ struct TrainClassifier: ParsableCommand {
         )
         guard !samples.isEmpty else { throw TrainingDataError("no battles left to train on; lower --min-gap") }
 
-        let validationPrompts = Set(loaded.prompts.indices.filter { Double(stableHash(loaded.prompts[$0]) % 10_000) < validation * 10_000 })
+        let validationPrompts = TrainingData.validationPrompts(loaded.prompts, fraction: validation)
         SentenceEncoder.setThreads(1)
         var chosen: (head: ClassifierHead, best: EpochReport)?
         for size in sizes {
@@ -147,17 +147,9 @@ struct TrainClassifier: ParsableCommand {
         print("wrote \(output)")
 
         let trained = Set(loaded.prompts.indices.filter { !validationPrompts.contains($0) }.map { loaded.prompts[$0] })
-        for entry in validateWith {
-            let (file, pair, benchmark) = try TrainingData.validationBenchmark(
-                entry, defaultPair: ["gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"])
-            let kept = benchmark.prompts.indices.filter { !trained.contains(benchmark.prompts[$0]) }
-            guard kept.count >= 10 else {
-                print("held-out APGR on \(file): only \(kept.count) prompts were not trained on; skipped")
-                continue
-            }
-            let scores = ClassifierTrainer.strongWinProbabilities(head, try data.embed(kept.map { benchmark.prompts[$0] }))
-            let curve = RoutingCurve(scores: scores, strong: kept.map { benchmark.strong[$0] }, weak: kept.map { benchmark.weak[$0] })
-            printHeldOut(curve, file: file, prompts: kept.count, pair: pair)
+        // The head scores prompts, not pairs: the same scores serve any pair.
+        try data.reportHeldOut(validateWith, defaultPair: ["gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"], trained: trained) {
+            _, embeddings in ClassifierTrainer.strongWinProbabilities(head, embeddings)
         }
     }
 }
