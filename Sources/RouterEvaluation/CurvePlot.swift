@@ -5,8 +5,8 @@ import Foundation
 public enum CurvePlot {
     public static func svg(title: String, subtitle: String = "", curves: [(name: String, curve: RoutingCurve)]) -> String {
         guard let first = curves.first?.curve else { return "" }
-        let (width, height) = (720.0, 460.0)
-        let (left, right, top, bottom) = (70.0, 190.0, 52.0, 50.0)
+        let (width, height) = (760.0, 460.0)
+        let (left, right, top, bottom) = (70.0, 230.0, 52.0, 50.0)
         let plotWidth = width - left - right
         let plotHeight = height - top - bottom
         let qualities = curves.flatMap { $0.curve.points.map(\.quality) } + [first.strongQuality, first.weakQuality]

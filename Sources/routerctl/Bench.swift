@@ -43,12 +43,15 @@ struct Bench: AsyncParsableCommand {
     private func measureAll(_ counts: [Int], group: MultiThreadedEventLoopGroup) async throws {
 
         let request = try RequestCodec.encode(.route(RouteRequest(router: router, prompt: prompt)), id: nil)
-        // With --distinct-prompts, connection c's i-th request routes "<prompt> (c.i)".
+        // With --distinct-prompts, connection c's i-th request routes "<prompt> (tag.c.i)", with a
+        // random tag per row, so no earlier run or row left these prompts in the embedding cache.
         let lines: @Sendable (Int, Int) throws -> [ByteBuffer] = { [router, prompt, distinctPrompts] connection, count in
             guard distinctPrompts else { return [ByteBuffer(bytes: request)] }
+            let tag = UInt32.random(in: 0...UInt32.max)
             return try (0..<count).map { index in
                 ByteBuffer(
-                    bytes: try RequestCodec.encode(.route(RouteRequest(router: router, prompt: "\(prompt) (\(connection).\(index))")), id: nil))
+                    bytes: try RequestCodec.encode(
+                        .route(RouteRequest(router: router, prompt: "\(prompt) (\(tag).\(connection).\(index))")), id: nil))
             }
         }
         // Fail early with a clear message if routerd is not there or the router is unknown.

@@ -52,8 +52,10 @@ struct Eval: ParsableCommand {
                 printError("routerctl eval: \(error) (the evaluation data lives in ../shared/data/eval; see docs/TRAINING.md)")
                 throw ExitCode(1)
             }
+            var sampled = false
             if let sample, sample < benchmark.prompts.count {
                 benchmark = Self.subset(benchmark, size: sample)
+                sampled = true
             }
             var curves: [(name: String, curve: RoutingCurve)] = []
             for name in names {
@@ -78,7 +80,9 @@ struct Eval: ParsableCommand {
             }
             if !out.isEmpty {
                 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                let title = "\(benchmark.name): \(benchmark.prompts.count) prompts (\(benchmark.dropped) contaminated dropped)"
+                let title =
+                    "\(benchmark.name): \(benchmark.prompts.count) prompts"
+                    + (sampled ? " (a fixed sample; contaminated ones dropped first)" : " (\(benchmark.dropped) contaminated dropped)")
                 let subtitle = "strong \(strong) · weak \(weak) · RouteLLM's thresholds at score quantiles"
                 try CurvePlot.svg(title: title, subtitle: subtitle, curves: curves).write(
                     toFile: "\(out)/\(benchmark.name).svg", atomically: true, encoding: .utf8)
