@@ -98,7 +98,9 @@ public final class Engine: Sendable {
         let changed = try router.with(threshold: request.threshold, strongFraction: request.strongFraction)
         let next = old.replacing(changed, number: old.number + 1)
         generation.withLockedValue { $0 = next }
-        let what = request.threshold.map { "threshold \($0)" } ?? "strong_fraction \(request.strongFraction ?? 0) → threshold \(changed.threshold)"
+        let what =
+            request.threshold.map { "threshold \($0)" }
+            ?? "strong_fraction \(request.strongFraction ?? 0) → threshold \(String(format: "%.4f", changed.threshold))"
         stats.recordReload(trigger: "set \(router.name) \(what)", generation: next.number, problems: [])
         logger.notice("set", metadata: ["router": "\(router.name)", "threshold": "\(changed.threshold)", "generation": "\(next.number)"])
         return SetResult(

@@ -8,7 +8,7 @@ public struct ClassifierTrainingOptions: Sendable {
     public var hidden = 64
     public var epochs = 100
     public var batchSize = 64
-    public var learningRate: Float = 1e-4
+    public var learningRate: Float = 1e-3
     public var weightDecay: Float = 1e-5
     /// Standard deviation of the Gaussian noise added to prompt embeddings during training.
     public var noise: Float = 0.01

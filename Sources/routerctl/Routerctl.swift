@@ -172,7 +172,8 @@ struct Stats: AsyncParsableCommand {
             var lines = [
                 "generation \(stats.generation), up \(String(format: "%.0f", stats.uptimeSeconds)) s",
                 "connections: \(stats.connectionsOpen) open, \(stats.connectionsTotal) total, \(stats.connectionsRejected) rejected",
-                "reloads: \(stats.reloads) ok, \(stats.reloadFailures) rejected",
+                "reloads: \(stats.reloads) ok, \(stats.reloadFailures) rejected"
+                    + (stats.reloadHistory.last.map { "; last: \($0.trigger) (\($0.outcome), generation \($0.generation))" } ?? ""),
                 "requests: " + stats.requests.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
                 "errors: "
                     + (stats.errors.isEmpty
@@ -180,11 +181,17 @@ struct Stats: AsyncParsableCommand {
             ]
             let rows = stats.routers.sorted { $0.key < $1.key }.map { name, router in
                 let share = router.decisions == 0 ? "-" : String(format: "%.1f%%", Double(router.strong) / Double(router.decisions) * 100)
-                let events =
-                    router.events.isEmpty ? "-" : router.events.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-                return [name, "\(router.decisions)", share, "\(router.scored)", "\(router.errors)", events]
+                let events = router.events.isEmpty ? "-" : router.events.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                let latency = ["p50", "p99"].map { router.latencyMicroseconds[$0].map { String(format: "%.0f", $0) } ?? "-" }
+                let median = router.scoreQuantiles["p50"].map(format) ?? "-"
+                return [name, "\(router.decisions)", share, median, latency[0], latency[1], "\(router.scored)", "\(router.errors)", "\(router.fallbacks)", events]
             }
-            if !rows.isEmpty { lines.append(table(header: ["ROUTER", "DECISIONS", "STRONG", "SCORED", "ERRORS", "EVENTS"], rows: rows)) }
+            if !rows.isEmpty {
+                lines.append(
+                    table(
+                        header: ["ROUTER", "DECISIONS", "STRONG", "SCORE P50", "P50 µs", "P99 µs", "SCORED", "ERRORS", "FALLBACKS", "EVENTS"],
+                        rows: rows))
+            }
             let encoderRows = stats.encoders.sorted { $0.key < $1.key }.map { name, cache in
                 [name, "\(cache.hits)", "\(cache.misses)", String(format: "%.1f%%", cache.hitRate * 100), "\(cache.entries)/\(cache.capacity)"]
             }

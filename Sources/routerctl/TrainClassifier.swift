@@ -25,7 +25,7 @@ struct TrainClassifier: ParsableCommand {
     var minGap: Double = 0
     @Option(help: "Most epochs.") var epochs: Int = 100
     @Option(name: .customLong("batch-size")) var batchSize: Int = 64
-    @Option(name: .customLong("learning-rate")) var learningRate: Float = 1e-4
+    @Option(name: .customLong("learning-rate")) var learningRate: Float = 1e-3
     @Option(name: .customLong("weight-decay")) var weightDecay: Float = 1e-5
     @Option(help: "Standard deviation of the noise added to embeddings while training.") var noise: Float = 0.01
     @Option(help: "Share of prompts held out for validation.") var validation: Double = 0.1

@@ -102,7 +102,7 @@ import Testing
         let history = try #require(try connection.request(#"{"op":"stats"}"#).result["reload_history"] as? [[String: Any]])
         #expect(
             history.map { $0["trigger"] as? String ?? "" } == [
-                "set random threshold 0.8", "set random strong_fraction 0.25 → threshold 0.75", "reload op",
+                "set random threshold 0.8", "set random strong_fraction 0.25 → threshold 0.7500", "reload op",
             ])
         #expect(history.allSatisfy { $0["outcome"] as? String == "ok" })
         // routerctl set.
