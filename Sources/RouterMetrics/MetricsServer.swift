@@ -59,6 +59,11 @@ private final class MetricsHandler: ChannelInboundHandler, Sendable {
         headers.add(name: "Content-Length", value: "\(body.count)")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        let keepAlive = request.isKeepAlive
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            // A client that asked for `Connection: close` (or spoke HTTP/1.0) waits for the close.
+            if !keepAlive { bound.value.close(promise: nil) }
+        }
     }
 }

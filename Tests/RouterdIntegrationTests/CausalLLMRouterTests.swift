@@ -33,7 +33,10 @@ enum CausalLLMConfig {
             let bound = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
-            guard bound == 0, listen(fd, 64) == 0 else { throw HarnessError("cannot listen on loopback") }
+            guard bound == 0, listen(fd, 64) == 0 else {
+                close(fd)
+                throw HarnessError("cannot listen on loopback")
+            }
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
             _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
             self.fd = fd

@@ -199,9 +199,10 @@ final class LineSocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard result == 0 else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(fd)
-            throw HarnessError("connect(\(path)): \(reason)")
+            // No close here: every stored property is set, so throwing runs deinit, which closes
+            // `fd`. Closing it here too closed whatever descriptor another test thread had opened
+            // under the same number in between (seen as EBADF in unrelated tests).
+            throw HarnessError("connect(\(path)): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -2,10 +2,6 @@ import Foundation
 import RouterProtocol
 import Testing
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// The decision log and the Prometheus endpoint.
 @Suite(.timeLimit(.minutes(1))) struct ObservabilityTests {
     static func lines(_ path: String) -> [[String: Any]] {
@@ -95,20 +91,37 @@ import Testing
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    static func get(_ url: String) throws -> (status: Int, body: String) {
-        final class Box: @unchecked Sendable {
-            var status = 0
-            var body = ""
+    /// A plain HTTP/1.1 GET over a loopback TCP socket: status and body.
+    static func get(port: Int, path: String) throws -> (status: Int, body: String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: URL(string: url)!) { data, response, _ in
-            box.status = (response as? HTTPURLResponse)?.statusCode ?? 0
-            box.body = String(decoding: data ?? Data(), as: UTF8.self)
-            done.signal()
-        }.resume()
-        guard done.wait(timeout: .now() + 10) == .success else { throw HarnessError("no reply from \(url)") }
-        return (box.status, box.body)
+        guard connected == 0 else { throw HarnessError("connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
+        // Never wait forever: a reply that does not end fails the test instead of hanging it.
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var reply: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(fd, &chunk, chunk.count, 0)
+            if count < 0, errno == EINTR { continue }
+            if count < 0 { throw HarnessError("no complete reply from 127.0.0.1:\(port) within 5 s") }
+            guard count > 0 else { break }
+            reply += chunk[..<count]
+        }
+        let text = String(decoding: reply, as: UTF8.self)
+        guard let headerEnd = text.range(of: "\r\n\r\n"), let status = Int(text.split(separator: " ").dropFirst().first ?? "") else {
+            throw HarnessError("not an HTTP reply: \(text.prefix(100))")
+        }
+        return (status, String(text[headerEnd.upperBound...]))
     }
 
     @Test func prometheusMetricsAreServedOnLoopback() throws {
@@ -121,16 +134,16 @@ import Testing
         }
         var metrics = (status: 0, body: "")
         for _ in 0..<50 where metrics.status != 200 {
-            metrics = (try? Self.get("http://127.0.0.1:\(port)/metrics")) ?? (0, "")
+            metrics = (try? Self.get(port: port, path: "/metrics")) ?? (0, "")
             if metrics.status != 200 { usleep(50_000) }
         }
-        #expect(metrics.status == 200)
+        #expect(metrics.status == 200, "routerd's log: \(daemon.log)")
         #expect(metrics.body.contains("# TYPE routerd_decisions_total counter"), "\(metrics.body)")
         #expect(metrics.body.contains(#"routerd_decisions_total{router="random",tier="strong"} \#(strong)"#), "\(metrics.body)")
         #expect(metrics.body.contains(#"routerd_decisions_total{router="random",tier="weak"} \#(10 - strong)"#))
         #expect(metrics.body.contains(#"routerd_router_threshold{router="random"} 0.5"#))
         #expect(metrics.body.contains("routerd_config_generation 1"))
-        #expect(try Self.get("http://127.0.0.1:\(port)/other").status == 404)
+        #expect(try Self.get(port: port, path: "/other").status == 404)
     }
 
     @Test func metricsRefuseANonLoopbackAddress() throws {
