@@ -72,9 +72,13 @@ public final class RouterConnection: Sendable {
 
     /// Sends one request line (newline included) and returns the response line.
     public func sendLine(_ line: ByteBuffer) -> EventLoopFuture<ByteBuffer> {
-        let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
-        channel.writeAndFlush((line, promise), promise: nil)
-        return promise.futureResult
+        let response = channel.eventLoop.makePromise(of: ByteBuffer.self)
+        // A write to a channel that already closed never reaches the request–response handler,
+        // which would leave `response` pending forever: fail it with the write instead.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { response.fail($0) }
+        channel.writeAndFlush((line, response), promise: written)
+        return response.futureResult
     }
 
     /// Sends a request and decodes its result as `Result`.

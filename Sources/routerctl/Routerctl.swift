@@ -181,10 +181,14 @@ struct Stats: AsyncParsableCommand {
             ]
             let rows = stats.routers.sorted { $0.key < $1.key }.map { name, router in
                 let share = router.decisions == 0 ? "-" : String(format: "%.1f%%", Double(router.strong) / Double(router.decisions) * 100)
-                let events = router.events.isEmpty ? "-" : router.events.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                let events =
+                    router.events.isEmpty ? "-" : router.events.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
                 let latency = ["p50", "p99"].map { router.latencyMicroseconds[$0].map { String(format: "%.0f", $0) } ?? "-" }
                 let median = router.scoreQuantiles["p50"].map(format) ?? "-"
-                return [name, "\(router.decisions)", share, median, latency[0], latency[1], "\(router.scored)", "\(router.errors)", "\(router.fallbacks)", events]
+                return [
+                    name, "\(router.decisions)", share, median, latency[0], latency[1], "\(router.scored)", "\(router.errors)", "\(router.fallbacks)",
+                    events,
+                ]
             }
             if !rows.isEmpty {
                 lines.append(

@@ -84,5 +84,16 @@ import Testing
         let status = try await connection.status()
         #expect(status.routers == ["random"])
         await connection.close()
+        // The daemon must outlive every request above (a local is only kept until its last use).
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test func aRequestOnAClosedConnectionFailsInsteadOfWaiting() async throws {
+        let daemon = try Daemon()
+        let connection = try await RouterConnection.connect(socketPath: daemon.socket)
+        _ = try await connection.route(RouteRequest(router: "random", prompt: "before"))
+        #expect(daemon.stop() == 0)
+        await connection.close()
+        await #expect(throws: RouterClientError.self) { try await connection.route(RouteRequest(router: "random", prompt: "after")) }
     }
 }
