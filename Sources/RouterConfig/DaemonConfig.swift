@@ -11,6 +11,8 @@ public struct DaemonConfig: Sendable {
         public var mode: UInt32
         /// Group that owns the socket file; nil keeps the daemon's group.
         public var group: String?
+        /// User that owns the socket file; nil keeps the daemon's user. Changing it needs root.
+        public var owner: String? = nil
     }
 
     public struct Admin: Sendable {
@@ -135,7 +137,7 @@ public enum ConfigLoader {
         let top = root.fields("config", allowed: topKeys, diagnostics)
 
         // socket
-        let socketFields = top["socket"]?.fields("socket", allowed: ["path", "mode", "group"], diagnostics) ?? [:]
+        let socketFields = top["socket"]?.fields("socket", allowed: ["path", "mode", "owner", "group"], diagnostics) ?? [:]
         var socket = DaemonConfig.Socket(path: defaultSocketPath, mode: 0o660, group: nil)
         if let path = socketFields["path"]?.string("socket.path", diagnostics) { socket.path = absolute(path, relativeTo: folder) }
         if let node = socketFields["mode"] {
@@ -146,6 +148,7 @@ public enum ConfigLoader {
             }
         }
         socket.group = socketFields["group"]?.string("socket.group", diagnostics)
+        socket.owner = socketFields["owner"]?.string("socket.owner", diagnostics)
 
         // admin
         let adminFields = top["admin"]?.fields("admin", allowed: ["uids", "gids"], diagnostics) ?? [:]

@@ -72,7 +72,7 @@ public final class DaemonService: Service, Sendable {
             }
             ownsSocketFile = true
             let config = engine.current.config.socket
-            try SocketFile.applyPermissions(socketPath, mode: config.mode, group: config.group)
+            try SocketFile.applyPermissions(socketPath, mode: config.mode, owner: config.owner, group: config.group)
             logger.notice("listening", metadata: ["socket": "\(socketPath)", "mode": "\(String(config.mode, radix: 8))"])
         }
         defer {

@@ -57,22 +57,37 @@ enum SocketFile {
         return result == 0
     }
 
-    /// Applies the configured mode and group to a socket the daemon created.
-    static func applyPermissions(_ path: String, mode: UInt32, group: String?) throws(SocketPathError) {
+    /// Applies the configured mode, owner and group to a socket the daemon created.
+    static func applyPermissions(_ path: String, mode: UInt32, owner: String?, group: String?) throws(SocketPathError) {
         guard chmod(path, mode_t(mode)) == 0 else {
             throw SocketPathError(description: "cannot set mode \(String(mode, radix: 8)) on \(path): \(String(cString: strerror(errno)))")
         }
-        guard let group else { return }
-        let gid: gid_t
-        if let entry = getgrnam(group) {
-            gid = entry.pointee.gr_gid
-        } else if let number = gid_t(group) {
-            gid = number
-        } else {
-            throw SocketPathError(description: "socket.group '\(group)' is not a known group; create it or correct socket.group")
+        var uid = uid_t.max  // unchanged
+        var gid = gid_t.max
+        if let owner {
+            if let entry = getpwnam(owner) {
+                uid = entry.pointee.pw_uid
+            } else if let number = uid_t(owner) {
+                uid = number
+            } else {
+                throw SocketPathError(description: "socket.owner '\(owner)' is not a known user; create it or correct socket.owner")
+            }
         }
-        guard chown(path, uid_t.max, gid) == 0 else {
-            throw SocketPathError(description: "cannot give \(path) to group '\(group)': \(String(cString: strerror(errno)))")
+        if let group {
+            if let entry = getgrnam(group) {
+                gid = entry.pointee.gr_gid
+            } else if let number = gid_t(group) {
+                gid = number
+            } else {
+                throw SocketPathError(description: "socket.group '\(group)' is not a known group; create it or correct socket.group")
+            }
+        }
+        guard owner != nil || group != nil else { return }
+        guard chown(path, uid, gid) == 0 else {
+            throw SocketPathError(
+                description:
+                    "cannot give \(path) to owner '\(owner ?? "(unchanged)")' and group '\(group ?? "(unchanged)")': \(String(cString: strerror(errno)))"
+            )
         }
     }
 }

@@ -56,6 +56,20 @@ import Testing
         #expect(info.st_mode & 0o777 == 0o600)
     }
 
+    @Test func theSocketGetsTheConfiguredOwnerAndGroup() throws {
+        guard getuid() == 0, let nobody = getpwnam("nobody"), let group = getgrgid(nobody.pointee.pw_gid) else {
+            print("skipped: needs root and user nobody to hand the socket over")
+            return
+        }
+        let groupName = String(cString: group.pointee.gr_name)
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, mode: "0640\n  owner: nobody\n  group: \(groupName)") })
+        var info = stat()
+        #expect(lstat(daemon.socket, &info) == 0)
+        #expect(info.st_uid == nobody.pointee.pw_uid)
+        #expect(info.st_gid == nobody.pointee.pw_gid)
+        #expect(info.st_mode & 0o777 == 0o640)
+    }
+
     @Test func readinessAndStoppingAreNotifiedToSystemd() throws {
         let directory = try TemporaryDirectory()
         let notifyPath = directory.path + "/notify.sock"
