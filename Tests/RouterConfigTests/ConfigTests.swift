@@ -147,7 +147,7 @@ import Testing
             """)
         #expect(
             found == [
-                "3:3 unknown key 'colour' in socket (known keys: group, mode, path)",
+                "3:3 unknown key 'colour' in socket (known keys: group, mode, owner, path)",
                 "5:20 limits.max_connections must be an integer, found 'many'",
                 "9:3 router 'r' is missing required key 'weak_model'",
                 "11:16 router 'r': threshold must be between 0.0 and 1.0, found 1.5",
