@@ -18,6 +18,10 @@ public struct Battle: Sendable, Hashable {
     public var modelA: String
     public var modelB: String
     public var outcome: Outcome
+    /// P(model a wins) when the data says more than who won: from a quality file's two
+    /// values with `softScale` (see ``QualityReader``). Trainers that can use a soft label
+    /// (mf) prefer it to `outcome`.
+    public var softLabel: Float? = nil
 }
 
 /// Reads battles files: JSON lines `{prompt, model_a, model_b, winner}` with
@@ -78,7 +82,10 @@ public enum BattlesReader {
 public enum QualityReader {
     public static func isQualityFile(_ file: String) -> Bool { QualityFile.matches(file) }
 
-    public static func read(file: String, aliases: [String: String] = [:], pairsPerPrompt: Int, seed: UInt64) throws(TrainingDataError) -> [Battle] {
+    /// With `softScale`, each battle also carries P(a wins) = σ((value_a − value_b) / softScale).
+    public static func read(
+        file: String, aliases: [String: String] = [:], pairsPerPrompt: Int, seed: UInt64, softScale: Float? = nil
+    ) throws(TrainingDataError) -> [Battle] {
         let records: [QualityRecord]
         do {
             records = try QualityFile.read(file)
@@ -95,7 +102,8 @@ public enum QualityReader {
             for (i, j) in pairs.prefix(pairsPerPrompt) {
                 let (a, b) = (values[i], values[j])
                 let outcome: Battle.Outcome = a.1 > b.1 ? .modelA : (a.1 < b.1 ? .modelB : .tie)
-                battles.append(Battle(prompt: record.prompt, modelA: a.0, modelB: b.0, outcome: outcome))
+                let soft = softScale.map { 1 / (1 + exp(-Float(a.1 - b.1) / $0)) }
+                battles.append(Battle(prompt: record.prompt, modelA: a.0, modelB: b.0, outcome: outcome, softLabel: soft))
             }
         }
         guard !battles.isEmpty else { throw TrainingDataError("\(file): no prompt with two or more models") }

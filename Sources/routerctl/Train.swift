@@ -21,6 +21,10 @@ struct TrainingData: ParsableArguments {
     @Option(help: "The encoder model folder.") var model: String = "models/all-MiniLM-L6-v2"
     @Option(name: .customLong("long-text"), help: "head, tail or windows: how prompts over 256 tokens are embedded.") var longText: String = "head"
     @Option(help: "The on-disk embedding cache (default: .cache/embeddings-minilm-<long-text>.bin).") var cache: String?
+    @Option(
+        name: .customLong("soft-labels"),
+        help: "For quality files: label each pair σ((value_a − value_b) / SCALE) instead of who won (mf only).")
+    var softLabels: Float?
 
     /// Battles with models and distinct prompts numbered in sorted order.
     struct Loaded {
@@ -50,7 +54,7 @@ struct TrainingData: ParsableArguments {
         for file in files {
             battles +=
                 QualityReader.isQualityFile(file)
-                ? try QualityReader.read(file: file, aliases: aliases, pairsPerPrompt: pairsPerPrompt, seed: seed)
+                ? try QualityReader.read(file: file, aliases: aliases, pairsPerPrompt: pairsPerPrompt, seed: seed, softScale: softLabels)
                 : try BattlesReader.read(file: file, aliases: aliases)
         }
         var counts: [String: Int] = [:]
@@ -193,10 +197,11 @@ struct TrainMF: ParsableCommand {
         var samples: [MFSample] = []
         for battle in battles {
             let label: Float
-            switch battle.outcome {
-            case .modelA: label = 1
-            case .modelB: label = 0
-            case .tie:
+            switch (battle.softLabel, battle.outcome) {
+            case (let soft?, _): label = soft
+            case (nil, .modelA): label = 1
+            case (nil, .modelB): label = 0
+            case (nil, .tie):
                 guard tiePolicy == .half else { continue }
                 label = 0.5
             }

@@ -14,6 +14,17 @@ import Testing
         #expect(outcomes == ["a-b": .modelA, "a-c": .tie, "b-c": .modelB])
         #expect(try QualityReader.read(file: file, pairsPerPrompt: 2, seed: 1).count == 2)
     }
+
+    @Test func softLabelsFollowTheValueDifference() throws {
+        let file = NSTemporaryDirectory() + "quality-\(UUID().uuidString).jsonl"
+        defer { unlink(file) }
+        try #"{"prompt":"p","quality":{"a":8,"b":6}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let battle = try #require(try QualityReader.read(file: file, pairsPerPrompt: 1, seed: 1, softScale: 2).first)
+        // σ((8 − 6) / 2) = σ(1)
+        #expect(abs((battle.softLabel ?? -1) - 1 / (1 + exp(-1))) < 1e-6)
+        #expect(battle.outcome == .modelA)
+        #expect(try QualityReader.read(file: file, pairsPerPrompt: 1, seed: 1).first?.softLabel == nil)
+    }
 }
 
 @Suite struct MFTrainerTests {
