@@ -105,13 +105,18 @@ final class CausalLLMRouter: RouterPlugin {
         try score(text: prompt.text)
     }
 
-    /// Overlaps up to max_concurrency calls; the slots bound them across every caller anyway.
+    /// Overlaps up to max_concurrency calls: that many workers take the prompts in turn.
+    /// (`concurrentPerform` would cap the overlap at the CPU count, which is no bound on waiting.)
     func score(batch prompts: [Prompt]) throws -> [Double] {
         let texts = prompts.map(\.text)
         let results = ResultBox(count: texts.count)
-        DispatchQueue.concurrentPerform(iterations: texts.count) { index in
-            results.set(index, Result { try self.score(text: texts[index]) })
+        let workers = DispatchGroup()
+        for _ in 0..<min(maxConcurrency, texts.count) {
+            DispatchQueue.global().async(group: workers) {
+                while let index = results.claim() { results.set(index, Result { try self.score(text: texts[index]) }) }
+            }
         }
+        workers.wait()
         return try results.values.map { try $0!.get() }
     }
 
@@ -264,11 +269,21 @@ private final class OutcomeBox: @unchecked Sendable {
     }
 }
 
-/// Per-index results of a concurrent batch.
+/// Per-index results of a concurrent batch, and the next index to score.
 private final class ResultBox: @unchecked Sendable {
     // Guarded by `lock`.
     private let lock = NSLock()
     private var storage: [Result<Double, any Error>?]
+    private var next = 0
+
+    /// The next unscored index, or nil when every one is taken.
+    func claim() -> Int? {
+        lock.withLock {
+            guard next < storage.count else { return nil }
+            defer { next += 1 }
+            return next
+        }
+    }
 
     init(count: Int) { storage = Array(repeating: nil, count: count) }
 
