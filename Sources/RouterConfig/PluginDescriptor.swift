@@ -62,6 +62,12 @@ public struct PluginDescriptor: Sendable {
     public var ioBound: Bool
     public var params: [ParamSpec]
 
+    /// The files a router's parameters name (those of type `path`), ordered by parameter name.
+    public func files(in params: [String: ParamValue]) -> [String] {
+        let pathParams = Set(self.params.filter { $0.type == .path }.map(\.name))
+        return params.filter { pathParams.contains($0.key) }.sorted { $0.key < $1.key }.map { "\($0.value)" }
+    }
+
     static let keys: Set<String> = ["name", "library", "abi_version", "version", "description", "embedding", "io_bound", "params"]
     static let paramKeys: Set<String> = ["type", "required", "default", "description"]
 

@@ -81,13 +81,12 @@ public struct ConfigWatcher: Service {
         }
     }
 
-    /// The config, the descriptors of the plugins in use, and every existing file a router's parameters name.
+    /// The config, the descriptors of the plugins in use, and every file a router's parameters name.
     static func watchedFiles(_ config: DaemonConfig) -> Set<String> {
         var files: Set<String> = [config.file]
         for descriptor in config.plugins.values { files.insert(descriptor.file) }
         for router in config.routers {
-            let pathParams = Set(config.plugins[router.plugin]?.params.filter { $0.type == .path }.map(\.name) ?? [])
-            for (name, value) in router.params where pathParams.contains(name) { files.insert("\(value)") }
+            files.formUnion(config.plugins[router.plugin]?.files(in: router.params) ?? [])
         }
         return files
     }

@@ -76,11 +76,10 @@ public final class RouterInstance: Sendable {
         self.strongModel = config.strongModel
         self.weakModel = config.weakModel
         let paramsJSON = Self.json(config.params)
-        let pathParams = Set(descriptor?.params.filter { $0.type == .path }.map(\.name) ?? [])
         let fingerprint = PluginFingerprint(
             router: config.name, libraryPath: library.path, paramsJSON: paramsJSON, strongModel: config.strongModel,
             weakModel: config.weakModel, encoder: encoder.map(ObjectIdentifier.init),
-            files: config.params.filter { pathParams.contains($0.key) }.sorted { $0.key < $1.key }.map { Self.stamp("\($0.value)") })
+            files: (descriptor?.files(in: config.params) ?? []).map(Self.stamp))
         if let previous, previous.plugin.fingerprint == fingerprint {
             plugin = previous.plugin
         } else {

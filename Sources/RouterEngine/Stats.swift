@@ -57,6 +57,7 @@ public final class Stats: Sendable {
     func recordEvent(router: String, event: String) {
         counters.withLockedValue { counters in
             counters.routers[router, default: .zero].events[event, default: 0] += 1
+            if event.hasPrefix(RouterStats.fallbackPrefix) { counters.routers[router, default: .zero].fallbacks += 1 }
         }
     }
 
@@ -96,13 +97,12 @@ public final class Stats: Sendable {
                 connectionsTotal: counters.connectionsTotal, connectionsRejected: counters.connectionsRejected,
                 requests: Dictionary(uniqueKeysWithValues: counters.requests.map { ($0.key.rawValue, $0.value) }),
                 errors: Dictionary(uniqueKeysWithValues: counters.errors.map { ($0.key.rawValue, $0.value) }),
-                routers: counters.routers.mapValues { $0 }.reduce(into: [:]) { result, entry in
+                routers: counters.routers.reduce(into: [:]) { result, entry in
                     var router = entry.value
                     if let recent = counters.recent[entry.key] {
                         router.scoreQuantiles = recent.scoreQuantiles
                         router.latencyMicroseconds = recent.latencyQuantiles
                     }
-                    router.fallbacks = router.events.filter { $0.key.hasPrefix("fallback.") }.values.reduce(0, +)
                     result[entry.key] = router
                 }, encoders: encoders, reloads: counters.reloads, reloadFailures: counters.reloadFailures, reloadHistory: counters.history)
         }

@@ -64,6 +64,24 @@ public struct PluginContext: Sendable {
     /// The encoder's dimension, or 0 when the instance has no encoder.
     public let embeddingDimension: Int
     public let host: HostServices
+
+    /// The encoder's dimension, for plugins that need embeddings; throws the operator's fix when the router has none.
+    public func requireEncoder(plugin: String) throws -> Int {
+        guard embeddingDimension > 0 else { throw PluginError("the \(plugin) router needs an encoder; add `encoder: <name>` to the router") }
+        return embeddingDimension
+    }
+
+    /// Where the router's strong and weak models are in `models` (read from `source`); an
+    /// unknown name is refused with the list of known ones.
+    public func strongAndWeak(in models: [String], source: String) throws -> (strong: Int, weak: Int) {
+        guard let strong = models.firstIndex(of: strongModel) else {
+            throw PluginError("strong model '\(strongModel)' is not in \(source) (known models: \(models.joined(separator: ", ")))")
+        }
+        guard let weak = models.firstIndex(of: weakModel) else {
+            throw PluginError("weak model '\(weakModel)' is not in \(source) (known models: \(models.joined(separator: ", ")))")
+        }
+        return (strong, weak)
+    }
 }
 
 /// The parameters of an instance, decoded from the JSON object the host passes.

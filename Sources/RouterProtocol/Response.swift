@@ -231,6 +231,9 @@ public struct RouterStats: Codable, Sendable, Hashable {
     public var scoreQuantiles: [String: Double]
     public var latencyMicroseconds: [String: Double]
 
+    /// Events whose name starts with this count as fallbacks.
+    public static let fallbackPrefix = "fallback."
+
     /// How many recent decisions the quantiles cover.
     public static let window = 1024
 
@@ -244,7 +247,7 @@ public struct RouterStats: Codable, Sendable, Hashable {
         self.scored = scored
         self.errors = errors
         self.events = events
-        self.fallbacks = events.filter { $0.key.hasPrefix("fallback.") }.values.reduce(0, +)
+        self.fallbacks = events.filter { $0.key.hasPrefix(Self.fallbackPrefix) }.values.reduce(0, +)
         self.scoreQuantiles = scoreQuantiles
         self.latencyMicroseconds = latencyMicroseconds
     }

@@ -24,6 +24,18 @@ public struct Battle: Sendable, Hashable {
     public var softLabel: Float? = nil
 }
 
+extension Battle {
+    /// Who beat whom, and how much it counts: a win 1 for the winner, a tie ½ each way (as
+    /// RouteLLM counts ties when it fits Bradley–Terry ratings).
+    public var wins: [(winner: String, loser: String, weight: Float)] {
+        switch outcome {
+        case .modelA: return [(modelA, modelB, 1)]
+        case .modelB: return [(modelB, modelA, 1)]
+        case .tie: return [(modelA, modelB, 0.5), (modelB, modelA, 0.5)]
+        }
+    }
+}
+
 /// Reads battles files: JSON lines `{prompt, model_a, model_b, winner}` with
 /// winner `model_a`, `model_b`, `tie` or `tie (bothbad)`. Other fields are
 /// ignored. docs/TRAINING.md describes the format.

@@ -51,6 +51,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let path: String
     public let tensors: [String: TensorInfo]
     public let metadata: [String: String]
+
+    /// A metadata value that holds JSON (model lists, quantiles), decoded; nil when absent or malformed.
+    public func metadataJSON<T: Decodable>(_ key: String, as type: T.Type = T.self) -> T? {
+        metadata[key].flatMap { try? JSONDecoder().decode(T.self, from: Data($0.utf8)) }
+    }
     private let mapping: UnsafeMutableRawPointer
     private let mappedLength: Int
     private let dataOffset: Int

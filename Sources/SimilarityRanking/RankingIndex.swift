@@ -86,8 +86,7 @@ public struct RankingIndex: Sendable {
                 "not an sw_ranking index (metadata 'format' is \(file.metadata["format"].map { "'\($0)'" } ?? "missing"), expected '\(Self.format)'); build one with `routerctl train sw_ranking`"
             )
         }
-        guard let modelsJSON = file.metadata["models"], let models = try? JSONDecoder().decode([String].self, from: Data(modelsJSON.utf8)),
-            models.count >= 2
+        guard let models = file.metadataJSON("models", as: [String].self), models.count >= 2
         else { throw fail("metadata 'models' must be a JSON list of at least two model names") }
         guard let embeddingInfo = file.tensors["embeddings"], embeddingInfo.shape.count == 2, embeddingInfo.shape[0] > 0, embeddingInfo.shape[1] > 0
         else { throw fail("tensor 'embeddings' must have shape [prompts, embedding dimension]") }

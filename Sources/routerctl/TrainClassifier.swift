@@ -57,14 +57,7 @@ struct TrainClassifier: ParsableCommand {
         let count = loaded.models.count
         var wins = [Double](repeating: 0, count: count * count)
         for battle in loaded.battles {
-            let (a, b) = (loaded.modelIndex[battle.modelA]!, loaded.modelIndex[battle.modelB]!)
-            switch battle.outcome {
-            case .modelA: wins[a * count + b] += 1
-            case .modelB: wins[b * count + a] += 1
-            case .tie:
-                wins[a * count + b] += 0.5
-                wins[b * count + a] += 0.5
-            }
+            for win in battle.wins { wins[loaded.modelIndex[win.winner]! * count + loaded.modelIndex[win.loser]!] += Double(win.weight) }
         }
         let theta = BradleyTerry.fit(wins: wins, models: count, prior: 1)
         print("model ratings (log-strength, strongest first):")

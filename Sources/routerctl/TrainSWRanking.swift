@@ -34,15 +34,11 @@ struct TrainSWRanking: ParsableCommand {
     private func build() throws {
         let loaded = try data.load(seed: seed, minBattles: 1)
         let embeddings = try data.embed(loaded.prompts)
-        var wins: [RankingIndex.Win] = []
-        for battle in loaded.battles {
-            let (prompt, a, b) = (loaded.promptIndex[battle.prompt]!, loaded.modelIndex[battle.modelA]!, loaded.modelIndex[battle.modelB]!)
-            switch battle.outcome {
-            case .modelA: wins.append(.init(prompt: prompt, winner: a, loser: b, weight: 1))
-            case .modelB: wins.append(.init(prompt: prompt, winner: b, loser: a, weight: 1))
-            case .tie:
-                wins.append(.init(prompt: prompt, winner: a, loser: b, weight: 0.5))
-                wins.append(.init(prompt: prompt, winner: b, loser: a, weight: 0.5))
+        let wins = loaded.battles.flatMap { battle in
+            battle.wins.map {
+                RankingIndex.Win(
+                    prompt: loaded.promptIndex[battle.prompt]!, winner: loaded.modelIndex[$0.winner]!, loser: loaded.modelIndex[$0.loser]!,
+                    weight: $0.weight)
             }
         }
         let index = try RankingIndex(models: loaded.models, embeddings: embeddings, wins: wins)

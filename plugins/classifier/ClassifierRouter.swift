@@ -26,8 +26,7 @@ final class ClassifierRouter: RouterPlugin {
         } catch {
             throw PluginError("\(error)")
         }
-        let dimension = context.embeddingDimension
-        guard dimension > 0 else { throw PluginError("the classifier router needs an encoder; add `encoder: <name>` to the router") }
+        let dimension = try context.requireEncoder(plugin: "classifier")
         encoder = file.metadata["encoder"] ?? "unknown"
         guard head.embeddingDimension == dimension else {
             throw PluginError(
@@ -35,7 +34,7 @@ final class ClassifierRouter: RouterPlugin {
             )
         }
         weightsPath = path
-        quantiles = file.metadata["score_quantiles"].flatMap { try? JSONDecoder().decode([Double].self, from: Data($0.utf8)) }
+        quantiles = file.metadataJSON("score_quantiles", as: [Double].self)
     }
 
     func score(_ prompt: Prompt) throws -> Double {

@@ -36,29 +36,22 @@ final class MatrixFactorizationRouter: RouterPlugin {
             throw PluginError("\(error)")
         }
         let weights = try MFWeights(file: file)
-        let dimension = context.embeddingDimension
-        guard dimension > 0 else { throw PluginError("the mf router needs an encoder; add `encoder: <name>` to the router") }
+        let dimension = try context.requireEncoder(plugin: "mf")
         guard weights.embeddingDimension == dimension else {
             throw PluginError(
                 "\(path) was trained for \(weights.embeddingDimension)-d embeddings (encoder '\(weights.encoder)'), but this router's encoder gives \(dimension)-d"
             )
         }
-        guard let strongIndex = weights.models.firstIndex(of: context.strongModel) else {
-            throw PluginError("strong model '\(context.strongModel)' is not in \(path) (known models: \(weights.models.joined(separator: ", ")))")
-        }
-        guard let weakIndex = weights.models.firstIndex(of: context.weakModel) else {
-            throw PluginError("weak model '\(context.weakModel)' is not in \(path) (known models: \(weights.models.joined(separator: ", ")))")
-        }
-        direction = weights.direction(strong: strongIndex, weak: weakIndex)
+        let pairIndices = try context.strongAndWeak(in: weights.models, source: path)
+        direction = weights.direction(strong: pairIndices.strong, weak: pairIndices.weak)
         weightsPath = path
         models = weights.models
         strong = context.strongModel
         weak = context.weakModel
         encoder = weights.encoder
-        let pair = file.metadata["quantile_pair"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
         quantiles =
-            pair == [context.strongModel, context.weakModel]
-            ? file.metadata["score_quantiles"].flatMap { try? JSONDecoder().decode([Double].self, from: Data($0.utf8)) } : nil
+            file.metadataJSON("quantile_pair", as: [String].self) == [context.strongModel, context.weakModel]
+            ? file.metadataJSON("score_quantiles", as: [Double].self) : nil
     }
 
     func score(_ prompt: Prompt) throws -> Double {
@@ -92,8 +85,7 @@ struct MFWeights {
 
     init(file: SafeTensorsFile) throws {
         func fail(_ message: String) -> PluginError { PluginError("\(file.path): \(message)") }
-        guard let modelsJSON = file.metadata["models"], let models = try? JSONDecoder().decode([String].self, from: Data(modelsJSON.utf8)),
-            !models.isEmpty
+        guard let models = file.metadataJSON("models", as: [String].self), !models.isEmpty
         else { throw fail("metadata 'models' must be a JSON list of model names; is this an mf weights file?") }
         guard let p = file.tensors["P"], p.shape.count == 2, p.shape[0] == models.count else {
             throw fail("tensor 'P' must have shape [\(models.count) models, d]")

@@ -31,29 +31,20 @@ final class SimilarityWeightedRouter: RouterPlugin {
         } catch {
             throw PluginError("\(error)")
         }
-        let dimension = context.embeddingDimension
-        guard dimension > 0 else { throw PluginError("the sw_ranking router needs an encoder; add `encoder: <name>` to the router") }
+        let dimension = try context.requireEncoder(plugin: "sw_ranking")
         encoder = file.metadata["encoder"] ?? "unknown"
         guard index.dimension == dimension else {
             throw PluginError(
                 "\(path) was built from \(index.dimension)-d embeddings (encoder '\(encoder)'), but this router's encoder gives \(dimension)-d")
         }
-        guard let strong = index.models.firstIndex(of: context.strongModel) else {
-            throw PluginError("strong model '\(context.strongModel)' is not in \(path) (known models: \(index.models.joined(separator: ", ")))")
-        }
-        guard let weak = index.models.firstIndex(of: context.weakModel) else {
-            throw PluginError("weak model '\(context.weakModel)' is not in \(path) (known models: \(index.models.joined(separator: ", ")))")
-        }
+        (strong, weak) = try context.strongAndWeak(in: index.models, source: path)
         ranker = SimilarityRanker(index: index, gamma: gamma, prior: prior)
-        self.strong = strong
-        self.weak = weak
         indexPath = path
         // The stored quantiles hold for the pair and settings they were computed with.
-        let pair = file.metadata["quantile_pair"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
-        let settings = file.metadata["quantile_settings"].flatMap { try? JSONDecoder().decode([Double].self, from: Data($0.utf8)) }
         quantiles =
-            pair == [context.strongModel, context.weakModel] && settings == [gamma, prior]
-            ? file.metadata["score_quantiles"].flatMap { try? JSONDecoder().decode([Double].self, from: Data($0.utf8)) } : nil
+            file.metadataJSON("quantile_pair", as: [String].self) == [context.strongModel, context.weakModel]
+                && file.metadataJSON("quantile_settings", as: [Double].self) == [gamma, prior]
+            ? file.metadataJSON("score_quantiles", as: [Double].self) : nil
     }
 
     func score(_ prompt: Prompt) throws -> Double {
