@@ -15,11 +15,22 @@ public struct SimilarityRanker: Sendable {
     public let gamma: Double
     /// Weight of one virtual tied game per model, in units of the mean battle weight (see ``BradleyTerry/fit``).
     public let prior: Double
+    /// How many of the most similar indexed prompts count; `nil` counts every
+    /// prompt, as RouteLLM does. With few labels per prompt, far-away prompts
+    /// add mostly noise even at tiny weights, because there are so many of them.
+    public let neighbors: Int?
 
-    public init(index: RankingIndex, gamma: Double = 10, prior: Double = 1) {
+    public init(index: RankingIndex, gamma: Double = 10, prior: Double = 1, neighbors: Int? = nil) {
         self.index = index
         self.gamma = gamma
         self.prior = prior
+        self.neighbors = neighbors
+    }
+
+    /// The settings the stored score quantiles were computed with (`quantile_settings`):
+    /// γ and the prior, and the neighbour count when there is one.
+    public static func settings(gamma: Double, prior: Double, neighbors: Int?) -> [Double] {
+        [gamma, prior] + (neighbors.map { [Double($0)] } ?? [])
     }
 
     /// P(`strong` beats `weak`) for a prompt embedding of the index's dimension.
@@ -47,6 +58,13 @@ public struct SimilarityRanker: Sendable {
             if norm > 0 { similarity[prompt] /= norm }
             maxSimilarity = max(maxSimilarity, similarity[prompt])
         }
+        // Prompts less similar than the k-th most similar one are left out (ties at the cut stay in).
+        var cut = -Float.infinity
+        if let neighbors, neighbors < promptCount - (excluding == nil ? 0 : 1) {
+            var candidates = similarity
+            if let excluding { candidates.remove(at: excluding) }
+            cut = Self.largest(neighbors, of: &candidates)
+        }
         // With no positive similarity at all, every battle weighs the same (γ).
         let scale = maxSimilarity > 0 ? 1 / Double(maxSimilarity) : 0
         let logGamma = log(gamma)
@@ -54,7 +72,7 @@ public struct SimilarityRanker: Sendable {
         var wins = [Double](repeating: 0, count: models * models)
         var totalWeight = 0.0
         var battleWeight = 0.0
-        for prompt in 0..<promptCount where prompt != excluding {
+        for prompt in 0..<promptCount where prompt != excluding && similarity[prompt] >= cut {
             let range = index.promptStart[prompt]..<index.promptStart[prompt + 1]
             if range.isEmpty { continue }
             let weight = exp(logGamma * (1 + Double(similarity[prompt]) * scale))
@@ -68,5 +86,34 @@ public struct SimilarityRanker: Sendable {
         }
         let meanWeight = battleWeight > 0 ? totalWeight / battleWeight : 1
         return BradleyTerry.fit(wins: wins, models: models, prior: prior * meanWeight)
+    }
+
+    /// The k-th largest value (k ≥ 1) of `values`, by quickselect; reorders `values`.
+    static func largest(_ k: Int, of values: inout [Float]) -> Float {
+        var low = 0
+        var high = values.count - 1
+        let target = k - 1
+        while low < high {
+            let pivot = values[(low + high) / 2]
+            var i = low
+            var j = high
+            while i <= j {
+                while values[i] > pivot { i += 1 }
+                while values[j] < pivot { j -= 1 }
+                if i <= j {
+                    values.swapAt(i, j)
+                    i += 1
+                    j -= 1
+                }
+            }
+            if target <= j {
+                high = j
+            } else if target >= i {
+                low = i
+            } else {
+                break
+            }
+        }
+        return values[target]
     }
 }

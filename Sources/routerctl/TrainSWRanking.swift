@@ -19,6 +19,8 @@ struct TrainSWRanking: ParsableCommand {
     @Option(name: [.short, .long], help: "Where to write the index (safetensors).") var output: String = "weights/sw-ranking-minilm.safetensors"
     @Option(help: "γ of the similarity weighting, for the stored quantiles and validation.") var gamma: Double = 10
     @Option(help: "The prior (virtual tied games), for the stored quantiles and validation.") var prior: Double = 1
+    @Option(help: "Count only the N most similar indexed prompts, for the stored quantiles and validation (default: all).")
+    var neighbors: Int?
     @Option(
         name: .customLong("validate-with"),
         help: "Report APGR on this quality file's prompts, each scored with its own battles left out; FILE or FILE@STRONG,WEAK (repeatable).")
@@ -42,7 +44,10 @@ struct TrainSWRanking: ParsableCommand {
             }
         }
         let index = try RankingIndex(models: loaded.models, embeddings: embeddings, wins: wins)
-        let ranker = SimilarityRanker(index: index, gamma: gamma, prior: prior)
+        guard gamma >= 1, prior > 0, (neighbors ?? 1) >= 1 else {
+            throw ValidationError("--gamma must be at least 1, --prior positive and --neighbors at least 1")
+        }
+        let ranker = SimilarityRanker(index: index, gamma: gamma, prior: prior, neighbors: neighbors)
         print("index: \(index.promptCount) prompts, \(index.wins.count) (prompt, winner, loser) entries, \(index.models.count) models")
 
         var metadata: [String: String] = [
@@ -67,7 +72,7 @@ struct TrainSWRanking: ParsableCommand {
             Progress.finish()
             metadata["score_quantiles"] = try jsonString(scorePercentiles(scores))
             metadata["quantile_pair"] = try jsonString([strong, weak])
-            metadata["quantile_settings"] = try jsonString([gamma, prior])
+            metadata["quantile_settings"] = try jsonString(SimilarityRanker.settings(gamma: gamma, prior: prior, neighbors: neighbors))
         } else {
             print("no score quantiles stored: \(strong) or \(weak) is not among the models; routers must set `threshold:`")
         }

@@ -75,7 +75,8 @@ struct SWRankingRouterTests {
     @Test func theShippedIndexServesTheDefaultPairAndCalibrates() throws {
         let index = Package.root + "/weights/sw-ranking-minilm.safetensors"
         let routers = TinyBattles.router(
-            "sw", plugin: "sw_ranking", params: "index: \(index)\n      gamma: 10000", strong: TestConfig.strong, weak: TestConfig.weak
+            "sw", plugin: "sw_ranking", params: "index: \(index)\n      gamma: 10\n      neighbors: 300", strong: TestConfig.strong,
+            weak: TestConfig.weak
         ).replacingOccurrences(of: "threshold: 0.5", with: "strong_fraction: 0.3")
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, routers: routers, encoders: EncoderFixture.encoders()) })
         let connection = try daemon.connect()
@@ -92,7 +93,11 @@ struct SWRankingRouterTests {
         ("not an index", "index: \(Package.root)/weights/mf-minilm.safetensors", TestConfig.strong, "not an sw_ranking index"),
         (
             "gamma", "index: \(Package.root)/weights/sw-ranking-minilm.safetensors\n      gamma: 0.5", TestConfig.strong,
-            "gamma must be a number above 1"
+            "gamma must be a number of at least 1"
+        ),
+        (
+            "neighbors", "index: \(Package.root)/weights/sw-ranking-minilm.safetensors\n      neighbors: 0", TestConfig.strong,
+            "neighbors must be at least 1"
         ),
     ])
     func badSettingsAreRejectedAtLoad(label: String, params: String, strong: String, message: String) throws {

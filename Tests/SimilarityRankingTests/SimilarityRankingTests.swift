@@ -1,6 +1,6 @@
 import Foundation
 import SafeTensors
-import SimilarityRanking
+@testable import SimilarityRanking
 import Testing
 
 @Suite struct BradleyTerryTests {
@@ -63,6 +63,40 @@ import Testing
         let ranker = SimilarityRanker(index: try index(), gamma: 10, prior: 1)
         let p = [Float](arrayLiteral: 1, 0, 0).withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1, excluding: 0) }
         #expect(p < 0.5)
+    }
+
+    @Test func onlyTheNearestNeighboursCount() throws {
+        // Prompt 0 (a won) is nearest the query; prompts 1 and 2 (b won each) are farther
+        // but outnumber it. Every prompt counting, b is ahead; the one nearest alone, a is.
+        let index = try RankingIndex(
+            models: ["a", "b"], embeddings: [[1, 0, 0], [0.6, 0.8, 0], [0.6, 0, 0.8]],
+            wins: [
+                .init(prompt: 0, winner: 0, loser: 1, weight: 1), .init(prompt: 1, winner: 1, loser: 0, weight: 1),
+                .init(prompt: 2, winner: 1, loser: 0, weight: 1),
+            ])
+        let query: [Float] = [1, 0.1, 0]
+        func p(_ neighbors: Int?) -> Double {
+            let ranker = SimilarityRanker(index: index, gamma: 1, prior: 1e-6, neighbors: neighbors)
+            return query.withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1) }
+        }
+        #expect(abs(p(nil) - 1.0 / 3.0) < 1e-4)
+        #expect(p(1) > 0.99)
+        // The two nearest: one win each way.
+        #expect(abs(p(2) - 0.5) < 1e-4)
+        #expect(abs(p(3) - p(nil)) < 1e-12)
+        // A left-out prompt does not take a neighbour's place: without prompt 0, the nearest is prompt 1 (b won).
+        let ranker = SimilarityRanker(index: index, gamma: 1, prior: 1e-6, neighbors: 1)
+        #expect(query.withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1, excluding: 0) } < 0.01)
+    }
+
+    @Test func quickselectFindsTheKthLargest() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let values = (0..<Int.random(in: 1...40, using: &generator)).map { _ in Float(Int.random(in: 0..<10, using: &generator)) }
+            let k = Int.random(in: 1...values.count, using: &generator)
+            var scratch = values
+            #expect(SimilarityRanker.largest(k, of: &scratch) == values.sorted(by: >)[k - 1], "\(values), k \(k)")
+        }
     }
 
     @Test func anIndexRoundTripsThroughItsFile() throws {
