@@ -1,7 +1,8 @@
 import Foundation
 import SafeTensors
-@testable import SimilarityRanking
 import Testing
+
+@testable import SimilarityRanking
 
 @Suite struct BradleyTerryTests {
     @Test func twoModelsRecoverTheirWinRate() {

@@ -45,7 +45,8 @@ final class SimilarityWeightedRouter: RouterPlugin {
         // The stored quantiles hold for the pair and settings they were computed with.
         quantiles =
             file.metadataJSON("quantile_pair", as: [String].self) == [context.strongModel, context.weakModel]
-                && file.metadataJSON("quantile_settings", as: [Double].self) == SimilarityRanker.settings(gamma: gamma, prior: prior, neighbors: neighbors)
+                && file.metadataJSON("quantile_settings", as: [Double].self)
+                    == SimilarityRanker.settings(gamma: gamma, prior: prior, neighbors: neighbors)
             ? file.metadataJSON("score_quantiles", as: [Double].self) : nil
     }
 
