@@ -33,6 +33,30 @@ import Testing
         for i in 0..<3 { #expect(abs(theta[i] - reference[i]) < 1e-4, "model \(i): \(theta[i]) vs \(reference[i])") }
     }
 
+    @Test func sixteenModelsWithLopsidedWeightsReachTheOptimum() {
+        // Weights spanning seven orders of magnitude, as γ-weighting makes them: at the
+        // optimum every model's gradient (wins minus expected wins, plus the prior's pull) is 0.
+        var generator = SystemRandomNumberGenerator()
+        let models = 16
+        var wins = [Double](repeating: 0, count: models * models)
+        for i in 0..<models {
+            for j in 0..<models where i != j && Bool.random(using: &generator) {
+                wins[i * models + j] = pow(10, Double.random(in: -3...4, using: &generator))
+            }
+        }
+        let prior = 0.01
+        let theta = BradleyTerry.fit(wins: wins, models: models, prior: prior)
+        let scale = wins.reduce(0, +)
+        for i in 0..<models {
+            var gradient = prior * (0.5 - 1 / (1 + exp(-theta[i])))
+            for j in 0..<models where j != i {
+                let p = BradleyTerry.winProbability(theta, i, j)
+                gradient += wins[i * models + j] * (1 - p) - wins[j * models + i] * p
+            }
+            #expect(abs(gradient) / scale < 1e-9, "model \(i): gradient \(gradient)")
+        }
+    }
+
     @Test func aModelThatNeverLostStaysFinite() {
         let theta = BradleyTerry.fit(wins: [0, 4, 0, 0], models: 2, prior: 1)
         #expect(theta.allSatisfy { $0.isFinite })
