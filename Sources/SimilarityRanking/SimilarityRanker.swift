@@ -4,33 +4,24 @@ import Foundation
 /// RouteLLM's similarity-weighted ranking for one prompt.
 ///
 /// Every battle i in the index gets weight ωᵢ = γ^(1 + sᵢ / max s), with sᵢ the
-/// cosine similarity of its prompt to the query; a Bradley–Terry fit on the
-/// weighted wins gives P(strong wins). The paper refits a logistic regression
+/// cosine similarity of its prompt to the query (or its prompt's share of ωᵢ,
+/// see ``RankingSettings``); a Bradley–Terry fit on the weighted wins gives
+/// P(strong wins). The paper refits a logistic regression
 /// over every battle per query (2.9 requests/s); here the similarities are one
 /// matrix–vector product over the distinct prompts, the weighted wins are
 /// summed per model pair, and the fit runs over the few models involved.
 public struct SimilarityRanker: Sendable {
     public let index: RankingIndex
-    /// γ in ωᵢ = γ^(1 + sᵢ / max s); RouteLLM uses 10.
-    public let gamma: Double
-    /// Weight of one virtual tied game per model, in units of the mean battle weight (see ``BradleyTerry/fit``).
-    public let prior: Double
-    /// How many of the most similar indexed prompts count; `nil` counts every
-    /// prompt, as RouteLLM does. With few labels per prompt, far-away prompts
-    /// add mostly noise even at tiny weights, because there are so many of them.
-    public let neighbors: Int?
+    public let settings: RankingSettings
+    /// Each prompt's summed battle weight, for ``RankingSettings/WeightUnit/prompt``.
+    private let promptMass: [Double]
 
-    public init(index: RankingIndex, gamma: Double = 10, prior: Double = 1, neighbors: Int? = nil) {
+    public init(index: RankingIndex, settings: RankingSettings = RankingSettings()) {
         self.index = index
-        self.gamma = gamma
-        self.prior = prior
-        self.neighbors = neighbors
-    }
-
-    /// The settings the stored score quantiles were computed with (`quantile_settings`):
-    /// γ and the prior, and the neighbour count when there is one.
-    public static func settings(gamma: Double, prior: Double, neighbors: Int?) -> [Double] {
-        [gamma, prior] + (neighbors.map { [Double($0)] } ?? [])
+        self.settings = settings
+        promptMass = (0..<index.promptCount).map { prompt in
+            index.wins[index.promptStart[prompt]..<index.promptStart[prompt + 1]].reduce(0) { $0 + Double($1.weight) }
+        }
     }
 
     /// P(`strong` beats `weak`) for a prompt embedding of the index's dimension.
@@ -60,14 +51,15 @@ public struct SimilarityRanker: Sendable {
         }
         // Prompts less similar than the k-th most similar one are left out (ties at the cut stay in).
         var cut = -Float.infinity
-        if let neighbors, neighbors < promptCount - (excluding == nil ? 0 : 1) {
+        if let neighbors = settings.neighbors, neighbors < promptCount - (excluding == nil ? 0 : 1) {
             var candidates = similarity
             if let excluding { candidates.remove(at: excluding) }
             cut = Self.largest(neighbors, of: &candidates)
         }
         // With no positive similarity at all, every battle weighs the same (γ).
         let scale = maxSimilarity > 0 ? 1 / Double(maxSimilarity) : 0
-        let logGamma = log(gamma)
+        let logGamma = log(settings.gamma)
+        let perPrompt = settings.weightUnit == .prompt
         let models = index.models.count
         var wins = [Double](repeating: 0, count: models * models)
         var totalWeight = 0.0
@@ -75,7 +67,8 @@ public struct SimilarityRanker: Sendable {
         for prompt in 0..<promptCount where prompt != excluding && similarity[prompt] >= cut {
             let range = index.promptStart[prompt]..<index.promptStart[prompt + 1]
             if range.isEmpty { continue }
-            let weight = exp(logGamma * (1 + Double(similarity[prompt]) * scale))
+            var weight = exp(logGamma * (1 + Double(similarity[prompt]) * scale))
+            if perPrompt { weight /= promptMass[prompt] }
             for position in range {
                 let win = index.wins[position]
                 let amount = weight * Double(win.weight)
@@ -85,7 +78,7 @@ public struct SimilarityRanker: Sendable {
             }
         }
         let meanWeight = battleWeight > 0 ? totalWeight / battleWeight : 1
-        return BradleyTerry.fit(wins: wins, models: models, prior: prior * meanWeight)
+        return BradleyTerry.fit(wins: wins, models: models, prior: settings.prior * meanWeight)
     }
 
     /// The k-th largest value (k ≥ 1) of `values`, by quickselect; reorders `values`.

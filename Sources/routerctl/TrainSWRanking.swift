@@ -22,6 +22,10 @@ struct TrainSWRanking: ParsableCommand {
     @Option(help: "Count only the N most similar indexed prompts, for the stored quantiles and validation (default: all).")
     var neighbors: Int?
     @Option(
+        name: .customLong("weight-unit"),
+        help: "What one similarity weight applies to: 'battle' (RouteLLM) or 'prompt' (a prompt's battles share it).")
+    var weightUnit: RankingSettings.WeightUnit = .battle
+    @Option(
         name: .customLong("validate-with"),
         help: "Report APGR on this quality file's prompts, each scored with its own battles left out; FILE or FILE@STRONG,WEAK (repeatable).")
     var validateWith: [String] = []
@@ -44,10 +48,9 @@ struct TrainSWRanking: ParsableCommand {
             }
         }
         let index = try RankingIndex(models: loaded.models, embeddings: embeddings, wins: wins)
-        guard gamma >= 1, prior > 0, (neighbors ?? 1) >= 1 else {
-            throw ValidationError("--gamma must be at least 1, --prior positive and --neighbors at least 1")
-        }
-        let ranker = SimilarityRanker(index: index, gamma: gamma, prior: prior, neighbors: neighbors)
+        let settings = RankingSettings(gamma: gamma, prior: prior, neighbors: neighbors, weightUnit: weightUnit)
+        if let problem = settings.problem { throw ValidationError(problem) }
+        let ranker = SimilarityRanker(index: index, settings: settings)
         print("index: \(index.promptCount) prompts, \(index.wins.count) (prompt, winner, loser) entries, \(index.models.count) models")
 
         var metadata: [String: String] = [
@@ -72,7 +75,9 @@ struct TrainSWRanking: ParsableCommand {
             Progress.finish()
             metadata["score_quantiles"] = try jsonString(scorePercentiles(scores))
             metadata["quantile_pair"] = try jsonString([strong, weak])
-            metadata["quantile_settings"] = try jsonString(SimilarityRanker.settings(gamma: gamma, prior: prior, neighbors: neighbors))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            metadata["quantile_settings"] = String(decoding: try encoder.encode(settings), as: UTF8.self)
         } else {
             print("no score quantiles stored: \(strong) or \(weak) is not among the models; routers must set `threshold:`")
         }
@@ -95,3 +100,5 @@ struct TrainSWRanking: ParsableCommand {
         }
     }
 }
+
+extension RankingSettings.WeightUnit: ExpressibleByArgument {}

@@ -75,7 +75,8 @@ struct SWRankingRouterTests {
     @Test func theShippedIndexServesTheDefaultPairAndCalibrates() throws {
         let index = Package.root + "/weights/sw-ranking-minilm.safetensors"
         let routers = TinyBattles.router(
-            "sw", plugin: "sw_ranking", params: "index: \(index)\n      gamma: 10\n      neighbors: 300", strong: TestConfig.strong,
+            "sw", plugin: "sw_ranking", params: "index: \(index)\n      gamma: 10\n      neighbors: 300\n      weight_unit: prompt",
+            strong: TestConfig.strong,
             weak: TestConfig.weak
         ).replacingOccurrences(of: "threshold: 0.5", with: "strong_fraction: 0.3")
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, routers: routers, encoders: EncoderFixture.encoders()) })
@@ -88,6 +89,22 @@ struct SWRankingRouterTests {
         #expect((0...1).contains(decision.score))
     }
 
+    @Test func quantilesComputedWithOtherSettingsAreNotUsed() throws {
+        // The shipped index's quantiles hold for γ 10, 300 neighbours, prompt units; with
+        // battle units the scores differ, so strong_fraction must be refused, not mis-set.
+        let directory = try TemporaryDirectory()
+        let routers = TinyBattles.router(
+            "sw", plugin: "sw_ranking",
+            params: "index: \(Package.root)/weights/sw-ranking-minilm.safetensors\n      gamma: 10\n      neighbors: 300",
+            strong: TestConfig.strong, weak: TestConfig.weak
+        ).replacingOccurrences(of: "threshold: 0.5", with: "strong_fraction: 0.3")
+        let config = try directory.write(
+            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: routers, encoders: EncoderFixture.encoders()))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("strong_fraction needs score quantiles"), "\(check.stderr)")
+    }
+
     @Test(arguments: [
         ("unknown model", "index: \(Package.root)/weights/sw-ranking-minilm.safetensors", "gpt-5", "strong model 'gpt-5' is not in"),
         ("not an index", "index: \(Package.root)/weights/mf-minilm.safetensors", TestConfig.strong, "not an sw_ranking index"),
@@ -98,6 +115,10 @@ struct SWRankingRouterTests {
         (
             "neighbors", "index: \(Package.root)/weights/sw-ranking-minilm.safetensors\n      neighbors: 0", TestConfig.strong,
             "neighbors must be at least 1"
+        ),
+        (
+            "weight unit", "index: \(Package.root)/weights/sw-ranking-minilm.safetensors\n      weight_unit: question", TestConfig.strong,
+            "weight_unit must be 'battle' or 'prompt', not 'question'"
         ),
     ])
     func badSettingsAreRejectedAtLoad(label: String, params: String, strong: String, message: String) throws {

@@ -75,7 +75,7 @@ import Testing
     @Test func battlesWeighGammaToTheOnePlusRelativeSimilarity() throws {
         // Query = prompt 0: s = (1, 0), max s = 1, so the weights are γ² and γ¹ and
         // P(a beats b) = γ² / (γ² + γ) = γ / (γ + 1).
-        let ranker = SimilarityRanker(index: try index(), gamma: 10, prior: 1e-9)
+        let ranker = SimilarityRanker(index: try index(), settings: RankingSettings(gamma: 10, prior: 1e-9))
         let p = [Float](arrayLiteral: 1, 0, 0).withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1) }
         #expect(abs(p - 10.0 / 11.0) < 1e-6)
         // The query's length does not matter: similarities are cosines.
@@ -85,7 +85,7 @@ import Testing
 
     @Test func excludingAPromptDropsItsBattles() throws {
         // Without prompt 0 only b's win remains: b is ahead.
-        let ranker = SimilarityRanker(index: try index(), gamma: 10, prior: 1)
+        let ranker = SimilarityRanker(index: try index(), settings: RankingSettings(gamma: 10, prior: 1))
         let p = [Float](arrayLiteral: 1, 0, 0).withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1, excluding: 0) }
         #expect(p < 0.5)
     }
@@ -101,7 +101,7 @@ import Testing
             ])
         let query: [Float] = [1, 0.1, 0]
         func p(_ neighbors: Int?) -> Double {
-            let ranker = SimilarityRanker(index: index, gamma: 1, prior: 1e-6, neighbors: neighbors)
+            let ranker = SimilarityRanker(index: index, settings: RankingSettings(gamma: 1, prior: 1e-6, neighbors: neighbors))
             return query.withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1) }
         }
         #expect(abs(p(nil) - 1.0 / 3.0) < 1e-4)
@@ -110,8 +110,37 @@ import Testing
         #expect(abs(p(2) - 0.5) < 1e-4)
         #expect(abs(p(3) - p(nil)) < 1e-12)
         // A left-out prompt does not take a neighbour's place: without prompt 0, the nearest is prompt 1 (b won).
-        let ranker = SimilarityRanker(index: index, gamma: 1, prior: 1e-6, neighbors: 1)
+        let ranker = SimilarityRanker(index: index, settings: RankingSettings(gamma: 1, prior: 1e-6, neighbors: 1))
         #expect(query.withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1, excluding: 0) } < 0.01)
+    }
+
+    @Test func withPromptUnitsAPromptWithManyBattlesCountsOnce() throws {
+        // Prompt 0: a beat b once. Prompt 1, equally similar: b beat a three times and a
+        // beat b once (one prompt judged in four battles). Per battle, b leads 3 to 2; per
+        // prompt, prompt 1's four battles share one weight, so a leads 1 + 1/4 to 3/4.
+        let index = try RankingIndex(
+            models: ["a", "b"], embeddings: [[1, 0], [0, 1]],
+            wins: [
+                .init(prompt: 0, winner: 0, loser: 1, weight: 1), .init(prompt: 1, winner: 1, loser: 0, weight: 3),
+                .init(prompt: 1, winner: 0, loser: 1, weight: 1),
+            ])
+        let query: [Float] = [1, 1]
+        func p(_ unit: RankingSettings.WeightUnit) -> Double {
+            let ranker = SimilarityRanker(index: index, settings: RankingSettings(gamma: 10, prior: 1e-9, weightUnit: unit))
+            return query.withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1) }
+        }
+        #expect(abs(p(.battle) - 2.0 / 5.0) < 1e-6)
+        #expect(abs(p(.prompt) - 1.25 / 2.0) < 1e-6)
+    }
+
+    @Test func storedSettingsReadTheirOwnFormatAndTheOlderPair() throws {
+        let settings = RankingSettings(gamma: 10, prior: 1, neighbors: 300, weightUnit: .prompt)
+        let json = String(decoding: try JSONEncoder().encode(settings), as: UTF8.self)
+        #expect(json.contains(#""weight_unit":"prompt""#))
+        #expect(RankingSettings.decodeStored(json) == settings)
+        // Indexes written before neighbours and weight units stored [gamma, prior].
+        #expect(RankingSettings.decodeStored("[10000, 1]") == RankingSettings(gamma: 10000, prior: 1))
+        #expect(RankingSettings.decodeStored("[10000, 1, 5]") == nil)
     }
 
     @Test func quickselectFindsTheKthLargest() {

@@ -19,12 +19,17 @@ final class SimilarityWeightedRouter: RouterPlugin {
 
     init(context: PluginContext) throws {
         guard let path = context.params.string("index") else { throw PluginError("missing parameter 'index'") }
-        let gamma = context.params.double("gamma") ?? 10
-        let prior = context.params.double("prior") ?? 1
-        let neighbors = context.params.int("neighbors")
-        guard gamma >= 1, gamma.isFinite else { throw PluginError("gamma must be a number of at least 1 (RouteLLM uses 10), not \(gamma)") }
-        if let neighbors, neighbors < 1 { throw PluginError("neighbors must be at least 1, not \(neighbors); leave it out to count every prompt") }
-        guard prior > 0, prior.isFinite else { throw PluginError("prior must be a positive number, not \(prior)") }
+        var settings = RankingSettings()
+        settings.gamma = context.params.double("gamma") ?? settings.gamma
+        settings.prior = context.params.double("prior") ?? settings.prior
+        settings.neighbors = context.params.int("neighbors")
+        if let unit = context.params.string("weight_unit") {
+            guard let parsed = RankingSettings.WeightUnit(rawValue: unit) else {
+                throw PluginError("weight_unit must be 'battle' or 'prompt', not '\(unit)'")
+            }
+            settings.weightUnit = parsed
+        }
+        if let problem = settings.problem { throw PluginError(problem) }
         let index: RankingIndex
         let file: SafeTensorsFile
         do {
@@ -40,13 +45,12 @@ final class SimilarityWeightedRouter: RouterPlugin {
                 "\(path) was built from \(index.dimension)-d embeddings (encoder '\(encoder)'), but this router's encoder gives \(dimension)-d")
         }
         (strong, weak) = try context.strongAndWeak(in: index.models, source: path)
-        ranker = SimilarityRanker(index: index, gamma: gamma, prior: prior, neighbors: neighbors)
+        ranker = SimilarityRanker(index: index, settings: settings)
         indexPath = path
         // The stored quantiles hold for the pair and settings they were computed with.
         quantiles =
             file.metadataJSON("quantile_pair", as: [String].self) == [context.strongModel, context.weakModel]
-                && file.metadataJSON("quantile_settings", as: [Double].self)
-                    == SimilarityRanker.settings(gamma: gamma, prior: prior, neighbors: neighbors)
+                && file.metadata["quantile_settings"].flatMap(RankingSettings.decodeStored) == settings
             ? file.metadataJSON("score_quantiles", as: [Double].self) : nil
     }
 
@@ -59,10 +63,10 @@ final class SimilarityWeightedRouter: RouterPlugin {
 
     func describe() -> String? {
         var object: [String: Any] = [
-            "index": indexPath, "models": ranker.index.models.count, "prompts": ranker.index.promptCount, "gamma": ranker.gamma,
-            "prior": ranker.prior, "encoder": encoder,
+            "index": indexPath, "models": ranker.index.models.count, "prompts": ranker.index.promptCount,
+            "gamma": ranker.settings.gamma, "prior": ranker.settings.prior, "weight_unit": ranker.settings.weightUnit.rawValue, "encoder": encoder,
         ]
-        if let neighbors = ranker.neighbors { object["neighbors"] = neighbors }
+        if let neighbors = ranker.settings.neighbors { object["neighbors"] = neighbors }
         if let quantiles { object["score_quantiles"] = quantiles }
         return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
     }
