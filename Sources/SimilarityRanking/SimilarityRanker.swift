@@ -4,12 +4,13 @@ import Foundation
 /// RouteLLM's similarity-weighted ranking for one prompt.
 ///
 /// Every battle i in the index gets weight ωᵢ = γ^(1 + sᵢ / max s), with sᵢ the
-/// cosine similarity of its prompt to the query (or its prompt's share of ωᵢ,
-/// see ``RankingSettings``); a Bradley–Terry fit on the weighted wins gives
-/// P(strong wins). The paper refits a logistic regression
-/// over every battle per query (2.9 requests/s); here the similarities are one
-/// matrix–vector product over the distinct prompts, the weighted wins are
-/// summed per model pair, and the fit runs over the few models involved.
+/// cosine similarity of its prompt to the query (or a share of ωᵢ, and only
+/// among the nearest prompts: see ``RankingSettings``); a Bradley–Terry fit on
+/// the weighted wins gives P(strong wins). The paper refits a logistic
+/// regression over every battle per query (2.9 requests/s); here the
+/// similarities are one matrix–vector product over the distinct prompts, the
+/// weighted wins are summed per model pair, and the fit runs over the few
+/// models involved.
 public struct SimilarityRanker: Sendable {
     public let index: RankingIndex
     public let settings: RankingSettings
