@@ -8,7 +8,7 @@ import SimilarityRanking
 /// `routerctl train sw_ranking` (see ``SimilarityRanker`` for the method).
 final class SimilarityWeightedRouter: RouterPlugin {
     static let name = "sw_ranking"
-    static let version = "1.0.0"
+    static let version = "1.1.0"
 
     private let ranker: SimilarityRanker
     private let strong: Int
