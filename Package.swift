@@ -63,7 +63,7 @@ let package = Package(
         // The wire protocol: request/response types, codec and error codes.
         .target(name: "RouterProtocol"),
         // Helpers for writing a plugin in Swift on top of the C ABI.
-        .target(name: "RouterPluginKit", dependencies: ["CRouterPlugin"]),
+        .target(name: "RouterPluginKit", dependencies: ["CRouterPlugin", "SafeTensors"]),
         // Plugin loading, router instances, generations and the decision pipeline.
         .target(
             name: "RouterEngine",

@@ -84,7 +84,7 @@ struct MFRouterTests {
     }
 
     @Test(arguments: [
-        ("wrong dimension", [Float](repeating: 0.1, count: 4 * 8), [4, 8], "was trained for 8-d embeddings"),
+        ("wrong dimension", [Float](repeating: 0.1, count: 4 * 8), [4, 8], "was made from 8-d embeddings"),
         ("NaN", [Float](repeating: .nan, count: 4 * 384), [4, 384], "tensor 'W1' contains NaN or infinite values"),
     ])
     func badWeightsAreRejected(label: String, w1: [Float], shape: [Int], message: String) throws {

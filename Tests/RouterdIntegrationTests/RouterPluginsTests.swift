@@ -150,7 +150,7 @@ struct SWRankingRouterTests {
                 encoders: EncoderFixture.encoders()))
         let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
         #expect(check.status != 0)
-        #expect(check.stderr.contains("was built from 8-d embeddings (encoder 'tiny'), but this router's encoder gives 384-d"), "\(check.stderr)")
+        #expect(check.stderr.contains("was made from 8-d embeddings (encoder 'tiny'), but this router's encoder gives 384-d"), "\(check.stderr)")
     }
 }
 
@@ -213,7 +213,7 @@ struct ClassifierRouterTests {
         let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
         #expect(check.status != 0)
         #expect(check.stderr.contains("router 'bad'"), "\(check.stderr)")
-        #expect(check.stderr.contains("trained for 8-d embeddings (encoder 'tiny')"), "\(check.stderr)")
+        #expect(check.stderr.contains("was made from 8-d embeddings (encoder 'tiny')"), "\(check.stderr)")
         #expect(!check.stderr.contains("router 'good'"), "\(check.stderr)")
     }
 }

@@ -82,7 +82,7 @@ struct SoakTests {
             ),
             (
                 "wrong dimension", config(socket: daemon.socket, threshold: 0.5, weights: wrongDimension, extra: false),
-                "was trained for 8-d embeddings"
+                "was made from 8-d embeddings"
             ),
             ("NaN weights", config(socket: daemon.socket, threshold: 0.5, weights: nanWeights, extra: false), "contains NaN or infinite values"),
             (

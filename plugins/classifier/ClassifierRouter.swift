@@ -18,21 +18,10 @@ final class ClassifierRouter: RouterPlugin {
     private let quantiles: [Double]?
 
     init(context: PluginContext) throws {
-        guard let path = context.params.string("weights") else { throw PluginError("missing parameter 'weights'") }
-        let file: SafeTensorsFile
-        do {
-            file = try SafeTensorsFile(path: path)
-            head = try ClassifierHead(file: file)
-        } catch {
-            throw PluginError("\(error)")
-        }
-        let dimension = try context.requireEncoder(plugin: "classifier")
+        let (head, file, path) = try context.loadWeights(
+            parameter: "weights", plugin: "classifier", decode: ClassifierHead.init(file:), dimension: \.embeddingDimension)
+        self.head = head
         encoder = file.metadata["encoder"] ?? "unknown"
-        guard head.embeddingDimension == dimension else {
-            throw PluginError(
-                "\(path) was trained for \(head.embeddingDimension)-d embeddings (encoder '\(encoder)'), but this router's encoder gives \(dimension)-d"
-            )
-        }
         weightsPath = path
         quantiles = file.metadataJSON("score_quantiles", as: [Double].self)
     }

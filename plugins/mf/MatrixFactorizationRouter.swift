@@ -28,20 +28,8 @@ final class MatrixFactorizationRouter: RouterPlugin {
     private let quantiles: [Double]?
 
     init(context: PluginContext) throws {
-        guard let path = context.params.string("weights") else { throw PluginError("missing parameter 'weights'") }
-        let file: SafeTensorsFile
-        do {
-            file = try SafeTensorsFile(path: path)
-        } catch {
-            throw PluginError("\(error)")
-        }
-        let weights = try MFWeights(file: file)
-        let dimension = try context.requireEncoder(plugin: "mf")
-        guard weights.embeddingDimension == dimension else {
-            throw PluginError(
-                "\(path) was trained for \(weights.embeddingDimension)-d embeddings (encoder '\(weights.encoder)'), but this router's encoder gives \(dimension)-d"
-            )
-        }
+        let (weights, file, path) = try context.loadWeights(
+            parameter: "weights", plugin: "mf", decode: MFWeights.init(file:), dimension: \.embeddingDimension)
         let pairIndices = try context.strongAndWeak(in: weights.models, source: path)
         direction = weights.direction(strong: pairIndices.strong, weak: pairIndices.weak)
         weightsPath = path

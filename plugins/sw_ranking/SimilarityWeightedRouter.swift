@@ -18,7 +18,6 @@ final class SimilarityWeightedRouter: RouterPlugin {
     private let quantiles: [Double]?
 
     init(context: PluginContext) throws {
-        guard let path = context.params.string("index") else { throw PluginError("missing parameter 'index'") }
         var settings = RankingSettings()
         settings.gamma = context.params.double("gamma") ?? settings.gamma
         settings.prior = context.params.double("prior") ?? settings.prior
@@ -30,20 +29,9 @@ final class SimilarityWeightedRouter: RouterPlugin {
             settings.weightUnit = parsed
         }
         if let problem = settings.problem { throw PluginError(problem) }
-        let index: RankingIndex
-        let file: SafeTensorsFile
-        do {
-            file = try SafeTensorsFile(path: path)
-            index = try RankingIndex(file: file)
-        } catch {
-            throw PluginError("\(error)")
-        }
-        let dimension = try context.requireEncoder(plugin: "sw_ranking")
+        let (index, file, path) = try context.loadWeights(
+            parameter: "index", plugin: "sw_ranking", decode: RankingIndex.init(file:), dimension: \.dimension)
         encoder = file.metadata["encoder"] ?? "unknown"
-        guard index.dimension == dimension else {
-            throw PluginError(
-                "\(path) was built from \(index.dimension)-d embeddings (encoder '\(encoder)'), but this router's encoder gives \(dimension)-d")
-        }
         (strong, weak) = try context.strongAndWeak(in: index.models, source: path)
         ranker = SimilarityRanker(index: index, settings: settings)
         indexPath = path
