@@ -4,7 +4,7 @@ import PackageDescription
 /// Router plugins: each is a dynamic library built from `plugins/<name>/`,
 /// next to its descriptor `plugins/<name>/plugin.yaml`.
 let routerPlugins: [(product: String, directory: String, dependencies: [Target.Dependency])] = [
-    ("RandomRouter", "random", []),
+    ("RandomRouter", "random", ["StableHash"]),
     ("MatrixFactorizationRouter", "mf", ["SafeTensors"]),
     ("SimilarityWeightedRouter", "sw_ranking", ["SafeTensors", "SimilarityRanking"]),
     ("ClassifierRouter", "classifier", ["SafeTensors", "ClassifierHead"]),
@@ -53,7 +53,9 @@ let package = Package(
         .target(name: "ClassifierHead", dependencies: ["CBLAS", "SafeTensors"]),
 
         // Router training: battles files, the on-disk embedding cache, the MF trainer.
-        .target(name: "RouterTraining", dependencies: ["CBLAS", "SafeTensors", "RouterEvaluation", "SimilarityRanking", "ClassifierHead"]),
+        .target(
+            name: "RouterTraining",
+            dependencies: ["CBLAS", "SafeTensors", "RouterEvaluation", "SimilarityRanking", "ClassifierHead", "StableHash"]),
 
         // RouteLLM's evaluation: benchmark readers, APGR/CPT, plots.
         .target(name: "RouterEvaluation", dependencies: [.product(name: "CSV", package: "CSV.swift")]),
@@ -64,11 +66,13 @@ let package = Package(
         .target(name: "RouterProtocol"),
         // Helpers for writing a plugin in Swift on top of the C ABI.
         .target(name: "RouterPluginKit", dependencies: ["CRouterPlugin", "SafeTensors"]),
+        // FNV-1a: hashes that mean the same in every process (splits, decision log, seeded random).
+        .target(name: "StableHash"),
         // Plugin loading, router instances, generations and the decision pipeline.
         .target(
             name: "RouterEngine",
             dependencies: [
-                "CRouterPlugin", "RouterConfig", "RouterProtocol", "TextEncoder",
+                "CRouterPlugin", "RouterConfig", "RouterProtocol", "StableHash", "TextEncoder",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
@@ -129,6 +133,7 @@ let package = Package(
         .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
         .testTarget(name: "RouterTrainingTests", dependencies: ["RouterTraining"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SimilarityRanking", "SafeTensors"]),

@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import RouterConfig
 import RouterProtocol
+import StableHash
 
 /// The JSONL decision log: one line per decision, appended with one write(2)
 /// each, so lines from concurrent requests never interleave.
@@ -44,8 +45,7 @@ public final class DecisionLog: Sendable {
             writer.key("prompt")
             writer.string(prompt)
         }
-        // FNV-1a 64: identifies repeated prompts without storing them. It is not a secret:
-        // a short or guessable prompt can be found by hashing candidates.
+        // FNV-1a 64 identifies repeated prompts without storing them (it is no secret, see FNV1a).
         writer.key("prompt_hash")
         writer.string(Self.hash(prompt))
         writer.key("router")
@@ -108,9 +108,7 @@ public final class DecisionLog: Sendable {
     }
 
     static func hash(_ text: String) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        let hex = String(hash, radix: 16)
+        let hex = String(FNV1a.hash(text), radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import RouterEvaluation
+import StableHash
 
 /// A problem with training data, naming the file and line.
 public struct TrainingDataError: Error, Sendable, CustomStringConvertible {
@@ -123,9 +124,5 @@ public enum QualityReader {
     }
 }
 
-/// FNV-1a, stable across runs and machines (Swift's Hasher is seeded per process).
-public func stableHash(_ text: String) -> UInt64 {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-    return hash
-}
+/// A text's hash, stable across runs and machines (FNV-1a; Swift's Hasher is seeded per process).
+public func stableHash(_ text: String) -> UInt64 { FNV1a.hash(text) }

@@ -1,5 +1,6 @@
 import CRouterPlugin
 import RouterPluginKit
+import StableHash
 
 /// RouteLLM's `random` router: P(strong wins) is uniform in [0, 1].
 ///
@@ -26,10 +27,7 @@ final class RandomRouter: RouterPlugin {
         guard let seed else { return Double.random(in: 0..<1) }
         // FNV-1a over the prompt bytes, keyed by the seed, then the SplitMix64
         // finaliser so nearby inputs spread over the whole range.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325 ^ (seed &* 0x9E37_79B9_7F4A_7C15)
-        for byte in prompt.utf8 {
-            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
-        }
+        var hash = FNV1a.hash(bytes: prompt.utf8, basis: FNV1a.offsetBasis ^ (seed &* 0x9E37_79B9_7F4A_7C15))
         hash = (hash ^ (hash >> 30)) &* 0xBF58_476D_1CE4_E5B9
         hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
         hash ^= hash >> 31
