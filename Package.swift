@@ -122,7 +122,7 @@ let package = Package(
             name: "routerctl",
             dependencies: [
                 "RouterClient", "RouterProtocol", "RouterConfig", "TextEncoder", "RouterTraining", "SafeTensors", "RouterEvaluation", "RouterEngine",
-                "SimilarityRanking", "ClassifierHead",
+                "SimilarityRanking", "ClassifierHead", "StableHash",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -110,7 +110,7 @@ public enum QualityReader {
             let values = record.quality.map { (aliases[$0.key] ?? $0.key, $0.value) }.sorted { $0.0 < $1.0 }
             var pairs: [(Int, Int)] = []
             for i in values.indices { for j in values.indices where j > i { pairs.append((i, j)) } }
-            var random = SplitMix64(seed: seed ^ stableHash(record.prompt))
+            var random = SplitMix64(seed: seed ^ FNV1a.hash(record.prompt))
             pairs.shuffle(using: &random)
             for (i, j) in pairs.prefix(pairsPerPrompt) {
                 let (a, b) = (values[i], values[j])
@@ -123,6 +123,3 @@ public enum QualityReader {
         return battles
     }
 }
-
-/// A text's hash, stable across runs and machines (FNV-1a; Swift's Hasher is seeded per process).
-public func stableHash(_ text: String) -> UInt64 { FNV1a.hash(text) }

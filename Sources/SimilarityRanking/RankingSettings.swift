@@ -44,6 +44,13 @@ public struct RankingSettings: Codable, Equatable, Sendable {
         return nil
     }
 
+    /// These settings as an index stores them (metadata `quantile_settings`): a JSON object.
+    public func stored() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
     /// The settings an index's stored quantiles were computed with: a JSON object,
     /// or `[gamma, prior]` as indexes written before the other settings existed say.
     public static func decodeStored(_ json: String) -> RankingSettings? {

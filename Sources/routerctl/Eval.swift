@@ -3,6 +3,7 @@ import Foundation
 import RouterEngine
 import RouterEvaluation
 import RouterTraining
+import StableHash
 import TextEncoder
 
 /// `routerctl eval`: RouteLLM's evaluation (APGR, CPT) of configured routers on MT-Bench, GSM8K and MMLU.
@@ -99,7 +100,7 @@ struct Eval: ParsableCommand {
 
     /// The `size` prompts with the smallest stable hashes, in their original order.
     static func subset(_ benchmark: Benchmark, size: Int) -> Benchmark {
-        let kept = benchmark.prompts.indices.sorted { (stableHash(benchmark.prompts[$0]), $0) < (stableHash(benchmark.prompts[$1]), $1) }
+        let kept = benchmark.prompts.indices.sorted { (FNV1a.hash(benchmark.prompts[$0]), $0) < (FNV1a.hash(benchmark.prompts[$1]), $1) }
             .prefix(size).sorted()
         var subset = benchmark
         subset.prompts = kept.map { benchmark.prompts[$0] }

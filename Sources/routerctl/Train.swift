@@ -4,6 +4,7 @@ import RouterEvaluation
 import RouterTraining
 import SafeTensors
 import SimilarityRanking
+import StableHash
 import TextEncoder
 
 struct Train: ParsableCommand {
@@ -87,7 +88,7 @@ struct TrainingData: ParsableArguments {
     /// The prompts held out for validation: whole prompts, chosen by a stable hash, so no
     /// validation prompt leaks into training.
     static func validationPrompts(_ prompts: [String], fraction: Double) -> Set<Int> {
-        Set(prompts.indices.filter { Double(stableHash(prompts[$0]) % 10_000) < fraction * 10_000 })
+        Set(prompts.indices.filter { Double(FNV1a.hash(prompts[$0]) % 10_000) < fraction * 10_000 })
     }
 
     /// Prints the APGR of each `--validate-with` entry on its prompts that are not in `trained`;

@@ -75,9 +75,7 @@ struct TrainSWRanking: ParsableCommand {
             Progress.finish()
             metadata["score_quantiles"] = try jsonString(scorePercentiles(scores))
             metadata["quantile_pair"] = try jsonString([strong, weak])
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .sortedKeys
-            metadata["quantile_settings"] = String(decoding: try encoder.encode(settings), as: UTF8.self)
+            metadata["quantile_settings"] = try settings.stored()
         } else {
             print("no score quantiles stored: \(strong) or \(weak) is not among the models; routers must set `threshold:`")
         }

@@ -135,7 +135,7 @@ import Testing
 
     @Test func storedSettingsReadTheirOwnFormatAndTheOlderPair() throws {
         let settings = RankingSettings(gamma: 10, prior: 1, neighbors: 300, weightUnit: .prompt)
-        let json = String(decoding: try JSONEncoder().encode(settings), as: UTF8.self)
+        let json = try settings.stored()
         #expect(json.contains(#""weight_unit":"prompt""#))
         #expect(RankingSettings.decodeStored(json) == settings)
         // Indexes written before neighbours and weight units stored [gamma, prior].
