@@ -14,39 +14,43 @@ import ServiceLifecycle
 /// watch on the file itself would not see. Changes are debounced: the reload
 /// runs once the files have been quiet for `reload.debounce_ms`. After each
 /// reload the watched set follows the new config.
+///
+/// The first watches are made in `init`, before the socket listens, so no
+/// client can change a file unseen between the start and the watcher's first
+/// run; on a reload new folders are watched before old ones are dropped, so a
+/// folder in both configs is never unwatched.
 public struct ConfigWatcher: Service {
     let engine: Engine
     let threadPool: NIOThreadPool
     let logger: Logger
+    /// The inotify descriptor, or -1 when inotify is unavailable (then `unavailable` says why).
+    private let inotify: Int32
+    private let unavailable: String?
+    /// Watch descriptor → watched folder, as made in `init`.
+    private let initialWatches: [Int32: String]
 
     public init(engine: Engine, threadPool: NIOThreadPool, logger: Logger) {
         self.engine = engine
         self.threadPool = threadPool
         self.logger = logger
+        inotify = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        unavailable = inotify >= 0 ? nil : String(cString: strerror(errno))
+        initialWatches = inotify >= 0 ? Self.watch(Self.watchedFiles(engine.current.config), on: inotify, replacing: [:]) : [:]
     }
 
     public func run() async throws {
-        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        let fd = inotify
         guard fd >= 0 else {
             logger.error(
                 "reload.watch: inotify is unavailable; reload with SIGHUP or `routerctl reload`",
-                metadata: ["error": "\(String(cString: strerror(errno)))"])
+                metadata: ["error": "\(unavailable ?? "unknown")"])
             return
         }
         defer { close(fd) }
-        var watches: [Int32: String] = [:]
-        var files: Set<String> = []
-        func rewatch() {
-            for descriptor in watches.keys { inotify_rm_watch(fd, descriptor) }
-            watches = [:]
-            files = Self.watchedFiles(engine.current.config)
-            for folder in Set(files.map { ($0 as NSString).deletingLastPathComponent }) {
-                let descriptor = inotify_add_watch(fd, folder, UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB))
-                if descriptor >= 0 { watches[descriptor] = folder }
-            }
-            logger.debug("reload.watch: watching", metadata: ["files": "\(files.sorted())"])
-        }
-        rewatch()
+        // A reload may have come between init and now: follow the current config.
+        var files = Self.watchedFiles(engine.current.config)
+        var watches = Self.watch(files, on: fd, replacing: initialWatches)
+        logger.debug("reload.watch: watching", metadata: ["files": "\(files.sorted())"])
         var lastChange: ContinuousClock.Instant?
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while !Task.isCancelled {
@@ -75,10 +79,25 @@ public struct ConfigWatcher: Service {
             if let changed = lastChange, ContinuousClock.now - changed >= .milliseconds(Int(debounce * 1000)) {
                 lastChange = nil
                 try? await ReloadOnSignalService.reload(engine, on: threadPool, trigger: "file change")
-                rewatch()
+                files = Self.watchedFiles(engine.current.config)
+                watches = Self.watch(files, on: fd, replacing: watches)
+                logger.debug("reload.watch: watching", metadata: ["files": "\(files.sorted())"])
             }
             try? await Task.sleep(for: .milliseconds(50))
         }
+    }
+
+    /// Watches the folders of `files`, adding the new ones before dropping those no
+    /// longer needed; returns watch descriptor → folder.
+    static func watch(_ files: Set<String>, on fd: Int32, replacing current: [Int32: String]) -> [Int32: String] {
+        var watches: [Int32: String] = [:]
+        for folder in Set(files.map { ($0 as NSString).deletingLastPathComponent }) {
+            // Watching a folder again returns its existing descriptor.
+            let descriptor = inotify_add_watch(fd, folder, UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB))
+            if descriptor >= 0 { watches[descriptor] = folder }
+        }
+        for descriptor in current.keys where watches[descriptor] == nil { inotify_rm_watch(fd, descriptor) }
+        return watches
     }
 
     /// The config, the descriptors of the plugins in use, and every file a router's parameters name.
