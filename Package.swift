@@ -3,9 +3,10 @@ import PackageDescription
 
 /// Router plugins: each is a dynamic library built from `plugins/<name>/`,
 /// next to its descriptor `plugins/<name>/plugin.yaml`.
+/// Each depends on `RouterPluginKit`, `CRouterPlugin` and `RouterJSON`, plus these.
 let routerPlugins: [(product: String, directory: String, dependencies: [Target.Dependency])] = [
     ("RandomRouter", "random", ["StableHash"]),
-    ("MatrixFactorizationRouter", "mf", ["SafeTensors"]),
+    ("MatrixFactorizationRouter", "mf", ["SafeTensors", "MatrixFactorization"]),
     ("SimilarityWeightedRouter", "sw_ranking", ["SafeTensors", "SimilarityRanking"]),
     ("ClassifierRouter", "classifier", ["SafeTensors", "ClassifierHead"]),
     ("CausalLLMRouter", "causal_llm", []),
@@ -18,6 +19,9 @@ let package = Package(
         .executable(name: "routerd", targets: ["routerd"]),
         .executable(name: "routerctl", targets: ["routerctl"]),
         .library(name: "RouterClient", targets: ["RouterClient"]),
+        // For plugins written outside this package: the C ABI alone, or with the Swift kit.
+        .library(name: "CRouterPlugin", targets: ["CRouterPlugin"]),
+        .library(name: "RouterPluginKit", targets: ["RouterPluginKit"]),
     ]
         + routerPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.product]) },
     dependencies: [
@@ -41,64 +45,76 @@ let package = Package(
         .target(name: "CEncoderKernels", cSettings: [.unsafeFlags(["-O3", "-ffast-math", "-fno-finite-math-only"])]),
         // The safetensors format: a validating memory-mapped reader and a writer.
         .target(name: "SafeTensors"),
+        // JSON for the hot paths (a writer) and for free-form values (JSONValue).
+        .target(name: "RouterJSON"),
+        // FNV-1a and SplitMix64: hashes and draws that mean the same in every process.
+        .target(name: "StableHash"),
         // The local sentence encoder: BERT tokenizer, MiniLM on OpenBLAS, long-text policies, cache.
         .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "SafeTensors"]),
 
-        // RouteLLM's similarity-weighted ranking: the battle index and the Bradley–Terry fit,
-        // shared by the `sw_ranking` plugin and its trainer.
-        .target(name: "SimilarityRanking", dependencies: ["CBLAS", "SafeTensors"]),
+        // Writing a plugin in Swift on top of the C ABI, and what plugins, trainers and the host
+        // share: the typed description and the weights-file metadata keys.
+        .target(name: "RouterPluginKit", dependencies: ["CRouterPlugin", "RouterJSON", "SafeTensors"]),
+        // Hosting plugins: loading libraries, creating instances, every call across the C ABI, checked.
+        .target(
+            name: "RouterPluginHost",
+            dependencies: [
+                "CRouterPlugin", "RouterPluginKit",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
 
-        // The classifier router's head (RouteLLM's BERT role on a frozen encoder): weights and forward
-        // pass, shared by the `classifier` plugin and its trainer.
-        .target(name: "ClassifierHead", dependencies: ["CBLAS", "SafeTensors"]),
+        // The routers' models: each owns its weights format and maths, shared by its plugin and its trainer.
+        // RouteLLM's matrix factorisation.
+        .target(name: "MatrixFactorization", dependencies: ["RouterPluginKit", "SafeTensors"]),
+        // RouteLLM's similarity-weighted ranking: the battle index and the Bradley–Terry fit.
+        .target(name: "SimilarityRanking", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors"]),
+        // The classifier router's head (RouteLLM's BERT role on a frozen encoder).
+        .target(name: "ClassifierHead", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors"]),
 
-        // Router training: battles files, the on-disk embedding cache, the MF trainer.
+        // Router training: training data, the on-disk embedding cache, the MF and classifier trainers.
         .target(
             name: "RouterTraining",
-            dependencies: ["CBLAS", "SafeTensors", "RouterEvaluation", "SimilarityRanking", "ClassifierHead", "StableHash"]),
-
+            dependencies: ["CBLAS", "ClassifierHead", "MatrixFactorization", "RouterEvaluation", "StableHash", "TextEncoder"]),
         // RouteLLM's evaluation: benchmark readers, APGR/CPT, plots.
         .target(name: "RouterEvaluation", dependencies: [.product(name: "CSV", package: "CSV.swift")]),
 
         // Daemon config and plugin descriptors: YAML with file:line:column errors.
         .target(name: "RouterConfig", dependencies: ["CYaml"]),
         // The wire protocol: request/response types, codec and error codes.
-        .target(name: "RouterProtocol"),
-        // Helpers for writing a plugin in Swift on top of the C ABI.
-        .target(name: "RouterPluginKit", dependencies: ["CRouterPlugin", "SafeTensors"]),
-        // FNV-1a: hashes that mean the same in every process (splits, decision log, seeded random).
-        .target(name: "StableHash"),
-        // Plugin loading, router instances, generations and the decision pipeline.
+        .target(name: "RouterProtocol", dependencies: ["RouterJSON"]),
+        // Generations, router instances, encoders and the decision pipeline, in domain terms.
         .target(
             name: "RouterEngine",
             dependencies: [
-                "CRouterPlugin", "RouterConfig", "RouterProtocol", "StableHash", "TextEncoder",
+                "RouterConfig", "RouterPluginHost", "RouterPluginKit", "TextEncoder",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
-        // The socket server: framing, connections, lifecycle, systemd integration.
+        // The socket server: framing, connections, the dispatcher to the wire, reloads, lifecycle, systemd.
         .target(
             name: "RouterDaemon",
             dependencies: [
-                "RouterEngine", "RouterProtocol", "RouterConfig",
+                "RouterConfig", "RouterEngine", "RouterJSON", "RouterProtocol", "StableHash", "TextEncoder",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]),
-        // Prometheus metrics: the exposition of the daemon's counters and the loopback /metrics server.
+        // Prometheus metrics: the exposition of the `stats` counters and the loopback /metrics server.
         .target(
             name: "RouterMetrics",
             dependencies: [
-                "RouterEngine", "RouterProtocol",
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                "RouterProtocol",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         // The client library used by routerctl and by local services.
@@ -107,45 +123,73 @@ let package = Package(
             dependencies: [
                 "RouterProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .executableTarget(
             name: "routerd",
             dependencies: [
-                "RouterDaemon", "RouterConfig", "TextEncoder", "RouterMetrics",
+                "RouterConfig", "RouterDaemon", "RouterEngine", "RouterMetrics", "RouterPluginHost", "TextEncoder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
             name: "routerctl",
             dependencies: [
-                "RouterClient", "RouterProtocol", "RouterConfig", "TextEncoder", "RouterTraining", "SafeTensors", "RouterEvaluation", "RouterEngine",
-                "SimilarityRanking", "ClassifierHead", "StableHash",
-                .product(name: "Logging", package: "swift-log"),
+                "ClassifierHead", "MatrixFactorization", "RouterClient", "RouterConfig", "RouterEngine", "RouterEvaluation", "RouterPluginHost",
+                "RouterPluginKit", "RouterProtocol", "RouterTraining", "SafeTensors", "SimilarityRanking", "StableHash", "TextEncoder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]),
 
+        // What the tests share: the real daemon on a temporary socket, configs, a line client, the encoder fixture.
+        .target(name: "RouterdTestSupport", dependencies: ["RouterProtocol", "TextEncoder"], path: "Tests/RouterdTestSupport"),
+
         .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig"]),
-        .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder"]),
+        .testTarget(name: "TextEncoderTests", dependencies: ["RouterdTestSupport", "TextEncoder"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
-        .testTarget(name: "RouterTrainingTests", dependencies: ["RouterTraining"]),
-        .testTarget(name: "SimilarityRankingTests", dependencies: ["SimilarityRanking", "SafeTensors"]),
-        .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
+        .testTarget(name: "RouterTrainingTests", dependencies: ["MatrixFactorization", "RouterTraining", "StableHash"]),
+        .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking"]),
+        .testTarget(name: "RouterProtocolTests", dependencies: ["RouterJSON", "RouterProtocol"]),
+        .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit"]),
+        // In-process: the engine and the plugin host without a socket, on the real plugins this package builds.
+        .testTarget(
+            name: "RouterEngineTests",
+            dependencies: [
+                "RouterConfig", "RouterdTestSupport", "RouterEngine", "RouterPluginHost",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
+        // In-process: framing, connections and services on NIO's and ServiceLifecycle's test kits.
+        .testTarget(
+            name: "RouterDaemonTests",
+            dependencies: [
+                "RouterDaemon", "RouterdTestSupport", "RouterEngine", "RouterProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ]),
         .testTarget(
             name: "RouterdIntegrationTests",
-            dependencies: ["RouterClient", "RouterProtocol", "SafeTensors", "routerd", "routerctl"],
+            dependencies: ["RouterClient", "RouterProtocol", "RouterdTestSupport", "SafeTensors", "routerd", "routerctl"],
             exclude: ["ExternalPlugin"]),
     ]
         + routerPlugins.map {
             .target(
-                name: $0.product, dependencies: ["RouterPluginKit"] + $0.dependencies, path: "plugins/\($0.directory)",
+                name: $0.product, dependencies: ["CRouterPlugin", "RouterJSON", "RouterPluginKit"] + $0.dependencies, path: "plugins/\($0.directory)",
                 exclude: ["plugin.yaml"])
         }
 )

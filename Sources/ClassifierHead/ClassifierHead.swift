@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import RouterPluginKit
 import SafeTensors
 
 /// A problem with a classifier weights file, naming the file.
@@ -46,9 +47,9 @@ public struct ClassifierHead: Sendable {
     /// Reads and validates a weights file.
     public init(file: SafeTensorsFile) throws(ClassifierHeadError) {
         func fail(_ message: String) -> ClassifierHeadError { ClassifierHeadError("\(file.path): \(message)") }
-        guard file.metadata["format"] == Self.format else {
+        guard file.metadata[MetadataKey.format] == Self.format else {
             throw fail(
-                "not a classifier weights file (metadata 'format' is \(file.metadata["format"].map { "'\($0)'" } ?? "missing"), expected '\(Self.format)'); train one with `routerctl train bert`"
+                "not a classifier weights file (metadata 'format' is \(file.metadata[MetadataKey.format].map { "'\($0)'" } ?? "missing"), expected '\(Self.format)'); train one with `routerctl train classifier`"
             )
         }
         guard let out = file.tensors["W2"], out.shape.count == 2, out.shape[0] == 3, out.shape[1] > 0 else {
@@ -66,7 +67,7 @@ public struct ClassifierHead: Sendable {
             hidden = 0
             embeddingDimension = out.shape[1]
         }
-        if let declared = file.metadata["embedding_dim"].flatMap(Int.init), declared != embeddingDimension {
+        if let declared = file.metadata[MetadataKey.embeddingDimension].flatMap(Int.init), declared != embeddingDimension {
             throw fail("metadata says embedding_dim \(declared) but the tensors take \(embeddingDimension)-d embeddings")
         }
         do {

@@ -20,7 +20,8 @@ import ServiceLifecycle
 /// run; on a reload new folders are watched before old ones are dropped, so a
 /// folder in both configs is never unwatched.
 public struct ConfigWatcher: Service {
-    let engine: Engine
+    let reloader: Reloader
+    var engine: Engine { reloader.engine }
     let threadPool: NIOThreadPool
     let logger: Logger
     /// The inotify descriptor, or -1 when inotify is unavailable (then `unavailable` says why).
@@ -29,21 +30,31 @@ public struct ConfigWatcher: Service {
     /// Watch descriptor → watched folder, as made in `init`.
     private let initialWatches: [Int32: String]
 
-    public init(engine: Engine, threadPool: NIOThreadPool, logger: Logger) {
-        self.engine = engine
+    public init(reloader: Reloader, threadPool: NIOThreadPool, logger: Logger) {
+        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        self.init(
+            reloader: reloader, threadPool: threadPool, logger: logger, inotify: fd, unavailable: fd >= 0 ? nil : String(cString: strerror(errno)))
+    }
+
+    /// With the inotify descriptor given: -1 and a reason stand for an inotify that cannot be had (tests).
+    init(reloader: Reloader, threadPool: NIOThreadPool, logger: Logger, inotify: Int32, unavailable: String?) {
+        self.reloader = reloader
         self.threadPool = threadPool
         self.logger = logger
-        inotify = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        unavailable = inotify >= 0 ? nil : String(cString: strerror(errno))
-        initialWatches = inotify >= 0 ? Self.watch(Self.watchedFiles(engine.current.config), on: inotify, replacing: [:]) : [:]
+        self.inotify = inotify
+        self.unavailable = unavailable
+        initialWatches = inotify >= 0 ? Self.watch(Self.watchedFiles(reloader.engine.current.config), on: inotify, replacing: [:]) : [:]
     }
 
     public func run() async throws {
         let fd = inotify
         guard fd >= 0 else {
-            logger.error(
-                "reload.watch: inotify is unavailable; reload with SIGHUP or `routerctl reload`",
+            // Without inotify the daemon still serves; only automatic reloads are lost. Returning
+            // here would end this service, and with it the service group and the daemon.
+            logger.warning(
+                "reload.watch: inotify is unavailable, so changed files are not reloaded automatically; reload with SIGHUP or `routerctl reload`",
                 metadata: ["error": "\(unavailable ?? "unknown")"])
+            try? await gracefulShutdown()
             return
         }
         defer { close(fd) }
@@ -78,7 +89,7 @@ public struct ConfigWatcher: Service {
             let debounce = engine.current.config.watch.debounceSeconds
             if let changed = lastChange, ContinuousClock.now - changed >= .milliseconds(Int(debounce * 1000)) {
                 lastChange = nil
-                try? await ReloadOnSignalService.reload(engine, on: threadPool, trigger: "file change")
+                await reloader.reload(trigger: "file change", on: threadPool)
                 files = Self.watchedFiles(engine.current.config)
                 watches = Self.watch(files, on: fd, replacing: watches)
                 logger.debug("reload.watch: watching", metadata: ["files": "\(files.sorted())"])

@@ -15,6 +15,8 @@ import UnixSignals
 /// it has in flight, and removes the socket file if it created it.
 public final class DaemonService: Service, Sendable {
     private let engine: Engine
+    private let reloader: Reloader
+    private let counters: ServerCounters
     private let socketPath: String
     private let group: any EventLoopGroup
     private let threadPool: NIOThreadPool
@@ -27,9 +29,12 @@ public final class DaemonService: Service, Sendable {
     ///   - threadPool: runs CPU work (the encoder, reloads); about one thread per core.
     ///   - ioThreadPool: runs io_bound plugins, which wait on the network; many threads, mostly idle.
     public init(
-        engine: Engine, socketPath: String, group: any EventLoopGroup, threadPool: NIOThreadPool, ioThreadPool: NIOThreadPool, logger: Logger
+        reloader: Reloader, counters: ServerCounters, socketPath: String, group: any EventLoopGroup, threadPool: NIOThreadPool,
+        ioThreadPool: NIOThreadPool, logger: Logger
     ) {
-        self.engine = engine
+        self.engine = reloader.engine
+        self.reloader = reloader
+        self.counters = counters
         self.socketPath = socketPath
         self.group = group
         self.threadPool = threadPool
@@ -38,7 +43,8 @@ public final class DaemonService: Service, Sendable {
     }
 
     public func run() async throws {
-        let dispatcher = Dispatcher(engine: engine, socketPath: socketPath, threadPool: threadPool, ioThreadPool: ioThreadPool)
+        let dispatcher = Dispatcher(
+            engine: engine, reloader: reloader, counters: counters, socketPath: socketPath, threadPool: threadPool, ioThreadPool: ioThreadPool)
         let quiesce = ServerQuiescingHelper(group: group)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -102,6 +108,15 @@ public final class DaemonService: Service, Sendable {
         logger.notice("stopped")
     }
 
+    /// What `stats` would answer now, and each router's threshold: what a metrics scrape reports.
+    public func statsSnapshot() -> (stats: StatsResult, thresholds: [String: Double]) {
+        let generation = engine.current
+        return (
+            StatsResult(engine: engine.stats.snapshot(), server: counters.snapshot, uptimeSeconds: engine.uptimeSeconds, generation: generation),
+            generation.routers.mapValues(\.threshold)
+        )
+    }
+
     private func initialize(_ channel: any Channel, dispatcher: Dispatcher) -> EventLoopFuture<Void> {
         let limits = engine.current.config.limits
         let admitted = openConnections.withLockedValue { open in
@@ -110,17 +125,17 @@ public final class DaemonService: Service, Sendable {
             return true
         }
         guard admitted else {
-            engine.stats.connectionRejected()
+            counters.connectionRejected()
             let error = ProtocolError(.overloaded, "too many connections (limits.max_connections = \(limits.maxConnections)); try again later")
             let line = dispatcher.failure(error, allocator: channel.allocator)
             return channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(RejectHandler(line: line))
             }
         }
-        engine.stats.connectionOpened()
-        channel.closeFuture.whenComplete { [openConnections, engine] _ in
+        counters.connectionOpened()
+        channel.closeFuture.whenComplete { [openConnections, counters] _ in
             openConnections.withLockedValue { $0 -= 1 }
-            engine.stats.connectionClosed()
+            counters.connectionClosed()
         }
         let credentials: EventLoopFuture<PeerCredentials> =
             (channel as? any SocketOptionProvider)?.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
@@ -155,32 +170,22 @@ private final class RejectHandler: ChannelInboundHandler, Sendable {
 
 /// Reloads the configuration on SIGHUP; reopens the decision log on SIGUSR1.
 public struct ReloadOnSignalService: Service {
-    let engine: Engine
+    let reloader: Reloader
     let threadPool: NIOThreadPool
-    let logger: Logger
 
-    public init(engine: Engine, threadPool: NIOThreadPool, logger: Logger) {
-        self.engine = engine
+    public init(reloader: Reloader, threadPool: NIOThreadPool) {
+        self.reloader = reloader
         self.threadPool = threadPool
-        self.logger = logger
     }
 
     public func run() async throws {
         for await signal in await UnixSignalsSequence(trapping: .sighup, .sigusr1).cancelOnGracefulShutdown() {
             if signal == .sigusr1 {
                 // logrotate moved the decision log away: start a new file at its path.
-                engine.current.decisionLog?.reopen()
-                continue
+                reloader.decisionLog.current?.reopen()
+            } else {
+                await reloader.reload(trigger: "SIGHUP", on: threadPool)
             }
-            try await Self.reload(engine, on: threadPool, trigger: "SIGHUP")
         }
-    }
-
-    /// Reloads on the thread pool, telling systemd (RELOADING=1, then READY=1). A rejected
-    /// reload needs nothing more: the engine logged every problem and the old generation serves.
-    static func reload(_ engine: Engine, on threadPool: NIOThreadPool, trigger: String) async throws {
-        Systemd.notify("RELOADING=1")
-        _ = try await threadPool.runIfActive { Result { () throws(ProtocolError) in try engine.reload(trigger: trigger) } }
-        Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)")
     }
 }

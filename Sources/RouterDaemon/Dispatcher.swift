@@ -4,13 +4,15 @@ import NIOFoundationCompat
 import NIOPosix
 import RouterEngine
 import RouterProtocol
+import TextEncoder
 
 /// Turns one request line into one response line.
 ///
-/// The request flows one way: decode, take the current generation once,
-/// score on it, encode. Ops that take milliseconds of CPU (the encoder, reload)
-/// run on a compute pool, and io_bound plugins on an I/O pool, so the event
-/// loops keep serving and a slow network call never queues encoder work.
+/// The request flows one way: decode, take the current generation once, ask
+/// the engine on it, map the engine's answer (or ``EngineError``) to the wire,
+/// encode. Ops that take milliseconds of CPU (the encoder, reload) run on a
+/// compute pool, and io_bound plugins on an I/O pool, so the event loops keep
+/// serving and a slow network call never queues encoder work.
 struct Dispatcher: Sendable {
     enum Reply {
         case now(ByteBuffer)
@@ -18,6 +20,8 @@ struct Dispatcher: Sendable {
     }
 
     let engine: Engine
+    let reloader: Reloader
+    let counters: ServerCounters
     let socketPath: String
     let threadPool: NIOThreadPool
     let ioThreadPool: NIOThreadPool
@@ -37,7 +41,7 @@ struct Dispatcher: Sendable {
             return .now(failure(error, op: request.op, id: id, allocator: allocator))
         }
         let pool: NIOThreadPool
-        switch engine.work(for: request, on: generation) {
+        switch Work(for: request, on: generation) {
         case .immediate: return .now(allocator.buffer(bytes: respond(to: request, id: id, on: generation)))
         case .compute: pool = threadPool
         case .io: pool = ioThreadPool
@@ -46,33 +50,95 @@ struct Dispatcher: Sendable {
         return .later(reply.map { allocator.buffer(bytes: $0) })
     }
 
+    /// What answering a request costs, so the dispatcher knows where to run it.
+    enum Work {
+        /// Microseconds: answer on the event loop.
+        case immediate
+        /// Milliseconds of CPU (the encoder, a reload): run it on the compute pool.
+        case compute
+        /// Waits on I/O (an io_bound plugin's network call): run it on the I/O pool.
+        case io
+
+        init(for request: Request, on generation: Generation) {
+            func routerWork(_ name: String) -> Work {
+                guard let router = generation.routers[name] else { return .immediate }
+                return router.ioBound ? .io : (router.encoder != nil ? .compute : .immediate)
+            }
+            switch request {
+            case .route(let route): self = routerWork(route.router)
+            case .score(let score): self = routerWork(score.router)
+            // `set` waits for any reload in progress.
+            case .embed, .reload, .set: self = .compute
+            case .routers, .health, .status, .stats: self = .immediate
+            }
+        }
+    }
+
     /// The response line to a decoded request, counted in the stats.
     private func respond(to request: Request, id: RequestID?, on generation: Generation) -> [UInt8] {
         do throws(ProtocolError) {
-            let line: [UInt8]
-            switch request {
-            case .route(let route): line = ResponseCodec.success(try engine.route(route, on: generation), id: id)
-            case .score(let score): line = ResponseCodec.success(try engine.score(score, on: generation), id: id)
-            case .embed(let embed): line = ResponseCodec.success(try engine.embed(embed, on: generation), id: id)
-            case .routers: line = ResponseCodec.success(engine.routers(on: generation), id: id)
-            case .health, .status: line = ResponseCodec.success(engine.status(on: generation, socket: socketPath), id: id)
-            case .stats: line = ResponseCodec.success(engine.statsSnapshot(on: generation), id: id)
-            case .reload(let reload):
-                line = ResponseCodec.success(
-                    try engine.reload(trigger: reload.dryRun ? "reload op (dry run)" : "reload op", dryRun: reload.dryRun), id: id)
-            case .set(let set): line = ResponseCodec.success(try engine.set(set), id: id)
-            }
-            engine.stats.recordResponse(op: request.op, error: nil)
+            let line = try answer(request, id: id, on: generation)
+            counters.recordResponse(op: request.op, error: nil)
             return line
         } catch {
-            engine.stats.recordResponse(op: request.op, error: error.code)
+            counters.recordResponse(op: request.op, error: error.code)
             return ResponseCodec.failure(error, id: id)
         }
     }
 
+    private func answer(_ request: Request, id: RequestID?, on generation: Generation) throws(ProtocolError) -> [UInt8] {
+        do throws(EngineError) {
+            switch request {
+            case .route(let route):
+                let decision = Decision(try engine.route(router: route.router, prompt: route.prompt, threshold: route.threshold, on: generation))
+                reloader.decisionLog.current?.record(decision, prompt: route.prompt)
+                return ResponseCodec.success(decision, id: id)
+            case .score(let score):
+                let start = ContinuousClock.now
+                let scores = try engine.score(router: score.router, prompts: score.prompts, on: generation)
+                return ResponseCodec.success(
+                    ScoreResult(
+                        router: score.router, generation: generation.number, scores: scores, elapsedMicroseconds: Engine.microseconds(since: start)),
+                    id: id)
+            case .embed(let embed):
+                let start = ContinuousClock.now
+                let embeddings = try engine.embed(
+                    embed.texts, encoder: embed.encoder, policy: embed.longText.flatMap(LongTextPolicy.init(rawValue:)), tokens: embed.tokens,
+                    on: generation)
+                return ResponseCodec.success(EmbedResult(embeddings, elapsedMicroseconds: Engine.microseconds(since: start)), id: id)
+            case .routers: return ResponseCodec.success(RoutersResult(generation), id: id)
+            case .health, .status: return ResponseCodec.success(status(on: generation), id: id)
+            case .stats: return ResponseCodec.success(stats(on: generation), id: id)
+            case .reload(let reload):
+                let outcome = try reloader.reload(trigger: reload.dryRun ? "reload op (dry run)" : "reload op", dryRun: reload.dryRun)
+                return ResponseCodec.success(ReloadResult(outcome), id: id)
+            case .set(let set):
+                let outcome = try engine.set(router: set.router, threshold: set.threshold, strongFraction: set.strongFraction)
+                return ResponseCodec.success(SetResult(outcome), id: id)
+            }
+        } catch {
+            throw ProtocolError(error)
+        }
+    }
+
+    func status(on generation: Generation) -> StatusResult {
+        StatusResult(
+            version: Engine.version, pid: getpid(), uptimeSeconds: engine.uptimeSeconds, generation: generation.number,
+            config: generation.config.file, socket: socketPath,
+            plugins: generation.libraries.values.sorted { $0.name < $1.name }.map {
+                PluginInfo(name: $0.name, version: $0.version, library: $0.path, abiVersion: $0.abiVersion)
+            },
+            routers: generation.routerNames, encoders: generation.encoders.keys.sorted(), blasCore: BLASKernels.coreName)
+    }
+
+    /// The `stats` reply: the engine's counters and the server's.
+    func stats(on generation: Generation) -> StatsResult {
+        StatsResult(engine: engine.stats.snapshot(), server: counters.snapshot, uptimeSeconds: engine.uptimeSeconds, generation: generation)
+    }
+
     /// An error line for a line the decoder rejected before it could be parsed.
     func failure(_ error: ProtocolError, op: Op? = nil, id: RequestID? = nil, allocator: ByteBufferAllocator) -> ByteBuffer {
-        engine.stats.recordResponse(op: op, error: error.code)
+        counters.recordResponse(op: op, error: error.code)
         return allocator.buffer(bytes: ResponseCodec.failure(error, id: id))
     }
 

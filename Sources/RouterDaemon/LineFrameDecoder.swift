@@ -2,7 +2,7 @@ import NIOCore
 
 /// What the line decoder hands on: a complete line, or notice that a line
 /// exceeded the limit.
-enum LineFrame {
+enum LineFrame: Equatable {
     /// One request line without its `\n` (and without a trailing `\r`).
     case line(ByteBuffer)
     /// A line longer than the limit. It is reported once, and its bytes are

@@ -1,5 +1,3 @@
-import Foundation
-
 /// Thresholds from a share of traffic: operators think in "send 30% to the
 /// strong model", routers decide with "score ≥ threshold".
 public enum Calibration {
@@ -12,16 +10,5 @@ public enum Calibration {
         let lower = Int(position.rounded(.down))
         let upper = min(lower + 1, scores.count - 1)
         return scores[lower] + (scores[upper] - scores[lower]) * (position - Double(lower))
-    }
-
-    /// The `score_quantiles` a plugin publishes in its description, if any:
-    /// scores at 0, 1, …, 100% of its calibration prompts.
-    public static func quantiles(fromDescription json: String?) -> [Double]? {
-        guard let json, let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any],
-            let values = object["score_quantiles"] as? [NSNumber], values.count >= 2
-        else { return nil }
-        let quantiles = values.map(\.doubleValue)
-        guard zip(quantiles, quantiles.dropFirst()).allSatisfy({ $0 <= $1 }), quantiles.allSatisfy({ (0...1).contains($0) }) else { return nil }
-        return quantiles
     }
 }

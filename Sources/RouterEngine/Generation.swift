@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RouterConfig
+import RouterPluginHost
 import TextEncoder
 
 /// Everything that went wrong building a generation, one line each.
@@ -26,14 +27,8 @@ public final class Generation: Sendable {
     public let libraries: [String: PluginLibrary]
     /// Encoders by name.
     public let encoders: [String: EncoderInstance]
-    /// Where decisions are logged, when the config asks for it.
-    public let decisionLog: DecisionLog?
 
-    init(
-        number: UInt64, config: DaemonConfig, routers: [RouterInstance], libraries: [String: PluginLibrary], encoders: [String: EncoderInstance],
-        decisionLog: DecisionLog?
-    ) {
-        self.decisionLog = decisionLog
+    init(number: UInt64, config: DaemonConfig, routers: [RouterInstance], libraries: [String: PluginLibrary], encoders: [String: EncoderInstance]) {
         self.encoders = encoders
         self.number = number
         self.config = config
@@ -46,7 +41,7 @@ public final class Generation: Sendable {
     func replacing(_ router: RouterInstance, number: UInt64) -> Generation {
         Generation(
             number: number, config: config, routers: routerNames.map { $0 == router.name ? router : routers[$0]! }, libraries: libraries,
-            encoders: encoders, decisionLog: decisionLog)
+            encoders: encoders)
     }
 
     /// The prompt every new router instance must score before its generation serves.
@@ -67,6 +62,7 @@ public final class Generation: Sendable {
 
     /// Loads the plugins a config uses and creates its router instances.
     /// Nothing is half-built: on any failure every created instance is released.
+    /// Building changes nothing outside the new generation: the engine applies its ``ProcessSettings`` at the swap.
     ///
     /// Encoders whose settings and model files are unchanged since `previous` are reused, warm cache included,
     /// and so are router plugin instances whose plugin, parameters, models, encoder and files are unchanged.
@@ -83,7 +79,6 @@ public final class Generation: Sendable {
                 problems.append("\(config.file): encoder '\(name)': \(error.message)")
             }
         }
-        if let threads = config.encoders.values.map(\.threads).max() { SentenceEncoder.setThreads(threads) }
         var libraries: [String: PluginLibrary] = [:]
         for (name, descriptor) in config.plugins.sorted(by: { $0.key < $1.key }) {
             do {
@@ -117,19 +112,7 @@ public final class Generation: Sendable {
                 problems.append("\(config.file): \(error.message)")
             }
         }
-        var decisionLog: DecisionLog?
-        if let settings = config.decisionLog {
-            if let previousLog = previous?.decisionLog, previousLog.settings == settings {
-                decisionLog = previousLog
-            } else {
-                do {
-                    decisionLog = try DecisionLog(settings: settings, logger: logger)
-                } catch {
-                    problems.append("\(config.file): \(error.problems.joined(separator: "; "))")
-                }
-            }
-        }
         guard problems.isEmpty else { throw GenerationError(problems: problems) }
-        return Generation(number: number, config: config, routers: routers, libraries: libraries, encoders: encoders, decisionLog: decisionLog)
+        return Generation(number: number, config: config, routers: routers, libraries: libraries, encoders: encoders)
     }
 }

@@ -1,13 +1,8 @@
-import CRouterPlugin
 import Foundation
 import Logging
 import RouterConfig
-import RouterProtocol
-
-/// A plugin failed while scoring.
-public struct PluginScoreError: Error, Sendable {
-    public var message: String
-}
+import RouterPluginHost
+import RouterPluginKit
 
 /// What identifies a plugin instance's state: equal fingerprints mean a reload
 /// may keep the instance instead of creating it anew.
@@ -23,30 +18,11 @@ struct PluginFingerprint: Hashable, Sendable {
     var files: [String]
 }
 
-/// A plugin instance: the handle `create` returned and the host table it holds.
-/// Shared by the router instances of successive generations (reloads that leave
-/// it unchanged, `set`); destroyed when the last of them goes, which is after
-/// the last request that used it finished.
-final class PluginInstance: @unchecked Sendable {
-    // `handle` is only passed to the plugin, which guarantees `score` is thread-safe.
-    let library: PluginLibrary
-    let handle: UnsafeMutableRawPointer
-    let host: HostContext
-    let fingerprint: PluginFingerprint
-
-    init(library: PluginLibrary, handle: UnsafeMutableRawPointer, host: HostContext, fingerprint: PluginFingerprint) {
-        self.library = library
-        self.handle = handle
-        self.host = host
-        self.fingerprint = fingerprint
-    }
-
-    deinit { library.vtable.destroy?(handle) }
-}
-
 /// One router instance: a plugin instance plus the decision settings.
 ///
-/// Immutable once created and shared by every request of its generation.
+/// Immutable once created and shared by every request of its generation. The
+/// plugin instance is shared too, by the router instances of successive
+/// generations (reloads that leave it unchanged, `set`).
 public final class RouterInstance: Sendable {
     public let name: String
     /// Route strong when P(strong wins) ≥ threshold: from the config, or derived from `strongFraction`.
@@ -60,9 +36,11 @@ public final class RouterInstance: Sendable {
     /// The plugin waits on I/O while scoring (its descriptor's `io_bound`).
     public let ioBound: Bool
     let plugin: PluginInstance
+    let fingerprint: PluginFingerprint
 
     public var library: PluginLibrary { plugin.library }
-    private var handle: UnsafeMutableRawPointer { plugin.handle }
+    /// What the plugin said about the instance, checked when it was created.
+    public var description: RouterDescription { plugin.description }
 
     /// Creates the router, keeping `previous`'s plugin instance when nothing it depends on changed.
     init(
@@ -76,50 +54,34 @@ public final class RouterInstance: Sendable {
         self.strongModel = config.strongModel
         self.weakModel = config.weakModel
         let paramsJSON = Self.json(config.params)
-        let fingerprint = PluginFingerprint(
+        fingerprint = PluginFingerprint(
             router: config.name, libraryPath: library.path, paramsJSON: paramsJSON, strongModel: config.strongModel,
             weakModel: config.weakModel, encoder: encoder.map(ObjectIdentifier.init),
             files: (descriptor?.files(in: config.params) ?? []).map(Self.stamp))
-        if let previous, previous.plugin.fingerprint == fingerprint {
+        if let previous, previous.fingerprint == fingerprint {
             plugin = previous.plugin
         } else {
             var instanceLogger = logger
             instanceLogger[metadataKey: "router"] = .string(config.name)
-            let host = HostContext(router: config.name, logger: instanceLogger, encoder: encoder, stats: stats)
-            var handle: UnsafeMutableRawPointer?
-            var error: UnsafeMutablePointer<CChar>?
-            let status = paramsJSON.withCString { params in
-                config.name.withCString { name in
-                    config.strongModel.withCString { strong in
-                        config.weakModel.withCString { weak in
-                            var info = rp_instance_info(
-                                struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: name, params_json: params,
-                                params_json_len: strlen(params), strong_model: strong, weak_model: weak,
-                                embedding_dim: encoder?.dimension ?? 0)
-                            return library.vtable.create!(host.table, &info, &handle, &error)
-                        }
-                    }
-                }
-            }
-            let message = library.takeString(error)
-            guard status == RP_OK, let handle else {
-                throw PluginLoadError(
-                    library: library.path,
-                    message: "router '\(config.name)': plugin '\(library.name)' refused to create it: \(message ?? "no reason given")")
-            }
-            plugin = PluginInstance(library: library, handle: handle, host: host, fingerprint: fingerprint)
+            let router = config.name
+            var embed: (@Sendable (String) -> [Float])?
+            if let encoder { embed = { text in encoder.embed([text])[0] } }
+            let services = HostServices(logger: instanceLogger, embed: embed, count: { event in stats.recordEvent(router: router, event: event) })
+            plugin = try PluginInstance(
+                library: library, name: config.name, paramsJSON: paramsJSON, strongModel: config.strongModel, weakModel: config.weakModel,
+                embeddingDimension: encoder?.dimension ?? 0, services: services)
         }
         if let threshold = config.threshold {
             self.threshold = threshold
         } else {
-            guard let fraction = config.strongFraction, let threshold = Self.threshold(strongFraction: fraction, plugin: plugin) else {
+            guard let fraction = config.strongFraction, let quantiles = plugin.description.scoreQuantiles else {
                 throw PluginLoadError(
                     library: library.path,
                     message:
                         "router '\(config.name)': strong_fraction needs score quantiles, and plugin '\(library.name)' publishes none for this strong/weak pair; set threshold instead (`routerctl calibrate --router \(config.name) --strong-fraction \(config.strongFraction ?? 0.5) --prompts FILE` computes one from your prompts)"
                 )
             }
-            self.threshold = threshold
+            self.threshold = Calibration.threshold(strongFraction: fraction, sortedScores: quantiles)
         }
     }
 
@@ -133,28 +95,23 @@ public final class RouterInstance: Sendable {
         encoder = other.encoder
         ioBound = other.ioBound
         plugin = other.plugin
+        fingerprint = other.fingerprint
     }
 
     /// This router with a new threshold, or with the threshold that sends `strongFraction` to the strong model.
-    func with(threshold: Double?, strongFraction: Double?) throws(ProtocolError) -> RouterInstance {
+    func with(threshold: Double?, strongFraction: Double?) throws(EngineError) -> RouterInstance {
         if let threshold { return RouterInstance(copying: self, threshold: threshold, strongFraction: nil) }
-        guard let strongFraction, let derived = Self.threshold(strongFraction: strongFraction, plugin: plugin) else {
-            throw ProtocolError(
-                .badField,
+        guard let strongFraction, let quantiles = description.scoreQuantiles else {
+            throw .invalidSetting(
                 "router '\(name)': plugin '\(library.name)' publishes no score quantiles for its strong/weak pair, so strong_fraction cannot be set; set threshold instead"
             )
         }
-        return RouterInstance(copying: self, threshold: derived, strongFraction: strongFraction)
+        return RouterInstance(
+            copying: self, threshold: Calibration.threshold(strongFraction: strongFraction, sortedScores: quantiles), strongFraction: strongFraction)
     }
 
     /// Whether this router kept `other`'s plugin instance.
     func sharesPlugin(with other: RouterInstance) -> Bool { plugin === other.plugin }
-
-    private static func threshold(strongFraction: Double, plugin: PluginInstance) -> Double? {
-        let description = plugin.library.vtable.describe.flatMap { plugin.library.takeString($0(plugin.handle)) }
-        guard let quantiles = Calibration.quantiles(fromDescription: description) else { return nil }
-        return Calibration.threshold(strongFraction: strongFraction, sortedScores: quantiles)
-    }
 
     /// Identifies a file's version; a rewritten (renamed-into-place) file gets a new inode and mtime.
     private static func stamp(_ path: String) -> String {
@@ -166,72 +123,12 @@ public final class RouterInstance: Sendable {
     /// Scores prompts; each score is P(strong wins) in [0, 1]. `embeddings`, one
     /// per prompt, are required when the instance has an encoder.
     public func score(_ prompts: [String], embeddings: [[Float]]? = nil) throws(PluginScoreError) -> [Double] {
-        var scores = [Double](repeating: .nan, count: prompts.count)
-        var error: UnsafeMutablePointer<CChar>?
-        // All texts in one byte buffer and all vectors in one float buffer, so
-        // each pointer is taken once and stays valid for the whole call.
-        var textBytes: [UInt8] = []
-        var textRanges: [Range<Int>] = []
-        for prompt in prompts {
-            let start = textBytes.count
-            textBytes.append(contentsOf: prompt.utf8)
-            textRanges.append(start..<textBytes.count)
-        }
-        let dimension = embeddings?.first?.count ?? 0
-        let vectors = embeddings?.flatMap { $0 } ?? []
-        let status: Int32 = textBytes.withUnsafeBufferPointer { text in
-            vectors.withUnsafeBufferPointer { vector in
-                let cPrompts = textRanges.enumerated().map { index, range in
-                    rp_prompt(
-                        text: UnsafeRawPointer(text.baseAddress.map { $0 + range.lowerBound })?.assumingMemoryBound(to: CChar.self),
-                        text_len: range.count,
-                        embedding: dimension == 0 ? nil : vector.baseAddress! + index * dimension,
-                        embedding_dim: dimension)
-                }
-                return cPrompts.withUnsafeBufferPointer { cPrompts in
-                    scores.withUnsafeMutableBufferPointer { out in
-                        library.vtable.score!(handle, cPrompts.baseAddress, cPrompts.count, out.baseAddress, &error)
-                    }
-                }
-            }
-        }
-        if status != RP_OK {
-            throw PluginScoreError(message: library.takeString(error) ?? "plugin '\(library.name)' failed without a message")
-        }
-        if let bad = scores.first(where: { !($0 >= 0 && $0 <= 1) }) {
-            throw PluginScoreError(message: "plugin '\(library.name)' returned score \(bad), outside [0, 1]")
-        }
-        return scores
+        try plugin.score(prompts, embeddings: embeddings)
     }
 
-    /// Scores one prompt without the batch bookkeeping.
+    /// Scores one prompt.
     public func score(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> Double {
-        var score = Double.nan
-        var error: UnsafeMutablePointer<CChar>?
-        var prompt = prompt
-        let status = prompt.withUTF8 { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { chars in
-                (embedding ?? []).withUnsafeBufferPointer { vector in
-                    var cPrompt = rp_prompt(
-                        text: chars.baseAddress, text_len: chars.count, embedding: embedding == nil ? nil : vector.baseAddress,
-                        embedding_dim: embedding?.count ?? 0)
-                    return library.vtable.score!(handle, &cPrompt, 1, &score, &error)
-                }
-            }
-        }
-        if status != RP_OK {
-            throw PluginScoreError(message: library.takeString(error) ?? "plugin '\(library.name)' failed without a message")
-        }
-        guard score >= 0, score <= 1 else {
-            throw PluginScoreError(message: "plugin '\(library.name)' returned score \(score), outside [0, 1]")
-        }
-        return score
-    }
-
-    /// The plugin's description of this instance (a JSON object), if any.
-    public func describe() -> String? {
-        guard let describe = library.vtable.describe else { return nil }
-        return library.takeString(describe(handle))
+        try plugin.score(prompt, embedding: embedding)
     }
 
     private static func json(_ params: [String: ParamValue]) -> String {
@@ -240,74 +137,3 @@ public final class RouterInstance: Sendable {
         return (try? encoder.encode(params)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 }
-
-/// The host-services table handed to one plugin instance, and what it needs.
-final class HostContext {
-    let router: String
-    let logger: Logger
-    let encoder: EncoderInstance?
-    let stats: Stats
-    /// Heap-allocated so its address is stable: the plugin keeps the pointer.
-    let table: UnsafeMutablePointer<rp_host>
-
-    init(router: String, logger: Logger, encoder: EncoderInstance?, stats: Stats) {
-        self.router = router
-        self.logger = logger
-        self.encoder = encoder
-        self.stats = stats
-        table = .allocate(capacity: 1)
-        table.initialize(to: rp_host())
-        table.pointee.abi_version = RP_ABI_VERSION
-        table.pointee.struct_size = UInt32(MemoryLayout<rp_host>.size)
-        table.pointee.log = hostLog
-        table.pointee.embed = hostEmbed
-        table.pointee.count = hostCount
-        // The instance owns this object, so the unretained pointer lives as long as the plugin may use it.
-        table.pointee.context = Unmanaged.passUnretained(self).toOpaque()
-    }
-
-    deinit {
-        table.deallocate()
-    }
-}
-
-private let hostLog: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, Int) -> Void = { context, level, message, length in
-    guard let context, let message else { return }
-    let host = Unmanaged<HostContext>.fromOpaque(context).takeUnretainedValue()
-    let text = String(decoding: UnsafeRawBufferPointer(start: message, count: length), as: UTF8.self)
-    let logLevel: Logger.Level =
-        switch level {
-        case RP_LOG_DEBUG: .debug
-        case RP_LOG_INFO: .info
-        case RP_LOG_WARNING: .warning
-        default: .error
-        }
-    host.logger.log(level: logLevel, "\(text)")
-}
-
-private let hostCount: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int) -> Void = { context, event, length in
-    guard let context, let event, length > 0 else { return }
-    let host = Unmanaged<HostContext>.fromOpaque(context).takeUnretainedValue()
-    host.stats.recordEvent(router: host.router, event: String(decoding: UnsafeRawBufferPointer(start: event, count: length), as: UTF8.self))
-}
-
-private let noEncoderMessage: StaticString = "this router instance has no encoder; add `encoder:` to it in routerd.yaml"
-private let wrongDimensionMessage: StaticString = "the output buffer's dimension differs from the encoder's"
-
-private let hostEmbed:
-    @convention(c) (
-        UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<Float>?, Int, UnsafeMutablePointer<UnsafePointer<CChar>?>?
-    ) -> Int32 = { context, text, length, out, dimension, error in
-        func fail(_ message: StaticString) -> Int32 {
-            error?.pointee = UnsafeRawPointer(message.utf8Start).assumingMemoryBound(to: CChar.self)
-            return RP_ERROR
-        }
-        guard let context, let out else { return fail(noEncoderMessage) }
-        let host = Unmanaged<HostContext>.fromOpaque(context).takeUnretainedValue()
-        guard let encoder = host.encoder else { return fail(noEncoderMessage) }
-        guard dimension == encoder.dimension else { return fail(wrongDimensionMessage) }
-        let string = text.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) } ?? ""
-        let vector = encoder.embed([string])[0]
-        vector.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: dimension) }
-        return RP_OK
-    }

@@ -1,19 +1,60 @@
 import Foundation
 import NIOConcurrencyHelpers
-import RouterProtocol
 
-/// Counters since the daemon started. They survive reloads, keyed by name.
+/// One router's activity since the daemon started.
+public struct RouterActivity: Sendable, Hashable {
+    public var decisions: UInt64 = 0
+    public var strong: UInt64 = 0
+    public var weak: UInt64 = 0
+    /// Prompts scored by the `score` op.
+    public var scored: UInt64 = 0
+    /// Plugin failures while scoring.
+    public var errors: UInt64 = 0
+    /// Events the plugin counted (e.g. causal_llm's `fallback.timeout`), by name.
+    public var events: [String: UInt64] = [:]
+    /// Decisions that took a fallback: the events named `fallback.*`.
+    public var fallbacks: UInt64 = 0
+    /// Over the last ``RouterActivity/window`` decisions: score quantiles (p10, p50, p90)
+    /// and decision latency in microseconds (p50, p99). Empty before the first decision.
+    public var scoreQuantiles: [String: Double] = [:]
+    public var latencyMicroseconds: [String: Double] = [:]
+
+    /// Events whose name starts with this count as fallbacks.
+    public static let fallbackPrefix = "fallback."
+    /// How many recent decisions the quantiles cover.
+    public static let window = 1024
+}
+
+/// One reload or `set`.
+public struct ReloadEvent: Sendable, Hashable {
+    /// Seconds since the Unix epoch.
+    public var time: Double
+    /// What asked for it: "SIGHUP", "reload op", "set <router> …".
+    public var trigger: String
+    public var accepted: Bool
+    /// The generation serving afterwards.
+    public var generation: UInt64
+    /// Why it was rejected (the first few problems).
+    public var problems: [String]
+}
+
+/// The engine's counters at one moment.
+public struct StatsSnapshot: Sendable {
+    public var routers: [String: RouterActivity]
+    public var reloads: UInt64
+    public var reloadFailures: UInt64
+    /// The last reloads and `set`s, oldest first.
+    public var history: [ReloadEvent]
+}
+
+/// The engine's counters since the daemon started: decisions per router, plugin
+/// events, reloads. They survive reloads, keyed by name.
 public final class Stats: Sendable {
     private struct Counters {
-        var requests: [Op: UInt64] = [:]
-        var errors: [ErrorCode: UInt64] = [:]
-        var routers: [String: RouterStats] = [:]
+        var routers: [String: RouterActivity] = [:]
         /// The last decisions' scores and latencies per router, for quantiles.
         var recent: [String: RecentDecisions] = [:]
-        var history: [ReloadRecord] = []
-        var connectionsOpen: UInt64 = 0
-        var connectionsTotal: UInt64 = 0
-        var connectionsRejected: UInt64 = 0
+        var history: [ReloadEvent] = []
         var reloads: UInt64 = 0
         var reloadFailures: UInt64 = 0
     }
@@ -22,81 +63,50 @@ public final class Stats: Sendable {
 
     public init() {}
 
-    /// Counts one answered request; `op` is nil when the line had no valid op.
-    public func recordResponse(op: Op?, error: ErrorCode?) {
-        counters.withLockedValue { counters in
-            if let op { counters.requests[op, default: 0] += 1 }
-            if let error { counters.errors[error, default: 0] += 1 }
-        }
-    }
-
-    func recordDecision(router: String, tier: Tier, score: Double, microseconds: Double) {
+    func recordDecision(router: String, tier: RoutingTier, score: Double, microseconds: Double) {
         counters.withLockedValue { counters in
             counters.recent[router, default: RecentDecisions()].append(score: score, microseconds: microseconds)
-            counters.routers[router, default: .zero].decisions += 1
+            counters.routers[router, default: RouterActivity()].decisions += 1
             if tier == .strong {
-                counters.routers[router, default: .zero].strong += 1
+                counters.routers[router, default: RouterActivity()].strong += 1
             } else {
-                counters.routers[router, default: .zero].weak += 1
+                counters.routers[router, default: RouterActivity()].weak += 1
             }
         }
     }
 
     func recordScored(router: String, count: Int) {
-        counters.withLockedValue { counters in
-            counters.routers[router, default: .zero].scored += UInt64(count)
-        }
+        counters.withLockedValue { $0.routers[router, default: RouterActivity()].scored += UInt64(count) }
     }
 
     func recordPluginError(router: String) {
-        counters.withLockedValue { counters in
-            counters.routers[router, default: .zero].errors += 1
-        }
+        counters.withLockedValue { $0.routers[router, default: RouterActivity()].errors += 1 }
     }
 
     func recordEvent(router: String, event: String) {
         counters.withLockedValue { counters in
-            counters.routers[router, default: .zero].events[event, default: 0] += 1
-            if event.hasPrefix(RouterStats.fallbackPrefix) { counters.routers[router, default: .zero].fallbacks += 1 }
+            counters.routers[router, default: RouterActivity()].events[event, default: 0] += 1
+            if event.hasPrefix(RouterActivity.fallbackPrefix) { counters.routers[router, default: RouterActivity()].fallbacks += 1 }
         }
-    }
-
-    public func connectionOpened() {
-        counters.withLockedValue {
-            $0.connectionsOpen += 1
-            $0.connectionsTotal += 1
-        }
-    }
-
-    public func connectionClosed() {
-        counters.withLockedValue { $0.connectionsOpen -= 1 }
-    }
-
-    public func connectionRejected() {
-        counters.withLockedValue { $0.connectionsRejected += 1 }
     }
 
     /// How many reloads `stats` lists.
     static let historyLength = 20
 
     func recordReload(trigger: String, generation: UInt64, problems: [String]) {
-        let record = ReloadRecord(
-            time: Date().timeIntervalSince1970, trigger: trigger, outcome: problems.isEmpty ? "ok" : "rejected", generation: generation,
+        let event = ReloadEvent(
+            time: Date().timeIntervalSince1970, trigger: trigger, accepted: problems.isEmpty, generation: generation,
             problems: Array(problems.prefix(5)))
         counters.withLockedValue {
             if problems.isEmpty { $0.reloads += 1 } else { $0.reloadFailures += 1 }
-            $0.history.append(record)
+            $0.history.append(event)
             if $0.history.count > Self.historyLength { $0.history.removeFirst($0.history.count - Self.historyLength) }
         }
     }
 
-    func snapshot(uptimeSeconds: Double, generation: UInt64, encoders: [String: EncoderStats]) -> StatsResult {
+    public func snapshot() -> StatsSnapshot {
         counters.withLockedValue { counters in
-            StatsResult(
-                uptimeSeconds: uptimeSeconds, generation: generation, connectionsOpen: counters.connectionsOpen,
-                connectionsTotal: counters.connectionsTotal, connectionsRejected: counters.connectionsRejected,
-                requests: Dictionary(uniqueKeysWithValues: counters.requests.map { ($0.key.rawValue, $0.value) }),
-                errors: Dictionary(uniqueKeysWithValues: counters.errors.map { ($0.key.rawValue, $0.value) }),
+            StatsSnapshot(
                 routers: counters.routers.reduce(into: [:]) { result, entry in
                     var router = entry.value
                     if let recent = counters.recent[entry.key] {
@@ -104,26 +114,26 @@ public final class Stats: Sendable {
                         router.latencyMicroseconds = recent.latencyQuantiles
                     }
                     result[entry.key] = router
-                }, encoders: encoders, reloads: counters.reloads, reloadFailures: counters.reloadFailures, reloadHistory: counters.history)
+                }, reloads: counters.reloads, reloadFailures: counters.reloadFailures, history: counters.history)
         }
     }
 }
 
-/// A ring of the last ``RouterStats/window`` decisions of one router.
+/// A ring of the last ``RouterActivity/window`` decisions of one router.
 private struct RecentDecisions {
     private var scores: [Double] = []
     private var latencies: [Double] = []
     private var next = 0
 
     mutating func append(score: Double, microseconds: Double) {
-        if scores.count < RouterStats.window {
+        if scores.count < RouterActivity.window {
             scores.append(score)
             latencies.append(microseconds)
         } else {
             scores[next] = score
             latencies[next] = microseconds
         }
-        next = (next + 1) % RouterStats.window
+        next = (next + 1) % RouterActivity.window
     }
 
     var scoreQuantiles: [String: Double] { Self.quantiles(scores, ["p10": 0.1, "p50": 0.5, "p90": 0.9]) }
@@ -135,8 +145,4 @@ private struct RecentDecisions {
         let sorted = values.sorted()
         return wanted.mapValues { sorted[min(sorted.count - 1, max(0, Int((Double(sorted.count) * $0).rounded(.up)) - 1))] }
     }
-}
-
-extension RouterStats {
-    static let zero = RouterStats(decisions: 0, strong: 0, weak: 0, scored: 0, errors: 0)
 }

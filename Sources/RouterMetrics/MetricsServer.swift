@@ -2,20 +2,23 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import RouterEngine
+import RouterProtocol
 import ServiceLifecycle
 
 /// Serves `GET /metrics` in Prometheus' text format on a loopback address
 /// (the config refuses any other), for as long as the daemon runs.
 public struct MetricsServer: Service {
-    let engine: Engine
+    /// What a scrape reports: the `stats` reply and each router's threshold, taken at the scrape.
+    public typealias Source = @Sendable () -> (stats: StatsResult, thresholds: [String: Double])
+
+    let source: Source
     let host: String
     let port: Int
     let group: any EventLoopGroup
     let logger: Logger
 
-    public init(engine: Engine, host: String, port: Int, group: any EventLoopGroup, logger: Logger) {
-        self.engine = engine
+    public init(source: @escaping Source, host: String, port: Int, group: any EventLoopGroup, logger: Logger) {
+        self.source = source
         self.host = host
         self.port = port
         self.group = group
@@ -23,11 +26,11 @@ public struct MetricsServer: Service {
     }
 
     public func run() async throws {
-        let engine = self.engine
+        let source = self.source
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap { channel.pipeline.addHandler(MetricsHandler(engine: engine)) }
+                channel.pipeline.configureHTTPServerPipeline().flatMap { channel.pipeline.addHandler(MetricsHandler(source: source)) }
             }
             .bind(host: host, port: port).get()
         logger.notice("serving Prometheus metrics", metadata: ["address": "http://\(host):\(port)/metrics"])
@@ -43,16 +46,15 @@ private final class MetricsHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    let engine: Engine
+    let source: MetricsServer.Source
 
-    init(engine: Engine) { self.engine = engine }
+    init(source: @escaping MetricsServer.Source) { self.source = source }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let request) = unwrapInboundIn(data) else { return }
-        let generation = engine.current
         let (status, body, type): (HTTPResponseStatus, [UInt8], String) =
             request.method == .GET && request.uri.split(separator: "?").first == "/metrics"
-            ? (.ok, PrometheusExposition.render(engine.statsSnapshot(on: generation), generation: generation), "text/plain; version=0.0.4")
+            ? (.ok, PrometheusExposition.render(source()), "text/plain; version=0.0.4")
             : (.notFound, Array("routerd serves only GET /metrics here\n".utf8), "text/plain")
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: type)

@@ -1,14 +1,14 @@
 import Prometheus
-import RouterEngine
 import RouterProtocol
 
 /// The daemon's counters in Prometheus' text format.
 ///
-/// The counters live in the engine's `Stats` (they also answer the `stats` op);
-/// each scrape copies a snapshot into a fresh registry, which writes the
-/// exposition format (types, label escaping) as the library defines it.
+/// The counters are those of the `stats` reply; each scrape copies a snapshot
+/// into a fresh registry, which writes the exposition format (types, label
+/// escaping) as the library defines it.
 public enum PrometheusExposition {
-    public static func render(_ stats: StatsResult, generation: Generation) -> [UInt8] {
+    public static func render(_ snapshot: (stats: StatsResult, thresholds: [String: Double])) -> [UInt8] {
+        let stats = snapshot.stats
         let registry = PrometheusCollectorRegistry()
         // Names are routerd_<name>_<unit>, e.g. routerd_decisions_total.
         func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
@@ -50,8 +50,8 @@ public enum PrometheusExposition {
                     "decision_latency_microseconds", "Decision latency inside routerd over the last 1024 decisions.", value,
                     [label, ("quantile", quantile == "p50" ? "0.5" : "0.99")])
             }
-            if let instance = generation.routers[name] {
-                gauge("router_threshold", "The threshold each router decides with.", instance.threshold, [label])
+            if let threshold = snapshot.thresholds[name] {
+                gauge("router_threshold", "The threshold each router decides with.", threshold, [label])
             }
         }
         for (name, cache) in stats.encoders.sorted(by: { $0.key < $1.key }) {

@@ -117,7 +117,7 @@ private let scoreThunk:
 
 private let describeThunk: @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutablePointer<CChar>? = { instance in
     guard let instance else { return nil }
-    return Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue().plugin.describe().flatMap { strdup($0) }
+    return strdup(Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue().plugin.describe().json)
 }
 
 private let destroyThunk: @convention(c) (UnsafeMutableRawPointer?) -> Void = { instance in

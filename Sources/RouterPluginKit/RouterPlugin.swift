@@ -23,12 +23,13 @@ public protocol RouterPlugin: AnyObject, Sendable {
     /// them one by one; a plugin that waits on I/O overrides it to overlap calls.
     func score(batch prompts: [Prompt]) throws -> [Double]
 
-    /// A JSON object describing the instance, or nil.
-    func describe() -> String?
+    /// What the instance is: score quantiles, the models it knows, free-form details.
+    /// The host reads it once, right after `init`.
+    func describe() -> RouterDescription
 }
 
 extension RouterPlugin {
-    public func describe() -> String? { nil }
+    public func describe() -> RouterDescription { RouterDescription() }
 
     public func score(batch prompts: [Prompt]) throws -> [Double] {
         try prompts.map { try score($0) }

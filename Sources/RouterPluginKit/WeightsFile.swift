@@ -28,3 +28,23 @@ extension PluginContext {
         return (model, file, path)
     }
 }
+
+extension SafeTensorsFile {
+    /// The score quantiles stored in this weights file for `pair` ([strong, weak]), or nil when
+    /// there are none or they were computed for another pair. With `pair` nil, the quantiles
+    /// hold for any pair (a head that classifies the prompt, not the pair).
+    public func scoreQuantiles(forPair pair: [String]?) -> [Double]? {
+        if let pair, metadataJSON(MetadataKey.quantilePair, as: [String].self) != pair { return nil }
+        return metadataJSON(MetadataKey.scoreQuantiles, as: [Double].self)
+    }
+}
+
+/// The calibration a weights file carries.
+public enum CalibrationMetadata {
+    /// Percentiles 0…100 of `scores` (nearest rank), stored under ``MetadataKey/scoreQuantiles``:
+    /// what `strong_fraction` and `routerctl calibrate` turn into a threshold.
+    public static func percentiles(_ scores: [Double]) -> [Double] {
+        let sorted = scores.sorted()
+        return (0...100).map { sorted[min(sorted.count - 1, Int((Double($0) / 100 * Double(sorted.count - 1)).rounded()))] }
+    }
+}

@@ -1,3 +1,5 @@
+import RouterJSON
+
 /// A request's optional `id`, echoed back verbatim in its response.
 public enum RequestID: Codable, Sendable, Hashable, CustomStringConvertible {
     case int(Int64)
@@ -29,6 +31,17 @@ public enum RequestID: Codable, Sendable, Hashable, CustomStringConvertible {
         case .int(let value): return String(value)
         case .double(let value): return String(value)
         case .string(let value): return value
+        }
+    }
+}
+
+extension JSONWriter {
+    /// A request id, as the request carried it.
+    public mutating func id(_ value: RequestID) {
+        switch value {
+        case .int(let number): self.number(number)
+        case .double(let number): self.number(number)
+        case .string(let text): string(text)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import RouterJSON
 
 /// Which model a decision picked.
 public enum Tier: String, Codable, Sendable {
@@ -30,9 +31,38 @@ public struct Decision: Codable, Sendable, Hashable {
         self.elapsedMicroseconds = elapsedMicroseconds
     }
 
-    enum CodingKeys: String, CodingKey {
-        case model, tier, score, threshold, router, generation
+    /// The wire name of each field, defined once: the Codable conformance, the
+    /// hot-path writer (`ResponseCodec.success(_:id:)`) and the decision log use these.
+    public enum CodingKeys: String, CodingKey, CaseIterable {
         case elapsedMicroseconds = "elapsed_us"
+        case generation, model, router, score, threshold, tier
+    }
+
+    /// Writes the fields into an open JSON object, keys in sorted order.
+    public func writeFields(into writer: inout JSONWriter) {
+        writer.key(CodingKeys.elapsedMicroseconds)
+        writer.number(elapsedMicroseconds)
+        writer.key(CodingKeys.generation)
+        writer.number(generation)
+        writer.key(CodingKeys.model)
+        writer.string(model)
+        writer.key(CodingKeys.router)
+        writer.string(router)
+        writer.key(CodingKeys.score)
+        writer.number(score)
+        writer.key(CodingKeys.threshold)
+        writer.number(threshold)
+        writer.key(CodingKeys.tier)
+        writer.string(tier.rawValue)
+    }
+
+    /// The fields as a JSON object's members, for records that add fields of their own.
+    public var fields: [String: JSONValue] {
+        [
+            CodingKeys.elapsedMicroseconds.rawValue: .number(elapsedMicroseconds), CodingKeys.generation.rawValue: .integer(Int64(generation)),
+            CodingKeys.model.rawValue: .string(model), CodingKeys.router.rawValue: .string(router), CodingKeys.score.rawValue: .number(score),
+            CodingKeys.threshold.rawValue: .number(threshold), CodingKeys.tier.rawValue: .string(tier.rawValue),
+        ]
     }
 }
 
@@ -119,12 +149,12 @@ public struct RouterInfo: Codable, Sendable, Hashable {
     /// The configured share of strong calls, when the threshold was derived from it.
     public var strongFraction: Double?
     public var generation: UInt64
-    /// What the plugin says about the instance (its `describe`), as JSON text.
-    public var details: String?
+    /// What the plugin says about the instance (its description), as a JSON object.
+    public var details: [String: JSONValue]?
 
     public init(
         name: String, plugin: String, pluginVersion: String, threshold: Double, strongModel: String, weakModel: String, encoder: String?,
-        strongFraction: Double? = nil, generation: UInt64, details: String?
+        strongFraction: Double? = nil, generation: UInt64, details: [String: JSONValue]?
     ) {
         self.encoder = encoder
         self.strongFraction = strongFraction
@@ -226,19 +256,13 @@ public struct RouterStats: Codable, Sendable, Hashable {
     public var events: [String: UInt64]
     /// Decisions that took a fallback: the sum of the `fallback.*` events.
     public var fallbacks: UInt64
-    /// Over the last ``RouterStats/window`` decisions: score quantiles (p10, p50, p90) and
-    /// decision latency in microseconds (p50, p99), measured inside the daemon. Empty before the first decision.
+    /// Over the last 1,024 decisions: score quantiles (p10, p50, p90) and decision
+    /// latency in microseconds (p50, p99), measured inside the daemon. Empty before the first decision.
     public var scoreQuantiles: [String: Double]
     public var latencyMicroseconds: [String: Double]
 
-    /// Events whose name starts with this count as fallbacks.
-    public static let fallbackPrefix = "fallback."
-
-    /// How many recent decisions the quantiles cover.
-    public static let window = 1024
-
     public init(
-        decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64, events: [String: UInt64] = [:],
+        decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64, events: [String: UInt64] = [:], fallbacks: UInt64 = 0,
         scoreQuantiles: [String: Double] = [:], latencyMicroseconds: [String: Double] = [:]
     ) {
         self.decisions = decisions
@@ -247,7 +271,7 @@ public struct RouterStats: Codable, Sendable, Hashable {
         self.scored = scored
         self.errors = errors
         self.events = events
-        self.fallbacks = events.filter { $0.key.hasPrefix(Self.fallbackPrefix) }.values.reduce(0, +)
+        self.fallbacks = fallbacks
         self.scoreQuantiles = scoreQuantiles
         self.latencyMicroseconds = latencyMicroseconds
     }
@@ -419,20 +443,7 @@ public enum ResponseCodec {
         writer.bool(true)
         writer.key("result")
         writer.beginObject()
-        writer.key("elapsed_us")
-        writer.number(decision.elapsedMicroseconds)
-        writer.key("generation")
-        writer.number(decision.generation)
-        writer.key("model")
-        writer.string(decision.model)
-        writer.key("router")
-        writer.string(decision.router)
-        writer.key("score")
-        writer.number(decision.score)
-        writer.key("threshold")
-        writer.number(decision.threshold)
-        writer.key("tier")
-        writer.string(decision.tier.rawValue)
+        decision.writeFields(into: &writer)
         writer.endObject()
         writer.endObject()
         writer.newline()

@@ -1,6 +1,7 @@
 import CBLAS
 import ClassifierHead
 import Foundation
+import StableHash
 
 /// Settings of classifier-head training.
 public struct ClassifierTrainingOptions: Sendable {

@@ -1,5 +1,7 @@
 import CBLAS
 import Foundation
+import MatrixFactorization
+import StableHash
 
 /// Settings of matrix-factorisation training (RouteLLM's defaults where it has them).
 public struct MFTrainingOptions: Sendable {
@@ -39,46 +41,6 @@ public struct MFSample: Sendable {
         self.modelA = modelA
         self.modelB = modelB
         self.label = label
-    }
-}
-
-/// A trained MF model: δ(m, q) = w2ᵀ(v̂_m ⊙ W1 e_q).
-public struct MFModel: Sendable {
-    public var models: [String]
-    public var dimension: Int
-    public var embeddingDimension: Int
-    /// [models × dimension], not normalised (the router normalises rows).
-    public var p: [Float]
-    /// [dimension × embeddingDimension]
-    public var w1: [Float]
-    /// [dimension]
-    public var w2: [Float]
-
-    /// P(model a beats model b) for each embedding.
-    public func winProbabilities(_ embeddings: [[Float]], a: Int, b: Int) -> [Double] {
-        let direction = self.direction(a: a, b: b)
-        return embeddings.map { embedding in
-            var logit: Float = 0
-            for index in 0..<embeddingDimension { logit += direction[index] * embedding[index] }
-            return 1 / (1 + exp(-Double(logit)))
-        }
-    }
-
-    func direction(a: Int, b: Int) -> [Float] {
-        let va = normalizedRow(a)
-        let vb = normalizedRow(b)
-        var u = [Float](repeating: 0, count: embeddingDimension)
-        for k in 0..<dimension {
-            let coefficient = w2[k] * (va[k] - vb[k])
-            for j in 0..<embeddingDimension { u[j] += coefficient * w1[k * embeddingDimension + j] }
-        }
-        return u
-    }
-
-    func normalizedRow(_ row: Int) -> [Float] {
-        let slice = Array(p[row * dimension..<(row + 1) * dimension])
-        let norm = max(slice.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
-        return slice.map { $0 / norm }
     }
 }
 
@@ -263,31 +225,5 @@ struct Adam {
             let variance = second[index] / correction2
             parameters[index] -= rate * mean / (variance.squareRoot() + epsilon)
         }
-    }
-}
-
-/// A small seeded generator (SplitMix64), so training is reproducible.
-public struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform(_ low: Float, _ high: Float) -> Float {
-        low + (high - low) * Float(Double(next() >> 11) / Double(1 << 53))
-    }
-
-    /// A standard normal draw (Box–Muller).
-    mutating func gaussian() -> Float {
-        let u1 = max(Double(next() >> 11) / Double(1 << 53), 1e-300)
-        let u2 = Double(next() >> 11) / Double(1 << 53)
-        return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
     }
 }

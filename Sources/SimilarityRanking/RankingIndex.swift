@@ -1,4 +1,5 @@
 import Foundation
+import RouterPluginKit
 import SafeTensors
 
 /// A problem with a ranking index file, naming the file.
@@ -81,12 +82,12 @@ public struct RankingIndex: Sendable {
     /// Reads and validates an index file.
     public init(file: SafeTensorsFile) throws(RankingIndexError) {
         func fail(_ message: String) -> RankingIndexError { RankingIndexError("\(file.path): \(message)") }
-        guard file.metadata["format"] == Self.format else {
+        guard file.metadata[MetadataKey.format] == Self.format else {
             throw fail(
-                "not an sw_ranking index (metadata 'format' is \(file.metadata["format"].map { "'\($0)'" } ?? "missing"), expected '\(Self.format)'); build one with `routerctl train sw_ranking`"
+                "not an sw_ranking index (metadata 'format' is \(file.metadata[MetadataKey.format].map { "'\($0)'" } ?? "missing"), expected '\(Self.format)'); build one with `routerctl train sw_ranking`"
             )
         }
-        guard let models = file.metadataJSON("models", as: [String].self), models.count >= 2
+        guard let models = file.metadataJSON(MetadataKey.models, as: [String].self), models.count >= 2
         else { throw fail("metadata 'models' must be a JSON list of at least two model names") }
         guard let embeddingInfo = file.tensors["embeddings"], embeddingInfo.shape.count == 2, embeddingInfo.shape[0] > 0, embeddingInfo.shape[1] > 0
         else { throw fail("tensor 'embeddings' must have shape [prompts, embedding dimension]") }
@@ -94,7 +95,7 @@ public struct RankingIndex: Sendable {
             throw fail("tensor 'wins' must have shape [n, 4]: prompt, winner, loser, weight")
         }
         let (promptCount, dimension) = (embeddingInfo.shape[0], embeddingInfo.shape[1])
-        if let declared = file.metadata["embedding_dim"].flatMap(Int.init), declared != dimension {
+        if let declared = file.metadata[MetadataKey.embeddingDimension].flatMap(Int.init), declared != dimension {
             throw fail("metadata says embedding_dim \(declared) but 'embeddings' is [\(promptCount), \(dimension)]")
         }
         let embeddings: [Float]
@@ -126,9 +127,9 @@ public struct RankingIndex: Sendable {
     /// Writes the index, atomically, with extra metadata (encoder, training summary, quantiles).
     public func write(to path: String, metadata extra: [String: String]) throws(SafeTensorsError) {
         var metadata = extra
-        metadata["format"] = Self.format
-        metadata["models"] = String(decoding: (try? JSONEncoder().encode(models)) ?? Data("[]".utf8), as: UTF8.self)
-        metadata["embedding_dim"] = String(dimension)
+        metadata[MetadataKey.format] = Self.format
+        metadata[MetadataKey.models] = String(decoding: (try? JSONEncoder().encode(models)) ?? Data("[]".utf8), as: UTF8.self)
+        metadata[MetadataKey.embeddingDimension] = String(dimension)
         let table = wins.flatMap { [Float($0.prompt), Float($0.winner), Float($0.loser), $0.weight] }
         try SafeTensorsWriter.write(
             [

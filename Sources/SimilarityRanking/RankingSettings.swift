@@ -44,7 +44,10 @@ public struct RankingSettings: Codable, Equatable, Sendable {
         return nil
     }
 
-    /// These settings as an index stores them (metadata `quantile_settings`): a JSON object.
+    /// The metadata key under which an index records the settings its quantiles were computed with.
+    public static let metadataKey = "quantile_settings"
+
+    /// These settings as an index stores them (metadata ``metadataKey``): a JSON object.
     public func stored() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys

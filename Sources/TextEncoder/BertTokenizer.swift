@@ -1,12 +1,5 @@
 import Foundation
 
-/// A problem loading or running the encoder, naming the file and the fix.
-public struct EncoderError: Error, Sendable, CustomStringConvertible {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 /// BERT's uncased WordPiece tokenizer, matching Hugging Face's BertTokenizer
 /// (do_lower_case, tokenize_chinese_chars, strip accents) token for token.
 ///

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import MatrixFactorization
 import RouterEvaluation
+import RouterPluginKit
 import RouterTraining
 import SafeTensors
 import SimilarityRanking
@@ -27,15 +29,6 @@ struct TrainingData: ParsableArguments {
         help: "For quality files: label each pair σ((value_a − value_b) / SCALE) instead of who won (mf only).")
     var softLabels: Float?
 
-    /// Battles with models and distinct prompts numbered in sorted order.
-    struct Loaded {
-        var battles: [Battle]
-        var models: [String]
-        var modelIndex: [String: Int]
-        var prompts: [String]
-        var promptIndex: [String: Int]
-    }
-
     var policy: LongTextPolicy {
         get throws {
             guard let policy = LongTextPolicy(rawValue: longText) else { throw ValidationError("--long-text must be head, tail or windows") }
@@ -44,51 +37,26 @@ struct TrainingData: ParsableArguments {
     }
 
     /// Reads every file; refuses models in fewer than `minBattles` battles.
-    func load(seed: UInt64, minBattles: Int) throws -> Loaded {
+    func load(seed: UInt64, minBattles: Int) throws -> TrainingSet {
         var aliases: [String: String] = [:]
         for entry in alias {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("--alias takes FROM=TO, found '\(entry)'") }
             aliases[parts[0]] = parts[1]
         }
-        var battles: [Battle] = []
-        for file in files {
-            battles +=
-                QualityReader.isQualityFile(file)
-                ? try QualityReader.read(file: file, aliases: aliases, pairsPerPrompt: pairsPerPrompt, seed: seed, softScale: softLabels)
-                : try BattlesReader.read(file: file, aliases: aliases)
-        }
-        var counts: [String: Int] = [:]
-        for battle in battles {
-            counts[battle.modelA, default: 0] += 1
-            counts[battle.modelB, default: 0] += 1
-        }
-        let rare = counts.filter { $0.value < minBattles }.keys.sorted()
-        guard rare.isEmpty else {
-            throw TrainingDataError(
-                "model(s) in fewer than \(minBattles) battles cannot be learned: \(rare.joined(separator: ", ")); add data, rename them with --alias, or lower --min-battles"
-            )
-        }
-        let models = counts.keys.sorted()
-        let prompts = Array(Set(battles.map(\.prompt))).sorted()
-        print("\(battles.count) battles, \(prompts.count) distinct prompts, \(models.count) models, from \(files.count) file(s)")
-        return Loaded(
-            battles: battles, models: models, modelIndex: Dictionary(uniqueKeysWithValues: models.enumerated().map { ($1, $0) }),
-            prompts: prompts, promptIndex: Dictionary(uniqueKeysWithValues: prompts.enumerated().map { ($1, $0) }))
+        let loaded = try TrainingSet.load(
+            files: files, aliases: aliases, pairsPerPrompt: pairsPerPrompt, seed: seed, softScale: softLabels, minBattles: minBattles)
+        print("\(loaded.battles.count) battles, \(loaded.prompts.count) distinct prompts, \(loaded.models.count) models, from \(files.count) file(s)")
+        return loaded
     }
 
     /// Embeds prompts through the on-disk cache; only new prompts run the encoder.
     func embed(_ prompts: [String]) throws -> [[Float]] {
         let policy = try self.policy
-        return try CachedEmbeddings.embed(prompts, cache: cache ?? CachedEmbeddings.defaultPath(policy), policy: policy) {
+        return try CachedEmbeddings.embed(prompts, cache: cache ?? CachedEmbeddings.defaultPath(policy), policy: policy, progress: Progress.embedding)
+        {
             try SentenceEncoder(modelDirectory: model)
         }
-    }
-
-    /// The prompts held out for validation: whole prompts, chosen by a stable hash, so no
-    /// validation prompt leaks into training.
-    static func validationPrompts(_ prompts: [String], fraction: Double) -> Set<Int> {
-        Set(prompts.indices.filter { Double(FNV1a.hash(prompts[$0]) % 10_000) < fraction * 10_000 })
     }
 
     /// Prints the APGR of each `--validate-with` entry on its prompts that are not in `trained`;
@@ -140,13 +108,6 @@ func runTrainer(_ command: String, _ body: () throws -> Void) throws {
         printError("routerctl train \(command): \(error)")
         throw ExitCode(1)
     }
-}
-
-/// Percentiles 0…100 of scores over training prompts, stored in weights files:
-/// `routerctl calibrate` and `strong_fraction:` turn a strong share into a threshold with them.
-func scorePercentiles(_ scores: [Double]) -> [Double] {
-    let sorted = scores.sorted()
-    return (0...100).map { sorted[min(sorted.count - 1, Int((Double($0) / 100 * Double(sorted.count - 1)).rounded()))] }
 }
 
 func jsonString(_ value: Any) throws -> String {
@@ -209,7 +170,7 @@ struct TrainMF: ParsableCommand {
             samples.append(
                 MFSample(prompt: promptIndex[battle.prompt]!, modelA: modelIndex[battle.modelA]!, modelB: modelIndex[battle.modelB]!, label: label))
         }
-        let validationPrompts = TrainingData.validationPrompts(prompts, fraction: validation)
+        let validationPrompts = TrainingSet.validationPrompts(prompts, fraction: validation)
         var options = MFTrainingOptions()
         options.dimension = dimension
         options.epochs = epochs
@@ -233,33 +194,22 @@ struct TrainMF: ParsableCommand {
         }
         print(String(format: "best epoch %d: val loss %.4f, val acc %.1f%%", best.epoch, best.validationLoss, best.validationAccuracy * 100))
 
-        var metadata: [String: String] = [
-            "format": "llm-router.mf/1",
-            "models": String(decoding: try JSONEncoder().encode(models), as: UTF8.self),
-            "encoder": "all-MiniLM-L6-v2",
-            "embedding_dim": String(SentenceEncoder.dimension),
-            "long_text": policy.rawValue,
-        ]
+        var metadata: [String: String] = [MetadataKey.encoder: "all-MiniLM-L6-v2", MetadataKey.longText: policy.rawValue]
         let summary: [String: Any] = [
             "files": data.files.map { ($0 as NSString).lastPathComponent }, "battles": battles.count, "prompts": prompts.count,
             "samples": samples.count,
             "ties": ties, "dimension": dimension, "noise": Double(noise), "learning_rate": Double(learningRate), "weight_decay": Double(weightDecay),
             "best_epoch": best.epoch, "validation_loss": best.validationLoss, "validation_accuracy": best.validationAccuracy, "seed": seed,
         ]
-        metadata["training"] = try jsonString(summary)
+        metadata[MetadataKey.training] = try jsonString(summary)
         if let strongIndex = modelIndex[strong], let weakIndex = modelIndex[weak] {
             // Quantiles of P(strong wins) over the training prompts: `routerctl calibrate` turns a strong share into a threshold with them.
-            let quantiles = scorePercentiles(model.winProbabilities(embeddings, a: strongIndex, b: weakIndex))
-            metadata["score_quantiles"] = try jsonString(quantiles)
-            metadata["quantile_pair"] = String(decoding: try JSONEncoder().encode([strong, weak]), as: UTF8.self)
+            let quantiles = CalibrationMetadata.percentiles(model.winProbabilities(embeddings, a: strongIndex, b: weakIndex))
+            metadata[MetadataKey.scoreQuantiles] = try jsonString(quantiles)
+            metadata[MetadataKey.quantilePair] = String(decoding: try JSONEncoder().encode([strong, weak]), as: UTF8.self)
         }
         try createParentDirectory(of: output)
-        try SafeTensorsWriter.write(
-            [
-                .init(name: "P", shape: [models.count, dimension], values: model.p),
-                .init(name: "W1", shape: [dimension, SentenceEncoder.dimension], values: model.w1),
-                .init(name: "w2", shape: [dimension], values: model.w2),
-            ], metadata: metadata, to: output)
+        try model.write(to: output, metadata: metadata)
         print("wrote \(output)")
 
         // Routing quality on prompts the model never trained on, as RouteLLM measures it.
@@ -299,5 +249,11 @@ enum Progress {
 
     static func finish() {
         if isTerminal { print() }
+    }
+
+    /// Progress of ``CachedEmbeddings/embed``, as a bar; finished when the last prompt is done.
+    static func embedding(done: Int, total: Int, seconds: Double) {
+        line(String(format: "  %@ %d/%d prompts, %.0f s", bar(fraction: Double(done) / Double(total), width: 20), done, total, seconds))
+        if done == total { finish() }
     }
 }

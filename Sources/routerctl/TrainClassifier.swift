@@ -2,21 +2,22 @@ import ArgumentParser
 import ClassifierHead
 import Foundation
 import RouterEvaluation
+import RouterPluginKit
 import RouterTraining
 import SafeTensors
 import SimilarityRanking
 import TextEncoder
 
-/// `routerctl train bert`: the 3-way classifier head that plays RouteLLM's BERT router, on the frozen MiniLM embedding.
+/// `routerctl train classifier`: the 3-way classifier head that plays RouteLLM's BERT router, on the frozen MiniLM embedding.
 struct TrainClassifier: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bert", abstract: "Train the classifier router (RouteLLM's BERT role, on frozen MiniLM embeddings) from battles files.",
+        commandName: "classifier", abstract: "Train the classifier router (RouteLLM's BERT role, on frozen MiniLM embeddings) from battles files.",
         discussion: """
             Each battle becomes one example labelled "stronger model won", "tie" or "weaker model won", where stronger \
             means the higher Bradley–Terry rating over all the training battles (RouteLLM groups models into tiers to the \
             same end). The head is softmax regression or a one-hidden-layer MLP; --hidden auto trains both and keeps \
             the one with the lower validation loss. P(strong wins) = 1 − P(tie) − P(weak wins).
-            """, aliases: ["classifier"])
+            """)
 
     @OptionGroup var data: TrainingData
     @Option(name: [.short, .long], help: "Where to write the weights (safetensors).") var output: String = "weights/classifier-minilm.safetensors"
@@ -37,7 +38,7 @@ struct TrainClassifier: ParsableCommand {
     var validateWith: [String] = []
 
     func run() throws {
-        try runTrainer("bert", train)
+        try runTrainer("classifier", train)
     }
 
     private func train() throws {
@@ -87,7 +88,7 @@ struct TrainClassifier: ParsableCommand {
         )
         guard !samples.isEmpty else { throw TrainingDataError("no battles left to train on; lower --min-gap") }
 
-        let validationPrompts = TrainingData.validationPrompts(loaded.prompts, fraction: validation)
+        let validationPrompts = TrainingSet.validationPrompts(loaded.prompts, fraction: validation)
         SentenceEncoder.setThreads(1)
         var chosen: (head: ClassifierHead, best: EpochReport)?
         for size in sizes {
@@ -130,10 +131,11 @@ struct TrainClassifier: ParsableCommand {
             "ratings": Dictionary(uniqueKeysWithValues: zip(loaded.models, theta)),
         ]
         let metadata: [String: String] = [
-            "format": ClassifierHead.format, "encoder": "all-MiniLM-L6-v2", "embedding_dim": String(head.embeddingDimension),
-            "long_text": try data.policy.rawValue, "classes": try jsonString(ClassifierHead.classes), "training": try jsonString(summary),
+            MetadataKey.format: ClassifierHead.format, MetadataKey.encoder: "all-MiniLM-L6-v2",
+            MetadataKey.embeddingDimension: String(head.embeddingDimension), MetadataKey.longText: try data.policy.rawValue,
+            "classes": try jsonString(ClassifierHead.classes), MetadataKey.training: try jsonString(summary),
             // The head does not depend on the pair, so its quantiles hold for any strong/weak names.
-            "score_quantiles": try jsonString(scorePercentiles(ClassifierTrainer.strongWinProbabilities(head, embeddings))),
+            MetadataKey.scoreQuantiles: try jsonString(CalibrationMetadata.percentiles(ClassifierTrainer.strongWinProbabilities(head, embeddings))),
         ]
         try createParentDirectory(of: output)
         try SafeTensorsWriter.write(head.tensors, metadata: metadata, to: output)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RouterEvaluation
+import RouterPluginKit
 import RouterTraining
 import SimilarityRanking
 import TextEncoder
@@ -73,9 +74,9 @@ struct TrainSWRanking: ParsableCommand {
                 }
             }
             Progress.finish()
-            metadata["score_quantiles"] = try jsonString(scorePercentiles(scores))
-            metadata["quantile_pair"] = try jsonString([strong, weak])
-            metadata["quantile_settings"] = try settings.stored()
+            metadata[MetadataKey.scoreQuantiles] = try jsonString(CalibrationMetadata.percentiles(scores))
+            metadata[MetadataKey.quantilePair] = try jsonString([strong, weak])
+            metadata[RankingSettings.metadataKey] = try settings.stored()
         } else {
             print("no score quantiles stored: \(strong) or \(weak) is not among the models; routers must set `threshold:`")
         }

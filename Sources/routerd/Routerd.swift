@@ -7,6 +7,7 @@ import RouterConfig
 import RouterDaemon
 import RouterEngine
 import RouterMetrics
+import RouterPluginHost
 import ServiceLifecycle
 import TextEncoder
 
@@ -50,8 +51,15 @@ struct Routerd: AsyncParsableCommand {
         let logger = Logger(label: "routerd")
 
         if checkConfig {
-            do {
+            do throws(GenerationError) {
                 let generation = try Engine.check(configFile: config, executableDirectory: executableDirectory, logger: logger)
+                if let settings = generation.config.decisionLog {
+                    do {
+                        try DecisionLog.check(settings)
+                    } catch {
+                        throw GenerationError(problems: ["\(generation.config.file): \(error.message)"])
+                    }
+                }
                 print(
                     "routerd: \(generation.config.file) is valid: \(generation.routerNames.count) router(s): \(generation.routerNames.joined(separator: ", "))"
                 )
@@ -70,6 +78,13 @@ struct Routerd: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let generation = engine.current
+        let decisionLog: DecisionLogSlot
+        do {
+            decisionLog = try DecisionLogSlot(generation.config.decisionLog, logger: logger)
+        } catch {
+            Self.report(GenerationError(problems: ["\(generation.config.file): \(error.message)"]), config: config)
+            throw ExitCode(1)
+        }
         logger.notice(
             "loaded", metadata: ["config": "\(generation.config.file)", "generation": "\(generation.number)", "routers": "\(generation.routerNames)"])
 
@@ -78,18 +93,22 @@ struct Routerd: AsyncParsableCommand {
         // io_bound plugins (causal_llm) wait on HTTP; each waiting request holds one of these threads.
         let ioThreadPool = NIOThreadPool(numberOfThreads: 64)
         ioThreadPool.start()
+        // SIGHUP, the file watcher and the socket's `reload` op all reload through this one.
+        let reloader = Reloader(engine: engine, decisionLog: decisionLog, logger: logger)
         let daemon = DaemonService(
-            engine: engine, socketPath: socket ?? generation.config.socket.path, group: group, threadPool: threadPool,
-            ioThreadPool: ioThreadPool, logger: logger)
-        let reloader = ReloadOnSignalService(engine: engine, threadPool: threadPool, logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: daemon), .init(service: reloader)]
+            reloader: reloader, counters: ServerCounters(), socketPath: socket ?? generation.config.socket.path, group: group,
+            threadPool: threadPool, ioThreadPool: ioThreadPool, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: daemon), .init(service: ReloadOnSignalService(reloader: reloader, threadPool: threadPool)),
+        ]
         if generation.config.watch.enabled {
             // Set at start, like metrics: turning it on or off needs a restart.
-            services.append(.init(service: ConfigWatcher(engine: engine, threadPool: threadPool, logger: logger)))
+            services.append(.init(service: ConfigWatcher(reloader: reloader, threadPool: threadPool, logger: logger)))
         }
         if let metrics = generation.config.metrics {
             // Set at start; a reload does not move it.
-            services.append(.init(service: MetricsServer(engine: engine, host: metrics.host, port: metrics.port, group: group, logger: logger)))
+            services.append(
+                .init(service: MetricsServer(source: daemon.statsSnapshot, host: metrics.host, port: metrics.port, group: group, logger: logger)))
         }
         let serviceGroup = ServiceGroup(
             configuration: .init(

@@ -1,4 +1,5 @@
 import Foundation
+import StableHash
 import Testing
 
 @testable import RouterTraining

@@ -1,4 +1,5 @@
 import Foundation
+import RouterdTestSupport
 import Testing
 
 /// Thresholds from a share of traffic: `strong_fraction` in the config and `routerctl calibrate`.

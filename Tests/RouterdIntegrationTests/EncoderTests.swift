@@ -1,5 +1,6 @@
 import Foundation
 import RouterProtocol
+import RouterdTestSupport
 import Testing
 
 /// The local encoder inside the daemon: the `embed` op, embeddings handed to
@@ -135,40 +136,5 @@ struct DaemonEncoderTests {
         #expect(second.status != 0)
         #expect(second.stderr.contains("encoder 'minilm': /nonexistent/model/model.safetensors is missing"), "\(second.stderr)")
         #expect(second.stderr.contains("make setup"))
-    }
-}
-
-enum EncoderFixture {
-    static let modelDirectory = Package.root + "/models/all-MiniLM-L6-v2"
-    static let goldenFile = Package.root + "/../shared/data/encoder/minilm-golden.jsonl"
-    static var modelIsPresent: Bool { FileManager.default.fileExists(atPath: modelDirectory + "/model.safetensors") }
-    static var goldenIsPresent: Bool { FileManager.default.fileExists(atPath: goldenFile) }
-    static let missingModel = "the encoder model is not in models/all-MiniLM-L6-v2; run `make setup` to fetch it"
-    static let missingGolden = "../shared/data/encoder/minilm-golden.jsonl is absent; the golden comparison needs the shared data"
-
-    static func encoders(cacheSize: Int = 1000) -> String {
-        "encoders:\n  minilm:\n    kind: minilm\n    path: \(modelDirectory)\n    cache_size: \(cacheSize)"
-    }
-
-    struct Golden: Decodable {
-        var text: String
-        var ids: [Int32]
-        var embedding: [Float]
-    }
-
-    static func golden() throws -> [Golden] {
-        try String(contentsOfFile: goldenFile, encoding: .utf8).split(separator: "\n").map {
-            try JSONDecoder().decode(Golden.self, from: Data($0.utf8))
-        }
-    }
-
-    static func cosine(_ a: [Float], _ b: [Float]) -> Double {
-        var (dot, na, nb) = (0.0, 0.0, 0.0)
-        for (x, y) in zip(a, b) {
-            dot += Double(x) * Double(y)
-            na += Double(x) * Double(x)
-            nb += Double(y) * Double(y)
-        }
-        return dot / (na.squareRoot() * nb.squareRoot())
     }
 }

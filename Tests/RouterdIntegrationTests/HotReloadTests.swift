@@ -1,5 +1,6 @@
 import Foundation
 import RouterProtocol
+import RouterdTestSupport
 import SafeTensors
 import Testing
 

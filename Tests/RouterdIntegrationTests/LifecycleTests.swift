@@ -1,4 +1,5 @@
 import Foundation
+import RouterdTestSupport
 import Testing
 
 /// Start, stop, reload, systemd integration and access control.

@@ -1,5 +1,6 @@
 import Foundation
 import RouterProtocol
+import RouterdTestSupport
 import Testing
 
 /// The decision log and the Prometheus endpoint.
@@ -27,7 +28,9 @@ import Testing
             #expect(entry["threshold"] as? Double == 0.5)
             #expect(entry["tier"] as? String == decision.tier.rawValue)
             #expect(entry["generation"] as? Int == 1)
-            #expect(entry["latency_us"] is Double)
+            // The log names the decision's fields as the `route` reply does.
+            #expect(entry["elapsed_us"] is Double)
+            #expect(entry["latency_us"] == nil)
             #expect((entry["time"] as? Double ?? 0) > 1_700_000_000)
             #expect(entry["prompt"] == nil)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import RouterdTestSupport
 import Testing
 
 /// Loading plugins: one built outside the package from the header alone, and
@@ -71,7 +72,7 @@ import Testing
         // Both plugins, C and Swift, serve side by side.
         #expect(try connection.request(#"{"op":"route","router":"random","prompt":"x"}"#).ok)
         let routers = try #require(try connection.request(#"{"op":"routers"}"#).result["routers"] as? [[String: Any]])
-        #expect(routers.first { $0["name"] as? String == "constant" }?["details"] as? String == #"{"score":0.25}"#)
+        #expect((routers.first { $0["name"] as? String == "constant" }?["details"] as? [String: Any])?["score"] as? Double == 0.25)
         // The plugin logged through the host's logging service.
         #expect(daemon.log.contains("constant router 'constant' created with score 0.25"))
     }
@@ -85,6 +86,22 @@ import Testing
         #expect(check.status != 0)
         #expect(check.stderr.contains("plugin ABI version 999 does not match routerd's 1"), "\(check.stderr)")
         #expect(check.stderr.contains("libconstant.so"))
+    }
+
+    /// A plugin's description is parsed once, when the instance is created; one that breaks the
+    /// contract is refused at load with the router and plugin named, like any other load error.
+    @Test(arguments: [
+        (#""not json""#, "router 'constant': plugin 'constant' describes it wrongly: describe returned text that is not JSON"),
+        (#""{\"score_quantiles\":[0.9,0.1]}""#, "plugin 'constant' describes it wrongly: 'score_quantiles' must be non-decreasing"),
+    ])
+    func aDescriptionThatBreaksTheContractIsRejectedAtLoad(text: String, message: String) throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DDESCRIBE_TEXT=\(text)"])
+        let config = try directory.write(
+            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: Self.constantRouter(), searchPaths: [plugins]))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains(message), "\(check.stderr)")
     }
 
     @Test func aDescriptorClaimingAnotherABIVersionIsRejected() throws {

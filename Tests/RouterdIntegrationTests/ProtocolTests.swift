@@ -1,5 +1,6 @@
 import Foundation
 import RouterProtocol
+import RouterdTestSupport
 import Testing
 
 /// The wire protocol, against the real daemon and the real `random` plugin.
@@ -95,7 +96,8 @@ import Testing
         #expect(list[0]["strong_model"] as? String == TestConfig.strong)
         #expect(list[0]["weak_model"] as? String == TestConfig.weak)
         #expect(list[0]["threshold"] as? Double == 0.5)
-        let details = try JSON.object(try #require(list[0]["details"] as? String))
+        // The plugin's description arrives as a JSON object, not as JSON text inside JSON.
+        let details = try #require(list[0]["details"] as? [String: Any])
         #expect(details["seed"] as? Int == 7)
         #expect((details["score_quantiles"] as? [Double])?.count == 101, "uniform scores publish their quantiles for strong_fraction")
 

@@ -1,5 +1,6 @@
 import Foundation
 import RouterProtocol
+import RouterdTestSupport
 import SafeTensors
 import Testing
 
@@ -172,7 +173,7 @@ struct ClassifierRouterTests {
         let train = try runCommand(
             try Package.binary("routerctl"),
             [
-                "train", "bert", try TinyBattles.write(in: directory), "--output", weights, "--model", EncoderFixture.modelDirectory, "--cache",
+                "train", "classifier", try TinyBattles.write(in: directory), "--output", weights, "--model", EncoderFixture.modelDirectory, "--cache",
                 directory.path + "/cache.bin", "--hidden", "0", "--epochs", "40", "--learning-rate", "0.05", "--validation", "0",
             ])
         #expect(train.status == 0, "\(train.stdout)\(train.stderr)")

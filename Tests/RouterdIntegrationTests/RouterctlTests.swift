@@ -1,6 +1,7 @@
 import Foundation
 import RouterClient
 import RouterProtocol
+import RouterdTestSupport
 import Testing
 
 /// routerctl and the client library against the real daemon.
@@ -60,8 +61,15 @@ import Testing
         #expect(run.stderr.contains("unknown router 'ghost' (routers: random) [unknown_router]"), "\(run.stderr)")
     }
 
+    /// A daemon for the async tests below. An async test may wait tens of seconds to resume
+    /// while synchronous tests hold the cooperative threads of a 2-core machine; meanwhile
+    /// its connection is idle, and the usual 30 s idle timeout would close it under the test.
+    static func patientDaemon() throws -> Daemon {
+        try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  idle_timeout: 3600") })
+    }
+
     @Test func theClientLibraryPipelinesConcurrentRequests() async throws {
-        let daemon = try Daemon()
+        let daemon = try Self.patientDaemon()
         let connection = try await RouterConnection.connect(socketPath: daemon.socket)
         let decisions = try await withThrowingTaskGroup(of: (Int, Decision).self) { group in
             for index in 0..<200 {
@@ -89,7 +97,7 @@ import Testing
     }
 
     @Test func aRequestOnAClosedConnectionFailsInsteadOfWaiting() async throws {
-        let daemon = try Daemon()
+        let daemon = try Self.patientDaemon()
         let connection = try await RouterConnection.connect(socketPath: daemon.socket)
         _ = try await connection.route(RouteRequest(router: "random", prompt: "before"))
         #expect(daemon.stop() == 0)

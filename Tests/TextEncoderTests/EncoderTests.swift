@@ -1,25 +1,26 @@
 import Foundation
+import RouterdTestSupport
 import Testing
 
 @testable import TextEncoder
 
-@Suite(.enabled(if: Fixtures.modelIsPresent, Comment(rawValue: Fixtures.missingModel)))
+@Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
 struct GoldenTests {
-    @Test(.enabled(if: Fixtures.goldenIsPresent, Comment(rawValue: Fixtures.missingGolden)))
+    @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
     func tokenIDsMatchTheReferenceExactly() throws {
-        let encoder = try #require(Fixtures.encoder)
-        for golden in try Fixtures.golden() {
+        let encoder = try #require(EncoderFixture.encoder)
+        for golden in try EncoderFixture.golden() {
             #expect(encoder.tokenIDs(golden.text) == golden.ids, "\(golden.text.debugDescription)")
         }
     }
 
-    @Test(.enabled(if: Fixtures.goldenIsPresent, Comment(rawValue: Fixtures.missingGolden)))
+    @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
     func embeddingsMatchTheReference() throws {
-        let encoder = try #require(Fixtures.encoder)
-        let goldens = try Fixtures.golden()
+        let encoder = try #require(EncoderFixture.encoder)
+        let goldens = try EncoderFixture.golden()
         var worst = 1.0
         for golden in goldens {
-            let cosine = Fixtures.cosine(encoder.embed(golden.text), golden.embedding)
+            let cosine = EncoderFixture.cosine(encoder.embed(golden.text), golden.embedding)
             worst = min(worst, cosine)
             #expect(cosine >= 0.9999, "\(golden.text.prefix(40).debugDescription): cosine \(cosine)")
         }
@@ -27,12 +28,12 @@ struct GoldenTests {
         // The batch path packs texts together; it must give the same vectors.
         let batch = encoder.embed(goldens.map(\.text))
         for (golden, vector) in zip(goldens, batch) {
-            #expect(Fixtures.cosine(vector, golden.embedding) >= 0.9999)
+            #expect(EncoderFixture.cosine(vector, golden.embedding) >= 0.9999)
         }
     }
 }
 
-@Suite(.enabled(if: Fixtures.modelIsPresent, Comment(rawValue: Fixtures.missingModel)))
+@Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
 struct TokenizerTests {
     /// Expected word pieces written by hand from BERT's rules; ids come from vocab.txt directly.
     @Test(arguments: [
@@ -55,14 +56,14 @@ struct TokenizerTests {
         (" \t\n ", []),
     ])
     func wordPiecesFollowBertRules(text: String, expected: [String]) throws {
-        let encoder = try #require(Fixtures.encoder)
-        let expectedIDs = try expected.map { try #require(Fixtures.vocabulary[$0], "'\($0)' is not in vocab.txt") }
+        let encoder = try #require(EncoderFixture.encoder)
+        let expectedIDs = try expected.map { try #require(EncoderFixture.vocabulary[$0], "'\($0)' is not in vocab.txt") }
         #expect(encoder.tokenizer.wordPieces(text) == expectedIDs, "\(text.debugDescription)")
     }
 
     @Test func aWordOverOneHundredCharactersIsUnknown() throws {
-        let encoder = try #require(Fixtures.encoder)
-        let unknown = try #require(Fixtures.vocabulary["[UNK]"])
+        let encoder = try #require(EncoderFixture.encoder)
+        let unknown = try #require(EncoderFixture.vocabulary["[UNK]"])
         #expect(encoder.tokenizer.wordPieces(String(repeating: "a", count: 101)) == [unknown])
         #expect(!encoder.tokenizer.wordPieces(String(repeating: "a", count: 100)).contains(unknown))
         // Counted in characters, not bytes: 60 two-byte letters are one word of 60.
@@ -70,9 +71,9 @@ struct TokenizerTests {
     }
 
     @Test func sequencesAreWrappedAndTruncatedTo256() throws {
-        let encoder = try #require(Fixtures.encoder)
-        let cls = try #require(Fixtures.vocabulary["[CLS]"])
-        let sep = try #require(Fixtures.vocabulary["[SEP]"])
+        let encoder = try #require(EncoderFixture.encoder)
+        let cls = try #require(EncoderFixture.vocabulary["[CLS]"])
+        let sep = try #require(EncoderFixture.vocabulary["[SEP]"])
         let words = (0..<400).map { "word\($0 % 10)" }.joined(separator: " ")
         let head = encoder.tokenIDs(words, policy: .head)
         let tail = encoder.tokenIDs(words, policy: .tail)
@@ -81,36 +82,36 @@ struct TokenizerTests {
         let pieces = encoder.tokenizer.wordPieces(words)
         #expect(Array(head[1..<255]) == Array(pieces.prefix(254)))
         #expect(Array(tail[1..<255]) == Array(pieces.suffix(254)))
-        #expect(encoder.tokenIDs("hi") == [cls, try #require(Fixtures.vocabulary["hi"]), sep])
+        #expect(encoder.tokenIDs("hi") == [cls, try #require(EncoderFixture.vocabulary["hi"]), sep])
     }
 }
 
-@Suite(.enabled(if: Fixtures.modelIsPresent, Comment(rawValue: Fixtures.missingModel)))
+@Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
 struct EmbeddingTests {
     @Test func embeddingsAreUnitVectorsAndSimilarTextsAreClose() throws {
-        let encoder = try #require(Fixtures.encoder)
+        let encoder = try #require(EncoderFixture.encoder)
         let vectors = encoder.embed([
             "How do I sort a list in Python?", "What is the best way to order an array in Python?", "Write a poem about the sea.",
         ])
         let (sort, order, poem) = (vectors[0], vectors[1], vectors[2])
         #expect(abs(sort.reduce(0) { $0 + $1 * $1 } - 1) < 1e-5)
         #expect(sort.count == 384)
-        #expect(Fixtures.cosine(sort, order) > Fixtures.cosine(sort, poem) + 0.3)
+        #expect(EncoderFixture.cosine(sort, order) > EncoderFixture.cosine(sort, poem) + 0.3)
     }
 
     @Test func longTextPoliciesDifferOnlyForLongTexts() throws {
-        let encoder = try #require(Fixtures.encoder)
+        let encoder = try #require(EncoderFixture.encoder)
         let short = "What is the capital of France?"
         let head = encoder.embed(short, policy: .head)
         #expect(encoder.embed(short, policy: .tail) == head)
-        #expect(Fixtures.cosine(encoder.embed(short, policy: .windows), head) > 0.99999)
+        #expect(EncoderFixture.cosine(encoder.embed(short, policy: .windows), head) > 0.99999)
 
         // A shared few-shot prefix longer than the window, then different questions.
         let prefix = String(repeating: "Question: what is two plus two? Answer: four. ", count: 40)
         let a = prefix + "Now explain the causes of the French revolution in detail."
         let b = prefix + "Now write a haiku about autumn leaves falling."
         #expect(encoder.embed(a, policy: .head) == encoder.embed(b, policy: .head), "head sees only the shared prefix")
-        #expect(Fixtures.cosine(encoder.embed(a, policy: .tail), encoder.embed(b, policy: .tail)) < 0.95, "tail sees the questions")
+        #expect(EncoderFixture.cosine(encoder.embed(a, policy: .tail), encoder.embed(b, policy: .tail)) < 0.95, "tail sees the questions")
         let windows = encoder.embed(a, policy: .windows)
         #expect(abs(windows.reduce(0) { $0 + $1 * $1 } - 1) < 1e-5)
         #expect(windows != encoder.embed(b, policy: .windows))
@@ -124,7 +125,7 @@ struct EmbeddingTests {
     }
 
     @Test func concurrentCallersGetTheSameVectorsAsOne() async throws {
-        let encoder = try #require(Fixtures.encoder)
+        let encoder = try #require(EncoderFixture.encoder)
         let texts = (0..<16).map { "Concurrent prompt number \($0) about topic \($0 * 7)" }
         let sequential = texts.map { encoder.embed($0) }
         let concurrent = await withTaskGroup(of: (Int, [Float]).self) { group in

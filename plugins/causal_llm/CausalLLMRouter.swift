@@ -1,5 +1,6 @@
 import CRouterPlugin
 import Foundation
+import RouterJSON
 import RouterPluginKit
 
 #if canImport(FoundationNetworking)
@@ -243,12 +244,11 @@ final class CausalLLMRouter: RouterPlugin {
         return nil
     }
 
-    func describe() -> String? {
-        let object: [String: Any] = [
-            "endpoint": endpoint.absoluteString, "model": model, "timeout": timeout, "max_concurrency": maxConcurrency,
-            "fallback": fallback.rawValue,
-        ]
-        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+    func describe() -> RouterDescription {
+        RouterDescription(details: [
+            "endpoint": .string(endpoint.absoluteString), "model": .string(model), "timeout": .number(timeout),
+            "max_concurrency": .integer(Int64(maxConcurrency)), "fallback": .string(fallback.rawValue),
+        ])
     }
 }
 

@@ -1,6 +1,7 @@
 import CRouterPlugin
 import ClassifierHead
 import Foundation
+import RouterJSON
 import RouterPluginKit
 import SafeTensors
 
@@ -23,7 +24,7 @@ final class ClassifierRouter: RouterPlugin {
         self.head = head
         encoder = file.metadata["encoder"] ?? "unknown"
         weightsPath = path
-        quantiles = file.metadataJSON("score_quantiles", as: [Double].self)
+        quantiles = file.scoreQuantiles(forPair: nil)
     }
 
     func score(_ prompt: Prompt) throws -> Double {
@@ -33,10 +34,13 @@ final class ClassifierRouter: RouterPlugin {
         return head.strongWinProbability(embedding)
     }
 
-    func describe() -> String? {
-        var object: [String: Any] = ["weights": weightsPath, "hidden": head.hidden, "encoder": encoder, "classes": ClassifierHead.classes]
-        if let quantiles { object["score_quantiles"] = quantiles }
-        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+    func describe() -> RouterDescription {
+        RouterDescription(
+            scoreQuantiles: quantiles, embeddingDimension: head.embeddingDimension,
+            details: [
+                "weights": .string(weightsPath), "hidden": .integer(Int64(head.hidden)), "encoder": .string(encoder),
+                "classes": .array(ClassifierHead.classes.map(JSONValue.string)),
+            ])
     }
 }
 

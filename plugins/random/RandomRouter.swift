@@ -1,4 +1,5 @@
 import CRouterPlugin
+import RouterJSON
 import RouterPluginKit
 import StableHash
 
@@ -27,17 +28,14 @@ final class RandomRouter: RouterPlugin {
         guard let seed else { return Double.random(in: 0..<1) }
         // FNV-1a over the prompt bytes, keyed by the seed, then the SplitMix64
         // finaliser so nearby inputs spread over the whole range.
-        var hash = FNV1a.hash(bytes: prompt.utf8, basis: FNV1a.offsetBasis ^ (seed &* 0x9E37_79B9_7F4A_7C15))
-        hash = (hash ^ (hash >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
-        hash ^= hash >> 31
+        let hash = SplitMix64.mix(FNV1a.hash(bytes: prompt.utf8, basis: FNV1a.offsetBasis ^ (seed &* 0x9E37_79B9_7F4A_7C15)))
         return Double(hash >> 11) / Double(1 << 53)
     }
 
     /// Scores are uniform, so the quantiles are 0, 0.01, …, 1 (what `strong_fraction` calibrates with).
-    func describe() -> String? {
-        let quantiles = (0...100).map { String(Double($0) / 100) }.joined(separator: ",")
-        return #"{"score_quantiles":[\#(quantiles)],"seed":\#(seed.map(String.init) ?? "null")}"#
+    func describe() -> RouterDescription {
+        RouterDescription(
+            scoreQuantiles: (0...100).map { Double($0) / 100 }, details: ["seed": seed.map { .integer(Int64(bitPattern: $0)) } ?? .null])
     }
 }
 

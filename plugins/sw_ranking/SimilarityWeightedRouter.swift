@@ -1,5 +1,6 @@
 import CRouterPlugin
 import Foundation
+import RouterJSON
 import RouterPluginKit
 import SafeTensors
 import SimilarityRanking
@@ -37,9 +38,8 @@ final class SimilarityWeightedRouter: RouterPlugin {
         indexPath = path
         // The stored quantiles hold for the pair and settings they were computed with.
         quantiles =
-            file.metadataJSON("quantile_pair", as: [String].self) == [context.strongModel, context.weakModel]
-                && file.metadata["quantile_settings"].flatMap(RankingSettings.decodeStored) == settings
-            ? file.metadataJSON("score_quantiles", as: [Double].self) : nil
+            file.metadata[RankingSettings.metadataKey].flatMap(RankingSettings.decodeStored) == settings
+            ? file.scoreQuantiles(forPair: [context.strongModel, context.weakModel]) : nil
     }
 
     func score(_ prompt: Prompt) throws -> Double {
@@ -49,14 +49,14 @@ final class SimilarityWeightedRouter: RouterPlugin {
         return ranker.winProbability(embedding: embedding, strong: strong, weak: weak)
     }
 
-    func describe() -> String? {
-        var object: [String: Any] = [
-            "index": indexPath, "models": ranker.index.models.count, "prompts": ranker.index.promptCount,
-            "gamma": ranker.settings.gamma, "prior": ranker.settings.prior, "weight_unit": ranker.settings.weightUnit.rawValue, "encoder": encoder,
+    func describe() -> RouterDescription {
+        var details: [String: JSONValue] = [
+            "index": .string(indexPath), "prompts": .integer(Int64(ranker.index.promptCount)), "gamma": .number(ranker.settings.gamma),
+            "prior": .number(ranker.settings.prior), "weight_unit": .string(ranker.settings.weightUnit.rawValue), "encoder": .string(encoder),
         ]
-        if let neighbors = ranker.settings.neighbors { object["neighbors"] = neighbors }
-        if let quantiles { object["score_quantiles"] = quantiles }
-        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+        if let neighbors = ranker.settings.neighbors { details["neighbors"] = .integer(Int64(neighbors)) }
+        return RouterDescription(
+            scoreQuantiles: quantiles, models: ranker.index.models, embeddingDimension: ranker.index.dimension, details: details)
     }
 }
 

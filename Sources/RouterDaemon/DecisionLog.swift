@@ -2,14 +2,24 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import RouterConfig
+import RouterJSON
 import RouterProtocol
 import StableHash
 
 /// The JSONL decision log: one line per decision, appended with one write(2)
-/// each, so lines from concurrent requests never interleave.
+/// each, so lines from concurrent requests never interleave. A line holds the
+/// decision's fields under the names the `route` reply uses, plus `prompt_hash`,
+/// `time` and (with `include_prompt`) `prompt`.
 ///
 /// `reopen()` (SIGUSR1) starts a new file at the same path after logrotate
 /// moved the old one; with `max_bytes` the log rotates itself to `<path>.1`.
+/// The decision log could not be opened; the message names the path and the reason.
+public struct DecisionLogError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
 public final class DecisionLog: Sendable {
     public let settings: DaemonConfig.DecisionLog
     private struct State {
@@ -20,7 +30,7 @@ public final class DecisionLog: Sendable {
     private let logger: Logger
 
     /// Opens (creating) the file for appending; throws a message naming the path.
-    init(settings: DaemonConfig.DecisionLog, logger: Logger) throws(GenerationError) {
+    init(settings: DaemonConfig.DecisionLog, logger: Logger) throws(DecisionLogError) {
         self.settings = settings
         self.logger = logger
         let fd = try Self.open(settings.path)
@@ -33,32 +43,13 @@ public final class DecisionLog: Sendable {
 
     /// Appends one decision.
     func record(_ decision: Decision, prompt: String) {
-        var writer = JSONWriter(capacity: 256 + (settings.includePrompt ? prompt.utf8.count : 0))
-        writer.beginObject()
-        writer.key("generation")
-        writer.number(decision.generation)
-        writer.key("latency_us")
-        writer.number(decision.elapsedMicroseconds)
-        writer.key("model")
-        writer.string(decision.model)
-        if settings.includePrompt {
-            writer.key("prompt")
-            writer.string(prompt)
-        }
+        var fields = decision.fields
         // FNV-1a 64 identifies repeated prompts without storing them (it is no secret, see FNV1a).
-        writer.key("prompt_hash")
-        writer.string(Self.hash(prompt))
-        writer.key("router")
-        writer.string(decision.router)
-        writer.key("score")
-        writer.number(decision.score)
-        writer.key("threshold")
-        writer.number(decision.threshold)
-        writer.key("tier")
-        writer.string(decision.tier.rawValue)
-        writer.key("time")
-        writer.number((Date().timeIntervalSince1970 * 1000).rounded() / 1000)
-        writer.endObject()
+        fields["prompt_hash"] = .string(Self.hash(prompt))
+        fields["time"] = .number((Date().timeIntervalSince1970 * 1000).rounded() / 1000)
+        if settings.includePrompt { fields["prompt"] = .string(prompt) }
+        var writer = JSONWriter(capacity: 256 + (settings.includePrompt ? prompt.utf8.count : 0))
+        writer.value(.object(fields))
         writer.newline()
         let line = writer.bytes
         state.withLockedValue { state in
@@ -94,12 +85,23 @@ public final class DecisionLog: Sendable {
         state = State(fd: fd, bytes: 0)
     }
 
-    private static func open(_ path: String) throws(GenerationError) -> Int32 {
+    private static func open(_ path: String) throws(DecisionLogError) -> Int32 {
         let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard fd >= 0 else {
-            throw GenerationError(problems: ["decision_log: cannot open \(path): \(String(cString: strerror(errno)))"])
-        }
+        guard fd >= 0 else { throw DecisionLogError("decision_log: cannot open \(path): \(String(cString: strerror(errno)))") }
         return fd
+    }
+
+    /// Checks that the log at `settings.path` could be opened for appending, without creating it
+    /// (`reload --dry-run`, `--check-config`).
+    public static func check(_ settings: DaemonConfig.DecisionLog) throws(DecisionLogError) {
+        let path = settings.path
+        let exists = access(path, F_OK) == 0
+        let target = exists ? path : (path as NSString).deletingLastPathComponent
+        guard access(target.isEmpty ? "." : target, W_OK) == 0 else {
+            throw DecisionLogError(
+                "decision_log: cannot open \(path): \(exists ? "" : "its folder \(target.isEmpty ? "." : target): ")\(String(cString: strerror(errno)))"
+            )
+        }
     }
 
     private static func size(_ fd: Int32) -> Int {

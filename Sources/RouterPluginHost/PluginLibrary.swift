@@ -7,6 +7,11 @@ public struct PluginLoadError: Error, Sendable, CustomStringConvertible {
     public var library: String
     public var message: String
 
+    public init(library: String, message: String) {
+        self.library = library
+        self.message = message
+    }
+
     public var description: String { "plugin library \(library): \(message)" }
 }
 
@@ -20,8 +25,8 @@ public final class PluginLibrary: Sendable {
     public let name: String
     public let version: String
     public let abiVersion: UInt32
-    /// Copied out of the plugin; its function pointers stay valid forever.
-    let vtable: rp_plugin
+    /// The plugin's functions, checked present at load.
+    let vtable: PluginVTable
 
     /// The host's ABI version, which plugins must match.
     public static let hostABIVersion = RP_ABI_VERSION
@@ -84,27 +89,67 @@ public final class PluginLibrary: Sendable {
                 "plugin vtable is \(table.struct_size) bytes, routerd needs \(MemoryLayout<rp_plugin>.size); rebuild the plugin against this routerd's router_plugin.h"
             )
         }
+        guard let vtable = PluginVTable(table) else {
+            throw fail("plugin vtable lacks \(PluginVTable.missing(in: table).joined(separator: ", "))")
+        }
+        self.path = path
+        self.name = String(cString: table.name)
+        self.version = table.version.map { String(cString: $0) } ?? "0"
+        self.abiVersion = table.abi_version
+        self.vtable = vtable
+    }
+
+    /// Takes ownership of a string the plugin returned.
+    func takeString(_ string: UnsafeMutablePointer<CChar>?) -> String? {
+        guard let string else { return nil }
+        defer { vtable.freeString(string) }
+        return String(cString: string)
+    }
+}
+
+/// A plugin's vtable with the functions the host needs made non-optional,
+/// so no call site unwraps a function pointer.
+struct PluginVTable: Sendable {
+    typealias Create =
+        @convention(c) (
+            UnsafePointer<rp_host>?, UnsafePointer<rp_instance_info>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+            UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+        ) -> Int32
+    typealias Score =
+        @convention(c) (
+            UnsafeMutableRawPointer?, UnsafePointer<rp_prompt>?, Int, UnsafeMutablePointer<Double>?,
+            UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+        ) -> Int32
+    typealias Describe = @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutablePointer<CChar>?
+    typealias Destroy = @convention(c) (UnsafeMutableRawPointer?) -> Void
+    typealias FreeString = @convention(c) (UnsafeMutablePointer<CChar>?) -> Void
+
+    let create: Create
+    let score: Score
+    /// Optional in the ABI: a plugin may have nothing to say.
+    let describe: Describe?
+    let destroy: Destroy
+    let freeString: FreeString
+
+    init?(_ table: rp_plugin) {
+        guard let create = table.create, let score = table.score, let destroy = table.destroy, let freeString = table.free_string,
+            table.name != nil
+        else { return nil }
+        self.create = create
+        self.score = score
+        self.describe = table.describe
+        self.destroy = destroy
+        self.freeString = freeString
+    }
+
+    /// The required entries `table` lacks.
+    static func missing(in table: rp_plugin) -> [String] {
         var missing: [String] = []
         if table.create == nil { missing.append("create") }
         if table.score == nil { missing.append("score") }
         if table.destroy == nil { missing.append("destroy") }
         if table.free_string == nil { missing.append("free_string") }
         if table.name == nil { missing.append("name") }
-        guard missing.isEmpty else { throw fail("plugin vtable lacks \(missing.joined(separator: ", "))") }
-        self.path = path
-        self.name = String(cString: table.name)
-        self.version = table.version.map { String(cString: $0) } ?? "0"
-        self.abiVersion = table.abi_version
-        self.vtable = table
-    }
-
-    /// Takes ownership of a string the plugin returned.
-    func takeString(_ string: UnsafeMutablePointer<CChar>?) -> String? {
-        guard let string else { return nil }
-        defer { vtable.free_string?(string) }
-        return String(cString: string)
+        return missing
     }
 }
-
-// rp_plugin holds only immutable C pointers to static code and strings.
-extension rp_plugin: @retroactive @unchecked Sendable {}

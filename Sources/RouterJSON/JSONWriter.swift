@@ -1,9 +1,10 @@
-/// Writes compact JSON for the hot responses (`route` decisions and errors).
+/// Writes compact JSON for the hot paths: `route` decisions, error lines and
+/// the decision log.
 ///
 /// Parsing stays with Foundation; writing a fixed-shape object is simple, and
 /// Foundation's generic encoder was a quarter of the daemon's CPU per
-/// decision. Output is RFC 8259 JSON in the same key order (sorted) as the
-/// encoder uses for every other response, so all responses look alike.
+/// decision. Output is RFC 8259 JSON. Callers write keys in sorted order, as
+/// the generic encoder does for every other response, so all lines look alike.
 public struct JSONWriter {
     public private(set) var bytes: [UInt8] = []
     private var needsComma = false
@@ -77,11 +78,59 @@ public struct JSONWriter {
         needsComma = true
     }
 
-    public mutating func id(_ value: RequestID) {
+    /// A coding key's name; coding keys are identifiers, so no escaping is needed.
+    public mutating func key(_ key: some CodingKey) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: key.stringValue.utf8)
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: ":"))
+        needsComma = false
+    }
+
+    /// A key that is not a literal (a free-form object's key), escaped as a string.
+    public mutating func key(escaping key: String) {
+        string(key)
+        bytes.append(UInt8(ascii: ":"))
+        needsComma = false
+    }
+
+    public mutating func null() {
+        separate()
+        bytes.append(contentsOf: "null".utf8)
+        needsComma = true
+    }
+
+    public mutating func beginArray() {
+        separate()
+        bytes.append(UInt8(ascii: "["))
+        needsComma = false
+    }
+
+    public mutating func endArray() {
+        bytes.append(UInt8(ascii: "]"))
+        needsComma = true
+    }
+
+    /// Any JSON value, object keys in sorted order.
+    public mutating func value(_ value: JSONValue) {
         switch value {
-        case .int(let number): self.number(number)
-        case .double(let number): self.number(number)
+        case .null: null()
+        case .bool(let flag): bool(flag)
+        case .integer(let number): self.number(number)
+        case .number(let number): self.number(number)
         case .string(let text): string(text)
+        case .array(let elements):
+            beginArray()
+            for element in elements { self.value(element) }
+            endArray()
+        case .object(let members):
+            beginObject()
+            for (name, member) in members.sorted(by: { $0.key < $1.key }) {
+                key(escaping: name)
+                self.value(member)
+            }
+            endObject()
         }
     }
 

@@ -3,12 +3,12 @@ import RouterProtocol
 import Testing
 
 /// Paths of the package under test.
-enum Package {
+public enum Package {
     /// The repository root (this file is Tests/RouterdIntegrationTests/Harness.swift).
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
     /// The folder with the built products: next to the test binary, unless ROUTERD_BIN_DIR says otherwise.
-    static let binDirectory: String = {
+    public static let binDirectory: String = {
         if let dir = ProcessInfo.processInfo.environment["ROUTERD_BIN_DIR"], !dir.isEmpty { return dir }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var folder = (exe as NSString).deletingLastPathComponent
@@ -17,7 +17,7 @@ enum Package {
         return folder
     }()
 
-    static func binary(_ name: String) throws -> String {
+    public static func binary(_ name: String) throws -> String {
         let path = binDirectory + "/" + name
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw HarnessError("\(path) is missing; build the package first (`swift build --build-tests`, as `make test` does)")
@@ -26,16 +26,16 @@ enum Package {
     }
 }
 
-struct HarnessError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct HarnessError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// A temporary folder, removed when the test ends.
-final class TemporaryDirectory {
-    let path: String
+public final class TemporaryDirectory {
+    public let path: String
 
-    init() throws {
+    public init() throws {
         var template = Array((NSTemporaryDirectory() + "routerd-test-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw HarnessError("mkdtemp failed") }
         path = String(cString: made)
@@ -44,7 +44,7 @@ final class TemporaryDirectory {
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
 
-    func write(_ name: String, _ text: String) throws -> String {
+    public func write(_ name: String, _ text: String) throws -> String {
         let file = path + "/" + name
         try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try text.write(toFile: file, atomically: true, encoding: .utf8)
@@ -53,11 +53,11 @@ final class TemporaryDirectory {
 }
 
 /// Writes routerd configs for tests.
-enum TestConfig {
-    static let strong = "gpt-4-1106-preview"
-    static let weak = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+public enum TestConfig {
+    public static let strong = "gpt-4-1106-preview"
+    public static let weak = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
-    static func yaml(
+    public static func yaml(
         socket: String, routers: String? = nil, limits: String = "  idle_timeout: 30", admin: String = "",
         searchPaths: [String] = [Package.root + "/plugins"],
         mode: String = "0660", encoders: String = ""
@@ -79,7 +79,7 @@ enum TestConfig {
         """
     }
 
-    static func randomRouter(name: String = "random", threshold: Double = 0.5, seed: Int? = 7) -> String {
+    public static func randomRouter(name: String = "random", threshold: Double = 0.5, seed: Int? = 7) -> String {
         """
           \(name):
             plugin: random
@@ -92,16 +92,16 @@ enum TestConfig {
 }
 
 /// A running routerd process on a temporary socket.
-final class Daemon {
-    let directory: TemporaryDirectory
-    let socket: String
-    let configFile: String
-    let process = Process()
+public final class Daemon {
+    public let directory: TemporaryDirectory
+    public let socket: String
+    public let configFile: String
+    public let process = Process()
     /// routerd's standard error goes to a file, read back by `log`.
     private let logFile: String
 
     /// Starts routerd on `config` (a function of the socket path) and waits until it accepts connections.
-    init(
+    public init(
         directory: TemporaryDirectory? = nil, config: (String) -> String = { TestConfig.yaml(socket: $0) }, arguments: [String] = [],
         environment: [String: String] = [:]
     ) throws {
@@ -126,7 +126,7 @@ final class Daemon {
     }
 
     /// What routerd wrote to standard error so far.
-    var log: String {
+    public var log: String {
         String(decoding: FileManager.default.contents(atPath: logFile) ?? Data(), as: UTF8.self)
     }
 
@@ -145,7 +145,7 @@ final class Daemon {
         throw HarnessError("routerd did not start serving \(socket) within 20 s:\n\(log)")
     }
 
-    func connect() throws -> LineSocket {
+    public func connect() throws -> LineSocket {
         let connection = try LineSocket(path: socket)
         // If the daemon closes this connection unexpectedly, the failure shows the daemon's log.
         let logFile = self.logFile
@@ -160,7 +160,7 @@ final class Daemon {
 
     /// Sends SIGTERM and waits for the exit status.
     @discardableResult
-    func stop(signal: Int32 = SIGTERM) -> Int32 {
+    public func stop(signal: Int32 = SIGTERM) -> Int32 {
         stoppedByTest = true
         if process.isRunning {
             kill(process.processIdentifier, signal)
@@ -183,13 +183,13 @@ final class Daemon {
 }
 
 /// A blocking Unix-socket client that speaks raw lines, so tests control every byte.
-final class LineSocket {
-    let fd: Int32
+public final class LineSocket {
+    public let fd: Int32
     private var buffer: [UInt8] = []
     /// What to add to an error when the other side closes the connection unexpectedly.
-    var diagnostics: (() -> String)?
+    public var diagnostics: (() -> String)?
 
-    init(path: String) throws {
+    public init(path: String) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HarnessError("socket() failed") }
         var address = sockaddr_un()
@@ -208,14 +208,14 @@ final class LineSocket {
 
     deinit { Glibc.close(fd) }
 
-    func close() { shutdown(fd, Int32(SHUT_RDWR)) }
+    public func close() { shutdown(fd, Int32(SHUT_RDWR)) }
 
     /// Stops sending; the daemon still answers what it received.
-    func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
+    public func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
 
-    func send(_ text: String) throws { try send(Array(text.utf8)) }
+    public func send(_ text: String) throws { try send(Array(text.utf8)) }
 
-    func send(_ bytes: [UInt8]) throws {
+    public func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -227,7 +227,7 @@ final class LineSocket {
     }
 
     /// Reads one line (without its newline), or nil at end of stream.
-    func readLine(timeout: Double = 10) throws -> String? {
+    public func readLine(timeout: Double = 10) throws -> String? {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             if let newline = buffer.firstIndex(of: 0x0A) {
@@ -252,14 +252,14 @@ final class LineSocket {
 
     /// Sends one `route` line and decodes the decision exactly. (JSONSerialization
     /// on Linux may misread the last digit of a double; JSONDecoder does not.)
-    func decision(_ line: String) throws -> Decision {
+    public func decision(_ line: String) throws -> Decision {
         try send(line + "\n")
         guard let response = try readLine() else { throw HarnessError("connection closed before a response to \(line)") }
         return try ResponseCodec.decode(Decision.self, from: Data(response.utf8))
     }
 
     /// Sends one line and returns the parsed response object.
-    func request(_ line: String) throws -> [String: Any] {
+    public func request(_ line: String) throws -> [String: Any] {
         try send(line + "\n")
         guard let response = try readLine() else {
             throw HarnessError("connection closed before a response to \(line)" + (diagnostics.map { "; routerd's log:\n" + $0() } ?? ""))
@@ -268,8 +268,8 @@ final class LineSocket {
     }
 }
 
-enum JSON {
-    static func object(_ line: String) throws -> [String: Any] {
+public enum JSON {
+    public static func object(_ line: String) throws -> [String: Any] {
         guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
             throw HarnessError("response is not a JSON object: \(line)")
         }
@@ -285,15 +285,15 @@ extension String {
 }
 
 extension Dictionary where Key == String, Value == Any {
-    var ok: Bool { self["ok"] as? Bool == true }
-    var errorCode: String? { (self["error"] as? [String: Any])?["code"] as? String }
-    var errorMessage: String { (self["error"] as? [String: Any])?["message"] as? String ?? "" }
-    var result: [String: Any] { self["result"] as? [String: Any] ?? [:] }
+    public var ok: Bool { self["ok"] as? Bool == true }
+    public var errorCode: String? { (self["error"] as? [String: Any])?["code"] as? String }
+    public var errorMessage: String { (self["error"] as? [String: Any])?["message"] as? String ?? "" }
+    public var result: [String: Any] { self["result"] as? [String: Any] ?? [:] }
 }
 
 /// Runs a command to completion and returns its exit status and output.
 @discardableResult
-func runCommand(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (
+public func runCommand(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (
     status: Int32, stdout: String, stderr: String
 ) {
     let process = Process()
@@ -325,7 +325,7 @@ func runCommand(_ executable: String, _ arguments: [String], environment: [Strin
 /// threads launch processes at once, as a parallel test run does.
 private let launchLock = NSLock()
 
-func launch(_ process: Process) throws {
+public func launch(_ process: Process) throws {
     launchLock.lock()
     defer { launchLock.unlock() }
     try process.run()

@@ -1,0 +1,43 @@
+import NIOConcurrencyHelpers
+import RouterProtocol
+
+/// The server's own counters: requests by op, error responses by code, and
+/// connections. The engine counts decisions; these count what crossed the socket.
+public final class ServerCounters: Sendable {
+    public struct Snapshot: Sendable {
+        public var requests: [Op: UInt64] = [:]
+        public var errors: [ErrorCode: UInt64] = [:]
+        public var connectionsOpen: UInt64 = 0
+        public var connectionsTotal: UInt64 = 0
+        public var connectionsRejected: UInt64 = 0
+    }
+
+    private let counters = NIOLockedValueBox(Snapshot())
+
+    public init() {}
+
+    /// Counts one answered request; `op` is nil when the line had no valid op.
+    func recordResponse(op: Op?, error: ErrorCode?) {
+        counters.withLockedValue { counters in
+            if let op { counters.requests[op, default: 0] += 1 }
+            if let error { counters.errors[error, default: 0] += 1 }
+        }
+    }
+
+    func connectionOpened() {
+        counters.withLockedValue {
+            $0.connectionsOpen += 1
+            $0.connectionsTotal += 1
+        }
+    }
+
+    func connectionClosed() {
+        counters.withLockedValue { $0.connectionsOpen -= 1 }
+    }
+
+    func connectionRejected() {
+        counters.withLockedValue { $0.connectionsRejected += 1 }
+    }
+
+    public var snapshot: Snapshot { counters.withLockedValue { $0 } }
+}

@@ -1,0 +1,90 @@
+import RouterEngine
+import RouterProtocol
+
+// The engine answers in domain values; these put them on the wire.
+
+extension ProtocolError {
+    /// The wire's error code for each engine error; the message is the engine's.
+    init(_ error: EngineError) {
+        let code: ErrorCode =
+            switch error {
+            case .unknownRouter: .unknownRouter
+            case .plugin: .pluginError
+            case .unknownEncoder, .noEncoders, .invalidSetting: .badField
+            case .encoderNotNamed: .missingField
+            case .reloadRejected: .reloadFailed
+            }
+        self.init(code, error.message)
+    }
+}
+
+extension Decision {
+    init(_ decision: RoutingDecision) {
+        self.init(
+            model: decision.model, tier: decision.tier == .strong ? .strong : .weak, score: decision.score, threshold: decision.threshold,
+            router: decision.router, generation: decision.generation, elapsedMicroseconds: decision.elapsedMicroseconds)
+    }
+}
+
+extension EmbedResult {
+    init(_ embeddings: Embeddings, elapsedMicroseconds: Double) {
+        self.init(
+            encoder: embeddings.encoder, dimension: embeddings.dimension, embeddings: embeddings.vectors, tokens: embeddings.tokens,
+            longText: embeddings.policy.rawValue, elapsedMicroseconds: elapsedMicroseconds)
+    }
+}
+
+extension RoutersResult {
+    init(_ generation: Generation) {
+        self.init(
+            generation: generation.number,
+            routers: generation.routerNames.compactMap { generation.routers[$0] }.map { router in
+                RouterInfo(
+                    name: router.name, plugin: router.library.name, pluginVersion: router.library.version, threshold: router.threshold,
+                    strongModel: router.strongModel, weakModel: router.weakModel, encoder: router.encoder?.config.name,
+                    strongFraction: router.strongFraction, generation: generation.number, details: router.description.object)
+            })
+    }
+}
+
+extension ReloadResult {
+    init(_ outcome: ReloadOutcome) {
+        self.init(
+            generation: outcome.generation, previousGeneration: outcome.previousGeneration, routers: outcome.routers, reused: outcome.reused,
+            dryRun: outcome.dryRun)
+    }
+}
+
+extension SetResult {
+    init(_ outcome: SetOutcome) {
+        self.init(
+            router: outcome.router, threshold: outcome.threshold, strongFraction: outcome.strongFraction, generation: outcome.generation,
+            previousGeneration: outcome.previousGeneration)
+    }
+}
+
+extension StatsResult {
+    init(engine: StatsSnapshot, server: ServerCounters.Snapshot, uptimeSeconds: Double, generation: Generation) {
+        self.init(
+            uptimeSeconds: uptimeSeconds, generation: generation.number, connectionsOpen: server.connectionsOpen,
+            connectionsTotal: server.connectionsTotal, connectionsRejected: server.connectionsRejected,
+            requests: Dictionary(uniqueKeysWithValues: server.requests.map { ($0.key.rawValue, $0.value) }),
+            errors: Dictionary(uniqueKeysWithValues: server.errors.map { ($0.key.rawValue, $0.value) }),
+            routers: engine.routers.mapValues { activity in
+                RouterStats(
+                    decisions: activity.decisions, strong: activity.strong, weak: activity.weak, scored: activity.scored, errors: activity.errors,
+                    events: activity.events, fallbacks: activity.fallbacks, scoreQuantiles: activity.scoreQuantiles,
+                    latencyMicroseconds: activity.latencyMicroseconds)
+            },
+            encoders: generation.encoders.mapValues { instance in
+                let cache = instance.cache.counters
+                return EncoderStats(hits: cache.hits, misses: cache.misses, entries: cache.entries, capacity: cache.capacity)
+            },
+            reloads: engine.reloads, reloadFailures: engine.reloadFailures,
+            reloadHistory: engine.history.map { event in
+                ReloadRecord(
+                    time: event.time, trigger: event.trigger, outcome: event.accepted ? "ok" : "rejected", generation: event.generation,
+                    problems: event.problems)
+            })
+    }
+}

@@ -1,0 +1,55 @@
+import TextEncoder
+
+/// Which model a decision picked.
+public enum RoutingTier: String, Sendable, Hashable {
+    case strong, weak
+}
+
+/// One `route` decision, as the engine made it.
+public struct RoutingDecision: Sendable, Hashable {
+    /// The model to call: the router's strong or weak model.
+    public var model: String
+    public var tier: RoutingTier
+    /// P(strong model wins), in [0, 1].
+    public var score: Double
+    /// Strong when score ≥ threshold.
+    public var threshold: Double
+    public var router: String
+    /// The generation whose router decided.
+    public var generation: UInt64
+    /// Time spent deciding, in microseconds.
+    public var elapsedMicroseconds: Double
+}
+
+/// Embeddings of texts by one encoder.
+public struct Embeddings: Sendable {
+    public var encoder: String
+    public var dimension: Int
+    /// One L2-normalised vector per text, in order.
+    public var vectors: [[Float]]
+    /// The token ids the model saw, when asked for.
+    public var tokens: [[Int32]]?
+    public var policy: LongTextPolicy
+}
+
+/// What a reload did.
+public struct ReloadOutcome: Sendable, Hashable {
+    /// The generation now serving; after a dry run, still the previous one.
+    public var generation: UInt64
+    public var previousGeneration: UInt64
+    /// The new generation's routers, in config order.
+    public var routers: [String]
+    /// Routers whose plugin instance carried over unchanged.
+    public var reused: [String]
+    public var dryRun: Bool
+}
+
+/// What a `set` did.
+public struct SetOutcome: Sendable, Hashable {
+    public var router: String
+    public var threshold: Double
+    /// The strong share the threshold was derived from, when one was given.
+    public var strongFraction: Double?
+    public var generation: UInt64
+    public var previousGeneration: UInt64
+}

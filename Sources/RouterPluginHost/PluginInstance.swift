@@ -1,0 +1,256 @@
+import CRouterPlugin
+import Foundation
+import Logging
+import RouterPluginKit
+
+/// A plugin failed while scoring, or was handed prompts that do not fit its instance.
+public struct PluginScoreError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// What the host offers one plugin instance through `rp_host`: logging, embeddings
+/// of other texts, and event counters. The engine supplies these; this module
+/// only carries them across the C boundary.
+public struct HostServices: Sendable {
+    /// Tagged with the router instance's name.
+    public var logger: Logger
+    /// Embeds a text with the instance's encoder; nil when it has none.
+    public var embed: (@Sendable (String) -> [Float])?
+    /// Counts one plugin event (e.g. `fallback.timeout`).
+    public var count: @Sendable (String) -> Void
+
+    public init(logger: Logger, embed: (@Sendable (String) -> [Float])?, count: @escaping @Sendable (String) -> Void) {
+        self.logger = logger
+        self.embed = embed
+        self.count = count
+    }
+}
+
+/// One instance a plugin created: its handle, the host table it holds, and its
+/// parsed description.
+///
+/// Every call into the plugin goes through here, and every count and dimension
+/// is checked before a pointer is handed over, so a caller's mistake is an error
+/// rather than an out-of-bounds read in the plugin. Destroyed with the last
+/// reference, which is after the last request that used it finished.
+public final class PluginInstance: @unchecked Sendable {
+    // `handle` is only passed to the plugin, whose contract makes `score` thread-safe.
+    public let library: PluginLibrary
+    /// The router instance's name.
+    public let name: String
+    /// The embedding dimension every scored prompt must carry; 0 for an instance without an encoder.
+    public let embeddingDimension: Int
+    /// What the plugin said about the instance, parsed and checked at creation.
+    public let description: RouterDescription
+    private let handle: UnsafeMutableRawPointer
+    private let host: HostTable
+
+    /// Creates an instance; a refusal or a malformed description is a ``PluginLoadError`` naming the router and plugin.
+    public init(
+        library: PluginLibrary, name: String, paramsJSON: String, strongModel: String, weakModel: String, embeddingDimension: Int,
+        services: HostServices
+    ) throws(PluginLoadError) {
+        let host = HostTable(services)
+        var handle: UnsafeMutableRawPointer?
+        var error: UnsafeMutablePointer<CChar>?
+        let status = paramsJSON.withCString { params in
+            name.withCString { cName in
+                strongModel.withCString { strong in
+                    weakModel.withCString { weak in
+                        var info = rp_instance_info(
+                            struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: cName, params_json: params,
+                            params_json_len: strlen(params), strong_model: strong, weak_model: weak, embedding_dim: embeddingDimension)
+                        return library.vtable.create(host.table, &info, &handle, &error)
+                    }
+                }
+            }
+        }
+        let message = library.takeString(error)
+        guard status == RP_OK, let handle else {
+            throw PluginLoadError(
+                library: library.path, message: "router '\(name)': plugin '\(library.name)' refused to create it: \(message ?? "no reason given")")
+        }
+        // From here the instance exists: a failure below must destroy it.
+        let description: RouterDescription
+        do {
+            description = try Self.describe(handle, library: library, embeddingDimension: embeddingDimension)
+        } catch {
+            library.vtable.destroy(handle)
+            throw PluginLoadError(library: library.path, message: "router '\(name)': plugin '\(library.name)' describes it wrongly: \(error.message)")
+        }
+        self.library = library
+        self.name = name
+        self.embeddingDimension = embeddingDimension
+        self.description = description
+        self.handle = handle
+        self.host = host
+    }
+
+    deinit { library.vtable.destroy(handle) }
+
+    private static func describe(
+        _ handle: UnsafeMutableRawPointer, library: PluginLibrary, embeddingDimension: Int
+    ) throws(RouterDescriptionError) -> RouterDescription {
+        guard let describe = library.vtable.describe, let text = library.takeString(describe(handle)) else { return RouterDescription() }
+        let description = try RouterDescription(json: Array(text.utf8))
+        if let declared = description.embeddingDimension, embeddingDimension > 0, declared != embeddingDimension {
+            throw RouterDescriptionError(
+                "it expects \(declared)-d embeddings ('\(MetadataKey.embeddingDimension)'), but the router's encoder gives \(embeddingDimension)-d")
+        }
+        return description
+    }
+
+    /// Checks that `embeddings` fit `count` prompts of this instance.
+    private func check(embeddings: [[Float]]?, count: Int) throws(PluginScoreError) {
+        guard embeddingDimension > 0 else {
+            guard embeddings == nil else {
+                throw PluginScoreError("router '\(name)' has no encoder, yet embeddings were passed")
+            }
+            return
+        }
+        guard let embeddings else { throw PluginScoreError("router '\(name)' needs \(embeddingDimension)-d embeddings, and none were passed") }
+        guard embeddings.count == count else {
+            throw PluginScoreError("router '\(name)': \(embeddings.count) embeddings for \(count) prompts")
+        }
+        if let wrong = embeddings.first(where: { $0.count != embeddingDimension }) {
+            throw PluginScoreError("router '\(name)' needs \(embeddingDimension)-d embeddings, and one has \(wrong.count)")
+        }
+    }
+
+    /// Scores prompts; each score is P(strong wins) in [0, 1]. `embeddings`, one per
+    /// prompt of exactly ``embeddingDimension`` floats, are required when the instance has an encoder.
+    public func score(_ prompts: [String], embeddings: [[Float]]? = nil) throws(PluginScoreError) -> [Double] {
+        try check(embeddings: embeddings, count: prompts.count)
+        var scores = [Double](repeating: .nan, count: prompts.count)
+        var error: UnsafeMutablePointer<CChar>?
+        // All texts in one byte buffer and all vectors in one float buffer, so
+        // each pointer is taken once and stays valid for the whole call.
+        var textBytes: [UInt8] = []
+        var textRanges: [Range<Int>] = []
+        for prompt in prompts {
+            let start = textBytes.count
+            textBytes.append(contentsOf: prompt.utf8)
+            textRanges.append(start..<textBytes.count)
+        }
+        let dimension = embeddingDimension
+        let vectors = embeddings?.flatMap { $0 } ?? []
+        let status: Int32 = textBytes.withUnsafeBufferPointer { text in
+            vectors.withUnsafeBufferPointer { vector in
+                let cPrompts = textRanges.enumerated().map { index, range in
+                    rp_prompt(
+                        text: UnsafeRawPointer(text.baseAddress.map { $0 + range.lowerBound })?.assumingMemoryBound(to: CChar.self),
+                        text_len: range.count,
+                        embedding: dimension == 0 ? nil : vector.baseAddress! + index * dimension,
+                        embedding_dim: dimension)
+                }
+                return cPrompts.withUnsafeBufferPointer { cPrompts in
+                    scores.withUnsafeMutableBufferPointer { out in
+                        library.vtable.score(handle, cPrompts.baseAddress, cPrompts.count, out.baseAddress, &error)
+                    }
+                }
+            }
+        }
+        try checkResult(status, error: error)
+        if let bad = scores.first(where: { !($0 >= 0 && $0 <= 1) }) {
+            throw PluginScoreError("plugin '\(library.name)' returned score \(bad), outside [0, 1]")
+        }
+        return scores
+    }
+
+    /// Scores one prompt without the batch bookkeeping (a decision's hot path).
+    public func score(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> Double {
+        try check(embeddings: embedding.map { [$0] }, count: 1)
+        var score = Double.nan
+        var error: UnsafeMutablePointer<CChar>?
+        var prompt = prompt
+        let status = prompt.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { chars in
+                (embedding ?? []).withUnsafeBufferPointer { vector in
+                    var cPrompt = rp_prompt(
+                        text: chars.baseAddress, text_len: chars.count, embedding: embedding == nil ? nil : vector.baseAddress,
+                        embedding_dim: embedding?.count ?? 0)
+                    return library.vtable.score(handle, &cPrompt, 1, &score, &error)
+                }
+            }
+        }
+        try checkResult(status, error: error)
+        guard score >= 0, score <= 1 else {
+            throw PluginScoreError("plugin '\(library.name)' returned score \(score), outside [0, 1]")
+        }
+        return score
+    }
+
+    private func checkResult(_ status: Int32, error: UnsafeMutablePointer<CChar>?) throws(PluginScoreError) {
+        let message = library.takeString(error)
+        if status != RP_OK {
+            throw PluginScoreError(message ?? "plugin '\(library.name)' failed without a message")
+        }
+    }
+}
+
+/// The `rp_host` table handed to one plugin instance, and the services behind it.
+private final class HostTable {
+    let services: HostServices
+    /// Heap-allocated so its address is stable: the plugin keeps the pointer.
+    let table: UnsafeMutablePointer<rp_host>
+
+    init(_ services: HostServices) {
+        self.services = services
+        table = .allocate(capacity: 1)
+        table.initialize(to: rp_host())
+        table.pointee.abi_version = RP_ABI_VERSION
+        table.pointee.struct_size = UInt32(MemoryLayout<rp_host>.size)
+        table.pointee.log = hostLog
+        table.pointee.embed = hostEmbed
+        table.pointee.count = hostCount
+        // The instance owns this object, so the unretained pointer lives as long as the plugin may use it.
+        table.pointee.context = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit {
+        table.deallocate()
+    }
+}
+
+private let hostLog: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, Int) -> Void = { context, level, message, length in
+    guard let context, let message else { return }
+    let host = Unmanaged<HostTable>.fromOpaque(context).takeUnretainedValue()
+    let text = String(decoding: UnsafeRawBufferPointer(start: message, count: length), as: UTF8.self)
+    let logLevel: Logger.Level =
+        switch level {
+        case RP_LOG_DEBUG: .debug
+        case RP_LOG_INFO: .info
+        case RP_LOG_WARNING: .warning
+        default: .error
+        }
+    host.services.logger.log(level: logLevel, "\(text)")
+}
+
+private let hostCount: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int) -> Void = { context, event, length in
+    guard let context, let event, length > 0 else { return }
+    let host = Unmanaged<HostTable>.fromOpaque(context).takeUnretainedValue()
+    host.services.count(String(decoding: UnsafeRawBufferPointer(start: event, count: length), as: UTF8.self))
+}
+
+private let noEncoderMessage: StaticString = "this router instance has no encoder; add `encoder:` to it in routerd.yaml"
+private let wrongDimensionMessage: StaticString = "the output buffer's dimension differs from the encoder's"
+
+private let hostEmbed:
+    @convention(c) (
+        UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<Float>?, Int, UnsafeMutablePointer<UnsafePointer<CChar>?>?
+    ) -> Int32 = { context, text, length, out, dimension, error in
+        func fail(_ message: StaticString) -> Int32 {
+            error?.pointee = UnsafeRawPointer(message.utf8Start).assumingMemoryBound(to: CChar.self)
+            return RP_ERROR
+        }
+        guard let context, let out else { return fail(noEncoderMessage) }
+        let host = Unmanaged<HostTable>.fromOpaque(context).takeUnretainedValue()
+        guard let embed = host.services.embed else { return fail(noEncoderMessage) }
+        let string = text.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) } ?? ""
+        let vector = embed(string)
+        guard dimension == vector.count else { return fail(wrongDimensionMessage) }
+        vector.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: dimension) }
+        return RP_OK
+    }

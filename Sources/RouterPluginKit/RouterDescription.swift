@@ -1,0 +1,115 @@
+import RouterJSON
+
+/// The keys that mean the same thing in a plugin's description and in a
+/// router weights file's safetensors metadata. Defined here once; trainers,
+/// plugins and the host all use these names.
+public enum MetadataKey {
+    /// Scores at 0, 1, …, 100% of calibration prompts, non-decreasing, in [0, 1]:
+    /// what `strong_fraction` turns into a threshold.
+    public static let scoreQuantiles = "score_quantiles"
+    /// The [strong, weak] pair the stored quantiles were computed for.
+    public static let quantilePair = "quantile_pair"
+    /// The embedding dimension a weights file was made from, or an instance expects.
+    public static let embeddingDimension = "embedding_dim"
+    /// The models a weights file or an instance knows, as a list of names.
+    public static let models = "models"
+    /// The encoder that made a weights file's embeddings.
+    public static let encoder = "encoder"
+    /// A weights file's format and version, e.g. `llm-router.mf/1`.
+    public static let format = "format"
+    /// How the training prompts over the encoder's length were embedded.
+    public static let longText = "long_text"
+    /// What a trainer did: files, counts, settings (a JSON object).
+    public static let training = "training"
+}
+
+/// A description that breaks the contract, and why.
+public struct RouterDescriptionError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// What a plugin says about one of its instances.
+///
+/// On the C ABI it travels as a JSON object (`describe`). The host parses it
+/// once, when the instance is created, into this value: the fields the host
+/// relies on are typed and checked, and everything else is kept as free-form
+/// `details` for people (the `routers` reply).
+public struct RouterDescription: Sendable, Hashable {
+    /// ``MetadataKey/scoreQuantiles`` for the instance's strong/weak pair, when the plugin has them.
+    public var scoreQuantiles: [Double]?
+    /// The models the instance can rank (``MetadataKey/models``).
+    public var models: [String]?
+    /// The embedding dimension the instance expects (``MetadataKey/embeddingDimension``).
+    public var embeddingDimension: Int?
+    /// Everything else the plugin said, by key.
+    public var details: [String: JSONValue]
+
+    public init(scoreQuantiles: [Double]? = nil, models: [String]? = nil, embeddingDimension: Int? = nil, details: [String: JSONValue] = [:]) {
+        self.scoreQuantiles = scoreQuantiles
+        self.models = models
+        self.embeddingDimension = embeddingDimension
+        self.details = details
+    }
+
+    /// Parses and checks a description's JSON text.
+    public init(json: some Collection<UInt8>) throws(RouterDescriptionError) {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(json)
+        } catch {
+            throw RouterDescriptionError("describe returned text that is not JSON: \(String(decoding: json.prefix(120), as: UTF8.self))")
+        }
+        guard var members = value.objectValue else {
+            throw RouterDescriptionError("describe must return a JSON object, not \(value.text.prefix(60))")
+        }
+        if let quantiles = members.removeValue(forKey: MetadataKey.scoreQuantiles), quantiles != .null {
+            guard let values = quantiles.arrayValue?.compactMap(\.doubleValue), values.count == quantiles.arrayValue?.count else {
+                throw RouterDescriptionError("'\(MetadataKey.scoreQuantiles)' must be a list of numbers")
+            }
+            scoreQuantiles = values
+        }
+        if let models = members.removeValue(forKey: MetadataKey.models), models != .null {
+            guard let names = models.arrayValue?.compactMap(\.stringValue), names.count == models.arrayValue?.count else {
+                throw RouterDescriptionError("'\(MetadataKey.models)' must be a list of model names")
+            }
+            self.models = names
+        }
+        if let dimension = members.removeValue(forKey: MetadataKey.embeddingDimension), dimension != .null {
+            guard let number = dimension.integerValue, number >= 0, let exact = Int(exactly: number) else {
+                throw RouterDescriptionError("'\(MetadataKey.embeddingDimension)' must be a non-negative integer")
+            }
+            embeddingDimension = exact
+        }
+        details = members
+        try validate()
+    }
+
+    /// Checks the contract: quantiles are at least two non-decreasing scores in [0, 1].
+    public func validate() throws(RouterDescriptionError) {
+        if let quantiles = scoreQuantiles {
+            guard quantiles.count >= 2 else {
+                throw RouterDescriptionError("'\(MetadataKey.scoreQuantiles)' needs at least 2 values, found \(quantiles.count)")
+            }
+            guard quantiles.allSatisfy({ (0...1).contains($0) }) else {
+                throw RouterDescriptionError("'\(MetadataKey.scoreQuantiles)' must lie in [0, 1]")
+            }
+            guard zip(quantiles, quantiles.dropFirst()).allSatisfy({ $0 <= $1 }) else {
+                throw RouterDescriptionError("'\(MetadataKey.scoreQuantiles)' must be non-decreasing")
+            }
+        }
+    }
+
+    /// The whole description as one JSON object: the typed fields under their keys, and the details.
+    public var object: [String: JSONValue] {
+        var members = details
+        if let scoreQuantiles { members[MetadataKey.scoreQuantiles] = .array(scoreQuantiles.map(JSONValue.number)) }
+        if let models { members[MetadataKey.models] = .array(models.map(JSONValue.string)) }
+        if let embeddingDimension { members[MetadataKey.embeddingDimension] = .integer(Int64(embeddingDimension)) }
+        return members
+    }
+
+    /// The JSON text a plugin hands the host.
+    public var json: String { JSONValue.object(object).text }
+}

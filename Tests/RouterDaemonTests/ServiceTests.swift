@@ -1,0 +1,99 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import RouterEngine
+import RouterdTestSupport
+import ServiceLifecycle
+import ServiceLifecycleTestKit
+import Testing
+
+@testable import RouterDaemon
+
+/// The daemon's services in-process, under ServiceLifecycle's graceful-shutdown test kit.
+@Suite(.timeLimit(.minutes(1))) struct ServiceTests {
+    /// Log lines, kept for the test to read.
+    final class CapturedLog: Sendable {
+        private let lines = NIOLockedValueBox<[String]>([])
+        var all: [String] { lines.withLockedValue { $0 } }
+
+        func logger() -> Logger {
+            Logger(label: "service-tests") { _ in Handler(log: self) }
+        }
+
+        struct Handler: LogHandler {
+            let log: CapturedLog
+            var metadata: Logger.Metadata = [:]
+            var logLevel: Logger.Level = .info
+            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+                get { metadata[key] }
+                set { metadata[key] = newValue }
+            }
+            func log(event: LogEvent) {
+                log.lines.withLockedValue { $0.append("\(event.level) \(event.message)") }
+            }
+        }
+    }
+
+    static func reloader(in directory: TemporaryDirectory, logger: Logger) throws -> Reloader {
+        let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: directory.path + "/routerd.sock"))
+        let engine = try Engine(configFile: config, executableDirectory: Package.binDirectory, logger: logger)
+        return Reloader(engine: engine, decisionLog: try DecisionLogSlot(nil, logger: logger), logger: logger)
+    }
+
+    /// Waits (without sleeping a fixed time) until `condition` holds, for at most `seconds`.
+    static func eventually(_ seconds: Double = 10, _ condition: () -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while !condition() {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+
+    @Test func withoutInotifyTheWatcherWarnsAndKeepsRunningUntilShutdown() async throws {
+        let directory = try TemporaryDirectory()
+        let log = CapturedLog()
+        let reloader = try Self.reloader(in: directory, logger: log.logger())
+        let watcher = ConfigWatcher(reloader: reloader, threadPool: .singleton, logger: log.logger(), inotify: -1, unavailable: "EMFILE (test)")
+        let ended = NIOLockedValueBox(false)
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await watcher.run()
+                    ended.withLockedValue { $0 = true }
+                }
+                #expect(try await Self.eventually { log.all.contains { $0.hasPrefix("warning reload.watch: inotify is unavailable") } })
+                // Had it returned, the service group would have stopped the daemon with it.
+                #expect(!ended.withLockedValue { $0 }, "the watcher must keep running without inotify")
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
+        }
+        #expect(ended.withLockedValue { $0 })
+    }
+
+    @Test func theDaemonServesUntilGracefulShutdownAndRemovesItsSocket() async throws {
+        let directory = try TemporaryDirectory()
+        let logger = Logger(label: "service-tests")
+        let reloader = try Self.reloader(in: directory, logger: logger)
+        let socket = directory.path + "/routerd.sock"
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let daemon = DaemonService(
+            reloader: reloader, counters: ServerCounters(), socketPath: socket, group: group, threadPool: .singleton, ioThreadPool: .singleton,
+            logger: logger)
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await daemon.run() }
+                #expect(try await Self.eventually { (try? LineSocket(path: socket)) != nil })
+                let connection = try LineSocket(path: socket)
+                #expect(try connection.request(#"{"op":"health"}"#).ok)
+                trigger.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: socket), "the daemon removes the socket file it made")
+        try await group.shutdownGracefully()
+    }
+}

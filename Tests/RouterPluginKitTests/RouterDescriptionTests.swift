@@ -1,0 +1,59 @@
+import RouterJSON
+import RouterPluginKit
+import Testing
+
+@Suite struct RouterDescriptionTests {
+    static func parse(_ text: String) throws(RouterDescriptionError) -> RouterDescription {
+        try RouterDescription(json: Array(text.utf8))
+    }
+
+    @Test func theContractFieldsAreTypedAndTheRestKept() throws {
+        let description = try Self.parse(#"{"score_quantiles":[0,0.5,1],"models":["a","b"],"embedding_dim":384,"seed":7,"note":"x"}"#)
+        #expect(description.scoreQuantiles == [0, 0.5, 1])
+        #expect(description.models == ["a", "b"])
+        #expect(description.embeddingDimension == 384)
+        #expect(description.details == ["seed": 7, "note": "x"])
+        // What the host hands the wire is the whole object again.
+        #expect(try Self.parse(description.json) == description)
+        #expect(description.object[MetadataKey.scoreQuantiles] == [0.0, 0.5, 1.0])
+    }
+
+    @Test(
+        arguments: [
+            ("not json", "not JSON"),
+            ("[1,2]", "must return a JSON object"),
+            (#"{"score_quantiles":[0.9,0.1]}"#, "must be non-decreasing"),
+            (#"{"score_quantiles":[0.5]}"#, "needs at least 2 values"),
+            (#"{"score_quantiles":[0,1.5]}"#, "must lie in [0, 1]"),
+            (#"{"score_quantiles":["low","high"]}"#, "must be a list of numbers"),
+            (#"{"models":["a",1]}"#, "must be a list of model names"),
+            (#"{"embedding_dim":-1}"#, "must be a non-negative integer"),
+        ])
+    func aDescriptionThatBreaksTheContractIsRefused(text: String, message: String) {
+        do {
+            _ = try Self.parse(text)
+            Issue.record("\(text) must be refused")
+        } catch {
+            #expect(error.message.contains(message), "\(error.message)")
+        }
+    }
+
+    @Test func anEmptyDescriptionHasNothingTyped() throws {
+        let description = try Self.parse("{}")
+        #expect(description == RouterDescription())
+    }
+}
+
+@Suite struct JSONValueTests {
+    @Test func whatTheWriterWritesParsesBackToTheSameValue() throws {
+        let value: JSONValue = [
+            "text": "quote \" backslash \\ newline \n tab \t control \u{01} unicode é 🚀", "int": 42, "negative": -7, "double": 0.1,
+            "big": 1e300, "bool": true, "null": .null, "list": [1, "two", [3.5], [:]], "nested": ["k": ["deeper": false]],
+        ]
+        #expect(try JSONValue.parse(Array(value.text.utf8)) == value)
+    }
+
+    @Test func objectKeysComeOutSorted() {
+        #expect(JSONValue.object(["b": 1, "a": 2, "c": ["z": 0, "y": 1]]).text == #"{"a":2,"b":1,"c":{"y":1,"z":0}}"#)
+    }
+}
