@@ -185,7 +185,7 @@ let package = Package(
         .testTarget(
             name: "RouterdIntegrationTests",
             dependencies: ["RouterClient", "RouterProtocol", "RouterdTestSupport", "SafeTensors", "routerd", "routerctl"],
-            exclude: ["ExternalPlugin"]),
+            exclude: ["ExternalPlugin", "ExternalPackage"]),
     ]
         + routerPlugins.map {
             .target(

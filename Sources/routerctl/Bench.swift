@@ -102,14 +102,25 @@ struct Bench: AsyncParsableCommand {
         let clients = try await EventLoopFuture.whenAllSucceed(
             (0..<connections).map { _ in RouterConnection.connectFuture(socketPath: path, group: group) }, on: group.next()
         ).get()
-        defer { for client in clients { Task { await client.close() } } }
-        let warmup = min(200, perConnection)
-        let loops = try clients.enumerated().map { index, client in
-            ClosedLoop(connection: client, lines: try lines(index, warmup + perConnection), expect: expect, warmup: warmup, count: perConnection)
+        // Closed before returning, and awaited: a close left to an unstructured task could run after
+        // the event loops shut down ("Cannot schedule tasks on an EventLoop that has already shut down").
+        func closeAll() async {
+            for client in clients { await client.close() }
         }
+        let warmup = min(200, perConnection)
         let start = DispatchTime.now().uptimeNanoseconds
-        let results = try await EventLoopFuture.whenAllSucceed(loops.map { $0.start() }, on: group.next()).get()
+        let results: [ClosedLoop.Outcome]
+        do {
+            let loops = try clients.enumerated().map { index, client in
+                ClosedLoop(connection: client, lines: try lines(index, warmup + perConnection), expect: expect, warmup: warmup, count: perConnection)
+            }
+            results = try await EventLoopFuture.whenAllSucceed(loops.map { $0.start() }, on: group.next()).get()
+        } catch {
+            await closeAll()
+            throw error
+        }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        await closeAll()
         var latencies = results.flatMap(\.latencies)
         latencies.sort()
         // Warm-up requests are timed in `elapsed` too, so count them in the rate.

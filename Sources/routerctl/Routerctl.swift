@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RouterClient
 import RouterConfig
+import RouterEngine
 import RouterProtocol
 
 @main
@@ -9,7 +10,7 @@ struct Routerctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "routerctl",
         abstract: "Ask routerd for routing decisions and inspect or control it.",
-        version: "0.1.0",
+        version: Engine.version,
         subcommands: [
             Route.self, Score.self, Embed.self, Routers.self, Status.self, Stats.self, Reload.self, SetCommand.self, Train.self, Eval.self,
             Calibrate.self, Bench.self,

@@ -12,7 +12,9 @@ import Testing
 @testable import RouterDaemon
 
 /// The daemon's services in-process, under ServiceLifecycle's graceful-shutdown test kit.
-@Suite(.timeLimit(.minutes(1))) struct ServiceTests {
+/// These are async: while synchronous tests hold the cooperative threads of a 2-core
+/// machine they may wait long to resume, hence the generous waits.
+@Suite(.timeLimit(.minutes(2))) struct ServiceTests {
     /// Log lines, kept for the test to read.
     final class CapturedLog: Sendable {
         private let lines = NIOLockedValueBox<[String]>([])
@@ -43,7 +45,7 @@ import Testing
     }
 
     /// Waits (without sleeping a fixed time) until `condition` holds, for at most `seconds`.
-    static func eventually(_ seconds: Double = 10, _ condition: () -> Bool) async throws -> Bool {
+    static func eventually(_ seconds: Double = 60, _ condition: () -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         while !condition() {
             guard ContinuousClock.now < deadline else { return false }

@@ -109,6 +109,8 @@ enum CausalLLMConfig {
         let stalled = try daemon.connect()
         // Four decisions wait on the endpoint: more than the compute pool has threads.
         for index in 0..<4 { try stalled.send(#"{"op":"route","router":"llm","prompt":"question \#(index)","id":\#(index)}"# + "\n") }
+        // Nothing outside the daemon shows that the four now wait on the endpoint, so this one pause
+        // stays: it lets them get there. The check below holds either way; the pause makes it mean something.
         Thread.sleep(forTimeInterval: 0.3)
         // Encoder work runs meanwhile, on its own threads.
         let other = try daemon.connect()

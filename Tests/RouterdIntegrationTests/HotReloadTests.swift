@@ -141,30 +141,17 @@ import Testing
         // An editor's way: write a new file and rename it over the config.
         try (TestConfig.yaml(socket: daemon.socket, routers: TestConfig.randomRouter(threshold: 0.9)) + watch).write(
             toFile: daemon.configFile, atomically: true, encoding: .utf8)
-        var generation = 1
-        for _ in 0..<100 where generation == 1 {
-            usleep(50_000)
-            generation = try connection.request(#"{"op":"status"}"#).result["generation"] as? Int ?? 0
-        }
-        #expect(generation == 2)
+        func generation() throws -> Int { try connection.request(#"{"op":"status"}"#).result["generation"] as? Int ?? 0 }
+        #expect(try eventually { try generation() == 2 })
         #expect(try connection.decision(#"{"op":"route","router":"random","prompt":"x"}"#).threshold == 0.9)
         let history = try #require(try connection.request(#"{"op":"stats"}"#).result["reload_history"] as? [[String: Any]])
         #expect(history.last?["trigger"] as? String == "file change")
         // A broken edit is rejected like any reload, and the watcher keeps watching.
         try "routers: [\n".write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
-        var failures = 0
-        for _ in 0..<100 where failures == 0 {
-            usleep(50_000)
-            failures = try connection.request(#"{"op":"stats"}"#).result["reload_failures"] as? Int ?? 0
-        }
-        #expect(failures == 1)
+        #expect(try eventually { try connection.request(#"{"op":"stats"}"#).result["reload_failures"] as? Int == 1 })
         try (TestConfig.yaml(socket: daemon.socket, routers: TestConfig.randomRouter(threshold: 0.2)) + watch).write(
             toFile: daemon.configFile, atomically: true, encoding: .utf8)
-        for _ in 0..<100 where generation == 2 {
-            usleep(50_000)
-            generation = try connection.request(#"{"op":"status"}"#).result["generation"] as? Int ?? 0
-        }
-        #expect(generation == 3)
+        #expect(try eventually { try generation() == 3 })
     }
 
     @Test func setIsForbiddenToOtherUsers() throws {

@@ -10,10 +10,10 @@ import Testing
         #expect(try connection.request(#"{"op":"health"}"#).ok)
         // A reload is answered from a thread pool; SIGTERM right behind it must not lose the reply.
         try connection.send(#"{"id":1,"op":"reload"}"# + "\n")
-        // Let the daemon read the line first: a request it has not read yet is not in flight, and a
-        // daemon shutting down rightly closes the connection on it. Whether the reload is still
-        // running or already done when SIGTERM lands, its reply must arrive.
-        usleep(300_000)
+        // Let the daemon take the request first: a request it has not read yet is not in flight, and
+        // a daemon shutting down rightly closes the connection on it. The reload logs as it ends;
+        // its reply may or may not have been written when SIGTERM lands, and it must arrive.
+        #expect(eventually { daemon.log.contains("reloaded") })
         kill(daemon.process.processIdentifier, SIGTERM)
         let reply = try JSON.object(try #require(try connection.readLine()))
         #expect(reply["id"] as? Int == 1)
@@ -130,9 +130,9 @@ import Testing
             process.waitUntilExit()
         }
         var connection: LineSocket?
-        for _ in 0..<200 where connection == nil {
+        eventually {
             connection = try? LineSocket(path: socketPath)
-            if connection == nil { usleep(20_000) }
+            return connection != nil
         }
         let response = try #require(connection).request(#"{"op":"route","router":"random","prompt":"activated"}"#)
         #expect(response.ok)
@@ -168,12 +168,7 @@ import Testing
         // SIGHUP reloads too, once the file is fixed.
         try TestConfig.yaml(socket: daemon.socket).write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
         kill(daemon.process.processIdentifier, SIGHUP)
-        var generation = 2
-        for _ in 0..<200 where generation == 2 {
-            usleep(20_000)
-            generation = try connection.request(#"{"op":"status"}"#).result["generation"] as? Int ?? 0
-        }
-        #expect(generation == 3)
+        #expect(try eventually { try connection.request(#"{"op":"status"}"#).result["generation"] as? Int == 3 })
         let stats = try connection.request(#"{"op":"stats"}"#).result
         #expect(stats["reloads"] as? Int == 2)
         #expect(stats["reload_failures"] as? Int == 1)

@@ -42,12 +42,7 @@ import Testing
         // logrotate's way: move the file, then SIGUSR1 makes routerd start a new one.
         #expect(rename(log, log + ".old") == 0)
         kill(daemon.process.processIdentifier, SIGUSR1)
-        var reopened = false
-        for _ in 0..<100 where !reopened {
-            usleep(20_000)
-            reopened = FileManager.default.fileExists(atPath: log)
-        }
-        #expect(reopened)
+        #expect(eventually { FileManager.default.fileExists(atPath: log) })
         _ = try connection.decision(#"{"op":"route","router":"random","prompt":"after rotation"}"#)
         #expect(Self.lines(log).count == 1)
         #expect(Self.lines(log + ".old").count == 3)
@@ -136,9 +131,9 @@ import Testing
             if try connection.decision(#"{"op":"route","router":"random","prompt":"p\#(index)"}"#).tier == .strong { strong += 1 }
         }
         var metrics = (status: 0, body: "")
-        for _ in 0..<50 where metrics.status != 200 {
+        eventually {
             metrics = (try? Self.get(port: port, path: "/metrics")) ?? (0, "")
-            if metrics.status != 200 { usleep(50_000) }
+            return metrics.status == 200
         }
         #expect(metrics.status == 200, "routerd's log: \(daemon.log)")
         #expect(metrics.body.contains("# TYPE routerd_decisions_total counter"), "\(metrics.body)")

@@ -244,13 +244,7 @@ import Testing
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  max_connections: 2") })
         let first = try daemon.connect()
         // The harness's readiness probe may still be counted; wait until only `first` is open.
-        var open = 0
-        for _ in 0..<200 {
-            open = try first.request(#"{"op":"stats"}"#).result["connections_open"] as? Int ?? 0
-            if open == 1 { break }
-            usleep(10_000)
-        }
-        #expect(open == 1)
+        #expect(try eventually { try first.request(#"{"op":"stats"}"#).result["connections_open"] as? Int == 1 })
         let second = try daemon.connect()
         #expect(try second.request(#"{"op":"health"}"#).ok)
         let third = try daemon.connect()
@@ -260,12 +254,7 @@ import Testing
         // The admitted clients are unaffected, and a freed slot is reusable.
         #expect(try first.request(#"{"op":"health"}"#).ok)
         second.close()
-        var admitted = false
-        for _ in 0..<100 where !admitted {
-            usleep(20_000)
-            let fourth = try daemon.connect()
-            admitted = (try? fourth.request(#"{"op":"health"}"#))?.ok == true
-        }
+        let admitted = eventually { (try? daemon.connect().request(#"{"op":"health"}"#))?.ok == true }
         #expect(admitted)
         let stats = try first.request(#"{"op":"stats"}"#).result
         #expect((stats["connections_rejected"] as? Int ?? 0) >= 1)

@@ -321,6 +321,19 @@ public func runCommand(_ executable: String, _ arguments: [String], environment:
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }
 
+/// Waits for an event a test can only observe by asking: checks `condition` until it
+/// holds or `seconds` pass, and returns whether it held. The wait ends as soon as the
+/// event happens, so a fast machine is not slowed and a slow one is given time.
+@discardableResult
+public func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while try !condition() {
+        guard Date() < deadline else { return false }
+        usleep(10_000)
+    }
+    return true
+}
+
 /// Launches one process at a time: Foundation's Process on Linux is not robust when many
 /// threads launch processes at once, as a parallel test run does.
 private let launchLock = NSLock()
