@@ -157,9 +157,9 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
-        .testTarget(name: "RouterTrainingTests", dependencies: ["MatrixFactorization", "RouterTraining", "StableHash"]),
+        .testTarget(name: "RouterTrainingTests", dependencies: ["RouterTraining", "StableHash"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking"]),
-        .testTarget(name: "RouterProtocolTests", dependencies: ["RouterJSON", "RouterProtocol"]),
+        .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
         .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit"]),
         // In-process: the engine and the plugin host without a socket, on the real plugins this package builds.
         .testTarget(
@@ -173,8 +173,9 @@ let package = Package(
         .testTarget(
             name: "RouterDaemonTests",
             dependencies: [
-                "RouterDaemon", "RouterdTestSupport", "RouterEngine", "RouterProtocol",
+                "RouterDaemon", "RouterdTestSupport", "RouterEngine",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
