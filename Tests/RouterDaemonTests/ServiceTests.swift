@@ -14,7 +14,7 @@ import Testing
 /// The daemon's services in-process, under ServiceLifecycle's graceful-shutdown test kit.
 /// These are async: while synchronous tests hold the cooperative threads of a 2-core
 /// machine they may wait long to resume, hence the generous waits.
-@Suite(.timeLimit(.minutes(2))) struct ServiceTests {
+@Suite(.timeLimit(.minutes(5))) struct ServiceTests {
     /// Log lines, kept for the test to read.
     final class CapturedLog: Sendable {
         private let lines = NIOLockedValueBox<[String]>([])

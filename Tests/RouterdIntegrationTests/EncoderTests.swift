@@ -5,7 +5,7 @@ import Testing
 
 /// The local encoder inside the daemon: the `embed` op, embeddings handed to
 /// plugins, the cache, and encoder config errors.
-@Suite(.timeLimit(.minutes(1)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
 struct DaemonEncoderTests {
     @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
     func theEmbedOpMatchesTheReference() throws {

@@ -3,7 +3,7 @@ import RouterdTestSupport
 import Testing
 
 /// Start, stop, reload, systemd integration and access control.
-@Suite(.timeLimit(.minutes(1))) struct LifecycleTests {
+@Suite(.timeLimit(.minutes(5))) struct LifecycleTests {
     @Test func sigtermAnswersWhatIsInFlightAndRemovesTheSocket() throws {
         let daemon = try Daemon()
         let connection = try daemon.connect()
@@ -214,7 +214,7 @@ import Testing
     }
 }
 
-@Suite(.timeLimit(.minutes(1))) struct SystemdUnitTests {
+@Suite(.timeLimit(.minutes(5))) struct SystemdUnitTests {
     /// systemd's own checker accepts the shipped units (pointed at this build's binary).
     @Test func theShippedUnitsVerify() throws {
         let analyze = "/usr/bin/systemd-analyze"

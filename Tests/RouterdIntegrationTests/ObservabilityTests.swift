@@ -4,7 +4,7 @@ import RouterdTestSupport
 import Testing
 
 /// The decision log and the Prometheus endpoint.
-@Suite(.timeLimit(.minutes(1))) struct ObservabilityTests {
+@Suite(.timeLimit(.minutes(5))) struct ObservabilityTests {
     static func lines(_ path: String) -> [[String: Any]] {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         return text.split(separator: "\n").compactMap { try? JSON.object(String($0)) }

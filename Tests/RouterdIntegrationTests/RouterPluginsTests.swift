@@ -36,7 +36,7 @@ enum TinyBattles {
     }
 }
 
-@Suite(.timeLimit(.minutes(1)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
 struct SWRankingRouterTests {
     @Test func anIndexBuiltHereRoutesHardPromptsStrongAndEasyOnesWeak() throws {
         let directory = try TemporaryDirectory()
@@ -91,19 +91,29 @@ struct SWRankingRouterTests {
     }
 
     @Test func quantilesComputedWithOtherSettingsAreNotUsed() throws {
-        // The shipped index's quantiles hold for γ 10, 300 neighbours, prompt units; with
-        // battle units the scores differ, so strong_fraction must be refused, not mis-set.
+        // An index's quantiles hold for the settings they were computed with (here the trainer's
+        // defaults: γ 10, every prompt, battle units); with prompt units the scores differ, so
+        // strong_fraction must be refused, not mis-set. A tiny index keeps this cheap.
         let directory = try TemporaryDirectory()
-        let routers = TinyBattles.router(
-            "sw", plugin: "sw_ranking",
-            params: "index: \(Package.root)/weights/sw-ranking-minilm.safetensors\n      gamma: 10\n      neighbors: 300",
-            strong: TestConfig.strong, weak: TestConfig.weak
-        ).replacingOccurrences(of: "threshold: 0.5", with: "strong_fraction: 0.3")
-        let config = try directory.write(
-            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: routers, encoders: EncoderFixture.encoders()))
-        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
-        #expect(check.status != 0)
-        #expect(check.stderr.contains("strong_fraction needs score quantiles"), "\(check.stderr)")
+        let index = directory.path + "/sw.safetensors"
+        let build = try runCommand(
+            try Package.binary("routerctl"),
+            [
+                "train", "sw_ranking", try TinyBattles.write(in: directory), "--output", index, "--model", EncoderFixture.modelDirectory,
+                "--cache", directory.path + "/cache.bin", "--strong", "big", "--weak", "small",
+            ])
+        try #require(build.status == 0, "\(build.stdout)\(build.stderr)")
+        func check(_ params: String) throws -> (status: Int32, stdout: String, stderr: String) {
+            let routers = TinyBattles.router("sw", plugin: "sw_ranking", params: "index: \(index)" + params)
+                .replacingOccurrences(of: "threshold: 0.5", with: "strong_fraction: 0.3")
+            let config = try directory.write(
+                "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: routers, encoders: EncoderFixture.encoders()))
+            return try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        }
+        #expect(try check("").status == 0, "the stored settings take strong_fraction")
+        let other = try check("\n      weight_unit: prompt")
+        #expect(other.status != 0)
+        #expect(other.stderr.contains("strong_fraction needs score quantiles"), "\(other.stderr)")
     }
 
     @Test(arguments: [
@@ -155,7 +165,7 @@ struct SWRankingRouterTests {
     }
 }
 
-@Suite(.timeLimit(.minutes(1)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
 struct ClassifierRouterTests {
     /// 1 − P(tie) − P(weak wins) of softmax regression, computed here in Double from the weights file.
     static func expectedScore(weights: String, embedding: [Double]) throws -> Double {

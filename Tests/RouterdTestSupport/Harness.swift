@@ -2,9 +2,12 @@ import Foundation
 import RouterProtocol
 import Testing
 
+// Every suite sets `.timeLimit(.minutes(5))` (the external-package build 10): a guard against a
+// hang, not a speed check, so a slow or busy machine does not fail the suite.
+
 /// Paths of the package under test.
 public enum Package {
-    /// The repository root (this file is Tests/RouterdIntegrationTests/Harness.swift).
+    /// The repository root (this file is Tests/RouterdTestSupport/Harness.swift).
     public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
     /// The folder with the built products: next to the test binary, unless ROUTERD_BIN_DIR says otherwise.
