@@ -112,7 +112,9 @@ public final class DaemonService: Service, Sendable {
     public func statsSnapshot() -> (stats: StatsResult, thresholds: [String: Double]) {
         let generation = engine.current
         return (
-            StatsResult(engine: engine.stats.snapshot(), server: counters.snapshot, uptimeSeconds: engine.uptimeSeconds, generation: generation),
+            StatsResult(
+                engine: engine.stats.snapshot(), server: counters.snapshot, decisionLog: reloader.decisionLog.current,
+                uptimeSeconds: engine.uptimeSeconds, generation: generation),
             generation.routers.mapValues(\.threshold)
         )
     }

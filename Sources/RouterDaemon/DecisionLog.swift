@@ -13,6 +13,13 @@ import StableHash
 ///
 /// `reopen()` (SIGUSR1) starts a new file at the same path after logrotate
 /// moved the old one; with `max_bytes` the log rotates itself to `<path>.1`.
+/// What the decision log has done since it was opened.
+public struct DecisionLogCounters: Sendable, Hashable {
+    public var lines: UInt64 = 0
+    /// Decisions that could not be logged (disk full, an I/O error); routing went on.
+    public var failedWrites: UInt64 = 0
+}
+
 /// The decision log could not be opened; the message names the path and the reason.
 public struct DecisionLogError: Error, Sendable, CustomStringConvertible {
     public var message: String
@@ -25,6 +32,10 @@ public final class DecisionLog: Sendable {
     private struct State {
         var fd: Int32
         var bytes: Int
+        var counters = DecisionLogCounters()
+        /// When a failed write was last logged: failures are logged at most once a second.
+        var lastWarning: ContinuousClock.Instant?
+        var failing = false
     }
     private let state: NIOLockedValueBox<State>
     private let logger: Logger
@@ -54,14 +65,36 @@ public final class DecisionLog: Sendable {
         let line = writer.bytes
         state.withLockedValue { state in
             let written = line.withUnsafeBytes { write(state.fd, $0.baseAddress, $0.count) }
-            if written < 0 {
-                logger.warning("decision log write failed", metadata: ["path": "\(settings.path)", "error": "\(String(cString: strerror(errno)))"])
+            guard written == line.count else {
+                let reason = written < 0 ? String(cString: strerror(errno)) : "wrote \(written) of \(line.count) bytes"
+                // A short write (a disk filling up) would leave a torn line: cut it off, so the log
+                // stays whole lines and the next write starts on a line of its own.
+                if written > 0 { _ = ftruncate(state.fd, off_t(state.bytes)) }
+                state.counters.failedWrites += 1
+                state.failing = true
+                // Routing goes on whatever the log does; say so at most once a second, not per decision.
+                let now = ContinuousClock.now
+                if state.lastWarning.map({ now - $0 >= .seconds(1) }) ?? true {
+                    state.lastWarning = now
+                    logger.warning(
+                        "decision log write failed; routing continues, and failed writes are counted in stats",
+                        metadata: ["path": "\(settings.path)", "error": "\(reason)", "failed_writes": "\(state.counters.failedWrites)"])
+                }
                 return
             }
+            if state.failing {
+                state.failing = false
+                logger.notice(
+                    "decision log writable again", metadata: ["path": "\(settings.path)", "failed_writes": "\(state.counters.failedWrites)"])
+            }
+            state.counters.lines += 1
             state.bytes += written
             if settings.maxBytes > 0, state.bytes >= settings.maxBytes { rotate(&state) }
         }
     }
+
+    /// Lines written and writes that failed, since this log was opened.
+    public var counters: DecisionLogCounters { state.withLockedValue { $0.counters } }
 
     /// Closes the file and opens `path` anew (after logrotate moved it away).
     public func reopen() {
@@ -71,7 +104,8 @@ public final class DecisionLog: Sendable {
                 return
             }
             close(state.fd)
-            state = State(fd: fd, bytes: Self.size(fd))
+            state.fd = fd
+            state.bytes = Self.size(fd)
         }
         logger.info("decision log reopened", metadata: ["path": "\(settings.path)"])
     }
@@ -82,7 +116,8 @@ public final class DecisionLog: Sendable {
             return
         }
         close(state.fd)
-        state = State(fd: fd, bytes: 0)
+        state.fd = fd
+        state.bytes = 0
     }
 
     private static func open(_ path: String) throws(DecisionLogError) -> Int32 {

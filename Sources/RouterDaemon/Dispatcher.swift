@@ -133,7 +133,9 @@ struct Dispatcher: Sendable {
 
     /// The `stats` reply: the engine's counters and the server's.
     func stats(on generation: Generation) -> StatsResult {
-        StatsResult(engine: engine.stats.snapshot(), server: counters.snapshot, uptimeSeconds: engine.uptimeSeconds, generation: generation)
+        StatsResult(
+            engine: engine.stats.snapshot(), server: counters.snapshot, decisionLog: reloader.decisionLog.current,
+            uptimeSeconds: engine.uptimeSeconds, generation: generation)
     }
 
     /// An error line for a line the decoder rejected before it could be parsed.

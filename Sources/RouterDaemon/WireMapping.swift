@@ -64,7 +64,7 @@ extension SetResult {
 }
 
 extension StatsResult {
-    init(engine: StatsSnapshot, server: ServerCounters.Snapshot, uptimeSeconds: Double, generation: Generation) {
+    init(engine: StatsSnapshot, server: ServerCounters.Snapshot, decisionLog: DecisionLog?, uptimeSeconds: Double, generation: Generation) {
         self.init(
             uptimeSeconds: uptimeSeconds, generation: generation.number, connectionsOpen: server.connectionsOpen,
             connectionsTotal: server.connectionsTotal, connectionsRejected: server.connectionsRejected,
@@ -85,6 +85,10 @@ extension StatsResult {
                 ReloadRecord(
                     time: event.time, trigger: event.trigger, outcome: event.accepted ? "ok" : "rejected", generation: event.generation,
                     problems: event.problems)
+            },
+            decisionLog: decisionLog.map { log in
+                let counters = log.counters
+                return DecisionLogStats(path: log.settings.path, lines: counters.lines, failedWrites: counters.failedWrites)
             })
     }
 }

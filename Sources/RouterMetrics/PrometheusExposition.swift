@@ -54,6 +54,10 @@ public enum PrometheusExposition {
                 gauge("router_threshold", "The threshold each router decides with.", threshold, [label])
             }
         }
+        if let log = stats.decisionLog {
+            counter("decision_log_lines_total", "Decisions written to the decision log.", log.lines)
+            counter("decision_log_write_failures_total", "Decisions the decision log could not write (routing went on).", log.failedWrites)
+        }
         for (name, cache) in stats.encoders.sorted(by: { $0.key < $1.key }) {
             counter("embedding_cache_hits_total", "Embedding cache hits.", cache.hits, [("encoder", name)])
             counter("embedding_cache_misses_total", "Embedding cache misses.", cache.misses, [("encoder", name)])

@@ -302,12 +302,15 @@ public struct StatsResult: Codable, Sendable, Hashable {
     public var reloadFailures: UInt64
     /// The last reloads and `set`s, oldest first.
     public var reloadHistory: [ReloadRecord]
+    /// The decision log, when one is configured.
+    public var decisionLog: DecisionLogStats?
 
     public init(
         uptimeSeconds: Double, generation: UInt64, connectionsOpen: UInt64, connectionsTotal: UInt64, connectionsRejected: UInt64,
         requests: [String: UInt64], errors: [String: UInt64], routers: [String: RouterStats], encoders: [String: EncoderStats], reloads: UInt64,
-        reloadFailures: UInt64, reloadHistory: [ReloadRecord] = []
+        reloadFailures: UInt64, reloadHistory: [ReloadRecord] = [], decisionLog: DecisionLogStats? = nil
     ) {
+        self.decisionLog = decisionLog
         self.reloadHistory = reloadHistory
         self.encoders = encoders
         self.uptimeSeconds = uptimeSeconds
@@ -330,6 +333,27 @@ public struct StatsResult: Codable, Sendable, Hashable {
         case connectionsRejected = "connections_rejected"
         case reloadFailures = "reload_failures"
         case reloadHistory = "reload_history"
+        case decisionLog = "decision_log"
+    }
+}
+
+/// The decision log in `stats`.
+public struct DecisionLogStats: Codable, Sendable, Hashable {
+    public var path: String
+    /// Lines written since the log was opened.
+    public var lines: UInt64
+    /// Decisions that could not be logged (disk full, an I/O error); routing went on regardless.
+    public var failedWrites: UInt64
+
+    public init(path: String, lines: UInt64, failedWrites: UInt64) {
+        self.path = path
+        self.lines = lines
+        self.failedWrites = failedWrites
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case path, lines
+        case failedWrites = "failed_writes"
     }
 }
 

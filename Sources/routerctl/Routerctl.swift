@@ -180,6 +180,9 @@ struct Stats: AsyncParsableCommand {
                     + (stats.errors.isEmpty
                         ? "none" : stats.errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
             ]
+            if let log = stats.decisionLog {
+                lines.append("decision log: \(log.lines) lines, \(log.failedWrites) failed writes (\(log.path))")
+            }
             let rows = stats.routers.sorted { $0.key < $1.key }.map { name, router in
                 let share = router.decisions == 0 ? "-" : String(format: "%.1f%%", Double(router.strong) / Double(router.decisions) * 100)
                 let events =

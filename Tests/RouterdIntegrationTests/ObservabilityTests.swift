@@ -5,6 +5,25 @@ import Testing
 
 /// The decision log and the Prometheus endpoint.
 @Suite(.timeLimit(.minutes(5))) struct ObservabilityTests {
+    /// A full disk: /dev/full fails every write with ENOSPC. Routing goes on, every lost line is
+    /// counted, and the failure is logged at most once a second rather than once per decision.
+    @Test func aFullDiskCostsLogLinesNotDecisions() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0) + "\ndecision_log:\n  path: /dev/full\n" })
+        let connection = try daemon.connect()
+        let start = Date()
+        for index in 0..<30 {
+            #expect(try connection.request(#"{"op":"route","router":"random","prompt":"p\#(index)"}"#).ok)
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        let stats = try connection.request(#"{"op":"stats"}"#).result
+        let log = try #require(stats["decision_log"] as? [String: Any])
+        #expect(log["failed_writes"] as? Int == 30 && log["lines"] as? Int == 0)
+        #expect((stats["routers"] as? [String: [String: Any]])?["random"]?["decisions"] as? Int == 30)
+        let warnings = daemon.log.components(separatedBy: "decision log write failed").count - 1
+        #expect(warnings >= 1 && warnings <= Int(elapsed) + 1, "\(warnings) warnings in \(elapsed) s")
+        #expect(daemon.log.contains("No space left on device"))
+    }
+
     static func lines(_ path: String) -> [[String: Any]] {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         return text.split(separator: "\n").compactMap { try? JSON.object(String($0)) }
@@ -21,6 +40,8 @@ import Testing
         }
         let logged = Self.lines(log)
         #expect(logged.count == 3)
+        let stats = try #require(try connection.request(#"{"op":"stats"}"#).result["decision_log"] as? [String: Any])
+        #expect(stats["lines"] as? Int == 3 && stats["failed_writes"] as? Int == 0 && stats["path"] as? String == log)
         for (entry, decision) in zip(logged, decisions) {
             #expect(entry["router"] as? String == "random")
             // Foundation's JSONSerialization may misread a double's last digit on Linux.
