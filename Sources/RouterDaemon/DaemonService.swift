@@ -52,6 +52,10 @@ public final class DaemonService: Service, Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Out of descriptors (EMFILE), accept fails while the connection stays queued, so
+                    // the socket stays readable: without a back-off the event loop would retry at full
+                    // speed. This pauses accepting briefly instead; queued clients wait, they are not lost.
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false))
                     try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                 }
             }

@@ -106,13 +106,16 @@ public final class Daemon {
     /// Starts routerd on `config` (a function of the socket path) and waits until it accepts connections.
     public init(
         directory: TemporaryDirectory? = nil, config: (String) -> String = { TestConfig.yaml(socket: $0) }, arguments: [String] = [],
+        launcher: [String] = [],
         environment: [String: String] = [:]
     ) throws {
         self.directory = try directory ?? TemporaryDirectory()
         socket = self.directory.path + "/routerd.sock"
         configFile = try self.directory.write("routerd.yaml", config(socket))
-        process.executableURL = URL(fileURLWithPath: try Package.binary("routerd"))
-        process.arguments = ["--config", configFile] + arguments
+        // A launcher that execs its command (prlimit, setpriv) keeps routerd's pid.
+        let command = launcher + [try Package.binary("routerd"), "--config", configFile] + arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "NOTIFY_SOCKET")
         env.removeValue(forKey: "LISTEN_FDS")

@@ -1,0 +1,35 @@
+import Foundation
+import RouterdTestSupport
+import Testing
+
+/// Faults of the machine rather than of the input.
+@Suite(.timeLimit(.minutes(5))) struct ResourceFaultTests {
+    /// CPU seconds (user + system) the process has used, from /proc.
+    static func cpuSeconds(_ pid: Int32) throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th of them.
+        let fields = stat[stat.range(of: ")")!.upperBound...].split(separator: " ")
+        return (Double(fields[11])! + Double(fields[12])!) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// With its descriptors used up by a connection storm, routerd neither crashes nor spins on
+    /// the accept it cannot complete: waiting clients are served once descriptors free up.
+    @Test func runningOutOfDescriptorsNeitherCrashesNorSpins() throws {
+        let daemon = try Daemon(launcher: ["/usr/bin/prlimit", "--nofile=64", "--"])
+        var storm: [LineSocket] = []
+        // More connections than descriptors: the last ones wait in the listen backlog.
+        for _ in 0..<100 { storm.append(try LineSocket(path: daemon.socket)) }
+        let before = try Self.cpuSeconds(daemon.process.processIdentifier)
+        Thread.sleep(forTimeInterval: 1)
+        let used = try Self.cpuSeconds(daemon.process.processIdentifier) - before
+        print("idle CPU with a full accept queue: \(used) s in 1 s")
+        #expect(used < 0.3, "routerd used \(used) s of CPU in 1 s with nothing to do but a full accept queue")
+        #expect(daemon.process.isRunning)
+        // Free the descriptors: a waiting client and a new one are both answered.
+        let waiting = try #require(storm.last)
+        for socket in storm.dropLast() { socket.close() }
+        storm.removeAll(keepingCapacity: false)
+        #expect(try waiting.request(#"{"op":"health"}"#).ok)
+        #expect(try daemon.connect().request(#"{"op":"health"}"#).ok)
+    }
+}
