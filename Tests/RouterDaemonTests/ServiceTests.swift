@@ -66,9 +66,15 @@ import Testing
                     try await watcher.run()
                     ended.withLockedValue { $0 = true }
                 }
-                #expect(try await Self.eventually { log.all.contains { $0.hasPrefix("warning reload.watch: inotify is unavailable") } })
-                // Had it returned, the service group would have stopped the daemon with it.
-                #expect(!ended.withLockedValue { $0 }, "the watcher must keep running without inotify")
+                // Whatever happens here, shut the service down after, or the group would wait for it forever.
+                do {
+                    #expect(try await Self.eventually { log.all.contains { $0.hasPrefix("warning reload.watch: inotify is unavailable") } })
+                    // Had it returned, the service group would have stopped the daemon with it.
+                    #expect(!ended.withLockedValue { $0 }, "the watcher must keep running without inotify")
+                } catch {
+                    trigger.triggerGracefulShutdown()
+                    throw error
+                }
                 trigger.triggerGracefulShutdown()
                 try await group.waitForAll()
             }
@@ -88,9 +94,15 @@ import Testing
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await daemon.run() }
-                #expect(try await Self.eventually { (try? LineSocket(path: socket)) != nil })
-                let connection = try LineSocket(path: socket)
-                #expect(try connection.request(#"{"op":"health"}"#).ok)
+                // Whatever happens here, shut the service down after, or the group would wait for it forever.
+                do {
+                    #expect(try await Self.eventually { (try? LineSocket(path: socket)) != nil })
+                    let connection = try LineSocket(path: socket)
+                    #expect(try connection.request(#"{"op":"health"}"#).ok)
+                } catch {
+                    trigger.triggerGracefulShutdown()
+                    throw error
+                }
                 trigger.triggerGracefulShutdown()
                 try await tasks.waitForAll()
             }
