@@ -14,13 +14,12 @@ import UnixSignals
 /// On shutdown it stops accepting, lets every connection finish the requests
 /// it has in flight, and removes the socket file if it created it.
 public final class DaemonService: Service, Sendable {
-    private let engine: Engine
-    private let reloader: Reloader
-    private let counters: ServerCounters
-    private let socketPath: String
+    /// Answers every request line, and the `stats` a metrics scrape reports.
+    private let dispatcher: Dispatcher
+    private var engine: Engine { dispatcher.engine }
+    private var counters: ServerCounters { dispatcher.counters }
+    private var socketPath: String { dispatcher.socketPath }
     private let group: any EventLoopGroup
-    private let threadPool: NIOThreadPool
-    private let ioThreadPool: NIOThreadPool
     private let logger: Logger
     private let openConnections = NIOLockedValueBox(0)
 
@@ -32,19 +31,15 @@ public final class DaemonService: Service, Sendable {
         reloader: Reloader, counters: ServerCounters, socketPath: String, group: any EventLoopGroup, threadPool: NIOThreadPool,
         ioThreadPool: NIOThreadPool, logger: Logger
     ) {
-        self.engine = reloader.engine
-        self.reloader = reloader
-        self.counters = counters
-        self.socketPath = socketPath
+        dispatcher = Dispatcher(
+            engine: reloader.engine, reloader: reloader, counters: counters, socketPath: socketPath, threadPool: threadPool,
+            ioThreadPool: ioThreadPool)
         self.group = group
-        self.threadPool = threadPool
-        self.ioThreadPool = ioThreadPool
         self.logger = logger
     }
 
     public func run() async throws {
-        let dispatcher = Dispatcher(
-            engine: engine, reloader: reloader, counters: counters, socketPath: socketPath, threadPool: threadPool, ioThreadPool: ioThreadPool)
+        let dispatcher = self.dispatcher
         let quiesce = ServerQuiescingHelper(group: group)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -115,12 +110,7 @@ public final class DaemonService: Service, Sendable {
     /// What `stats` would answer now, and each router's threshold: what a metrics scrape reports.
     public func statsSnapshot() -> (stats: StatsResult, thresholds: [String: Double]) {
         let generation = engine.current
-        return (
-            StatsResult(
-                engine: engine.stats.snapshot(), server: counters.snapshot, decisionLog: reloader.decisionLog.current,
-                uptimeSeconds: engine.uptimeSeconds, generation: generation),
-            generation.routers.mapValues(\.threshold)
-        )
+        return (dispatcher.stats(on: generation), generation.routers.mapValues(\.threshold))
     }
 
     private func initialize(_ channel: any Channel, dispatcher: Dispatcher) -> EventLoopFuture<Void> {
