@@ -4,3 +4,6 @@
 
 _Static_assert(sizeof(uint32_t) * 2 == offsetof(rp_plugin, name), "rp_plugin header layout");
 _Static_assert(offsetof(rp_host, context) == 8, "rp_host header layout");
+// Revision 2 only appended: revision-1 plugins fill exactly the bytes before it.
+_Static_assert(offsetof(rp_plugin, score_models) == offsetof(rp_plugin, free_string) + sizeof(void *), "rp_plugin revision 2 is appended");
+_Static_assert(offsetof(rp_instance_info, candidates) == offsetof(rp_instance_info, embedding_dim) + sizeof(size_t), "rp_instance_info revision 2 is appended");

@@ -64,6 +64,30 @@ public struct MFModel: Sendable {
         return u
     }
 
+    /// u_m = W₁ᵀ (w₂ ⊙ v̂_m) for each model row in `rows`, so that δ(m, q) = u_mᵀ e_q:
+    /// every candidate's score is one dot product with the prompt embedding.
+    public func scoreDirections(rows: [Int]) -> [[Float]] {
+        rows.map { row in
+            let v = normalizedRow(row)
+            var u = [Float](repeating: 0, count: embeddingDimension)
+            for k in 0..<dimension {
+                let coefficient = w2[k] * v[k]
+                if coefficient == 0 { continue }
+                for j in 0..<embeddingDimension { u[j] += coefficient * w1[k * embeddingDimension + j] }
+            }
+            return u
+        }
+    }
+
+    /// δ(m, q) for each of `directions` (from ``scoreDirections(rows:)``) on a prompt embedding.
+    public static func scores(directions: [[Float]], embedding: some Collection<Float>) -> [Double] {
+        directions.map { direction in
+            var total: Float = 0
+            for (weight, value) in zip(direction, embedding) { total += weight * value }
+            return Double(total)
+        }
+    }
+
     /// σ(uᵀ e): P(a beats b) on a prompt embedding, for a pair's ``direction(a:b:)``.
     public static func winProbability(direction: [Float], embedding: some Collection<Float>) -> Double {
         var logit: Float = 0

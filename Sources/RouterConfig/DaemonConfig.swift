@@ -78,18 +78,30 @@ public struct DaemonConfig: Sendable {
         public var threads: Int
     }
 
+    /// Session affinity: how long a session's model sticks, and how many sessions are remembered.
+    public struct Sessions: Sendable, Hashable {
+        /// Seconds since a session's last request after which it is forgotten.
+        public var ttlSeconds: Double
+        /// Sessions remembered at once; past it the least recently used is forgotten.
+        public var maxEntries: Int
+    }
+
     /// One router instance: a plugin plus its parameters and decision settings.
     public struct Router: Sendable {
         public var name: String
         public var plugin: String
-        /// Route to the strong model when P(strong wins) ≥ threshold.
-        /// When the config gives `strong_fraction` instead, this is nil until the engine
-        /// derives it from the plugin's score quantiles.
-        public var threshold: Double?
-        /// The share of traffic to send to the strong model, when given instead of `threshold`.
-        public var strongFraction: Double?
+        /// How the router chooses among its candidates.
+        public var policy: RoutingPolicy
+        /// The models the router chooses among, as the config names them; two or more.
+        public var candidates: [String]
+        /// For two candidates, the strong one; for more, the dearest in the catalogue.
         public var strongModel: String
+        /// For two candidates, the weak one; for more, the cheapest in the catalogue.
         public var weakModel: String
+        /// Route to the strong model when P(strong wins) ≥ threshold, for a `threshold` policy.
+        public var threshold: Double? { if case .threshold(let value) = policy { value } else { nil } }
+        /// The share of traffic to send to the strong model, for a `strong_fraction` policy.
+        public var strongFraction: Double? { if case .strongFraction(let value) = policy { value } else { nil } }
         /// The encoder whose embeddings the plugin receives, if any.
         public var encoder: String?
         public var params: [String: ParamValue]
@@ -106,6 +118,9 @@ public struct DaemonConfig: Sendable {
     public var decisionLog: DecisionLog?
     public var metrics: Metrics?
     public var watch: Watch
+    /// The models routers may choose, with prices; empty when the config has no `models:`.
+    public var models: ModelCatalogue
+    public var sessions: Sessions
     /// Encoders by name.
     public var encoders: [String: Encoder]
     /// Router instances in file order.
@@ -119,8 +134,12 @@ public enum ConfigLoader {
     public static let defaultPath = "/etc/routerd/routerd.yaml"
     public static let defaultSocketPath = "/run/routerd/routerd.sock"
 
-    static let topKeys: Set<String> = ["socket", "admin", "plugins", "limits", "logging", "reload", "decision_log", "metrics", "encoders", "routers"]
-    static let routerKeys: Set<String> = ["plugin", "threshold", "strong_fraction", "strong_model", "weak_model", "encoder", "params"]
+    static let topKeys: Set<String> = [
+        "socket", "admin", "plugins", "limits", "logging", "reload", "decision_log", "metrics", "models", "sessions", "encoders", "routers",
+    ]
+    static let routerKeys: Set<String> = [
+        "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params",
+    ]
     static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads"]
 
     /// Loads and validates `file`; on failure, the error lists every problem found.
@@ -230,6 +249,17 @@ public enum ConfigLoader {
             }
         }
 
+        // models
+        var models = ModelCatalogue()
+        var catalogueIssues: [ConfigIssue] = []
+        if let node = top["models"] { (models, catalogueIssues) = readCatalogue(node, folder: folder, diagnostics) }
+
+        // sessions
+        let sessionFields = top["sessions"]?.fields("sessions", allowed: ["ttl", "max_entries"], diagnostics) ?? [:]
+        let sessions = DaemonConfig.Sessions(
+            ttlSeconds: sessionFields["ttl"]?.double("sessions.ttl", in: 0.001...(86400 * 365), diagnostics) ?? 1800,
+            maxEntries: sessionFields["max_entries"]?.int("sessions.max_entries", in: 1...100_000_000, diagnostics) ?? 100_000)
+
         // encoders
         var encoders: [String: DaemonConfig.Encoder] = [:]
         for (name, keyNode, node) in top["encoders"]?.entries("encoders", diagnostics) ?? [] {
@@ -286,19 +316,8 @@ public enum ConfigLoader {
                 return nil
             }
             let plugin = required("plugin")?.string("\(context): plugin", diagnostics)
-            let threshold = fields["threshold"]?.double("\(context): threshold", in: 0...1, diagnostics)
-            let strongFraction = fields["strong_fraction"]?.double("\(context): strong_fraction", in: 0...1, diagnostics)
-            switch (fields["threshold"], fields["strong_fraction"]) {
-            case (nil, nil):
-                diagnostics.report(
-                    "\(context) needs 'threshold' or 'strong_fraction' (the share of traffic to send to the strong model)", at: keyNode)
-            case (.some, .some(let node)):
-                diagnostics.report("\(context) sets both 'threshold' and 'strong_fraction'; keep one", at: node)
-            default:
-                break
-            }
-            let strong = required("strong_model")?.string("\(context): strong_model", diagnostics)
-            let weak = required("weak_model")?.string("\(context): weak_model", diagnostics)
+            let policy = readPolicy(fields, context: context, at: keyNode, diagnostics)
+            let models = readCandidates(fields, policy: policy, catalogue: models, context: context, at: keyNode, diagnostics)
             var encoder: String?
             if let encoderNode = fields["encoder"], let value = encoderNode.string("\(context): encoder", diagnostics) {
                 if encoders[value] != nil {
@@ -341,20 +360,20 @@ public enum ConfigLoader {
                 let known = encoders.isEmpty ? "configure one under 'encoders:'" : "encoders: " + encoders.keys.sorted().joined(separator: ", ")
                 diagnostics.report("\(context): plugin '\(plugin)' needs prompt embeddings; add `encoder: <name>` (\(known))", at: keyNode)
             }
-            if threshold != nil || strongFraction != nil, let strong, let weak {
+            if let policy, let models {
                 routers.append(
                     .init(
-                        name: name, plugin: plugin, threshold: threshold, strongFraction: strongFraction, strongModel: strong, weakModel: weak,
-                        encoder: encoder, params: params))
+                        name: name, plugin: plugin, policy: policy, candidates: models.candidates, strongModel: models.strong,
+                        weakModel: models.weak, encoder: encoder, params: params))
             }
         }
 
-        let issues = diagnostics.issues + descriptorIssues
+        let issues = diagnostics.issues + catalogueIssues + descriptorIssues
         guard issues.isEmpty else { throw ConfigError(issues: issues) }
         return DaemonConfig(
             file: file, socket: socket, admin: admin, pluginSearchPaths: searchPaths, libraryPaths: libraryPaths,
-            limits: limits, logging: logging, decisionLog: decisionLog, metrics: metrics, watch: watch, encoders: encoders, routers: routers,
-            plugins: descriptors)
+            limits: limits, logging: logging, decisionLog: decisionLog, metrics: metrics, watch: watch, models: models, sessions: sessions,
+            encoders: encoders, routers: routers, plugins: descriptors)
     }
 
     static func absolute(_ path: String, relativeTo folder: String) -> String {

@@ -90,7 +90,9 @@ struct Dispatcher: Sendable {
         do throws(EngineError) {
             switch request {
             case .route(let route):
-                let decision = Decision(try engine.route(router: route.router, prompt: route.prompt, threshold: route.threshold, on: generation))
+                let decision = Decision(
+                    try engine.route(
+                        router: route.router, prompt: route.prompt, override: PolicyOverride(route), session: route.session, on: generation))
                 reloader.decisionLog.current?.record(decision, prompt: route.prompt)
                 return ResponseCodec.success(decision, id: id)
             case .score(let score):
@@ -134,7 +136,7 @@ struct Dispatcher: Sendable {
     /// The `stats` reply: the engine's counters and the server's.
     func stats(on generation: Generation) -> StatsResult {
         StatsResult(
-            engine: engine.stats.snapshot(), server: counters.snapshot, decisionLog: reloader.decisionLog.current,
+            engine: engine.statsSnapshot(on: generation), server: counters.snapshot, decisionLog: reloader.decisionLog.current,
             uptimeSeconds: engine.uptimeSeconds, generation: generation)
     }
 

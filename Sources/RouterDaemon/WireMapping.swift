@@ -18,11 +18,31 @@ extension ProtocolError {
     }
 }
 
+extension PolicyOverride {
+    /// The request's override of its router's policy, if it makes one.
+    init?(_ route: RouteRequest) {
+        if let threshold = route.threshold {
+            self = .threshold(threshold)
+        } else if let lambda = route.lambda {
+            self = .lambda(lambda)
+        } else if let epsilon = route.cheapestWithin {
+            self = .cheapestWithin(epsilon)
+        } else if let value = route.modelNameValue {
+            self = .knob(value)
+        } else {
+            return nil
+        }
+    }
+}
+
 extension Decision {
     init(_ decision: RoutingDecision) {
         self.init(
-            model: decision.model, tier: decision.tier == .strong ? .strong : .weak, score: decision.score, threshold: decision.threshold,
-            router: decision.router, generation: decision.generation, elapsedMicroseconds: decision.elapsedMicroseconds)
+            model: decision.model, tier: decision.tier.map { $0 == .strong ? .strong : .weak }, policy: decision.policy, score: decision.score,
+            threshold: decision.threshold, lambda: decision.lambda, epsilon: decision.epsilon,
+            candidates: decision.candidates.map { CandidateInfo(model: $0.model, quality: $0.quality, cost: $0.cost) },
+            affinity: decision.affinity?.rawValue, router: decision.router, generation: decision.generation,
+            elapsedMicroseconds: decision.elapsedMicroseconds)
     }
 }
 
@@ -40,7 +60,10 @@ extension RoutersResult {
             generation: generation.number,
             routers: generation.routerNames.compactMap { generation.routers[$0] }.map { router in
                 RouterInfo(
-                    name: router.name, plugin: router.library.name, pluginVersion: router.library.version, threshold: router.threshold,
+                    name: router.name, plugin: router.library.name, pluginVersion: router.library.version, policy: router.policy.name,
+                    candidates: router.candidates.map(\.name), quality: router.qualityScale.meaning.rawValue, threshold: router.threshold,
+                    lambda: router.budget?.lambda ?? { if case .lambda(let value) = router.policy { value } else { nil } }(),
+                    epsilon: { if case .cheapestWithin(let value) = router.policy { value } else { nil } }(),
                     strongModel: router.strongModel, weakModel: router.weakModel, encoder: router.encoder?.config.name,
                     strongFraction: router.strongFraction, generation: generation.number, details: router.description.object)
             })
@@ -74,7 +97,12 @@ extension StatsResult {
                 RouterStats(
                     decisions: activity.decisions, strong: activity.strong, weak: activity.weak, scored: activity.scored, errors: activity.errors,
                     events: activity.events, fallbacks: activity.fallbacks, scoreQuantiles: activity.scoreQuantiles,
-                    latencyMicroseconds: activity.latencyMicroseconds)
+                    latencyMicroseconds: activity.latencyMicroseconds, models: activity.models,
+                    budget: activity.budget.map {
+                        BudgetStats(
+                            metric: $0.metric, model: $0.model, target: $0.target, achieved: $0.achieved, lambda: $0.lambda, decisions: $0.decisions,
+                            window: $0.window)
+                    })
             },
             encoders: generation.encoders.mapValues { instance in
                 let cache = instance.cache.counters
@@ -89,6 +117,6 @@ extension StatsResult {
             decisionLog: decisionLog.map { log in
                 let counters = log.counters
                 return DecisionLogStats(path: log.settings.path, lines: counters.lines, failedWrites: counters.failedWrites)
-            })
+            }, sessions: engine.sessions)
     }
 }

@@ -25,6 +25,8 @@ public final class Engine: Sendable {
     /// Serialises reloads and sets; requests never take it.
     private let reloadLock = NIOLock()
     private let started = ContinuousClock.now
+    /// Which model each live session is on; kept across reloads.
+    let sessions: SessionTable
 
     /// Loads `configFile`, builds generation 1 and applies its process settings, or throws every problem found.
     public init(
@@ -37,6 +39,7 @@ public final class Engine: Sendable {
         let config = try Self.loadConfig(file: configFile, executableDirectory: executableDirectory)
         let first = try Generation.build(config: config, number: 1, stats: stats, logger: logger)
         processSettings.apply(first.config)
+        sessions = SessionTable(ttl: config.sessions.ttlSeconds, maxEntries: config.sessions.maxEntries)
         generation = NIOLockedValueBox(first)
     }
 
@@ -87,6 +90,7 @@ public final class Engine: Sendable {
                     "socket.path changed; the new path takes effect at the next restart", metadata: ["socket": "\(old.config.socket.path)"])
             }
             processSettings.apply(next.config)
+            sessions.configure(ttl: next.config.sessions.ttlSeconds, maxEntries: next.config.sessions.maxEntries)
             generation.withLockedValue { $0 = next }
             stats.recordReload(trigger: trigger, generation: next.number, problems: [])
             logger.notice(
@@ -115,37 +119,165 @@ public final class Engine: Sendable {
         generation.withLockedValue { $0 = next }
         let what =
             threshold.map { "threshold \($0)" }
-            ?? "strong_fraction \(strongFraction ?? 0) → threshold \(String(format: "%.4f", changed.threshold))"
+            ?? "strong_fraction \(strongFraction ?? 0) → threshold \(String(format: "%.4f", changed.threshold ?? 0))"
         stats.recordReload(trigger: "set \(router.name) \(what)", generation: next.number, problems: [])
-        logger.notice("set", metadata: ["router": "\(router.name)", "threshold": "\(changed.threshold)", "generation": "\(next.number)"])
+        logger.notice("set", metadata: ["router": "\(router.name)", "threshold": "\(changed.threshold ?? 0)", "generation": "\(next.number)"])
         return SetOutcome(
-            router: router.name, threshold: changed.threshold, strongFraction: changed.strongFraction, generation: next.number,
+            router: router.name, threshold: changed.threshold!, strongFraction: changed.strongFraction, generation: next.number,
             previousGeneration: old.number)
     }
 
     // MARK: Decisions
 
-    /// Decides strong or weak for one prompt on `generation`; `threshold` overrides the router's for this decision.
-    public func route(router name: String, prompt: String, threshold: Double? = nil, on generation: Generation) throws(EngineError)
-        -> RoutingDecision
-    {
+    /// Decides which candidate model answers one prompt, on `generation`.
+    ///
+    /// The prompt is embedded once (or found in the cache) and handed to the plugin; the
+    /// router's policy, or the request's `override`, turns its predictions into a choice;
+    /// a `session` keeps a conversation on its model or moves it up, never down.
+    public func route(
+        router name: String, prompt: String, override: PolicyOverride? = nil, session: String? = nil, on generation: Generation
+    ) throws(EngineError) -> RoutingDecision {
         let start = ContinuousClock.now
         let router = try Self.router(named: name, in: generation)
-        let score: Double
+        let rule = try Self.rule(for: router, override: override)
+        let embedding = router.encoder?.embed([prompt])[0]
+        let candidates = router.candidates
+        var costs: [Double]?
+        if candidates.allSatisfy({ $0.price != nil }) {
+            let tokens = ModelCatalogue.estimatedTokens(prompt)
+            costs = candidates.map { $0.price!.expectedCost(promptTokens: tokens) }
+        }
+        var decision = RoutingDecision(
+            model: "", tier: nil, policy: rule.name, score: nil, threshold: nil, lambda: nil, epsilon: nil, candidates: [], affinity: nil,
+            router: router.name, generation: generation.number, elapsedMicroseconds: 0)
+        let qualities: [Double]
+        var chosen: Int
         do {
-            // The prompt is embedded once here (or found in the cache) and handed to the plugin.
-            score = try router.score(prompt, embedding: router.encoder?.embed([prompt])[0])
+            switch rule {
+            case .threshold(let threshold, _):
+                let score = try router.score(prompt, embedding: embedding)
+                qualities = [score, 1 - score]
+                chosen = score >= threshold ? 0 : 1
+                decision.score = score
+                decision.threshold = threshold
+            case .lambda(let lambda, _):
+                qualities = try router.qualities(prompt, embedding: embedding)
+                chosen = PolicyRule.bestUtility(qualities: qualities, costs: costs!, lambda: lambda)
+                decision.lambda = lambda
+            case .cheapestWithin(let epsilon):
+                qualities = try router.qualities(prompt, embedding: embedding)
+                chosen = PolicyRule.cheapestWithin(qualities: qualities, costs: costs!, epsilon: epsilon)
+                decision.epsilon = epsilon
+            }
         } catch {
             stats.recordPluginError(router: router.name)
             throw .plugin(router: router.name, message: error.message)
         }
-        let threshold = threshold ?? router.threshold
-        let tier: RoutingTier = score >= threshold ? .strong : .weak
-        let elapsed = Self.microseconds(since: start)
-        stats.recordDecision(router: router.name, tier: tier, score: score, microseconds: elapsed)
-        return RoutingDecision(
-            model: tier == .strong ? router.strongModel : router.weakModel, tier: tier, score: score, threshold: threshold,
-            router: router.name, generation: generation.number, elapsedMicroseconds: elapsed)
+        if let session {
+            let (model, affinity) = sessions.decide(
+                router: router.name, session: session, choice: candidates[chosen], candidates: candidates, now: Self.monotonicSeconds())
+            chosen = candidates.firstIndex(of: model) ?? chosen
+            decision.affinity = affinity
+        }
+        if case .lambda(_, let budget?) = rule, let costs { budget.record(qualities: qualities, costs: costs, chosen: chosen) }
+        decision.model = candidates[chosen].name
+        if candidates.count == 2 { decision.tier = chosen == 0 ? .strong : .weak }
+        decision.candidates = candidates.indices.map { CandidateEstimate(model: candidates[$0].name, quality: qualities[$0], cost: costs?[$0]) }
+        decision.elapsedMicroseconds = Self.microseconds(since: start)
+        stats.recordDecision(
+            router: router.name, model: decision.model, tier: decision.tier, score: decision.score, microseconds: decision.elapsedMicroseconds)
+        return decision
+    }
+
+    /// A decision rule with its parameter fixed for one request.
+    private enum Rule {
+        case threshold(Double, policy: String)
+        /// λ, and the controller that set it when a budget holds it.
+        case lambda(Double, budget: BudgetController?)
+        case cheapestWithin(Double)
+
+        var name: String {
+            switch self {
+            case .threshold(_, let policy): policy
+            case .lambda(_, let budget): budget == nil ? "lambda" : "budget"
+            case .cheapestWithin: "cheapest_within"
+            }
+        }
+    }
+
+    /// The rule for one request: the router's policy, or the request's override of it.
+    private static func rule(for router: RouterInstance, override: PolicyOverride?) throws(EngineError) -> Rule {
+        let priced = router.candidates.allSatisfy { $0.price != nil }
+        func needsPrices(_ what: String) throws(EngineError) {
+            guard priced else {
+                throw .invalidSetting(
+                    "router '\(router.name)' has no prices for its candidates, so '\(what)' cannot weigh cost; add them to the config's models: catalogue"
+                )
+            }
+        }
+        func needsTwo() throws(EngineError) {
+            guard router.candidates.count == 2 else {
+                throw .invalidSetting(
+                    "router '\(router.name)' chooses among \(router.candidates.count) candidates; a threshold applies to two-candidate routers only (use lambda or cheapest_within)"
+                )
+            }
+        }
+        func inUnitRange(_ value: Double, _ what: String) throws(EngineError) {
+            guard (0...1).contains(value) else { throw .invalidSetting("\(what) must be between 0 and 1, found \(value)") }
+        }
+        func nonNegative(_ value: Double, _ what: String) throws(EngineError) {
+            guard value >= 0, value.isFinite else { throw .invalidSetting("\(what) must be a finite number ≥ 0, found \(value)") }
+        }
+        switch override {
+        case nil:
+            switch router.policy {
+            case .threshold, .strongFraction: return .threshold(router.threshold!, policy: router.policy.name)
+            case .lambda(let lambda): return .lambda(lambda, budget: nil)
+            case .cheapestWithin(let epsilon): return .cheapestWithin(epsilon)
+            case .budget: return .lambda(router.budget!.lambda, budget: router.budget)
+            }
+        case .threshold(let threshold)?:
+            try needsTwo()
+            try inUnitRange(threshold, "threshold")
+            return .threshold(threshold, policy: "threshold")
+        case .lambda(let lambda)?:
+            try needsPrices("lambda")
+            try nonNegative(lambda, "lambda")
+            return .lambda(lambda, budget: nil)
+        case .cheapestWithin(let epsilon)?:
+            try needsPrices("cheapest_within")
+            try nonNegative(epsilon, "cheapest_within")
+            return .cheapestWithin(epsilon)
+        case .knob(let value)?:
+            switch router.policy {
+            case .threshold, .strongFraction:
+                try inUnitRange(value, "the threshold in the model name")
+                return .threshold(value, policy: "threshold")
+            case .lambda, .budget:
+                try nonNegative(value, "the λ in the model name")
+                return .lambda(value, budget: nil)
+            case .cheapestWithin:
+                try nonNegative(value, "the ε in the model name")
+                return .cheapestWithin(value)
+            }
+        }
+    }
+
+    /// The counters, with each budget router's controller state on `generation` and the session count.
+    public func statsSnapshot(on generation: Generation) -> StatsSnapshot {
+        var snapshot = stats.snapshot()
+        for (name, router) in generation.routers {
+            if let budget = router.budget { snapshot.routers[name, default: RouterActivity()].budget = budget.snapshot() }
+        }
+        snapshot.sessions = sessions.count
+        return snapshot
+    }
+
+    /// Monotonic seconds, for session expiry.
+    private static func monotonicSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
     }
 
     /// P(strong wins) for each prompt on `generation`, in order.

@@ -54,6 +54,12 @@ public final class Generation: Sendable {
         do {
             let embedding = router.encoder?.embed([smokePrompt])[0]
             _ = try router.score(smokePrompt, embedding: embedding)
+            if router.predictsQualities {
+                let qualities = try router.qualities(smokePrompt, embedding: embedding)
+                guard qualities.count == router.candidates.count else {
+                    return "the smoke test prompt got \(qualities.count) qualities for \(router.candidates.count) candidates"
+                }
+            }
             return nil
         } catch {
             return "the smoke test prompt failed: \(error.message)"
@@ -101,7 +107,8 @@ public final class Generation: Sendable {
             let previousRouter = previous?.routers[router.name]
             do {
                 let instance = try RouterInstance(
-                    config: router, descriptor: config.plugins[router.plugin], library: library, encoder: encoder, stats: stats, logger: logger,
+                    config: router, catalogue: config.models, descriptor: config.plugins[router.plugin], library: library, encoder: encoder,
+                    stats: stats, logger: logger,
                     reusing: previousRouter)
                 if previousRouter.map(instance.sharesPlugin) != true, let problem = smokeTest(instance) {
                     problems.append("\(config.file): router '\(router.name)': \(problem)")

@@ -7,13 +7,25 @@ public enum RoutingTier: String, Sendable, Hashable {
 
 /// One `route` decision, as the engine made it.
 public struct RoutingDecision: Sendable, Hashable {
-    /// The model to call: the router's strong or weak model.
+    /// The model to call, as the router's config names it.
     public var model: String
-    public var tier: RoutingTier
-    /// P(strong model wins), in [0, 1].
-    public var score: Double
-    /// Strong when score ≥ threshold.
-    public var threshold: Double
+    /// For a router of two candidates: whether `model` is its strong or its weak one.
+    public var tier: RoutingTier?
+    /// The policy that decided (`threshold`, `strong_fraction`, `lambda`, `cheapest_within`, `budget`),
+    /// or the kind of a request's override.
+    public var policy: String
+    /// P(strong model wins), in [0, 1], under a threshold policy.
+    public var score: Double?
+    /// Strong when score ≥ threshold, under a threshold policy.
+    public var threshold: Double?
+    /// The λ of quality − λ × cost, under the lambda and budget policies.
+    public var lambda: Double?
+    /// The ε of cheapest_within.
+    public var epsilon: Double?
+    /// Every candidate's predicted quality and expected cost, in the router's order.
+    public var candidates: [CandidateEstimate]
+    /// How the request's session shaped the decision, when it named one.
+    public var affinity: SessionAffinity?
     public var router: String
     /// The generation whose router decided.
     public var generation: UInt64

@@ -12,6 +12,7 @@ struct PluginFingerprint: Hashable, Sendable {
     var paramsJSON: String
     var strongModel: String
     var weakModel: String
+    var candidates: [String]
     /// The encoder object itself: a changed model loads a new one.
     var encoder: ObjectIdentifier?
     /// size-mtime-inode of every `path` parameter's file, so a rewritten weights file is loaded anew.
@@ -25,12 +26,19 @@ struct PluginFingerprint: Hashable, Sendable {
 /// generations (reloads that leave it unchanged, `set`).
 public final class RouterInstance: Sendable {
     public let name: String
-    /// Route strong when P(strong wins) ≥ threshold: from the config, or derived from `strongFraction`.
-    public let threshold: Double
+    /// How this router chooses (the config's, or a `set`'s).
+    public let policy: RoutingPolicy
+    /// For a threshold policy, route strong when P(strong wins) ≥ threshold: from the config, or
+    /// derived from `strongFraction`. Nil for the cost policies.
+    public let threshold: Double?
     /// The configured share of traffic for the strong model, when the threshold was derived from it.
     public let strongFraction: Double?
     public let strongModel: String
     public let weakModel: String
+    /// The models this router chooses among; for two, `[strong, weak]`.
+    public let candidates: [Candidate]
+    /// Holds the budget of a `budget` policy.
+    public let budget: BudgetController?
     /// The encoder whose embeddings this instance's plugin receives.
     public let encoder: EncoderInstance?
     /// The plugin waits on I/O while scoring (its descriptor's `io_bound`).
@@ -41,22 +49,44 @@ public final class RouterInstance: Sendable {
     public var library: PluginLibrary { plugin.library }
     /// What the plugin said about the instance, checked when it was created.
     public var description: RouterDescription { plugin.description }
+    /// Whether the plugin predicts each candidate's quality (else the router has two candidates and a win probability).
+    public var predictsQualities: Bool { plugin.library.predictsQualities }
+    /// What the candidates' qualities mean: the plugin's statement, or a win rate.
+    public var qualityScale: QualityScale { predictsQualities ? (description.quality ?? .winRate) : .winRate }
 
     /// Creates the router, keeping `previous`'s plugin instance when nothing it depends on changed.
     init(
-        config: DaemonConfig.Router, descriptor: PluginDescriptor?, library: PluginLibrary, encoder: EncoderInstance?, stats: Stats,
-        logger: Logger, reusing previous: RouterInstance? = nil
+        config: DaemonConfig.Router, catalogue: ModelCatalogue, descriptor: PluginDescriptor?, library: PluginLibrary, encoder: EncoderInstance?,
+        stats: Stats, logger: Logger, reusing previous: RouterInstance? = nil
     ) throws(PluginLoadError) {
         self.encoder = encoder
         self.name = config.name
+        self.policy = config.policy
         self.ioBound = descriptor?.ioBound ?? false
         self.strongFraction = config.strongFraction
         self.strongModel = config.strongModel
         self.weakModel = config.weakModel
+        candidates = Self.candidates(config, catalogue: catalogue)
+        if case .budget(let budget) = config.policy {
+            if let kept = previous?.budget, kept.fits(budget, candidates: config.candidates) {
+                self.budget = kept
+            } else {
+                self.budget = BudgetController(budget: budget, candidates: config.candidates)
+            }
+        } else {
+            budget = nil
+        }
+        guard config.candidates.count == 2 || library.predictsQualities else {
+            throw PluginLoadError(
+                library: library.path,
+                message:
+                    "router '\(config.name)': plugin '\(library.name)' predicts only P(strong wins), so it routes between exactly two candidates, and the router names \(config.candidates.count); give it two, or use a plugin that predicts each model's quality (docs/PLUGINS.md)"
+            )
+        }
         let paramsJSON = Self.json(config.params)
         fingerprint = PluginFingerprint(
             router: config.name, libraryPath: library.path, paramsJSON: paramsJSON, strongModel: config.strongModel,
-            weakModel: config.weakModel, encoder: encoder.map(ObjectIdentifier.init),
+            weakModel: config.weakModel, candidates: config.candidates, encoder: encoder.map(ObjectIdentifier.init),
             files: (descriptor?.files(in: config.params) ?? []).map(Self.stamp))
         if let previous, previous.fingerprint == fingerprint {
             plugin = previous.plugin
@@ -69,12 +99,12 @@ public final class RouterInstance: Sendable {
             let services = HostServices(logger: instanceLogger, embed: embed, count: { event in stats.recordEvent(router: router, event: event) })
             plugin = try PluginInstance(
                 library: library, name: config.name, paramsJSON: paramsJSON, strongModel: config.strongModel, weakModel: config.weakModel,
-                embeddingDimension: encoder?.dimension ?? 0, services: services)
+                candidates: config.candidates, embeddingDimension: encoder?.dimension ?? 0, services: services)
         }
         if let threshold = config.threshold {
             self.threshold = threshold
-        } else {
-            guard let fraction = config.strongFraction, let quantiles = plugin.description.scoreQuantiles else {
+        } else if let fraction = config.strongFraction {
+            guard let quantiles = plugin.description.scoreQuantiles else {
                 throw PluginLoadError(
                     library: library.path,
                     message:
@@ -82,7 +112,23 @@ public final class RouterInstance: Sendable {
                 )
             }
             self.threshold = Calibration.threshold(strongFraction: fraction, sortedScores: quantiles)
+        } else {
+            threshold = nil
         }
+    }
+
+    /// The candidates with their prices and ranks.
+    private static func candidates(_ config: DaemonConfig.Router, catalogue: ModelCatalogue) -> [Candidate] {
+        let prices = config.candidates.map { catalogue.model(named: $0) }
+        let order: [Int]
+        if prices.allSatisfy({ $0 != nil }) {
+            order = config.candidates.indices.sorted { (prices[$0]!.nominalCost, $0) < (prices[$1]!.nominalCost, $1) }
+        } else {
+            order = config.candidates.indices.map { config.candidates.count - 1 - $0 }  // [strong, weak]: weak ranks 0
+        }
+        var rank = [Int](repeating: 0, count: config.candidates.count)
+        for (position, index) in order.enumerated() { rank[index] = position }
+        return config.candidates.indices.map { Candidate(name: config.candidates[$0], price: prices[$0], rank: rank[$0]) }
     }
 
     /// A copy with another threshold, sharing the plugin instance (the `set` op).
@@ -90,8 +136,11 @@ public final class RouterInstance: Sendable {
         name = other.name
         self.threshold = threshold
         self.strongFraction = strongFraction
+        policy = strongFraction.map { .strongFraction($0) } ?? .threshold(threshold)
         strongModel = other.strongModel
         weakModel = other.weakModel
+        candidates = other.candidates
+        budget = nil
         encoder = other.encoder
         ioBound = other.ioBound
         plugin = other.plugin
@@ -100,6 +149,11 @@ public final class RouterInstance: Sendable {
 
     /// This router with a new threshold, or with the threshold that sends `strongFraction` to the strong model.
     func with(threshold: Double?, strongFraction: Double?) throws(EngineError) -> RouterInstance {
+        guard candidates.count == 2 else {
+            throw .invalidSetting(
+                "router '\(name)' chooses among \(candidates.count) candidates by policy '\(policy.name)'; a threshold or strong_fraction applies to two-candidate routers only"
+            )
+        }
         if let threshold { return RouterInstance(copying: self, threshold: threshold, strongFraction: nil) }
         guard let strongFraction, let quantiles = description.scoreQuantiles else {
             throw .invalidSetting(
@@ -129,6 +183,16 @@ public final class RouterInstance: Sendable {
     /// Scores one prompt.
     public func score(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> Double {
         try plugin.score(prompt, embedding: embedding)
+    }
+
+    /// Each candidate's predicted quality on one prompt, in ``candidates`` order. For a plugin that
+    /// predicts only P(strong wins) = p, the two candidates' qualities are their win probabilities p and 1 − p.
+    public func qualities(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> [Double] {
+        guard predictsQualities else {
+            let score = try plugin.score(prompt, embedding: embedding)
+            return [score, 1 - score]
+        }
+        return try plugin.qualities([prompt], embeddings: embedding.map { [$0] })[0]
     }
 
     private static func json(_ params: [String: ParamValue]) -> String {

@@ -4,8 +4,11 @@ import NIOConcurrencyHelpers
 /// One router's activity since the daemon started.
 public struct RouterActivity: Sendable, Hashable {
     public var decisions: UInt64 = 0
+    /// Decisions of a two-candidate router for its strong and its weak model.
     public var strong: UInt64 = 0
     public var weak: UInt64 = 0
+    /// Decisions by the model chosen.
+    public var models: [String: UInt64] = [:]
     /// Prompts scored by the `score` op.
     public var scored: UInt64 = 0
     /// Plugin failures while scoring.
@@ -18,6 +21,8 @@ public struct RouterActivity: Sendable, Hashable {
     /// and decision latency in microseconds (p50, p99). Empty before the first decision.
     public var scoreQuantiles: [String: Double] = [:]
     public var latencyMicroseconds: [String: Double] = [:]
+    /// A budget policy's state, from the generation the snapshot was taken on.
+    public var budget: BudgetSnapshot?
 
     /// Events whose name starts with this count as fallbacks.
     public static let fallbackPrefix = "fallback."
@@ -45,6 +50,8 @@ public struct StatsSnapshot: Sendable {
     public var reloadFailures: UInt64
     /// The last reloads and `set`s, oldest first.
     public var history: [ReloadEvent]
+    /// Sessions whose model is remembered.
+    public var sessions: Int = 0
 }
 
 /// The engine's counters since the daemon started: decisions per router, plugin
@@ -63,14 +70,15 @@ public final class Stats: Sendable {
 
     public init() {}
 
-    func recordDecision(router: String, tier: RoutingTier, score: Double, microseconds: Double) {
+    func recordDecision(router: String, model: String, tier: RoutingTier?, score: Double?, microseconds: Double) {
         counters.withLockedValue { counters in
             counters.recent[router, default: RecentDecisions()].append(score: score, microseconds: microseconds)
             counters.routers[router, default: RouterActivity()].decisions += 1
-            if tier == .strong {
-                counters.routers[router, default: RouterActivity()].strong += 1
-            } else {
-                counters.routers[router, default: RouterActivity()].weak += 1
+            counters.routers[router, default: RouterActivity()].models[model, default: 0] += 1
+            switch tier {
+            case .strong?: counters.routers[router, default: RouterActivity()].strong += 1
+            case .weak?: counters.routers[router, default: RouterActivity()].weak += 1
+            case nil: break
             }
         }
     }
@@ -125,15 +133,23 @@ private struct RecentDecisions {
     private var latencies: [Double] = []
     private var next = 0
 
-    mutating func append(score: Double, microseconds: Double) {
-        if scores.count < RouterActivity.window {
-            scores.append(score)
+    private var nextScore = 0
+
+    /// Records a decision's latency, and its score when a threshold policy made it.
+    mutating func append(score: Double?, microseconds: Double) {
+        if latencies.count < RouterActivity.window {
             latencies.append(microseconds)
         } else {
-            scores[next] = score
             latencies[next] = microseconds
         }
         next = (next + 1) % RouterActivity.window
+        guard let score else { return }
+        if scores.count < RouterActivity.window {
+            scores.append(score)
+        } else {
+            scores[nextScore] = score
+        }
+        nextScore = (nextScore + 1) % RouterActivity.window
     }
 
     var scoreQuantiles: [String: Double] { Self.quantiles(scores, ["p10": 0.1, "p50": 0.5, "p90": 0.9]) }

@@ -40,6 +40,8 @@ public final class PluginInstance: @unchecked Sendable {
     public let library: PluginLibrary
     /// The router instance's name.
     public let name: String
+    /// The models whose quality ``qualities(_:embeddings:)`` predicts, in its order.
+    public let candidates: [String]
     /// The embedding dimension every scored prompt must carry; 0 for an instance without an encoder.
     public let embeddingDimension: Int
     /// What the plugin said about the instance, parsed and checked at creation.
@@ -48,24 +50,26 @@ public final class PluginInstance: @unchecked Sendable {
     private let host: HostTable
 
     /// Creates an instance; a refusal or a malformed description is a ``PluginLoadError`` naming the router and plugin.
+    ///
+    /// `candidates` are the router's models, in the order ``qualities(_:embeddings:)`` answers; for two
+    /// candidates they are `[strongModel, weakModel]`.
     public init(
-        library: PluginLibrary, name: String, paramsJSON: String, strongModel: String, weakModel: String, embeddingDimension: Int,
-        services: HostServices
+        library: PluginLibrary, name: String, paramsJSON: String, strongModel: String, weakModel: String, candidates: [String],
+        embeddingDimension: Int, services: HostServices
     ) throws(PluginLoadError) {
         let host = HostTable(services)
         var handle: UnsafeMutableRawPointer?
         var error: UnsafeMutablePointer<CChar>?
-        let status = paramsJSON.withCString { params in
-            name.withCString { cName in
-                strongModel.withCString { strong in
-                    weakModel.withCString { weak in
-                        var info = rp_instance_info(
-                            struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: cName, params_json: params,
-                            params_json_len: strlen(params), strong_model: strong, weak_model: weak, embedding_dim: embeddingDimension)
-                        return library.vtable.create(host.table, &info, &handle, &error)
-                    }
-                }
-            }
+        // C copies of every string, alive for the whole create call.
+        let cStrings = ([paramsJSON, name, strongModel, weakModel] + candidates).map { strdup($0)! }
+        defer { cStrings.forEach { free($0) } }
+        let candidatePointers = cStrings.dropFirst(4).map { UnsafePointer($0) as UnsafePointer<CChar>? }
+        let status = candidatePointers.withUnsafeBufferPointer { candidateList in
+            var info = rp_instance_info(
+                struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: cStrings[1], params_json: cStrings[0],
+                params_json_len: strlen(cStrings[0]), strong_model: cStrings[2], weak_model: cStrings[3], embedding_dim: embeddingDimension,
+                candidates: candidateList.baseAddress, candidate_count: candidates.count)
+            return library.vtable.create(host.table, &info, &handle, &error)
         }
         let message = library.takeString(error)
         guard status == RP_OK, let handle else {
@@ -82,6 +86,7 @@ public final class PluginInstance: @unchecked Sendable {
         }
         self.library = library
         self.name = name
+        self.candidates = candidates
         self.embeddingDimension = embeddingDimension
         self.description = description
         self.handle = handle
@@ -122,8 +127,32 @@ public final class PluginInstance: @unchecked Sendable {
     /// Scores prompts; each score is P(strong wins) in [0, 1]. `embeddings`, one per
     /// prompt of exactly ``embeddingDimension`` floats, are required when the instance has an encoder.
     public func score(_ prompts: [String], embeddings: [[Float]]? = nil) throws(PluginScoreError) -> [Double] {
+        let scores = try call(library.vtable.score, prompts, embeddings: embeddings, outputsPerPrompt: 1)
+        if let bad = scores.first(where: { !($0 >= 0 && $0 <= 1) }) {
+            throw PluginScoreError("plugin '\(library.name)' returned score \(bad), outside [0, 1]")
+        }
+        return scores
+    }
+
+    /// Each candidate's predicted quality on each prompt: `result[i][j]` for prompt i and
+    /// candidate j of ``candidates``. Only for a plugin that ``PluginLibrary/predictsQualities``.
+    public func qualities(_ prompts: [String], embeddings: [[Float]]? = nil) throws(PluginScoreError) -> [[Double]] {
+        guard let scoreModels = library.vtable.scoreModels else {
+            throw PluginScoreError("plugin '\(library.name)' predicts only P(strong wins), not each candidate's quality")
+        }
+        let flat = try call(scoreModels, prompts, embeddings: embeddings, outputsPerPrompt: candidates.count)
+        if let bad = flat.first(where: { !$0.isFinite }) {
+            throw PluginScoreError("plugin '\(library.name)' returned quality \(bad); qualities must be finite")
+        }
+        return (0..<prompts.count).map { Array(flat[$0 * candidates.count..<($0 + 1) * candidates.count]) }
+    }
+
+    /// Calls `function` (`score` or `score_models`) on prompts, `outputsPerPrompt` doubles each.
+    private func call(
+        _ function: PluginVTable.Score, _ prompts: [String], embeddings: [[Float]]?, outputsPerPrompt: Int
+    ) throws(PluginScoreError) -> [Double] {
         try check(embeddings: embeddings, count: prompts.count)
-        var scores = [Double](repeating: .nan, count: prompts.count)
+        var outputs = [Double](repeating: .nan, count: prompts.count * outputsPerPrompt)
         var error: UnsafeMutablePointer<CChar>?
         // All texts in one byte buffer and all vectors in one float buffer, so
         // each pointer is taken once and stays valid for the whole call.
@@ -146,17 +175,14 @@ public final class PluginInstance: @unchecked Sendable {
                         embedding_dim: dimension)
                 }
                 return cPrompts.withUnsafeBufferPointer { cPrompts in
-                    scores.withUnsafeMutableBufferPointer { out in
-                        library.vtable.score(handle, cPrompts.baseAddress, cPrompts.count, out.baseAddress, &error)
+                    outputs.withUnsafeMutableBufferPointer { out in
+                        function(handle, cPrompts.baseAddress, cPrompts.count, out.baseAddress, &error)
                     }
                 }
             }
         }
         try checkResult(status, error: error)
-        if let bad = scores.first(where: { !($0 >= 0 && $0 <= 1) }) {
-            throw PluginScoreError("plugin '\(library.name)' returned score \(bad), outside [0, 1]")
-        }
-        return scores
+        return outputs
     }
 
     /// Scores one prompt without the batch bookkeeping (a decision's hot path).

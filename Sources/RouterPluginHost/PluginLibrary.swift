@@ -84,11 +84,13 @@ public final class PluginLibrary: Sendable {
                 "plugin ABI version \(table.abi_version) does not match routerd's \(RP_ABI_VERSION); rebuild the plugin against this routerd's router_plugin.h"
             )
         }
-        guard table.struct_size >= UInt32(MemoryLayout<rp_plugin>.size) else {
+        guard table.struct_size >= UInt32(PluginVTable.revision1Size) else {
             throw fail(
-                "plugin vtable is \(table.struct_size) bytes, routerd needs \(MemoryLayout<rp_plugin>.size); rebuild the plugin against this routerd's router_plugin.h"
+                "plugin vtable is \(table.struct_size) bytes, routerd needs at least \(PluginVTable.revision1Size); rebuild the plugin against this routerd's router_plugin.h"
             )
         }
+        // Fields past the plugin's struct_size were never written by it: an older revision lacks them.
+        if Int(table.struct_size) < PluginVTable.revision2Size { table.score_models = nil }
         guard let vtable = PluginVTable(table) else {
             throw fail("plugin vtable lacks \(PluginVTable.missing(in: table).joined(separator: ", "))")
         }
@@ -98,6 +100,10 @@ public final class PluginLibrary: Sendable {
         self.abiVersion = table.abi_version
         self.vtable = vtable
     }
+
+    /// Whether the plugin predicts each candidate's quality (ABI revision 2's `score_models`);
+    /// without it a router of this plugin has exactly two candidates.
+    public var predictsQualities: Bool { vtable.scoreModels != nil }
 
     /// Takes ownership of a string the plugin returned.
     func takeString(_ string: UnsafeMutablePointer<CChar>?) -> String? {
@@ -120,6 +126,7 @@ struct PluginVTable: Sendable {
             UnsafeMutableRawPointer?, UnsafePointer<rp_prompt>?, Int, UnsafeMutablePointer<Double>?,
             UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
         ) -> Int32
+    typealias ScoreModels = Score
     typealias Describe = @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutablePointer<CChar>?
     typealias Destroy = @convention(c) (UnsafeMutableRawPointer?) -> Void
     typealias FreeString = @convention(c) (UnsafeMutablePointer<CChar>?) -> Void
@@ -130,6 +137,13 @@ struct PluginVTable: Sendable {
     let describe: Describe?
     let destroy: Destroy
     let freeString: FreeString
+    /// Revision 2, optional: per-candidate quality predictions.
+    let scoreModels: ScoreModels?
+
+    /// The vtable's size in ABI revision 1, the smallest the host accepts.
+    static let revision1Size = MemoryLayout<rp_plugin>.offset(of: \rp_plugin.score_models)!
+    /// The vtable's size with revision 2's `score_models`.
+    static let revision2Size = revision1Size + MemoryLayout<ScoreModels?>.size
 
     init?(_ table: rp_plugin) {
         guard let create = table.create, let score = table.score, let destroy = table.destroy, let freeString = table.free_string,
@@ -140,6 +154,7 @@ struct PluginVTable: Sendable {
         self.describe = table.describe
         self.destroy = destroy
         self.freeString = freeString
+        self.scoreModels = table.score_models
     }
 
     /// The required entries `table` lacks.

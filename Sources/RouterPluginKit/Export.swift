@@ -16,20 +16,25 @@ import Foundation
 public func exportRouterPlugin<Plugin: RouterPlugin>(
     _ type: Plugin.Type, hostABI: UInt32, into out: UnsafeMutablePointer<rp_plugin>?, size: Int
 ) -> Int32 {
-    guard hostABI == RP_ABI_VERSION, let out, size >= MemoryLayout<rp_plugin>.size else { return RP_ERROR }
+    // A host of an older revision passes a smaller table: fill what it knows, and say so in struct_size.
+    let revision1Size = MemoryLayout<rp_plugin>.offset(of: \rp_plugin.score_models)!
+    guard hostABI == RP_ABI_VERSION, let out, size >= revision1Size else { return RP_ERROR }
     registry.withLock { factory in
         factory = { try Plugin(context: $0) }
     }
-    out.pointee = rp_plugin(
+    let written = min(size, MemoryLayout<rp_plugin>.size)
+    var table = rp_plugin(
         abi_version: RP_ABI_VERSION,
-        struct_size: UInt32(MemoryLayout<rp_plugin>.size),
+        struct_size: UInt32(written),
         name: staticCString(Plugin.name),
         version: staticCString(Plugin.version),
         create: createThunk,
         score: scoreThunk,
         describe: describeThunk,
         destroy: destroyThunk,
-        free_string: { free($0) })
+        free_string: { free($0) },
+        score_models: Plugin.self is any QualityPredictingRouter.Type ? scoreModelsThunk : nil)
+    withUnsafeBytes(of: &table) { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: written) }
     return RP_OK
 }
 
@@ -52,12 +57,37 @@ private final class FactoryRegistry: @unchecked Sendable {
 /// Keeps an instance alive behind the opaque pointer the host holds.
 private final class InstanceBox {
     let plugin: any RouterPlugin
-    init(_ plugin: any RouterPlugin) { self.plugin = plugin }
+    /// How many qualities `score_models` writes per prompt.
+    let candidateCount: Int
+    init(_ plugin: any RouterPlugin, candidateCount: Int) {
+        self.plugin = plugin
+        self.candidateCount = candidateCount
+    }
 }
 
 /// A C string that lives as long as the image (never freed: the image is never unloaded).
+/// Kept in `staticStrings` so it stays reachable, which is what a leak checker asks.
 private func staticCString(_ string: String) -> UnsafePointer<CChar> {
-    UnsafePointer(strdup(string)!)
+    staticStrings.withLock { strings in
+        if let existing = strings[string] { return UnsafePointer(existing) }
+        let copy = strdup(string)!
+        strings[string] = copy
+        return UnsafePointer(copy)
+    }
+}
+
+private let staticStrings = StaticStrings()
+
+private final class StaticStrings: @unchecked Sendable {
+    // Guarded by `lock`.
+    private var strings: [String: UnsafeMutablePointer<CChar>] = [:]
+    private let lock = NSLock()
+
+    func withLock<T>(_ body: (inout [String: UnsafeMutablePointer<CChar>]) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&strings)
+    }
 }
 
 private func errorString(_ error: any Error) -> UnsafeMutablePointer<CChar>? {
@@ -76,11 +106,18 @@ private let createThunk:
             let params = try PluginParams(
                 json: UnsafeBufferPointer(
                     start: UnsafeRawPointer(details.params_json)?.assumingMemoryBound(to: UInt8.self), count: details.params_json_len))
+            let strongModel = String(cString: details.strong_model)
+            let weakModel = String(cString: details.weak_model)
+            // A host of revision 1 names no candidates: its routers have exactly the strong and weak model.
+            var candidates = [strongModel, weakModel]
+            if details.struct_size >= MemoryLayout<rp_instance_info>.size, let list = details.candidates, details.candidate_count >= 2 {
+                candidates = (0..<details.candidate_count).map { String(cString: list[$0]!) }
+            }
             let context = PluginContext(
-                name: String(cString: details.name), params: params, strongModel: String(cString: details.strong_model),
-                weakModel: String(cString: details.weak_model), embeddingDimension: details.embedding_dim, host: HostServices(table: host))
+                name: String(cString: details.name), params: params, strongModel: strongModel, weakModel: weakModel, candidates: candidates,
+                embeddingDimension: details.embedding_dim, host: HostServices(table: host))
             let plugin = try factory(context)
-            instance.pointee = Unmanaged.passRetained(InstanceBox(plugin)).toOpaque()
+            instance.pointee = Unmanaged.passRetained(InstanceBox(plugin, candidateCount: context.candidates.count)).toOpaque()
             return RP_OK
         } catch let caught {
             error?.pointee = errorString(caught)
@@ -107,6 +144,32 @@ private let scoreThunk:
                 let results = try plugin.score(batch: (0..<count).map(prompt))
                 guard results.count == count else { throw PluginError("the plugin returned \(results.count) scores for \(count) prompts") }
                 for index in 0..<count { scores[index] = results[index] }
+            }
+            return RP_OK
+        } catch let caught {
+            error?.pointee = errorString(caught)
+            return RP_ERROR
+        }
+    }
+
+private let scoreModelsThunk:
+    @convention(c) (
+        UnsafeMutableRawPointer?, UnsafePointer<rp_prompt>?, Int, UnsafeMutablePointer<Double>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    ) -> Int32 = { instance, prompts, count, qualities, error in
+        guard let instance, let qualities, count == 0 || prompts != nil else { return RP_ERROR }
+        let box = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue()
+        guard let plugin = box.plugin as? any QualityPredictingRouter else { return RP_ERROR }
+        let width = box.candidateCount
+        do {
+            for index in 0..<count {
+                let raw = prompts![index]
+                let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.text)?.assumingMemoryBound(to: UInt8.self), count: raw.text_len)
+                let prompt = Prompt(utf8: text, embedding: raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) })
+                let values = try plugin.qualities(prompt)
+                guard values.count == width else {
+                    throw PluginError("the plugin predicted \(values.count) qualities for \(width) candidates")
+                }
+                for (column, value) in values.enumerated() { qualities[index * width + column] = value }
             }
             return RP_OK
         } catch let caught {

@@ -1,3 +1,4 @@
+import Foundation
 import RouterJSON
 
 /// The keys that mean the same thing in a plugin's description and in a
@@ -21,6 +22,64 @@ public enum MetadataKey {
     public static let longText = "long_text"
     /// What a trainer did: files, counts, settings (a JSON object).
     public static let training = "training"
+    /// What an instance's per-candidate predictions mean and their range (a JSON object, see ``QualityScale``).
+    public static let quality = "quality"
+}
+
+/// What a plugin's per-candidate qualities mean, so a policy weighs them against cost
+/// correctly and a person reads them right.
+public struct QualityScale: Sendable, Hashable {
+    public enum Meaning: String, Sendable, CaseIterable {
+        /// The chance the model's answer beats another candidate's, averaged over the other candidates.
+        case winRate = "win_rate"
+        /// The chance the model's answer is good (correct, accepted).
+        case probability
+        /// A score on the stated range, e.g. a judge's 1 to 10.
+        case score
+    }
+
+    public var meaning: Meaning
+    public var range: ClosedRange<Double>
+
+    public init(meaning: Meaning, range: ClosedRange<Double> = 0...1) {
+        self.meaning = meaning
+        self.range = range
+    }
+
+    /// A win rate in [0, 1]: what a plugin that only knows pairwise preferences predicts.
+    public static let winRate = QualityScale(meaning: .winRate)
+
+    /// Each model's chance of beating another, averaged over the others, from Bradley–Terry
+    /// log-strengths: P(i beats j) = σ(θᵢ − θⱼ). For two models these are p and 1 − p.
+    public static func winRates(strengths: [Double]) -> [Double] {
+        guard strengths.count > 1 else { return strengths.map { _ in 0.5 } }
+        return strengths.indices.map { i in
+            var total = 0.0
+            for j in strengths.indices where j != i { total += 1 / (1 + exp(strengths[j] - strengths[i])) }
+            return total / Double(strengths.count - 1)
+        }
+    }
+
+    var json: JSONValue {
+        .object(["meaning": .string(meaning.rawValue), "range": .array([.number(range.lowerBound), .number(range.upperBound)])])
+    }
+
+    init(json: JSONValue) throws(RouterDescriptionError) {
+        let known = Meaning.allCases.map(\.rawValue).joined(separator: ", ")
+        guard let members = json.objectValue, let name = members["meaning"]?.stringValue, let meaning = Meaning(rawValue: name) else {
+            throw RouterDescriptionError("'\(MetadataKey.quality)' must be an object with 'meaning' (one of \(known)) and 'range' [low, high]")
+        }
+        var range: ClosedRange<Double> = 0...1
+        if let bounds = members["range"], bounds != .null {
+            guard let values = bounds.arrayValue?.compactMap(\.doubleValue), values.count == 2, values[0].isFinite, values[1].isFinite,
+                values[0] < values[1]
+            else {
+                throw RouterDescriptionError("'\(MetadataKey.quality)'.range must be two finite numbers [low, high] with low < high")
+            }
+            range = values[0]...values[1]
+        }
+        self.init(meaning: meaning, range: range)
+    }
 }
 
 /// A description that breaks the contract, and why.
@@ -43,13 +102,20 @@ public struct RouterDescription: Sendable, Hashable {
     public var models: [String]?
     /// The embedding dimension the instance expects (``MetadataKey/embeddingDimension``).
     public var embeddingDimension: Int?
+    /// What the instance's per-candidate qualities mean (``MetadataKey/quality``); a
+    /// ``QualityPredictingRouter`` that states none predicts ``QualityScale/winRate``.
+    public var quality: QualityScale?
     /// Everything else the plugin said, by key.
     public var details: [String: JSONValue]
 
-    public init(scoreQuantiles: [Double]? = nil, models: [String]? = nil, embeddingDimension: Int? = nil, details: [String: JSONValue] = [:]) {
+    public init(
+        scoreQuantiles: [Double]? = nil, models: [String]? = nil, embeddingDimension: Int? = nil, quality: QualityScale? = nil,
+        details: [String: JSONValue] = [:]
+    ) {
         self.scoreQuantiles = scoreQuantiles
         self.models = models
         self.embeddingDimension = embeddingDimension
+        self.quality = quality
         self.details = details
     }
 
@@ -82,6 +148,9 @@ public struct RouterDescription: Sendable, Hashable {
             }
             embeddingDimension = exact
         }
+        if let quality = members.removeValue(forKey: MetadataKey.quality), quality != .null {
+            self.quality = try QualityScale(json: quality)
+        }
         details = members
         try validate()
     }
@@ -107,6 +176,7 @@ public struct RouterDescription: Sendable, Hashable {
         if let scoreQuantiles { members[MetadataKey.scoreQuantiles] = .array(scoreQuantiles.map(JSONValue.number)) }
         if let models { members[MetadataKey.models] = .array(models.map(JSONValue.string)) }
         if let embeddingDimension { members[MetadataKey.embeddingDimension] = .integer(Int64(embeddingDimension)) }
+        if let quality { members[MetadataKey.quality] = quality.json }
         return members
     }
 

@@ -36,6 +36,14 @@ extension RouterPlugin {
     }
 }
 
+/// A plugin that predicts each candidate model's quality on a prompt (ABI revision 2),
+/// so its routers may have more than two candidates and use cost policies.
+public protocol QualityPredictingRouter: RouterPlugin {
+    /// Each of ``PluginContext/candidates``' predicted quality on the prompt, in that order, on the
+    /// scale the description's ``RouterDescription/quality`` states. Called concurrently.
+    func qualities(_ prompt: Prompt) throws -> [Double]
+}
+
 /// An error a plugin reports to the host; the message reaches the operator or client.
 public struct PluginError: Error, CustomStringConvertible {
     public var message: String
@@ -62,6 +70,9 @@ public struct PluginContext: Sendable {
     public let params: PluginParams
     public let strongModel: String
     public let weakModel: String
+    /// The router's candidate models, in the order ``QualityPredictingRouter/qualities(_:)`` answers.
+    /// Two candidates are `[strongModel, weakModel]`; with more, those two are the dearest and the cheapest.
+    public let candidates: [String]
     /// The encoder's dimension, or 0 when the instance has no encoder.
     public let embeddingDimension: Int
     public let host: HostServices
@@ -70,6 +81,17 @@ public struct PluginContext: Sendable {
     public func requireEncoder(plugin: String) throws -> Int {
         guard embeddingDimension > 0 else { throw PluginError("the \(plugin) router needs an encoder; add `encoder: <name>` to the router") }
         return embeddingDimension
+    }
+
+    /// Where each candidate is in `models` (read from `source`); an unknown name is refused
+    /// with the list of known ones.
+    public func candidateIndices(in models: [String], source: String) throws -> [Int] {
+        try candidates.map { candidate in
+            guard let index = models.firstIndex(of: candidate) else {
+                throw PluginError("candidate '\(candidate)' is not in \(source) (known models: \(models.joined(separator: ", ")))")
+            }
+            return index
+        }
     }
 
     /// Where the router's strong and weak models are in `models` (read from `source`); an

@@ -19,17 +19,30 @@ public struct ChatMessage: Codable, Sendable, Hashable {
     }
 }
 
-/// `route`: decide strong or weak for one prompt.
+/// `route`: decide which candidate model answers one prompt.
 public struct RouteRequest: Sendable, Hashable {
     public var router: String
     public var prompt: String
-    /// Overrides the router's configured threshold for this request only.
+    /// Overrides the router's policy for this request only: at most one of these is set.
     public var threshold: Double?
+    public var lambda: Double?
+    public var cheapestWithin: Double?
+    /// The number of a `router-<name>-<number>` model name: the router's own knob (its threshold, λ or ε).
+    public var modelNameValue: Double?
+    /// A conversation's id: its first decision sticks, later turns may only move to a dearer model.
+    public var session: String?
 
-    public init(router: String, prompt: String, threshold: Double? = nil) {
+    public init(
+        router: String, prompt: String, threshold: Double? = nil, lambda: Double? = nil, cheapestWithin: Double? = nil,
+        modelNameValue: Double? = nil, session: String? = nil
+    ) {
         self.router = router
         self.prompt = prompt
         self.threshold = threshold
+        self.lambda = lambda
+        self.cheapestWithin = cheapestWithin
+        self.modelNameValue = modelNameValue
+        self.session = session
     }
 }
 
@@ -242,23 +255,39 @@ private struct WireRequest: Decodable {
 
     private static func route(_ reader: inout FieldReader) throws -> RouteRequest {
         var router = try reader.optional(String.self, "router", expected: "a string")
-        var threshold = try reader.optional(Double.self, "threshold", expected: "a number")
-        // RouteLLM clients name the router and threshold in the model: router-<name>-<threshold>.
+        let threshold = try reader.optional(Double.self, "threshold", expected: "a number")
+        let lambda = try reader.optional(Double.self, "lambda", expected: "a number")
+        let cheapestWithin = try reader.optional(Double.self, "cheapest_within", expected: "a number")
+        let overrides = [("threshold", threshold), ("lambda", lambda), ("cheapest_within", cheapestWithin)].filter { $0.1 != nil }
+        if overrides.count > 1 {
+            throw ProtocolError(.badField, "give at most one of 'threshold', 'lambda' and 'cheapest_within'")
+        }
+        if let threshold, !(0...1).contains(threshold) {
+            throw ProtocolError(.badField, "field 'threshold' must be between 0 and 1, found \(threshold)")
+        }
+        for (name, value) in [("lambda", lambda), ("cheapest_within", cheapestWithin)] {
+            if let value, !(value >= 0 && value.isFinite) {
+                throw ProtocolError(.badField, "field '\(name)' must be a number ≥ 0, found \(value)")
+            }
+        }
+        var modelNameValue: Double?
+        // RouteLLM clients name the router and its knob in the model: router-<name>-<threshold or λ>.
         if let model = try reader.optional(String.self, "model", expected: "a string") {
             guard let parsed = RouterModelName(model) else {
-                throw ProtocolError(.badField, "field 'model' must have the form router-<name>-<threshold>, found '\(model)'")
+                throw ProtocolError(.badField, "field 'model' must have the form router-<name>-<number>, found '\(model)'")
             }
             if let router, router != parsed.router {
                 throw ProtocolError(.badField, "field 'model' names router '\(parsed.router)' but field 'router' is '\(router)'")
             }
             router = parsed.router
-            threshold = threshold ?? parsed.threshold
+            if overrides.isEmpty { modelNameValue = parsed.value }
         }
         guard let router else {
-            throw ProtocolError(.missingField, "missing field 'router' (or a 'model' of the form router-<name>-<threshold>)")
+            throw ProtocolError(.missingField, "missing field 'router' (or a 'model' of the form router-<name>-<number>)")
         }
-        if let threshold, !(0...1).contains(threshold) {
-            throw ProtocolError(.badField, "field 'threshold' must be between 0 and 1, found \(threshold)")
+        let session = try reader.optional(String.self, "session", expected: "a string")
+        if let session, session.isEmpty || session.utf8.count > 256 {
+            throw ProtocolError(.badField, "field 'session' must be a non-empty string of at most 256 bytes")
         }
         let prompt: String
         if let text = try reader.optional(String.self, "prompt", expected: "a string") {
@@ -272,7 +301,9 @@ private struct WireRequest: Decodable {
         } else {
             throw ProtocolError(.missingField, "missing field 'prompt' (or 'messages')")
         }
-        return RouteRequest(router: router, prompt: prompt, threshold: threshold)
+        return RouteRequest(
+            router: router, prompt: prompt, threshold: threshold, lambda: lambda, cheapestWithin: cheapestWithin, modelNameValue: modelNameValue,
+            session: session)
     }
 }
 
@@ -324,10 +355,11 @@ private struct WireMessage: Decodable {
     }
 }
 
-/// RouteLLM's model name convention, `router-<name>-<threshold>`.
+/// RouteLLM's model name convention, `router-<name>-<threshold>`, extended to `router-<name>-<λ>`
+/// (or ε) for routers with a cost policy: the number is the router's own knob.
 public struct RouterModelName: Sendable, Hashable {
     public var router: String
-    public var threshold: Double
+    public var value: Double
 
     public init?(_ model: String) {
         guard model.hasPrefix("router-") else { return nil }
@@ -336,7 +368,7 @@ public struct RouterModelName: Sendable, Hashable {
         let name = rest[..<dash]
         guard !name.isEmpty, let threshold = Double(rest[rest.index(after: dash)...]), threshold.isFinite else { return nil }
         router = String(name)
-        self.threshold = threshold
+        value = threshold
     }
 }
 
@@ -354,6 +386,9 @@ private struct WireRequestOut: Encodable {
             try container.encode(route.router, forKey: FieldKey("router"))
             try container.encode(route.prompt, forKey: FieldKey("prompt"))
             try container.encodeIfPresent(route.threshold, forKey: FieldKey("threshold"))
+            try container.encodeIfPresent(route.lambda, forKey: FieldKey("lambda"))
+            try container.encodeIfPresent(route.cheapestWithin, forKey: FieldKey("cheapest_within"))
+            try container.encodeIfPresent(route.session, forKey: FieldKey("session"))
         case .score(let score):
             try container.encode(score.router, forKey: FieldKey("router"))
             try container.encode(score.prompts, forKey: FieldKey("prompts"))

@@ -6,26 +6,60 @@ public enum Tier: String, Codable, Sendable {
     case strong, weak
 }
 
+/// One candidate's figures in a `route` result.
+public struct CandidateInfo: Codable, Sendable, Hashable {
+    public var model: String
+    /// Predicted quality, on the router's scale (see `routers`).
+    public var quality: Double
+    /// Expected cost of this prompt on this model, in USD; absent without a catalogue.
+    public var cost: Double?
+
+    public init(model: String, quality: Double, cost: Double?) {
+        self.model = model
+        self.quality = quality
+        self.cost = cost
+    }
+}
+
 /// The result of `route`.
 public struct Decision: Codable, Sendable, Hashable {
-    /// The model to call: the router's strong or weak model.
+    /// The model to call.
     public var model: String
-    public var tier: Tier
-    /// P(strong model wins), in [0, 1].
-    public var score: Double
+    /// For a router of two candidates: whether `model` is the strong or the weak one.
+    public var tier: Tier?
+    /// The policy that decided: threshold, strong_fraction, lambda, cheapest_within or budget.
+    public var policy: String
+    /// P(strong model wins), in [0, 1], under a threshold policy.
+    public var score: Double?
     /// The threshold applied: strong when score ≥ threshold.
-    public var threshold: Double
+    public var threshold: Double?
+    /// The λ of quality − λ × cost (lambda and budget policies).
+    public var lambda: Double?
+    /// The ε of cheapest_within.
+    public var epsilon: Double?
+    /// Every candidate's predicted quality and expected cost.
+    public var candidates: [CandidateInfo]
+    /// How the request's session shaped the decision: new, same, kept or escalated.
+    public var affinity: String?
     public var router: String
     /// The config generation whose router decided.
     public var generation: UInt64
     /// Time spent deciding inside the daemon, in microseconds.
     public var elapsedMicroseconds: Double
 
-    public init(model: String, tier: Tier, score: Double, threshold: Double, router: String, generation: UInt64, elapsedMicroseconds: Double) {
+    public init(
+        model: String, tier: Tier?, policy: String, score: Double?, threshold: Double?, lambda: Double? = nil, epsilon: Double? = nil,
+        candidates: [CandidateInfo] = [], affinity: String? = nil, router: String, generation: UInt64, elapsedMicroseconds: Double
+    ) {
         self.model = model
         self.tier = tier
+        self.policy = policy
         self.score = score
         self.threshold = threshold
+        self.lambda = lambda
+        self.epsilon = epsilon
+        self.candidates = candidates
+        self.affinity = affinity
         self.router = router
         self.generation = generation
         self.elapsedMicroseconds = elapsedMicroseconds
@@ -35,34 +69,81 @@ public struct Decision: Codable, Sendable, Hashable {
     /// hot-path writer (`ResponseCodec.success(_:id:)`) and the decision log use these.
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case elapsedMicroseconds = "elapsed_us"
-        case generation, model, router, score, threshold, tier
+        case affinity, candidates, epsilon, generation, lambda, model, policy, router, score, threshold, tier
     }
 
-    /// Writes the fields into an open JSON object, keys in sorted order.
+    /// Writes the fields into an open JSON object, keys in sorted order; absent optionals are left out.
     public func writeFields(into writer: inout JSONWriter) {
+        if let affinity {
+            writer.key(CodingKeys.affinity)
+            writer.string(affinity)
+        }
+        writer.key(CodingKeys.candidates)
+        writer.beginArray()
+        for candidate in candidates {
+            writer.beginObject()
+            if let cost = candidate.cost {
+                writer.key("cost")
+                writer.number(cost)
+            }
+            writer.key("model")
+            writer.string(candidate.model)
+            writer.key("quality")
+            writer.number(candidate.quality)
+            writer.endObject()
+        }
+        writer.endArray()
         writer.key(CodingKeys.elapsedMicroseconds)
         writer.number(elapsedMicroseconds)
+        if let epsilon {
+            writer.key(CodingKeys.epsilon)
+            writer.number(epsilon)
+        }
         writer.key(CodingKeys.generation)
         writer.number(generation)
+        if let lambda {
+            writer.key(CodingKeys.lambda)
+            writer.number(lambda)
+        }
         writer.key(CodingKeys.model)
         writer.string(model)
+        writer.key(CodingKeys.policy)
+        writer.string(policy)
         writer.key(CodingKeys.router)
         writer.string(router)
-        writer.key(CodingKeys.score)
-        writer.number(score)
-        writer.key(CodingKeys.threshold)
-        writer.number(threshold)
-        writer.key(CodingKeys.tier)
-        writer.string(tier.rawValue)
+        if let score {
+            writer.key(CodingKeys.score)
+            writer.number(score)
+        }
+        if let threshold {
+            writer.key(CodingKeys.threshold)
+            writer.number(threshold)
+        }
+        if let tier {
+            writer.key(CodingKeys.tier)
+            writer.string(tier.rawValue)
+        }
     }
 
     /// The fields as a JSON object's members, for records that add fields of their own.
     public var fields: [String: JSONValue] {
-        [
+        var members: [String: JSONValue] = [
             CodingKeys.elapsedMicroseconds.rawValue: .number(elapsedMicroseconds), CodingKeys.generation.rawValue: .integer(Int64(generation)),
-            CodingKeys.model.rawValue: .string(model), CodingKeys.router.rawValue: .string(router), CodingKeys.score.rawValue: .number(score),
-            CodingKeys.threshold.rawValue: .number(threshold), CodingKeys.tier.rawValue: .string(tier.rawValue),
+            CodingKeys.model.rawValue: .string(model), CodingKeys.policy.rawValue: .string(policy), CodingKeys.router.rawValue: .string(router),
+            CodingKeys.candidates.rawValue: .array(
+                candidates.map { candidate in
+                    var object: [String: JSONValue] = ["model": .string(candidate.model), "quality": .number(candidate.quality)]
+                    if let cost = candidate.cost { object["cost"] = .number(cost) }
+                    return .object(object)
+                }),
         ]
+        if let tier { members[CodingKeys.tier.rawValue] = .string(tier.rawValue) }
+        if let score { members[CodingKeys.score.rawValue] = .number(score) }
+        if let threshold { members[CodingKeys.threshold.rawValue] = .number(threshold) }
+        if let lambda { members[CodingKeys.lambda.rawValue] = .number(lambda) }
+        if let epsilon { members[CodingKeys.epsilon.rawValue] = .number(epsilon) }
+        if let affinity { members[CodingKeys.affinity.rawValue] = .string(affinity) }
+        return members
     }
 }
 
@@ -142,7 +223,18 @@ public struct RouterInfo: Codable, Sendable, Hashable {
     public var name: String
     public var plugin: String
     public var pluginVersion: String
-    public var threshold: Double
+    /// The policy: threshold, strong_fraction, lambda, cheapest_within or budget.
+    public var policy: String
+    /// The models it chooses among.
+    public var candidates: [String]
+    /// What its candidates' predicted qualities mean: win_rate, probability or score.
+    public var quality: String
+    /// The threshold, under a threshold policy.
+    public var threshold: Double?
+    /// The λ of a lambda policy, or the one a budget holds now.
+    public var lambda: Double?
+    /// The ε of cheapest_within.
+    public var epsilon: Double?
     public var strongModel: String
     public var weakModel: String
     public var encoder: String?
@@ -153,9 +245,15 @@ public struct RouterInfo: Codable, Sendable, Hashable {
     public var details: [String: JSONValue]?
 
     public init(
-        name: String, plugin: String, pluginVersion: String, threshold: Double, strongModel: String, weakModel: String, encoder: String?,
-        strongFraction: Double? = nil, generation: UInt64, details: [String: JSONValue]?
+        name: String, plugin: String, pluginVersion: String, policy: String, candidates: [String], quality: String, threshold: Double?,
+        lambda: Double? = nil, epsilon: Double? = nil, strongModel: String, weakModel: String, encoder: String?, strongFraction: Double? = nil,
+        generation: UInt64, details: [String: JSONValue]?
     ) {
+        self.policy = policy
+        self.candidates = candidates
+        self.quality = quality
+        self.lambda = lambda
+        self.epsilon = epsilon
         self.encoder = encoder
         self.strongFraction = strongFraction
         self.name = name
@@ -169,7 +267,7 @@ public struct RouterInfo: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, plugin, threshold, generation, details, encoder
+        case name, plugin, threshold, generation, details, encoder, policy, candidates, quality, lambda, epsilon
         case strongFraction = "strong_fraction"
         case pluginVersion = "plugin_version"
         case strongModel = "strong_model"
@@ -260,11 +358,18 @@ public struct RouterStats: Codable, Sendable, Hashable {
     /// latency in microseconds (p50, p99), measured inside the daemon. Empty before the first decision.
     public var scoreQuantiles: [String: Double]
     public var latencyMicroseconds: [String: Double]
+    /// Decisions by the model chosen.
+    public var models: [String: UInt64]
+    /// A budget policy's target, what it achieved over its window, and its λ.
+    public var budget: BudgetStats?
 
     public init(
         decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64, events: [String: UInt64] = [:], fallbacks: UInt64 = 0,
-        scoreQuantiles: [String: Double] = [:], latencyMicroseconds: [String: Double] = [:]
+        scoreQuantiles: [String: Double] = [:], latencyMicroseconds: [String: Double] = [:], models: [String: UInt64] = [:],
+        budget: BudgetStats? = nil
     ) {
+        self.models = models
+        self.budget = budget
         self.decisions = decisions
         self.strong = strong
         self.weak = weak
@@ -277,9 +382,33 @@ public struct RouterStats: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case decisions, strong, weak, scored, errors, events, fallbacks
+        case decisions, strong, weak, scored, errors, events, fallbacks, models, budget
         case scoreQuantiles = "score_quantiles"
         case latencyMicroseconds = "latency_us"
+    }
+}
+
+/// A budget policy in `stats`.
+public struct BudgetStats: Codable, Sendable, Hashable {
+    /// "mean_cost" (USD per request) or "share" (of `model`'s traffic).
+    public var metric: String
+    public var model: String?
+    public var target: Double
+    /// The metric over the decisions in the window; absent before the first.
+    public var achieved: Double?
+    public var lambda: Double
+    /// Decisions in the window, up to `window`.
+    public var decisions: Int
+    public var window: Int
+
+    public init(metric: String, model: String?, target: Double, achieved: Double?, lambda: Double, decisions: Int, window: Int) {
+        self.metric = metric
+        self.model = model
+        self.target = target
+        self.achieved = achieved
+        self.lambda = lambda
+        self.decisions = decisions
+        self.window = window
     }
 }
 
@@ -304,13 +433,16 @@ public struct StatsResult: Codable, Sendable, Hashable {
     public var reloadHistory: [ReloadRecord]
     /// The decision log, when one is configured.
     public var decisionLog: DecisionLogStats?
+    /// Sessions whose model is remembered (session affinity).
+    public var sessions: Int
 
     public init(
         uptimeSeconds: Double, generation: UInt64, connectionsOpen: UInt64, connectionsTotal: UInt64, connectionsRejected: UInt64,
         requests: [String: UInt64], errors: [String: UInt64], routers: [String: RouterStats], encoders: [String: EncoderStats], reloads: UInt64,
-        reloadFailures: UInt64, reloadHistory: [ReloadRecord] = [], decisionLog: DecisionLogStats? = nil
+        reloadFailures: UInt64, reloadHistory: [ReloadRecord] = [], decisionLog: DecisionLogStats? = nil, sessions: Int = 0
     ) {
         self.decisionLog = decisionLog
+        self.sessions = sessions
         self.reloadHistory = reloadHistory
         self.encoders = encoders
         self.uptimeSeconds = uptimeSeconds
@@ -334,6 +466,7 @@ public struct StatsResult: Codable, Sendable, Hashable {
         case reloadFailures = "reload_failures"
         case reloadHistory = "reload_history"
         case decisionLog = "decision_log"
+        case sessions
     }
 }
 

@@ -66,21 +66,37 @@ func printError(_ message: String) {
 }
 
 struct Route: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Decide strong or weak for a prompt.")
+    static let configuration = CommandConfiguration(abstract: "Decide which model answers a prompt.")
 
     @OptionGroup var options: ConnectionOptions
     @Option(name: [.short, .long], help: "The router instance.") var router: String = "random"
     @Option(help: "Override the router's threshold for this request.") var threshold: Double?
+    @Option(help: "Choose by predicted quality − λ × cost (USD) for this request.") var lambda: Double?
+    @Option(name: .customLong("cheapest-within"), help: "Choose the cheapest model within ε of the best predicted quality.")
+    var cheapestWithin: Double?
+    @Option(help: "A conversation id: its model sticks, and only moves up.") var session: String?
     @Argument(help: "The prompt; read from standard input when absent.") var prompt: String?
 
     func run() async throws {
         let text = prompt ?? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-        try await options.run(.route(RouteRequest(router: router, prompt: text, threshold: threshold)), as: Decision.self) { decision in
-            let comparison = decision.tier == .strong ? "≥" : "<"
-            return """
-                \(decision.tier.rawValue)  \(decision.model)
-                score \(format(decision.score)) \(comparison) threshold \(format(decision.threshold)) · router \(decision.router) · generation \(decision.generation) · \(decision.elapsedMicroseconds) µs
-                """
+        let request = RouteRequest(
+            router: router, prompt: text, threshold: threshold, lambda: lambda, cheapestWithin: cheapestWithin, session: session)
+        try await options.run(.route(request), as: Decision.self) { decision in
+            var lines = ["\(decision.model)  (\(decision.tier.map { "\($0.rawValue), " } ?? "")policy \(decision.policy))"]
+            if let score = decision.score, let threshold = decision.threshold {
+                lines.append("score \(format(score)) \(score >= threshold ? "≥" : "<") threshold \(format(threshold))")
+            }
+            if let lambda = decision.lambda { lines.append("λ \(lambda)") }
+            if let epsilon = decision.epsilon { lines.append("ε \(epsilon)") }
+            if let affinity = decision.affinity { lines.append("session: \(affinity)") }
+            lines.append("router \(decision.router) · generation \(decision.generation) · \(decision.elapsedMicroseconds) µs")
+            let rows = decision.candidates.map { candidate in
+                [
+                    (candidate.model == decision.model ? "→ " : "  ") + candidate.model, format(candidate.quality),
+                    candidate.cost.map { String(format: "%.6f", $0) } ?? "-",
+                ]
+            }
+            return lines.joined(separator: "\n") + "\n" + table(header: ["CANDIDATE", "QUALITY", "COST (USD)"], rows: rows)
         }
     }
 }
@@ -136,9 +152,14 @@ struct Routers: AsyncParsableCommand {
     func run() async throws {
         try await options.run(.routers, as: RoutersResult.self) { result in
             let rows = result.routers.map {
-                [$0.name, "\($0.plugin) \($0.pluginVersion)", format($0.threshold), $0.encoder ?? "-", $0.strongModel, $0.weakModel]
+                [
+                    $0.name, "\($0.plugin) \($0.pluginVersion)", $0.policy,
+                    $0.threshold.map(format) ?? $0.lambda.map { "λ \($0)" } ?? $0.epsilon.map { "ε \($0)" } ?? "-", $0.encoder ?? "-",
+                    $0.candidates.joined(separator: ", "),
+                ]
             }
-            return "generation \(result.generation)\n" + table(header: ["ROUTER", "PLUGIN", "THRESHOLD", "ENCODER", "STRONG", "WEAK"], rows: rows)
+            return "generation \(result.generation)\n"
+                + table(header: ["ROUTER", "PLUGIN", "POLICY", "SETTING", "ENCODER", "CANDIDATES"], rows: rows)
         }
     }
 }

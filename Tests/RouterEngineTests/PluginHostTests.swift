@@ -9,7 +9,8 @@ import Testing
     static func randomInstance(dimension: Int) throws -> PluginInstance {
         let library = try PluginLibrary.load(path: Package.binDirectory + "/libRandomRouter.so")
         return try PluginInstance(
-            library: library, name: "r", paramsJSON: #"{"seed":3}"#, strongModel: "s", weakModel: "w", embeddingDimension: dimension,
+            library: library, name: "r", paramsJSON: #"{"seed":3}"#, strongModel: "s", weakModel: "w", candidates: ["s", "w"],
+            embeddingDimension: dimension,
             services: HostServices(logger: Logger(label: "host-tests"), embed: nil, count: { _ in }))
     }
 

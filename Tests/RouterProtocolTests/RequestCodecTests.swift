@@ -25,7 +25,7 @@ import Testing
     func routeLLMModelNamesParse(model: String, router: String, threshold: Double) throws {
         let parsed = try #require(RouterModelName(model))
         #expect(parsed.router == router)
-        #expect(parsed.threshold == threshold)
+        #expect(parsed.value == threshold)
     }
 
     @Test(arguments: ["gpt-4", "router-", "router-mf", "router--0.5", "router-mf-abc", "router-mf-nan"])
@@ -89,8 +89,9 @@ import Testing
     ])
     func decisionsRoundTripThroughFoundationsParser(model: String) throws {
         let decision = Decision(
-            model: model, tier: .strong, score: 0.1 + 0.2, threshold: 1e-7, router: "r", generation: 18_446_744_073_709_551_615,
-            elapsedMicroseconds: 12.5)
+            model: model, tier: .strong, policy: "threshold", score: 0.1 + 0.2, threshold: 1e-7,
+            candidates: [CandidateInfo(model: model, quality: 0.3, cost: 1e-5), CandidateInfo(model: "weak", quality: 0.7, cost: nil)],
+            affinity: "kept", router: "r", generation: 18_446_744_073_709_551_615, elapsedMicroseconds: 12.5)
         let line = ResponseCodec.success(decision, id: .string(model))
         #expect(line.last == 0x0A)
         let data = Data(line.dropLast())
@@ -98,6 +99,18 @@ import Testing
         let envelope = try JSONDecoder().decode(ResponseCodec.Envelope.self, from: data)
         #expect(envelope.ok)
         #expect(envelope.id == .string(model))
+    }
+
+    /// A cost policy's decision has no tier, score or threshold, and the writer leaves them out.
+    @Test func costPolicyDecisionsOmitTheBinaryFields() throws {
+        let decision = Decision(
+            model: "b", tier: nil, policy: "lambda", score: nil, threshold: nil, lambda: 2500,
+            candidates: ["a", "b", "c"].map { CandidateInfo(model: $0, quality: 0.5, cost: 0.001) }, router: "r", generation: 1,
+            elapsedMicroseconds: 3)
+        let line = ResponseCodec.success(decision, id: nil)
+        let text = String(decoding: line, as: UTF8.self)
+        for absent in ["tier", "score", "threshold", "epsilon", "affinity"] { #expect(!text.contains("\"\(absent)\"")) }
+        #expect(try ResponseCodec.decode(Decision.self, from: Data(line.dropLast())) == decision)
     }
 
     @Test func failuresDecodeAsTheirError() throws {

@@ -201,8 +201,8 @@ struct CausalLLMServerTests {
         for prompt in prompts {
             let decision = try connection.decision(#"{"op":"route","router":"llm","prompt":"\#(prompt)"}"#)
             let expected = try Self.expectedScore(prompt: prompt)
-            #expect(abs(decision.score - expected) < 1e-4, "\(prompt): \(decision.score) vs \(expected)")
-            alone.append(decision.score)
+            #expect(abs(decision.strongScore - expected) < 1e-4, "\(prompt): \(decision.strongScore) vs \(expected)")
+            alone.append(decision.strongScore)
         }
         // A batch is scored with overlapping calls, each the same as alone.
         let batch = try connection.request(#"{"op":"score","router":"llm","prompts":["\#(prompts[0])","\#(prompts[1])"]}"#)

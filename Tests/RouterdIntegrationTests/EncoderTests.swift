@@ -50,7 +50,7 @@ struct DaemonEncoderTests {
         let embedding = try connection.request(#"{"op":"embed","text":"\#(prompt)"}"#).result["embeddings"] as? [[Double]]
         let component = try #require(embedding?.first?[3])
         let decision = try connection.decision(#"{"op":"route","router":"probe","prompt":"\#(prompt)"}"#)
-        #expect(abs(decision.score - (component + 1) / 2) < 1e-6, "the plugin scored the embedding the daemon computed")
+        #expect(abs(decision.strongScore - (component + 1) / 2) < 1e-6, "the plugin scored the embedding the daemon computed")
         let batch = try connection.request(#"{"op":"score","router":"probe","prompts":["\#(prompt)","another one"]}"#)
         #expect(abs(((batch.result["scores"] as? [Double])?.first ?? -1) - (component + 1) / 2) < 1e-6)
         // At create time the plugin embedded "probe" through the host's embedding service.

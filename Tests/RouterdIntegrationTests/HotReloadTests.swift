@@ -87,7 +87,7 @@ import Testing
         #expect(set.result["generation"] as? Int == 2)
         let decision = try connection.decision(#"{"op":"route","router":"random","prompt":"x"}"#)
         #expect(decision.threshold == 0.8 && decision.generation == 2)
-        #expect(decision.tier == (decision.score >= 0.8 ? .strong : .weak))
+        #expect(decision.tier == (decision.strongScore >= 0.8 ? Tier.strong : .weak))
         // A strong share is turned into a threshold with the plugin's quantiles (uniform for random).
         let fraction = try connection.request(#"{"op":"set","router":"random","strong_fraction":0.25}"#)
         #expect(abs((fraction.result["threshold"] as? Double ?? 0) - 0.75) < 1e-9, "\(fraction)")
@@ -205,7 +205,7 @@ struct WeightsSwapTests {
         #expect(reload.ok && !reused(reload).contains("mf"), "\(reload)")
         let after = try connection.decision(route)
         #expect(after.generation == 2)
-        #expect(abs(after.score - (1 - before.score)) < 1e-5, "\(after.score) vs 1 − \(before.score)")
+        #expect(abs(after.strongScore - (1 - before.strongScore)) < 1e-5, "\(after.strongScore) vs 1 − \(before.strongScore)")
 
         // A torn file (a copy cut short) is rejected, and generation 2 keeps serving.
         let bytes = try #require(FileManager.default.contents(atPath: weights))

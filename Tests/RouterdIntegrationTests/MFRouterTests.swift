@@ -54,12 +54,12 @@ struct MFRouterTests {
             let embedding = try #require(try connection.request(#"{"op":"embed","text":"\#(prompt)"}"#).result["embeddings"] as? [[Double]])[0]
             let decision = try connection.decision(#"{"op":"route","router":"mf","prompt":"\#(prompt)"}"#)
             let expected = try Self.expectedScore(weights: Self.weights, embedding: embedding, strong: TestConfig.strong, weak: TestConfig.weak)
-            #expect(abs(decision.score - expected) < 1e-5, "\(prompt): \(decision.score) vs \(expected)")
-            #expect(decision.tier == (decision.score >= 0.5 ? .strong : .weak))
+            #expect(abs(decision.strongScore - expected) < 1e-5, "\(prompt): \(decision.strongScore) vs \(expected)")
+            #expect(decision.tier == (decision.strongScore >= 0.5 ? Tier.strong : .weak))
             // Any pair of the weights' models can be routed.
             let other = try connection.decision(#"{"op":"route","router":"other","prompt":"\#(prompt)"}"#)
             let otherExpected = try Self.expectedScore(weights: Self.weights, embedding: embedding, strong: "claude-2.1", weak: "llama-13b")
-            #expect(abs(other.score - otherExpected) < 1e-5)
+            #expect(abs(other.strongScore - otherExpected) < 1e-5)
         }
     }
 
@@ -134,7 +134,7 @@ struct MFRouterTests {
             TestConfig.yaml(socket: $0, routers: Self.mfRouter(weights: weights, strong: "big", weak: "small"), encoders: EncoderFixture.encoders())
         })
         let decision = try daemon.connect().decision(#"{"op":"route","router":"mf","prompt":"Prove Fermat's little theorem."}"#)
-        #expect((0...1).contains(decision.score))
+        #expect((0...1).contains(decision.strongScore))
         // A second run finds every prompt in the embedding cache.
         let again = try runCommand(
             try Package.binary("routerctl"),

@@ -27,7 +27,7 @@ import Testing
         let connection = try daemon.connect()
         var scores: [Double] = []
         for index in 0..<40 {
-            let score = try connection.decision(#"{"op":"route","router":"random","prompt":"prompt \#(index)"}"#).score
+            let score = try connection.decision(#"{"op":"route","router":"random","prompt":"prompt \#(index)"}"#).strongScore
             scores.append(score)
             let again = try connection.decision(#"{"op":"route","router":"random","prompt":"prompt \#(index)"}"#)
             #expect(again.score == score, "a seeded router gives a prompt the same score every time")

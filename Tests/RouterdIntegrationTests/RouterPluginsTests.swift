@@ -70,7 +70,7 @@ struct SWRankingRouterTests {
                 encoders: EncoderFixture.encoders())
         })
         let swapped = try swappedDaemon.connect().decision(#"{"op":"route","router":"sw","prompt":"Prove that there are infinitely many primes."}"#)
-        #expect(abs(swapped.score - (1 - hard.score)) < 1e-9)
+        #expect(abs(swapped.strongScore - (1 - hard.strongScore)) < 1e-9)
     }
 
     @Test func theShippedIndexServesTheDefaultPairAndCalibrates() throws {
@@ -87,7 +87,7 @@ struct SWRankingRouterTests {
             [Double].self, from: Data(try #require(try SafeTensorsFile(path: index).metadata["score_quantiles"]).utf8))
         #expect(abs((router["threshold"] as? Double ?? -1) - quantiles[70]) < 1e-12)
         let decision = try connection.decision(#"{"op":"route","router":"sw","prompt":"Solve x^2 - 5x + 6 = 0."}"#)
-        #expect((0...1).contains(decision.score))
+        #expect((0...1).contains(decision.strongScore))
     }
 
     @Test func quantilesComputedWithOtherSettingsAreNotUsed() throws {
@@ -203,7 +203,7 @@ struct ClassifierRouterTests {
         for prompt in ["Prove Fermat's little theorem.", "Say hello."] {
             let embedding = try #require(try connection.request(#"{"op":"embed","text":"\#(prompt)"}"#).result["embeddings"] as? [[Double]])[0]
             let decision = try connection.decision(#"{"op":"route","router":"bert","prompt":"\#(prompt)"}"#)
-            #expect(abs(decision.score - (try Self.expectedScore(weights: weights, embedding: embedding))) < 1e-5)
+            #expect(abs(decision.strongScore - (try Self.expectedScore(weights: weights, embedding: embedding))) < 1e-5)
             scores[prompt] = decision.score
         }
         // It learned the data: the hard prompt is likelier a strong win than the easy one.

@@ -12,7 +12,10 @@ import Testing
         let route = try runCommand(routerctl, ["route", "--socket", daemon.socket, "--router", "random", "What is the capital of France?"])
         #expect(route.status == 0, "\(route.stderr)")
         let firstLine = String(route.stdout.split(separator: "\n").first ?? "")
-        #expect(firstLine == "strong  \(TestConfig.strong)" || firstLine == "weak  \(TestConfig.weak)", "\(route.stdout)")
+        #expect(
+            firstLine == "\(TestConfig.strong)  (strong, policy threshold)" || firstLine == "\(TestConfig.weak)  (weak, policy threshold)",
+            "\(route.stdout)")
+        #expect(route.stdout.contains("CANDIDATE"), "every candidate's quality is listed")
         #expect(route.stdout.contains("router random · generation 1"))
 
         let json = try runCommand(routerctl, ["route", "--socket", daemon.socket, "--json", "What is the capital of France?"])
@@ -31,7 +34,7 @@ import Testing
         let routerctl = try Package.binary("routerctl")
         let routers = try runCommand(routerctl, ["routers", "--socket", daemon.socket])
         #expect(routers.stdout.contains("ROUTER"))
-        #expect(routers.stdout.contains("random  random 1.0.0"))
+        #expect(routers.stdout.contains("random  random 1.1.0  threshold"), "\(routers.stdout)")
         let status = try runCommand(routerctl, ["status", "--socket", daemon.socket])
         #expect(status.stdout.contains("pid \(daemon.process.processIdentifier)"))
         #expect(status.stdout.contains("libRandomRouter.so"))

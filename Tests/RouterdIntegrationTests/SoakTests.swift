@@ -197,13 +197,15 @@ struct SoakTests {
             if decision.threshold != settings.threshold {
                 inconsistent.append("\(entry.router) g\(decision.generation): threshold \(decision.threshold)")
             }
-            if decision.tier != (decision.score >= decision.threshold ? .strong : .weak) { inconsistent.append("tier of \(decision)") }
+            if decision.tier != (decision.strongScore >= (decision.threshold ?? .nan) ? Tier.strong : .weak) {
+                inconsistent.append("tier of \(decision)")
+            }
             if entry.router == "random" {
                 if let known = randomScores[entry.prompt], known != decision.score { inconsistent.append("random score moved for \(entry.prompt)") }
                 randomScores[entry.prompt] = decision.score
             } else if let base = mfScores[entry.prompt] {
                 let want = settings.flipped ? 1 - base : base
-                if abs(decision.score - want) > 1e-5 {
+                if abs(decision.strongScore - want) > 1e-5 {
                     inconsistent.append("mf g\(decision.generation) \(entry.prompt): \(decision.score) vs \(want)")
                 }
             }

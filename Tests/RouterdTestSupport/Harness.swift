@@ -63,7 +63,7 @@ public enum TestConfig {
     public static func yaml(
         socket: String, routers: String? = nil, limits: String = "  idle_timeout: 30", admin: String = "",
         searchPaths: [String] = [Package.root + "/plugins"],
-        mode: String = "0660", encoders: String = ""
+        mode: String = "0660", encoders: String = "", models: String = ""
     ) -> String {
         """
         socket:
@@ -77,10 +77,21 @@ public enum TestConfig {
         logging:
           level: info
         \(encoders)
+        \(models)
         routers:
         \(routers ?? randomRouter())
         """
     }
+
+    /// A `models:` catalogue of three priced models, cheap to dear, plus the strong and weak pair.
+    public static let catalogue = """
+        models:
+          cheap: {input: 0.1, output: 0.2, output_tokens: 100}
+          middle: {input: 1.0, output: 2.0, output_tokens: 100, aliases: [mid]}
+          dear: {input: 10.0, output: 30.0, output_tokens: 100}
+          \(strong): {input: 10.0, output: 30.0}
+          \(weak): {input: 0.6, output: 0.6}
+        """
 
     public static func randomRouter(name: String = "random", threshold: Double = 0.5, seed: Int? = 7) -> String {
         """
@@ -348,4 +359,9 @@ public func launch(_ process: Process) throws {
     launchLock.lock()
     defer { launchLock.unlock() }
     try process.run()
+}
+
+extension Decision {
+    /// P(strong wins) of a threshold-policy decision; NaN, which fails every comparison, when a cost policy decided.
+    public var strongScore: Double { score ?? .nan }
 }

@@ -10,11 +10,16 @@ import SafeTensors
 /// For the configured pair the model reduces to one direction u, computed at
 /// create, so a decision is σ(uᵀ e) on the prompt embedding. Any pair of the
 /// models the weights know can be routed.
-final class MatrixFactorizationRouter: RouterPlugin {
+///
+/// With more candidates, each gets δ(m, q) as one dot product, and its quality is
+/// its win rate against the other candidates (``QualityScale/winRates(strengths:)``).
+final class MatrixFactorizationRouter: QualityPredictingRouter {
     static let name = "mf"
-    static let version = "1.0.0"
+    static let version = "1.1.0"
 
     private let direction: [Float]
+    /// δ(m, ·) as a direction in embedding space, per candidate.
+    private let candidateDirections: [[Float]]
     private let weightsPath: String
     private let models: [String]
     private let strong: String
@@ -28,6 +33,7 @@ final class MatrixFactorizationRouter: RouterPlugin {
             parameter: "weights", plugin: "mf", decode: MFModel.init(file:), dimension: \.embeddingDimension)
         let pairIndices = try context.strongAndWeak(in: weights.models, source: path)
         direction = weights.direction(a: pairIndices.strong, b: pairIndices.weak)
+        candidateDirections = weights.scoreDirections(rows: try context.candidateIndices(in: weights.models, source: path))
         weightsPath = path
         models = weights.models
         strong = context.strongModel
@@ -43,9 +49,16 @@ final class MatrixFactorizationRouter: RouterPlugin {
         return MFModel.winProbability(direction: direction, embedding: embedding)
     }
 
+    func qualities(_ prompt: Prompt) throws -> [Double] {
+        guard let embedding = prompt.embedding, embedding.count == direction.count else {
+            throw PluginError("no prompt embedding arrived; the mf router needs an encoder")
+        }
+        return QualityScale.winRates(strengths: MFModel.scores(directions: candidateDirections, embedding: embedding))
+    }
+
     func describe() -> RouterDescription {
         RouterDescription(
-            scoreQuantiles: quantiles, models: models, embeddingDimension: direction.count,
+            scoreQuantiles: quantiles, models: models, embeddingDimension: direction.count, quality: .winRate,
             details: ["weights": .string(weightsPath), "strong": .string(strong), "weak": .string(weak), "encoder": .string(encoder)])
     }
 }

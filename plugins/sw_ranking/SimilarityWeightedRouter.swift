@@ -7,13 +7,18 @@ import SimilarityRanking
 
 /// RouteLLM's similarity-weighted (SW) ranking router, over an index built by
 /// `routerctl train sw_ranking` (see ``SimilarityRanker`` for the method).
-final class SimilarityWeightedRouter: RouterPlugin {
+///
+/// With more candidates, one similarity-weighted Bradley–Terry fit gives every
+/// model's strength, and each candidate's quality is its win rate against the others.
+final class SimilarityWeightedRouter: QualityPredictingRouter {
     static let name = "sw_ranking"
-    static let version = "1.1.0"
+    static let version = "1.2.0"
 
     private let ranker: SimilarityRanker
     private let strong: Int
     private let weak: Int
+    /// The candidates' rows in the index.
+    private let candidates: [Int]
     private let indexPath: String
     private let encoder: String
     private let quantiles: [Double]?
@@ -34,6 +39,7 @@ final class SimilarityWeightedRouter: RouterPlugin {
             parameter: "index", plugin: "sw_ranking", decode: RankingIndex.init(file:), dimension: \.dimension)
         encoder = file.metadata["encoder"] ?? "unknown"
         (strong, weak) = try context.strongAndWeak(in: index.models, source: path)
+        candidates = try context.candidateIndices(in: index.models, source: path)
         ranker = SimilarityRanker(index: index, settings: settings)
         indexPath = path
         // The stored quantiles hold for the pair and settings they were computed with.
@@ -49,6 +55,14 @@ final class SimilarityWeightedRouter: RouterPlugin {
         return ranker.winProbability(embedding: embedding, strong: strong, weak: weak)
     }
 
+    func qualities(_ prompt: Prompt) throws -> [Double] {
+        guard let embedding = prompt.embedding, embedding.count == ranker.index.dimension else {
+            throw PluginError("no prompt embedding arrived; the sw_ranking router needs an encoder")
+        }
+        let strengths = ranker.ratings(embedding: embedding)
+        return QualityScale.winRates(strengths: candidates.map { strengths[$0] })
+    }
+
     func describe() -> RouterDescription {
         var details: [String: JSONValue] = [
             "index": .string(indexPath), "prompts": .integer(Int64(ranker.index.promptCount)), "gamma": .number(ranker.settings.gamma),
@@ -56,7 +70,7 @@ final class SimilarityWeightedRouter: RouterPlugin {
         ]
         if let neighbors = ranker.settings.neighbors { details["neighbors"] = .integer(Int64(neighbors)) }
         return RouterDescription(
-            scoreQuantiles: quantiles, models: ranker.index.models, embeddingDimension: ranker.index.dimension, details: details)
+            scoreQuantiles: quantiles, models: ranker.index.models, embeddingDimension: ranker.index.dimension, quality: .winRate, details: details)
     }
 }
 

@@ -12,6 +12,16 @@
  *     layout. The host rejects a plugin whose version differs from its own.
  *   - New fields are only ever appended to a struct. Each struct starts with
  *     `struct_size`, so either side can tell which fields the other knows.
+ *   - RP_ABI_REVISION counts those appendices. A plugin built against an older
+ *     revision loads unchanged; a field past the other side's `struct_size` is
+ *     treated as absent.
+ *
+ * Revisions:
+ *   1. The first release: one P(strong wins) per prompt (`score`).
+ *   2. Per-model quality ("ABI v2"): the host names the router's candidate
+ *      models (rp_instance_info.candidates), and a plugin may predict each
+ *      candidate's quality per prompt (rp_plugin.score_models). A plugin
+ *      without `score_models` routes between exactly two models, as before.
  *
  * Threading: `score` may be called concurrently from several threads on the
  * same instance. `create` and `destroy` are never called concurrently with
@@ -33,6 +43,9 @@ extern "C" {
 
 /* The ABI version this header describes. */
 #define RP_ABI_VERSION 1u
+
+/* The latest appendix this header describes (see "Revisions" above). */
+#define RP_ABI_REVISION 2u
 
 /* The symbol every plugin exports. */
 #define RP_ENTRY_SYMBOL "routerd_plugin_entry"
@@ -85,6 +98,14 @@ typedef struct rp_instance_info {
     const char *strong_model;   /* NUL-terminated */
     const char *weak_model;     /* NUL-terminated */
     size_t embedding_dim;       /* 0 when the instance has no encoder */
+
+    /* Revision 2. The router's candidate models, NUL-terminated names, in the
+     * order `score_models` writes qualities. Two or more. For a router of two
+     * candidates they are {strong_model, weak_model}; for more, strong_model and
+     * weak_model are the dearest and the cheapest candidate, so `score` stays
+     * meaningful. Check struct_size before reading. */
+    const char *const *candidates;
+    size_t candidate_count;
 } rp_instance_info;
 
 /* One prompt to score. */
@@ -123,6 +144,16 @@ typedef struct rp_plugin {
 
     /* Releases a string this plugin returned. */
     void (*free_string)(char *string);
+
+    /* Revision 2; optional (NULL: the plugin predicts only P(strong wins) and
+     * can route between exactly two candidates). Predicts each candidate's
+     * quality on `count` prompts: writes qualities[i * candidate_count + j] for
+     * prompt i and candidate j, in the order of rp_instance_info.candidates.
+     * The scale is the one the description's "quality_scale" states ([0, 1]
+     * when absent); higher is better, and values must be finite. Returns RP_OK,
+     * or RP_ERROR with *error set. May be called concurrently, like `score`. */
+    int (*score_models)(void *instance, const rp_prompt *prompts, size_t count, double *qualities,
+                        char **error);
 } rp_plugin;
 
 /* The entry point's type. The host passes its own ABI version and

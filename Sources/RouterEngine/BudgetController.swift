@@ -1,0 +1,178 @@
+import NIOConcurrencyHelpers
+import RouterConfig
+
+/// What the budget controller reports in `stats`.
+public struct BudgetSnapshot: Sendable, Hashable {
+    /// "mean_cost" (USD per request) or "share" (of ``model``).
+    public var metric: String
+    public var model: String?
+    public var target: Double
+    /// The metric over the decisions in the window; nil before the first.
+    public var achieved: Double?
+    /// The λ now in force.
+    public var lambda: Double
+    /// Decisions in the window (up to its size).
+    public var decisions: Int
+    public var window: Int
+}
+
+/// Holds a budget online: λ in "quality − λ × cost" is re-fitted every few decisions so
+/// that, over the last `window` prompts, the policy would have met the target.
+///
+/// The fit replays the window's predictions (each prompt's qualities and costs) under
+/// trial values of λ and bisects on λ until the replayed metric meets the target, so it
+/// follows the live score distribution as the mix of prompts drifts. A mean cost falls
+/// as λ rises; so does the share of any candidate dearer than the rest, and the cheapest
+/// candidate's share rises: the bisection finds the direction from the two ends.
+/// `achieved` is measured on the decisions actually made, sessions included.
+public final class BudgetController: Sendable {
+    public let budget: Budget
+    /// The candidate whose share is the target, for a share budget.
+    private let targetIndex: Int?
+    private let width: Int
+    private let state: NIOLockedValueBox<State>
+
+    private struct State {
+        /// Ring of the window's predictions: `width` qualities and costs per prompt.
+        var qualities: [Double] = []
+        var costs: [Double] = []
+        /// Ring of the decisions made: their cost and whether they chose the target model.
+        var chosenCost: [Double] = []
+        var chosenTarget: [Bool] = []
+        var next = 0
+        var filled = 0
+        var sinceFit = 0
+        var lambda = 0.0
+        var fitting = false
+    }
+
+    init(budget: Budget, candidates: [String]) {
+        self.budget = budget
+        width = candidates.count
+        if case .share(let model, _) = budget.target { targetIndex = candidates.firstIndex(of: model) } else { targetIndex = nil }
+        var initial = State()
+        initial.qualities = .init(repeating: 0, count: budget.window * width)
+        initial.costs = .init(repeating: 0, count: budget.window * width)
+        initial.chosenCost = .init(repeating: 0, count: budget.window)
+        initial.chosenTarget = .init(repeating: false, count: budget.window)
+        state = NIOLockedValueBox(initial)
+    }
+
+    /// Whether a reload with `budget` over `candidates` may keep this controller and its window.
+    func fits(_ budget: Budget, candidates: [String]) -> Bool {
+        budget == self.budget && candidates.count == width
+            && (targetIndex == nil
+                || { if case .share(let model, _) = budget.target { candidates.firstIndex(of: model) == targetIndex } else { false } }())
+    }
+
+    /// The λ to decide with now.
+    public var lambda: Double { state.withLockedValue { $0.lambda } }
+
+    private var targetValue: Double {
+        switch budget.target {
+        case .meanCost(let cost): cost
+        case .share(_, let fraction): fraction
+        }
+    }
+
+    /// Records one decision's predictions and choice, and re-fits λ when it is due.
+    func record(qualities: [Double], costs: [Double], chosen: Int) {
+        precondition(qualities.count == width && costs.count == width)
+        let due: (qualities: [Double], costs: [Double], count: Int)? = state.withLockedValue { state in
+            let slot = state.next
+            for column in 0..<width {
+                state.qualities[slot * width + column] = qualities[column]
+                state.costs[slot * width + column] = costs[column]
+            }
+            state.chosenCost[slot] = costs[chosen]
+            state.chosenTarget[slot] = chosen == targetIndex
+            state.next = (slot + 1) % budget.window
+            state.filled = min(state.filled + 1, budget.window)
+            state.sinceFit += 1
+            // The first fits come early, so a new controller leaves λ = 0 after a few decisions.
+            let interval = state.filled < budget.updateEvery * 4 ? max(1, budget.updateEvery / 4) : budget.updateEvery
+            guard state.sinceFit >= interval, !state.fitting else { return nil }
+            state.sinceFit = 0
+            state.fitting = true
+            return (Array(state.qualities[0..<state.filled * width]), Array(state.costs[0..<state.filled * width]), state.filled)
+        }
+        // The fit runs outside the lock: decisions keep using the previous λ meanwhile.
+        guard let due else { return }
+        let lambda = fit(qualities: due.qualities, costs: due.costs, count: due.count)
+        state.withLockedValue {
+            $0.lambda = lambda
+            $0.fitting = false
+        }
+    }
+
+    /// The metric the window would have shown under `lambda`.
+    private func replay(_ lambda: Double, qualities: [Double], costs: [Double], count: Int) -> Double {
+        var total = 0.0
+        for row in 0..<count {
+            let base = row * width
+            var best = 0
+            var bestUtility = -Double.infinity
+            for column in 0..<width {
+                let utility = qualities[base + column] - lambda * costs[base + column]
+                if utility > bestUtility || (utility == bestUtility && costs[base + column] < costs[base + best]) {
+                    best = column
+                    bestUtility = utility
+                }
+            }
+            if let targetIndex {
+                if best == targetIndex { total += 1 }
+            } else {
+                total += costs[base + best]
+            }
+        }
+        return total / Double(count)
+    }
+
+    /// The λ whose replay meets the target: bisection on log λ between λ = 0 and a λ at which
+    /// price alone decides.
+    private func fit(qualities: [Double], costs: [Double], count: Int) -> Double {
+        let target = targetValue
+        let atZero = replay(0, qualities: qualities, costs: costs, count: count)
+        if abs(atZero - target) <= 1e-12 { return 0 }
+        // Cost differences are tiny next to quality differences: the λ that matters can be
+        // ~10⁶ per USD. Find an upper end by growing λ until the metric crosses the target.
+        // Which way the metric moves: at a huge λ price alone decides.
+        let rising = replay(1e15, qualities: qualities, costs: costs, count: count) > atZero
+        var high = 1.0
+        var atHigh = replay(high, qualities: qualities, costs: costs, count: count)
+        func beyond(_ value: Double) -> Bool { rising ? value >= target : value <= target }
+        if beyond(atZero) { return 0 }
+        var low = 0.0
+        var steps = 0
+        while !beyond(atHigh), steps < 60 {
+            low = high
+            high *= 4
+            atHigh = replay(high, qualities: qualities, costs: costs, count: count)
+            steps += 1
+        }
+        guard beyond(atHigh) else { return high }  // unreachable target: price alone decides
+        for _ in 0..<40 {
+            let middle = low == 0 ? high / 2 : (low * high).squareRoot()
+            if beyond(replay(middle, qualities: qualities, costs: costs, count: count)) { high = middle } else { low = middle }
+            if high - low <= high * 1e-4 { break }
+        }
+        return high
+    }
+
+    func snapshot() -> BudgetSnapshot {
+        state.withLockedValue { state in
+            var achieved: Double?
+            if state.filled > 0 {
+                achieved =
+                    targetIndex == nil
+                    ? state.chosenCost[0..<state.filled].reduce(0, +) / Double(state.filled)
+                    : Double(state.chosenTarget[0..<state.filled].filter { $0 }.count) / Double(state.filled)
+            }
+            var model: String?
+            if case .share(let name, _) = budget.target { model = name }
+            return BudgetSnapshot(
+                metric: targetIndex == nil ? "mean_cost" : "share", model: model, target: targetValue, achieved: achieved, lambda: state.lambda,
+                decisions: state.filled, window: budget.window)
+        }
+    }
+}
