@@ -13,7 +13,14 @@
  * true` it is created fine but every score call fails. Test variants:
  *   -DPLUGIN_ABI_VERSION=N   claim another ABI version (the host must refuse it)
  *   -DOMIT_ENTRY             export no entry point (the host must refuse it)
+ *   -DREVISION1              fill only ABI revision 1's vtable, as a plugin built before
+ *                            revision 2 did (and leave a trap where score_models would be)
+ *   -DSCORE_MODELS           predict each candidate's quality (revision 2): candidate j
+ *                            gets score / (j + 1); a prompt starting "nan" gets NaN
  */
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +35,7 @@ typedef struct {
     double score;
     long component; /* -1: use `score` */
     int fail_scoring;
+    size_t candidate_count;
 } constant_router;
 
 static char *copy_string(const char *text) {
@@ -50,6 +58,8 @@ static int create(const rp_host *host, const rp_instance_info *info, void **inst
     const char *component = strstr(info->params_json, "\"embedding_component\":");
     router->fail_scoring = strstr(info->params_json, "\"fail_scoring\":true") != NULL;
     router->component = component ? strtol(component + strlen("\"embedding_component\":"), NULL, 10) : -1;
+    /* A host of revision 1 names no candidates: then there are two, strong and weak. */
+    router->candidate_count = info->struct_size >= sizeof(rp_instance_info) ? info->candidate_count : 2;
     if (router->component >= 0 && (size_t)router->component >= info->embedding_dim) {
         free(router);
         *error = copy_string("embedding_component needs an encoder with more dimensions");
@@ -96,6 +106,23 @@ static int score(void *instance, const rp_prompt *prompts, size_t count, double 
     return RP_OK;
 }
 
+#ifdef SCORE_MODELS
+static int score_models(void *instance, const rp_prompt *prompts, size_t count, double *qualities, char **error) {
+    const constant_router *router = instance;
+    if (router->fail_scoring) {
+        *error = copy_string("told to fail (fail_scoring: true)");
+        return RP_ERROR;
+    }
+    for (size_t i = 0; i < count; i++) {
+        int poisoned = prompts[i].text_len >= 3 && memcmp(prompts[i].text, "nan", 3) == 0;
+        for (size_t j = 0; j < router->candidate_count; j++) {
+            qualities[i * router->candidate_count + j] = poisoned ? NAN : router->score / (double)(j + 1);
+        }
+    }
+    return RP_OK;
+}
+#endif
+
 static char *describe(void *instance) {
 #ifdef DESCRIBE_TEXT
     /* A test builds a plugin whose description breaks the contract. */
@@ -114,9 +141,19 @@ static void free_string(char *text) { free(text); }
 #ifndef OMIT_ENTRY
 int routerd_plugin_entry(uint32_t host_abi_version, rp_plugin *out, size_t out_size) {
     (void)host_abi_version; /* report our version; the host decides */
+#ifdef REVISION1
+    if (out_size < offsetof(rp_plugin, score_models)) return RP_ERROR;
+    out->struct_size = offsetof(rp_plugin, score_models);
+    /* Past struct_size: a host that read it anyway would call a bad pointer. */
+    out->score_models = (int (*)(void *, const rp_prompt *, size_t, double *, char **))(uintptr_t)1;
+#else
     if (out_size < sizeof *out) return RP_ERROR;
-    out->abi_version = PLUGIN_ABI_VERSION;
     out->struct_size = sizeof *out;
+#endif
+#ifdef SCORE_MODELS
+    out->score_models = score_models;
+#endif
+    out->abi_version = PLUGIN_ABI_VERSION;
     out->name = "constant";
     out->version = "1.0.0";
     out->create = create;
