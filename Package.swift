@@ -185,7 +185,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "RouterdIntegrationTests",
-            dependencies: ["RouterClient", "RouterProtocol", "RouterdTestSupport", "SafeTensors", "routerd", "routerctl"],
+            dependencies: ["RouterClient", "RouterProtocol", "RouterdTestSupport", "SafeTensors", "StableHash", "routerd", "routerctl"],
             exclude: ["ExternalPlugin", "ExternalPackage"]),
     ]
         + routerPlugins.map {

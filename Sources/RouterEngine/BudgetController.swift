@@ -21,12 +21,21 @@ public struct BudgetSnapshot: Sendable, Hashable {
 ///
 /// The fit replays the window's predictions (each prompt's qualities and costs) under
 /// trial values of λ and bisects on λ until the replayed metric meets the target, so it
-/// follows the live score distribution as the mix of prompts drifts. A mean cost falls
+/// follows the live score distribution as the mix of prompts drifts. That alone lags a
+/// drift by half a window and leaves the window's sampling noise; so the target of each
+/// fit is also corrected by what the window actually achieved: after overspending it aims
+/// ``feedbackGain`` times the excess below the target, and the other way round, which pulls
+/// the window's achieved value back within a few dozen decisions. A mean cost falls
 /// as λ rises; so does the share of any candidate dearer than the rest, and the cheapest
 /// candidate's share rises: the bisection finds the direction from the two ends.
 /// `achieved` is measured on the decisions actually made, sessions included.
 public final class BudgetController: Sendable {
     public let budget: Budget
+    /// How strongly a fit corrects the window's error (see the type's comment): the window's
+    /// error decays with a time constant of about window / gain decisions.
+    static let feedbackGain = 4.0
+    /// The fewest recent decisions a fit replays.
+    static let minimumFitRows = 64
     /// The candidate whose share is the target, for a share budget.
     private let targetIndex: Int?
     private let width: Int
@@ -78,7 +87,7 @@ public final class BudgetController: Sendable {
     /// Records one decision's predictions and choice, and re-fits λ when it is due.
     func record(qualities: [Double], costs: [Double], chosen: Int) {
         precondition(qualities.count == width && costs.count == width)
-        let due: (qualities: [Double], costs: [Double], count: Int)? = state.withLockedValue { state in
+        let due: (qualities: [Double], costs: [Double], count: Int, achieved: Double)? = state.withLockedValue { state in
             let slot = state.next
             for column in 0..<width {
                 state.qualities[slot * width + column] = qualities[column]
@@ -94,11 +103,26 @@ public final class BudgetController: Sendable {
             guard state.sinceFit >= interval, !state.fitting else { return nil }
             state.sinceFit = 0
             state.fitting = true
-            return (Array(state.qualities[0..<state.filled * width]), Array(state.costs[0..<state.filled * width]), state.filled)
+            // The fit replays the most recent quarter of the window: under drift the whole window
+            // would describe prompts half a window old. The feedback below covers the whole window.
+            let recent = min(state.filled, max(Self.minimumFitRows, budget.window / 4))
+            var qualities = [Double](repeating: 0, count: recent * width)
+            var costs = [Double](repeating: 0, count: recent * width)
+            for row in 0..<recent {
+                let slot = (state.next - recent + row + budget.window) % budget.window
+                for column in 0..<width {
+                    qualities[row * width + column] = state.qualities[slot * width + column]
+                    costs[row * width + column] = state.costs[slot * width + column]
+                }
+            }
+            return (qualities, costs, recent, Self.achieved(state, share: targetIndex != nil))
         }
         // The fit runs outside the lock: decisions keep using the previous λ meanwhile.
         guard let due else { return }
-        let lambda = fit(qualities: due.qualities, costs: due.costs, count: due.count)
+        let goal = targetValue
+        var aim = goal + Self.feedbackGain * (goal - due.achieved)
+        aim = targetIndex == nil ? min(max(aim, 0), 2 * goal) : min(max(aim, 0), 1)
+        let lambda = fit(qualities: due.qualities, costs: due.costs, count: due.count, target: aim)
         state.withLockedValue {
             $0.lambda = lambda
             $0.fitting = false
@@ -130,8 +154,7 @@ public final class BudgetController: Sendable {
 
     /// The λ whose replay meets the target: bisection on log λ between λ = 0 and a λ at which
     /// price alone decides.
-    private func fit(qualities: [Double], costs: [Double], count: Int) -> Double {
-        let target = targetValue
+    private func fit(qualities: [Double], costs: [Double], count: Int, target: Double) -> Double {
         let atZero = replay(0, qualities: qualities, costs: costs, count: count)
         if abs(atZero - target) <= 1e-12 { return 0 }
         // Cost differences are tiny next to quality differences: the λ that matters can be
@@ -159,15 +182,17 @@ public final class BudgetController: Sendable {
         return high
     }
 
+    /// The metric over the decisions in the window.
+    private static func achieved(_ state: State, share: Bool) -> Double {
+        guard state.filled > 0 else { return 0 }
+        return share
+            ? Double(state.chosenTarget[0..<state.filled].filter { $0 }.count) / Double(state.filled)
+            : state.chosenCost[0..<state.filled].reduce(0, +) / Double(state.filled)
+    }
+
     func snapshot() -> BudgetSnapshot {
         state.withLockedValue { state in
-            var achieved: Double?
-            if state.filled > 0 {
-                achieved =
-                    targetIndex == nil
-                    ? state.chosenCost[0..<state.filled].reduce(0, +) / Double(state.filled)
-                    : Double(state.chosenTarget[0..<state.filled].filter { $0 }.count) / Double(state.filled)
-            }
+            let achieved: Double? = state.filled > 0 ? Self.achieved(state, share: targetIndex != nil) : nil
             var model: String?
             if case .share(let name, _) = budget.target { model = name }
             return BudgetSnapshot(

@@ -1,0 +1,104 @@
+import Foundation
+import RouterProtocol
+import RouterdTestSupport
+import StableHash
+import Testing
+
+private let budgetDataIsPresent = FileManager.default.fileExists(atPath: Package.root + "/../shared/data/train/mmlu-pro.quality.jsonl")
+
+/// The budget policy holds its target online while the mix of prompts drifts.
+@Suite(
+    .timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)),
+    .enabled(if: budgetDataIsPresent, "the drifting stream is made of ../shared/data/train prompts, which are absent"))
+struct BudgetTests {
+    static let train = Package.root + "/../shared/data/train/"
+
+    /// The distinct `prompt` fields of a JSONL file, in file order.
+    static func prompts(_ file: String) throws -> [String] {
+        var seen: Set<String> = []
+        return try String(contentsOfFile: train + file, encoding: .utf8).split(separator: "\n").compactMap { line in
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            guard let prompt = object?["prompt"] as? String, seen.insert(prompt).inserted else { return nil }
+            return prompt
+        }
+    }
+
+    /// `count` prompts drifting from MMLU-style questions to Arena chat: prompt i is chat with
+    /// probability i / count, drawn from 800 chat prompts and as many MMLU-Pro questions (a real
+    /// service sees prompts again, and the embedding cache keeps the replay quick).
+    static func driftingStream(count: Int) throws -> [String] {
+        let chat = try prompts("arena-bench-v1.questions.jsonl") + prompts("arena-hard-v0.1.battles.jsonl")
+        let questions = Array(try prompts("mmlu-pro.quality.jsonl").prefix(chat.count))
+        return (0..<count).map { index in
+            let draw = SplitMix64.mix(UInt64(index))
+            let pool = Double(draw >> 11) / Double(1 << 53) < Double(index) / Double(count) ? chat : questions
+            return pool[Int(SplitMix64.mix(draw) % UInt64(pool.count))]
+        }
+    }
+
+    static func router(target: String) -> String {
+        """
+          budget:
+            plugin: mf
+            policy: {budget: {\(target)}}
+            candidates: [gpt-4-1106-preview, claude-instant-1, gpt-3.5-turbo-1106, mistralai/Mixtral-8x7B-Instruct-v0.1]
+            encoder: minilm
+            params:
+              weights: \(Package.root)/weights/mf-minilm.safetensors
+        """
+    }
+
+    /// Replays the stream and returns the budget's `stats` after each decision from `warmUp` on, every `every`.
+    /// The budget's default window is 1,000 decisions: the checks start after one window.
+    static func replay(target: String, count: Int = 4000, warmUp: Int = 1000, every: Int = 100) throws -> (
+        checkpoints: [(index: Int, achieved: Double, lambda: Double)], target: Double, decisions: [Decision]
+    ) {
+        let stream = try driftingStream(count: count)
+        let daemon = try Daemon(config: {
+            TestConfig.yaml(
+                socket: $0, routers: Self.router(target: target), encoders: EncoderFixture.encoders(cacheSize: 10000),
+                models: "models: \(Package.root)/etc/routerd/models.yaml")
+        })
+        let connection = try daemon.connect()
+        var checkpoints: [(Int, Double, Double)] = []
+        var decisions: [Decision] = []
+        var goal = 0.0
+        for (index, prompt) in stream.enumerated() {
+            let escaped = String(decoding: try JSONEncoder().encode(prompt), as: UTF8.self)
+            decisions.append(try connection.decision(#"{"op":"route","router":"budget","prompt":\#(escaped)}"#))
+            if index + 1 >= warmUp, (index + 1) % every == 0 {
+                let stats = try connection.request(#"{"op":"stats"}"#).result
+                let budget = try #require(((stats["routers"] as? [String: Any])?["budget"] as? [String: Any])?["budget"] as? [String: Any])
+                goal = try #require(budget["target"] as? Double)
+                checkpoints.append((index + 1, try #require(budget["achieved"] as? Double), try #require(budget["lambda"] as? Double)))
+            }
+        }
+        return (checkpoints, goal, decisions)
+    }
+
+    @Test func aMeanCostTargetIsHeldWithinFivePercentWhileTheMixDrifts() throws {
+        let run = try Self.replay(target: "mean_cost: 0.003")
+        #expect(run.target == 0.003)
+        for checkpoint in run.checkpoints {
+            let error = (checkpoint.achieved - run.target) / run.target
+            print(
+                String(
+                    format: "budget mean_cost: after %4d decisions achieved $%.6f (%+.1f%%), λ %.1f", checkpoint.index, checkpoint.achieved,
+                    error * 100, checkpoint.lambda))
+            #expect(abs(error) <= 0.05, "after \(checkpoint.index) decisions: achieved \(checkpoint.achieved) for target \(run.target)")
+        }
+        // The controller had to move: a λ fitted on MMLU-style prompts would overspend on chat, whose prompts are longer.
+        let lambdas = run.checkpoints.map(\.lambda)
+        #expect(lambdas.max()! > lambdas.min()! * 1.1, "λ followed the drift: \(lambdas)")
+        #expect(Set(run.decisions.map(\.model)).count >= 2)
+        #expect(run.decisions.allSatisfy { $0.policy == "budget" && $0.lambda != nil })
+    }
+
+    @Test func aShareTargetIsHeldWithinFivePercentWhileTheMixDrifts() throws {
+        let run = try Self.replay(target: "share: 0.3, model: gpt-4-1106-preview")
+        for checkpoint in run.checkpoints {
+            print(String(format: "budget share: after %4d decisions achieved %.3f, λ %.1f", checkpoint.index, checkpoint.achieved, checkpoint.lambda))
+            #expect(abs(checkpoint.achieved - 0.3) <= 0.3 * 0.05, "after \(checkpoint.index) decisions: share \(checkpoint.achieved)")
+        }
+    }
+}
