@@ -8,7 +8,7 @@ let routerPlugins: [(product: String, directory: String, dependencies: [Target.D
     ("RandomRouter", "random", ["StableHash"]),
     ("MatrixFactorizationRouter", "mf", ["SafeTensors", "MatrixFactorization"]),
     ("SimilarityWeightedRouter", "sw_ranking", ["SafeTensors", "SimilarityRanking"]),
-    ("ClassifierRouter", "classifier", ["SafeTensors", "ClassifierHead"]),
+    ("ClassifierRouter", "classifier", ["SafeTensors", "ClassifierHead", "QualityModel"]),
     ("CausalLLMRouter", "causal_llm", []),
 ]
 
@@ -71,13 +71,19 @@ let package = Package(
         .target(name: "SimilarityRanking", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors"]),
         // The classifier router's head (RouteLLM's BERT role on a frozen encoder).
         .target(name: "ClassifierHead", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors"]),
+        // Cheap surface features of a prompt (length, numbers, code, options), beside its embedding.
+        .target(name: "PromptFeatures"),
+        // Per-model quality from a prompt (the classifier for many candidates): format and maths.
+        .target(name: "QualityModel", dependencies: ["CBLAS", "PromptFeatures", "RouterPluginKit", "SafeTensors"]),
 
         // Router training: training data, the on-disk embedding cache, the MF and classifier trainers.
         .target(
             name: "RouterTraining",
-            dependencies: ["CBLAS", "ClassifierHead", "MatrixFactorization", "RouterEvaluation", "StableHash", "TextEncoder"]),
+            dependencies: [
+                "CBLAS", "ClassifierHead", "MatrixFactorization", "PromptFeatures", "QualityModel", "RouterEvaluation", "StableHash", "TextEncoder",
+            ]),
         // RouteLLM's evaluation: benchmark readers, APGR/CPT, plots.
-        .target(name: "RouterEvaluation", dependencies: [.product(name: "CSV", package: "CSV.swift")]),
+        .target(name: "RouterEvaluation", dependencies: ["StableHash", .product(name: "CSV", package: "CSV.swift")]),
 
         // Daemon config and plugin descriptors: YAML with file:line:column errors.
         .target(name: "RouterConfig", dependencies: ["CYaml"]),
@@ -140,7 +146,8 @@ let package = Package(
         .executableTarget(
             name: "routerctl",
             dependencies: [
-                "ClassifierHead", "MatrixFactorization", "RouterClient", "RouterConfig", "RouterEngine", "RouterEvaluation", "RouterPluginHost",
+                "ClassifierHead", "MatrixFactorization", "PromptFeatures", "QualityModel", "RouterClient", "RouterConfig", "RouterEngine",
+                "RouterEvaluation", "RouterPluginHost",
                 "RouterPluginKit", "RouterProtocol", "RouterTraining", "SafeTensors", "SimilarityRanking", "StableHash", "TextEncoder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -157,7 +164,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
-        .testTarget(name: "RouterTrainingTests", dependencies: ["RouterTraining", "StableHash"]),
+        .testTarget(name: "RouterTrainingTests", dependencies: ["PromptFeatures", "RouterTraining", "StableHash"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
         .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit"]),

@@ -140,3 +140,16 @@ extension ConfigLoader {
         return ModelCatalogue(models: models)
     }
 }
+
+extension ConfigLoader {
+    /// Reads a catalogue file on its own (a file whose `models:` holds the entries), as `routerctl eval --prices` does.
+    public static func loadCatalogue(file: String) throws(ConfigError) -> ModelCatalogue {
+        let path = absolute(file, relativeTo: FileManager.default.currentDirectoryPath)
+        let diagnostics = Diagnostics(file: path)
+        let node = YAMLNode(kind: .scalar(path, plain: true), mark: SourceMark(line: 1, column: 1))
+        let (catalogue, issues) = readCatalogue(node, folder: "/", diagnostics)
+        let all = diagnostics.issues + issues
+        guard all.isEmpty else { throw ConfigError(issues: all) }
+        return catalogue
+    }
+}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RouterConfig
 import RouterEngine
 import RouterEvaluation
 import RouterTraining
@@ -30,6 +31,24 @@ struct Eval: ParsableCommand {
             such as causal_llm); all by default.
             """)
     var sample: Int?
+    @Option(
+        help: """
+            A model catalogue (etc/routerd/models.yaml): evaluate each --file among many models at these prices \
+            (AIQ, quality at the reference's cost, cost to match it) instead of as a strong/weak pair.
+            """)
+    var prices: String?
+    @Option(name: .customLong("test-split"), help: "With --prices: evaluate only this share of each file's prompts (by prompt hash).")
+    var testSplit: Double = PromptSplit.defaultTestShare
+    @Option(
+        name: .customLong("holdout-band"),
+        help: """
+            With --prices: evaluate the prompts whose split position is in [LOW, HIGH) instead of the test share, for \
+            tuning on held-out training prompts (train with --test-split HIGH); e.g. 0.3,0.45.
+            """)
+    var holdoutBand: String?
+    @Flag(help: "With --prices: also train and evaluate the kNN (k = 100) and logistic baselines on each file's other prompts.")
+    var baselines = false
+    @Option(help: "With --prices: the model to compare costs with (default: the best single model).") var reference: String?
 
     func run() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
@@ -42,7 +61,7 @@ struct Eval: ParsableCommand {
         var results: [[String: Any]] = []
         print(table(header: ["BENCHMARK", "ROUTER", "APGR", "CPT(20%)", "CPT(50%)", "CPT(80%)", "AUC", "PROMPTS"], rows: [], widths: Self.widths))
         let named = benchmarks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        for source in named.map({ (name: $0, file: false) }) + files.map({ (name: $0, file: true) }) {
+        for source in named.map({ (name: $0, file: false) }) + (prices == nil ? files : []).map({ (name: $0, file: true) }) {
             var benchmark: Benchmark
             do {
                 benchmark =
@@ -87,6 +106,27 @@ struct Eval: ParsableCommand {
                 let subtitle = "strong \(strong) · weak \(weak) · RouteLLM's thresholds at score quantiles"
                 try CurvePlot.svg(title: title, subtitle: subtitle, curves: curves).write(
                     toFile: "\(out)/\(benchmark.name).svg", atomically: true, encoding: .utf8)
+            }
+        }
+        if let prices {
+            let catalogue: ModelCatalogue
+            do {
+                catalogue = try ConfigLoader.loadCatalogue(file: prices)
+            } catch {
+                printError("routerctl eval: \(error)")
+                throw ExitCode(1)
+            }
+            for file in files {
+                var band = (low: 0.0, high: testSplit)
+                if let holdoutBand {
+                    let bounds = holdoutBand.split(separator: ",").compactMap { Double($0) }
+                    guard bounds.count == 2, bounds[0] >= testSplit, bounds[1] > bounds[0], bounds[1] <= 1 else {
+                        throw ValidationError("--holdout-band takes LOW,HIGH above the test share (\(testSplit)), e.g. 0.3,0.45")
+                    }
+                    band = (bounds[0], bounds[1])
+                }
+                let evaluation = CostEvaluation(file: file, catalogue: catalogue, band: band, baselines: baselines, reference: reference)
+                results += try evaluation.run(routers: names.map { generation.routers[$0]! }, out: out)
             }
         }
         if !out.isEmpty {

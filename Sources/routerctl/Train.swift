@@ -11,7 +11,8 @@ import TextEncoder
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train router weights from battles files.", subcommands: [TrainMF.self, TrainSWRanking.self, TrainClassifier.self])
+        abstract: "Train router weights from battles files.",
+        subcommands: [TrainMF.self, TrainSWRanking.self, TrainClassifier.self, TrainQuality.self])
 }
 
 /// The training data every trainer reads: battles or quality files, model aliases, and

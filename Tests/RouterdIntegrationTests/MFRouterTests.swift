@@ -63,6 +63,40 @@ struct MFRouterTests {
         }
     }
 
+    /// With more candidates, each one's quality is its win rate against the others: the mean of
+    /// σ(δ(m) − δ(j)) over the other candidates j, from the same formula.
+    @Test func manyCandidatesGetTheirWinRatesAgainstTheOthers() throws {
+        let candidates = ["gpt-4-1106-preview", "claude-2.1", "llama-13b", TestConfig.weak]
+        let routers = """
+              many:
+                plugin: mf
+                policy: {lambda: 0}
+                candidates: [\(candidates.joined(separator: ", "))]
+                encoder: minilm
+                params:
+                  weights: \(Self.weights)
+            """
+        let daemon = try Daemon(config: {
+            TestConfig.yaml(
+                socket: $0, routers: routers, encoders: EncoderFixture.encoders(), models: "models: \(Package.root)/etc/routerd/models.yaml")
+        })
+        let connection = try daemon.connect()
+        for prompt in ["What is 17 * 23?", "Write a sonnet about the sea in the style of Shakespeare."] {
+            let embedding = try #require(try connection.request(#"{"op":"embed","text":"\#(prompt)"}"#).result["embeddings"] as? [[Double]])[0]
+            let decision = try connection.decision(#"{"op":"route","router":"many","prompt":"\#(prompt)"}"#)
+            #expect(decision.candidates.map(\.model) == candidates)
+            for (index, candidate) in candidates.enumerated() {
+                var total = 0.0
+                for other in candidates where other != candidate {
+                    total += try Self.expectedScore(weights: Self.weights, embedding: embedding, strong: candidate, weak: other)
+                }
+                let expected = total / Double(candidates.count - 1)
+                #expect(abs(decision.candidates[index].quality - expected) < 1e-5, "\(prompt) \(candidate)")
+            }
+            #expect(decision.model == decision.candidates.max { $0.quality < $1.quality }!.model, "λ = 0: the best")
+        }
+    }
+
     @Test func theShippedWeightsCalibrateAStrongFraction() throws {
         let routers = Self.mfRouter().replacingOccurrences(of: "threshold: 0.5", with: "strong_fraction: 0.4")
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, routers: routers, encoders: EncoderFixture.encoders()) })

@@ -1,46 +1,111 @@
 import CRouterPlugin
 import ClassifierHead
 import Foundation
+import QualityModel
 import RouterJSON
 import RouterPluginKit
 import SafeTensors
 
-/// The classifier router: RouteLLM's BERT role, played by a head on the frozen
-/// shared embedding (see ``ClassifierHead``). The head classifies the prompt, not
-/// the pair: it learned whether the stronger model of a battle wins, so any
-/// strong/weak pair may be configured, and its score quantiles hold for all.
-final class ClassifierRouter: RouterPlugin {
+/// The classifier router: RouteLLM's BERT role, played by a head on the frozen shared
+/// embedding. Its weights are one of two kinds:
+///
+/// - ``ClassifierHead`` (`routerctl train classifier`): a 3-way head that learned whether the
+///   stronger model of a battle wins. It classifies the prompt, not the pair, so any strong/weak
+///   pair may be configured, and its score quantiles hold for all; two candidates only.
+/// - ``QualityModel`` (`routerctl train quality`): P(good answer) for every model it was trained
+///   on, from the embedding and the prompt's features, so it routes among many candidates; for a
+///   strong/weak pair its score is P(strong beats weak) with ties counted half.
+final class ClassifierRouter: QualityPredictingRouter {
     static let name = "classifier"
-    static let version = "1.0.0"
+    static let version = "2.0.0"
 
-    private let head: ClassifierHead
+    private enum Weights {
+        case head(ClassifierHead)
+        /// The model, and the rows of the candidates and of the strong and weak model.
+        case quality(QualityModel, candidates: [Int], strong: Int, weak: Int)
+    }
+
+    private let weights: Weights
     private let weightsPath: String
     private let encoder: String
     private let quantiles: [Double]?
+    private let embeddingDimension: Int
 
     init(context: PluginContext) throws {
-        let (head, file, path) = try context.loadWeights(
-            parameter: "weights", plugin: "classifier", decode: ClassifierHead.init(file:), dimension: \.embeddingDimension)
-        self.head = head
-        encoder = file.metadata["encoder"] ?? "unknown"
-        weightsPath = path
-        quantiles = file.scoreQuantiles(forPair: nil)
+        guard let path = context.params.string("weights") else { throw PluginError("the classifier router needs its 'weights' parameter") }
+        let format = (try? SafeTensorsFile(path: path))?.metadata[MetadataKey.format]
+        if format == QualityModel.format {
+            let (model, file, path) = try context.loadWeights(
+                parameter: "weights", plugin: "classifier", decode: QualityModel.init(file:), dimension: \.embeddingDimension)
+            let rows = try context.candidateIndices(in: model.models, source: path)
+            let pair = try context.strongAndWeak(in: model.models, source: path)
+            weights = .quality(model, candidates: rows, strong: pair.strong, weak: pair.weak)
+            embeddingDimension = model.embeddingDimension
+            encoder = file.metadata[MetadataKey.encoder] ?? "unknown"
+            quantiles = file.scoreQuantiles(forPair: [context.strongModel, context.weakModel])
+            weightsPath = path
+        } else {
+            let (head, file, path) = try context.loadWeights(
+                parameter: "weights", plugin: "classifier", decode: ClassifierHead.init(file:), dimension: \.embeddingDimension)
+            guard context.candidates.count == 2 else {
+                throw PluginError(
+                    "\(path) is a strong/weak classifier (\(ClassifierHead.format)), which routes between two candidates, and the router names \(context.candidates.count); train per-model quality with `routerctl train quality`"
+                )
+            }
+            weights = .head(head)
+            embeddingDimension = head.embeddingDimension
+            encoder = file.metadata[MetadataKey.encoder] ?? "unknown"
+            quantiles = file.scoreQuantiles(forPair: nil)
+            weightsPath = path
+        }
+    }
+
+    private func embedding(_ prompt: Prompt) throws -> UnsafeBufferPointer<Float> {
+        guard let embedding = prompt.embedding, embedding.count == embeddingDimension else {
+            throw PluginError("no prompt embedding arrived; the classifier router needs an encoder")
+        }
+        return embedding
     }
 
     func score(_ prompt: Prompt) throws -> Double {
-        guard let embedding = prompt.embedding, embedding.count == head.embeddingDimension else {
-            throw PluginError("no prompt embedding arrived; the classifier router needs an encoder")
+        let embedding = try embedding(prompt)
+        switch weights {
+        case .head(let head):
+            return head.strongWinProbability(embedding)
+        case .quality(let model, _, let strong, let weak):
+            let p = model.probabilities(input: model.input(embedding: embedding, text: prompt.text), rows: [strong, weak])
+            return QualityModel.winProbability(p[0], p[1])
         }
-        return head.strongWinProbability(embedding)
+    }
+
+    func qualities(_ prompt: Prompt) throws -> [Double] {
+        switch weights {
+        case .head:
+            let p = try score(prompt)
+            return [p, 1 - p]
+        case .quality(let model, let candidates, _, _):
+            return model.probabilities(input: model.input(embedding: try embedding(prompt), text: prompt.text), rows: candidates)
+        }
     }
 
     func describe() -> RouterDescription {
-        RouterDescription(
-            scoreQuantiles: quantiles, embeddingDimension: head.embeddingDimension,
-            details: [
-                "weights": .string(weightsPath), "hidden": .integer(Int64(head.hidden)), "encoder": .string(encoder),
-                "classes": .array(ClassifierHead.classes.map(JSONValue.string)),
-            ])
+        switch weights {
+        case .head(let head):
+            return RouterDescription(
+                scoreQuantiles: quantiles, embeddingDimension: head.embeddingDimension, quality: .winRate,
+                details: [
+                    "weights": .string(weightsPath), "hidden": .integer(Int64(head.hidden)), "encoder": .string(encoder),
+                    "classes": .array(ClassifierHead.classes.map(JSONValue.string)),
+                ])
+        case .quality(let model, _, _, _):
+            return RouterDescription(
+                scoreQuantiles: quantiles, models: model.models, embeddingDimension: model.embeddingDimension,
+                quality: QualityScale(meaning: .probability),
+                details: [
+                    "weights": .string(weightsPath), "hidden": .integer(Int64(model.hidden)), "encoder": .string(encoder),
+                    "features": .array(model.features.map(JSONValue.string)),
+                ])
+        }
     }
 }
 

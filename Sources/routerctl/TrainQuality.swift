@@ -1,0 +1,148 @@
+import ArgumentParser
+import Foundation
+import PromptFeatures
+import QualityModel
+import RouterEvaluation
+import RouterPluginKit
+import RouterTraining
+import TextEncoder
+
+/// `routerctl train quality`: per-model quality for many candidates, served by the `classifier` plugin.
+struct TrainQuality: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quality",
+        abstract: "Train per-model quality prediction (the classifier router for many candidates) from quality and battles files.",
+        discussion: """
+            Quality files ({prompt, quality: {model: value}}) give a pointwise loss on every observed entry: a missing \
+            model is missing, not a failure. Values outside [0, 1] (a judge's 1 to 10, say) are rescaled by the file's \
+            range. Battles files ({prompt, model_a, model_b, winner}) add a pairwise Bradley–Terry loss on the same \
+            outputs. The input is the MiniLM embedding plus cheap prompt features (length, numbers, code, options). \
+            Prompts in the test share (--test-split, by prompt hash, as `routerctl eval --test-split` uses) are never \
+            read; a validation share of the rest stops training early.
+            """)
+
+    @Argument(help: "Quality files and battles files.") var files: [String]
+    @Option(name: [.short, .long], help: "Where to write the weights (safetensors).") var output: String = "weights/quality-minilm.safetensors"
+    @Option(help: "Rename a model, FROM=TO (repeatable).") var alias: [String] = []
+    @Option(help: "Hidden units shared by the models; 0 trains logistic regression per model.") var hidden: Int = 0
+    @Flag(name: .customLong("no-features"), help: "Read the embedding alone, without prompt features.") var noFeatures = false
+    @Option(help: "Most epochs.") var epochs: Int = 60
+    @Option(name: .customLong("learning-rate")) var learningRate: Float = 2e-3
+    @Option(name: .customLong("weight-decay")) var weightDecay: Float = 1e-4
+    @Option(help: "Standard deviation of the noise added to embeddings while training.") var noise: Float = 0.01
+    @Option(name: .customLong("battle-weight"), help: "Weight of a battle's pairwise loss against one observed quality.")
+    var battleWeight: Float = 1
+    @Option(name: .customLong("test-split"), help: "Share of prompts (by hash) never trained on, kept for evaluation.")
+    var testSplit: Double = PromptSplit.defaultTestShare
+    @Option(help: "Share of the remaining prompts held out to stop training early.") var validation: Double = 0.15
+    @Option(help: "Epochs without improvement before stopping.") var patience: Int = 6
+    @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Option(help: "The encoder model folder.") var model: String = "models/all-MiniLM-L6-v2"
+    @Option(help: "The on-disk embedding cache.") var cache: String = CachedEmbeddings.defaultPath(.head)
+
+    func run() throws {
+        try runTrainer("quality", train)
+    }
+
+    private func train() throws {
+        var aliases: [String: String] = [:]
+        for entry in alias {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--alias takes FROM=TO, found '\(entry)'") }
+            aliases[parts[0]] = parts[1]
+        }
+        let examples = try Self.load(files: files, aliases: aliases, testSplit: testSplit)
+        let observed = examples.quality.reduce(0) { $0 + $1.compactMap { $0 }.count }
+        print(
+            "\(examples.prompts.count) prompts (test share \(testSplit) left out), \(examples.models.count) models, \(observed) qualities, \(examples.battles.count) battles"
+        )
+        var embedded = examples
+        embedded.embeddings = try CachedEmbeddings.embed(examples.prompts, cache: cache, policy: .head, progress: Progress.embedding) {
+            try SentenceEncoder(modelDirectory: model)
+        }
+        var options = QualityTrainingOptions()
+        options.hidden = hidden
+        options.features = !noFeatures
+        options.epochs = epochs
+        options.learningRate = learningRate
+        options.weightDecay = weightDecay
+        options.noise = noise
+        options.battleWeight = battleWeight
+        options.patience = patience
+        options.seed = seed
+        let trainer = QualityTrainer(
+            examples: embedded, validationPrompts: TrainingSet.validationPrompts(examples.prompts, fraction: validation), options: options)
+        let (trained, best) = trainer.run { report in
+            print(
+                String(
+                    format: "epoch %3d  train loss %.4f  validation loss %.4f%@", report.epoch, report.trainLoss, report.validationLoss,
+                    report.isBest ? "  *" : ""))
+        }
+        let summary: [String: Any] = [
+            "files": files, "prompts": examples.prompts.count, "models": examples.models.count, "battles": examples.battles.count,
+            "hidden": hidden, "features": options.features ? PromptFeatures.names : [], "test_split": testSplit, "validation": validation,
+            "epoch": best.epoch, "validation_loss": best.validationLoss, "seed": seed,
+        ]
+        let training = String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self)
+        try FileManager.default.createDirectory(atPath: (output as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try trained.write(
+            to: output,
+            metadata: [
+                MetadataKey.encoder: "all-MiniLM-L6-v2", MetadataKey.longText: "head", MetadataKey.training: training, "quality": "probability",
+            ])
+        print(
+            "wrote \(output): \(examples.models.count) models, best epoch \(best.epoch), validation loss \(String(format: "%.4f", best.validationLoss))"
+        )
+    }
+
+    /// Quality rows and battles of the training share, by prompt.
+    static func load(files: [String], aliases: [String: String], testSplit: Double) throws -> QualityExamples {
+        var prompts: [String] = []
+        var promptIndex: [String: Int] = [:]
+        var models: [String] = []
+        var modelIndex: [String: Int] = [:]
+        var rows: [[Int: Float]] = []
+        var battles: [(Int, Int, Int, Float)] = []
+        func prompt(_ text: String) -> Int {
+            if let index = promptIndex[text] { return index }
+            promptIndex[text] = prompts.count
+            prompts.append(text)
+            rows.append([:])
+            return prompts.count - 1
+        }
+        func model(_ name: String) -> Int {
+            let name = aliases[name] ?? name
+            if let index = modelIndex[name] { return index }
+            modelIndex[name] = models.count
+            models.append(name)
+            return models.count - 1
+        }
+        for file in files {
+            if QualityFile.matches(file) {
+                let records = try QualityFile.read(file)
+                let values = records.flatMap { $0.quality.values }
+                let (low, high) = (values.min() ?? 0, values.max() ?? 1)
+                // A file already in [0, 1] is taken as is; another scale is mapped onto it.
+                let rescale = low < 0 || high > 1
+                for record in records where !PromptSplit.isTest(record.prompt, share: testSplit) {
+                    let p = prompt(record.prompt)
+                    for (name, value) in record.quality {
+                        rows[p][model(name)] = Float(rescale ? (value - low) / max(high - low, 1e-9) : value)
+                    }
+                }
+            } else {
+                for battle in try BattlesReader.read(file: file, aliases: aliases) where !PromptSplit.isTest(battle.prompt, share: testSplit) {
+                    let outcome: Float
+                    switch battle.outcome {
+                    case .modelA: outcome = 1
+                    case .modelB: outcome = 0
+                    case .tie: outcome = 0.5
+                    }
+                    battles.append((prompt(battle.prompt), model(battle.modelA), model(battle.modelB), outcome))
+                }
+            }
+        }
+        let quality = rows.map { row in (0..<models.count).map { row[$0] } }
+        return QualityExamples(embeddings: [], prompts: prompts, models: models, quality: quality, battles: battles)
+    }
+}
