@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-llm llm-server eval-llm bench check-config format lint install clean weights eval
+.PHONY: all setup build run test test-llm llm-server eval-many eval-llm bench check-config format lint install clean weights eval
 
 all: build
 
@@ -61,10 +61,17 @@ weights: build
 	$(RELEASE_BIN)/routerctl train mf $(TRAIN_FILES) $(ALIASES) --ties half --output weights/mf-minilm.safetensors
 	$(RELEASE_BIN)/routerctl train sw_ranking $(TRAIN_FILES) $(ALIASES) --gamma 10 --neighbors 300 --weight-unit prompt --output weights/sw-ranking-minilm.safetensors
 	$(RELEASE_BIN)/routerctl train classifier $(TRAIN_FILES) $(ALIASES) --output weights/classifier-minilm.safetensors
+	$(RELEASE_BIN)/routerctl train quality $(DATA)/train/mmlu-pro.quality.jsonl --output weights/quality-minilm.safetensors
 
 ## eval: RouteLLM's APGR/CPT for the shipped routers on MT-Bench, GSM8K and MMLU (docs/results/)
 eval: build
 	$(RELEASE_BIN)/routerctl eval --config $(CONFIG) --routers random,mf,sw_ranking,bert --data $(DATA)/eval --out docs/results
+
+## eval-many: the many-model evaluation (AIQ, cost to match the best model) of the shipped
+## quality router and the kNN/logistic baselines on MMLU-Pro's test share (docs/results/many-models/)
+eval-many: build
+	$(RELEASE_BIN)/routerctl eval --config $(CONFIG) --routers quality --benchmarks "" \
+		--file $(DATA)/train/mmlu-pro.quality.jsonl --prices etc/routerd/models.yaml --baselines --out docs/results/many-models
 
 ## eval-llm: every router, causal_llm included, on 500 prompts per benchmark (docs/results/with-causal-llm/)
 eval-llm: build

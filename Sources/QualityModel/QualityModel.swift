@@ -70,8 +70,19 @@ public struct QualityModel: Sendable {
         return x
     }
 
-    /// z_m for the rows `models` (indices into ``models``) on one input.
-    public func logits(input x: [Float], rows: [Int]) -> [Double] {
+    /// This model with only the outputs `rows` (indices into ``models``), in that order: what a
+    /// router keeps for its candidates, so a decision computes no other model's output.
+    public func selecting(rows: [Int]) -> QualityModel {
+        let k = width
+        var copy = self
+        copy.models = rows.map { models[$0] }
+        copy.w2 = rows.flatMap { w2[$0 * k..<($0 + 1) * k] }
+        copy.b2 = rows.map { b2[$0] }
+        return copy
+    }
+
+    /// z_m for every model on one input: one matrix–vector product (two with the hidden layer).
+    public func logits(input x: [Float]) -> [Double] {
         precondition(x.count == inputCount)
         var h = x
         if hidden > 0 {
@@ -85,17 +96,19 @@ public struct QualityModel: Sendable {
             }
             for index in h.indices where h[index] < 0 { h[index] = 0 }
         }
-        let k = width
-        return rows.map { row in
-            var sum = b2[row]
-            for column in 0..<k { sum += w2[row * k + column] * h[column] }
-            return Double(sum)
+        var z = b2
+        w2.withUnsafeBufferPointer { w in
+            z.withUnsafeMutableBufferPointer { out in
+                cblas_sgemv(
+                    CblasRowMajor, CblasNoTrans, Int32(models.count), Int32(width), 1, w.baseAddress, Int32(width), h, 1, 1, out.baseAddress, 1)
+            }
         }
+        return z.map(Double.init)
     }
 
-    /// P(good answer) for the rows `models` on one input.
-    public func probabilities(input x: [Float], rows: [Int]) -> [Double] {
-        logits(input: x, rows: rows).map { 1 / (1 + exp(-$0)) }
+    /// P(good answer) for every model on one input.
+    public func probabilities(input x: [Float]) -> [Double] {
+        logits(input: x).map { 1 / (1 + exp(-$0)) }
     }
 
     /// P(a beats b) from two probabilities of a good answer, ties (both or neither) counted half:

@@ -192,7 +192,7 @@ public final class RouterInstance: Sendable {
             let score = try plugin.score(prompt, embedding: embedding)
             return [score, 1 - score]
         }
-        return try plugin.qualities([prompt], embeddings: embedding.map { [$0] })[0]
+        return try plugin.qualities(prompt, embedding: embedding)
     }
 
     private static func json(_ params: [String: ParamValue]) -> String {

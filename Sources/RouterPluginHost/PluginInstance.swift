@@ -185,6 +185,34 @@ public final class PluginInstance: @unchecked Sendable {
         return outputs
     }
 
+    /// Each candidate's predicted quality on one prompt, without the batch bookkeeping (a decision's hot path).
+    public func qualities(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> [Double] {
+        guard let scoreModels = library.vtable.scoreModels else {
+            throw PluginScoreError("plugin '\(library.name)' predicts only P(strong wins), not each candidate's quality")
+        }
+        try check(embeddings: embedding.map { [$0] }, count: 1)
+        var qualities = [Double](repeating: .nan, count: candidates.count)
+        var error: UnsafeMutablePointer<CChar>?
+        var prompt = prompt
+        let status = prompt.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { chars in
+                (embedding ?? []).withUnsafeBufferPointer { vector in
+                    qualities.withUnsafeMutableBufferPointer { out in
+                        var cPrompt = rp_prompt(
+                            text: chars.baseAddress, text_len: chars.count, embedding: embedding == nil ? nil : vector.baseAddress,
+                            embedding_dim: embedding?.count ?? 0)
+                        return scoreModels(handle, &cPrompt, 1, out.baseAddress, &error)
+                    }
+                }
+            }
+        }
+        try checkResult(status, error: error)
+        if let bad = qualities.first(where: { !$0.isFinite }) {
+            throw PluginScoreError("plugin '\(library.name)' returned quality \(bad); qualities must be finite")
+        }
+        return qualities
+    }
+
     /// Scores one prompt without the batch bookkeeping (a decision's hot path).
     public func score(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> Double {
         try check(embeddings: embedding.map { [$0] }, count: 1)

@@ -94,10 +94,7 @@ struct CostEvaluation {
                 examples: QualityExamples(embeddings: trainEmbeddings, prompts: train.map(\.prompt), models: models, quality: labels, battles: []),
                 validationPrompts: TrainingSet.validationPrompts(train.map(\.prompt), fraction: 0.15), options: options)
             let logistic = trainer.run { _ in }.model
-            let rows = Array(models.indices)
-            predictors.append(
-                Predictor(
-                    name: "logistic", predicted: testEmbeddings.map { logistic.probabilities(input: $0, rows: rows) }))
+            predictors.append(Predictor(name: "logistic", predicted: testEmbeddings.map { logistic.probabilities(input: $0) }))
         }
 
         let singles = evaluation.singleModels

@@ -221,6 +221,20 @@ struct Stats: AsyncParsableCommand {
                         header: ["ROUTER", "DECISIONS", "STRONG", "SCORE P50", "P50 µs", "P99 µs", "SCORED", "ERRORS", "FALLBACKS", "EVENTS"],
                         rows: rows))
             }
+            // Routers with more than two models (or a cost policy): decisions by model, and a budget's state.
+            for (name, router) in stats.routers.sorted(by: { $0.key < $1.key }) where router.models.count > 2 || router.budget != nil {
+                let top = router.models.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(5)
+                lines.append(
+                    "\(name) by model: " + top.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + (router.models.count > 5 ? ", …" : ""))
+                if let budget = router.budget {
+                    let unit = budget.metric == "share" ? "share of \(budget.model ?? "?")" : "mean cost (USD)"
+                    let achieved = budget.achieved.map { String(format: "%.6g", $0) } ?? "-"
+                    lines.append(
+                        "\(name) budget: \(unit) target \(String(format: "%.6g", budget.target)), achieved \(achieved) over \(budget.decisions)/\(budget.window) decisions, λ \(String(format: "%.4g", budget.lambda))"
+                    )
+                }
+            }
+            if stats.sessions > 0 { lines.append("sessions: \(stats.sessions) remembered") }
             let encoderRows = stats.encoders.sorted { $0.key < $1.key }.map { name, cache in
                 [name, "\(cache.hits)", "\(cache.misses)", String(format: "%.1f%%", cache.hitRate * 100), "\(cache.entries)/\(cache.capacity)"]
             }

@@ -21,8 +21,8 @@ final class ClassifierRouter: QualityPredictingRouter {
 
     private enum Weights {
         case head(ClassifierHead)
-        /// The model, and the rows of the candidates and of the strong and weak model.
-        case quality(QualityModel, candidates: [Int], strong: Int, weak: Int)
+        /// The model cut down to the candidates' outputs, and the strong and weak model's positions among them.
+        case quality(QualityModel, strong: Int, weak: Int)
     }
 
     private let weights: Weights
@@ -38,8 +38,10 @@ final class ClassifierRouter: QualityPredictingRouter {
             let (model, file, path) = try context.loadWeights(
                 parameter: "weights", plugin: "classifier", decode: QualityModel.init(file:), dimension: \.embeddingDimension)
             let rows = try context.candidateIndices(in: model.models, source: path)
-            let pair = try context.strongAndWeak(in: model.models, source: path)
-            weights = .quality(model, candidates: rows, strong: pair.strong, weak: pair.weak)
+            // The host names the strong and weak model among the candidates.
+            let candidates = model.selecting(rows: rows)
+            let pair = try context.strongAndWeak(in: candidates.models, source: path)
+            weights = .quality(candidates, strong: pair.strong, weak: pair.weak)
             embeddingDimension = model.embeddingDimension
             encoder = file.metadata[MetadataKey.encoder] ?? "unknown"
             quantiles = file.scoreQuantiles(forPair: [context.strongModel, context.weakModel])
@@ -72,9 +74,9 @@ final class ClassifierRouter: QualityPredictingRouter {
         switch weights {
         case .head(let head):
             return head.strongWinProbability(embedding)
-        case .quality(let model, _, let strong, let weak):
-            let p = model.probabilities(input: model.input(embedding: embedding, text: prompt.text), rows: [strong, weak])
-            return QualityModel.winProbability(p[0], p[1])
+        case .quality(let model, let strong, let weak):
+            let p = model.probabilities(input: model.input(embedding: embedding, text: prompt.text))
+            return QualityModel.winProbability(p[strong], p[weak])
         }
     }
 
@@ -83,8 +85,8 @@ final class ClassifierRouter: QualityPredictingRouter {
         case .head:
             let p = try score(prompt)
             return [p, 1 - p]
-        case .quality(let model, let candidates, _, _):
-            return model.probabilities(input: model.input(embedding: try embedding(prompt), text: prompt.text), rows: candidates)
+        case .quality(let model, _, _):
+            return model.probabilities(input: model.input(embedding: try embedding(prompt), text: prompt.text))
         }
     }
 
@@ -97,7 +99,7 @@ final class ClassifierRouter: QualityPredictingRouter {
                     "weights": .string(weightsPath), "hidden": .integer(Int64(head.hidden)), "encoder": .string(encoder),
                     "classes": .array(ClassifierHead.classes.map(JSONValue.string)),
                 ])
-        case .quality(let model, _, _, _):
+        case .quality(let model, _, _):
             return RouterDescription(
                 scoreQuantiles: quantiles, models: model.models, embeddingDimension: model.embeddingDimension,
                 quality: QualityScale(meaning: .probability),
