@@ -60,7 +60,7 @@ ALIASES := --alias Mixtral-8x7B-Instruct-v0.1=mistralai/Mixtral-8x7B-Instruct-v0
 weights: build
 	$(RELEASE_BIN)/routerctl train mf $(TRAIN_FILES) $(ALIASES) --ties half --output weights/mf-minilm.safetensors
 	$(RELEASE_BIN)/routerctl train sw_ranking $(TRAIN_FILES) $(ALIASES) --gamma 10 --neighbors 300 --weight-unit prompt --output weights/sw-ranking-minilm.safetensors
-	$(RELEASE_BIN)/routerctl train classifier $(TRAIN_FILES) $(ALIASES) --output weights/classifier-minilm.safetensors
+	$(RELEASE_BIN)/routerctl train quality $(TRAIN_FILES) $(ALIASES) --test-split 0 --output weights/classifier-minilm.safetensors
 	$(RELEASE_BIN)/routerctl train quality $(DATA)/train/mmlu-pro.quality.jsonl --output weights/quality-minilm.safetensors
 
 ## eval: RouteLLM's APGR/CPT for the shipped routers on MT-Bench, GSM8K and MMLU (docs/results/)

@@ -111,10 +111,11 @@ public struct QualityModel: Sendable {
         logits(input: x).map { 1 / (1 + exp(-$0)) }
     }
 
-    /// P(a beats b) from two probabilities of a good answer, ties (both or neither) counted half:
-    /// what a threshold policy compares for a strong/weak pair.
-    public static func winProbability(_ a: Double, _ b: Double) -> Double {
-        a * (1 - b) + 0.5 * (a * b + (1 - a) * (1 - b))
+    /// P(a beats b) from two logits, σ(z_a − z_b): the Bradley–Terry reading the pairwise loss trains,
+    /// and, for pointwise-trained outputs, a ranking of prompts by how much likelier a is to be right.
+    /// What a threshold policy compares for a strong/weak pair.
+    public static func pairScore(_ a: Double, _ b: Double) -> Double {
+        1 / (1 + exp(b - a))
     }
 
     // MARK: The file format

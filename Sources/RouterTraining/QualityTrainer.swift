@@ -164,7 +164,10 @@ public final class QualityTrainer {
                     let pairScale = options.battleWeight / Float(max(observed, pairs))
                     for (row, prompt) in rows.enumerated() {
                         for battle in battlesByPrompt[prompt] ?? [] {
-                            let p = 1 / (1 + exp(-(z[row * m + battle.a] - z[row * m + battle.b])))
+                            let difference = z[row * m + battle.a] - z[row * m + battle.b]
+                            lossSum += Double(options.battleWeight) * Self.crossEntropy(logit: difference, target: battle.outcome)
+                            lossCount += 1
+                            let p = 1 / (1 + exp(-difference))
                             let g = (p - battle.outcome) * pairScale
                             dz[row * m + battle.a] += g
                             dz[row * m + battle.b] -= g
@@ -206,11 +209,12 @@ public final class QualityTrainer {
         return (bestModel, best)
     }
 
-    /// Mean binary cross-entropy of the observed qualities of `prompts`.
+    /// The training objective on `prompts`: mean binary cross-entropy of their observed qualities,
+    /// plus the battles' pairwise cross-entropy weighted as in training, per observation.
     public func loss(_ model: QualityModel, on prompts: [Int]) -> Double {
         let m = examples.models.count
         var total = 0.0
-        var count = 0
+        var count = 0.0
         for begin in stride(from: 0, to: prompts.count, by: 1024) {
             let rows = Array(prompts[begin..<min(begin + 1024, prompts.count)])
             var x = [Float](repeating: 0, count: rows.count * inputCount)
@@ -221,13 +225,22 @@ public final class QualityTrainer {
             for (row, prompt) in rows.enumerated() {
                 for column in 0..<m {
                     guard let target = examples.quality[prompt][column] else { continue }
-                    let p = 1 / (1 + exp(-z[row * m + column]))
-                    total -= Double(target * log(max(p, 1e-7)) + (1 - target) * log(max(1 - p, 1e-7)))
+                    total += Self.crossEntropy(logit: z[row * m + column], target: target)
                     count += 1
+                }
+                for battle in battlesByPrompt[prompt] ?? [] {
+                    let weight = Double(options.battleWeight)
+                    total += weight * Self.crossEntropy(logit: z[row * m + battle.a] - z[row * m + battle.b], target: battle.outcome)
+                    count += weight
                 }
             }
         }
-        return total / Double(max(count, 1))
+        return total / max(count, 1)
+    }
+
+    static func crossEntropy(logit: Float, target: Float) -> Double {
+        let p = 1 / (1 + exp(-logit))
+        return -Double(target * log(max(p, 1e-7)) + (1 - target) * log(max(1 - p, 1e-7)))
     }
 
     /// The hidden activations (or the inputs) and the logits of a batch.

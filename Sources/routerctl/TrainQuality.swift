@@ -39,6 +39,8 @@ struct TrainQuality: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 42
     @Option(help: "The encoder model folder.") var model: String = "models/all-MiniLM-L6-v2"
     @Option(help: "The on-disk embedding cache.") var cache: String = CachedEmbeddings.defaultPath(.head)
+    @Option(help: "Strong model for the stored score quantiles (when both models are trained).") var strong: String = "gpt-4-1106-preview"
+    @Option(help: "Weak model for the stored score quantiles.") var weak: String = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
     func run() throws {
         try runTrainer("quality", train)
@@ -84,12 +86,20 @@ struct TrainQuality: ParsableCommand {
             "epoch": best.epoch, "validation_loss": best.validationLoss, "seed": seed,
         ]
         let training = String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self)
+        var metadata = [MetadataKey.encoder: "all-MiniLM-L6-v2", MetadataKey.longText: "head", MetadataKey.training: training]
+        if let strongRow = examples.models.firstIndex(of: strong), let weakRow = examples.models.firstIndex(of: weak) {
+            // The classifier's P(strong wins) for the pair over the training prompts: what strong_fraction calibrates with.
+            let pair = trained.selecting(rows: [strongRow, weakRow])
+            let scores = zip(embedded.embeddings, examples.prompts).map { embedding, prompt in
+                let z = pair.logits(input: pair.input(embedding: embedding, text: prompt))
+                return QualityModel.pairScore(z[0], z[1])
+            }
+            metadata[MetadataKey.scoreQuantiles] = try jsonString(CalibrationMetadata.percentiles(scores))
+            metadata[MetadataKey.quantilePair] = String(decoding: try JSONEncoder().encode([strong, weak]), as: UTF8.self)
+            print("score quantiles stored for \(strong) against \(weak)")
+        }
         try FileManager.default.createDirectory(atPath: (output as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try trained.write(
-            to: output,
-            metadata: [
-                MetadataKey.encoder: "all-MiniLM-L6-v2", MetadataKey.longText: "head", MetadataKey.training: training, "quality": "probability",
-            ])
+        try trained.write(to: output, metadata: metadata)
         print(
             "wrote \(output): \(examples.models.count) models, best epoch \(best.epoch), validation loss \(String(format: "%.4f", best.validationLoss))"
         )

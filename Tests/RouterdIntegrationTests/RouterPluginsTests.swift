@@ -217,7 +217,9 @@ struct ClassifierRouterTests {
             [.init(name: "W2", shape: [3, 8], values: [Float](repeating: 0, count: 24)), .init(name: "b2", shape: [3], values: [0, 0, 0])],
             metadata: ["format": "llm-router.classifier/1", "encoder": "tiny"], to: bad)
         let routers =
-            TinyBattles.router("good", plugin: "classifier", params: "weights: \(Package.root)/weights/classifier-minilm.safetensors") + "\n"
+            TinyBattles.router(
+                "good", plugin: "classifier", params: "weights: \(Package.root)/weights/classifier-minilm.safetensors", strong: TestConfig.strong,
+                weak: TestConfig.weak) + "\n"
             + TinyBattles.router("bad", plugin: "classifier", params: "weights: \(bad)")
         let config = try directory.write(
             "routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock", routers: routers, encoders: EncoderFixture.encoders()))

@@ -14,7 +14,7 @@ import SafeTensors
 ///   pair may be configured, and its score quantiles hold for all; two candidates only.
 /// - ``QualityModel`` (`routerctl train quality`): P(good answer) for every model it was trained
 ///   on, from the embedding and the prompt's features, so it routes among many candidates; for a
-///   strong/weak pair its score is P(strong beats weak) with ties counted half.
+///   strong/weak pair its score is σ(z_strong − z_weak), as its pairwise loss reads it.
 final class ClassifierRouter: QualityPredictingRouter {
     static let name = "classifier"
     static let version = "2.0.0"
@@ -75,8 +75,8 @@ final class ClassifierRouter: QualityPredictingRouter {
         case .head(let head):
             return head.strongWinProbability(embedding)
         case .quality(let model, let strong, let weak):
-            let p = model.probabilities(input: model.input(embedding: embedding, text: prompt.text))
-            return QualityModel.winProbability(p[strong], p[weak])
+            let z = model.logits(input: model.input(embedding: embedding, text: prompt.text))
+            return QualityModel.pairScore(z[strong], z[weak])
         }
     }
 
