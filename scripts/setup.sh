@@ -4,9 +4,10 @@
 set -euo pipefail
 
 # libyaml-dev: routerd's config parser. libopenblas-dev: the encoder's matrix
-# products. pkg-config: how SwiftPM finds them. systemd (systemd-socket-activate) and util-linux (setpriv):
+# products. librsvg2-dev: routerctl eval's plots as PNG (fonts-dejavu-core gives them text).
+# pkg-config: how SwiftPM finds them. systemd (systemd-socket-activate) and util-linux (setpriv):
 # used by the tests.
-packages=(libyaml-dev libopenblas-dev pkg-config systemd util-linux)
+packages=(libyaml-dev libopenblas-dev librsvg2-dev fonts-dejavu-core pkg-config systemd util-linux)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -104,8 +104,9 @@ struct Eval: ParsableCommand {
                     "\(benchmark.name): \(benchmark.prompts.count) prompts"
                     + (sampled ? " (a fixed sample; contaminated ones dropped first)" : " (\(benchmark.dropped) contaminated dropped)")
                 let subtitle = "strong \(strong) · weak \(weak) · RouteLLM's thresholds at score quantiles"
-                try CurvePlot.svg(title: title, subtitle: subtitle, curves: curves).write(
-                    toFile: "\(out)/\(benchmark.name).svg", atomically: true, encoding: .utf8)
+                let svg = CurvePlot.svg(title: title, subtitle: subtitle, curves: curves)
+                try svg.write(toFile: "\(out)/\(benchmark.name).svg", atomically: true, encoding: .utf8)
+                try PNGRender.write(svg: svg, to: "\(out)/\(benchmark.name).png")
             }
         }
         if let prices {
@@ -132,7 +133,7 @@ struct Eval: ParsableCommand {
         if !out.isEmpty {
             let json = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
             try json.write(to: URL(fileURLWithPath: "\(out)/results.json"))
-            print("wrote \(out)/results.json and one SVG plot per benchmark")
+            print("wrote \(out)/results.json and one plot per benchmark (SVG and PNG)")
         }
     }
 

@@ -141,7 +141,8 @@ struct CostEvaluation {
                 subtitle: "mean quality against mean cost per prompt (USD, log scale); hulls of each router's λ sweep",
                 singles: singles, oracle: oracle, curves: curves)
             try svg.write(toFile: "\(out)/\(name).cost.svg", atomically: true, encoding: .utf8)
-            print("  wrote \(out)/\(name).cost.svg")
+            try PNGRender.write(svg: svg, to: "\(out)/\(name).cost.png")
+            print("  wrote \(out)/\(name).cost.svg and .png")
         }
         return results
     }

@@ -112,5 +112,9 @@ struct QualityRouterTests {
         // It trained on these prompts, so it knows them: well above the single models' hull.
         #expect((many["aiq"] as? Double ?? 0) > (singles["aiq"] as? Double ?? 1) + 0.2, "\(many) vs \(singles)")
         #expect(FileManager.default.fileExists(atPath: directory.path + "/out/quality.cost.svg"))
+        // The same plot as a PNG: its signature, and a picture of some size.
+        let png = try Data(contentsOf: URL(fileURLWithPath: directory.path + "/out/quality.cost.png"))
+        #expect(png.prefix(8) == Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
+        #expect(png.count > 10_000)
     }
 }
