@@ -53,7 +53,19 @@ public enum PrometheusExposition {
             if let threshold = snapshot.thresholds[name] {
                 gauge("router_threshold", "The threshold each router decides with.", threshold, [label])
             }
+            for (model, count) in router.models.sorted(by: { $0.key < $1.key }) {
+                counter("model_decisions_total", "Route decisions, by router and the model chosen.", count, [label, ("model", model)])
+            }
+            if let budget = router.budget {
+                let metric = ("metric", budget.metric)
+                gauge("budget_target", "A budget policy's target: mean cost per request (USD) or a model's share.", budget.target, [label, metric])
+                if let achieved = budget.achieved {
+                    gauge("budget_achieved", "A budget policy's metric over the decisions in its window.", achieved, [label, metric])
+                }
+                gauge("budget_lambda", "The λ a budget policy decides with now.", budget.lambda, [label])
+            }
         }
+        gauge("sessions_remembered", "Sessions whose model is remembered (session affinity).", Double(stats.sessions))
         if let log = stats.decisionLog {
             counter("decision_log_lines_total", "Decisions written to the decision log.", log.lines)
             counter("decision_log_write_failures_total", "Decisions the decision log could not write (routing went on).", log.failedWrites)

@@ -145,11 +145,27 @@ import Testing
 
     @Test func prometheusMetricsAreServedOnLoopback() throws {
         let port = Self.freePort()
-        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0) + "\nmetrics:\n  listen: 127.0.0.1:\(port)\n" })
+        let budget = """
+              budget:
+                plugin: random
+                policy: {budget: {share: 0.5, model: dear, window: 10}}
+                candidates: [cheap, dear]
+                params:
+                  seed: 3
+            """
+        let daemon = try Daemon(config: {
+            TestConfig.yaml(socket: $0, routers: TestConfig.randomRouter() + "\n" + budget, models: TestConfig.catalogue)
+                + "\nmetrics:\n  listen: 127.0.0.1:\(port)\n"
+        })
         let connection = try daemon.connect()
         var strong = 0
         for index in 0..<10 {
             if try connection.decision(#"{"op":"route","router":"random","prompt":"p\#(index)"}"#).tier == .strong { strong += 1 }
+        }
+        var dear = 0
+        for index in 0..<20 {
+            let decision = try connection.decision(#"{"op":"route","router":"budget","prompt":"b\#(index)","session":"s\#(index % 4)"}"#)
+            if decision.model == "dear" { dear += 1 }
         }
         var metrics = (status: 0, body: "")
         eventually {
@@ -162,6 +178,13 @@ import Testing
         #expect(metrics.body.contains(#"routerd_decisions_total{router="random",tier="weak"} \#(10 - strong)"#))
         #expect(metrics.body.contains(#"routerd_router_threshold{router="random"} 0.5"#))
         #expect(metrics.body.contains("routerd_config_generation 1"))
+        // Many models: decisions by model, a budget's target, achieved value and λ, the sessions.
+        #expect(metrics.body.contains(#"routerd_model_decisions_total{router="budget",model="dear"} \#(dear)"#), "\(metrics.body)")
+        #expect(metrics.body.contains(#"routerd_model_decisions_total{router="budget",model="cheap"} \#(20 - dear)"#))
+        #expect(metrics.body.contains(#"routerd_budget_target{router="budget",metric="share"} 0.5"#))
+        #expect(metrics.body.contains(#"routerd_budget_achieved{router="budget",metric="share"} "#))
+        #expect(metrics.body.contains(#"routerd_budget_lambda{router="budget"} "#))
+        #expect(metrics.body.contains("routerd_sessions_remembered 4"))
         #expect(try Self.get(port: port, path: "/other").status == 404)
     }
 
