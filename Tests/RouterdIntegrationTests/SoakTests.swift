@@ -195,7 +195,7 @@ struct SoakTests {
                 continue
             }
             if decision.threshold != settings.threshold {
-                inconsistent.append("\(entry.router) g\(decision.generation): threshold \(decision.threshold)")
+                inconsistent.append("\(entry.router) g\(decision.generation): threshold \(decision.threshold ?? .nan)")
             }
             if decision.tier != (decision.strongScore >= (decision.threshold ?? .nan) ? Tier.strong : .weak) {
                 inconsistent.append("tier of \(decision)")
@@ -206,7 +206,7 @@ struct SoakTests {
             } else if let base = mfScores[entry.prompt] {
                 let want = settings.flipped ? 1 - base : base
                 if abs(decision.strongScore - want) > 1e-5 {
-                    inconsistent.append("mf g\(decision.generation) \(entry.prompt): \(decision.score) vs \(want)")
+                    inconsistent.append("mf g\(decision.generation) \(entry.prompt): \(decision.strongScore) vs \(want)")
                 }
             }
         }
