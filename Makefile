@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-llm llm-server eval-many eval-llm bench check-config format lint install clean weights eval
+.PHONY: all setup build run test test-llm llm-server fuzz eval-many eval-llm bench check-config format lint install clean weights eval
 
 all: build
 
@@ -79,6 +79,27 @@ eval-llm: build
 	$(RELEASE_BIN)/routerctl eval --config etc/routerd/routerd-llm.yaml --routers random,mf,sw_ranking,bert,causal_llm \
 		--sample 500 --data $(DATA)/eval --out docs/results/with-causal-llm; \
 		status=$$?; scripts/llm-server.sh stop $(LLM_PORT); exit $$status
+
+## fuzz: libFuzzer on every parser of untrusted input (request lines, config, plugin descriptors,
+## safetensors, the tokenizer, the JSON writer's round trip) under ASan, FUZZ_SECONDS each.
+## The seed corpora are in Fuzz/corpus/; what a run learns goes to .build-fuzz/corpus/, and a
+## crash, leak or timeout to .build-fuzz/crashes/ (reproduce with `Fuzz/.build/release/<target> FILE`).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := FuzzRequest FuzzConfig FuzzDescriptor FuzzSafeTensors FuzzTokenizer FuzzJSONRoundTrip
+fuzz: setup
+	# swiftc keeps only the last -sanitize= it is given, so fuzzer and address go in one flag;
+	# --sanitize=fuzzer tells SwiftPM that libFuzzer provides main.
+	cd Fuzz && $(SWIFT) build -c release --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address
+	@rm -rf .build-fuzz/crashes && mkdir -p .build-fuzz/crashes
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p .build-fuzz/corpus/$$target; \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+		ROUTERD_FUZZ_VOCAB=models/all-MiniLM-L6-v2/vocab.txt LSAN_OPTIONS=suppressions=Fuzz/lsan.supp Fuzz/.build/release/$$target -max_total_time=$(FUZZ_SECONDS) \
+			-max_len=65536 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=.build-fuzz/crashes/$$target- \
+			.build-fuzz/corpus/$$target Fuzz/corpus/$$target 2>&1 | grep -E "^(#[0-9]+.*(INITED|DONE)|stat::|==[0-9]+==|SUMMARY|Done)" \
+			|| true; \
+		if ls .build-fuzz/crashes/$$target-* >/dev/null 2>&1; then echo "fuzz: $$target found a failure: $$(ls .build-fuzz/crashes/$$target-*)"; exit 1; fi; \
+	done
 
 ## format / lint: swift format over the sources
 format:

@@ -22,6 +22,8 @@ let package = Package(
         // For plugins written outside this package: the C ABI alone, or with the Swift kit.
         .library(name: "CRouterPlugin", targets: ["CRouterPlugin"]),
         .library(name: "RouterPluginKit", targets: ["RouterPluginKit"]),
+        // The parsers every untrusted input goes through, for the fuzz targets in Fuzz/.
+        .library(name: "RouterParsers", targets: ["RouterProtocol", "RouterConfig", "SafeTensors", "TextEncoder", "RouterJSON"]),
     ]
         + routerPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.product]) },
     dependencies: [

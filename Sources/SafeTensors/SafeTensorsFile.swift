@@ -78,10 +78,12 @@ public final class SafeTensorsFile: @unchecked Sendable {
         var keepMapping = false
         defer { if !keepMapping { munmap(mapped, length) } }
 
-        let headerLength = Int(UInt64(littleEndian: mapped.loadUnaligned(as: UInt64.self)))
-        guard headerLength > 0, headerLength <= Self.maxHeaderLength else {
-            throw fail("bad header length \(headerLength) (must be 1 to \(Self.maxHeaderLength))")
+        // Checked as the file's UInt64 first: a length past Int.max must be refused, not trap.
+        let storedLength = UInt64(littleEndian: mapped.loadUnaligned(as: UInt64.self))
+        guard storedLength > 0, storedLength <= UInt64(Self.maxHeaderLength) else {
+            throw fail("bad header length \(storedLength) (must be 1 to \(Self.maxHeaderLength))")
         }
+        let headerLength = Int(storedLength)
         guard 8 + headerLength <= length else {
             throw fail("truncated: the header needs \(headerLength) bytes but the file has \(length - 8) after the length")
         }

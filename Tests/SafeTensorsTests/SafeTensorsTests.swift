@@ -50,6 +50,8 @@ import Testing
         #expect(error(try file(header: good, data: floatBytes([1, 2]), lengthOverride: 0)).contains("bad header length 0"))
         #expect(error(try file(header: good, data: floatBytes([1, 2]), lengthOverride: 1 << 40)).contains("bad header length"))
         #expect(error(try file(header: good, data: floatBytes([1, 2]), lengthOverride: 500)).contains("truncated: the header needs 500 bytes"))
+        // Found by `make fuzz` (FuzzSafeTensors): a length past Int.max trapped converting to Int.
+        #expect(error(try file(header: good, data: floatBytes([1, 2]), lengthOverride: 0xFFFF_FF00_0000_2E02)).contains("bad header length"))
         #expect(error(try file(header: "[1,2]", data: [])).contains("not a JSON object"))
         #expect(error(try file(header: good, data: floatBytes([1]))).contains("out of range"))
         #expect(
