@@ -85,7 +85,7 @@ let package = Package(
                 "CBLAS", "ClassifierHead", "MatrixFactorization", "PromptFeatures", "QualityModel", "RouterEvaluation", "StableHash", "TextEncoder",
             ]),
         // RouteLLM's evaluation: benchmark readers, APGR/CPT, plots.
-        .target(name: "RouterEvaluation", dependencies: ["CRSVG", "StableHash", .product(name: "CSV", package: "CSV.swift")]),
+        .target(name: "RouterEvaluation", dependencies: ["CRSVG", "RouterConfig", "StableHash", .product(name: "CSV", package: "CSV.swift")]),
         // librsvg and cairo (`librsvg2-dev`): the evaluation's plots as PNG beside their SVG.
         .systemLibrary(name: "CRSVG", pkgConfig: "librsvg-2.0", providers: [.apt(["librsvg2-dev"])]),
 

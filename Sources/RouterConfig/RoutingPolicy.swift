@@ -54,3 +54,34 @@ public struct Budget: Sendable, Hashable {
         self.updateEvery = updateEvery
     }
 }
+
+/// The choice rules of the policies, defined once: the daemon decides with them, the budget
+/// controller replays them, and `routerctl eval` sweeps them, so all three choose alike.
+public enum PolicyRule {
+    /// The position maximising quality − λ × cost; ties go to the cheaper candidate.
+    @inlinable
+    public static func bestUtility<Values: RandomAccessCollection<Double>>(qualities: Values, costs: Values, lambda: Double) -> Int
+    where Values.Index == Int {
+        let (q, c) = (qualities.startIndex, costs.startIndex)
+        var best = 0
+        var bestUtility = -Double.infinity
+        for offset in 0..<qualities.count {
+            let utility = qualities[q + offset] - lambda * costs[c + offset]
+            if utility > bestUtility || (utility == bestUtility && costs[c + offset] < costs[c + best]) {
+                best = offset
+                bestUtility = utility
+            }
+        }
+        return best
+    }
+
+    /// The cheapest position whose quality is within `epsilon` of the best.
+    public static func cheapestWithin(qualities: [Double], costs: [Double], epsilon: Double) -> Int {
+        let top = qualities.max() ?? 0
+        var best = qualities.firstIndex(of: top) ?? 0
+        for index in qualities.indices where qualities[index] >= top - epsilon {
+            if costs[index] < costs[best] || (costs[index] == costs[best] && qualities[index] > qualities[best]) { best = index }
+        }
+        return best
+    }
+}

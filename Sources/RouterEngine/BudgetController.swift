@@ -134,15 +134,8 @@ public final class BudgetController: Sendable {
         var total = 0.0
         for row in 0..<count {
             let base = row * width
-            var best = 0
-            var bestUtility = -Double.infinity
-            for column in 0..<width {
-                let utility = qualities[base + column] - lambda * costs[base + column]
-                if utility > bestUtility || (utility == bestUtility && costs[base + column] < costs[base + best]) {
-                    best = column
-                    bestUtility = utility
-                }
-            }
+            let best = PolicyRule.bestUtility(
+                qualities: qualities[base..<base + width], costs: costs[base..<base + width], lambda: lambda)
             if let targetIndex {
                 if best == targetIndex { total += 1 }
             } else {

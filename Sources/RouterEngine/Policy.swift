@@ -44,30 +44,3 @@ public enum SessionAffinity: String, Sendable, Hashable {
     /// The policy chose the session's model.
     case same
 }
-
-/// The choice rules, on plain arrays.
-enum PolicyRule {
-    /// The index maximising quality − λ × cost; ties go to the cheaper candidate.
-    static func bestUtility(qualities: [Double], costs: [Double], lambda: Double) -> Int {
-        var best = 0
-        var bestUtility = -Double.infinity
-        for index in qualities.indices {
-            let utility = qualities[index] - lambda * costs[index]
-            if utility > bestUtility || (utility == bestUtility && costs[index] < costs[best]) {
-                best = index
-                bestUtility = utility
-            }
-        }
-        return best
-    }
-
-    /// The cheapest index whose quality is within `epsilon` of the best.
-    static func cheapestWithin(qualities: [Double], costs: [Double], epsilon: Double) -> Int {
-        let top = qualities.max() ?? 0
-        var best = qualities.firstIndex(of: top) ?? 0
-        for index in qualities.indices where qualities[index] >= top - epsilon {
-            if costs[index] < costs[best] || (costs[index] == costs[best] && qualities[index] > qualities[best]) { best = index }
-        }
-        return best
-    }
-}

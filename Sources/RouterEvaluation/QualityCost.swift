@@ -1,4 +1,5 @@
 import Foundation
+import RouterConfig
 import StableHash
 
 /// A point on the quality–cost plane: mean cost per prompt (USD) and mean quality.
@@ -63,21 +64,13 @@ public struct QualityCostEvaluation: Sendable {
     public static let lambdas: [Double] = [0] + (0...240).map { pow(10, -2 + Double($0) / 30) }
 
     /// The router's operating points: for each λ, the mean true cost and quality of choosing
-    /// argmax predicted quality − λ × cost on every prompt (ties go to the cheaper model).
+    /// argmax predicted quality − λ × cost on every prompt (``PolicyRule``, as the daemon decides).
     public func sweep(predicted: [[Double]], lambdas: [Double] = lambdas) -> [CostQuality] {
         precondition(predicted.count == promptCount)
         return lambdas.map { lambda in
             var (totalCost, totalQuality) = (0.0, 0.0)
             for i in 0..<promptCount {
-                var best = 0
-                var bestUtility = -Double.infinity
-                for j in models.indices {
-                    let utility = predicted[i][j] - lambda * cost[i][j]
-                    if utility > bestUtility || (utility == bestUtility && cost[i][j] < cost[i][best]) {
-                        best = j
-                        bestUtility = utility
-                    }
-                }
+                let best = PolicyRule.bestUtility(qualities: predicted[i], costs: cost[i], lambda: lambda)
                 totalCost += cost[i][best]
                 totalQuality += quality[i][best]
             }

@@ -87,23 +87,14 @@ public final class ClassifierTrainer {
                 }
                 let scale = 1 / Float(rows.count)
                 for index in dLogits.indices { dLogits[index] *= scale }
-                var gW2 = [Float](repeating: 0, count: 3 * k)
-                Self.gemm(transposeA: true, transposeB: false, m: 3, n: k, k: rows.count, dLogits, pass.features, into: &gW2)
-                var gB2 = [Float](repeating: 0, count: 3)
-                for row in 0..<rows.count { for c in 0..<3 { gB2[c] += dLogits[row * 3 + c] } }
+                let gradients = DenseNetwork.gradients(
+                    Self.network(head), dLogits: dLogits, inputs: inputs, hidden: pass.features, count: rows.count)
                 if h > 0 {
-                    var dHidden = [Float](repeating: 0, count: rows.count * h)
-                    Self.gemm(transposeA: false, transposeB: false, m: rows.count, n: h, k: 3, dLogits, head.w2, into: &dHidden)
-                    for index in dHidden.indices where pass.features[index] <= 0 { dHidden[index] = 0 }
-                    var gW1 = [Float](repeating: 0, count: h * e)
-                    Self.gemm(transposeA: true, transposeB: false, m: h, n: e, k: rows.count, dHidden, inputs, into: &gW1)
-                    var gB1 = [Float](repeating: 0, count: h)
-                    for row in 0..<rows.count { for c in 0..<h { gB1[c] += dHidden[row * h + c] } }
-                    adam.w1.step(&head.w1, gradient: gW1, rate: options.learningRate, decay: options.weightDecay)
-                    adam.b1.step(&head.b1, gradient: gB1, rate: options.learningRate, decay: 0)
+                    adam.w1.step(&head.w1, gradient: gradients.w1, rate: options.learningRate, decay: options.weightDecay)
+                    adam.b1.step(&head.b1, gradient: gradients.b1, rate: options.learningRate, decay: 0)
                 }
-                adam.w2.step(&head.w2, gradient: gW2, rate: options.learningRate, decay: options.weightDecay)
-                adam.b2.step(&head.b2, gradient: gB2, rate: options.learningRate, decay: 0)
+                adam.w2.step(&head.w2, gradient: gradients.w2, rate: options.learningRate, decay: options.weightDecay)
+                adam.b2.step(&head.b2, gradient: gradients.b2, rate: options.learningRate, decay: 0)
             }
             let (validationLoss, accuracy) = evaluate(head, on: validation.isEmpty ? train : validation)
             var current = EpochReport(
@@ -148,20 +139,15 @@ public final class ClassifierTrainer {
         embeddings.map { vector in vector.withUnsafeBufferPointer { head.strongWinProbability($0) } }
     }
 
+    /// The head as the shared network's weights.
+    static func network(_ head: ClassifierHead) -> DenseNetwork.Weights {
+        DenseNetwork.Weights(
+            inputs: head.embeddingDimension, hidden: head.hidden, outputs: 3, w1: head.w1, b1: head.b1, w2: head.w2, b2: head.b2)
+    }
+
     /// Features (the hidden layer after ReLU, or the inputs) and class probabilities for a batch.
     static func forward(_ head: ClassifierHead, inputs: [Float], count: Int) -> (features: [Float], probabilities: [Float]) {
-        let e = head.embeddingDimension
-        let k = head.featureCount
-        var features = inputs
-        if head.hidden > 0 {
-            features = [Float](repeating: 0, count: count * k)
-            for row in 0..<count { for c in 0..<k { features[row * k + c] = head.b1[c] } }
-            gemm(transposeA: false, transposeB: true, m: count, n: k, k: e, inputs, head.w1, into: &features, accumulate: true)
-            for index in features.indices where features[index] < 0 { features[index] = 0 }
-        }
-        var logits = [Float](repeating: 0, count: count * 3)
-        for row in 0..<count { for c in 0..<3 { logits[row * 3 + c] = head.b2[c] } }
-        gemm(transposeA: false, transposeB: true, m: count, n: 3, k: k, features, head.w2, into: &logits, accumulate: true)
+        var (features, logits) = DenseNetwork.forward(network(head), inputs, count: count)
         for row in 0..<count {
             let top = max(logits[row * 3], logits[row * 3 + 1], logits[row * 3 + 2])
             var total: Float = 0
@@ -172,14 +158,5 @@ public final class ClassifierTrainer {
             for c in 0..<3 { logits[row * 3 + c] /= total }
         }
         return (features, logits)
-    }
-
-    /// C [m × n] (+)= op(A) op(B), row-major; op transposes when asked.
-    static func gemm(
-        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, _ a: [Float], _ b: [Float], into c: inout [Float], accumulate: Bool = false
-    ) {
-        cblas_sgemm(
-            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a,
-            Int32(transposeA ? m : k), b, Int32(transposeB ? k : n), accumulate ? 1 : 0, &c, Int32(n))
     }
 }

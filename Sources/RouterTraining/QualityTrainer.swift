@@ -174,23 +174,13 @@ public final class QualityTrainer {
                         }
                     }
                 }
-                var gW2 = [Float](repeating: 0, count: m * k)
-                ClassifierTrainer.gemm(transposeA: true, transposeB: false, m: m, n: k, k: rows.count, dz, hidden, into: &gW2)
-                var gB2 = [Float](repeating: 0, count: m)
-                for row in 0..<rows.count { for c in 0..<m { gB2[c] += dz[row * m + c] } }
+                let gradients = DenseNetwork.gradients(Self.network(model), dLogits: dz, inputs: x, hidden: hidden, count: rows.count)
                 if h > 0 {
-                    var dHidden = [Float](repeating: 0, count: rows.count * h)
-                    ClassifierTrainer.gemm(transposeA: false, transposeB: false, m: rows.count, n: h, k: m, dz, model.w2, into: &dHidden)
-                    for index in dHidden.indices where hidden[index] <= 0 { dHidden[index] = 0 }
-                    var gW1 = [Float](repeating: 0, count: h * i)
-                    ClassifierTrainer.gemm(transposeA: true, transposeB: false, m: h, n: i, k: rows.count, dHidden, x, into: &gW1)
-                    var gB1 = [Float](repeating: 0, count: h)
-                    for row in 0..<rows.count { for c in 0..<h { gB1[c] += dHidden[row * h + c] } }
-                    adam.w1.step(&model.w1, gradient: gW1, rate: options.learningRate, decay: options.weightDecay)
-                    adam.b1.step(&model.b1, gradient: gB1, rate: options.learningRate, decay: 0)
+                    adam.w1.step(&model.w1, gradient: gradients.w1, rate: options.learningRate, decay: options.weightDecay)
+                    adam.b1.step(&model.b1, gradient: gradients.b1, rate: options.learningRate, decay: 0)
                 }
-                adam.w2.step(&model.w2, gradient: gW2, rate: options.learningRate, decay: options.weightDecay)
-                adam.b2.step(&model.b2, gradient: gB2, rate: options.learningRate, decay: 0)
+                adam.w2.step(&model.w2, gradient: gradients.w2, rate: options.learningRate, decay: options.weightDecay)
+                adam.b2.step(&model.b2, gradient: gradients.b2, rate: options.learningRate, decay: 0)
             }
             var current = Report(
                 epoch: epoch, trainLoss: lossSum / Double(max(lossCount, 1)),
@@ -243,21 +233,14 @@ public final class QualityTrainer {
         return -Double(target * log(max(p, 1e-7)) + (1 - target) * log(max(1 - p, 1e-7)))
     }
 
+    /// The model as the shared network's weights.
+    static func network(_ model: QualityModel) -> DenseNetwork.Weights {
+        DenseNetwork.Weights(
+            inputs: model.inputCount, hidden: model.hidden, outputs: model.models.count, w1: model.w1, b1: model.b1, w2: model.w2, b2: model.b2)
+    }
+
     /// The hidden activations (or the inputs) and the logits of a batch.
     func forward(_ model: QualityModel, _ x: [Float], count: Int) -> (hidden: [Float], logits: [Float]) {
-        let m = model.models.count
-        let k = model.width
-        var hidden = x
-        if model.hidden > 0 {
-            hidden = [Float](repeating: 0, count: count * k)
-            for row in 0..<count { for c in 0..<k { hidden[row * k + c] = model.b1[c] } }
-            ClassifierTrainer.gemm(
-                transposeA: false, transposeB: true, m: count, n: k, k: model.inputCount, x, model.w1, into: &hidden, accumulate: true)
-            for index in hidden.indices where hidden[index] < 0 { hidden[index] = 0 }
-        }
-        var logits = [Float](repeating: 0, count: count * m)
-        for row in 0..<count { for c in 0..<m { logits[row * m + c] = model.b2[c] } }
-        ClassifierTrainer.gemm(transposeA: false, transposeB: true, m: count, n: m, k: k, hidden, model.w2, into: &logits, accumulate: true)
-        return (hidden, logits)
+        DenseNetwork.forward(Self.network(model), x, count: count)
     }
 }
