@@ -44,14 +44,17 @@ import Testing
         return Reloader(engine: engine, decisionLog: try DecisionLogSlot(nil, logger: logger), logger: logger)
     }
 
-    /// Waits (without sleeping a fixed time) until `condition` holds, for at most `seconds`.
-    static func eventually(_ seconds: Double = 60, _ condition: () -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while !condition() {
-            guard ContinuousClock.now < deadline else { return false }
+    /// Waits (without sleeping a fixed time) until `condition` holds, for at most `polls` checks
+    /// 5 ms apart. The budget counts this task's own checks, not wall time: on a 2-core machine
+    /// whose cooperative threads are held by synchronous tests, the service under test and this
+    /// task may both be starved for a minute or more, and a wall-clock deadline would run out
+    /// while neither ran. The suite's time limit still bounds a real hang.
+    static func eventually(polls: Int = 12_000, _ condition: () -> Bool) async throws -> Bool {
+        for _ in 0..<polls {
+            if condition() { return true }
             try await Task.sleep(for: .milliseconds(5))
         }
-        return true
+        return condition()
     }
 
     @Test func withoutInotifyTheWatcherWarnsAndKeepsRunningUntilShutdown() async throws {
