@@ -196,7 +196,10 @@ let package = Package(
             ]),
         .testTarget(
             name: "RouterdIntegrationTests",
-            dependencies: ["RouterClient", "RouterProtocol", "RouterdTestSupport", "SafeTensors", "StableHash", "routerd", "routerctl"],
+            dependencies: [
+                "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterdTestSupport", "SafeTensors", "StableHash", "routerd",
+                "routerctl",
+            ],
             exclude: ["ExternalPlugin", "ExternalPackage"]),
     ]
         + routerPlugins.map {

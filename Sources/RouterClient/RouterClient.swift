@@ -117,6 +117,11 @@ public final class RouterConnection: Sendable {
         try await send(.score(ScoreRequest(router: router, prompts: prompts)), as: ScoreResult.self)
     }
 
+    /// Reports an outcome; returns once the daemon has the row on disk.
+    public func feedback(_ request: FeedbackRequest) async throws(RouterClientError) -> FeedbackResult {
+        try await send(.feedback(request), as: FeedbackResult.self)
+    }
+
     public func routers() async throws(RouterClientError) -> RoutersResult {
         try await send(.routers, as: RoutersResult.self)
     }

@@ -86,6 +86,31 @@ public struct DaemonConfig: Sendable {
         public var maxEntries: Int
     }
 
+    /// Outcome feedback: where the `feedback` op's rows go, who may send them, and how long
+    /// decisions are remembered so feedback can name them by `decision_id`.
+    public struct Feedback: Sendable, Hashable {
+        /// The folder (absolute) holding `battles.jsonl` and `quality.jsonl`, the training formats.
+        public var directory: String
+        /// How long a reply waits for other feedback to share its `fdatasync` (group commit), in seconds.
+        public var syncIntervalSeconds: Double
+        /// Write the prompt's text in each row (needed to train on it); otherwise only its hash.
+        public var includePrompt: Bool
+        /// Peers allowed to send feedback, besides root; both empty allows every peer that can connect.
+        public var uids: [UInt32]
+        public var gids: [UInt32]
+        /// Seconds a decision can be named by its `decision_id`.
+        public var decisionTTLSeconds: Double
+        /// Decisions remembered at once, and the bytes of prompt text they may hold; past either
+        /// bound the oldest is forgotten.
+        public var maxDecisions: Int
+        public var maxDecisionBytes: Int
+
+        /// Whether a peer may send feedback.
+        public func allows(uid: UInt32, gid: UInt32) -> Bool {
+            (uids.isEmpty && gids.isEmpty) || uid == 0 || uids.contains(uid) || gids.contains(gid)
+        }
+    }
+
     /// One router instance: a plugin plus its parameters and decision settings.
     public struct Router: Sendable {
         public var name: String
@@ -121,6 +146,8 @@ public struct DaemonConfig: Sendable {
     /// The models routers may choose, with prices; empty when the config has no `models:`.
     public var models: ModelCatalogue
     public var sessions: Sessions
+    /// Outcome feedback; nil when the config has no `feedback:` (the op then answers `feedback_unavailable`).
+    public var feedback: Feedback?
     /// Encoders by name.
     public var encoders: [String: Encoder]
     /// Router instances in file order.
@@ -135,7 +162,8 @@ public enum ConfigLoader {
     public static let defaultSocketPath = "/run/routerd/routerd.sock"
 
     static let topKeys: Set<String> = [
-        "socket", "admin", "plugins", "limits", "logging", "reload", "decision_log", "metrics", "models", "sessions", "encoders", "routers",
+        "socket", "admin", "plugins", "limits", "logging", "reload", "decision_log", "metrics", "models", "sessions", "feedback", "encoders",
+        "routers",
     ]
     static let routerKeys: Set<String> = [
         "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params",
@@ -260,6 +288,8 @@ public enum ConfigLoader {
             ttlSeconds: sessionFields["ttl"]?.double("sessions.ttl", in: 0.001...(86400 * 365), diagnostics) ?? 1800,
             maxEntries: sessionFields["max_entries"]?.int("sessions.max_entries", in: 1...100_000_000, diagnostics) ?? 100_000)
 
+        let feedback = top["feedback"].flatMap { readFeedback($0, folder: folder, diagnostics) }
+
         // encoders
         var encoders: [String: DaemonConfig.Encoder] = [:]
         for (name, keyNode, node) in top["encoders"]?.entries("encoders", diagnostics) ?? [] {
@@ -373,7 +403,33 @@ public enum ConfigLoader {
         return DaemonConfig(
             file: file, socket: socket, admin: admin, pluginSearchPaths: searchPaths, libraryPaths: libraryPaths,
             limits: limits, logging: logging, decisionLog: decisionLog, metrics: metrics, watch: watch, models: models, sessions: sessions,
-            encoders: encoders, routers: routers, plugins: descriptors)
+            feedback: feedback, encoders: encoders, routers: routers, plugins: descriptors)
+    }
+
+    static func readFeedback(_ node: YAMLNode, folder: String, _ diagnostics: Diagnostics) -> DaemonConfig.Feedback? {
+        let fields = node.fields(
+            "feedback", allowed: ["directory", "sync_interval_ms", "include_prompt", "allow", "decisions"], diagnostics)
+        let allow = fields["allow"]?.fields("feedback.allow", allowed: ["uids", "gids"], diagnostics) ?? [:]
+        let ids = { (key: String) -> [UInt32] in
+            (allow[key]?.list("feedback.allow.\(key)", diagnostics) ?? []).compactMap {
+                $0.int("feedback.allow.\(key) entry", in: 0...Int(UInt32.max), diagnostics).map(UInt32.init)
+            }
+        }
+        let decisions = fields["decisions"]?.fields("feedback.decisions", allowed: ["ttl", "max_entries", "max_bytes"], diagnostics) ?? [:]
+        let syncInterval = fields["sync_interval_ms"]?.int("feedback.sync_interval_ms", in: 0...1000, diagnostics) ?? 2
+        let includePrompt = fields["include_prompt"]?.bool("feedback.include_prompt", diagnostics) ?? true
+        let (uids, gids) = (ids("uids"), ids("gids"))
+        let ttl = decisions["ttl"]?.double("feedback.decisions.ttl", in: 1...(86400 * 30), diagnostics) ?? 3600
+        let maxEntries = decisions["max_entries"]?.int("feedback.decisions.max_entries", in: 1...100_000_000, diagnostics) ?? 100_000
+        let maxBytes = decisions["max_bytes"]?.int("feedback.decisions.max_bytes", in: 1024...(1 << 40), diagnostics) ?? 64 << 20
+        guard let directoryNode = fields["directory"] else {
+            diagnostics.report("feedback needs 'directory', the folder for battles.jsonl and quality.jsonl", at: node)
+            return nil
+        }
+        guard let directory = directoryNode.string("feedback.directory", diagnostics) else { return nil }
+        return DaemonConfig.Feedback(
+            directory: absolute(directory, relativeTo: folder), syncIntervalSeconds: Double(syncInterval) / 1000, includePrompt: includePrompt,
+            uids: uids, gids: gids, decisionTTLSeconds: ttl, maxDecisions: maxEntries, maxDecisionBytes: maxBytes)
     }
 
     static func absolute(_ path: String, relativeTo folder: String) -> String {

@@ -40,6 +40,9 @@ struct Dispatcher: Sendable {
         } catch {
             return .now(failure(error, op: request.op, id: id, allocator: allocator))
         }
+        if case .feedback(let feedback) = request {
+            return record(feedback, id: id, on: generation, allocator: allocator, eventLoop: eventLoop)
+        }
         let pool: NIOThreadPool
         switch Work(for: request, on: generation) {
         case .immediate: return .now(allocator.buffer(bytes: respond(to: request, id: id, on: generation)))
@@ -69,7 +72,8 @@ struct Dispatcher: Sendable {
             case .score(let score): self = routerWork(score.router)
             // `set` waits for any reload in progress.
             case .embed, .reload, .set: self = .compute
-            case .routers, .health, .status, .stats: self = .immediate
+            // Checked at once; the reply waits for the feedback store's sync, not for a thread.
+            case .feedback, .routers, .health, .status, .stats: self = .immediate
             }
         }
     }
@@ -108,6 +112,9 @@ struct Dispatcher: Sendable {
                     embed.texts, encoder: embed.encoder, policy: embed.longText.flatMap(LongTextPolicy.init(rawValue:)), tokens: embed.tokens,
                     on: generation)
                 return ResponseCodec.success(EmbedResult(embeddings, elapsedMicroseconds: Engine.microseconds(since: start)), id: id)
+            case .feedback:
+                // `handle` records feedback itself: its reply waits for the store's sync.
+                return ResponseCodec.failure(ProtocolError(.internalError, "feedback reached the synchronous path"), id: id)
             case .routers: return ResponseCodec.success(RoutersResult(generation), id: id)
             case .health, .status: return ResponseCodec.success(status(on: generation), id: id)
             case .stats: return ResponseCodec.success(stats(on: generation), id: id)
@@ -121,6 +128,38 @@ struct Dispatcher: Sendable {
         } catch {
             throw ProtocolError(error)
         }
+    }
+
+    /// Checks a feedback report against the decision or router it names, queues its row in the
+    /// feedback store, and replies once the row is durable (or with `feedback_unavailable` if it
+    /// could not be written; then nothing was recorded).
+    private func record(
+        _ request: FeedbackRequest, id: RequestID?, on generation: Generation, allocator: ByteBufferAllocator, eventLoop: any EventLoop
+    ) -> Reply {
+        guard let store = reloader.feedback.current else {
+            let error = ProtocolError(
+                .feedbackUnavailable, "feedback is not configured: add a 'feedback:' section with a 'directory' to \(generation.config.file)")
+            return .now(failure(error, op: .feedback, id: id, allocator: allocator))
+        }
+        let outcome: Outcome
+        do {
+            outcome = try engine.outcome(of: FeedbackReport(request), on: generation)
+        } catch {
+            return .now(failure(ProtocolError(error), op: .feedback, id: id, allocator: allocator))
+        }
+        let promise = eventLoop.makePromise(of: ByteBuffer.self)
+        store.append(outcome) { [counters] result in
+            switch result {
+            case .success:
+                counters.recordResponse(op: .feedback, error: nil)
+                let recorded = if case .pairwise = outcome.value { "battles" } else { "quality" }
+                let reply = FeedbackResult(decisionID: outcome.decisionID, router: outcome.router, model: outcome.model, recorded: recorded)
+                promise.succeed(allocator.buffer(bytes: ResponseCodec.success(reply, id: id)))
+            case .failure(let error):
+                promise.succeed(failure(ProtocolError(.feedbackUnavailable, error.message), op: .feedback, id: id, allocator: allocator))
+            }
+        }
+        return .later(promise.futureResult)
     }
 
     func status(on generation: Generation) -> StatusResult {
@@ -137,6 +176,7 @@ struct Dispatcher: Sendable {
     func stats(on generation: Generation) -> StatsResult {
         StatsResult(
             engine: engine.statsSnapshot(on: generation), server: counters.snapshot, decisionLog: reloader.decisionLog.current,
+            feedback: reloader.feedback.current, rememberedDecisions: engine.rememberedDecisions,
             uptimeSeconds: engine.uptimeSeconds, generation: generation)
     }
 
@@ -147,6 +187,12 @@ struct Dispatcher: Sendable {
     }
 
     private func authorize(_ op: Op, peer: Peer?, generation: Generation) throws(ProtocolError) {
+        if op == .feedback, let settings = generation.config.feedback, !(settings.uids.isEmpty && settings.gids.isEmpty) {
+            guard let peer, settings.allows(uid: peer.uid, gid: peer.gid) else {
+                let who = peer.map { "uid \($0.uid) (gid \($0.gid))" } ?? "this connection (its credentials could not be read)"
+                throw ProtocolError(.forbidden, "\(who) may not send feedback: it is not in feedback.allow of \(generation.config.file)")
+            }
+        }
         guard op.isAdmin else { return }
         guard let peer else {
             throw ProtocolError(.forbidden, "'\(op.rawValue)' needs an admin peer, and this connection's credentials could not be read")

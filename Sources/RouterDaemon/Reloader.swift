@@ -9,18 +9,21 @@ import RouterEngine
 ///
 /// The engine serialises reloads and swaps generations; this adds what the
 /// daemon owns around the swap. It tells systemd (RELOADING=1, then READY=1),
-/// and it opens the new decision log before the swap, so a log that cannot be
-/// opened rejects the reload while the old generation keeps serving. A dry run
-/// creates nothing: it only checks that the log could be opened.
+/// and it opens the new decision log and feedback store before the swap, so a
+/// file that cannot be opened rejects the reload while the old generation keeps
+/// serving. A dry run creates nothing: it only checks that they could be opened.
 public final class Reloader: Sendable {
     let engine: Engine
     /// The decision log of the generation serving now.
     let decisionLog: DecisionLogSlot
+    /// The feedback store of the generation serving now.
+    let feedback: FeedbackSlot
     private let logger: Logger
 
-    public init(engine: Engine, decisionLog: DecisionLogSlot, logger: Logger) {
+    public init(engine: Engine, decisionLog: DecisionLogSlot, feedback: FeedbackSlot, logger: Logger) {
         self.engine = engine
         self.decisionLog = decisionLog
+        self.feedback = feedback
         self.logger = logger
     }
 
@@ -29,6 +32,7 @@ public final class Reloader: Sendable {
         if !dryRun { Systemd.notify("RELOADING=1") }
         defer { if !dryRun { Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)") } }
         var nextLog: DecisionLog?
+        var nextStore: FeedbackStore?
         let outcome = try engine.reload(trigger: trigger, dryRun: dryRun) { (next: Generation) throws(GenerationError) in
             do throws(DecisionLogError) {
                 if dryRun {
@@ -39,8 +43,20 @@ public final class Reloader: Sendable {
             } catch {
                 throw GenerationError(problems: ["\(next.config.file): \(error.message)"])
             }
+            do throws(FeedbackStoreError) {
+                if dryRun {
+                    if let settings = next.config.feedback { try FeedbackStore.check(settings) }
+                } else {
+                    nextStore = try feedback.prepare(next.config.feedback, logger: logger)
+                }
+            } catch {
+                throw GenerationError(problems: ["\(next.config.file): \(error.message)"])
+            }
         }
-        if !dryRun { decisionLog.install(nextLog) }
+        if !dryRun {
+            decisionLog.install(nextLog)
+            feedback.install(nextStore)
+        }
         return outcome
     }
 

@@ -13,6 +13,8 @@ extension ProtocolError {
             case .unknownEncoder, .noEncoders, .invalidSetting: .badField
             case .encoderNotNamed: .missingField
             case .reloadRejected: .reloadFailed
+            case .unknownDecision: .unknownDecision
+            case .unknownModel: .unknownModel
             }
         self.init(code, error.message)
     }
@@ -35,10 +37,27 @@ extension PolicyOverride {
     }
 }
 
+extension FeedbackReport {
+    init(_ request: FeedbackRequest) {
+        let subject: Subject =
+            switch request.subject {
+            case .decision(let id): .decision(id: id)
+            case .prompt(let router, let text): .prompt(router: router, text: text)
+            }
+        let value: OutcomeValue =
+            switch request.value {
+            case .pairwise(let outcome, let against): .pairwise(PairwiseResult(rawValue: outcome) ?? .tie, against: against)
+            case .pointwise(let quality): .pointwise(quality)
+            }
+        self.init(subject: subject, model: request.model, value: value)
+    }
+}
+
 extension Decision {
     init(_ decision: RoutingDecision) {
         self.init(
-            model: decision.model, tier: decision.tier.map { $0 == .strong ? .strong : .weak }, policy: decision.policy, score: decision.score,
+            decisionID: decision.id, model: decision.model, tier: decision.tier.map { $0 == .strong ? .strong : .weak }, policy: decision.policy,
+            score: decision.score,
             threshold: decision.threshold, lambda: decision.lambda, epsilon: decision.epsilon,
             candidates: decision.candidates.map { CandidateInfo(model: $0.model, quality: $0.quality, cost: $0.cost) },
             affinity: decision.affinity?.rawValue, router: decision.router, generation: decision.generation,
@@ -87,7 +106,10 @@ extension SetResult {
 }
 
 extension StatsResult {
-    init(engine: StatsSnapshot, server: ServerCounters.Snapshot, decisionLog: DecisionLog?, uptimeSeconds: Double, generation: Generation) {
+    init(
+        engine: StatsSnapshot, server: ServerCounters.Snapshot, decisionLog: DecisionLog?, feedback: FeedbackStore?,
+        rememberedDecisions: (count: Int, bytes: Int), uptimeSeconds: Double, generation: Generation
+    ) {
         self.init(
             uptimeSeconds: uptimeSeconds, generation: generation.number, connectionsOpen: server.connectionsOpen,
             connectionsTotal: server.connectionsTotal, connectionsRejected: server.connectionsRejected,
@@ -117,6 +139,12 @@ extension StatsResult {
             decisionLog: decisionLog.map { log in
                 let counters = log.counters
                 return DecisionLogStats(path: log.settings.path, lines: counters.lines, failedWrites: counters.failedWrites)
-            }, sessions: engine.sessions)
+            }, sessions: engine.sessions,
+            feedback: feedback.map { store in
+                let counters = store.counters
+                return FeedbackStats(
+                    directory: store.settings.directory, rows: counters.rows, syncs: counters.syncs, failedWrites: counters.failedWrites,
+                    decisionsRemembered: rememberedDecisions.count, decisionBytes: rememberedDecisions.bytes)
+            })
     }
 }

@@ -27,6 +27,8 @@ public final class Engine: Sendable {
     private let started = ContinuousClock.now
     /// Which model each live session is on; kept across reloads.
     let sessions: SessionTable
+    /// Recent decisions, for feedback that names them; kept across reloads.
+    let decisions: DecisionMemory
 
     /// Loads `configFile`, builds generation 1 and applies its process settings, or throws every problem found.
     public init(
@@ -40,6 +42,7 @@ public final class Engine: Sendable {
         let first = try Generation.build(config: config, number: 1, stats: stats, logger: logger)
         processSettings.apply(first.config)
         sessions = SessionTable(ttl: config.sessions.ttlSeconds, maxEntries: config.sessions.maxEntries)
+        decisions = DecisionMemory(config.feedback)
         generation = NIOLockedValueBox(first)
     }
 
@@ -91,6 +94,7 @@ public final class Engine: Sendable {
             }
             processSettings.apply(next.config)
             sessions.configure(ttl: next.config.sessions.ttlSeconds, maxEntries: next.config.sessions.maxEntries)
+            decisions.configure(next.config.feedback)
             generation.withLockedValue { $0 = next }
             stats.recordReload(trigger: trigger, generation: next.number, problems: [])
             logger.notice(
@@ -148,7 +152,8 @@ public final class Engine: Sendable {
             costs = candidates.map { $0.price!.expectedCost(promptTokens: tokens) }
         }
         var decision = RoutingDecision(
-            model: "", tier: nil, policy: rule.name, score: nil, threshold: nil, lambda: nil, epsilon: nil, candidates: [], affinity: nil,
+            id: DecisionMemory.newID(), model: "", tier: nil, policy: rule.name, score: nil, threshold: nil, lambda: nil, epsilon: nil,
+            candidates: [], affinity: nil,
             router: router.name, generation: generation.number, elapsedMicroseconds: 0)
         let qualities: [Double]
         var chosen: Int
@@ -183,11 +188,42 @@ public final class Engine: Sendable {
         decision.model = candidates[chosen].name
         if candidates.count == 2 { decision.tier = chosen == 0 ? .strong : .weak }
         decision.candidates = candidates.indices.map { CandidateEstimate(model: candidates[$0].name, quality: qualities[$0], cost: costs?[$0]) }
+        decisions.remember(
+            decision.id, .init(router: router.name, prompt: prompt, candidates: candidates.map(\.name)), now: Self.monotonicSeconds())
         decision.elapsedMicroseconds = Self.microseconds(since: start)
         stats.recordDecision(
             router: router.name, model: decision.model, tier: decision.tier, score: decision.score, microseconds: decision.elapsedMicroseconds)
         return decision
     }
+
+    /// Checks a feedback report against what it names (the remembered decision, or the router
+    /// of `generation`) and returns it as an outcome about a prompt. Writing it down is the
+    /// caller's: the engine keeps no files.
+    public func outcome(of report: FeedbackReport, on generation: Generation) throws(EngineError) -> Outcome {
+        let router: String
+        let prompt: String
+        let candidates: [String]
+        var decisionID: String?
+        switch report.subject {
+        case .decision(let id):
+            guard let remembered = decisions.recall(id, now: Self.monotonicSeconds()) else {
+                throw .unknownDecision(id: id, ttlSeconds: decisions.ttl)
+            }
+            (router, prompt, candidates, decisionID) = (remembered.router, remembered.prompt, remembered.candidates, id)
+        case .prompt(let name, let text):
+            let instance = try Self.router(named: name, in: generation)
+            (router, prompt, candidates) = (instance.name, text, instance.candidates.map(\.name))
+        }
+        var named = [report.model]
+        if case .pairwise(_, let against) = report.value { named.append(against) }
+        for model in named where !candidates.contains(model) {
+            throw .unknownModel(name: model, known: candidates)
+        }
+        return Outcome(router: router, prompt: prompt, decisionID: decisionID, model: report.model, value: report.value)
+    }
+
+    /// Decisions remembered for feedback, and the bytes of prompt text they hold.
+    public var rememberedDecisions: (count: Int, bytes: Int) { (decisions.count, decisions.bytes) }
 
     /// A decision rule with its parameter fixed for one request.
     private enum Rule {

@@ -13,6 +13,10 @@ public enum EngineError: Error, Sendable, Hashable, CustomStringConvertible {
     case noEncoders
     /// A `set` the router cannot take (a strong share without published quantiles).
     case invalidSetting(String)
+    /// A `feedback` named a decision that was never made or is no longer remembered.
+    case unknownDecision(id: String, ttlSeconds: Double?)
+    /// A `feedback` named a model that is not a candidate of the decision's router.
+    case unknownModel(name: String, known: [String])
     /// A reload was rejected; `generation` keeps serving (or, in a dry run, nothing changed).
     case reloadRejected(generation: UInt64, problems: [String], dryRun: Bool)
 
@@ -30,6 +34,12 @@ public enum EngineError: Error, Sendable, Hashable, CustomStringConvertible {
             return "no encoders are configured"
         case .invalidSetting(let message):
             return message
+        case .unknownDecision(let id, let ttl):
+            guard let ttl else { return "unknown decision_id '\(id)': this daemon remembers no decisions (the config has no 'feedback:')" }
+            return
+                "unknown decision_id '\(id)': no decision with this id in the last \(Int(ttl)) s (feedback.decisions.ttl); send the outcome with 'router' and 'prompt' instead"
+        case .unknownModel(let name, let known):
+            return "unknown model '\(name)': not a candidate of the decision's router (candidates: \(known.joined(separator: ", ")))"
         case .reloadRejected(let generation, let problems, let dryRun):
             return (dryRun ? "the config is not valid (dry run; nothing changed):\n" : "reload rejected, generation \(generation) keeps serving:\n")
                 + problems.joined(separator: "\n")

@@ -7,6 +7,8 @@ public enum RoutingTier: String, Sendable, Hashable {
 
 /// One `route` decision, as the engine made it.
 public struct RoutingDecision: Sendable, Hashable {
+    /// Names this decision in a later `feedback`.
+    public var id: String
     /// The model to call, as the router's config names it.
     public var model: String
     /// For a router of two candidates: whether `model` is its strong or its weak one.

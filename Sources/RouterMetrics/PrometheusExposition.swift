@@ -70,6 +70,14 @@ public enum PrometheusExposition {
             counter("decision_log_lines_total", "Decisions written to the decision log.", log.lines)
             counter("decision_log_write_failures_total", "Decisions the decision log could not write (routing went on).", log.failedWrites)
         }
+        if let feedback = stats.feedback {
+            counter("feedback_rows_total", "Feedback rows made durable in the feedback store.", feedback.rows)
+            counter("feedback_syncs_total", "fdatasync calls of the feedback store; each acknowledges a batch of rows.", feedback.syncs)
+            counter("feedback_write_failures_total", "Feedback rows that could not be written; their senders got an error.", feedback.failedWrites)
+            gauge(
+                "feedback_decisions_remembered", "Decisions remembered so feedback can name them by decision_id.",
+                Double(feedback.decisionsRemembered))
+        }
         for (name, cache) in stats.encoders.sorted(by: { $0.key < $1.key }) {
             counter("embedding_cache_hits_total", "Embedding cache hits.", cache.hits, [("encoder", name)])
             counter("embedding_cache_misses_total", "Embedding cache misses.", cache.misses, [("encoder", name)])

@@ -21,6 +21,12 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case forbidden = "forbidden"
     /// A reload was rejected; the previous configuration keeps serving.
     case reloadFailed = "reload_failed"
+    /// `feedback` named a `decision_id` that is unknown or expired; send `router` and `prompt` instead.
+    case unknownDecision = "unknown_decision"
+    /// `feedback` named a model that is not a candidate of the router.
+    case unknownModel = "unknown_model"
+    /// Feedback cannot be recorded: the config has no `feedback:`, or the write failed; nothing was recorded.
+    case feedbackUnavailable = "feedback_unavailable"
     /// The daemon is shutting down and takes no new requests.
     case shuttingDown = "shutting_down"
     /// A bug in routerd; please report it.

@@ -2,7 +2,7 @@ import Foundation
 
 /// The operations a request may name in `op`.
 public enum Op: String, Codable, Sendable, CaseIterable {
-    case route, score, embed, routers, health, status, stats, reload, set
+    case route, score, embed, feedback, routers, health, status, stats, reload, set
 
     /// Admin ops change the daemon and need an admin peer.
     public var isAdmin: Bool { self == .reload || self == .set }
@@ -96,11 +96,39 @@ public struct SetRequest: Sendable, Hashable {
     }
 }
 
+/// `feedback`: how a model did on a routed prompt, named by its decision or by router and prompt.
+public struct FeedbackRequest: Sendable, Hashable {
+    public enum Subject: Sendable, Hashable {
+        case decision(id: String)
+        case prompt(router: String, text: String)
+    }
+
+    public enum Value: Sendable, Hashable {
+        /// `outcome` (win, loss or tie) of `model` against `against`.
+        case pairwise(outcome: String, against: String)
+        /// `quality` in [0, 1].
+        case pointwise(quality: Double)
+    }
+
+    public static let outcomes = ["win", "loss", "tie"]
+
+    public var subject: Subject
+    public var model: String
+    public var value: Value
+
+    public init(subject: Subject, model: String, value: Value) {
+        self.subject = subject
+        self.model = model
+        self.value = value
+    }
+}
+
 /// A decoded request.
 public enum Request: Sendable, Hashable {
     case route(RouteRequest)
     case score(ScoreRequest)
     case embed(EmbedRequest)
+    case feedback(FeedbackRequest)
     case routers
     case health
     case status
@@ -113,6 +141,7 @@ public enum Request: Sendable, Hashable {
         case .route: return .route
         case .score: return .score
         case .embed: return .embed
+        case .feedback: return .feedback
         case .routers: return .routers
         case .health: return .health
         case .status: return .status
@@ -231,6 +260,7 @@ private struct WireRequest: Decodable {
                 throw ProtocolError(.badField, "field 'long_text' must be head, tail or windows, found '\(longText)'")
             }
             return .embed(EmbedRequest(encoder: encoder, texts: texts, tokens: tokens, longText: longText))
+        case .feedback: return .feedback(try feedback(&reader))
         case .routers: return .routers
         case .health: return .health
         case .status: return .status
@@ -250,6 +280,43 @@ private struct WireRequest: Decodable {
                 }
             }
             return .set(SetRequest(router: router, threshold: threshold, strongFraction: fraction))
+        }
+    }
+
+    private static func feedback(_ reader: inout FieldReader) throws -> FeedbackRequest {
+        let decisionID = try reader.optional(String.self, "decision_id", expected: "a string")
+        let router = try reader.optional(String.self, "router", expected: "a string")
+        let prompt = try reader.optional(String.self, "prompt", expected: "a string")
+        let subject: FeedbackRequest.Subject
+        switch (decisionID, router, prompt) {
+        case (let id?, nil, nil): subject = .decision(id: id)
+        case (nil, let router?, let prompt?): subject = .prompt(router: router, text: prompt)
+        case (nil, nil, nil): throw ProtocolError(.missingField, "missing field 'decision_id' (or 'router' and 'prompt')")
+        case (nil, _, _): throw ProtocolError(.missingField, "feedback about a prompt needs both 'router' and 'prompt'")
+        default: throw ProtocolError(.badField, "give either 'decision_id' or 'router' and 'prompt', not both")
+        }
+        let model = try reader.required(String.self, "model", expected: "a string, the model the outcome is about")
+        let outcome = try reader.optional(String.self, "outcome", expected: "a string")
+        let quality = try reader.optional(Double.self, "quality", expected: "a number")
+        let against = try reader.optional(String.self, "against", expected: "a string")
+        switch (outcome, quality) {
+        case (let outcome?, nil):
+            guard FeedbackRequest.outcomes.contains(outcome) else {
+                throw ProtocolError(.badField, "field 'outcome' must be win, loss or tie, found '\(outcome)'")
+            }
+            guard let against else {
+                throw ProtocolError(
+                    .missingField,
+                    "missing field 'against' (the model '\(model)' \(outcome == "tie" ? "tied with" : outcome == "win" ? "beat" : "lost to"))")
+            }
+            guard against != model else { throw ProtocolError(.badField, "fields 'model' and 'against' name the same model '\(model)'") }
+            return FeedbackRequest(subject: subject, model: model, value: .pairwise(outcome: outcome, against: against))
+        case (nil, let quality?):
+            guard (0...1).contains(quality) else { throw ProtocolError(.badField, "field 'quality' must be between 0 and 1, found \(quality)") }
+            if against != nil { throw ProtocolError(.badField, "field 'against' goes with 'outcome', not with 'quality'") }
+            return FeedbackRequest(subject: subject, model: model, value: .pointwise(quality: quality))
+        case (nil, nil): throw ProtocolError(.missingField, "missing field 'outcome' (win, loss or tie, with 'against') or 'quality' (0 to 1)")
+        default: throw ProtocolError(.badField, "give either 'outcome' or 'quality', not both")
         }
     }
 
@@ -397,6 +464,20 @@ private struct WireRequestOut: Encodable {
             try container.encode(embed.texts, forKey: FieldKey("texts"))
             if embed.tokens { try container.encode(true, forKey: FieldKey("tokens")) }
             try container.encodeIfPresent(embed.longText, forKey: FieldKey("long_text"))
+        case .feedback(let feedback):
+            switch feedback.subject {
+            case .decision(let id): try container.encode(id, forKey: FieldKey("decision_id"))
+            case .prompt(let router, let text):
+                try container.encode(router, forKey: FieldKey("router"))
+                try container.encode(text, forKey: FieldKey("prompt"))
+            }
+            try container.encode(feedback.model, forKey: FieldKey("model"))
+            switch feedback.value {
+            case .pairwise(let outcome, let against):
+                try container.encode(outcome, forKey: FieldKey("outcome"))
+                try container.encode(against, forKey: FieldKey("against"))
+            case .pointwise(let quality): try container.encode(quality, forKey: FieldKey("quality"))
+            }
         case .reload(let reload):
             if reload.dryRun { try container.encode(true, forKey: FieldKey("dry_run")) }
         case .set(let set):

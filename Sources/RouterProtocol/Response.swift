@@ -23,6 +23,8 @@ public struct CandidateInfo: Codable, Sendable, Hashable {
 
 /// The result of `route`.
 public struct Decision: Codable, Sendable, Hashable {
+    /// Names this decision in a later `feedback`.
+    public var decisionID: String
     /// The model to call.
     public var model: String
     /// For a router of two candidates: whether `model` is the strong or the weak one.
@@ -48,9 +50,11 @@ public struct Decision: Codable, Sendable, Hashable {
     public var elapsedMicroseconds: Double
 
     public init(
-        model: String, tier: Tier?, policy: String, score: Double?, threshold: Double?, lambda: Double? = nil, epsilon: Double? = nil,
+        decisionID: String, model: String, tier: Tier?, policy: String, score: Double?, threshold: Double?, lambda: Double? = nil,
+        epsilon: Double? = nil,
         candidates: [CandidateInfo] = [], affinity: String? = nil, router: String, generation: UInt64, elapsedMicroseconds: Double
     ) {
+        self.decisionID = decisionID
         self.model = model
         self.tier = tier
         self.policy = policy
@@ -69,6 +73,7 @@ public struct Decision: Codable, Sendable, Hashable {
     /// hot-path writer (`ResponseCodec.success(_:id:)`) and the decision log use these.
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case elapsedMicroseconds = "elapsed_us"
+        case decisionID = "decision_id"
         case affinity, candidates, epsilon, generation, lambda, model, policy, router, score, threshold, tier
     }
 
@@ -93,6 +98,8 @@ public struct Decision: Codable, Sendable, Hashable {
             writer.endObject()
         }
         writer.endArray()
+        writer.key(CodingKeys.decisionID)
+        writer.string(decisionID)
         writer.key(CodingKeys.elapsedMicroseconds)
         writer.number(elapsedMicroseconds)
         if let epsilon {
@@ -128,6 +135,7 @@ public struct Decision: Codable, Sendable, Hashable {
     /// The fields as a JSON object's members, for records that add fields of their own.
     public var fields: [String: JSONValue] {
         var members: [String: JSONValue] = [
+            CodingKeys.decisionID.rawValue: .string(decisionID),
             CodingKeys.elapsedMicroseconds.rawValue: .number(elapsedMicroseconds), CodingKeys.generation.rawValue: .integer(Int64(generation)),
             CodingKeys.model.rawValue: .string(model), CodingKeys.policy.rawValue: .string(policy), CodingKeys.router.rawValue: .string(router),
             CodingKeys.candidates.rawValue: .array(
@@ -435,14 +443,18 @@ public struct StatsResult: Codable, Sendable, Hashable {
     public var decisionLog: DecisionLogStats?
     /// Sessions whose model is remembered (session affinity).
     public var sessions: Int
+    /// The feedback store, when the config has `feedback:`.
+    public var feedback: FeedbackStats?
 
     public init(
         uptimeSeconds: Double, generation: UInt64, connectionsOpen: UInt64, connectionsTotal: UInt64, connectionsRejected: UInt64,
         requests: [String: UInt64], errors: [String: UInt64], routers: [String: RouterStats], encoders: [String: EncoderStats], reloads: UInt64,
-        reloadFailures: UInt64, reloadHistory: [ReloadRecord] = [], decisionLog: DecisionLogStats? = nil, sessions: Int = 0
+        reloadFailures: UInt64, reloadHistory: [ReloadRecord] = [], decisionLog: DecisionLogStats? = nil, sessions: Int = 0,
+        feedback: FeedbackStats? = nil
     ) {
         self.decisionLog = decisionLog
         self.sessions = sessions
+        self.feedback = feedback
         self.reloadHistory = reloadHistory
         self.encoders = encoders
         self.uptimeSeconds = uptimeSeconds
@@ -466,7 +478,7 @@ public struct StatsResult: Codable, Sendable, Hashable {
         case reloadFailures = "reload_failures"
         case reloadHistory = "reload_history"
         case decisionLog = "decision_log"
-        case sessions
+        case sessions, feedback
     }
 }
 
@@ -535,6 +547,58 @@ public struct ReloadResult: Codable, Sendable, Hashable {
         case generation, routers, reused
         case previousGeneration = "previous_generation"
         case dryRun = "dry_run"
+    }
+}
+
+/// The result of `feedback`, sent once the row is durable on disk.
+public struct FeedbackResult: Codable, Sendable, Hashable {
+    /// The decision the feedback named, when it named one.
+    public var decisionID: String?
+    public var router: String
+    public var model: String
+    /// The file the row went to: `battles` (an outcome against another model) or `quality`.
+    public var recorded: String
+
+    public init(decisionID: String?, router: String, model: String, recorded: String) {
+        self.decisionID = decisionID
+        self.router = router
+        self.model = model
+        self.recorded = recorded
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case decisionID = "decision_id"
+        case router, model, recorded
+    }
+}
+
+/// What the feedback store has done since it was opened, in `stats`.
+public struct FeedbackStats: Codable, Sendable, Hashable {
+    public var directory: String
+    /// Rows appended and made durable.
+    public var rows: UInt64
+    /// `fdatasync` calls: each one acknowledges a batch of rows.
+    public var syncs: UInt64
+    /// Rows that could not be written (disk full, an I/O error); their senders got `feedback_unavailable`.
+    public var failedWrites: UInt64
+    /// Decisions remembered for feedback, and the bytes of prompt text they hold.
+    public var decisionsRemembered: Int
+    public var decisionBytes: Int
+
+    public init(directory: String, rows: UInt64, syncs: UInt64, failedWrites: UInt64, decisionsRemembered: Int, decisionBytes: Int) {
+        self.directory = directory
+        self.rows = rows
+        self.syncs = syncs
+        self.failedWrites = failedWrites
+        self.decisionsRemembered = decisionsRemembered
+        self.decisionBytes = decisionBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case directory, rows, syncs
+        case failedWrites = "failed_writes"
+        case decisionsRemembered = "decisions_remembered"
+        case decisionBytes = "decision_bytes"
     }
 }
 

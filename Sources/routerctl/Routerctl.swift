@@ -12,7 +12,8 @@ struct Routerctl: AsyncParsableCommand {
         abstract: "Ask routerd for routing decisions and inspect or control it.",
         version: Engine.version,
         subcommands: [
-            Route.self, Score.self, Embed.self, Routers.self, Status.self, Stats.self, Reload.self, SetCommand.self, Train.self, Eval.self,
+            Route.self, Score.self, Embed.self, FeedbackCommand.self, Routers.self, Status.self, Stats.self, Reload.self, SetCommand.self, Train.self,
+            Eval.self,
             Calibrate.self, Bench.self,
             BenchEncoder.self,
             EchoServerCommand.self,
@@ -89,7 +90,9 @@ struct Route: AsyncParsableCommand {
             if let lambda = decision.lambda { lines.append("λ \(lambda)") }
             if let epsilon = decision.epsilon { lines.append("ε \(epsilon)") }
             if let affinity = decision.affinity { lines.append("session: \(affinity)") }
-            lines.append("router \(decision.router) · generation \(decision.generation) · \(decision.elapsedMicroseconds) µs")
+            lines.append(
+                "router \(decision.router) · generation \(decision.generation) · \(decision.elapsedMicroseconds) µs · decision \(decision.decisionID)"
+            )
             let rows = decision.candidates.map { candidate in
                 [
                     (candidate.model == decision.model ? "→ " : "  ") + candidate.model, format(candidate.quality),
@@ -97,6 +100,42 @@ struct Route: AsyncParsableCommand {
                 ]
             }
             return lines.joined(separator: "\n") + "\n" + table(header: ["CANDIDATE", "QUALITY", "COST (USD)"], rows: rows)
+        }
+    }
+}
+
+struct FeedbackCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "feedback",
+        abstract: "Report how a model did on a routed prompt; the daemon replies once the row is on disk.",
+        discussion: """
+            Name the decision (--decision, the decision_id a route reply carried), or the router and the prompt.
+            Give --outcome win|loss|tie with --against, or --quality between 0 and 1.
+            """)
+
+    @OptionGroup var options: ConnectionOptions
+    @Option(help: "The decision_id of a route reply.") var decision: String?
+    @Option(name: [.short, .long], help: "The router, when naming the prompt instead of a decision.") var router: String?
+    @Option(help: "The prompt, when naming it instead of a decision.") var prompt: String?
+    @Option(help: "The model the outcome is about.") var model: String
+    @Option(help: "win, loss or tie, against the model of --against.") var outcome: String?
+    @Option(help: "The other model of a win, loss or tie.") var against: String?
+    @Option(help: "A quality between 0 and 1 (a thumbs-up is 1).") var quality: Double?
+
+    func validate() throws {
+        guard (decision == nil) != (router == nil && prompt == nil) else {
+            throw ValidationError("give --decision, or --router and --prompt")
+        }
+        if decision == nil, router == nil || prompt == nil { throw ValidationError("--router and --prompt go together") }
+        guard (outcome == nil) != (quality == nil) else { throw ValidationError("give --outcome (with --against) or --quality") }
+        if outcome != nil, against == nil { throw ValidationError("--outcome needs --against") }
+    }
+
+    func run() async throws {
+        let subject: FeedbackRequest.Subject = decision.map { .decision(id: $0) } ?? .prompt(router: router!, text: prompt!)
+        let value: FeedbackRequest.Value = outcome.map { .pairwise(outcome: $0, against: against!) } ?? .pointwise(quality: quality!)
+        try await options.run(.feedback(FeedbackRequest(subject: subject, model: model, value: value)), as: FeedbackResult.self) { result in
+            "recorded in \(result.recorded).jsonl: \(result.model) on router \(result.router)\(result.decisionID.map { " (decision \($0))" } ?? "")"
         }
     }
 }

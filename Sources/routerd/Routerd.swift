@@ -79,9 +79,14 @@ struct Routerd: AsyncParsableCommand {
         }
         let generation = engine.current
         let decisionLog: DecisionLogSlot
+        let feedback: FeedbackSlot
         do {
             decisionLog = try DecisionLogSlot(generation.config.decisionLog, logger: logger)
-        } catch {
+            feedback = try FeedbackSlot(generation.config.feedback, logger: logger)
+        } catch let error as DecisionLogError {
+            Self.report(GenerationError(problems: ["\(generation.config.file): \(error.message)"]), config: config)
+            throw ExitCode(1)
+        } catch let error as FeedbackStoreError {
             Self.report(GenerationError(problems: ["\(generation.config.file): \(error.message)"]), config: config)
             throw ExitCode(1)
         }
@@ -94,7 +99,7 @@ struct Routerd: AsyncParsableCommand {
         let ioThreadPool = NIOThreadPool(numberOfThreads: 64)
         ioThreadPool.start()
         // SIGHUP, the file watcher and the socket's `reload` op all reload through this one.
-        let reloader = Reloader(engine: engine, decisionLog: decisionLog, logger: logger)
+        let reloader = Reloader(engine: engine, decisionLog: decisionLog, feedback: feedback, logger: logger)
         let daemon = DaemonService(
             reloader: reloader, counters: ServerCounters(), socketPath: socket ?? generation.config.socket.path, group: group,
             threadPool: threadPool, ioThreadPool: ioThreadPool, logger: logger)

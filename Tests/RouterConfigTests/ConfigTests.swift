@@ -156,6 +156,36 @@ import Testing
             ], "\(found)")
     }
 
+    static let minimalRouters = """
+        plugins:
+          search_paths: [plugins]
+        routers:
+          r: {plugin: random, threshold: 0.5, strong_model: s, weak_model: w, params: {strict: yes}}
+        """
+
+    @Test func theFeedbackSectionLoadsWithDefaultsAndItsMistakesAreListed() throws {
+        let config = try load("feedback:\n  directory: var/feedback\n  allow: {gids: [100]}\n" + Self.minimalRouters)
+        let feedback = try #require(config.feedback)
+        #expect(feedback.directory == (config.file as NSString).deletingLastPathComponent + "/var/feedback")
+        #expect(feedback.syncIntervalSeconds == 0.002 && feedback.includePrompt && feedback.decisionTTLSeconds == 3600)
+        #expect(feedback.maxDecisions == 100_000 && feedback.maxDecisionBytes == 64 << 20)
+        #expect(feedback.allows(uid: 0, gid: 0) && feedback.allows(uid: 1000, gid: 100) && !feedback.allows(uid: 1000, gid: 1000))
+        #expect(try load(Self.minimalRouters).feedback == nil)
+        let found = problems(
+            """
+            feedback:
+              sync_interval_ms: 5000
+              decisions: {ttl: 0, size: 3}
+            """ + "\n" + Self.minimalRouters)
+        #expect(
+            found == [
+                "2:3 feedback needs 'directory', the folder for battles.jsonl and quality.jsonl",
+                "2:21 feedback.sync_interval_ms must be between 0 and 1000, found 5000",
+                "3:20 feedback.decisions.ttl must be between 1.0 and 2592000.0, found 0.0",
+                "3:23 unknown key 'size' in feedback.decisions (known keys: max_bytes, max_entries, ttl)",
+            ], "\(found)")
+    }
+
     @Test func unknownPluginsAndMissingRequiredParamsAreReported() {
         let found = problems(
             """

@@ -41,7 +41,8 @@ import Testing
     static func reloader(in directory: TemporaryDirectory, logger: Logger) throws -> Reloader {
         let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: directory.path + "/routerd.sock"))
         let engine = try Engine(configFile: config, executableDirectory: Package.binDirectory, logger: logger)
-        return Reloader(engine: engine, decisionLog: try DecisionLogSlot(nil, logger: logger), logger: logger)
+        return Reloader(
+            engine: engine, decisionLog: try DecisionLogSlot(nil, logger: logger), feedback: try FeedbackSlot(nil, logger: logger), logger: logger)
     }
 
     /// Waits (without sleeping a fixed time) until `condition` holds, for at most `polls` checks

@@ -80,6 +80,17 @@ import Testing
         #expect(decoded.id == .int(7))
         #expect(try decoded.outcome.get() == request)
     }
+
+    /// Each form of feedback the client library writes decodes back to itself.
+    @Test(arguments: [
+        FeedbackRequest(subject: .decision(id: "00ab"), model: "gpt-4", value: .pairwise(outcome: "tie", against: "mixtral")),
+        FeedbackRequest(subject: .decision(id: "00ab"), model: "gpt-4", value: .pointwise(quality: 0.5)),
+        FeedbackRequest(subject: .prompt(router: "mf", text: "late \"outcome\""), model: "gpt-4", value: .pointwise(quality: 1)),
+    ])
+    func feedbackEncodesAndDecodesBack(feedback: FeedbackRequest) throws {
+        let line = try RequestCodec.encode(.feedback(feedback), id: nil)
+        #expect(try RequestCodec.decode(line.dropLast()).outcome.get() == .feedback(feedback))
+    }
 }
 
 @Suite struct ResponseCodecTests {
@@ -89,7 +100,7 @@ import Testing
     ])
     func decisionsRoundTripThroughFoundationsParser(model: String) throws {
         let decision = Decision(
-            model: model, tier: .strong, policy: "threshold", score: 0.1 + 0.2, threshold: 1e-7,
+            decisionID: "00ff00ff00ff00ff", model: model, tier: .strong, policy: "threshold", score: 0.1 + 0.2, threshold: 1e-7,
             candidates: [CandidateInfo(model: model, quality: 0.3, cost: 1e-5), CandidateInfo(model: "weak", quality: 0.7, cost: nil)],
             affinity: "kept", router: "r", generation: 18_446_744_073_709_551_615, elapsedMicroseconds: 12.5)
         let line = ResponseCodec.success(decision, id: .string(model))
@@ -104,7 +115,7 @@ import Testing
     /// A cost policy's decision has no tier, score or threshold, and the writer leaves them out.
     @Test func costPolicyDecisionsOmitTheBinaryFields() throws {
         let decision = Decision(
-            model: "b", tier: nil, policy: "lambda", score: nil, threshold: nil, lambda: 2500,
+            decisionID: "1", model: "b", tier: nil, policy: "lambda", score: nil, threshold: nil, lambda: 2500,
             candidates: ["a", "b", "c"].map { CandidateInfo(model: $0, quality: 0.5, cost: 0.001) }, router: "r", generation: 1,
             elapsedMicroseconds: 3)
         let line = ResponseCodec.success(decision, id: nil)

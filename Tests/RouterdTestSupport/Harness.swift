@@ -63,7 +63,7 @@ public enum TestConfig {
     public static func yaml(
         socket: String, routers: String? = nil, limits: String = "  idle_timeout: 30", admin: String = "",
         searchPaths: [String] = [Package.root + "/plugins"],
-        mode: String = "0660", encoders: String = "", models: String = ""
+        mode: String = "0660", encoders: String = "", models: String = "", extra: String = ""
     ) -> String {
         """
         socket:
@@ -78,6 +78,7 @@ public enum TestConfig {
           level: info
         \(encoders)
         \(models)
+        \(extra)
         routers:
         \(routers ?? randomRouter())
         """

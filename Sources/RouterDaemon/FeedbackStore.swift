@@ -1,0 +1,312 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import RouterConfig
+import RouterEngine
+import RouterJSON
+
+/// The feedback store could not be opened, or a row could not be made durable (nothing was acknowledged).
+public struct FeedbackStoreError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Outcomes as training rows, appended to two files in one folder: `battles.jsonl`
+/// (`{prompt, model_a, model_b, winner}`) for outcomes against another model, and
+/// `quality.jsonl` (`{prompt, quality: {model: value}}`) for pointwise ones. These are the
+/// formats `routerctl train` reads, and plain JSONL that a log pipeline can gather.
+///
+/// Durable before acknowledged, by group commit: one writer thread takes every queued row,
+/// waits `sync_interval_ms` for more to share the sync, writes each file's rows with one
+/// write(2), `fdatasync`s, and only then calls each row's completion, after which the
+/// daemon replies. An acknowledged row therefore survives a crash of the daemon or of the
+/// machine. A crash mid-write can leave a torn last line, which was never acknowledged;
+/// opening the store cuts it off, so every line in the files is whole.
+public final class FeedbackStore: @unchecked Sendable {  // Mutable state is guarded by `condition`.
+    public enum File: String, Sendable, CaseIterable {
+        case battles, quality
+        var fileName: String { rawValue + ".jsonl" }
+    }
+
+    public struct Counters: Sendable, Hashable {
+        public var rows: UInt64 = 0
+        public var syncs: UInt64 = 0
+        public var failedWrites: UInt64 = 0
+        /// Torn last lines cut off when the store was opened.
+        public var tornLines: UInt64 = 0
+    }
+
+    public typealias Completion = @Sendable (Result<Void, FeedbackStoreError>) -> Void
+
+    private struct Pending {
+        var file: File
+        var line: [UInt8]
+        var completion: Completion
+    }
+
+    public let settings: DaemonConfig.Feedback
+    private let logger: Logger
+    private let descriptors: [File: Int32]
+    private let condition = NSCondition()
+    private var queue: [Pending] = []
+    private var closing = false
+    private var writerDone = false
+    private var lastWarning: ContinuousClock.Instant?
+    private let counterBox: NIOLockedValueBox<Counters>
+
+    /// Creates the folder and files if needed, cuts off torn last lines, and starts the writer.
+    public init(settings: DaemonConfig.Feedback, logger: Logger) throws(FeedbackStoreError) {
+        self.settings = settings
+        self.logger = logger
+        let directory = settings.directory
+        if mkdir(directory, 0o750) != 0, errno != EEXIST {
+            throw FeedbackStoreError("feedback: cannot create the folder \(directory): \(String(cString: strerror(errno)))")
+        }
+        var descriptors: [File: Int32] = [:]
+        var counters = Counters()
+        do throws(FeedbackStoreError) {
+            for file in File.allCases {
+                let path = directory + "/" + file.fileName
+                let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+                guard fd >= 0 else { throw FeedbackStoreError("feedback: cannot open \(path): \(String(cString: strerror(errno)))") }
+                descriptors[file] = fd
+                if let dropped = try Self.cutTornLine(fd, path: path) {
+                    counters.tornLines += 1
+                    logger.warning(
+                        "feedback: cut off a torn last line (a crash mid-write; it was never acknowledged)",
+                        metadata: ["path": "\(path)", "bytes": "\(dropped)"])
+                }
+            }
+        } catch {
+            for fd in descriptors.values { Glibc.close(fd) }
+            throw error
+        }
+        // The files' names must survive a crash too.
+        let folder = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folder >= 0 {
+            fsync(folder)
+            Glibc.close(folder)
+        }
+        self.descriptors = descriptors
+        counterBox = NIOLockedValueBox(counters)
+        let thread = Thread { [self] in writeLoop() }
+        thread.name = "routerd-feedback"
+        thread.start()
+    }
+
+    deinit {
+        for fd in descriptors.values { Glibc.close(fd) }
+    }
+
+    public var counters: Counters { counterBox.withLockedValue { $0 } }
+
+    /// The row for `outcome`, and the file it goes to.
+    func row(for outcome: Outcome, time: Double) -> (File, [UInt8]) {
+        var fields: [String: JSONValue] = [
+            "router": .string(outcome.router), "time": .number((time * 1000).rounded() / 1000), "source": .string("feedback"),
+        ]
+        if settings.includePrompt {
+            fields["prompt"] = .string(outcome.prompt)
+        } else {
+            fields["prompt_hash"] = .string(DecisionLog.hash(outcome.prompt))
+        }
+        if let id = outcome.decisionID { fields["decision_id"] = .string(id) }
+        let file: File
+        switch outcome.value {
+        case .pairwise(let result, let against):
+            file = .battles
+            fields["model_a"] = .string(outcome.model)
+            fields["model_b"] = .string(against)
+            fields["winner"] = .string(result == .win ? "model_a" : result == .loss ? "model_b" : "tie")
+        case .pointwise(let quality):
+            file = .quality
+            fields["quality"] = .object([outcome.model: .number(quality)])
+        }
+        var writer = JSONWriter(capacity: 256 + outcome.prompt.utf8.count)
+        writer.value(.object(fields))
+        writer.newline()
+        return (file, writer.bytes)
+    }
+
+    /// Queues `outcome`'s row; `completion` runs on the writer thread once the row is durable, or failed.
+    public func append(_ outcome: Outcome, completion: @escaping Completion) {
+        let (file, line) = row(for: outcome, time: Date().timeIntervalSince1970)
+        condition.lock()
+        defer { condition.unlock() }
+        guard !closing else {
+            completion(.failure(FeedbackStoreError("feedback: the store at \(settings.directory) is closing (a reload replaced it); send again")))
+            return
+        }
+        queue.append(Pending(file: file, line: line, completion: completion))
+        condition.signal()
+    }
+
+    /// Writes what is queued, then stops the writer; blocks until it has.
+    public func close() {
+        condition.lock()
+        closing = true
+        condition.broadcast()
+        while !writerDone { condition.wait() }
+        condition.unlock()
+    }
+
+    private func writeLoop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !closing { condition.wait() }
+            if queue.isEmpty && closing {
+                writerDone = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            condition.unlock()
+            // Group commit: let other replies join this sync.
+            if settings.syncIntervalSeconds > 0 { Thread.sleep(forTimeInterval: settings.syncIntervalSeconds) }
+            condition.lock()
+            let batch = queue
+            queue = []
+            condition.unlock()
+            commit(batch)
+        }
+    }
+
+    private func commit(_ batch: [Pending]) {
+        for file in File.allCases {
+            let rows = batch.filter { $0.file == file }
+            guard !rows.isEmpty else { continue }
+            let result = write(rows.flatMap(\.line), to: file)
+            counterBox.withLockedValue { counters in
+                switch result {
+                case .success:
+                    counters.rows += UInt64(rows.count)
+                    counters.syncs += 1
+                case .failure: counters.failedWrites += UInt64(rows.count)
+                }
+            }
+            if case .failure(let error) = result { warn(error, rows: rows.count) }
+            for row in rows { row.completion(result) }
+        }
+    }
+
+    /// Appends `bytes` and syncs them; on any failure cuts the file back, so no unacknowledged row stays.
+    private func write(_ bytes: [UInt8], to file: File) -> Result<Void, FeedbackStoreError> {
+        let fd = descriptors[file]!
+        let path = settings.directory + "/" + file.fileName
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return .failure(FeedbackStoreError("feedback: cannot stat \(path): \(String(cString: strerror(errno)))")) }
+        let start = info.st_size
+        var offset = 0
+        var problem: String?
+        bytes.withUnsafeBytes { buffer in
+            while offset < buffer.count {
+                let written = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    problem = String(cString: strerror(errno))
+                    return
+                }
+                offset += written
+            }
+        }
+        if problem == nil, fdatasync(fd) != 0 { problem = "fdatasync: " + String(cString: strerror(errno)) }
+        guard let problem else { return .success(()) }
+        _ = ftruncate(fd, start)
+        return .failure(FeedbackStoreError("feedback: cannot write \(path): \(problem); nothing was recorded"))
+    }
+
+    /// Failed writes are logged at most once a second, not per row.
+    private func warn(_ error: FeedbackStoreError, rows: Int) {
+        let now = ContinuousClock.now
+        guard lastWarning.map({ now - $0 >= .seconds(1) }) ?? true else { return }
+        lastWarning = now
+        logger.warning("\(error.message)", metadata: ["rows": "\(rows)", "failed_writes": "\(counters.failedWrites)"])
+    }
+
+    /// Checks that the store's folder exists or could be made, and its files could be appended to,
+    /// without creating anything (`reload --dry-run`).
+    public static func check(_ settings: DaemonConfig.Feedback) throws(FeedbackStoreError) {
+        let directory = settings.directory
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isFolder) {
+            guard isFolder.boolValue else { throw FeedbackStoreError("feedback: \(directory) is not a folder") }
+            for file in File.allCases {
+                let path = directory + "/" + file.fileName
+                let target = access(path, F_OK) == 0 ? path : directory
+                guard access(target, W_OK) == 0 else {
+                    throw FeedbackStoreError("feedback: cannot write \(target): \(String(cString: strerror(errno)))")
+                }
+            }
+        } else {
+            let parent = (directory as NSString).deletingLastPathComponent
+            var parentIsFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: parent, isDirectory: &parentIsFolder), parentIsFolder.boolValue else {
+                throw FeedbackStoreError("feedback: cannot create the folder \(directory): \(parent) is not a folder")
+            }
+            guard access(parent, W_OK) == 0 else {
+                throw FeedbackStoreError("feedback: cannot create the folder \(directory): \(parent): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// Cuts the file back to its last newline when it does not end in one; returns the bytes dropped.
+    static func cutTornLine(_ fd: Int32, path: String) throws(FeedbackStoreError) -> Int? {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw FeedbackStoreError("feedback: cannot stat \(path): \(String(cString: strerror(errno)))") }
+        let size = Int(info.st_size)
+        guard size > 0 else { return nil }
+        var byte: UInt8 = 0
+        guard pread(fd, &byte, 1, off_t(size - 1)) == 1 else {
+            throw FeedbackStoreError("feedback: cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        guard byte != UInt8(ascii: "\n") else { return nil }
+        var end = size - 1
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        var cut = 0
+        search: while end > 0 {
+            let start = max(0, end - chunk.count)
+            let count = end - start
+            guard chunk.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, count, off_t(start)) }) == count else {
+                throw FeedbackStoreError("feedback: cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            for index in stride(from: count - 1, through: 0, by: -1) where chunk[index] == UInt8(ascii: "\n") {
+                cut = start + index + 1
+                break search
+            }
+            end = start
+        }
+        guard ftruncate(fd, off_t(cut)) == 0, fdatasync(fd) == 0 else {
+            throw FeedbackStoreError("feedback: cannot cut the torn last line of \(path): \(String(cString: strerror(errno)))")
+        }
+        return size - cut
+    }
+}
+
+/// The feedback store in use, replaced when a reload changes its settings.
+public final class FeedbackSlot: Sendable {
+    private let store = NIOLockedValueBox<FeedbackStore?>(nil)
+
+    /// A slot holding the store `settings` ask for, opened now (at start, for generation 1).
+    public init(_ settings: DaemonConfig.Feedback?, logger: Logger) throws(FeedbackStoreError) {
+        install(try prepare(settings, logger: logger))
+    }
+
+    public var current: FeedbackStore? { store.withLockedValue { $0 } }
+
+    /// The store for `settings`: the current one when they are unchanged, else a newly opened one.
+    func prepare(_ settings: DaemonConfig.Feedback?, logger: Logger) throws(FeedbackStoreError) -> FeedbackStore? {
+        guard let settings else { return nil }
+        if let current, current.settings == settings { return current }
+        return try FeedbackStore(settings: settings, logger: logger)
+    }
+
+    /// Swaps in `next`; a store it replaces writes what it has queued, then stops.
+    func install(_ next: FeedbackStore?) {
+        let previous = store.withLockedValue { store in
+            defer { store = next }
+            return store
+        }
+        if let previous, previous !== next { previous.close() }
+    }
+}

@@ -1,0 +1,98 @@
+import NIOConcurrencyHelpers
+import RouterConfig
+
+/// How a model did on a prompt, as a service reports it.
+public enum OutcomeValue: Sendable, Hashable {
+    /// Against another candidate: a win, a loss or a tie for the reported model.
+    case pairwise(PairwiseResult, against: String)
+    /// A quality in [0, 1]: a thumbs-up (1) or down (0), a test that passed, a grader's score.
+    case pointwise(Double)
+}
+
+public enum PairwiseResult: String, Sendable, Hashable, CaseIterable {
+    case win, loss, tie
+}
+
+/// A feedback report as a service sends it: about a remembered decision, or about a prompt
+/// (for outcomes that arrive after the decision was forgotten).
+public struct FeedbackReport: Sendable, Hashable {
+    public enum Subject: Sendable, Hashable {
+        case decision(id: String)
+        case prompt(router: String, text: String)
+    }
+
+    public var subject: Subject
+    public var model: String
+    public var value: OutcomeValue
+
+    public init(subject: Subject, model: String, value: OutcomeValue) {
+        self.subject = subject
+        self.model = model
+        self.value = value
+    }
+}
+
+/// A report the engine accepted: the prompt it is about and models its router chooses among.
+public struct Outcome: Sendable, Hashable {
+    public var router: String
+    public var prompt: String
+    /// The decision it names, when it named one.
+    public var decisionID: String?
+    public var model: String
+    public var value: OutcomeValue
+}
+
+/// The recent decisions a `feedback` can name by id: the prompt, the router and its candidates.
+///
+/// Bounded by count, by the bytes of prompt text held and by age (the config's
+/// `feedback.decisions`); kept by the engine, so a decision made before a reload can still be
+/// named after it. With no `feedback:` configured nothing is remembered.
+final class DecisionMemory: Sendable {
+    struct Remembered: Sendable {
+        var router: String
+        var prompt: String
+        var candidates: [String]
+    }
+
+    private let table: NIOLockedValueBox<ExpiringLRU<Remembered>?>
+
+    init(_ settings: DaemonConfig.Feedback?) {
+        table = NIOLockedValueBox(nil)
+        configure(settings)
+    }
+
+    /// Takes a generation's settings; remembered decisions stay unless feedback was turned off.
+    func configure(_ settings: DaemonConfig.Feedback?) {
+        table.withLockedValue { table in
+            guard let settings else {
+                table = nil
+                return
+            }
+            if table == nil {
+                table = ExpiringLRU(ttl: settings.decisionTTLSeconds, maxEntries: settings.maxDecisions, maxCost: settings.maxDecisionBytes)
+            } else {
+                table?.ttl = settings.decisionTTLSeconds
+                table?.maxEntries = settings.maxDecisions
+                table?.maxCost = settings.maxDecisionBytes
+            }
+        }
+    }
+
+    var count: Int { table.withLockedValue { $0?.count ?? 0 } }
+    var bytes: Int { table.withLockedValue { $0?.totalCost ?? 0 } }
+    var ttl: Double? { table.withLockedValue { $0?.ttl } }
+
+    func remember(_ id: String, _ decision: Remembered, now: Double) {
+        table.withLockedValue { $0?.set(id, decision, cost: decision.prompt.utf8.count + 64, now: now) }
+    }
+
+    func recall(_ id: String, now: Double) -> Remembered? {
+        table.withLockedValue { $0?.value(for: id, now: now) }
+    }
+
+    /// A new decision id: 64 random bits in hex, so ids from different daemons or restarts do not collide.
+    static func newID() -> String {
+        let hex = String(UInt64.random(in: .min ... .max), radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}

@@ -1,0 +1,238 @@
+import Foundation
+import NIOConcurrencyHelpers
+import RouterEvaluation
+import RouterTraining
+import RouterdTestSupport
+import Testing
+
+/// Outcome feedback through the real daemon: decision ids, the `feedback` op, the rows it
+/// writes in the training formats, what it refuses, who may send it, and durability.
+@Suite(.timeLimit(.minutes(5))) struct FeedbackTests {
+    static let strong = TestConfig.strong
+    static let weak = TestConfig.weak
+
+    static func feedbackSection(_ directory: String, extra: String = "") -> String {
+        """
+        feedback:
+          directory: \(directory)
+          sync_interval_ms: 2
+        \(extra)
+        """
+    }
+
+    static func daemon(in directory: TemporaryDirectory = try! TemporaryDirectory(), extra: String = "", mode: String = "0660") throws -> Daemon {
+        let store = directory.path + "/feedback"
+        return try Daemon(
+            directory: directory, config: { TestConfig.yaml(socket: $0, mode: mode, extra: Self.feedbackSection(store, extra: extra)) })
+    }
+
+    static func lines(_ path: String) -> [[String: Any]] {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:] }
+    }
+
+    @Test func feedbackNamesADecisionAndLandsInTheTrainingFormats() throws {
+        let daemon = try Self.daemon()
+        let store = daemon.directory.path + "/feedback"
+        let connection = try daemon.connect()
+        let decision = try connection.request(#"{"op":"route","router":"random","prompt":"Prove that there are infinitely many primes."}"#)
+        let id = try #require(decision.result["decision_id"] as? String)
+        #expect(id.count == 16 && id.allSatisfy(\.isHexDigit), "\(id)")
+        let other = try connection.request(#"{"op":"route","router":"random","prompt":"hi"}"#).result["decision_id"] as? String
+        #expect(other != id, "every decision gets its own id")
+
+        let pairwise = try connection.request(
+            #"{"op":"feedback","id":1,"decision_id":"\#(id)","model":"\#(Self.strong)","outcome":"win","against":"\#(Self.weak)"}"#)
+        #expect(pairwise.ok, "\(pairwise)")
+        #expect(pairwise["id"] as? Int == 1)
+        #expect(pairwise.result["recorded"] as? String == "battles" && pairwise.result["decision_id"] as? String == id)
+        let pointwise = try connection.request(#"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.weak)","quality":0.25}"#)
+        #expect(pointwise.result["recorded"] as? String == "quality", "\(pointwise)")
+        // A late outcome names the router and the prompt instead.
+        let late = try connection.request(#"{"op":"feedback","router":"random","prompt":"What is 2+2?","model":"\#(Self.strong)","quality":1}"#)
+        #expect(late.ok && late.result["decision_id"] == nil, "\(late)")
+
+        // The rows are the trainers' formats, read by the trainers' own readers.
+        let battles = try BattlesReader.read(file: store + "/battles.jsonl")
+        #expect(battles.count == 1)
+        #expect(battles.first?.prompt == "Prove that there are infinitely many primes.")
+        #expect(battles.first?.modelA == Self.strong && battles.first?.modelB == Self.weak && battles.first?.outcome == .modelA)
+        let quality = try QualityFile.read(store + "/quality.jsonl")
+        #expect(quality.map(\.prompt) == ["Prove that there are infinitely many primes.", "What is 2+2?"])
+        #expect(quality.map(\.quality) == [[Self.weak: 0.25], [Self.strong: 1]])
+        let row = try #require(Self.lines(store + "/battles.jsonl").first)
+        #expect(row["decision_id"] as? String == id && row["router"] as? String == "random" && row["source"] as? String == "feedback")
+
+        let stats = try connection.request(#"{"op":"stats"}"#).result
+        let feedback = try #require(stats["feedback"] as? [String: Any])
+        #expect(feedback["rows"] as? Int == 3, "\(feedback)")
+        #expect((feedback["syncs"] as? Int ?? 0) >= 1)
+        #expect(feedback["decisions_remembered"] as? Int == 2)
+        #expect((stats["requests"] as? [String: Int])?["feedback"] == 3)
+    }
+
+    @Test func badFeedbackGetsAStableErrorAndNothingIsWritten() throws {
+        let daemon = try Self.daemon(extra: "  decisions: {ttl: 1}")
+        let store = daemon.directory.path + "/feedback"
+        let connection = try daemon.connect()
+        let id = try #require(try connection.request(#"{"op":"route","router":"random","prompt":"x"}"#).result["decision_id"] as? String)
+        let cases: [(String, String, String)] = [
+            (
+                #"{"op":"feedback","decision_id":"0123456789abcdef","model":"\#(Self.strong)","quality":1}"#, "unknown_decision",
+                "no decision with this id"
+            ),
+            (#"{"op":"feedback","decision_id":"\#(id)","model":"gpt-5","quality":1}"#, "unknown_model", "candidates: \(Self.strong), \(Self.weak)"),
+            (#"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","outcome":"win","against":"gpt-5"}"#, "unknown_model", "'gpt-5'"),
+            (#"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","quality":1.5}"#, "bad_field", "between 0 and 1"),
+            (#"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","outcome":"win"}"#, "missing_field", "against"),
+            (
+                #"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","outcome":"draw","against":"\#(Self.weak)"}"#, "bad_field",
+                "win, loss or tie"
+            ),
+            (
+                #"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","outcome":"win","against":"\#(Self.strong)"}"#, "bad_field",
+                "same model"
+            ),
+            (
+                #"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","quality":1,"outcome":"win","against":"\#(Self.weak)"}"#,
+                "bad_field", "not both"
+            ),
+            (
+                #"{"op":"feedback","decision_id":"\#(id)","router":"random","prompt":"x","model":"\#(Self.strong)","quality":1}"#, "bad_field",
+                "not both"
+            ),
+            (#"{"op":"feedback","prompt":"x","model":"\#(Self.strong)","quality":1}"#, "missing_field", "'router' and 'prompt'"),
+            (#"{"op":"feedback","router":"nope","prompt":"x","model":"\#(Self.strong)","quality":1}"#, "unknown_router", "nope"),
+            (#"{"op":"feedback","model":"\#(Self.strong)","quality":1}"#, "missing_field", "decision_id"),
+        ]
+        for (line, code, message) in cases {
+            let reply = try connection.request(line)
+            #expect(reply.errorCode == code, "\(line) → \(reply)")
+            #expect(reply.errorMessage.contains(message), "\(line) → \(reply.errorMessage)")
+        }
+        // A decision past feedback.decisions.ttl is forgotten.
+        Thread.sleep(forTimeInterval: 1.2)
+        let expired = try connection.request(#"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","quality":1}"#)
+        #expect(expired.errorCode == "unknown_decision" && expired.errorMessage.contains("last 1 s"), "\(expired)")
+        // Nothing was written, and the connection lives on.
+        for file in ["battles.jsonl", "quality.jsonl"] {
+            #expect((try FileManager.default.attributesOfItem(atPath: store + "/" + file)[.size] as? Int) == 0, "\(file)")
+        }
+        #expect(try connection.request(#"{"op":"health"}"#).ok)
+    }
+
+    @Test func withoutAFeedbackSectionFeedbackIsUnavailableButDecisionsHaveIDs() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        let decision = try connection.request(#"{"op":"route","router":"random","prompt":"x"}"#)
+        let id = try #require(decision.result["decision_id"] as? String)
+        let reply = try connection.request(#"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","quality":1}"#)
+        #expect(reply.errorCode == "feedback_unavailable" && reply.errorMessage.contains("'feedback:'"), "\(reply)")
+        #expect(try connection.request(#"{"op":"stats"}"#).result["feedback"] == nil)
+    }
+
+    @Test func decisionsAreRememberedAcrossAReload() throws {
+        let daemon = try Self.daemon()
+        let connection = try daemon.connect()
+        let id = try #require(try connection.request(#"{"op":"route","router":"random","prompt":"before"}"#).result["decision_id"] as? String)
+        #expect(try connection.request(#"{"op":"reload"}"#).ok)
+        let reply = try connection.request(#"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.weak)","quality":0}"#)
+        #expect(reply.ok, "\(reply)")
+        #expect(Self.lines(daemon.directory.path + "/feedback/quality.jsonl").first?["prompt"] as? String == "before")
+    }
+
+    /// A feedback folder that cannot be made rejects the reload; the old store keeps recording.
+    @Test func aReloadWithAnUnusableFeedbackFolderIsRejected() throws {
+        let daemon = try Self.daemon()
+        let connection = try daemon.connect()
+        let blocker = try daemon.directory.write("not-a-folder", "a file")
+        try TestConfig.yaml(socket: daemon.socket, extra: Self.feedbackSection(blocker + "/feedback"))
+            .write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        let dryRun = try connection.request(#"{"op":"reload","dry_run":true}"#)
+        #expect(dryRun.errorCode == "reload_failed" && dryRun.errorMessage.contains("feedback: cannot create the folder"), "\(dryRun)")
+        let reload = try connection.request(#"{"op":"reload"}"#)
+        #expect(reload.errorCode == "reload_failed" && reload.errorMessage.contains("feedback: cannot create the folder"), "\(reload)")
+        #expect(try connection.request(#"{"op":"feedback","router":"random","prompt":"x","model":"\#(Self.weak)","quality":0}"#).ok)
+        #expect(Self.lines(daemon.directory.path + "/feedback/quality.jsonl").count == 1)
+    }
+
+    @Test func onlyAllowedPeersMaySendFeedback() throws {
+        let setpriv = "/usr/bin/setpriv"
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv), let nobody = getpwnam("nobody") else {
+            print("skipped: needs root and setpriv to act as user nobody")
+            return
+        }
+        let uid = nobody.pointee.pw_uid
+        let daemon = try Self.daemon(extra: "  allow: {uids: [\(uid == 4242 ? 4243 : 4242)]}", mode: "0666")
+        let asNobody = ["--reuid=\(uid)", "--regid=\(nobody.pointee.pw_gid)", "--clear-groups", try Package.binary("routerctl")]
+        let feedback = ["feedback", "--socket", daemon.socket, "--router", "random", "--prompt", "x", "--model", Self.strong, "--quality", "1"]
+        let denied = try runCommand(setpriv, asNobody + feedback + ["--json"])
+        #expect(denied.status != 0)
+        let response = try JSON.object(denied.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(response.errorCode == "forbidden" && response.errorMessage.contains("feedback.allow"), "\(denied.stdout) \(denied.stderr)")
+        // Routing stays open to everyone who can connect; root may send feedback.
+        #expect(try runCommand(setpriv, asNobody + ["route", "--socket", daemon.socket, "--router", "random", "hello"]).status == 0)
+        let allowed = try runCommand(try Package.binary("routerctl"), feedback)
+        #expect(allowed.status == 0 && allowed.stdout.contains("recorded in quality.jsonl"), "\(allowed.stdout) \(allowed.stderr)")
+    }
+
+    /// kill -9 while clients send feedback: every acknowledged row is on disk. Then a torn last
+    /// line (what a crash mid-write leaves) is cut off at restart, and feedback goes on.
+    @Test func acknowledgedFeedbackSurvivesKill9AndATornLineIsCutOffAtRestart() throws {
+        let directory = try TemporaryDirectory()
+        let store = directory.path + "/feedback"
+        var daemon: Daemon? = try Self.daemon(in: directory)
+        let socket = daemon!.socket
+        let acknowledged = NIOLockedValueBox<[String]>([])
+        let senders = (0..<4).map { sender in
+            Thread {
+                guard let connection = try? LineSocket(path: socket) else { return }
+                for event in 0..<100_000 {
+                    let prompt = "event \(sender)-\(event)"
+                    let line =
+                        event % 2 == 0
+                        ? #"{"op":"feedback","router":"random","prompt":"\#(prompt)","model":"\#(Self.strong)","quality":1}"#
+                        : #"{"op":"feedback","router":"random","prompt":"\#(prompt)","model":"\#(Self.strong)","outcome":"loss","against":"\#(Self.weak)"}"#
+                    guard (try? connection.send(line + "\n")) != nil, let reply = try? connection.readLine(timeout: 5),
+                        (try? JSON.object(reply))?.ok == true
+                    else { return }
+                    acknowledged.withLockedValue { $0.append(prompt) }
+                }
+            }
+        }
+        for sender in senders { sender.start() }
+        #expect(eventually(within: 60) { acknowledged.withLockedValue { $0.count } >= 400 })
+        kill(daemon!.process.processIdentifier, SIGKILL)
+        daemon!.process.waitUntilExit()
+        Thread.sleep(forTimeInterval: 0.5)  // the senders see the connection close
+        let acked = Set(acknowledged.withLockedValue { $0 })
+        func recorded() throws -> Set<String> {
+            Set(try BattlesReader.read(file: store + "/battles.jsonl").map(\.prompt) + (try QualityFile.read(store + "/quality.jsonl")).map(\.prompt))
+        }
+        let onDisk = try recorded()
+        print("kill -9 after \(acked.count) acknowledged feedback rows; \(onDisk.count) rows on disk")
+        #expect(acked.isSubset(of: onDisk), "lost \(acked.subtracting(onDisk).count) acknowledged rows")
+
+        // What a crash in the middle of a write leaves: half a line.
+        let quality = try FileHandle(forWritingAtPath: store + "/quality.jsonl").unwrap()
+        try quality.seekToEnd()
+        try quality.write(contentsOf: Data(#"{"prompt": "torn", "quali"#.utf8))
+        try quality.close()
+        daemon = nil
+        daemon = try Self.daemon(in: directory)
+        #expect(daemon!.log.contains("cut off a torn last line"), "\(daemon!.log)")
+        let text = try String(contentsOfFile: store + "/quality.jsonl", encoding: .utf8)
+        #expect(text.hasSuffix("\n") && !text.contains("torn"))
+        #expect(try recorded() == onDisk, "restart keeps every whole row")
+        let connection = try daemon!.connect()
+        #expect(try connection.request(#"{"op":"feedback","router":"random","prompt":"after","model":"\#(Self.weak)","quality":0}"#).ok)
+        #expect(try recorded() == onDisk.union(["after"]))
+    }
+}
+
+extension Optional {
+    func unwrap(_ what: String = "value") throws -> Wrapped {
+        guard let self else { throw HarnessError("missing \(what)") }
+        return self
+    }
+}
