@@ -70,7 +70,7 @@ let package = Package(
         // RouteLLM's matrix factorisation.
         .target(name: "MatrixFactorization", dependencies: ["RouterPluginKit", "SafeTensors"]),
         // RouteLLM's similarity-weighted ranking: the battle index and the Bradley–Terry fit.
-        .target(name: "SimilarityRanking", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors"]),
+        .target(name: "SimilarityRanking", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors", "StableHash"]),
         // The classifier router's head (RouteLLM's BERT role on a frozen encoder).
         .target(name: "ClassifierHead", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors"]),
         // Cheap surface features of a prompt (length, numbers, code, options), beside its embedding.

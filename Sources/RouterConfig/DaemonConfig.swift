@@ -104,6 +104,16 @@ public struct DaemonConfig: Sendable {
         /// bound the oldest is forgotten.
         public var maxDecisions: Int
         public var maxDecisionBytes: Int
+        /// Online learning by routers whose plugin learns online.
+        public var learning: Learning
+
+        public struct Learning: Sendable, Hashable {
+            public var enabled: Bool
+            /// Publish a router's pending outcomes once this many have arrived…
+            public var publishEvery: Int
+            /// …or once the oldest has waited this long, in seconds.
+            public var publishIntervalSeconds: Double
+        }
 
         /// Whether a peer may send feedback.
         public func allows(uid: UInt32, gid: UInt32) -> Bool {
@@ -408,7 +418,7 @@ public enum ConfigLoader {
 
     static func readFeedback(_ node: YAMLNode, folder: String, _ diagnostics: Diagnostics) -> DaemonConfig.Feedback? {
         let fields = node.fields(
-            "feedback", allowed: ["directory", "sync_interval_ms", "include_prompt", "allow", "decisions"], diagnostics)
+            "feedback", allowed: ["directory", "sync_interval_ms", "include_prompt", "allow", "decisions", "learning"], diagnostics)
         let allow = fields["allow"]?.fields("feedback.allow", allowed: ["uids", "gids"], diagnostics) ?? [:]
         let ids = { (key: String) -> [UInt32] in
             (allow[key]?.list("feedback.allow.\(key)", diagnostics) ?? []).compactMap {
@@ -422,6 +432,13 @@ public enum ConfigLoader {
         let ttl = decisions["ttl"]?.double("feedback.decisions.ttl", in: 1...(86400 * 30), diagnostics) ?? 3600
         let maxEntries = decisions["max_entries"]?.int("feedback.decisions.max_entries", in: 1...100_000_000, diagnostics) ?? 100_000
         let maxBytes = decisions["max_bytes"]?.int("feedback.decisions.max_bytes", in: 1024...(1 << 40), diagnostics) ?? 64 << 20
+        let learningFields =
+            fields["learning"]?.fields("feedback.learning", allowed: ["enabled", "publish_every", "publish_interval_ms"], diagnostics) ?? [:]
+        let learning = DaemonConfig.Feedback.Learning(
+            enabled: learningFields["enabled"]?.bool("feedback.learning.enabled", diagnostics) ?? true,
+            publishEvery: learningFields["publish_every"]?.int("feedback.learning.publish_every", in: 1...1_000_000, diagnostics) ?? 100,
+            publishIntervalSeconds: Double(
+                learningFields["publish_interval_ms"]?.int("feedback.learning.publish_interval_ms", in: 1...3_600_000, diagnostics) ?? 2000) / 1000)
         guard let directoryNode = fields["directory"] else {
             diagnostics.report("feedback needs 'directory', the folder for battles.jsonl and quality.jsonl", at: node)
             return nil
@@ -429,7 +446,7 @@ public enum ConfigLoader {
         guard let directory = directoryNode.string("feedback.directory", diagnostics) else { return nil }
         return DaemonConfig.Feedback(
             directory: absolute(directory, relativeTo: folder), syncIntervalSeconds: Double(syncInterval) / 1000, includePrompt: includePrompt,
-            uids: uids, gids: gids, decisionTTLSeconds: ttl, maxDecisions: maxEntries, maxDecisionBytes: maxBytes)
+            uids: uids, gids: gids, decisionTTLSeconds: ttl, maxDecisions: maxEntries, maxDecisionBytes: maxBytes, learning: learning)
     }
 
     static func absolute(_ path: String, relativeTo folder: String) -> String {

@@ -33,6 +33,8 @@ public struct PluginDescriptor: Sendable {
     /// plugin on its I/O thread pool, so waiting holds neither an event loop nor
     /// the threads that run the encoder.
     public var ioBound: Bool
+    /// Whether instances learn online from reported outcomes (ABI revision 3's `learn`).
+    public var learnsOnline: Bool = false
     public var params: [ParamSpec]
 
     /// The files a router's parameters name (those of type `path`), ordered by parameter name.
@@ -41,7 +43,7 @@ public struct PluginDescriptor: Sendable {
         return params.filter { pathParams.contains($0.key) }.sorted { $0.key < $1.key }.map { "\($0.value)" }
     }
 
-    static let keys: Set<String> = ["name", "library", "abi_version", "version", "description", "embedding", "io_bound", "params"]
+    static let keys: Set<String> = ["name", "library", "abi_version", "version", "description", "embedding", "io_bound", "learns_online", "params"]
     static let paramKeys: Set<String> = ["type", "required", "default", "description"]
 
     /// Reads and validates a descriptor; returns nil after reporting every problem.
@@ -76,6 +78,7 @@ public struct PluginDescriptor: Sendable {
             }
         }
         let ioBound = fields["io_bound"]?.bool("io_bound", diagnostics) ?? false
+        let learnsOnline = fields["learns_online"]?.bool("learns_online", diagnostics) ?? false
         var params: [ParamSpec] = []
         for (paramName, keyNode, specNode) in fields["params"]?.entries("params", diagnostics) ?? [] {
             if let spec = readParam(name: paramName, keyNode: keyNode, specNode, diagnostics) { params.append(spec) }
@@ -97,7 +100,8 @@ public struct PluginDescriptor: Sendable {
         guard diagnostics.issues.count == before, let name, let library, let libraryPath, let abiVersion else { return nil }
         return PluginDescriptor(
             name: name, file: file, library: library, libraryPath: libraryPath, abiVersion: abiVersion,
-            version: version, description: description, needsEmbedding: needsEmbedding, ioBound: ioBound, params: params)
+            version: version, description: description, needsEmbedding: needsEmbedding, ioBound: ioBound, learnsOnline: learnsOnline,
+            params: params)
     }
 
     private static func readParam(name: String, keyNode: YAMLNode, _ node: YAMLNode, _ diagnostics: Diagnostics) -> ParamSpec? {

@@ -36,7 +36,7 @@ struct Dispatcher: Sendable {
         let id = decoded.id
         let generation = engine.current
         do {
-            try authorize(request.op, peer: peer, generation: generation)
+            try authorize(request, peer: peer, generation: generation)
         } catch {
             return .now(failure(error, op: request.op, id: id, allocator: allocator))
         }
@@ -72,6 +72,8 @@ struct Dispatcher: Sendable {
             case .score(let score): self = routerWork(score.router)
             // `set` waits for any reload in progress.
             case .embed, .reload, .set: self = .compute
+            // Forgetting rewrites the plugin's state on disk.
+            case .learn(let learn): self = learn.action == .reset ? .compute : .immediate
             // Checked at once; the reply waits for the feedback store's sync, not for a thread.
             case .feedback, .routers, .health, .status, .stats: self = .immediate
             }
@@ -115,6 +117,13 @@ struct Dispatcher: Sendable {
             case .feedback:
                 // `handle` records feedback itself: its reply waits for the store's sync.
                 return ResponseCodec.failure(ProtocolError(.internalError, "feedback reached the synchronous path"), id: id)
+            case .learn(let learn):
+                let statuses =
+                    switch learn.action {
+                    case .status: try engine.learningStatus(router: learn.router, on: generation)
+                    case .reset: [try engine.forgetLearning(router: learn.router ?? "", on: generation)]
+                    }
+                return ResponseCodec.success(LearnResult(routers: statuses.map(LearningInfo.init)), id: id)
             case .routers: return ResponseCodec.success(RoutersResult(generation), id: id)
             case .health, .status: return ResponseCodec.success(status(on: generation), id: id)
             case .stats: return ResponseCodec.success(stats(on: generation), id: id)
@@ -148,9 +157,11 @@ struct Dispatcher: Sendable {
             return .now(failure(ProtocolError(error), op: .feedback, id: id, allocator: allocator))
         }
         let promise = eventLoop.makePromise(of: ByteBuffer.self)
-        store.append(outcome) { [counters] result in
+        store.append(outcome) { [counters, engine] result in
             switch result {
             case .success:
+                // Learn from what is on disk, so the online state and the store agree.
+                engine.learn(outcome, on: engine.current)
                 counters.recordResponse(op: .feedback, error: nil)
                 let recorded = if case .pairwise = outcome.value { "battles" } else { "quality" }
                 let reply = FeedbackResult(decisionID: outcome.decisionID, router: outcome.router, model: outcome.model, recorded: recorded)
@@ -186,21 +197,23 @@ struct Dispatcher: Sendable {
         return allocator.buffer(bytes: ResponseCodec.failure(error, id: id))
     }
 
-    private func authorize(_ op: Op, peer: Peer?, generation: Generation) throws(ProtocolError) {
+    private func authorize(_ request: Request, peer: Peer?, generation: Generation) throws(ProtocolError) {
+        let op = request.op
         if op == .feedback, let settings = generation.config.feedback, !(settings.uids.isEmpty && settings.gids.isEmpty) {
             guard let peer, settings.allows(uid: peer.uid, gid: peer.gid) else {
                 let who = peer.map { "uid \($0.uid) (gid \($0.gid))" } ?? "this connection (its credentials could not be read)"
                 throw ProtocolError(.forbidden, "\(who) may not send feedback: it is not in feedback.allow of \(generation.config.file)")
             }
         }
-        guard op.isAdmin else { return }
+        guard request.needsAdmin else { return }
+        let what = if case .learn = request { "'learn' with action 'reset'" } else { "'\(op.rawValue)'" }
         guard let peer else {
-            throw ProtocolError(.forbidden, "'\(op.rawValue)' needs an admin peer, and this connection's credentials could not be read")
+            throw ProtocolError(.forbidden, "\(what) needs an admin peer, and this connection's credentials could not be read")
         }
         guard peer.isAdmin(generation.config.admin) else {
             throw ProtocolError(
                 .forbidden,
-                "'\(op.rawValue)' is an admin op; uid \(peer.uid) (gid \(peer.gid)) is not in admin.uids or admin.gids of \(generation.config.file)")
+                "\(what) is an admin op; uid \(peer.uid) (gid \(peer.gid)) is not in admin.uids or admin.gids of \(generation.config.file)")
         }
     }
 }

@@ -37,6 +37,15 @@ extension PolicyOverride {
     }
 }
 
+extension LearningInfo {
+    init(_ status: LearningStatus) {
+        self.init(
+            router: status.router, stateDirectory: status.stateDirectory, events: status.events, pending: status.pending,
+            publishes: status.publishes, failures: status.failures, dropped: status.dropped,
+            lastPublishMilliseconds: status.lastPublishMilliseconds, lastError: status.lastError, learned: status.details)
+    }
+}
+
 extension FeedbackReport {
     init(_ request: FeedbackRequest) {
         let subject: Subject =

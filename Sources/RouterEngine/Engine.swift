@@ -29,6 +29,8 @@ public final class Engine: Sendable {
     let sessions: SessionTable
     /// Recent decisions, for feedback that names them; kept across reloads.
     let decisions: DecisionMemory
+    /// Publishes recorded outcomes to the routers that learn online.
+    private let learner: OnlineLearner
 
     /// Loads `configFile`, builds generation 1 and applies its process settings, or throws every problem found.
     public init(
@@ -43,7 +45,10 @@ public final class Engine: Sendable {
         processSettings.apply(first.config)
         sessions = SessionTable(ttl: config.sessions.ttlSeconds, maxEntries: config.sessions.maxEntries)
         decisions = DecisionMemory(config.feedback)
-        generation = NIOLockedValueBox(first)
+        let generation = NIOLockedValueBox(first)
+        self.generation = generation
+        learner = OnlineLearner(
+            settings: config.feedback?.learning, current: { generation.withLockedValue { $0 } }, logger: logger)
     }
 
     /// The generation new requests use.
@@ -95,6 +100,7 @@ public final class Engine: Sendable {
             processSettings.apply(next.config)
             sessions.configure(ttl: next.config.sessions.ttlSeconds, maxEntries: next.config.sessions.maxEntries)
             decisions.configure(next.config.feedback)
+            learner.configure(next.config.feedback?.learning)
             generation.withLockedValue { $0 = next }
             stats.recordReload(trigger: trigger, generation: next.number, problems: [])
             logger.notice(
@@ -222,6 +228,37 @@ public final class Engine: Sendable {
         return Outcome(router: router, prompt: prompt, decisionID: decisionID, model: report.model, value: report.value)
     }
 
+    /// Hands a recorded outcome to its router, when that router learns online; the router
+    /// publishes it in the background (`feedback.learning`).
+    public func learn(_ outcome: Outcome, on generation: Generation) {
+        guard let router = generation.routers[outcome.router] else { return }
+        learner.submit(outcome, to: router)
+    }
+
+    /// Online learning's state for `router`, or for every router that learns online.
+    public func learningStatus(router name: String?, on generation: Generation) throws(EngineError) -> [LearningStatus] {
+        let routers =
+            try name.map { name throws(EngineError) in [try Self.router(named: name, in: generation)] }
+            ?? generation.routerNames.compactMap { generation.routers[$0] }
+        return routers.filter(\.learnsOnline).map(learner.status(of:))
+    }
+
+    /// Has `router`'s plugin forget what it learned online, on disk too.
+    public func forgetLearning(router name: String, on generation: Generation) throws(EngineError) -> LearningStatus {
+        let router = try Self.router(named: name, in: generation)
+        guard router.learnsOnline else {
+            throw .invalidSetting(
+                "router '\(name)' does not learn online (its plugin's descriptor must say learns_online, and the config needs feedback: with learning enabled)"
+            )
+        }
+        do {
+            try learner.forget(router)
+        } catch {
+            throw .plugin(router: name, message: error.message)
+        }
+        return learner.status(of: router)
+    }
+
     /// Decisions remembered for feedback, and the bytes of prompt text they hold.
     public var rememberedDecisions: (count: Int, bytes: Int) { (decisions.count, decisions.bytes) }
 
@@ -310,7 +347,7 @@ public final class Engine: Sendable {
     }
 
     /// Monotonic seconds, for session expiry.
-    private static func monotonicSeconds() -> Double {
+    static func monotonicSeconds() -> Double {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9

@@ -108,7 +108,7 @@ public final class Generation: Sendable {
             do {
                 let instance = try RouterInstance(
                     config: router, catalogue: config.models, descriptor: config.plugins[router.plugin], library: library, encoder: encoder,
-                    stats: stats, logger: logger,
+                    feedback: config.feedback, stats: stats, logger: logger,
                     reusing: previousRouter)
                 if previousRouter.map(instance.sharesPlugin) != true, let problem = smokeTest(instance) {
                     problems.append("\(config.file): router '\(router.name)': \(problem)")

@@ -17,6 +17,8 @@ struct PluginFingerprint: Hashable, Sendable {
     var encoder: ObjectIdentifier?
     /// size-mtime-inode of every `path` parameter's file, so a rewritten weights file is loaded anew.
     var files: [String]
+    /// Where the instance keeps what it learns online.
+    var stateDirectory: String?
 }
 
 /// One router instance: a plugin instance plus the decision settings.
@@ -43,6 +45,10 @@ public final class RouterInstance: Sendable {
     public let encoder: EncoderInstance?
     /// The plugin waits on I/O while scoring (its descriptor's `io_bound`).
     public let ioBound: Bool
+    /// Where the plugin keeps what it learns online; nil when this router does not learn (its
+    /// descriptor does not say `learns_online`, or the config has no feedback or turned learning off).
+    public let stateDirectory: String?
+    public var learnsOnline: Bool { stateDirectory != nil }
     let plugin: PluginInstance
     let fingerprint: PluginFingerprint
 
@@ -57,9 +63,21 @@ public final class RouterInstance: Sendable {
     /// Creates the router, keeping `previous`'s plugin instance when nothing it depends on changed.
     init(
         config: DaemonConfig.Router, catalogue: ModelCatalogue, descriptor: PluginDescriptor?, library: PluginLibrary, encoder: EncoderInstance?,
-        stats: Stats, logger: Logger, reusing previous: RouterInstance? = nil
+        feedback: DaemonConfig.Feedback? = nil, stats: Stats, logger: Logger, reusing previous: RouterInstance? = nil
     ) throws(PluginLoadError) {
         self.encoder = encoder
+        if descriptor?.learnsOnline == true, let feedback, feedback.learning.enabled {
+            guard library.learnsOnline else {
+                throw PluginLoadError(
+                    library: library.path,
+                    message:
+                        "router '\(config.name)': the descriptor of plugin '\(library.name)' says learns_online, but its library has no learn/forget (ABI revision 3); rebuild it against this routerd's router_plugin.h"
+                )
+            }
+            stateDirectory = feedback.directory + "/learned/" + config.name
+        } else {
+            stateDirectory = nil
+        }
         self.name = config.name
         self.policy = config.policy
         self.ioBound = descriptor?.ioBound ?? false
@@ -87,7 +105,7 @@ public final class RouterInstance: Sendable {
         fingerprint = PluginFingerprint(
             router: config.name, libraryPath: library.path, paramsJSON: paramsJSON, strongModel: config.strongModel,
             weakModel: config.weakModel, candidates: config.candidates, encoder: encoder.map(ObjectIdentifier.init),
-            files: (descriptor?.files(in: config.params) ?? []).map(Self.stamp))
+            files: (descriptor?.files(in: config.params) ?? []).map(Self.stamp), stateDirectory: stateDirectory)
         if let previous, previous.fingerprint == fingerprint {
             plugin = previous.plugin
         } else {
@@ -99,7 +117,7 @@ public final class RouterInstance: Sendable {
             let services = HostServices(logger: instanceLogger, embed: embed, count: { event in stats.recordEvent(router: router, event: event) })
             plugin = try PluginInstance(
                 library: library, name: config.name, paramsJSON: paramsJSON, strongModel: config.strongModel, weakModel: config.weakModel,
-                candidates: config.candidates, embeddingDimension: encoder?.dimension ?? 0, services: services)
+                candidates: config.candidates, embeddingDimension: encoder?.dimension ?? 0, stateDirectory: stateDirectory, services: services)
         }
         if let threshold = config.threshold {
             self.threshold = threshold
@@ -143,6 +161,7 @@ public final class RouterInstance: Sendable {
         budget = nil
         encoder = other.encoder
         ioBound = other.ioBound
+        stateDirectory = other.stateDirectory
         plugin = other.plugin
         fingerprint = other.fingerprint
     }
@@ -173,6 +192,12 @@ public final class RouterInstance: Sendable {
         guard stat(path, &info) == 0 else { return "\(path): missing" }
         return "\(path): \(info.st_size)-\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)-\(info.st_ino)"
     }
+
+    /// Folds outcomes into the plugin's learned state and publishes them (online learning).
+    func learn(_ outcomes: [PluginOutcome]) throws(PluginScoreError) { try plugin.learn(outcomes) }
+
+    /// Forgets what the plugin learned online.
+    func forget() throws(PluginScoreError) { try plugin.forget() }
 
     /// Scores prompts; each score is P(strong wins) in [0, 1]. `embeddings`, one
     /// per prompt, are required when the instance has an encoder.

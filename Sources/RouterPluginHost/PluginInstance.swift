@@ -28,6 +28,30 @@ public struct HostServices: Sendable {
     }
 }
 
+/// One outcome for a plugin that learns online: how candidate `model` (an index into the
+/// instance's candidates) did on a prompt.
+public struct PluginOutcome: Sendable, Hashable {
+    public enum Value: Sendable, Hashable {
+        /// Against candidate `against`: 1 a win, 0 a loss, 0.5 a tie.
+        case pairwise(against: Int, score: Double)
+        /// A quality in [0, 1].
+        case pointwise(Double)
+    }
+
+    public var prompt: String
+    /// The prompt's embedding, when the instance has an encoder.
+    public var embedding: [Float]?
+    public var model: Int
+    public var value: Value
+
+    public init(prompt: String, embedding: [Float]?, model: Int, value: Value) {
+        self.prompt = prompt
+        self.embedding = embedding
+        self.model = model
+        self.value = value
+    }
+}
+
 /// One instance a plugin created: its handle, the host table it holds, and its
 /// parsed description.
 ///
@@ -55,20 +79,24 @@ public final class PluginInstance: @unchecked Sendable {
     /// candidates they are `[strongModel, weakModel]`.
     public init(
         library: PluginLibrary, name: String, paramsJSON: String, strongModel: String, weakModel: String, candidates: [String],
-        embeddingDimension: Int, services: HostServices
+        embeddingDimension: Int, stateDirectory: String? = nil, services: HostServices
     ) throws(PluginLoadError) {
         let host = HostTable(services)
         var handle: UnsafeMutableRawPointer?
         var error: UnsafeMutablePointer<CChar>?
         // C copies of every string, alive for the whole create call.
         let cStrings = ([paramsJSON, name, strongModel, weakModel] + candidates).map { strdup($0)! }
-        defer { cStrings.forEach { free($0) } }
+        let cStateDirectory = stateDirectory.map { strdup($0)! }
+        defer {
+            cStrings.forEach { free($0) }
+            free(cStateDirectory)
+        }
         let candidatePointers = cStrings.dropFirst(4).map { UnsafePointer($0) as UnsafePointer<CChar>? }
         let status = candidatePointers.withUnsafeBufferPointer { candidateList in
             var info = rp_instance_info(
                 struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: cStrings[1], params_json: cStrings[0],
                 params_json_len: strlen(cStrings[0]), strong_model: cStrings[2], weak_model: cStrings[3], embedding_dim: embeddingDimension,
-                candidates: candidateList.baseAddress, candidate_count: candidates.count)
+                candidates: candidateList.baseAddress, candidate_count: candidates.count, state_dir: cStateDirectory)
             return library.vtable.create(host.table, &info, &handle, &error)
         }
         let message = library.takeString(error)
@@ -94,6 +122,80 @@ public final class PluginInstance: @unchecked Sendable {
     }
 
     deinit { library.vtable.destroy(handle) }
+
+    /// Folds outcomes into the instance's learned state (ABI revision 3); the instance persists
+    /// and publishes them before this returns. Call from one thread at a time.
+    public func learn(_ outcomes: [PluginOutcome]) throws(PluginScoreError) {
+        guard let learn = library.vtable.learn else { throw PluginScoreError("plugin '\(library.name)' does not learn online") }
+        for outcome in outcomes {
+            var indices = [outcome.model]
+            if case .pairwise(let against, let score) = outcome.value {
+                indices.append(against)
+                guard (0...1).contains(score) else { throw PluginScoreError("a pairwise score must be 0, 0.5 or 1, not \(score)") }
+            }
+            guard indices.allSatisfy(candidates.indices.contains) else {
+                throw PluginScoreError("router '\(name)': an outcome names candidate \(indices) of \(candidates.count)")
+            }
+        }
+        try check(embeddings: embeddingDimension > 0 ? outcomes.map { $0.embedding ?? [] } : nil, count: outcomes.count)
+        // C copies of the texts, alive for the call; embeddings are pinned below.
+        let texts = outcomes.map { Array($0.prompt.utf8CString) }
+        var error: UnsafeMutablePointer<CChar>?
+        let status = withPinned(texts, outcomes.map { $0.embedding ?? [] }) { textPointers, embeddingPointers in
+            let table = outcomes.indices.map { index in
+                let outcome = outcomes[index]
+                let prompt = rp_prompt(
+                    text: textPointers[index], text_len: texts[index].count - 1, embedding: embeddingDimension > 0 ? embeddingPointers[index] : nil,
+                    embedding_dim: embeddingDimension)
+                switch outcome.value {
+                case .pairwise(let against, let score):
+                    return rp_outcome(kind: RP_OUTCOME_PAIRWISE, prompt: prompt, model: outcome.model, against: against, value: score)
+                case .pointwise(let quality):
+                    return rp_outcome(kind: RP_OUTCOME_POINTWISE, prompt: prompt, model: outcome.model, against: 0, value: quality)
+                }
+            }
+            return table.withUnsafeBufferPointer { learn(handle, $0.baseAddress, $0.count, &error) }
+        }
+        let message = library.takeString(error)
+        guard status == RP_OK else { throw PluginScoreError("plugin '\(library.name)' could not learn: \(message ?? "no reason given")") }
+    }
+
+    /// Forgets what the instance learned online (ABI revision 3), on disk too.
+    public func forget() throws(PluginScoreError) {
+        guard let forget = library.vtable.forget else { throw PluginScoreError("plugin '\(library.name)' does not learn online") }
+        var error: UnsafeMutablePointer<CChar>?
+        let status = forget(handle, &error)
+        let message = library.takeString(error)
+        guard status == RP_OK else { throw PluginScoreError("plugin '\(library.name)' could not forget: \(message ?? "no reason given")") }
+    }
+
+    /// Runs `body` with stable pointers to each text's and each embedding's storage.
+    private func withPinned<R>(
+        _ texts: [[CChar]], _ embeddings: [[Float]], _ body: ([UnsafePointer<CChar>], [UnsafePointer<Float>?]) -> R
+    ) -> R {
+        // Copies into buffers this function owns, so the pointers stay valid for the whole call.
+        let textBuffers = texts.map { text -> UnsafeMutableBufferPointer<CChar> in
+            let buffer = UnsafeMutableBufferPointer<CChar>.allocate(capacity: text.count)
+            _ = buffer.initialize(from: text)
+            return buffer
+        }
+        let embeddingBuffers = embeddings.map { vector -> UnsafeMutableBufferPointer<Float> in
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(vector.count, 1))
+            _ = buffer.initialize(from: vector)
+            return buffer
+        }
+        defer {
+            textBuffers.forEach { $0.deallocate() }
+            embeddingBuffers.forEach { $0.deallocate() }
+        }
+        return body(textBuffers.map { UnsafePointer($0.baseAddress!) }, embeddingBuffers.map { UnsafePointer($0.baseAddress) })
+    }
+
+    /// What the plugin says about the instance now (a learning instance's state changes), or nil
+    /// when it says nothing or nothing valid.
+    public func describeNow() -> RouterDescription? {
+        try? Self.describe(handle, library: library, embeddingDimension: embeddingDimension)
+    }
 
     private static func describe(
         _ handle: UnsafeMutableRawPointer, library: PluginLibrary, embeddingDimension: Int

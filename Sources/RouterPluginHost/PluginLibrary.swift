@@ -91,6 +91,10 @@ public final class PluginLibrary: Sendable {
         }
         // Fields past the plugin's struct_size were never written by it: an older revision lacks them.
         if Int(table.struct_size) < PluginVTable.revision2Size { table.score_models = nil }
+        if Int(table.struct_size) < PluginVTable.revision3Size {
+            table.learn = nil
+            table.forget = nil
+        }
         guard let vtable = PluginVTable(table) else {
             throw fail("plugin vtable lacks \(PluginVTable.missing(in: table).joined(separator: ", "))")
         }
@@ -104,6 +108,9 @@ public final class PluginLibrary: Sendable {
     /// Whether the plugin predicts each candidate's quality (ABI revision 2's `score_models`);
     /// without it a router of this plugin has exactly two candidates.
     public var predictsQualities: Bool { vtable.scoreModels != nil }
+
+    /// Whether the plugin can learn online (ABI revision 3's `learn` and `forget`).
+    public var learnsOnline: Bool { vtable.learn != nil && vtable.forget != nil }
 
     /// Takes ownership of a string the plugin returned.
     func takeString(_ string: UnsafeMutablePointer<CChar>?) -> String? {
@@ -127,6 +134,9 @@ struct PluginVTable: Sendable {
             UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
         ) -> Int32
     typealias ScoreModels = Score
+    typealias Learn =
+        @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<rp_outcome>?, Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32
+    typealias Forget = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32
     typealias Describe = @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutablePointer<CChar>?
     typealias Destroy = @convention(c) (UnsafeMutableRawPointer?) -> Void
     typealias FreeString = @convention(c) (UnsafeMutablePointer<CChar>?) -> Void
@@ -139,11 +149,16 @@ struct PluginVTable: Sendable {
     let freeString: FreeString
     /// Revision 2, optional: per-candidate quality predictions.
     let scoreModels: ScoreModels?
+    /// Revision 3, optional: online learning.
+    let learn: Learn?
+    let forget: Forget?
 
     /// The vtable's size in ABI revision 1, the smallest the host accepts.
     static let revision1Size = MemoryLayout<rp_plugin>.offset(of: \rp_plugin.score_models)!
     /// The vtable's size with revision 2's `score_models`.
     static let revision2Size = revision1Size + MemoryLayout<ScoreModels?>.size
+    /// The vtable's size with revision 3's `learn` and `forget`.
+    static let revision3Size = MemoryLayout<rp_plugin>.size
 
     init?(_ table: rp_plugin) {
         guard let create = table.create, let score = table.score, let destroy = table.destroy, let freeString = table.free_string,
@@ -155,6 +170,8 @@ struct PluginVTable: Sendable {
         self.destroy = destroy
         self.freeString = freeString
         self.scoreModels = table.score_models
+        self.learn = table.learn
+        self.forget = table.forget
     }
 
     /// The required entries `table` lacks.

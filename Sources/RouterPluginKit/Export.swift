@@ -33,7 +33,9 @@ public func exportRouterPlugin<Plugin: RouterPlugin>(
         describe: describeThunk,
         destroy: destroyThunk,
         free_string: { free($0) },
-        score_models: Plugin.self is any QualityPredictingRouter.Type ? scoreModelsThunk : nil)
+        score_models: Plugin.self is any QualityPredictingRouter.Type ? scoreModelsThunk : nil,
+        learn: Plugin.self is any OnlineLearningRouter.Type ? learnThunk : nil,
+        forget: Plugin.self is any OnlineLearningRouter.Type ? forgetThunk : nil)
     withUnsafeBytes(of: &table) { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: written) }
     return RP_OK
 }
@@ -110,12 +112,17 @@ private let createThunk:
             let weakModel = String(cString: details.weak_model)
             // A host of revision 1 names no candidates: its routers have exactly the strong and weak model.
             var candidates = [strongModel, weakModel]
-            if details.struct_size >= MemoryLayout<rp_instance_info>.size, let list = details.candidates, details.candidate_count >= 2 {
+            let revision2InfoSize = MemoryLayout<rp_instance_info>.offset(of: \rp_instance_info.state_dir)!
+            if details.struct_size >= revision2InfoSize, let list = details.candidates, details.candidate_count >= 2 {
                 candidates = (0..<details.candidate_count).map { String(cString: list[$0]!) }
             }
-            let context = PluginContext(
+            var context = PluginContext(
                 name: String(cString: details.name), params: params, strongModel: strongModel, weakModel: weakModel, candidates: candidates,
                 embeddingDimension: details.embedding_dim, host: HostServices(table: host))
+            // A host of revision 2 or older offers no state folder.
+            if details.struct_size >= MemoryLayout<rp_instance_info>.size, let folder = details.state_dir {
+                context.stateDirectory = String(cString: folder)
+            }
             let plugin = try factory(context)
             instance.pointee = Unmanaged.passRetained(InstanceBox(plugin, candidateCount: context.candidates.count)).toOpaque()
             return RP_OK
@@ -177,6 +184,44 @@ private let scoreModelsThunk:
             return RP_ERROR
         }
     }
+
+private let learnThunk:
+    @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<rp_outcome>?, Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 = {
+        instance, outcomes, count, error in
+        guard let instance, count == 0 || outcomes != nil else { return RP_ERROR }
+        guard let plugin = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue().plugin as? any OnlineLearningRouter else {
+            return RP_ERROR
+        }
+        let learned = (0..<count).map { index in
+            let raw = outcomes![index]
+            let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.prompt.text)?.assumingMemoryBound(to: UInt8.self), count: raw.prompt.text_len)
+            let embedding = raw.prompt.embedding.map { Array(UnsafeBufferPointer(start: $0, count: raw.prompt.embedding_dim)) }
+            let value: LearnedOutcome.Value =
+                raw.kind == RP_OUTCOME_PAIRWISE ? .pairwise(against: raw.against, score: raw.value) : .pointwise(raw.value)
+            return LearnedOutcome(prompt: String(decoding: text, as: UTF8.self), embedding: embedding, model: raw.model, value: value)
+        }
+        do {
+            try plugin.learn(learned)
+            return RP_OK
+        } catch let caught {
+            error?.pointee = errorString(caught)
+            return RP_ERROR
+        }
+    }
+
+private let forgetThunk: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 = {
+    instance, error in
+    guard let instance,
+        let plugin = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue().plugin as? any OnlineLearningRouter
+    else { return RP_ERROR }
+    do {
+        try plugin.forget()
+        return RP_OK
+    } catch let caught {
+        error?.pointee = errorString(caught)
+        return RP_ERROR
+    }
+}
 
 private let describeThunk: @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutablePointer<CChar>? = { instance in
     guard let instance else { return nil }

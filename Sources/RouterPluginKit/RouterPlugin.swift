@@ -44,6 +44,41 @@ public protocol QualityPredictingRouter: RouterPlugin {
     func qualities(_ prompt: Prompt) throws -> [Double]
 }
 
+/// A plugin that learns online from outcomes services report (ABI revision 3). Its descriptor
+/// says `learns_online: true`.
+public protocol OnlineLearningRouter: RouterPlugin {
+    /// Folds outcomes into the learned state, persists it under ``PluginContext/stateDirectory``
+    /// crash-safely, and publishes it to `score` before returning. Called by one host thread at a
+    /// time, concurrently with scoring; on a throw nothing may have been learned.
+    func learn(_ outcomes: [LearnedOutcome]) throws
+    /// Forgets everything learned online, on disk too.
+    func forget() throws
+}
+
+/// One reported outcome, as ``OnlineLearningRouter/learn(_:)`` receives it (copied: it outlives the call).
+public struct LearnedOutcome: Sendable, Hashable {
+    public enum Value: Sendable, Hashable {
+        /// Against candidate `against` (an index into ``PluginContext/candidates``): 1 a win, 0 a loss, 0.5 a tie.
+        case pairwise(against: Int, score: Double)
+        /// A quality in [0, 1].
+        case pointwise(Double)
+    }
+
+    public var prompt: String
+    /// The prompt's embedding, when the instance has an encoder.
+    public var embedding: [Float]?
+    /// The candidate the outcome is about, an index into ``PluginContext/candidates``.
+    public var model: Int
+    public var value: Value
+
+    public init(prompt: String, embedding: [Float]?, model: Int, value: Value) {
+        self.prompt = prompt
+        self.embedding = embedding
+        self.model = model
+        self.value = value
+    }
+}
+
 /// An error a plugin reports to the host; the message reaches the operator or client.
 public struct PluginError: Error, CustomStringConvertible {
     public var message: String
@@ -76,6 +111,9 @@ public struct PluginContext: Sendable {
     /// The encoder's dimension, or 0 when the instance has no encoder.
     public let embeddingDimension: Int
     public let host: HostServices
+    /// Where the instance keeps what it learns online (an existing folder), or nil when the host
+    /// offers no learning (ABI revision 3).
+    public var stateDirectory: String? = nil
 
     /// The encoder's dimension, for plugins that need embeddings; throws the operator's fix when the router has none.
     public func requireEncoder(plugin: String) throws -> Int {

@@ -2,9 +2,9 @@ import Foundation
 
 /// The operations a request may name in `op`.
 public enum Op: String, Codable, Sendable, CaseIterable {
-    case route, score, embed, feedback, routers, health, status, stats, reload, set
+    case route, score, embed, feedback, learn, routers, health, status, stats, reload, set
 
-    /// Admin ops change the daemon and need an admin peer.
+    /// Admin ops change the daemon and need an admin peer (`learn` only with action `reset`).
     public var isAdmin: Bool { self == .reload || self == .set }
 }
 
@@ -123,12 +123,29 @@ public struct FeedbackRequest: Sendable, Hashable {
     }
 }
 
+/// `learn`: online learning's state (`status`), or forgetting what a router learned (`reset`, admin).
+public struct LearnRequest: Sendable, Hashable {
+    public enum Action: String, Sendable, Hashable, CaseIterable {
+        case status, reset
+    }
+
+    public var action: Action
+    /// The router; for `status` it may be omitted (every router that learns online).
+    public var router: String?
+
+    public init(action: Action, router: String? = nil) {
+        self.action = action
+        self.router = router
+    }
+}
+
 /// A decoded request.
 public enum Request: Sendable, Hashable {
     case route(RouteRequest)
     case score(ScoreRequest)
     case embed(EmbedRequest)
     case feedback(FeedbackRequest)
+    case learn(LearnRequest)
     case routers
     case health
     case status
@@ -136,12 +153,19 @@ public enum Request: Sendable, Hashable {
     case reload(ReloadRequest)
     case set(SetRequest)
 
+    /// Whether this request needs an admin peer.
+    public var needsAdmin: Bool {
+        if case .learn(let learn) = self { return learn.action == .reset }
+        return op.isAdmin
+    }
+
     public var op: Op {
         switch self {
         case .route: return .route
         case .score: return .score
         case .embed: return .embed
         case .feedback: return .feedback
+        case .learn: return .learn
         case .routers: return .routers
         case .health: return .health
         case .status: return .status
@@ -261,6 +285,14 @@ private struct WireRequest: Decodable {
             }
             return .embed(EmbedRequest(encoder: encoder, texts: texts, tokens: tokens, longText: longText))
         case .feedback: return .feedback(try feedback(&reader))
+        case .learn:
+            let name = try reader.optional(String.self, "action", expected: "a string") ?? "status"
+            guard let action = LearnRequest.Action(rawValue: name) else {
+                throw ProtocolError(.badField, "field 'action' must be status or reset, found '\(name)'")
+            }
+            let router = try reader.optional(String.self, "router", expected: "a string")
+            if action == .reset, router == nil { throw ProtocolError(.missingField, "missing field 'router' (the router whose learning to reset)") }
+            return .learn(LearnRequest(action: action, router: router))
         case .routers: return .routers
         case .health: return .health
         case .status: return .status
@@ -478,6 +510,9 @@ private struct WireRequestOut: Encodable {
                 try container.encode(against, forKey: FieldKey("against"))
             case .pointwise(let quality): try container.encode(quality, forKey: FieldKey("quality"))
             }
+        case .learn(let learn):
+            try container.encode(learn.action.rawValue, forKey: FieldKey("action"))
+            try container.encodeIfPresent(learn.router, forKey: FieldKey("router"))
         case .reload(let reload):
             if reload.dryRun { try container.encode(true, forKey: FieldKey("dry_run")) }
         case .set(let set):

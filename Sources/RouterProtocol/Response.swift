@@ -572,6 +572,55 @@ public struct FeedbackResult: Codable, Sendable, Hashable {
     }
 }
 
+/// The result of `learn`: each router that learns online.
+public struct LearnResult: Codable, Sendable, Hashable {
+    public var routers: [LearningInfo]
+
+    public init(routers: [LearningInfo]) { self.routers = routers }
+}
+
+/// Online learning of one router since the daemon started, and what its plugin says it holds.
+public struct LearningInfo: Codable, Sendable, Hashable {
+    public var router: String
+    /// Where the plugin keeps its learned state.
+    public var stateDirectory: String
+    /// Outcomes folded in and published.
+    public var events: UInt64
+    /// Outcomes waiting for the next publish.
+    public var pending: Int
+    public var publishes: UInt64
+    public var failures: UInt64
+    public var dropped: UInt64
+    /// How long the last publish took (fold, persist, swap), in milliseconds.
+    public var lastPublishMilliseconds: Double?
+    public var lastError: String?
+    /// The plugin's own figures (`learned_*` keys of its description).
+    public var learned: [String: JSONValue]
+
+    public init(
+        router: String, stateDirectory: String, events: UInt64, pending: Int, publishes: UInt64, failures: UInt64, dropped: UInt64,
+        lastPublishMilliseconds: Double?, lastError: String?, learned: [String: JSONValue]
+    ) {
+        self.router = router
+        self.stateDirectory = stateDirectory
+        self.events = events
+        self.pending = pending
+        self.publishes = publishes
+        self.failures = failures
+        self.dropped = dropped
+        self.lastPublishMilliseconds = lastPublishMilliseconds
+        self.lastError = lastError
+        self.learned = learned
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case router, events, pending, publishes, failures, dropped, learned
+        case stateDirectory = "state_directory"
+        case lastPublishMilliseconds = "last_publish_ms"
+        case lastError = "last_error"
+    }
+}
+
 /// What the feedback store has done since it was opened, in `stats`.
 public struct FeedbackStats: Codable, Sendable, Hashable {
     public var directory: String

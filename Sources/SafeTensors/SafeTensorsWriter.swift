@@ -22,7 +22,9 @@ public enum SafeTensorsWriter {
         }
     }
 
-    public static func write(_ tensors: [Tensor], metadata: [String: String], to path: String) throws(SafeTensorsError) {
+    /// With `durable`, the file is synced before it is renamed into place and its folder after,
+    /// so after a crash the path holds either the previous file or this one, whole.
+    public static func write(_ tensors: [Tensor], metadata: [String: String], to path: String, durable: Bool = false) throws(SafeTensorsError) {
         func fail(_ message: String) -> SafeTensorsError { SafeTensorsError(file: path, message: message) }
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -54,7 +56,19 @@ public enum SafeTensorsWriter {
         let temporary = path + ".tmp-\(getpid())"
         do {
             try data.write(to: URL(fileURLWithPath: temporary))
+            if durable {
+                let handle = try FileHandle(forUpdating: URL(fileURLWithPath: temporary))
+                defer { try? handle.close() }
+                try handle.synchronize()
+            }
             guard rename(temporary, path) == 0 else { throw fail("cannot rename into place: \(String(cString: strerror(errno)))") }
+            if durable {
+                let folder = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                if folder >= 0 {
+                    fsync(folder)
+                    close(folder)
+                }
+            }
         } catch let error as SafeTensorsError {
             unlink(temporary)
             throw error

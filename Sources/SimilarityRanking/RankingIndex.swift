@@ -124,6 +124,15 @@ public struct RankingIndex: Sendable {
         try self.init(models: models, dimension: dimension, embeddings: normalized, wins: wins)
     }
 
+    /// This index followed by `other`'s prompts and wins (over the same models, in the same order).
+    public func appending(_ other: RankingIndex) throws(RankingIndexError) -> RankingIndex {
+        guard other.models == models, other.dimension == dimension else {
+            throw RankingIndexError("cannot append an index over other models or another embedding dimension")
+        }
+        let shifted = other.wins.map { Win(prompt: $0.prompt + promptCount, winner: $0.winner, loser: $0.loser, weight: $0.weight) }
+        return try RankingIndex(models: models, dimension: dimension, embeddings: embeddings + other.embeddings, wins: wins + shifted)
+    }
+
     /// Writes the index, atomically, with extra metadata (encoder, training summary, quantiles).
     public func write(to path: String, metadata extra: [String: String]) throws(SafeTensorsError) {
         var metadata = extra

@@ -12,7 +12,8 @@ struct Routerctl: AsyncParsableCommand {
         abstract: "Ask routerd for routing decisions and inspect or control it.",
         version: Engine.version,
         subcommands: [
-            Route.self, Score.self, Embed.self, FeedbackCommand.self, Routers.self, Status.self, Stats.self, Reload.self, SetCommand.self, Train.self,
+            Route.self, Score.self, Embed.self, FeedbackCommand.self, Learn.self, Routers.self, Status.self, Stats.self, Reload.self, SetCommand.self,
+            Train.self,
             Eval.self,
             Calibrate.self, Bench.self,
             BenchEncoder.self,
@@ -136,6 +137,49 @@ struct FeedbackCommand: AsyncParsableCommand {
         let value: FeedbackRequest.Value = outcome.map { .pairwise(outcome: $0, against: against!) } ?? .pointwise(quality: quality!)
         try await options.run(.feedback(FeedbackRequest(subject: subject, model: model, value: value)), as: FeedbackResult.self) { result in
             "recorded in \(result.recorded).jsonl: \(result.model) on router \(result.router)\(result.decisionID.map { " (decision \($0))" } ?? "")"
+        }
+    }
+}
+
+struct Learn: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Online learning: what each router has learned from feedback, or forget it.",
+        subcommands: [LearnStatus.self, LearnReset.self], defaultSubcommand: LearnStatus.self)
+
+    struct LearnStatus: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Show online learning per router.")
+        @OptionGroup var options: ConnectionOptions
+        @Option(name: [.short, .long], help: "Only this router.") var router: String?
+
+        func run() async throws {
+            try await options.run(.learn(LearnRequest(action: .status, router: router)), as: LearnResult.self) { result in
+                guard !result.routers.isEmpty else { return "no router learns online (see docs/CONFIG.md, feedback.learning)" }
+                return table(
+                    header: ["ROUTER", "EVENTS", "PENDING", "PUBLISHES", "LAST PUBLISH", "FAILURES", "LEARNED"],
+                    rows: result.routers.map { router in
+                        [
+                            router.router, "\(router.events)", "\(router.pending)", "\(router.publishes)",
+                            router.lastPublishMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-", "\(router.failures)",
+                            router.learned.sorted { $0.key < $1.key }.map {
+                                "\($0.key.replacingOccurrences(of: "learned_", with: "")) \($0.value.text)"
+                            }
+                            .joined(separator: ", "),
+                        ]
+                    })
+            }
+        }
+    }
+
+    struct LearnReset: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "reset", abstract: "Forget what a router learned online (admin); its weights alone decide again.")
+        @OptionGroup var options: ConnectionOptions
+        @Option(name: [.short, .long], help: "The router.") var router: String
+
+        func run() async throws {
+            try await options.run(.learn(LearnRequest(action: .reset, router: router)), as: LearnResult.self) { _ in
+                "router \(router) forgot what it learned online"
+            }
         }
     }
 }

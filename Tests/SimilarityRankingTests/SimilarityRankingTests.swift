@@ -190,3 +190,77 @@ import Testing
         #expect(error?.message.contains("row 0 of 'wins'") == true, "\(String(describing: error))")
     }
 }
+
+@Suite struct LearnedRankingTests {
+    static func probability(_ ranker: SimilarityRanker, _ query: [Float]) -> Double {
+        query.withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: 0, weak: 1) }
+    }
+
+    /// Folding outcomes online and appending them to the index scores exactly as an index built
+    /// offline from the same battles: the online path is the offline maths, not an approximation.
+    @Test func learnedOutcomesScoreLikeTheSameBattlesIndexedOffline() throws {
+        let base = try RankingIndex(
+            models: ["a", "b", "c"], embeddings: [[1, 0, 0], [0, 1, 0]],
+            wins: [.init(prompt: 0, winner: 0, loser: 1, weight: 1), .init(prompt: 1, winner: 1, loser: 0, weight: 1)])
+        var learned = LearnedRanking(models: base.models, dimension: 3)
+        try learned.fold(prompt: "x", embedding: [0, 0, 2], model: 1, outcome: .pairwise(against: 0, score: 1))
+        try learned.fold(prompt: "x", embedding: [0, 0, 2], model: 2, outcome: .pairwise(against: 0, score: 0.5))
+        // Pointwise qualities pair up per prompt: b 0.2, then a 0.9 (a beats b), then c 0.9 (ties a, beats b).
+        try learned.fold(prompt: "y", embedding: [0, 1, 1], model: 1, outcome: .pointwise(0.2))
+        #expect(learned.winCount == 3, "a lone quality teaches nothing yet")
+        try learned.fold(prompt: "y", embedding: [0, 1, 1], model: 0, outcome: .pointwise(0.9))
+        try learned.fold(prompt: "y", embedding: [0, 1, 1], model: 2, outcome: .pointwise(0.9))
+        #expect(learned.promptCount == 2 && learned.events == 5)
+        let online = SimilarityRanker(index: try base.appending(try #require(try learned.index())))
+
+        let offline = SimilarityRanker(
+            index: try RankingIndex(
+                models: base.models, embeddings: [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1]],
+                wins: [
+                    .init(prompt: 0, winner: 0, loser: 1, weight: 1), .init(prompt: 1, winner: 1, loser: 0, weight: 1),
+                    .init(prompt: 2, winner: 1, loser: 0, weight: 1), .init(prompt: 2, winner: 2, loser: 0, weight: 0.5),
+                    .init(prompt: 2, winner: 0, loser: 2, weight: 0.5), .init(prompt: 3, winner: 0, loser: 1, weight: 1),
+                    .init(prompt: 3, winner: 2, loser: 1, weight: 1), .init(prompt: 3, winner: 2, loser: 0, weight: 0.5),
+                    .init(prompt: 3, winner: 0, loser: 2, weight: 0.5),
+                ]))
+        for query: [Float] in [[1, 0, 0], [0, 0, 1], [0.3, 0.5, 0.8]] {
+            let (a, b) = (Self.probability(online, query), Self.probability(offline, query))
+            // Equal up to Float32 rounding: the learned rows are normalised once more on the way in.
+            #expect(abs(a - b) < 1e-6, "\(query): online \(a), offline \(b)")
+        }
+        // And it moved the ranking where it was taught: near prompt x, b now beats a.
+        #expect(Self.probability(SimilarityRanker(index: base), [0, 0, 1]) == 0.5)
+        #expect(Self.probability(online, [0, 0, 1]) < 0.5)
+    }
+
+    @Test func theStateRoundTripsThroughItsFileAndFollowsModelsByName() throws {
+        let path = NSTemporaryDirectory() + "learned-\(UUID().uuidString).safetensors"
+        defer { unlink(path) }
+        var learned = LearnedRanking(models: ["a", "b", "c"], dimension: 2)
+        try learned.fold(prompt: "p", embedding: [1, 0], model: 2, outcome: .pairwise(against: 1, score: 1))
+        try learned.fold(prompt: "q", embedding: [0, 1], model: 0, outcome: .pointwise(1))
+        try learned.write(to: path)
+        let file = try SafeTensorsFile(path: path)
+        let same = try LearnedRanking(file: file, models: ["a", "b", "c"], dimension: 2)
+        #expect(same.events == 2 && same.promptCount == 2 && same.winCount == 1)
+        // The pending quality of q still pairs after the round trip, and a repeated prompt is found by its text.
+        var resumed = same
+        try resumed.fold(prompt: "q", embedding: [0, 1], model: 1, outcome: .pointwise(0))
+        #expect(resumed.promptCount == 2 && resumed.winCount == 2)
+        // A retrained index without "b" and in another order keeps what concerns its models.
+        let remapped = try LearnedRanking(file: file, models: ["c", "a"], dimension: 2)
+        #expect(remapped.winCount == 0, "c's win was over b, which the new index lacks")
+        #expect(throws: RankingIndexError.self) { try LearnedRanking(file: file, models: ["a", "b", "c"], dimension: 3) }
+    }
+
+    @Test func badOutcomesAreRefused() {
+        var learned = LearnedRanking(models: ["a", "b"], dimension: 2)
+        #expect(throws: RankingIndexError.self) { try learned.fold(prompt: "p", embedding: [1], model: 0, outcome: .pointwise(1)) }
+        #expect(throws: RankingIndexError.self) {
+            try learned.fold(prompt: "p", embedding: [1, 0], model: 0, outcome: .pairwise(against: 0, score: 1))
+        }
+        #expect(throws: RankingIndexError.self) { try learned.fold(prompt: "p", embedding: [1, 0], model: 0, outcome: .pointwise(2)) }
+        #expect(throws: RankingIndexError.self) { try learned.fold(prompt: "p", embedding: [.nan, 0], model: 0, outcome: .pointwise(1)) }
+        #expect(learned.events == 0)
+    }
+}

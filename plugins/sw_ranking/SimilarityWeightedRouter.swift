@@ -4,17 +4,35 @@ import RouterJSON
 import RouterPluginKit
 import SafeTensors
 import SimilarityRanking
+import Synchronization
 
 /// RouteLLM's similarity-weighted (SW) ranking router, over an index built by
 /// `routerctl train sw_ranking` (see ``SimilarityRanker`` for the method).
 ///
 /// With more candidates, one similarity-weighted Bradley–Terry fit gives every
 /// model's strength, and each candidate's quality is its win rate against the others.
-final class SimilarityWeightedRouter: QualityPredictingRouter {
+///
+/// It learns online (ABI revision 3): reported outcomes are folded into a copy of its
+/// ``LearnedRanking``, written to `learned.safetensors` in the state folder, and published by
+/// swapping in a ranker over the index followed by what was learned. The index's similarity
+/// weighting treats a learned prompt like an indexed one.
+final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRouter {
     static let name = "sw_ranking"
-    static let version = "1.2.0"
+    static let version = "1.3.0"
 
-    private let ranker: SimilarityRanker
+    /// What scoring reads, swapped whole when something is learned or forgotten.
+    private struct Published: Sendable {
+        var ranker: SimilarityRanker
+        var learned: LearnedRanking
+    }
+
+    private let index: RankingIndex
+    private let settings: RankingSettings
+    private let published: Mutex<Published>
+    /// Where the learned state is kept; nil when the host offers no learning.
+    private let learnedFile: String?
+    private let host: HostServices
+    private var ranker: SimilarityRanker { published.withLock { $0.ranker } }
     private let strong: Int
     private let weak: Int
     /// The candidates' rows in the index.
@@ -40,7 +58,22 @@ final class SimilarityWeightedRouter: QualityPredictingRouter {
         encoder = file.metadata["encoder"] ?? "unknown"
         (strong, weak) = try context.strongAndWeak(in: index.models, source: path)
         candidates = try context.candidateIndices(in: index.models, source: path)
-        ranker = SimilarityRanker(index: index, settings: settings)
+        self.index = index
+        self.settings = settings
+        host = context.host
+        learnedFile = context.stateDirectory.map { $0 + "/learned.safetensors" }
+        var learned = LearnedRanking(models: index.models, dimension: index.dimension)
+        if let learnedFile, FileManager.default.fileExists(atPath: learnedFile) {
+            do {
+                learned = try LearnedRanking(file: try SafeTensorsFile(path: learnedFile), models: index.models, dimension: index.dimension)
+            } catch {
+                // Learned for another encoder, or damaged: keep it aside and start anew rather than refuse the router.
+                let aside = learnedFile + ".unusable"
+                rename(learnedFile, aside)
+                context.host.log(.warning, "cannot use the learned state (\(error)); moved it to \(aside) and start learning anew")
+            }
+        }
+        published = Mutex(Published(ranker: try Self.ranker(index, learned, settings), learned: learned))
         indexPath = path
         // The stored quantiles hold for the pair and settings they were computed with.
         quantiles =
@@ -63,12 +96,50 @@ final class SimilarityWeightedRouter: QualityPredictingRouter {
         return QualityScale.winRates(strengths: candidates.map { strengths[$0] })
     }
 
+    private static func ranker(_ index: RankingIndex, _ learned: LearnedRanking, _ settings: RankingSettings) throws -> SimilarityRanker {
+        guard let extra = try learned.index() else { return SimilarityRanker(index: index, settings: settings) }
+        return SimilarityRanker(index: try index.appending(extra), settings: settings)
+    }
+
+    func learn(_ outcomes: [LearnedOutcome]) throws {
+        guard let learnedFile else { throw PluginError("this router was given no state folder to learn in") }
+        // Fold into a copy; scoring keeps reading the published state until the swap.
+        var learned = published.withLock { $0.learned }
+        for outcome in outcomes {
+            guard let embedding = outcome.embedding else { throw PluginError("an outcome arrived without its prompt's embedding") }
+            let value: LearnedRanking.Outcome =
+                switch outcome.value {
+                case .pairwise(let against, let score): .pairwise(against: candidates[against], score: score)
+                case .pointwise(let quality): .pointwise(quality)
+                }
+            try learned.fold(prompt: outcome.prompt, embedding: embedding, model: candidates[outcome.model], outcome: value)
+        }
+        let next = Published(ranker: try Self.ranker(index, learned, settings), learned: learned)
+        try FileManager.default.createDirectory(atPath: (learnedFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try learned.write(to: learnedFile)
+        published.withLock { $0 = next }
+    }
+
+    func forget() throws {
+        if let learnedFile, unlink(learnedFile) != 0, errno != ENOENT {
+            throw PluginError("cannot remove \(learnedFile): \(String(cString: strerror(errno)))")
+        }
+        let empty = LearnedRanking(models: index.models, dimension: index.dimension)
+        published.withLock { $0 = Published(ranker: SimilarityRanker(index: index, settings: settings), learned: empty) }
+    }
+
     func describe() -> RouterDescription {
         var details: [String: JSONValue] = [
-            "index": .string(indexPath), "prompts": .integer(Int64(ranker.index.promptCount)), "gamma": .number(ranker.settings.gamma),
+            "index": .string(indexPath), "prompts": .integer(Int64(index.promptCount)), "gamma": .number(ranker.settings.gamma),
             "prior": .number(ranker.settings.prior), "weight_unit": .string(ranker.settings.weightUnit.rawValue), "encoder": .string(encoder),
         ]
         if let neighbors = ranker.settings.neighbors { details["neighbors"] = .integer(Int64(neighbors)) }
+        if learnedFile != nil {
+            let learned = published.withLock { $0.learned }
+            details["learned_prompts"] = .integer(Int64(learned.promptCount))
+            details["learned_wins"] = .integer(Int64(learned.winCount))
+            details["learned_events"] = .integer(Int64(learned.events))
+        }
         return RouterDescription(
             scoreQuantiles: quantiles, models: ranker.index.models, embeddingDimension: ranker.index.dimension, quality: .winRate, details: details)
     }

@@ -22,6 +22,10 @@
  *      models (rp_instance_info.candidates), and a plugin may predict each
  *      candidate's quality per prompt (rp_plugin.score_models). A plugin
  *      without `score_models` routes between exactly two models, as before.
+ *   3. Online learning: the host gives an instance a folder for its state
+ *      (rp_instance_info.state_dir), and a plugin whose descriptor says
+ *      `learns_online: true` folds reported outcomes into its state
+ *      (rp_plugin.learn) and can forget them (rp_plugin.forget).
  *
  * Threading: `score` may be called concurrently from several threads on the
  * same instance. `create` and `destroy` are never called concurrently with
@@ -45,7 +49,7 @@ extern "C" {
 #define RP_ABI_VERSION 1u
 
 /* The latest appendix this header describes (see "Revisions" above). */
-#define RP_ABI_REVISION 2u
+#define RP_ABI_REVISION 3u
 
 /* The symbol every plugin exports. */
 #define RP_ENTRY_SYMBOL "routerd_plugin_entry"
@@ -106,6 +110,13 @@ typedef struct rp_instance_info {
      * meaningful. Check struct_size before reading. */
     const char *const *candidates;
     size_t candidate_count;
+
+    /* Revision 3. The folder (NUL-terminated) where the instance keeps what it
+     * learns online, so a restart or a new instance of the same router starts
+     * from it; the plugin creates it when it first writes. NULL when the host
+     * does not offer learning (no feedback configured, or the descriptor does
+     * not say `learns_online: true`). Check struct_size before reading. */
+    const char *state_dir;
 } rp_instance_info;
 
 /* One prompt to score. */
@@ -116,6 +127,20 @@ typedef struct rp_prompt {
                                    NULL when the instance has no encoder */
     size_t embedding_dim;
 } rp_prompt;
+
+/* Kinds of rp_outcome. */
+#define RP_OUTCOME_PAIRWISE 0u
+#define RP_OUTCOME_POINTWISE 1u
+
+/* One outcome a service reported (revision 3): how candidate `model` did on a prompt. */
+typedef struct rp_outcome {
+    uint32_t kind;              /* RP_OUTCOME_PAIRWISE or RP_OUTCOME_POINTWISE */
+    rp_prompt prompt;           /* the prompt, with its embedding when the instance has an encoder */
+    size_t model;               /* index into rp_instance_info.candidates */
+    size_t against;             /* pairwise: the other candidate's index; pointwise: unused */
+    double value;               /* pairwise: 1 `model` won, 0 it lost, 0.5 a tie;
+                                   pointwise: a quality in [0, 1] */
+} rp_outcome;
 
 /* The vtable a plugin fills in. */
 typedef struct rp_plugin {
@@ -154,6 +179,20 @@ typedef struct rp_plugin {
      * or RP_ERROR with *error set. May be called concurrently, like `score`. */
     int (*score_models)(void *instance, const rp_prompt *prompts, size_t count, double *qualities,
                         char **error);
+
+    /* Revision 3; required when the descriptor says `learns_online: true`,
+     * else NULL. Folds `count` outcomes into the instance's learned state,
+     * persists it under rp_instance_info.state_dir (crash-safely: a reader of
+     * the state never sees half of it), and publishes it: every `score` that
+     * starts after this returns sees it. Called by one host thread at a time,
+     * concurrently with `score`. Returns RP_OK, or RP_ERROR with *error set
+     * and nothing learned. */
+    int (*learn)(void *instance, const rp_outcome *outcomes, size_t count, char **error);
+
+    /* Revision 3; with `learn`. Forgets everything learned online, on disk
+     * too: the instance scores as its weights alone say. Same threading and
+     * return convention as `learn`. */
+    int (*forget)(void *instance, char **error);
 } rp_plugin;
 
 /* The entry point's type. The host passes its own ABI version and

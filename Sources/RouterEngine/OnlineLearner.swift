@@ -1,0 +1,199 @@
+import Foundation
+import Logging
+import RouterConfig
+import RouterJSON
+import RouterPluginHost
+
+/// What online learning has done for one router since the daemon started.
+public struct LearningStatus: Sendable, Hashable {
+    public var router: String
+    /// Where the plugin keeps its learned state.
+    public var stateDirectory: String
+    /// Outcomes folded in and published.
+    public var events: UInt64 = 0
+    /// Outcomes waiting for the next publish.
+    public var pending: Int = 0
+    public var publishes: UInt64 = 0
+    /// Publishes the plugin refused (their outcomes stay in the feedback store, for retraining).
+    public var failures: UInt64 = 0
+    /// Outcomes dropped: their router stopped learning, or a model stopped being a candidate.
+    public var dropped: UInt64 = 0
+    /// How long the last publish took (fold, persist, swap), in milliseconds.
+    public var lastPublishMilliseconds: Double?
+    public var lastError: String?
+    /// What the plugin says about its instance now (its learned state).
+    public var details: [String: JSONValue] = [:]
+}
+
+/// Feeds recorded outcomes to the routers that learn online, off the request path.
+///
+/// Outcomes queue per router; one background thread publishes a router's queue to its plugin
+/// (`learn`: fold into a copy of the state, persist, swap) once `publish_every` outcomes wait
+/// or the oldest has waited `publish_interval_ms`. It asks the generation serving at that
+/// moment for the router, so a reload between report and publish is no problem. Learned state
+/// lives in the plugin instance and its state folder; these counters only describe the flow.
+final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by `condition`.
+    private let condition = NSCondition()
+    /// Held while a publish or a forget talks to a plugin, so the two never overlap.
+    private let publishing = NSLock()
+    private var pending: [String: [Outcome]] = [:]
+    /// When each router's oldest pending outcome arrived (monotonic seconds).
+    private var oldest: [String: Double] = [:]
+    private var statuses: [String: LearningStatus] = [:]
+    private var settings: DaemonConfig.Feedback.Learning?
+    private var started = false
+    private let current: @Sendable () -> Generation
+    private let logger: Logger
+
+    init(settings: DaemonConfig.Feedback.Learning?, current: @escaping @Sendable () -> Generation, logger: Logger) {
+        self.settings = settings
+        self.current = current
+        self.logger = logger
+    }
+
+    func configure(_ settings: DaemonConfig.Feedback.Learning?) {
+        condition.lock()
+        self.settings = settings
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Queues a recorded outcome for its router, when that router learns online.
+    func submit(_ outcome: Outcome, to router: RouterInstance) {
+        guard let folder = router.stateDirectory else { return }
+        condition.lock()
+        defer { condition.unlock() }
+        if !started {
+            started = true
+            let thread = Thread { [self] in run() }
+            thread.name = "routerd-learn"
+            thread.start()
+        }
+        if pending[router.name, default: []].isEmpty { oldest[router.name] = Engine.monotonicSeconds() }
+        pending[router.name, default: []].append(outcome)
+        statuses[router.name, default: LearningStatus(router: router.name, stateDirectory: folder)].stateDirectory = folder
+        condition.signal()
+    }
+
+    /// The counters of `router`, with what its plugin says now.
+    func status(of router: RouterInstance) -> LearningStatus {
+        condition.lock()
+        var status = statuses[router.name] ?? LearningStatus(router: router.name, stateDirectory: router.stateDirectory ?? "")
+        status.pending = pending[router.name]?.count ?? 0
+        condition.unlock()
+        status.stateDirectory = router.stateDirectory ?? status.stateDirectory
+        if let object = router.plugin.describeNow()?.details {
+            status.details = object.filter { $0.key.hasPrefix("learned") }
+        }
+        return status
+    }
+
+    /// Drops `router`'s pending outcomes and has its plugin forget what it learned.
+    func forget(_ router: RouterInstance) throws(PluginScoreError) {
+        publishing.lock()
+        defer { publishing.unlock() }
+        condition.lock()
+        pending[router.name] = nil
+        oldest[router.name] = nil
+        condition.unlock()
+        try router.forget()
+        logger.notice("forgot what was learned online", metadata: ["router": "\(router.name)"])
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            var due: [(String, [Outcome])] = []
+            while due.isEmpty {
+                let now = Engine.monotonicSeconds()
+                let every = settings?.publishEvery ?? 100
+                let interval = settings?.publishIntervalSeconds ?? 2
+                var nextDeadline: Double?
+                for (router, queue) in pending where !queue.isEmpty {
+                    let deadline = (oldest[router] ?? now) + interval
+                    if queue.count >= every || deadline <= now {
+                        due.append((router, queue))
+                        pending[router] = []
+                        oldest[router] = nil
+                    } else {
+                        nextDeadline = min(nextDeadline ?? deadline, deadline)
+                    }
+                }
+                if due.isEmpty {
+                    if let nextDeadline {
+                        _ = condition.wait(until: Date(timeIntervalSinceNow: max(0.001, nextDeadline - now)))
+                    } else {
+                        condition.wait()
+                    }
+                }
+            }
+            condition.unlock()
+            for (router, batch) in due { publish(batch, to: router) }
+        }
+    }
+
+    private func publish(_ batch: [Outcome], to name: String) {
+        publishing.lock()
+        defer { publishing.unlock() }
+        let start = ContinuousClock.now
+        var dropped = 0
+        var error: String?
+        var learned = 0
+        if let router = current().routers[name], router.learnsOnline {
+            let names = router.candidates.map(\.name)
+            var outcomes: [PluginOutcome] = []
+            var prompts: [String] = []
+            for outcome in batch {
+                guard let model = names.firstIndex(of: outcome.model) else {
+                    dropped += 1
+                    continue
+                }
+                let value: PluginOutcome.Value
+                switch outcome.value {
+                case .pairwise(let result, let against):
+                    guard let other = names.firstIndex(of: against) else {
+                        dropped += 1
+                        continue
+                    }
+                    value = .pairwise(against: other, score: result == .win ? 1 : result == .loss ? 0 : 0.5)
+                case .pointwise(let quality): value = .pointwise(quality)
+                }
+                outcomes.append(PluginOutcome(prompt: outcome.prompt, embedding: nil, model: model, value: value))
+                prompts.append(outcome.prompt)
+            }
+            if let encoder = router.encoder, !prompts.isEmpty {
+                // Recently routed prompts: mostly cache hits.
+                let vectors = encoder.embed(prompts)
+                for index in outcomes.indices { outcomes[index].embedding = vectors[index] }
+            }
+            if !outcomes.isEmpty {
+                do {
+                    try router.learn(outcomes)
+                    learned = outcomes.count
+                } catch let failure {
+                    error = failure.message
+                    logger.warning(
+                        "online learning failed; the outcomes stay in the feedback store",
+                        metadata: ["router": "\(name)", "outcomes": "\(outcomes.count)", "error": "\(failure.message)"])
+                }
+            }
+        } else {
+            dropped = batch.count
+        }
+        let milliseconds = Engine.microseconds(since: start) / 1000
+        condition.lock()
+        var status = statuses[name] ?? LearningStatus(router: name, stateDirectory: "")
+        status.dropped += UInt64(dropped)
+        if learned > 0 {
+            status.events += UInt64(learned)
+            status.publishes += 1
+            status.lastPublishMilliseconds = milliseconds
+        }
+        if let error {
+            status.failures += 1
+            status.lastError = error
+        }
+        statuses[name] = status
+        condition.unlock()
+    }
+}

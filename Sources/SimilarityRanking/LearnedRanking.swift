@@ -1,0 +1,164 @@
+import Foundation
+import SafeTensors
+import StableHash
+
+/// What an `sw_ranking` router learned online: the prompts outcomes were reported on, and the
+/// wins those outcomes amount to, in the index's own terms, so that scoring simply counts
+/// them next to the indexed battles (``RankingIndex/appending(_:)``).
+///
+/// A pairwise outcome is one battle. Pointwise outcomes (a quality for one model) pair up per
+/// prompt, as ``QualityReader`` pairs a quality file's values: each new quality plays every
+/// other model's quality already reported on that prompt, the higher winning and equal values
+/// tying. A lone quality therefore teaches nothing until a second model's arrives.
+///
+/// On disk it is a safetensors file: `embeddings` [prompts × dim] F32, `wins` [n × 4] as in the
+/// index, `hashes` [prompts × 4] (each prompt text's FNV-1a 64 in 16-bit pieces, exact in F32)
+/// and `qualities` [k × 3] (prompt, model, quality); metadata `format` =
+/// `llm-router.sw_ranking.learned/1`, `models`, `embedding_dim` and `events`.
+public struct LearnedRanking: Sendable {
+    public static let format = "llm-router.sw_ranking.learned/1"
+
+    public enum Outcome: Sendable, Hashable {
+        /// `score` 1: the model won against `against`; 0: it lost; 0.5: a tie.
+        case pairwise(against: Int, score: Double)
+        case pointwise(Double)
+    }
+
+    public let models: [String]
+    public let dimension: Int
+    /// Outcomes folded in, ever.
+    public private(set) var events = 0
+    private var hashes: [UInt64] = []
+    private var promptOf: [UInt64: Int] = [:]
+    /// [prompts × dimension], rows L2-normalised.
+    private var embeddings: [Float] = []
+    private var wins: [RankingIndex.Win] = []
+    /// Per learned prompt, the latest quality reported for each model.
+    private var qualities: [Int: [Int: Float]] = [:]
+
+    public init(models: [String], dimension: Int) {
+        self.models = models
+        self.dimension = dimension
+    }
+
+    public var promptCount: Int { hashes.count }
+    public var winCount: Int { wins.count }
+
+    /// Folds one outcome about `model` (an index into ``models``) on `prompt`.
+    public mutating func fold(prompt: String, embedding: [Float], model: Int, outcome: Outcome) throws(RankingIndexError) {
+        guard embedding.count == dimension, embedding.allSatisfy(\.isFinite) else {
+            throw RankingIndexError("an outcome's embedding must be \(dimension) finite floats")
+        }
+        guard models.indices.contains(model) else { throw RankingIndexError("model \(model) is not one of the \(models.count) models") }
+        let hash = FNV1a.hash(prompt)
+        let row: Int
+        if let known = promptOf[hash] {
+            row = known
+        } else {
+            row = hashes.count
+            hashes.append(hash)
+            promptOf[hash] = row
+            embeddings += RankingIndex.normalized(embedding)
+        }
+        switch outcome {
+        case .pairwise(let against, let score):
+            guard models.indices.contains(against), against != model, [0, 0.5, 1].contains(score) else {
+                throw RankingIndexError("a pairwise outcome needs another model and a score of 0, 0.5 or 1")
+            }
+            record(row, model, against, score: score)
+        case .pointwise(let quality):
+            guard (0...1).contains(quality) else { throw RankingIndexError("a quality must be between 0 and 1, not \(quality)") }
+            let value = Float(quality)
+            for (other, otherValue) in qualities[row, default: [:]] where other != model {
+                record(row, model, other, score: value > otherValue ? 1 : value < otherValue ? 0 : 0.5)
+            }
+            qualities[row, default: [:]][model] = value
+        }
+        events += 1
+    }
+
+    private mutating func record(_ prompt: Int, _ model: Int, _ other: Int, score: Double) {
+        switch score {
+        case 1: wins.append(RankingIndex.Win(prompt: prompt, winner: model, loser: other, weight: 1))
+        case 0: wins.append(RankingIndex.Win(prompt: prompt, winner: other, loser: model, weight: 1))
+        default:
+            wins.append(RankingIndex.Win(prompt: prompt, winner: model, loser: other, weight: 0.5))
+            wins.append(RankingIndex.Win(prompt: prompt, winner: other, loser: model, weight: 0.5))
+        }
+    }
+
+    /// The learned prompts and wins as an index over the same models; nil before any win.
+    public func index() throws(RankingIndexError) -> RankingIndex? {
+        guard !wins.isEmpty else { return nil }
+        let rows = (0..<promptCount).map { Array(embeddings[$0 * dimension..<($0 + 1) * dimension]) }
+        return try RankingIndex(models: models, embeddings: rows, wins: wins)
+    }
+
+    /// Writes the state durably: a crash leaves the previous state or this one, never a mix.
+    public func write(to path: String) throws(SafeTensorsError) {
+        let pieces = hashes.flatMap { hash in (0..<4).map { Float(UInt16(truncatingIfNeeded: hash >> (16 * UInt64($0)))) } }
+        let table = wins.flatMap { [Float($0.prompt), Float($0.winner), Float($0.loser), $0.weight] }
+        let rows = qualities.sorted { $0.key < $1.key }.flatMap { prompt, values in
+            values.sorted { $0.key < $1.key }.flatMap { [Float(prompt), Float($0.key), $0.value] }
+        }
+        let metadata = [
+            "format": Self.format, "models": String(decoding: (try? JSONEncoder().encode(models)) ?? Data("[]".utf8), as: UTF8.self),
+            "embedding_dim": String(dimension), "events": String(events),
+        ]
+        try SafeTensorsWriter.write(
+            [
+                .init(name: "embeddings", shape: [promptCount, dimension], values: embeddings),
+                .init(name: "hashes", shape: [promptCount, 4], values: pieces),
+                .init(name: "wins", shape: [wins.count, 4], values: table),
+                .init(name: "qualities", shape: [rows.count / 3, 3], values: rows),
+            ], metadata: metadata, to: path, durable: true)
+    }
+
+    /// Reads a state written by ``write(to:)`` for an index over `models`: models are matched by
+    /// name, so a retrained index with other models keeps what it can (outcomes about a model it
+    /// no longer has are dropped).
+    public init(file: SafeTensorsFile, models: [String], dimension: Int) throws(RankingIndexError) {
+        func fail(_ message: String) -> RankingIndexError { RankingIndexError("\(file.path): \(message)") }
+        guard file.metadata["format"] == Self.format else { throw fail("not an sw_ranking learned state (metadata 'format')") }
+        guard let stored = file.metadataJSON("models", as: [String].self) else { throw fail("metadata 'models' is missing") }
+        guard file.metadata["embedding_dim"].flatMap(Int.init) == dimension else {
+            throw fail("learned with \(file.metadata["embedding_dim"] ?? "?")-d embeddings; this router's encoder gives \(dimension)-d")
+        }
+        let embeddings: [Float]
+        let pieces: [Float]
+        let table: [Float]
+        let rows: [Float]
+        do {
+            embeddings = try file.floats("embeddings")
+            pieces = try file.floats("hashes")
+            table = try file.floats("wins")
+            rows = try file.floats("qualities")
+        } catch {
+            throw fail("\(error)")
+        }
+        let promptCount = pieces.count / 4
+        guard embeddings.count == promptCount * dimension, table.count % 4 == 0, rows.count % 3 == 0 else {
+            throw fail("tensor shapes disagree (embeddings, hashes, wins [n × 4], qualities [n × 3])")
+        }
+        self.init(models: models, dimension: dimension)
+        let remap = stored.map { models.firstIndex(of: $0) }
+        self.embeddings = embeddings
+        hashes = (0..<promptCount).map { row in (0..<4).reduce(UInt64(0)) { $0 | UInt64(pieces[row * 4 + $1]) << (16 * UInt64($1)) } }
+        for (row, hash) in hashes.enumerated() { promptOf[hash] = row }
+        func model(_ value: Float) -> Int? {
+            guard let index = Int(exactly: value), remap.indices.contains(index) else { return nil }
+            return remap[index]
+        }
+        for start in stride(from: 0, to: table.count, by: 4) {
+            guard let prompt = Int(exactly: table[start]), (0..<promptCount).contains(prompt), let winner = model(table[start + 1]),
+                let loser = model(table[start + 2]), table[start + 3] > 0
+            else { continue }
+            wins.append(RankingIndex.Win(prompt: prompt, winner: winner, loser: loser, weight: table[start + 3]))
+        }
+        for start in stride(from: 0, to: rows.count, by: 3) {
+            guard let prompt = Int(exactly: rows[start]), (0..<promptCount).contains(prompt), let index = model(rows[start + 1]) else { continue }
+            qualities[prompt, default: [:]][index] = rows[start + 2]
+        }
+        events = file.metadata["events"].flatMap(Int.init) ?? 0
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import RouterdTestSupport
+import Testing
+
+/// sw_ranking learning online from feedback through the real daemon: outcomes move its
+/// decisions, the learned state survives a restart and a reload, and `learn reset` forgets it.
+@Suite(.timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+struct OnlineLearningTests {
+    /// Poems the tiny index never saw; the outcomes say the small model writes them better.
+    static let poems = (1...8).map {
+        "Write a short poem about \(["autumn", "rain", "the sea", "a cat", "snow", "the moon", "bread", "a train"][$0 - 1])."
+    }
+    static let query = #"{"op":"route","router":"sw","prompt":"Write a short poem about spring flowers."}"#
+
+    static func config(index: String, feedback: String) -> (String) -> String {
+        { socket in
+            TestConfig.yaml(
+                socket: socket, routers: TinyBattles.router("sw", plugin: "sw_ranking", params: "index: \(index)"),
+                encoders: EncoderFixture.encoders(),
+                extra: """
+                    feedback:
+                      directory: \(feedback)
+                      learning: {publish_every: 8, publish_interval_ms: 100}
+                    """)
+        }
+    }
+
+    static func status(_ connection: LineSocket) throws -> [String: Any] {
+        let routers = try connection.request(#"{"op":"learn","router":"sw"}"#).result["routers"] as? [[String: Any]]
+        return routers?.first ?? [:]
+    }
+
+    @Test func feedbackMovesDecisionsAndTheLearnedStateOutlivesARestart() throws {
+        let directory = try TemporaryDirectory()
+        let index = directory.path + "/sw.safetensors"
+        let build = try runCommand(
+            try Package.binary("routerctl"),
+            [
+                "train", "sw_ranking", try TinyBattles.write(in: directory), "--output", index, "--model", EncoderFixture.modelDirectory,
+                "--cache", directory.path + "/cache.bin", "--strong", "big", "--weak", "small",
+            ])
+        #expect(build.status == 0, "\(build.stderr)")
+        let feedback = directory.path + "/feedback"
+        var daemon: Daemon? = try Daemon(directory: directory, config: Self.config(index: index, feedback: feedback))
+        var connection = try daemon!.connect()
+        let before = try connection.decision(Self.query).strongScore
+
+        // Pairwise outcomes on each poem, and pointwise ones on two (they pair up per prompt).
+        for poem in Self.poems {
+            let id = try #require(try connection.request(#"{"op":"route","router":"sw","prompt":"\#(poem)"}"#).result["decision_id"] as? String)
+            let reply = try connection.request(#"{"op":"feedback","decision_id":"\#(id)","model":"small","outcome":"win","against":"big"}"#)
+            #expect(reply.ok, "\(reply)")
+        }
+        for poem in Self.poems.prefix(2) {
+            #expect(try connection.request(#"{"op":"feedback","router":"sw","prompt":"\#(poem)","model":"small","quality":1}"#).ok)
+            #expect(try connection.request(#"{"op":"feedback","router":"sw","prompt":"\#(poem)","model":"big","quality":0.5}"#).ok)
+        }
+        let folded = try eventually(within: 30) { (try Self.status(connection)["events"] as? Int) == 12 }
+        #expect(folded, "\(String(describing: try? Self.status(connection)))")
+        let status = try Self.status(connection)
+        let learned = try #require(status["learned"] as? [String: Any])
+        #expect(
+            learned["learned_prompts"] as? Int == 8 && learned["learned_wins"] as? Int == 10 && learned["learned_events"] as? Int == 12, "\(learned)")
+        #expect((status["publishes"] as? Int ?? 0) >= 2 && status["last_publish_ms"] is Double && status["failures"] as? Int == 0, "\(status)")
+        #expect(FileManager.default.fileExists(atPath: feedback + "/learned/sw/learned.safetensors"))
+
+        let after = try connection.decision(Self.query).strongScore
+        print("P(big wins) on an unseen poem prompt: \(before) before feedback, \(after) after 12 outcomes")
+        #expect(after < before - 0.05, "the small model won every poem; P(big wins) went from \(before) to \(after)")
+
+        // A reload that keeps the router keeps its instance and what it learned.
+        #expect(try connection.request(#"{"op":"reload"}"#).ok)
+        #expect(abs(try connection.decision(Self.query).strongScore - after) < 1e-12)
+
+        // A new process starts from the persisted state.
+        daemon!.stop()
+        daemon = nil
+        daemon = try Daemon(directory: directory, config: Self.config(index: index, feedback: feedback))
+        connection = try daemon!.connect()
+        #expect(abs(try connection.decision(Self.query).strongScore - after) < 1e-12)
+        #expect((try Self.status(connection)["learned"] as? [String: Any])?["learned_events"] as? Int == 12)
+
+        // Reset forgets, on disk too: the index alone decides again.
+        let reset = try connection.request(#"{"op":"learn","action":"reset","router":"sw"}"#)
+        #expect(reset.ok, "\(reset)")
+        #expect(abs(try connection.decision(Self.query).strongScore - before) < 1e-12)
+        #expect(!FileManager.default.fileExists(atPath: feedback + "/learned/sw/learned.safetensors"))
+        #expect(try connection.request(#"{"op":"learn","action":"reset"}"#).errorCode == "missing_field")
+        #expect(try connection.request(#"{"op":"learn","action":"reset","router":"nope"}"#).errorCode == "unknown_router")
+    }
+
+    @Test func routersThatDoNotLearnSaySoAndLearningNeedsFeedback() throws {
+        let daemon = try Daemon()
+        let connection = try daemon.connect()
+        #expect((try connection.request(#"{"op":"learn"}"#).result["routers"] as? [Any])?.isEmpty == true)
+        let reset = try connection.request(#"{"op":"learn","action":"reset","router":"random"}"#)
+        #expect(reset.errorCode == "bad_field" && reset.errorMessage.contains("does not learn online"), "\(reset)")
+        #expect(try connection.request(#"{"op":"learn","action":"forget"}"#).errorCode == "bad_field")
+    }
+}
