@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-llm llm-server fuzz eval-many eval-llm bench check-config format lint install clean weights eval
+.PHONY: all setup build run test test-llm llm-server fuzz eval-many eval-llm bench bench-learning check-config format lint install clean weights eval
 
 all: build
 
@@ -72,6 +72,16 @@ eval: build
 eval-many: build
 	$(RELEASE_BIN)/routerctl eval --config $(CONFIG) --routers quality --benchmarks "" \
 		--file $(DATA)/train/mmlu-pro.quality.jsonl --prices etc/routerd/models.yaml --baselines --out docs/results/many-models
+
+## bench-learning: sw_ranking learning online from feedback replayed through a real routerd: APGR on an
+## untouched prompt split as outcomes arrive, against an index trained offline on the same rows, with the
+## feedback throughput and publish latency (docs/RESULTS.md, "Learning from feedback")
+bench-learning: build
+	$(RELEASE_BIN)/routerctl bench-learning --quality $(DATA)/train/mmlu-pro.quality.jsonl \
+		--strong gpt-4o-2024-05-13 --weak Mixtral-8x7B-Instruct-v0.1 --csv docs/results/learning/mmlu-pro.csv
+	$(RELEASE_BIN)/routerctl bench-learning --scores $(DATA)/train/arena-bench-v1.scores.jsonl \
+		--questions $(DATA)/train/arena-bench-v1.questions.jsonl --scale 10 \
+		--strong gpt-4-1106-preview --weak Mixtral-8x7B-Instruct-v0.1 --csv docs/results/learning/arena-bench-v1.csv
 
 ## eval-llm: every router, causal_llm included, on 500 prompts per benchmark (docs/results/with-causal-llm/)
 eval-llm: build

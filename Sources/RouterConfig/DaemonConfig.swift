@@ -140,6 +140,9 @@ public struct DaemonConfig: Sendable {
         /// The encoder whose embeddings the plugin receives, if any.
         public var encoder: String?
         public var params: [String: ParamValue]
+        /// Whether the router learns online, when its plugin can and `feedback.learning` is on
+        /// (`learn: false` keeps one frozen, as a control).
+        public var learn: Bool = true
     }
 
     /// The file this config was read from (absolute).
@@ -176,7 +179,7 @@ public enum ConfigLoader {
         "routers",
     ]
     static let routerKeys: Set<String> = [
-        "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params",
+        "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn",
     ]
     static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads"]
 
@@ -400,11 +403,12 @@ public enum ConfigLoader {
                 let known = encoders.isEmpty ? "configure one under 'encoders:'" : "encoders: " + encoders.keys.sorted().joined(separator: ", ")
                 diagnostics.report("\(context): plugin '\(plugin)' needs prompt embeddings; add `encoder: <name>` (\(known))", at: keyNode)
             }
+            let learn = fields["learn"]?.bool("\(context): learn", diagnostics) ?? true
             if let policy, let models {
                 routers.append(
                     .init(
                         name: name, plugin: plugin, policy: policy, candidates: models.candidates, strongModel: models.strong,
-                        weakModel: models.weak, encoder: encoder, params: params))
+                        weakModel: models.weak, encoder: encoder, params: params, learn: learn))
             }
         }
 
@@ -459,15 +463,28 @@ extension ConfigLoader {
     /// Just `socket.path` of a config file, for clients: it does not validate
     /// the rest, so a client still finds the socket of a config being edited.
     public static func socketPath(inConfig file: String) -> String? {
+        path(["socket", "path"], inConfig: file)
+    }
+
+    /// Just `feedback.directory` of a config file, for `routerctl train --from-feedback`.
+    public static func feedbackDirectory(inConfig file: String) -> String? {
+        path(["feedback", "directory"], inConfig: file)
+    }
+
+    /// The scalar at `keys` of a config file, made absolute against the file's folder, without
+    /// validating the rest.
+    private static func path(_ keys: [String], inConfig file: String) -> String? {
         let diagnostics = Diagnostics(file: file)
-        guard FileManager.default.isReadableFile(atPath: file), let root = readYAML(file: file, diagnostics),
-            case .mapping(let pairs) = root.kind,
-            let socket = pairs.first(where: { if case .scalar("socket", _) = $0.key.kind { true } else { false } })?.value,
-            case .mapping(let socketPairs) = socket.kind,
-            let pathNode = socketPairs.first(where: { if case .scalar("path", _) = $0.key.kind { true } else { false } })?.value,
-            case .scalar(let path, _) = pathNode.kind
-        else { return nil }
+        guard FileManager.default.isReadableFile(atPath: file), var node = readYAML(file: file, diagnostics) else { return nil }
+        for key in keys {
+            guard case .mapping(let pairs) = node.kind,
+                let next = pairs.first(where: { if case .scalar(key, _) = $0.key.kind { true } else { false } })?.value
+            else { return nil }
+            node = next
+        }
+        guard case .scalar(let path, _) = node.kind else { return nil }
         let folder = ((absolute(file, relativeTo: FileManager.default.currentDirectoryPath)) as NSString).deletingLastPathComponent
         return absolute(path, relativeTo: folder)
     }
+
 }

@@ -42,7 +42,8 @@ extension LearningInfo {
         self.init(
             router: status.router, stateDirectory: status.stateDirectory, events: status.events, pending: status.pending,
             publishes: status.publishes, failures: status.failures, dropped: status.dropped,
-            lastPublishMilliseconds: status.lastPublishMilliseconds, lastError: status.lastError, learned: status.details)
+            lastPublishMilliseconds: status.lastPublishMilliseconds, lastEmbedMilliseconds: status.lastEmbedMilliseconds, lastError: status.lastError,
+            learned: status.details)
     }
 }
 

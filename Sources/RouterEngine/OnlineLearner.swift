@@ -18,8 +18,11 @@ public struct LearningStatus: Sendable, Hashable {
     public var failures: UInt64 = 0
     /// Outcomes dropped: their router stopped learning, or a model stopped being a candidate.
     public var dropped: UInt64 = 0
-    /// How long the last publish took (fold, persist, swap), in milliseconds.
+    /// How long the plugin's last publish took (fold, persist, swap), in milliseconds.
     public var lastPublishMilliseconds: Double?
+    /// How long embedding the last batch's prompts took before it, in milliseconds (cache misses
+    /// cost an encoder pass each; prompts routed recently are cache hits).
+    public var lastEmbedMilliseconds: Double?
     public var lastError: String?
     /// What the plugin says about its instance now (its learned state).
     public var details: [String: JSONValue] = [:]
@@ -135,7 +138,8 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
     private func publish(_ batch: [Outcome], to name: String) {
         publishing.lock()
         defer { publishing.unlock() }
-        let start = ContinuousClock.now
+        var embedMilliseconds: Double?
+        var learnMilliseconds: Double?
         var dropped = 0
         var error: String?
         var learned = 0
@@ -163,12 +167,16 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
             }
             if let encoder = router.encoder, !prompts.isEmpty {
                 // Recently routed prompts: mostly cache hits.
+                let start = ContinuousClock.now
                 let vectors = encoder.embed(prompts)
                 for index in outcomes.indices { outcomes[index].embedding = vectors[index] }
+                embedMilliseconds = Engine.microseconds(since: start) / 1000
             }
             if !outcomes.isEmpty {
                 do {
+                    let start = ContinuousClock.now
                     try router.learn(outcomes)
+                    learnMilliseconds = Engine.microseconds(since: start) / 1000
                     learned = outcomes.count
                 } catch let failure {
                     error = failure.message
@@ -180,14 +188,14 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
         } else {
             dropped = batch.count
         }
-        let milliseconds = Engine.microseconds(since: start) / 1000
         condition.lock()
         var status = statuses[name] ?? LearningStatus(router: name, stateDirectory: "")
         status.dropped += UInt64(dropped)
         if learned > 0 {
             status.events += UInt64(learned)
             status.publishes += 1
-            status.lastPublishMilliseconds = milliseconds
+            status.lastPublishMilliseconds = learnMilliseconds
+            status.lastEmbedMilliseconds = embedMilliseconds
         }
         if let error {
             status.failures += 1

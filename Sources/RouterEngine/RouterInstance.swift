@@ -66,7 +66,7 @@ public final class RouterInstance: Sendable {
         feedback: DaemonConfig.Feedback? = nil, stats: Stats, logger: Logger, reusing previous: RouterInstance? = nil
     ) throws(PluginLoadError) {
         self.encoder = encoder
-        if descriptor?.learnsOnline == true, let feedback, feedback.learning.enabled {
+        if descriptor?.learnsOnline == true, config.learn, let feedback, feedback.learning.enabled {
             guard library.learnsOnline else {
                 throw PluginLoadError(
                     library: library.path,

@@ -152,6 +152,11 @@ public enum BenchmarkLoader {
 public struct QualityRecord: Sendable {
     public var prompt: String
     public var quality: [String: Double]
+
+    public init(prompt: String, quality: [String: Double]) {
+        self.prompt = prompt
+        self.quality = quality
+    }
 }
 
 /// The generic per-prompt format, JSON lines `{prompt, quality: {model: value}}`: the format of

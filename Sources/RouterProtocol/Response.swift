@@ -591,16 +591,19 @@ public struct LearningInfo: Codable, Sendable, Hashable {
     public var publishes: UInt64
     public var failures: UInt64
     public var dropped: UInt64
-    /// How long the last publish took (fold, persist, swap), in milliseconds.
+    /// How long the plugin's last publish took (fold, persist, swap), in milliseconds.
     public var lastPublishMilliseconds: Double?
+    /// How long embedding that batch's prompts took first, in milliseconds.
+    public var lastEmbedMilliseconds: Double?
     public var lastError: String?
     /// The plugin's own figures (`learned_*` keys of its description).
     public var learned: [String: JSONValue]
 
     public init(
         router: String, stateDirectory: String, events: UInt64, pending: Int, publishes: UInt64, failures: UInt64, dropped: UInt64,
-        lastPublishMilliseconds: Double?, lastError: String?, learned: [String: JSONValue]
+        lastPublishMilliseconds: Double?, lastEmbedMilliseconds: Double? = nil, lastError: String?, learned: [String: JSONValue]
     ) {
+        self.lastEmbedMilliseconds = lastEmbedMilliseconds
         self.router = router
         self.stateDirectory = stateDirectory
         self.events = events
@@ -617,6 +620,7 @@ public struct LearningInfo: Codable, Sendable, Hashable {
         case router, events, pending, publishes, failures, dropped, learned
         case stateDirectory = "state_directory"
         case lastPublishMilliseconds = "last_publish_ms"
+        case lastEmbedMilliseconds = "last_embed_ms"
         case lastError = "last_error"
     }
 }

@@ -105,8 +105,16 @@ public enum QualityReader {
         } catch {
             throw TrainingDataError(error.message)
         }
-        var battles: [Battle] = []
+        // One prompt's values may be spread over several lines (the feedback store writes one model
+        // per line): gather them per prompt, a later value for a model replacing an earlier one.
+        var merged: [String: [String: Double]] = [:]
+        var order: [String] = []
         for record in records {
+            if merged[record.prompt] == nil { order.append(record.prompt) }
+            merged[record.prompt, default: [:]].merge(record.quality) { $1 }
+        }
+        var battles: [Battle] = []
+        for record in order.map({ QualityRecord(prompt: $0, quality: merged[$0]!) }) {
             let values = record.quality.map { (aliases[$0.key] ?? $0.key, $0.value) }.sorted { $0.0 < $1.0 }
             var pairs: [(Int, Int)] = []
             for i in values.indices { for j in values.indices where j > i { pairs.append((i, j)) } }

@@ -16,7 +16,7 @@ struct Routerctl: AsyncParsableCommand {
             Train.self,
             Eval.self,
             Calibrate.self, Bench.self,
-            BenchEncoder.self,
+            BenchEncoder.self, BenchLearning.self,
             EchoServerCommand.self,
         ])
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MatrixFactorization
+import RouterConfig
 import RouterEvaluation
 import RouterPluginKit
 import RouterTraining
@@ -19,7 +20,8 @@ struct Train: ParsableCommand {
 /// the encoder (through the on-disk embedding cache) that embeds their prompts.
 struct TrainingData: ParsableArguments {
     @Argument(help: "Battles files (JSON lines {prompt, model_a, model_b, winner}) or per-prompt quality files ({prompt, quality: {model: value}}).")
-    var files: [String]
+    var arguments: [String] = []
+    @OptionGroup var feedback: FeedbackSource
     @Option(name: .customLong("pairs-per-prompt"), help: "Battles drawn per prompt from a quality file.") var pairsPerPrompt: Int = 20
     @Option(help: "Rename a model, FROM=TO (repeatable), to unify names across files.") var alias: [String] = []
     @Option(help: "The encoder model folder.") var model: String = "models/all-MiniLM-L6-v2"
@@ -29,6 +31,11 @@ struct TrainingData: ParsableArguments {
         name: .customLong("soft-labels"),
         help: "For quality files: label each pair σ((value_a − value_b) / SCALE) instead of who won (mf only).")
     var softLabels: Float?
+
+    /// The files to read: the arguments, and with --from-feedback the feedback store's non-empty files.
+    var files: [String] {
+        get throws { try feedback.files(adding: arguments) }
+    }
 
     var policy: LongTextPolicy {
         get throws {
@@ -45,6 +52,7 @@ struct TrainingData: ParsableArguments {
             guard parts.count == 2 else { throw ValidationError("--alias takes FROM=TO, found '\(entry)'") }
             aliases[parts[0]] = parts[1]
         }
+        let files = try self.files
         let loaded = try TrainingSet.load(
             files: files, aliases: aliases, pairsPerPrompt: pairsPerPrompt, seed: seed, softScale: softLabels, minBattles: minBattles)
         print("\(loaded.battles.count) battles, \(loaded.prompts.count) distinct prompts, \(loaded.models.count) models, from \(files.count) file(s)")
@@ -88,6 +96,33 @@ struct TrainingData: ParsableArguments {
         } catch {
             throw TrainingDataError("\(error)")
         }
+    }
+}
+
+/// `--from-feedback`: the feedback store's files (docs/TRAINING.md) as training data.
+struct FeedbackSource: ParsableArguments {
+    @Flag(
+        name: .customLong("from-feedback"),
+        help: "Also train on the feedback store: battles.jsonl and quality.jsonl in feedback.directory of --config.")
+    var fromFeedback = false
+    @Option(name: .customLong("config"), help: "The routerd config whose feedback.directory --from-feedback reads.")
+    var config: String = ConfigLoader.defaultPath
+
+    /// `files`, and with --from-feedback the feedback store's non-empty files; at least one.
+    func files(adding files: [String]) throws -> [String] {
+        var all = files
+        if fromFeedback {
+            guard let folder = ConfigLoader.feedbackDirectory(inConfig: config) else {
+                throw ValidationError("--from-feedback: \(config) has no feedback.directory (or cannot be read)")
+            }
+            let found = ["battles.jsonl", "quality.jsonl"].map { folder + "/" + $0 }.filter {
+                ((try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0) > 0
+            }
+            guard !found.isEmpty else { throw ValidationError("--from-feedback: no feedback recorded yet in \(folder)") }
+            all += found
+        }
+        guard !all.isEmpty else { throw ValidationError("give battles or quality files, or --from-feedback") }
+        return all
     }
 }
 
@@ -197,7 +232,7 @@ struct TrainMF: ParsableCommand {
 
         var metadata: [String: String] = [MetadataKey.encoder: "all-MiniLM-L6-v2", MetadataKey.longText: policy.rawValue]
         let summary: [String: Any] = [
-            "files": data.files.map { ($0 as NSString).lastPathComponent }, "battles": battles.count, "prompts": prompts.count,
+            "files": try data.files.map { ($0 as NSString).lastPathComponent }, "battles": battles.count, "prompts": prompts.count,
             "samples": samples.count,
             "ties": ties, "dimension": dimension, "noise": Double(noise), "learning_rate": Double(learningRate), "weight_decay": Double(weightDecay),
             "best_epoch": best.epoch, "validation_loss": best.validationLoss, "validation_accuracy": best.validationAccuracy, "seed": seed,

@@ -124,7 +124,7 @@ struct TrainClassifier: ParsableCommand {
         }
 
         let summary: [String: Any] = [
-            "files": data.files.map { ($0 as NSString).lastPathComponent }, "battles": loaded.battles.count, "examples": samples.count,
+            "files": try data.files.map { ($0 as NSString).lastPathComponent }, "battles": loaded.battles.count, "examples": samples.count,
             "labels": labelCounts, "hidden": head.hidden, "min_gap": minGap, "noise": Double(noise), "learning_rate": Double(learningRate),
             "weight_decay": Double(weightDecay), "best_epoch": best.epoch, "validation_loss": best.validationLoss,
             "validation_accuracy": best.validationAccuracy, "seed": seed,

@@ -21,7 +21,8 @@ struct TrainQuality: ParsableCommand {
             read; a validation share of the rest stops training early.
             """)
 
-    @Argument(help: "Quality files and battles files.") var files: [String]
+    @Argument(help: "Quality files and battles files.") var arguments: [String] = []
+    @OptionGroup var feedback: FeedbackSource
     @Option(name: [.short, .long], help: "Where to write the weights (safetensors).") var output: String = "weights/quality-minilm.safetensors"
     @Option(help: "Rename a model, FROM=TO (repeatable).") var alias: [String] = []
     @Option(help: "Hidden units shared by the models; 0 trains logistic regression per model.") var hidden: Int = 0
@@ -53,6 +54,7 @@ struct TrainQuality: ParsableCommand {
             guard parts.count == 2 else { throw ValidationError("--alias takes FROM=TO, found '\(entry)'") }
             aliases[parts[0]] = parts[1]
         }
+        let files = try feedback.files(adding: arguments)
         let examples = try Self.load(files: files, aliases: aliases, testSplit: testSplit)
         let observed = examples.quality.reduce(0) { $0 + $1.compactMap { $0 }.count }
         print(

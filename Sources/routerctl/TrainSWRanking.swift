@@ -57,7 +57,7 @@ struct TrainSWRanking: ParsableCommand {
         var metadata: [String: String] = [
             "encoder": "all-MiniLM-L6-v2", "long_text": try data.policy.rawValue,
             "training": try jsonString([
-                "files": data.files.map { ($0 as NSString).lastPathComponent }, "battles": loaded.battles.count, "prompts": index.promptCount,
+                "files": try data.files.map { ($0 as NSString).lastPathComponent }, "battles": loaded.battles.count, "prompts": index.promptCount,
             ]),
         ]
         if let a = loaded.modelIndex[strong], let b = loaded.modelIndex[weak] {

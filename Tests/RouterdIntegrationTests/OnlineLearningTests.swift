@@ -15,7 +15,9 @@ struct OnlineLearningTests {
     static func config(index: String, feedback: String) -> (String) -> String {
         { socket in
             TestConfig.yaml(
-                socket: socket, routers: TinyBattles.router("sw", plugin: "sw_ranking", params: "index: \(index)"),
+                socket: socket,
+                routers: TinyBattles.router("sw", plugin: "sw_ranking", params: "index: \(index)") + "\n"
+                    + TinyBattles.router("frozen", plugin: "sw_ranking", params: "index: \(index)") + "\n    learn: false",
                 encoders: EncoderFixture.encoders(),
                 extra: """
                     feedback:
@@ -65,8 +67,24 @@ struct OnlineLearningTests {
         #expect(FileManager.default.fileExists(atPath: feedback + "/learned/sw/learned.safetensors"))
 
         let after = try connection.decision(Self.query).strongScore
+        // A router with `learn: false` is a frozen control: same index, nothing learned.
+        let frozen = Self.query.replacingOccurrences(of: #""router":"sw""#, with: #""router":"frozen""#)
+        #expect(abs(try connection.decision(frozen).strongScore - before) < 1e-12)
+        let learning = try connection.request(#"{"op":"learn"}"#).result["routers"] as? [[String: Any]]
+        #expect(learning?.map { $0["router"] as? String } == ["sw"])
         print("P(big wins) on an unseen poem prompt: \(before) before feedback, \(after) after 12 outcomes")
         #expect(after < before - 0.05, "the small model won every poem; P(big wins) went from \(before) to \(after)")
+
+        // The same rows retrain an index offline: `routerctl train --from-feedback` reads the store named by the config.
+        let retrained = directory.path + "/retrained.safetensors"
+        let retrain = try runCommand(
+            try Package.binary("routerctl"),
+            [
+                "train", "sw_ranking", "--from-feedback", "--config", daemon!.configFile, "--output", retrained, "--model",
+                EncoderFixture.modelDirectory, "--cache", directory.path + "/cache.bin", "--strong", "big", "--weak", "small",
+            ])
+        #expect(retrain.status == 0, "\(retrain.stderr)")
+        #expect(retrain.stdout.contains("from 2 file(s)") && retrain.stdout.contains("index: 8 prompts"), "\(retrain.stdout)")
 
         // A reload that keeps the router keeps its instance and what it learned.
         #expect(try connection.request(#"{"op":"reload"}"#).ok)
