@@ -39,12 +39,12 @@ test: setup
 	$(SWIFT) test --skip-build --skip ExternalPackageTests
 	$(SWIFT) test --skip-build --filter ExternalPackageTests
 
-## test-llm: the causal_llm tests against a real llama.cpp server with SmolLM2-135M (builds it on first use)
+## test-llm: the causal_llm and `routerctl label` tests against a real llama.cpp server with SmolLM2-135M (builds it on first use)
 LLM_PORT ?= 8765
 test-llm: setup
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	scripts/llm-server.sh start $(LLM_PORT)
-	ROUTERD_TEST_LLM_URL=http://127.0.0.1:$(LLM_PORT)/v1 ROUTERD_TEST_LLM_MODEL=smollm2 $(SWIFT) test --skip-build --filter CausalLLM; \
+	ROUTERD_TEST_LLM_URL=http://127.0.0.1:$(LLM_PORT)/v1 ROUTERD_TEST_LLM_MODEL=smollm2 $(SWIFT) test --skip-build --filter "CausalLLM|LabelTests"; \
 		status=$$?; scripts/llm-server.sh stop $(LLM_PORT); exit $$status
 
 ## llm-server: start that server in the background (stop it with `scripts/llm-server.sh stop`)

@@ -70,6 +70,8 @@ let package = Package(
         // RouteLLM's matrix factorisation.
         .target(name: "MatrixFactorization", dependencies: ["RouterPluginKit", "SafeTensors"]),
         // RouteLLM's similarity-weighted ranking: the battle index and the Bradley–Terry fit.
+        .target(name: "OpenAIChat"),
+        .target(name: "Labelling", dependencies: ["OpenAIChat", "StableHash"]),
         .target(name: "SimilarityRanking", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors", "StableHash"]),
         // The classifier router's head (RouteLLM's BERT role on a frozen encoder).
         .target(name: "ClassifierHead", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors"]),
@@ -150,7 +152,8 @@ let package = Package(
         .executableTarget(
             name: "routerctl",
             dependencies: [
-                "ClassifierHead", "MatrixFactorization", "PromptFeatures", "QualityModel", "RouterClient", "RouterConfig", "RouterEngine",
+                "ClassifierHead", "Labelling", "MatrixFactorization", "OpenAIChat", "PromptFeatures", "QualityModel", "RouterClient", "RouterConfig",
+                "RouterEngine",
                 "RouterEvaluation", "RouterPluginHost",
                 "RouterPluginKit", "RouterProtocol", "RouterTraining", "SafeTensors", "SimilarityRanking", "StableHash", "TextEncoder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -169,6 +172,7 @@ let package = Package(
         .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
         .testTarget(name: "RouterTrainingTests", dependencies: ["PromptFeatures", "RouterTraining", "StableHash"]),
+        .testTarget(name: "LabellingTests", dependencies: ["Labelling"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
         .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit"]),

@@ -15,6 +15,8 @@ public struct ModelCatalogue: Sendable, Hashable {
         public var model: String
         /// The environment variable holding the API key, if the endpoint needs one.
         public var apiKeyEnvironment: String?
+        /// The longest answer to ask this model for, in tokens (`routerctl label`); nil: the command's default.
+        public var maxTokens: Int? = nil
     }
 
     public struct Model: Sendable, Hashable {
@@ -121,11 +123,13 @@ extension ConfigLoader {
             }
             var endpoint: ModelCatalogue.Endpoint?
             if let endpointNode = fields["endpoint"] {
-                let endpointFields = endpointNode.fields("\(context): endpoint", allowed: ["base_url", "model", "api_key_env"], diagnostics)
+                let endpointFields = endpointNode.fields(
+                    "\(context): endpoint", allowed: ["base_url", "model", "api_key_env", "max_tokens"], diagnostics)
                 if let baseURL = endpointFields["base_url"]?.string("\(context): endpoint.base_url", diagnostics) {
                     endpoint = ModelCatalogue.Endpoint(
                         baseURL: baseURL, model: endpointFields["model"]?.string("\(context): endpoint.model", diagnostics) ?? name,
-                        apiKeyEnvironment: endpointFields["api_key_env"]?.string("\(context): endpoint.api_key_env", diagnostics))
+                        apiKeyEnvironment: endpointFields["api_key_env"]?.string("\(context): endpoint.api_key_env", diagnostics),
+                        maxTokens: endpointFields["max_tokens"]?.int("\(context): endpoint.max_tokens", in: 1...1_000_000, diagnostics))
                 } else if endpointFields["base_url"] == nil {
                     diagnostics.report("\(context): endpoint needs 'base_url', e.g. http://127.0.0.1:8080/v1", at: endpointNode)
                 }
@@ -143,6 +147,21 @@ extension ConfigLoader {
 
 extension ConfigLoader {
     /// Reads a catalogue file on its own (a file whose `models:` holds the entries), as `routerctl eval --prices` does.
+    /// The `models:` of a routerd config (inline, or the file it names), without validating the
+    /// rest of the config: what tools that call models (`routerctl label`) need. Empty when it has none.
+    public static func catalogue(inConfig file: String) throws(ConfigError) -> ModelCatalogue {
+        let path = absolute(file, relativeTo: FileManager.default.currentDirectoryPath)
+        let diagnostics = Diagnostics(file: path)
+        guard let root = readYAML(file: path, diagnostics) else { throw ConfigError(issues: diagnostics.issues) }
+        guard case .mapping(let pairs) = root.kind,
+            let node = pairs.first(where: { if case .scalar("models", _) = $0.key.kind { true } else { false } })?.value
+        else { return ModelCatalogue() }
+        let (catalogue, issues) = readCatalogue(node, folder: (path as NSString).deletingLastPathComponent, diagnostics)
+        let all = diagnostics.issues + issues
+        guard all.isEmpty else { throw ConfigError(issues: all) }
+        return catalogue
+    }
+
     public static func loadCatalogue(file: String) throws(ConfigError) -> ModelCatalogue {
         let path = absolute(file, relativeTo: FileManager.default.currentDirectoryPath)
         let diagnostics = Diagnostics(file: path)

@@ -13,7 +13,7 @@ struct Routerctl: AsyncParsableCommand {
         version: Engine.version,
         subcommands: [
             Route.self, Score.self, Embed.self, FeedbackCommand.self, Learn.self, Routers.self, Status.self, Stats.self, Reload.self, SetCommand.self,
-            Train.self,
+            Train.self, Label.self,
             Eval.self,
             Calibrate.self, Bench.self,
             BenchEncoder.self, BenchLearning.self,
