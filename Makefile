@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-llm llm-server fuzz eval-many eval-llm bench bench-learning check-config format lint install clean weights eval
+.PHONY: all setup build run test test-python test-llm llm-server fuzz eval-many eval-llm bench bench-learning check-config format lint install clean weights eval
 
 all: build
 
@@ -33,11 +33,21 @@ check-config: build
 	$(RELEASE_BIN)/routerd --check-config --config $(CONFIG)
 
 ## test: build everything (debug) and run the test suite; the test that builds a plugin package of
-## its own with `swift build` runs last, alone, so its compiler does not starve the others
+## its own with `swift build` runs last, alone, so its compiler does not starve the others; then the
+## Python client's tests against the real daemon
 test: setup
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build --skip ExternalPackageTests
 	$(SWIFT) test --skip-build --filter ExternalPackageTests
+	$(MAKE) --no-print-directory test-python
+
+## test-python: the Python client (clients/python) installed with pip into a virtualenv, and its
+## pytest suite run against the routerd that `swift build` made
+PY_VENV := .cache/py-venv
+test-python:
+	@test -x $(PY_VENV)/bin/pytest || (python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install --quiet "pytest==8.3.4")
+	$(PY_VENV)/bin/pip install --quiet --force-reinstall --no-deps ./clients/python
+	cd clients/python && ROUTERD_BIN=$(CURDIR)/.build/debug/routerd ../../$(PY_VENV)/bin/pytest -q
 
 ## test-llm: the causal_llm and `routerctl label` tests against a real llama.cpp server with SmolLM2-135M (builds it on first use)
 LLM_PORT ?= 8765
