@@ -54,7 +54,7 @@ LLM_PORT ?= 8765
 test-llm: setup
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	scripts/llm-server.sh start $(LLM_PORT)
-	ROUTERD_TEST_LLM_URL=http://127.0.0.1:$(LLM_PORT)/v1 ROUTERD_TEST_LLM_MODEL=smollm2 $(SWIFT) test --skip-build --filter "CausalLLM|LabelTests"; \
+	ROUTERD_TEST_LLM_URL=http://127.0.0.1:$(LLM_PORT)/v1 ROUTERD_TEST_LLM_MODEL=smollm2 $(SWIFT) test --skip-build --filter "CausalLLM|LabelTests|TutorialTests"; \
 		status=$$?; scripts/llm-server.sh stop $(LLM_PORT); exit $$status
 
 ## llm-server: start that server in the background (stop it with `scripts/llm-server.sh stop`)

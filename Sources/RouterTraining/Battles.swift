@@ -96,8 +96,10 @@ public enum QualityReader {
     public static func isQualityFile(_ file: String) -> Bool { QualityFile.matches(file) }
 
     /// With `softScale`, each battle also carries P(a wins) = σ((value_a − value_b) / softScale).
+    /// With `allowingNoPairs`, a file whose prompts each have one model's value (feedback's
+    /// thumbs-ups, say) gives no battles instead of an error.
     public static func read(
-        file: String, aliases: [String: String] = [:], pairsPerPrompt: Int, seed: UInt64, softScale: Float? = nil
+        file: String, aliases: [String: String] = [:], pairsPerPrompt: Int, seed: UInt64, softScale: Float? = nil, allowingNoPairs: Bool = false
     ) throws(TrainingDataError) -> [Battle] {
         let records: [QualityRecord]
         do {
@@ -127,7 +129,7 @@ public enum QualityReader {
                 battles.append(Battle(prompt: record.prompt, modelA: a.0, modelB: b.0, outcome: outcome, softLabel: soft))
             }
         }
-        guard !battles.isEmpty else { throw TrainingDataError("\(file): no prompt with two or more models") }
+        guard !battles.isEmpty || allowingNoPairs else { throw TrainingDataError("\(file): no prompt with two or more models") }
         return battles
     }
 }

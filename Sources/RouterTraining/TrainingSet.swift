@@ -21,8 +21,12 @@ public struct TrainingSet: Sendable {
         for file in files {
             battles +=
                 QualityReader.isQualityFile(file)
-                ? try QualityReader.read(file: file, aliases: aliases, pairsPerPrompt: pairsPerPrompt, seed: seed, softScale: softScale)
+                ? try QualityReader.read(
+                    file: file, aliases: aliases, pairsPerPrompt: pairsPerPrompt, seed: seed, softScale: softScale, allowingNoPairs: files.count > 1)
                 : try BattlesReader.read(file: file, aliases: aliases)
+        }
+        guard !battles.isEmpty else {
+            throw TrainingDataError("no battles in \(files.joined(separator: ", ")) (a quality file's prompts need values for two or more models)")
         }
         var counts: [String: Int] = [:]
         for battle in battles {

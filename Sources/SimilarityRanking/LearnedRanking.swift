@@ -11,7 +11,7 @@ import StableHash
 /// other model's quality already reported on that prompt, the higher winning and equal values
 /// tying. A lone quality therefore teaches nothing until a second model's arrives.
 ///
-/// On disk it is a safetensors file: `embeddings` [prompts × dim] F32, `wins` [n × 4] as in the
+/// On disk it is a safetensors file: `embeddings` [prompts × dim] F16 (as in the index), `wins` [n × 4] as in the
 /// index, `hashes` [prompts × 4] (each prompt text's FNV-1a 64 in 16-bit pieces, exact in F32)
 /// and `qualities` [k × 3] (prompt, model, quality); metadata `format` =
 /// `llm-router.sw_ranking.learned/1`, `models`, `embedding_dim` and `events`.
@@ -58,7 +58,9 @@ public struct LearnedRanking: Sendable {
             row = hashes.count
             hashes.append(hash)
             promptOf[hash] = row
-            embeddings += RankingIndex.normalized(embedding)
+            // Kept at Float16 precision, as the index file keeps its embeddings, so what a restart
+            // reads back from disk scores exactly as what was learned in memory.
+            embeddings += RankingIndex.normalized(embedding).map { Float(Float16($0)) }
         }
         switch outcome {
         case .pairwise(let against, let score):
@@ -107,7 +109,7 @@ public struct LearnedRanking: Sendable {
         ]
         try SafeTensorsWriter.write(
             [
-                .init(name: "embeddings", shape: [promptCount, dimension], values: embeddings),
+                .init(name: "embeddings", shape: [promptCount, dimension], values: embeddings, half: true),
                 .init(name: "hashes", shape: [promptCount, 4], values: pieces),
                 .init(name: "wins", shape: [wins.count, 4], values: table),
                 .init(name: "qualities", shape: [rows.count / 3, 3], values: rows),

@@ -225,8 +225,8 @@ import Testing
                 ]))
         for query: [Float] in [[1, 0, 0], [0, 0, 1], [0.3, 0.5, 0.8]] {
             let (a, b) = (Self.probability(online, query), Self.probability(offline, query))
-            // Equal up to Float32 rounding: the learned rows are normalised once more on the way in.
-            #expect(abs(a - b) < 1e-6, "\(query): online \(a), offline \(b)")
+            // Equal up to rounding: learned rows are kept at Float16 precision, as index files keep theirs.
+            #expect(abs(a - b) < 1e-3, "\(query): online \(a), offline \(b)")
         }
         // And it moved the ranking where it was taught: near prompt x, b now beats a.
         #expect(Self.probability(SimilarityRanker(index: base), [0, 0, 1]) == 0.5)
