@@ -43,7 +43,7 @@ struct BenchLearning: AsyncParsableCommand {
     @Option(help: "The plugin descriptors' folder.") var plugins: String = "plugins"
     @Option(help: "The trainer's embedding cache (default: .cache/embeddings-minilm-head.bin).") var cache: String?
     @Option(help: "A folder for the daemon's config, socket, feedback and indexes (default: a new temporary one).") var work: String?
-    @Option(help: "Also write the curve as CSV here.") var csv: String?
+    @Option(help: "Also write the curve as CSV here, and as SVG beside it (.svg).") var csv: String?
 
     struct Row {
         var events: Int
@@ -162,6 +162,11 @@ struct BenchLearning: AsyncParsableCommand {
                 .joined(separator: "\n") + "\n"
                 + "offline,\(sent),\(offlineAPGR),,\n"
             try Data(text.utf8).write(to: URL(fileURLWithPath: csv))
+            let plot = LearningPlot.svg(
+                title: "sw_ranking learning online: \(strong) vs \(weak)",
+                subtitle: "APGR on \(test.count) held-out prompts (share \(testShare)) after each share of \(2 * sent) replayed outcomes",
+                points: rows.map { ($0.events, $0.apgr) }, offline: offlineAPGR)
+            try Data(plot.utf8).write(to: URL(fileURLWithPath: (csv as NSString).deletingPathExtension + ".svg"))
         }
     }
 
