@@ -77,6 +77,32 @@ import Testing
         #expect(daemon.log.contains("constant router 'constant' created with score 0.25"))
     }
 
+    /// A plugin's bad answer fails that one decision with a clear error; the daemon, the
+    /// connection and the next decision are unharmed, and `stats` counts the failures.
+    @Test func aPluginsBadAnswersFailOnlyTheirDecision() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DFAULTS"])
+        let daemon = try Daemon(
+            directory: directory, config: { TestConfig.yaml(socket: $0, routers: Self.constantRouter(), searchPaths: [plugins]) })
+        let connection = try daemon.connect()
+        let cases = [
+            ("nan please", "outside [0, 1]"), ("big one", "returned score 1.5, outside [0, 1]"), ("mute", "failed without a message"),
+        ]
+        for (prompt, message) in cases {
+            let reply = try connection.request(#"{"op":"route","router":"constant","prompt":"\#(prompt)"}"#)
+            #expect(reply.errorCode == "plugin_error", "\(prompt): \(reply)")
+            #expect(reply.errorMessage.contains("router 'constant'") && reply.errorMessage.contains(message), "\(prompt): \(reply.errorMessage)")
+            #expect(try connection.decision(#"{"op":"route","router":"constant","prompt":"fine"}"#).strongScore == 0.25)
+        }
+        // The batch op fails as a whole with the same message; nothing partial is returned.
+        let batch = try connection.request(#"{"op":"score","router":"constant","prompts":["fine","mute"]}"#)
+        #expect(batch.errorCode == "plugin_error" && batch.errorMessage.contains("failed without a message"), "\(batch)")
+        let stats = try connection.request(#"{"op":"stats"}"#).result
+        let router = (stats["routers"] as? [String: Any])?["constant"] as? [String: Any]
+        #expect(router?["errors"] as? Int == 4 && router?["decisions"] as? Int == 3, "\(String(describing: router))")
+        #expect(daemon.process.isRunning)
+    }
+
     @Test func aPluginWithAnotherABIVersionIsRejectedWithAPreciseError() throws {
         let directory = try TemporaryDirectory()
         let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DPLUGIN_ABI_VERSION=999"])

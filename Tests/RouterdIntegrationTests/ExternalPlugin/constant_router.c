@@ -17,6 +17,8 @@
  *                            revision 2 did (and leave a trap where score_models would be)
  *   -DSCORE_MODELS           predict each candidate's quality (revision 2): candidate j
  *                            gets score / (j + 1); a prompt starting "nan" gets NaN
+ *   -DFAULTS                 misbehave on cue: a prompt starting "nan" scores NaN, "big"
+ *                            scores 1.5, "mute" fails with RP_ERROR and no message
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -94,6 +96,19 @@ static int score(void *instance, const rp_prompt *prompts, size_t count, double 
         return RP_ERROR;
     }
     for (size_t i = 0; i < count; i++) {
+#ifdef FAULTS
+        if (prompts[i].text_len >= 3 && memcmp(prompts[i].text, "nan", 3) == 0) {
+            scores[i] = NAN;
+            continue;
+        }
+        if (prompts[i].text_len >= 3 && memcmp(prompts[i].text, "big", 3) == 0) {
+            scores[i] = 1.5;
+            continue;
+        }
+        if (prompts[i].text_len >= 4 && memcmp(prompts[i].text, "mute", 4) == 0) {
+            return RP_ERROR; /* and no message */
+        }
+#endif
         if (router->component < 0) {
             scores[i] = router->score;
         } else if (prompts[i].embedding == NULL || (size_t)router->component >= prompts[i].embedding_dim) {
