@@ -61,11 +61,20 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
         condition.unlock()
     }
 
+    /// Outcomes a router may have waiting: past it new ones are dropped from online learning
+    /// (counted in `dropped`; they stay in the feedback store for the next retraining), so a
+    /// flood of feedback faster than the encoder cannot grow memory without bound.
+    static let maxPending = 100_000
+
     /// Queues a recorded outcome for its router, when that router learns online.
     func submit(_ outcome: Outcome, to router: RouterInstance) {
         guard let folder = router.stateDirectory else { return }
         condition.lock()
         defer { condition.unlock() }
+        if pending[router.name, default: []].count >= Self.maxPending {
+            statuses[router.name, default: LearningStatus(router: router.name, stateDirectory: folder)].dropped += 1
+            return
+        }
         if !started {
             started = true
             let thread = Thread { [self] in run() }
@@ -115,9 +124,12 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
                 for (router, queue) in pending where !queue.isEmpty {
                     let deadline = (oldest[router] ?? now) + interval
                     if queue.count >= every || deadline <= now {
-                        due.append((router, queue))
-                        pending[router] = []
-                        oldest[router] = nil
+                        // At most a few publishes' worth at once, so the first of a flood is not held
+                        // back until the encoder has embedded all of it.
+                        let take = min(queue.count, 4 * every)
+                        due.append((router, Array(queue.prefix(take))))
+                        pending[router] = Array(queue.dropFirst(take))
+                        oldest[router] = pending[router]!.isEmpty ? nil : now
                     } else {
                         nextDeadline = min(nextDeadline ?? deadline, deadline)
                     }
