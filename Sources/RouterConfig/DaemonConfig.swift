@@ -143,6 +143,9 @@ public struct DaemonConfig: Sendable {
         /// Whether the router learns online, when its plugin can and `feedback.learning` is on
         /// (`learn: false` keeps one frozen, as a control).
         public var learn: Bool = true
+        /// Seconds a decision may take before the request gets `router_timeout` (the plugin's call
+        /// runs on regardless: an in-process call cannot be stopped); nil waits as long as it takes.
+        public var timeoutSeconds: Double? = nil
     }
 
     /// The file this config was read from (absolute).
@@ -179,7 +182,7 @@ public enum ConfigLoader {
         "routers",
     ]
     static let routerKeys: Set<String> = [
-        "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn",
+        "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn", "timeout",
     ]
     static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads"]
 
@@ -404,11 +407,12 @@ public enum ConfigLoader {
                 diagnostics.report("\(context): plugin '\(plugin)' needs prompt embeddings; add `encoder: <name>` (\(known))", at: keyNode)
             }
             let learn = fields["learn"]?.bool("\(context): learn", diagnostics) ?? true
+            let timeout = fields["timeout"]?.double("\(context): timeout", in: 0.001...3600, diagnostics)
             if let policy, let models {
                 routers.append(
                     .init(
                         name: name, plugin: plugin, policy: policy, candidates: models.candidates, strongModel: models.strong,
-                        weakModel: models.weak, encoder: encoder, params: params, learn: learn))
+                        weakModel: models.weak, encoder: encoder, params: params, learn: learn, timeoutSeconds: timeout))
             }
         }
 

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOFoundationCompat
 import NIOPosix
@@ -25,6 +26,8 @@ struct Dispatcher: Sendable {
     let socketPath: String
     let threadPool: NIOThreadPool
     let ioThreadPool: NIOThreadPool
+    /// Calls still running per router with a `timeout`, including those whose request timed out.
+    let running = RunningCalls()
 
     func handle(_ line: ByteBuffer, peer: Peer?, allocator: ByteBufferAllocator, eventLoop: any EventLoop) -> Reply {
         let decoded = RequestCodec.decode(Data(buffer: line, byteTransferStrategy: .noCopy))
@@ -42,6 +45,9 @@ struct Dispatcher: Sendable {
         }
         if case .feedback(let feedback) = request {
             return record(feedback, id: id, on: generation, allocator: allocator, eventLoop: eventLoop)
+        }
+        if let (router, timeout) = Self.deadline(of: request, on: generation) {
+            return withDeadline(request, id: id, router: router, timeout: timeout, on: generation, allocator: allocator, eventLoop: eventLoop)
         }
         let pool: NIOThreadPool
         switch Work(for: request, on: generation) {
@@ -78,6 +84,89 @@ struct Dispatcher: Sendable {
             case .feedback, .routers, .health, .status, .stats: self = .immediate
             }
         }
+    }
+
+    /// The router and its `timeout`, for a route or score request on a router that has one.
+    static func deadline(of request: Request, on generation: Generation) -> (String, Double)? {
+        let name: String
+        switch request {
+        case .route(let route): name = route.router
+        case .score(let score): name = score.router
+        default: return nil
+        }
+        guard let router = generation.routers[name], let timeout = router.timeoutSeconds else { return nil }
+        return (router.name, timeout)
+    }
+
+    /// More calls than this still running on one router (past their timeout, stuck in the plugin)
+    /// and new requests for it are refused at once, so a hung plugin cannot take every I/O thread.
+    static let maxRunningPerRouter = 16
+
+    /// Runs a request for a router with a `timeout` on the I/O pool (a hung plugin must hold
+    /// neither an event loop nor the encoder's threads) and answers `router_timeout` when the
+    /// deadline passes first. The plugin's call cannot be stopped: it runs on, and its late
+    /// answer is dropped.
+    private func withDeadline(
+        _ request: Request, id: RequestID?, router: String, timeout: Double, on generation: Generation, allocator: ByteBufferAllocator,
+        eventLoop: any EventLoop
+    ) -> Reply {
+        guard running.begin(router, limit: Self.maxRunningPerRouter) else {
+            engine.recordTimeout(router: router)
+            let error = ProtocolError(
+                .routerTimeout,
+                "router '\(router)': \(Self.maxRunningPerRouter) calls are still running past its timeout of \(timeout) s; new requests are refused until they return"
+            )
+            return .now(failure(error, op: request.op, id: id, allocator: allocator))
+        }
+        let promise = eventLoop.makePromise(of: ByteBuffer.self)
+        let settled = NIOLockedValueBox(false)
+        let settle = { @Sendable () -> Bool in
+            settled.withLockedValue { done in
+                defer { done = true }; return !done
+            }
+        }
+        let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) { [engine] in
+            guard settle() else { return }
+            engine.recordTimeout(router: router)
+            let error = ProtocolError(
+                .routerTimeout, "router '\(router)' did not decide within its timeout of \(timeout) s; other routers are unaffected")
+            promise.succeed(failure(error, op: request.op, id: id, allocator: allocator))
+        }
+        let work = ioThreadPool.runIfActive(eventLoop: eventLoop) { [self] in
+            defer { running.end(router) }
+            return answerCounted(request, id: id, on: generation, settle: settle)
+        }
+        work.whenComplete { result in
+            switch result {
+            case .success(let line?):
+                timer.cancel()
+                promise.succeed(allocator.buffer(bytes: line))
+            case .success(nil): break  // the deadline answered first
+            case .failure(let error):
+                // The pool shut down (the daemon is stopping), so the work never ran.
+                running.end(router)
+                guard settle() else { return }
+                timer.cancel()
+                promise.succeed(failure(ProtocolError(.shuttingDown, "\(error)"), op: request.op, id: id, allocator: allocator))
+            }
+        }
+        return .later(promise.futureResult)
+    }
+
+    /// The response line, counted, if `settle` says this answer is the first; nil if the deadline was.
+    private func answerCounted(_ request: Request, id: RequestID?, on generation: Generation, settle: @Sendable () -> Bool) -> [UInt8]? {
+        let line: [UInt8]
+        let code: ErrorCode?
+        do throws(ProtocolError) {
+            line = try answer(request, id: id, on: generation)
+            code = nil
+        } catch {
+            line = ResponseCodec.failure(error, id: id)
+            code = error.code
+        }
+        guard settle() else { return nil }
+        counters.recordResponse(op: request.op, error: code)
+        return line
     }
 
     /// The response line to a decoded request, counted in the stats.

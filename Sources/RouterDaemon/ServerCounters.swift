@@ -41,3 +41,21 @@ public final class ServerCounters: Sendable {
 
     public var snapshot: Snapshot { counters.withLockedValue { $0 } }
 }
+
+/// Calls in progress per router, for the routers with a `timeout`.
+final class RunningCalls: Sendable {
+    private let counts = NIOLockedValueBox<[String: Int]>([:])
+
+    /// Counts a call in, unless `limit` are already running.
+    func begin(_ router: String, limit: Int) -> Bool {
+        counts.withLockedValue { counts in
+            guard counts[router, default: 0] < limit else { return false }
+            counts[router, default: 0] += 1
+            return true
+        }
+    }
+
+    func end(_ router: String) {
+        counts.withLockedValue { $0[router, default: 1] -= 1 }
+    }
+}

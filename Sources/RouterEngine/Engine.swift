@@ -337,6 +337,11 @@ public final class Engine: Sendable {
     }
 
     /// The counters, with each budget router's controller state on `generation` and the session count.
+    /// Counts a request that got `router_timeout`, under the router's `events` as `timeout`.
+    public func recordTimeout(router: String) {
+        stats.recordEvent(router: router, event: "timeout")
+    }
+
     public func statsSnapshot(on generation: Generation) -> StatsSnapshot {
         var snapshot = stats.snapshot()
         for (name, router) in generation.routers {

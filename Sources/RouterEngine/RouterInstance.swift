@@ -49,6 +49,8 @@ public final class RouterInstance: Sendable {
     /// descriptor does not say `learns_online`, or the config has no feedback or turned learning off).
     public let stateDirectory: String?
     public var learnsOnline: Bool { stateDirectory != nil }
+    /// Seconds a decision may take before its request gets `router_timeout` (the config's `timeout`).
+    public let timeoutSeconds: Double?
     let plugin: PluginInstance
     let fingerprint: PluginFingerprint
 
@@ -66,6 +68,7 @@ public final class RouterInstance: Sendable {
         feedback: DaemonConfig.Feedback? = nil, stats: Stats, logger: Logger, reusing previous: RouterInstance? = nil
     ) throws(PluginLoadError) {
         self.encoder = encoder
+        self.timeoutSeconds = config.timeoutSeconds
         if descriptor?.learnsOnline == true, config.learn, let feedback, feedback.learning.enabled {
             guard library.learnsOnline else {
                 throw PluginLoadError(
@@ -162,6 +165,7 @@ public final class RouterInstance: Sendable {
         encoder = other.encoder
         ioBound = other.ioBound
         stateDirectory = other.stateDirectory
+        timeoutSeconds = other.timeoutSeconds
         plugin = other.plugin
         fingerprint = other.fingerprint
     }

@@ -15,6 +15,8 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case unknownRouter = "unknown_router"
     /// The plugin failed to score the prompt.
     case pluginError = "plugin_error"
+    /// The router did not decide within its `timeout`; other routers are unaffected.
+    case routerTimeout = "router_timeout"
     /// The daemon is at a limit (connections); try again later.
     case overloaded = "overloaded"
     /// The peer may not run this op (admin ops need an admin uid/gid).

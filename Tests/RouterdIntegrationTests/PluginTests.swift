@@ -103,6 +103,42 @@ import Testing
         #expect(daemon.process.isRunning)
     }
 
+    /// A router's `timeout` answers `router_timeout` while its plugin hangs; other routers keep
+    /// serving, stuck calls are capped, and `stats` counts every timeout.
+    @Test func aHangingPluginTimesOutWithoutTakingTheDaemonWithIt() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DFAULTS"])
+        let daemon = try Daemon(
+            directory: directory,
+            config: {
+                TestConfig.yaml(
+                    socket: $0, routers: Self.constantRouter() + "\n    timeout: 0.2\n" + TestConfig.randomRouter(),
+                    searchPaths: [plugins, Package.root + "/plugins"])
+            })
+        let connection = try daemon.connect()
+        let start = Date()
+        let hung = try connection.request(#"{"op":"route","router":"constant","prompt":"hang on"}"#)
+        #expect(hung.errorCode == "router_timeout" && hung.errorMessage.contains("within its timeout of 0.2 s"), "\(hung)")
+        #expect(Date().timeIntervalSince(start) < 1.9, "answered at the deadline, not when the plugin returned")
+        // Meanwhile other routers, and the same router's quick prompts, are served.
+        #expect(try connection.decision(#"{"op":"route","router":"random","prompt":"x"}"#).router == "random")
+        #expect(try connection.decision(#"{"op":"route","router":"constant","prompt":"fine"}"#).strongScore == 0.25)
+        // A flood of hanging prompts: 16 calls may be stuck at once; the rest are refused at once.
+        let flood = try daemon.connect()
+        for _ in 0..<20 { try flood.send(#"{"op":"route","router":"constant","prompt":"hang"}"# + "\n") }
+        let replies = try (0..<20).map { _ in try JSON.object(try #require(try flood.readLine(timeout: 10))) }
+        #expect(replies.allSatisfy { $0.errorCode == "router_timeout" })
+        #expect(replies.filter { $0.errorMessage.contains("are still running past its timeout") }.count >= 4, "\(replies.map(\.errorMessage))")
+        // Once the stuck calls return (each sleeps 2 s), the router serves again.
+        Thread.sleep(forTimeInterval: 3)
+        #expect(try connection.decision(#"{"op":"route","router":"constant","prompt":"fine"}"#).strongScore == 0.25)
+        let stats = try connection.request(#"{"op":"stats"}"#).result
+        let events = ((stats["routers"] as? [String: Any])?["constant"] as? [String: Any])?["events"] as? [String: Int]
+        #expect(events?["timeout"] == 21, "\(String(describing: events))")
+        #expect((stats["errors"] as? [String: Int])?["router_timeout"] == 21)
+        #expect(daemon.process.isRunning)
+    }
+
     @Test func aPluginWithAnotherABIVersionIsRejectedWithAPreciseError() throws {
         let directory = try TemporaryDirectory()
         let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DPLUGIN_ABI_VERSION=999"])

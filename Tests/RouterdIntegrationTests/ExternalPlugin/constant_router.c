@@ -18,7 +18,8 @@
  *   -DSCORE_MODELS           predict each candidate's quality (revision 2): candidate j
  *                            gets score / (j + 1); a prompt starting "nan" gets NaN
  *   -DFAULTS                 misbehave on cue: a prompt starting "nan" scores NaN, "big"
- *                            scores 1.5, "mute" fails with RP_ERROR and no message
+ *                            scores 1.5, "mute" fails with RP_ERROR and no message, "hang"
+ *                            takes 2 s to answer
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "router_plugin.h"
 
@@ -107,6 +109,9 @@ static int score(void *instance, const rp_prompt *prompts, size_t count, double 
         }
         if (prompts[i].text_len >= 4 && memcmp(prompts[i].text, "mute", 4) == 0) {
             return RP_ERROR; /* and no message */
+        }
+        if (prompts[i].text_len >= 4 && memcmp(prompts[i].text, "hang", 4) == 0) {
+            usleep(2000000);
         }
 #endif
         if (router->component < 0) {
