@@ -151,8 +151,8 @@ struct Label: AsyncParsableCommand {
                 inFlight += 1
                 tasks.addTask { [self] in
                     defer { ledger.state.withLockedValue { $0.reserved -= maxCost == nil ? 0 : estimate } }
-                    let row = try await labelOne(input, answerers: answerers, judge: judgeTarget, client: client, ledger: ledger)
-                    try writer.append(row)
+                    let rows = try await labelOne(input, answerers: answerers, judge: judgeTarget, client: client, ledger: ledger)
+                    try writer.append(rows)
                     progress(ledger, total: pending.count, increment: true)
                 }
             }
@@ -232,8 +232,8 @@ struct Label: AsyncParsableCommand {
         return reply.text
     }
 
-    /// Answers, judges and returns the prompt's row.
-    private func labelOne(_ input: LabelInput, answerers: [Target], judge: Target?, client: ChatClient, ledger: Ledger) async throws -> JSONValue {
+    /// Answers, judges and returns the prompt's rows: one battles row per pair of models, or one quality row.
+    private func labelOne(_ input: LabelInput, answerers: [Target], judge: Target?, client: ChatClient, ledger: Ledger) async throws -> [JSONValue] {
         let answers = try await withThrowingTaskGroup(of: (Int, String).self) { tasks in
             for (index, target) in answerers.enumerated() {
                 tasks.addTask { (index, try await call([ChatTurn(role: "user", content: input.prompt)], target, client, ledger)) }
@@ -246,7 +246,7 @@ struct Label: AsyncParsableCommand {
         switch mode {
         case .pairwise:
             let judge = judge!
-            var battles: [JSONValue] = []
+            var rows: [JSONValue] = []
             for first in answerers.indices {
                 for second in answerers.indices where second > first {
                     // Both orders, so the judge's taste for a position cancels out.
@@ -257,20 +257,15 @@ struct Label: AsyncParsableCommand {
                     let verdicts = (PairwiseJudge.verdict(try await forward), PairwiseJudge.verdict(try await swapped))
                     if verdicts.0 == nil || verdicts.1 == nil { ledger.state.withLockedValue { $0.unparsed += 1 } }
                     let winner = PairwiseJudge.combine(verdicts.0, verdicts.1)
-                    battles.append(
-                        .object([
-                            "model_a": .string(answerers[first].name), "model_b": .string(answerers[second].name),
-                            "winner": .string(winner == .first ? "model_a" : winner == .second ? "model_b" : "tie"),
-                        ]))
+                    var battle = row
+                    battle["model_a"] = .string(answerers[first].name)
+                    battle["model_b"] = .string(answerers[second].name)
+                    battle["winner"] = .string(winner == .first ? "model_a" : winner == .second ? "model_b" : "tie")
+                    battle["judge"] = .string(judge.name)
+                    rows.append(.object(battle))
                 }
             }
-            // One line per prompt keeps resuming simple; with two models it is exactly a battles row.
-            if battles.count == 1, case .object(let battle) = battles[0] {
-                row.merge(battle) { $1 }
-            } else {
-                row["battles"] = .array(battles)
-            }
-            row["judge"] = .string(judge.name)
+            return rows
         case .reference:
             let reference = input.reference!
             var quality: [String: JSONValue] = [:]
@@ -289,8 +284,8 @@ struct Label: AsyncParsableCommand {
             }
             row["quality"] = .object(quality)
             if let judge, ReferenceGrader.number(reference) == nil { row["judge"] = .string(judge.name) }
+            return [.object(row)]
         }
-        return .object(row)
     }
 
     private func progress(_ ledger: Ledger, total: Int, increment: Bool) {
@@ -306,7 +301,8 @@ struct Label: AsyncParsableCommand {
     }
 }
 
-/// Appends one row per line, durably: a killed run loses at most the prompts in flight.
+/// Appends rows, one per line, durably: a prompt's rows go out in one write, so a killed run
+/// loses at most the prompts in flight.
 final class RowWriter: Sendable {
     private let handle: NIOLockedValueBox<FileHandle>
 
@@ -318,12 +314,16 @@ final class RowWriter: Sendable {
         handle = NIOLockedValueBox(file)
     }
 
-    func append(_ row: JSONValue) throws {
-        var writer = JSONWriter(capacity: 512)
-        writer.value(row)
-        writer.newline()
+    func append(_ rows: [JSONValue]) throws {
+        var bytes: [UInt8] = []
+        for row in rows {
+            var writer = JSONWriter(capacity: 512)
+            writer.value(row)
+            writer.newline()
+            bytes += writer.bytes
+        }
         try handle.withLockedValue { file in
-            try file.write(contentsOf: Data(writer.bytes))
+            try file.write(contentsOf: Data(bytes))
             try file.synchronize()
         }
     }

@@ -96,6 +96,19 @@ struct LabelTests {
         #expect(done.usd > 0)
         // The rows are a battles file as the trainers read it.
         #expect(try BattlesReader.read(file: output).count == Self.prompts.count)
+
+        // Three models: a battles row per pair, all three for the prompt, each judged in both orders.
+        let three = directory.path + "/three.jsonl"
+        let one = try directory.write("one.jsonl", #"{"prompt": "Name a bird."}"# + "\n")
+        let trio = try Self.run(
+            [
+                "--config", config, "--prompts", one, "--model", "terse", "--model", "verbose", "--model", "judge", "--judge", "judge", "--output",
+                three,
+            ])
+        #expect(trio.status == 0, "\(trio.stderr)")
+        let pairs = try BattlesReader.read(file: three).map { [$0.modelA, $0.modelB] }
+        #expect(pairs == [["terse", "verbose"], ["terse", "judge"], ["verbose", "judge"]], "\(pairs)")
+        #expect(Self.summary(trio.stderr)?.calls == 3 + 2 * 3, "\(trio.stderr)")
     }
 
     @Test func referenceModeGradesNumbersByExactMatchWithoutAJudge() throws {
