@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import RouterdTestSupport
 import Testing
 
@@ -139,6 +140,87 @@ import Testing
         let response = try #require(connection).request(#"{"op":"route","router":"random","prompt":"activated"}"#)
         #expect(response.ok)
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/unused.sock"))
+    }
+
+    /// A plugin that crashes takes the daemon with it (it runs in its address space). Under socket
+    /// activation the listening socket outlives the process and a restart serves again: clients
+    /// that connect meanwhile wait in the backlog, none is refused. The supervisor here is a bash
+    /// loop standing in for systemd's `Restart=on-failure` with `RestartSec=1s`.
+    @Test func aCrashUnderSocketActivationDelaysClientsButRefusesNone() throws {
+        let activate = "/usr/bin/systemd-socket-activate"
+        guard FileManager.default.isExecutableFile(atPath: activate) else {
+            print("skipped: \(activate) is not installed (apt-get install systemd)")
+            return
+        }
+        let directory = try TemporaryDirectory()
+        let plugins = try PluginTests.buildConstantPlugin(in: directory, flags: ["-DFAULTS"])
+        let socketPath = directory.path + "/activated.sock"
+        let config = try directory.write(
+            "routerd.yaml", TestConfig.yaml(socket: directory.path + "/unused.sock", routers: PluginTests.constantRouter(), searchPaths: [plugins]))
+        // Each start gets the inherited socket: LISTEN_PID must name the process that execs routerd.
+        let loop = "while :; do (LISTEN_PID=$BASHPID exec \"$0\" --config \"$1\"); sleep 1; done"
+        let supervisor = Process()
+        supervisor.executableURL = URL(fileURLWithPath: activate)
+        // systemd-socket-activate passes on only what -E names. No backtrace: a crash as quick as it gets.
+        supervisor.arguments = [
+            "-l", socketPath, "-E", "SWIFT_BACKTRACE=enable=no", "/bin/bash", "-c", loop, try Package.binary("routerd"), config,
+        ]
+        supervisor.standardError = FileHandle.nullDevice
+        supervisor.standardOutput = FileHandle.nullDevice
+        try launch(supervisor)
+        var daemons: Set<Int32> = []
+        func daemonPID() -> Int32? {
+            (try? LineSocket(path: socketPath).request(#"{"op":"status"}"#).result["pid"] as? Int).map(Int32.init)
+        }
+        defer {
+            kill(supervisor.processIdentifier, SIGKILL)
+            supervisor.waitUntilExit()
+            for pid in daemons { kill(pid, SIGKILL) }
+            if let pid = daemonPID() { kill(pid, SIGKILL) }
+        }
+        #expect(eventually(within: 20) { daemonPID() != nil })
+        let first = try #require(daemonPID())
+        daemons.insert(first)
+
+        // Clients keep asking while the daemon crashes and comes back.
+        let refused = NIOLockedValueBox(0)
+        let answered = NIOLockedValueBox<[Date]>([])
+        let stop = NIOLockedValueBox(false)
+        let clients = (0..<4).map { _ in
+            Thread {
+                while !stop.withLockedValue({ $0 }) {
+                    do {
+                        let connection = try LineSocket(path: socketPath)
+                        if (try? connection.request(#"{"op":"route","router":"constant","prompt":"fine"}"#))?.ok == true {
+                            answered.withLockedValue { $0.append(Date()) }
+                        }
+                        connection.close()
+                    } catch {
+                        refused.withLockedValue { $0 += 1 }  // connect() failed: the socket refused us
+                    }
+                    usleep(20_000)
+                }
+            }
+        }
+        for client in clients { client.start() }
+        Thread.sleep(forTimeInterval: 0.3)
+        let crashedAt = Date()
+        let victim = try LineSocket(path: socketPath)
+        try victim.send(#"{"op":"route","router":"constant","prompt":"crash now"}"# + "\n")
+        let last = try victim.readLine(timeout: 10)
+        #expect(last == nil, "the crashing daemon closes the connection without an answer: \(last ?? "")")
+        #expect(eventually(within: 30) { (daemonPID().map { $0 != first }) == true }, "a new daemon serves")
+        if let second = daemonPID() { daemons.insert(second) }
+        Thread.sleep(forTimeInterval: 0.3)
+        stop.withLockedValue { $0 = true }
+        Thread.sleep(forTimeInterval: 0.2)
+        let firstAfter = answered.withLockedValue { $0.first { $0 > crashedAt.addingTimeInterval(0.5) } }
+        let gap = firstAfter.map { $0.timeIntervalSince(crashedAt) }
+        print(
+            "crash under socket activation: \(refused.withLockedValue { $0 }) refused connections; first answer \(gap.map { String(format: "%.2f s", $0) } ?? "none") after the crash (restart delay 1 s)"
+        )
+        #expect(refused.withLockedValue { $0 } == 0, "no client was refused")
+        #expect(gap != nil, "clients were answered after the restart")
     }
 
     @Test func reloadSwapsTheGenerationAndABrokenConfigKeepsTheOldOne() throws {

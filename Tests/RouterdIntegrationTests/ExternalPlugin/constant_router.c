@@ -19,7 +19,7 @@
  *                            gets score / (j + 1); a prompt starting "nan" gets NaN
  *   -DFAULTS                 misbehave on cue: a prompt starting "nan" scores NaN, "big"
  *                            scores 1.5, "mute" fails with RP_ERROR and no message, "hang"
- *                            takes 2 s to answer
+ *                            takes 2 s to answer, "crash" writes through a NULL pointer (SIGSEGV)
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -112,6 +112,11 @@ static int score(void *instance, const rp_prompt *prompts, size_t count, double 
         }
         if (prompts[i].text_len >= 4 && memcmp(prompts[i].text, "hang", 4) == 0) {
             usleep(2000000);
+        }
+        if (prompts[i].text_len >= 5 && memcmp(prompts[i].text, "crash", 5) == 0) {
+            /* A real fault, not raise(): a handler that returns would let raise() carry on. */
+            volatile int *nowhere = NULL;
+            *nowhere = 1;
         }
 #endif
         if (router->component < 0) {
