@@ -99,7 +99,7 @@ let package = Package(
         .target(
             name: "RouterEngine",
             dependencies: [
-                "RouterConfig", "RouterPluginHost", "RouterPluginKit", "TextEncoder",
+                "RouterConfig", "RouterPluginHost", "RouterPluginKit", "StableHash", "TextEncoder",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),

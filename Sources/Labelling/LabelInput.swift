@@ -6,16 +6,11 @@ public struct LabelInput: Sendable, Hashable {
     public var prompt: String
     public var reference: String?
     /// Identifies the prompt across runs: `--output` rows carry it, so a rerun skips what is done.
-    public var hash: String { Self.hash(prompt) }
+    public var hash: String { FNV1a.hex(prompt) }
 
     public init(prompt: String, reference: String? = nil) {
         self.prompt = prompt
         self.reference = reference
-    }
-
-    public static func hash(_ prompt: String) -> String {
-        let hex = String(FNV1a.hash(prompt), radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }
 

@@ -479,16 +479,22 @@ extension ConfigLoader {
     /// validating the rest.
     private static func path(_ keys: [String], inConfig file: String) -> String? {
         let diagnostics = Diagnostics(file: file)
-        guard FileManager.default.isReadableFile(atPath: file), var node = readYAML(file: file, diagnostics) else { return nil }
+        guard FileManager.default.isReadableFile(atPath: file), let root = readYAML(file: file, diagnostics),
+            case .scalar(let path, _) = node(at: keys, in: root)?.kind
+        else { return nil }
+        let folder = ((absolute(file, relativeTo: FileManager.default.currentDirectoryPath)) as NSString).deletingLastPathComponent
+        return absolute(path, relativeTo: folder)
+    }
+
+    /// The node at `keys` (a mapping key at each level) below `root`, without validating the rest.
+    static func node(at keys: [String], in root: YAMLNode) -> YAMLNode? {
+        var node = root
         for key in keys {
             guard case .mapping(let pairs) = node.kind,
                 let next = pairs.first(where: { if case .scalar(key, _) = $0.key.kind { true } else { false } })?.value
             else { return nil }
             node = next
         }
-        guard case .scalar(let path, _) = node.kind else { return nil }
-        let folder = ((absolute(file, relativeTo: FileManager.default.currentDirectoryPath)) as NSString).deletingLastPathComponent
-        return absolute(path, relativeTo: folder)
+        return node
     }
-
 }

@@ -153,9 +153,7 @@ extension ConfigLoader {
         let path = absolute(file, relativeTo: FileManager.default.currentDirectoryPath)
         let diagnostics = Diagnostics(file: path)
         guard let root = readYAML(file: path, diagnostics) else { throw ConfigError(issues: diagnostics.issues) }
-        guard case .mapping(let pairs) = root.kind,
-            let node = pairs.first(where: { if case .scalar("models", _) = $0.key.kind { true } else { false } })?.value
-        else { return ModelCatalogue() }
+        guard let node = node(at: ["models"], in: root) else { return ModelCatalogue() }
         let (catalogue, issues) = readCatalogue(node, folder: (path as NSString).deletingLastPathComponent, diagnostics)
         let all = diagnostics.issues + issues
         guard all.isEmpty else { throw ConfigError(issues: all) }

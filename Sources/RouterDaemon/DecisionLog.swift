@@ -56,7 +56,7 @@ public final class DecisionLog: Sendable {
     func record(_ decision: Decision, prompt: String) {
         var fields = decision.fields
         // FNV-1a 64 identifies repeated prompts without storing them (it is no secret, see FNV1a).
-        fields["prompt_hash"] = .string(Self.hash(prompt))
+        fields["prompt_hash"] = .string(FNV1a.hex(prompt))
         fields["time"] = .number((Date().timeIntervalSince1970 * 1000).rounded() / 1000)
         if settings.includePrompt { fields["prompt"] = .string(prompt) }
         var writer = JSONWriter(capacity: 256 + (settings.includePrompt ? prompt.utf8.count : 0))
@@ -142,10 +142,5 @@ public final class DecisionLog: Sendable {
     private static func size(_ fd: Int32) -> Int {
         var info = stat()
         return fstat(fd, &info) == 0 ? Int(info.st_size) : 0
-    }
-
-    static func hash(_ text: String) -> String {
-        let hex = String(FNV1a.hash(text), radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }

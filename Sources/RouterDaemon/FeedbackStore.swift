@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import RouterConfig
 import RouterEngine
 import RouterJSON
+import StableHash
 
 /// The feedback store could not be opened, or a row could not be made durable (nothing was acknowledged).
 public struct FeedbackStoreError: Error, Sendable, CustomStringConvertible {
@@ -109,7 +110,7 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
         if settings.includePrompt {
             fields["prompt"] = .string(outcome.prompt)
         } else {
-            fields["prompt_hash"] = .string(DecisionLog.hash(outcome.prompt))
+            fields["prompt_hash"] = .string(FNV1a.hex(outcome.prompt))
         }
         if let id = outcome.decisionID { fields["decision_id"] = .string(id) }
         let file: File

@@ -158,7 +158,7 @@ public final class Engine: Sendable {
             costs = candidates.map { $0.price!.expectedCost(promptTokens: tokens) }
         }
         var decision = RoutingDecision(
-            id: DecisionMemory.newID(), model: "", tier: nil, policy: rule.name, score: nil, threshold: nil, lambda: nil, epsilon: nil,
+            id: decisions.newID(), model: "", tier: nil, policy: rule.name, score: nil, threshold: nil, lambda: nil, epsilon: nil,
             candidates: [], affinity: nil,
             router: router.name, generation: generation.number, elapsedMicroseconds: 0)
         let qualities: [Double]
@@ -195,7 +195,7 @@ public final class Engine: Sendable {
         if candidates.count == 2 { decision.tier = chosen == 0 ? .strong : .weak }
         decision.candidates = candidates.indices.map { CandidateEstimate(model: candidates[$0].name, quality: qualities[$0], cost: costs?[$0]) }
         decisions.remember(
-            decision.id, .init(router: router.name, prompt: prompt, candidates: candidates.map(\.name)), now: Self.monotonicSeconds())
+            decision.id, .init(router: router.name, prompt: prompt, candidates: candidates), now: Self.monotonicSeconds())
         decision.elapsedMicroseconds = Self.microseconds(since: start)
         stats.recordDecision(
             router: router.name, model: decision.model, tier: decision.tier, score: decision.score, microseconds: decision.elapsedMicroseconds)
@@ -215,7 +215,7 @@ public final class Engine: Sendable {
             guard let remembered = decisions.recall(id, now: Self.monotonicSeconds()) else {
                 throw .unknownDecision(id: id, ttlSeconds: decisions.ttl)
             }
-            (router, prompt, candidates, decisionID) = (remembered.router, remembered.prompt, remembered.candidates, id)
+            (router, prompt, candidates, decisionID) = (remembered.router, remembered.prompt, remembered.candidates.map(\.name), id)
         case .prompt(let name, let text):
             let instance = try Self.router(named: name, in: generation)
             (router, prompt, candidates) = (instance.name, text, instance.candidates.map(\.name))

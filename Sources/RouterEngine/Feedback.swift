@@ -1,5 +1,7 @@
 import NIOConcurrencyHelpers
 import RouterConfig
+import StableHash
+import Synchronization
 
 /// How a model did on a prompt, as a service reports it.
 public enum OutcomeValue: Sendable, Hashable {
@@ -51,10 +53,16 @@ final class DecisionMemory: Sendable {
     struct Remembered: Sendable {
         var router: String
         var prompt: String
-        var candidates: [String]
+        /// The router's own array, shared rather than copied: remembering allocates nothing.
+        var candidates: [Candidate]
     }
 
     private let table: NIOLockedValueBox<ExpiringLRU<Remembered>?>
+    /// Decision ids are SplitMix64's mix of a per-process random seed plus a counter: a bijection,
+    /// so no two decisions of a process share an id, and seeds differ across processes and
+    /// restarts. One random draw per process, not a system call per decision.
+    private let seed = UInt64.random(in: .min ... .max)
+    private let issued = Atomic<UInt64>(0)
 
     init(_ settings: DaemonConfig.Feedback?) {
         table = NIOLockedValueBox(nil)
@@ -90,9 +98,9 @@ final class DecisionMemory: Sendable {
         table.withLockedValue { $0?.value(for: id, now: now) }
     }
 
-    /// A new decision id: 64 random bits in hex, so ids from different daemons or restarts do not collide.
-    static func newID() -> String {
-        let hex = String(UInt64.random(in: .min ... .max), radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+    /// A new decision id, 16 hex digits.
+    func newID() -> String {
+        let count = issued.wrappingAdd(1, ordering: .relaxed).newValue
+        return FNV1a.hex(SplitMix64.mix(seed &+ count))
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import RouterConfig
 import RouterJSON
 import RouterPluginHost
+import RouterPluginKit
 
 /// What online learning has done for one router since the daemon started.
 public struct LearningStatus: Sendable, Hashable {
@@ -157,14 +158,14 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
         var learned = 0
         if let router = current().routers[name], router.learnsOnline {
             let names = router.candidates.map(\.name)
-            var outcomes: [PluginOutcome] = []
+            var outcomes: [LearnedOutcome] = []
             var prompts: [String] = []
             for outcome in batch {
                 guard let model = names.firstIndex(of: outcome.model) else {
                     dropped += 1
                     continue
                 }
-                let value: PluginOutcome.Value
+                let value: LearnedOutcome.Value
                 switch outcome.value {
                 case .pairwise(let result, let against):
                     guard let other = names.firstIndex(of: against) else {
@@ -174,7 +175,7 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
                     value = .pairwise(against: other, score: result == .win ? 1 : result == .loss ? 0 : 0.5)
                 case .pointwise(let quality): value = .pointwise(quality)
                 }
-                outcomes.append(PluginOutcome(prompt: outcome.prompt, embedding: nil, model: model, value: value))
+                outcomes.append(LearnedOutcome(prompt: outcome.prompt, embedding: nil, model: model, value: value))
                 prompts.append(outcome.prompt)
             }
             if let encoder = router.encoder, !prompts.isEmpty {

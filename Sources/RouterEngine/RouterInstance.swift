@@ -198,7 +198,7 @@ public final class RouterInstance: Sendable {
     }
 
     /// Folds outcomes into the plugin's learned state and publishes them (online learning).
-    func learn(_ outcomes: [PluginOutcome]) throws(PluginScoreError) { try plugin.learn(outcomes) }
+    func learn(_ outcomes: [LearnedOutcome]) throws(PluginScoreError) { try plugin.learn(outcomes) }
 
     /// Forgets what the plugin learned online.
     func forget() throws(PluginScoreError) { try plugin.forget() }

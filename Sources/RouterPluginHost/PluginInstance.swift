@@ -28,30 +28,6 @@ public struct HostServices: Sendable {
     }
 }
 
-/// One outcome for a plugin that learns online: how candidate `model` (an index into the
-/// instance's candidates) did on a prompt.
-public struct PluginOutcome: Sendable, Hashable {
-    public enum Value: Sendable, Hashable {
-        /// Against candidate `against`: 1 a win, 0 a loss, 0.5 a tie.
-        case pairwise(against: Int, score: Double)
-        /// A quality in [0, 1].
-        case pointwise(Double)
-    }
-
-    public var prompt: String
-    /// The prompt's embedding, when the instance has an encoder.
-    public var embedding: [Float]?
-    public var model: Int
-    public var value: Value
-
-    public init(prompt: String, embedding: [Float]?, model: Int, value: Value) {
-        self.prompt = prompt
-        self.embedding = embedding
-        self.model = model
-        self.value = value
-    }
-}
-
 /// One instance a plugin created: its handle, the host table it holds, and its
 /// parsed description.
 ///
@@ -124,8 +100,9 @@ public final class PluginInstance: @unchecked Sendable {
     deinit { library.vtable.destroy(handle) }
 
     /// Folds outcomes into the instance's learned state (ABI revision 3); the instance persists
-    /// and publishes them before this returns. Call from one thread at a time.
-    public func learn(_ outcomes: [PluginOutcome]) throws(PluginScoreError) {
+    /// and publishes them before this returns. Call from one thread at a time. The outcomes are
+    /// the kit's own type, what a Swift plugin receives on the far side of the C structs.
+    public func learn(_ outcomes: [LearnedOutcome]) throws(PluginScoreError) {
         guard let learn = library.vtable.learn else { throw PluginScoreError("plugin '\(library.name)' does not learn online") }
         for outcome in outcomes {
             var indices = [outcome.model]

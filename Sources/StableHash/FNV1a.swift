@@ -21,4 +21,16 @@ public enum FNV1a {
     public static func hash(_ text: String, basis: UInt64 = offsetBasis) -> UInt64 {
         hash(bytes: text.utf8, basis: basis)
     }
+
+    /// The hash of a text as 16 lowercase hex digits: the `prompt_hash` of decision-log,
+    /// feedback and label rows.
+    public static func hex(_ text: String) -> String {
+        hex(hash(text))
+    }
+
+    /// A 64-bit value as 16 lowercase hex digits, zero-padded.
+    public static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
 }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import RouterClient
 import RouterConfig
+import RouterEngine
 import RouterEvaluation
 import RouterJSON
 import RouterProtocol
@@ -348,7 +349,6 @@ struct BenchLearning: AsyncParsableCommand {
     }
 
     private func seconds(since start: ContinuousClock.Instant) -> Double {
-        let elapsed = ContinuousClock.now - start
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        Engine.microseconds(since: start) / 1_000_000
     }
 }

@@ -92,7 +92,7 @@ import Testing
     }
 
     @Test func whatIsDoneIsReadFromTheOutputAndATornLineIsCut() throws {
-        let done = LabelInput.hash("a")
+        let done = LabelInput(prompt: "a").hash
         let path = try file("{\"prompt\":\"a\",\"prompt_hash\":\"\(done)\"}\n{\"prompt\":\"b\",\"prompt_ha")
         defer { unlink(path) }
         #expect(try LabelInputReader.done(in: path) == [done])
