@@ -35,12 +35,7 @@ struct OnlineLearningTests {
     @Test func feedbackMovesDecisionsAndTheLearnedStateOutlivesARestart() throws {
         let directory = try TemporaryDirectory()
         let index = directory.path + "/sw.safetensors"
-        let build = try runCommand(
-            try Package.binary("routerctl"),
-            [
-                "train", "sw_ranking", try TinyBattles.write(in: directory), "--output", index, "--model", EncoderFixture.modelDirectory,
-                "--cache", directory.path + "/cache.bin", "--strong", "big", "--weak", "small",
-            ])
+        let build = try TinyBattles.trainIndex(at: index, in: directory)
         #expect(build.status == 0, "\(build.stderr)")
         let feedback = directory.path + "/feedback"
         var daemon: Daemon? = try Daemon(directory: directory, config: Self.config(index: index, feedback: feedback))

@@ -22,6 +22,16 @@ enum TinyBattles {
         return try directory.write("battles.jsonl", lines.joined(separator: "\n") + "\n")
     }
 
+    /// Builds an sw_ranking index of these battles at `index` with `routerctl train sw_ranking` (big strong, small weak).
+    static func trainIndex(at index: String, in directory: TemporaryDirectory) throws -> (status: Int32, stdout: String, stderr: String) {
+        try runCommand(
+            try Package.binary("routerctl"),
+            [
+                "train", "sw_ranking", try write(in: directory), "--output", index, "--model", EncoderFixture.modelDirectory,
+                "--cache", directory.path + "/cache.bin", "--strong", "big", "--weak", "small",
+            ])
+    }
+
     static func router(_ name: String, plugin: String, params: String, strong: String = "big", weak: String = "small") -> String {
         """
           \(name):
@@ -41,12 +51,7 @@ struct SWRankingRouterTests {
     @Test func anIndexBuiltHereRoutesHardPromptsStrongAndEasyOnesWeak() throws {
         let directory = try TemporaryDirectory()
         let index = directory.path + "/sw.safetensors"
-        let build = try runCommand(
-            try Package.binary("routerctl"),
-            [
-                "train", "sw_ranking", try TinyBattles.write(in: directory), "--output", index, "--model", EncoderFixture.modelDirectory,
-                "--cache", directory.path + "/cache.bin", "--strong", "big", "--weak", "small",
-            ])
+        let build = try TinyBattles.trainIndex(at: index, in: directory)
         #expect(build.status == 0, "\(build.stdout)\(build.stderr)")
         #expect(build.stdout.contains("index: 6 prompts"), "\(build.stdout)")
         let file = try SafeTensorsFile(path: index)
@@ -96,12 +101,7 @@ struct SWRankingRouterTests {
         // strong_fraction must be refused, not mis-set. A tiny index keeps this cheap.
         let directory = try TemporaryDirectory()
         let index = directory.path + "/sw.safetensors"
-        let build = try runCommand(
-            try Package.binary("routerctl"),
-            [
-                "train", "sw_ranking", try TinyBattles.write(in: directory), "--output", index, "--model", EncoderFixture.modelDirectory,
-                "--cache", directory.path + "/cache.bin", "--strong", "big", "--weak", "small",
-            ])
+        let build = try TinyBattles.trainIndex(at: index, in: directory)
         try #require(build.status == 0, "\(build.stdout)\(build.stderr)")
         func check(_ params: String) throws -> (status: Int32, stdout: String, stderr: String) {
             let routers = TinyBattles.router("sw", plugin: "sw_ranking", params: "index: \(index)" + params)
