@@ -101,20 +101,25 @@ eval-llm: build
 		status=$$?; scripts/llm-server.sh stop $(LLM_PORT); exit $$status
 
 ## fuzz: libFuzzer on every parser of untrusted input (request lines, config, plugin descriptors,
-## safetensors, the tokenizer, the JSON writer's round trip) under ASan, FUZZ_SECONDS each.
+## safetensors, the tokenizer, the JSON writer's round trip) under ASan, and UBSan over the C code
+## (Swift traps on overflow and out-of-bounds itself), FUZZ_SECONDS each, or FUZZ_RUNS executions each.
 ## The seed corpora are in Fuzz/corpus/; what a run learns goes to .build-fuzz/corpus/, and a
 ## crash, leak or timeout to .build-fuzz/crashes/ (reproduce with `Fuzz/.build/release/<target> FILE`).
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?=
+FUZZ_LIMIT   := $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS))
 FUZZ_TARGETS := FuzzRequest FuzzConfig FuzzDescriptor FuzzSafeTensors FuzzTokenizer FuzzJSONRoundTrip
 fuzz: setup
 	# swiftc keeps only the last -sanitize= it is given, so fuzzer and address go in one flag;
-	# --sanitize=fuzzer tells SwiftPM that libFuzzer provides main.
-	cd Fuzz && $(SWIFT) build -c release --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address
+	# --sanitize=fuzzer tells SwiftPM that libFuzzer provides main. swiftc has no UBSan on Linux, so
+	# -fsanitize=undefined reaches the C targets only, and any finding aborts the run.
+	cd Fuzz && $(SWIFT) build -c release --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address \
+		-Xcc -fsanitize=fuzzer-no-link,address,undefined -Xcc -fno-sanitize-recover=undefined
 	@rm -rf .build-fuzz/crashes && mkdir -p .build-fuzz/crashes
 	@for target in $(FUZZ_TARGETS); do \
 		mkdir -p .build-fuzz/corpus/$$target; \
-		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
-		ROUTERD_FUZZ_VOCAB=models/all-MiniLM-L6-v2/vocab.txt LSAN_OPTIONS=suppressions=Fuzz/lsan.supp Fuzz/.build/release/$$target -max_total_time=$(FUZZ_SECONDS) \
+		echo "fuzz: $$target ($(FUZZ_LIMIT))"; \
+		ROUTERD_FUZZ_VOCAB=models/all-MiniLM-L6-v2/vocab.txt LSAN_OPTIONS=suppressions=Fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 Fuzz/.build/release/$$target $(FUZZ_LIMIT) \
 			-max_len=65536 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=.build-fuzz/crashes/$$target- \
 			.build-fuzz/corpus/$$target Fuzz/corpus/$$target 2>&1 | grep -E "^(#[0-9]+.*(INITED|DONE)|stat::|==[0-9]+==|SUMMARY|Done)" \
 			|| true; \

@@ -46,12 +46,16 @@ public struct DaemonConfig: Sendable {
         public var maxBytes: Int
     }
 
-    /// Reloading on file changes.
-    public struct Watch: Sendable, Hashable {
+    /// How reloads happen: on file changes, and how long one may take.
+    public struct Reload: Sendable, Hashable {
         /// Reload when the config, a descriptor or a file a router's `path` parameter names changes.
-        public var enabled: Bool
+        public var watch: Bool
         /// Quiet time after the last change before reloading, so an editor's several writes make one reload.
         public var debounceSeconds: Double
+        /// How long building a new generation (loading plugins, creating instances) may take before the
+        /// reload is rejected. A plugin's `create` cannot be interrupted, so it runs on; what it builds is
+        /// discarded when it returns, and reloads are refused until then.
+        public var timeoutSeconds: Double
     }
 
     /// The optional Prometheus endpoint.
@@ -158,7 +162,7 @@ public struct DaemonConfig: Sendable {
     public var logging: Logging
     public var decisionLog: DecisionLog?
     public var metrics: Metrics?
-    public var watch: Watch
+    public var reload: Reload
     /// The models routers may choose, with prices; empty when the config has no `models:`.
     public var models: ModelCatalogue
     public var sessions: Sessions
@@ -254,10 +258,11 @@ public enum ConfigLoader {
         }
 
         // reload
-        let reloadFields = top["reload"]?.fields("reload", allowed: ["watch", "debounce_ms"], diagnostics) ?? [:]
-        let watch = DaemonConfig.Watch(
-            enabled: reloadFields["watch"]?.bool("reload.watch", diagnostics) ?? false,
-            debounceSeconds: Double(reloadFields["debounce_ms"]?.int("reload.debounce_ms", in: 0...600_000, diagnostics) ?? 500) / 1000)
+        let reloadFields = top["reload"]?.fields("reload", allowed: ["watch", "debounce_ms", "timeout"], diagnostics) ?? [:]
+        let reload = DaemonConfig.Reload(
+            watch: reloadFields["watch"]?.bool("reload.watch", diagnostics) ?? false,
+            debounceSeconds: Double(reloadFields["debounce_ms"]?.int("reload.debounce_ms", in: 0...600_000, diagnostics) ?? 500) / 1000,
+            timeoutSeconds: reloadFields["timeout"]?.double("reload.timeout", in: 0.1...3600, diagnostics) ?? 60)
 
         // decision_log
         var decisionLog: DaemonConfig.DecisionLog?
@@ -420,7 +425,7 @@ public enum ConfigLoader {
         guard issues.isEmpty else { throw ConfigError(issues: issues) }
         return DaemonConfig(
             file: file, socket: socket, admin: admin, pluginSearchPaths: searchPaths, libraryPaths: libraryPaths,
-            limits: limits, logging: logging, decisionLog: decisionLog, metrics: metrics, watch: watch, models: models, sessions: sessions,
+            limits: limits, logging: logging, decisionLog: decisionLog, metrics: metrics, reload: reload, models: models, sessions: sessions,
             feedback: feedback, encoders: encoders, routers: routers, plugins: descriptors)
     }
 

@@ -86,7 +86,7 @@ public struct ConfigWatcher: Service {
                     offset = nameStart + length
                 }
             }
-            let debounce = engine.current.config.watch.debounceSeconds
+            let debounce = engine.current.config.reload.debounceSeconds
             if let changed = lastChange, ContinuousClock.now - changed >= .milliseconds(Int(debounce * 1000)) {
                 lastChange = nil
                 await reloader.reload(trigger: "file change", on: threadPool)

@@ -31,6 +31,15 @@ public final class Engine: Sendable {
     let decisions: DecisionMemory
     /// Publishes recorded outcomes to the routers that learn online.
     private let learner: OnlineLearner
+    /// A generation a timed-out reload left building; reloads are refused until it returns.
+    private let abandonedBuild = NIOLockedValueBox<AbandonedBuild?>(nil)
+
+    /// A build past its reload's timeout, still running in a plugin's `create` (or elsewhere).
+    struct AbandonedBuild: Sendable {
+        var number: UInt64
+        var started: ContinuousClock.Instant
+        var progress: BuildProgress
+    }
 
     /// Loads `configFile`, builds generation 1 and applies its process settings, or throws every problem found.
     public init(
@@ -84,9 +93,16 @@ public final class Engine: Sendable {
         reloadLock.lock()
         defer { reloadLock.unlock() }
         let old = current
-        do {
+        do throws(GenerationError) {
+            if let abandoned = abandonedBuild.withLockedValue({ $0 }) {
+                let seconds = Self.seconds(since: abandoned.started)
+                throw GenerationError(problems: [
+                    "an earlier reload timed out and its generation is still being built (\(abandoned.progress.step), for \(seconds) s); "
+                        + "reloads are refused until that returns"
+                ])
+            }
             let config = try Self.loadConfig(file: configFile, executableDirectory: executableDirectory)
-            let next = try Generation.build(config: config, number: old.number + 1, previous: old, stats: stats, logger: logger)
+            let next = try build(config: config, number: old.number + 1, previous: old)
             try prepare(next)
             let reused = next.routerNames.filter { name in old.routers[name].map { next.routers[name]!.sharesPlugin(with: $0) } == true }
             if dryRun {
@@ -114,6 +130,62 @@ public final class Engine: Sendable {
                 metadata: ["trigger": "\(trigger)", "problems": "\(error.problems.joined(separator: "; "))"])
             throw .reloadRejected(generation: old.number, problems: error.problems, dryRun: dryRun)
         }
+    }
+
+    /// Builds a generation on a thread of its own and waits at most the config's `reload.timeout` for it.
+    /// A plugin's code cannot be interrupted, so past the timeout the build is left to finish alone: it
+    /// is recorded as abandoned (refusing reloads), and what it builds is released when it returns.
+    private func build(config: DaemonConfig, number: UInt64, previous: Generation) throws(GenerationError) -> Generation {
+        enum State: Sendable {
+            case running
+            case finished(Result<Generation, GenerationError>)
+            case abandoned
+        }
+        let progress = BuildProgress()
+        let state = NIOLockedValueBox(State.running)
+        let finished = DispatchSemaphore(value: 0)
+        let started = ContinuousClock.now
+        let (stats, logger, abandonedBuild) = (self.stats, self.logger, self.abandonedBuild)
+        Thread.detachNewThread {
+            let result = Result { () throws(GenerationError) in
+                try Generation.build(config: config, number: number, previous: previous, stats: stats, logger: logger, progress: progress)
+            }
+            let wasAbandoned = state.withLockedValue { state in
+                if case .abandoned = state { return true }
+                state = .finished(result)
+                return false
+            }
+            if wasAbandoned {
+                abandonedBuild.withLockedValue { $0 = nil }
+                logger.warning(
+                    "the generation a timed-out reload was building is done after \(Self.seconds(since: started)) s; it was discarded, and reloads are accepted again",
+                    metadata: ["generation": "\(number)"])
+            } else {
+                finished.signal()
+            }
+        }
+        let timeout = config.reload.timeoutSeconds
+        _ = finished.wait(timeout: .now() + .nanoseconds(Int(timeout * 1e9)))
+        let result: Result<Generation, GenerationError>? = state.withLockedValue { state in
+            if case .finished(let result) = state { return result }
+            state = .abandoned
+            abandonedBuild.withLockedValue { $0 = AbandonedBuild(number: number, started: started, progress: progress) }
+            return nil
+        }
+        guard let result else {
+            throw GenerationError(problems: [
+                "reload timed out after \(Self.seconds(since: started)) s (reload.timeout: \(timeout)) while \(progress.step); "
+                    + "it goes on in the background and is discarded when it returns, and reloads are refused until then"
+            ])
+        }
+        return try result.get()
+    }
+
+    /// Seconds since `start`, to a tenth, for messages.
+    static func seconds(since start: ContinuousClock.Instant) -> String {
+        let elapsed = ContinuousClock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return String(format: "%.1f", seconds)
     }
 
     /// Changes one router's threshold, or derives it from a strong share, in a new

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import RouterConfig
 import RouterPluginHost
 import TextEncoder
@@ -73,12 +74,16 @@ public final class Generation: Sendable {
     /// Encoders whose settings and model files are unchanged since `previous` are reused, warm cache included,
     /// and so are router plugin instances whose plugin, parameters, models, encoder and files are unchanged.
     /// Every new instance must score a smoke prompt.
+    ///
+    /// `progress` is told each step as it starts, so a reload that times out can say what it was waiting on.
     public static func build(
-        config: DaemonConfig, number: UInt64, previous: Generation? = nil, stats: Stats = Stats(), logger: Logger
+        config: DaemonConfig, number: UInt64, previous: Generation? = nil, stats: Stats = Stats(), logger: Logger,
+        progress: BuildProgress? = nil
     ) throws(GenerationError) -> Generation {
         var problems: [String] = []
         var encoders: [String: EncoderInstance] = [:]
         for (name, encoderConfig) in config.encoders.sorted(by: { $0.key < $1.key }) {
+            progress?.step = "loading encoder '\(name)'"
             do {
                 encoders[name] = try EncoderInstance.make(encoderConfig, reusing: previous?.encoders[name])
             } catch {
@@ -87,6 +92,7 @@ public final class Generation: Sendable {
         }
         var libraries: [String: PluginLibrary] = [:]
         for (name, descriptor) in config.plugins.sorted(by: { $0.key < $1.key }) {
+            progress?.step = "loading plugin '\(name)' (\(descriptor.libraryPath))"
             do {
                 let library = try PluginLibrary.load(path: descriptor.libraryPath)
                 if library.name != descriptor.name {
@@ -105,11 +111,13 @@ public final class Generation: Sendable {
             let encoder = router.encoder.flatMap { encoders[$0] }
             if router.encoder != nil, encoder == nil { continue }  // its encoder failed to load; reported above
             let previousRouter = previous?.routers[router.name]
+            progress?.step = "creating router '\(router.name)' (plugin '\(router.plugin)')"
             do {
                 let instance = try RouterInstance(
                     config: router, catalogue: config.models, descriptor: config.plugins[router.plugin], library: library, encoder: encoder,
                     feedback: config.feedback, stats: stats, logger: logger,
                     reusing: previousRouter)
+                progress?.step = "scoring the smoke test prompt on router '\(router.name)' (plugin '\(router.plugin)')"
                 if previousRouter.map(instance.sharesPlugin) != true, let problem = smokeTest(instance) {
                     problems.append("\(config.file): router '\(router.name)': \(problem)")
                     continue
@@ -121,5 +129,18 @@ public final class Generation: Sendable {
         }
         guard problems.isEmpty else { throw GenerationError(problems: problems) }
         return Generation(number: number, config: config, routers: routers, libraries: libraries, encoders: encoders)
+    }
+}
+
+/// What ``Generation/build(config:number:previous:stats:logger:progress:)`` is doing now, readable from
+/// another thread while it runs.
+public final class BuildProgress: Sendable {
+    private let current = NIOLockedValueBox("reading the config")
+
+    public init() {}
+
+    public var step: String {
+        get { current.withLockedValue { $0 } }
+        set { current.withLockedValue { $0 = newValue } }
     }
 }

@@ -106,7 +106,7 @@ struct Routerd: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: daemon), .init(service: ReloadOnSignalService(reloader: reloader, threadPool: threadPool)),
         ]
-        if generation.config.watch.enabled {
+        if generation.config.reload.watch {
             // Set at start, like metrics: turning it on or off needs a restart.
             services.append(.init(service: ConfigWatcher(reloader: reloader, threadPool: threadPool, logger: logger)))
         }

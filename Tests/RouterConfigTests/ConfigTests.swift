@@ -116,6 +116,7 @@ import Testing
         #expect(config.socket.mode == 0o640)
         #expect(config.limits.maxLineBytes == 1 << 20)
         #expect(config.limits.maxConnections == 1024)
+        #expect(config.reload == .init(watch: false, debounceSeconds: 0.5, timeoutSeconds: 60))
         #expect(config.routers.count == 1)
         let router = config.routers[0]
         #expect(router.threshold == 0.3)
@@ -134,6 +135,8 @@ import Testing
               colour: blue
             limits:
               max_connections: many
+            reload:
+              timeout: 0
             plugins:
               search_paths: [plugins]
             routers:
@@ -149,10 +152,11 @@ import Testing
             found == [
                 "3:3 unknown key 'colour' in socket (known keys: group, mode, owner, path)",
                 "5:20 limits.max_connections must be an integer, found 'many'",
-                "9:3 router 'r' is missing required key 'weak_model'",
-                "11:16 router 'r': threshold must be between 0.0 and 1.0, found 1.5",
-                "14:13 parameter 'seed' of router 'r' must be an integer, found '1.5'",
-                "15:15 parameter 'strict' of router 'r' must be true or false, found 'maybe'",
+                "7:12 reload.timeout must be between 0.1 and 3600.0, found 0.0",
+                "11:3 router 'r' is missing required key 'weak_model'",
+                "13:16 router 'r': threshold must be between 0.0 and 1.0, found 1.5",
+                "16:13 parameter 'seed' of router 'r' must be an integer, found '1.5'",
+                "17:15 parameter 'strict' of router 'r' must be true or false, found 'maybe'",
             ], "\(found)")
     }
 

@@ -37,6 +37,8 @@ import Testing
                 type: int
               fail_scoring:
                 type: bool
+              create_delay:
+                type: float
             """)
         return directory.path + "/plugins"
     }
@@ -136,6 +138,55 @@ import Testing
         let events = ((stats["routers"] as? [String: Any])?["constant"] as? [String: Any])?["events"] as? [String: Int]
         #expect(events?["timeout"] == 21, "\(String(describing: events))")
         #expect((stats["errors"] as? [String: Int])?["router_timeout"] == 21)
+        #expect(daemon.process.isRunning)
+    }
+
+    /// A reload whose plugin `create` takes longer than `reload.timeout` is rejected at the timeout,
+    /// naming the router it waited on; the old generation serves throughout, reloads are refused
+    /// while the abandoned build runs on, and once it returns (and is discarded) reloads work again.
+    @Test func aReloadWhosePluginCreateHangsTimesOutWhileTheOldGenerationServes() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DFAULTS"])
+        func config(socket: String, createDelay: Double?) -> String {
+            let slow = createDelay.map { Self.constantRouter() + "\n      create_delay: \($0)\n" } ?? ""
+            return TestConfig.yaml(
+                socket: socket, routers: TestConfig.randomRouter() + "\n" + slow, searchPaths: [plugins, Package.root + "/plugins"],
+                extra: "reload:\n  timeout: 1")
+        }
+        let daemon = try Daemon(directory: directory, config: { config(socket: $0, createDelay: nil) })
+        try config(socket: daemon.socket, createDelay: 4).write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        let operator_ = try daemon.connect()
+        let client = try daemon.connect()
+        let start = Date()
+        try operator_.send(#"{"op":"reload"}"# + "\n")
+        // While the reload waits on create, generation 1 answers at once.
+        var slowest = 0.0
+        while Date().timeIntervalSince(start) < 0.8 {
+            let asked = Date()
+            #expect(try client.decision(#"{"op":"route","router":"random","prompt":"x"}"#).generation == 1)
+            slowest = max(slowest, Date().timeIntervalSince(asked))
+        }
+        #expect(slowest < 0.5, "a decision took \(slowest) s during the slow reload")
+        let reload = try JSON.object(try #require(try operator_.readLine(timeout: 10)))
+        let waited = Date().timeIntervalSince(start)
+        #expect(reload.errorCode == "reload_failed", "\(reload)")
+        #expect(
+            reload.errorMessage.contains("reload timed out after 1.")
+                && reload.errorMessage.contains("while creating router 'constant' (plugin 'constant')"), "\(reload.errorMessage)")
+        #expect(waited >= 1 && waited < 3, "answered \(waited) s after the reload, not at its timeout")
+        // The build goes on; until it returns, another reload is refused with what it waits on.
+        let refused = try operator_.request(#"{"op":"reload"}"#)
+        #expect(
+            refused.errorCode == "reload_failed" && refused.errorMessage.contains("still being built (creating router 'constant'"),
+            "\(refused)")
+        #expect(try client.decision(#"{"op":"route","router":"random","prompt":"x"}"#).generation == 1)
+        // create returns after 4 s: the abandoned generation is dropped, never served, and reloads work again.
+        #expect(eventually(within: 15) { daemon.log.contains("it was discarded, and reloads are accepted again") }, "\(daemon.log)")
+        try config(socket: daemon.socket, createDelay: 0).write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        let reloaded = try operator_.request(#"{"op":"reload"}"#)
+        #expect(reloaded.ok && reloaded.result["generation"] as? Int == 2, "\(reloaded)")
+        #expect(try client.decision(#"{"op":"route","router":"constant","prompt":"fine"}"#).strongScore == 0.25)
+        #expect(try client.request(#"{"op":"stats"}"#).result["reload_failures"] as? Int == 2)
         #expect(daemon.process.isRunning)
     }
 

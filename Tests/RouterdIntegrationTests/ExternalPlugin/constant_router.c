@@ -19,7 +19,8 @@
  *                            gets score / (j + 1); a prompt starting "nan" gets NaN
  *   -DFAULTS                 misbehave on cue: a prompt starting "nan" scores NaN, "big"
  *                            scores 1.5, "mute" fails with RP_ERROR and no message, "hang"
- *                            takes 2 s to answer, "crash" writes through a NULL pointer (SIGSEGV)
+ *                            takes 2 s to answer, "crash" writes through a NULL pointer (SIGSEGV);
+ *                            and a `create_delay` parameter (seconds) makes create that slow
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,10 @@ static int create(const rp_host *host, const rp_instance_info *info, void **inst
         *error = copy_string("params lack 'score'");
         return RP_ERROR;
     }
+#ifdef FAULTS
+    const char *delay = strstr(info->params_json, "\"create_delay\":");
+    if (delay) usleep((useconds_t)(strtod(delay + strlen("\"create_delay\":"), NULL) * 1e6));
+#endif
     constant_router *router = malloc(sizeof *router);
     if (!router) return RP_ERROR;
     router->score = strtod(found + strlen("\"score\":"), NULL);
