@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-python test-llm llm-server fuzz eval-many eval-llm bench bench-learning check-config format lint install clean weights eval
+.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-learning check-config format lint install clean weights eval
 
 all: build
 
@@ -48,6 +48,18 @@ test-python:
 	@test -x $(PY_VENV)/bin/pytest || (python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install --quiet "pytest==8.3.4")
 	$(PY_VENV)/bin/pip install --quiet --force-reinstall --no-deps ./clients/python
 	cd clients/python && ROUTERD_BIN=$(CURDIR)/.build/debug/routerd ../../$(PY_VENV)/bin/pytest -q
+
+## test-asan / test-tsan: the suite (as `make test`, without the Python client's) built with AddressSanitizer
+## (and LeakSanitizer) or ThreadSanitizer, in their own build folders; the daemons the tests start are the
+## sanitized builds too. Suppressions, each naming its dependency and reason, are in Tests/sanitizers/
+test-asan: setup
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan $(SWIFT_FLAGS)
+	ROUTERD_TEST_SANITIZER=address ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/lsan.supp \
+		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --skip ExternalPackageTests
+test-tsan: setup
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan $(SWIFT_FLAGS)
+	ROUTERD_TEST_SANITIZER=thread TSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp \
+		$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan --skip ExternalPackageTests
 
 ## test-llm: the causal_llm and `routerctl label` tests against a real llama.cpp server with SmolLM2-135M (builds it on first use)
 LLM_PORT ?= 8765
@@ -125,6 +137,16 @@ fuzz: setup
 			|| true; \
 		if ls .build-fuzz/crashes/$$target-* >/dev/null 2>&1; then echo "fuzz: $$target found a failure: $$(ls .build-fuzz/crashes/$$target-*)"; exit 1; fi; \
 	done
+
+## soak: routerd (release, or SOAK_BUILD=debug) under SOAK_MINUTES of mixed traffic: every op, the learned
+## routers on fresh and repeated prompts, bad lines, connection churn, a reload or set every 10 s with
+## 1 in 5 broken; every decision checked against its generation; prints requests, errors and the RSS
+## curve (docs/OPERATIONS.md, "Soak"), and fails on an unexpected error or a wrong decision
+SOAK_MINUTES ?= 30
+SOAK_BUILD   ?= release
+soak: setup
+	$(SWIFT) build $(if $(filter release,$(SOAK_BUILD)),-c release,) $(SWIFT_FLAGS)
+	.build/$(SOAK_BUILD)/routerctl soak --minutes $(SOAK_MINUTES) --config $(CONFIG) $(SOAK_FLAGS)
 
 ## format / lint: swift format over the sources
 format:

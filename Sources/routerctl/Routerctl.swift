@@ -16,7 +16,7 @@ struct Routerctl: AsyncParsableCommand {
             Train.self, Label.self,
             Eval.self,
             Calibrate.self, Bench.self,
-            BenchEncoder.self, BenchLearning.self,
+            BenchEncoder.self, BenchLearning.self, Soak.self,
             EchoServerCommand.self,
         ])
 }

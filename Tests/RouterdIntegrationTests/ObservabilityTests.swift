@@ -24,6 +24,76 @@ import Testing
         #expect(daemon.log.contains("No space left on device"))
     }
 
+    /// A disk that fills up and then frees space: routerd runs in a mount namespace of its own on
+    /// a 128 KiB tmpfs holding its decision log and feedback store (unshare and mount need root;
+    /// otherwise the test is skipped). The test fills the tmpfs through /proc/<pid>/root. Routing
+    /// goes on while log lines are lost and counted; feedback is refused with
+    /// `feedback_unavailable` and nothing half-written stays behind. Once the filler is removed,
+    /// both resume by themselves, and every acknowledged feedback row is on disk.
+    @Test(.enabled(if: getuid() == 0, "needs root to mount a tmpfs in a mount namespace of its own"))
+    func aFullDiskCostsLogLinesAndFeedbackUntilSpaceReturns() throws {
+        let directory = try TemporaryDirectory()
+        let mountPoint = directory.path + "/disk"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        // unshare and sh exec in place, so the pid the test holds is routerd's.
+        let launcher = ["/usr/bin/unshare", "-m", "/bin/sh", "-c", "mount -t tmpfs -o size=128k tmpfs \"$0\" && exec \"$@\"", mountPoint]
+        let daemon = try Daemon(
+            directory: directory,
+            config: {
+                TestConfig.yaml(socket: $0)
+                    + "\ndecision_log:\n  path: \(mountPoint)/decisions.jsonl\n  include_prompt: true\nfeedback:\n  directory: \(mountPoint)/feedback\n"
+            },
+            launcher: launcher)
+        let connection = try daemon.connect()
+        let inside = "/proc/\(daemon.process.processIdentifier)/root\(mountPoint)"
+        // tmpfs hands out whole pages, so a short line may still fit in a file's last page on a full
+        // disk: each prompt is longer than a page, and so is every line that carries it.
+        let page = String(repeating: "x", count: 5000)
+        func route(_ prompt: String) throws -> String {
+            let reply = try connection.request(#"{"op":"route","router":"random","prompt":"\#(prompt) \#(page)"}"#)
+            return try #require(reply.result["decision_id"] as? String)
+        }
+        func feedback(_ id: String) throws -> [String: Any] {
+            try connection.request(
+                #"{"op":"feedback","decision_id":"\#(id)","model":"\#(TestConfig.strong)","outcome":"win","against":"\#(TestConfig.weak)"}"#)
+        }
+        #expect(try feedback(try route("before")).ok)
+        #expect(Self.lines(inside + "/decisions.jsonl").count == 1, "the log is on the daemon's tmpfs")
+        // Fill the tmpfs to the last byte.
+        let filler = inside + "/filler"
+        _ = FileManager.default.createFile(atPath: filler, contents: nil)
+        let handle = try #require(FileHandle(forWritingAtPath: filler))
+        let block = Data(repeating: 0x61, count: 4096)
+        while (try? handle.write(contentsOf: block)) != nil {}
+        try? handle.close()
+        for index in 0..<20 {
+            let id = try route("full \(index)")
+            if index % 5 == 0 {
+                let refused = try feedback(id)
+                #expect(refused.errorCode == "feedback_unavailable", "\(refused)")
+            }
+        }
+        var stats = try connection.request(#"{"op":"stats"}"#).result
+        var log = try #require(stats["decision_log"] as? [String: Any])
+        #expect(log["failed_writes"] as? Int == 20 && log["lines"] as? Int == 1, "\(log)")
+        #expect(daemon.log.contains("No space left on device"))
+        // Space returns: the next decisions are logged and the next feedback recorded, whole lines only.
+        try FileManager.default.removeItem(atPath: filler)
+        for index in 0..<10 {
+            let id = try route("after \(index)")
+            if index % 5 == 0 { #expect(try feedback(id).ok) }
+        }
+        stats = try connection.request(#"{"op":"stats"}"#).result
+        log = try #require(stats["decision_log"] as? [String: Any])
+        #expect(log["failed_writes"] as? Int == 20 && log["lines"] as? Int == 11, "\(log)")
+        for (file, count) in [("/decisions.jsonl", 11), ("/feedback/battles.jsonl", 3)] {
+            let text = try String(contentsOfFile: inside + file, encoding: .utf8)
+            #expect(
+                Self.lines(inside + file).count == count && text.split(separator: "\n").count == count && text.hasSuffix("\n"), "\(file): \(text)")
+        }
+        #expect(daemon.log.contains("decision log writable again"))
+    }
+
     static func lines(_ path: String) -> [[String: Any]] {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         return text.split(separator: "\n").compactMap { try? JSON.object(String($0)) }

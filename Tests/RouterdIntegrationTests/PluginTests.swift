@@ -141,22 +141,32 @@ import Testing
         #expect(daemon.process.isRunning)
     }
 
-    /// A reload whose plugin `create` takes longer than `reload.timeout` is rejected at the timeout,
-    /// naming the router it waited on; the old generation serves throughout, reloads are refused
-    /// while the abandoned build runs on, and once it returns (and is discarded) reloads work again.
-    @Test func aReloadWhosePluginCreateHangsTimesOutWhileTheOldGenerationServes() throws {
+    /// A reload whose plugin `create` fails is rejected with the plugin's reason; one whose `create`
+    /// takes longer than `reload.timeout` is rejected at the timeout, naming the router it waited on.
+    /// The old generation serves throughout, reloads are refused while the abandoned build runs on,
+    /// and once it returns (and is discarded) reloads work again.
+    @Test func aReloadWhosePluginCreateFailsOrHangsLeavesTheOldGenerationServing() throws {
         let directory = try TemporaryDirectory()
         let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DFAULTS"])
-        func config(socket: String, createDelay: Double?) -> String {
-            let slow = createDelay.map { Self.constantRouter() + "\n      create_delay: \($0)\n" } ?? ""
+        func config(socket: String, createDelay: Double?, score: String = "0.25") -> String {
+            let slow = createDelay.map { Self.constantRouter(score: score) + "\n      create_delay: \($0)\n" } ?? ""
             return TestConfig.yaml(
                 socket: socket, routers: TestConfig.randomRouter() + "\n" + slow, searchPaths: [plugins, Package.root + "/plugins"],
                 extra: "reload:\n  timeout: 1")
         }
         let daemon = try Daemon(directory: directory, config: { config(socket: $0, createDelay: nil) })
-        try config(socket: daemon.socket, createDelay: 4).write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
         let operator_ = try daemon.connect()
         let client = try daemon.connect()
+        // create fails: the reload says why, and generation 1 serves on.
+        try config(socket: daemon.socket, createDelay: 0, score: "7").write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        let refusedCreate = try operator_.request(#"{"op":"reload"}"#)
+        #expect(
+            refusedCreate.errorCode == "reload_failed"
+                && refusedCreate.errorMessage.contains("router 'constant': plugin 'constant' refused to create it: score must be within [0, 1]"),
+            "\(refusedCreate)")
+        #expect(try client.decision(#"{"op":"route","router":"random","prompt":"x"}"#).generation == 1)
+        // create hangs past the timeout.
+        try config(socket: daemon.socket, createDelay: 4).write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
         let start = Date()
         try operator_.send(#"{"op":"reload"}"# + "\n")
         // While the reload waits on create, generation 1 answers at once.
@@ -186,7 +196,7 @@ import Testing
         let reloaded = try operator_.request(#"{"op":"reload"}"#)
         #expect(reloaded.ok && reloaded.result["generation"] as? Int == 2, "\(reloaded)")
         #expect(try client.decision(#"{"op":"route","router":"constant","prompt":"fine"}"#).strongScore == 0.25)
-        #expect(try client.request(#"{"op":"stats"}"#).result["reload_failures"] as? Int == 2)
+        #expect(try client.request(#"{"op":"stats"}"#).result["reload_failures"] as? Int == 3)
         #expect(daemon.process.isRunning)
     }
 

@@ -8,6 +8,8 @@ import Testing
 /// Paths of the package under test.
 public enum Package {
     /// The repository root (this file is Tests/RouterdTestSupport/Harness.swift).
+    /// The sanitizer the suite runs under (`make test-asan` and `make test-tsan` set it), or nil.
+    public static let sanitizer = ProcessInfo.processInfo.environment["ROUTERD_TEST_SANITIZER"].flatMap { $0.isEmpty ? nil : $0 }
     public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
     /// The folder with the built products: next to the test binary, unless ROUTERD_BIN_DIR says otherwise.
