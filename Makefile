@@ -56,10 +56,15 @@ test-asan: setup
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan $(SWIFT_FLAGS)
 	ROUTERD_TEST_SANITIZER=address ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/lsan.supp \
 		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --skip ExternalPackageTests
+# TSan runs on the optimised build (-enable-testing keeps @testable imports): a debug build under TSan
+# runs the encoder-heavy tests past the suite's time limits. The executables export every symbol
+# (--export-dynamic) so that the plugins they dlopen, built with TSan too, find the runtime's entry
+# points (__tsan_external_write and others) that swiftc's static runtime does not export on its own.
 test-tsan: setup
-	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan $(SWIFT_FLAGS)
+	$(SWIFT) build -c release --build-tests --sanitize=thread -Xswiftc -enable-testing --scratch-path .build-tsan \
+		-Xlinker --export-dynamic $(SWIFT_FLAGS)
 	ROUTERD_TEST_SANITIZER=thread TSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp \
-		$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan --skip ExternalPackageTests
+		$(SWIFT) test -c release --skip-build --sanitize=thread --scratch-path .build-tsan --skip ExternalPackageTests
 
 ## test-llm: the causal_llm and `routerctl label` tests against a real llama.cpp server with SmolLM2-135M (builds it on first use)
 LLM_PORT ?= 8765
@@ -133,7 +138,7 @@ fuzz: setup
 		echo "fuzz: $$target ($(FUZZ_LIMIT))"; \
 		ROUTERD_FUZZ_VOCAB=models/all-MiniLM-L6-v2/vocab.txt LSAN_OPTIONS=suppressions=Fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 Fuzz/.build/release/$$target $(FUZZ_LIMIT) \
 			-max_len=65536 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=.build-fuzz/crashes/$$target- \
-			.build-fuzz/corpus/$$target Fuzz/corpus/$$target 2>&1 | grep -E "^(#[0-9]+.*(INITED|DONE)|stat::|==[0-9]+==|SUMMARY|Done)" \
+			.build-fuzz/corpus/$$target Fuzz/corpus/$$target 2>&1 | grep --line-buffered -E "^(#[0-9]+.*(INITED|DONE|pulse)|stat::|==[0-9]+==|SUMMARY|Done)" \
 			|| true; \
 		if ls .build-fuzz/crashes/$$target-* >/dev/null 2>&1; then echo "fuzz: $$target found a failure: $$(ls .build-fuzz/crashes/$$target-*)"; exit 1; fi; \
 	done

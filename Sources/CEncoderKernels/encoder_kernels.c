@@ -4,8 +4,15 @@
 #include <string.h>
 
 /* Each hot function is compiled for several instruction sets; the dynamic
- * loader picks the best one the CPU has (GNU ifunc). */
-#if defined(__x86_64__) && defined(__linux__)
+ * loader picks the best one the CPU has (GNU ifunc). Not under ThreadSanitizer:
+ * the compiler instruments the ifunc resolver, which the loader runs before
+ * TSan's runtime is up, and the process crashes at start (`make test-tsan`). */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ROUTERD_TSAN 1
+#endif
+#endif
+#if defined(__x86_64__) && defined(__linux__) && !defined(ROUTERD_TSAN)
 #define MULTIVERSION __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
 #define MULTIVERSION

@@ -64,6 +64,7 @@ struct Soak: AsyncParsableCommand {
         print(
             "routerctl soak: \(minutes) min, \(clients) clients, a change every \(changeEvery) s (1 in 5 broken), cache \(cacheSize); routerd pid \(daemon.pid), config \(layout.file)"
         )
+        fflush(nil)
 
         let tally = SoakTally()
         tally.expect(generation: 1, settings)

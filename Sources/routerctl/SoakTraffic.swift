@@ -486,6 +486,7 @@ struct SoakSampler: Sendable {
                 String(
                     format: "%6.0f s  requests %9d  unexpected %d  wrong %d  rss %6.1f MB  cache %d/%d  distinct texts %d", seconds,
                     progress.requests, progress.unexpected, progress.wrong, Double(rss) / 1024, entries, capacity, progress.distinct))
+            fflush(nil)  // progress as it happens, also when piped to a file or `tee`
             if now >= deadline { break }
             try? await Task.sleep(until: min(now + .seconds(interval), deadline), clock: .continuous)
         }
