@@ -66,18 +66,33 @@ public final class DaemonService: Service, Sendable {
             logger.notice("listening on the socket systemd passed", metadata: ["fd": "\(fd)"])
         } else {
             try SocketFile.prepare(socketPath)
-            // Bind with a restrictive umask so the socket is never briefly more open than configured.
+            // Listen on a staging name in the same folder, give it its mode, owner and group, then
+            // rename it into place: a client that finds the socket at its path finds it finished.
+            // (Binding at the path itself left a moment, seen under ThreadSanitizer's slowness,
+            // when the socket accepted connections before its owner and mode were set.) The
+            // restrictive umask keeps even the staging socket closed to others meanwhile.
+            let staging = SocketFile.stagingPath(for: socketPath)
+            try SocketFile.prepare(staging)
             let previousMask = umask(0o177)
             do {
-                serverChannel = try await bootstrap.bind(unixDomainSocketPath: socketPath).get()
+                serverChannel = try await bootstrap.bind(unixDomainSocketPath: staging).get()
                 umask(previousMask)
             } catch {
                 umask(previousMask)
                 throw SocketPathError(description: "cannot listen on \(socketPath): \(error)")
             }
-            ownsSocketFile = true
             let config = engine.current.config.socket
-            try SocketFile.applyPermissions(socketPath, mode: config.mode, owner: config.owner, group: config.group)
+            do throws(SocketPathError) {
+                try SocketFile.applyPermissions(staging, mode: config.mode, owner: config.owner, group: config.group)
+                guard rename(staging, socketPath) == 0 else {
+                    throw SocketPathError(description: "cannot move the socket into place at \(socketPath): \(String(cString: strerror(errno)))")
+                }
+            } catch {
+                unlink(staging)
+                try? await serverChannel.close()
+                throw error
+            }
+            ownsSocketFile = true
             logger.notice("listening", metadata: ["socket": "\(socketPath)", "mode": "\(String(config.mode, radix: 8))"])
         }
         defer {

@@ -43,6 +43,13 @@ enum SocketFile {
         }
     }
 
+    /// Where the daemon binds before renaming the socket to `path`: the same folder (a rename does
+    /// not cross filesystems), a dot name with the pid, and no longer than `path` allows.
+    static func stagingPath(for path: String) -> String {
+        let folder = (path as NSString).deletingLastPathComponent
+        return (folder.isEmpty ? "" : folder + "/") + ".routerd-\(getpid()).sock"
+    }
+
     /// True when something accepts connections on the socket at `path`.
     static func isServed(_ path: String) -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

@@ -181,7 +181,7 @@ struct SoakConfig: Sendable {
             "limits: {max_line_bytes: 65536, idle_timeout: 60, max_in_flight: 64}",
             "logging: {level: notice}",
             "models: \(try json(models))",
-            // Decisions remembered for feedback fill their bound within the warm-up, so RSS after it is steady.
+            // Fewer decisions remembered for feedback than the default 100,000, so the table fills within a long run.
             "feedback: {directory: \(try json(folder + "/feedback")), decisions: {max_entries: 20000}, learning: {publish_every: 50}}",
             "encoders:",
         ]
