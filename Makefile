@@ -52,10 +52,13 @@ test-python:
 ## test-asan / test-tsan: the suite (as `make test`, without the Python client's) built with AddressSanitizer
 ## (and LeakSanitizer) or ThreadSanitizer, in their own build folders; the daemons the tests start are the
 ## sanitized builds too. Suppressions, each naming its dependency and reason, are in Tests/sanitizers/
+# The ASan suite runs one test at a time (ASAN_TEST_FLAGS): in parallel on 2 cores its slow synchronous
+# tests hold both cooperative threads while the others' time limits run out.
+ASAN_TEST_FLAGS ?= --no-parallel
 test-asan: setup
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan $(SWIFT_FLAGS)
 	ROUTERD_TEST_SANITIZER=address ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/lsan.supp \
-		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --skip ExternalPackageTests
+		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --skip ExternalPackageTests $(ASAN_TEST_FLAGS)
 # TSan runs on the optimised build (-enable-testing keeps @testable imports): a debug build under TSan
 # runs the encoder-heavy tests past the suite's time limits. The executables export every symbol
 # (--export-dynamic) so that the plugins they dlopen, built with TSan too, find the runtime's entry
