@@ -183,9 +183,7 @@ public final class Engine: Sendable {
 
     /// Seconds since `start`, to a tenth, for messages.
     static func seconds(since start: ContinuousClock.Instant) -> String {
-        let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return String(format: "%.1f", seconds)
+        String(format: "%.1f", microseconds(since: start) / 1e6)
     }
 
     /// Changes one router's threshold, or derives it from a strong share, in a new
@@ -408,12 +406,12 @@ public final class Engine: Sendable {
         }
     }
 
-    /// The counters, with each budget router's controller state on `generation` and the session count.
     /// Counts a request that got `router_timeout`, under the router's `events` as `timeout`.
     public func recordTimeout(router: String) {
         stats.recordEvent(router: router, event: "timeout")
     }
 
+    /// The counters, with each budget router's controller state on `generation` and the session count.
     public func statsSnapshot(on generation: Generation) -> StatsSnapshot {
         var snapshot = stats.snapshot()
         for (name, router) in generation.routers {

@@ -108,13 +108,7 @@ struct BenchEncoder: AsyncParsableCommand {
         return words.prefix(low).joined(separator: " ")
     }
 
-    func residentMiB() -> Double {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-            let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
-        else { return 0 }
-        return kib / 1024
-    }
+    func residentMiB() -> Double { Double(residentKiB() ?? 0) / 1024 }
 
     /// Ordinary English prose, long enough for 256 tokens.
     static let prose = """

@@ -82,11 +82,11 @@ struct BenchLearning: AsyncParsableCommand {
         let feedback = folder + "/feedback"
         try? FileManager.default.removeItem(atPath: feedback)
         let socket = folder + "/routerd.sock"
-        let daemon = try startDaemon(config: try writeConfig(folder: folder, socket: socket, base: base, offline: offline, feedback: feedback))
-        defer {
-            daemon.terminate()
-            daemon.waitUntilExit()
-        }
+        let daemon = try ChildDaemon(
+            binary: siblingExecutable("routerd"),
+            config: try writeConfig(folder: folder, socket: socket, base: base, offline: offline, feedback: feedback),
+            socket: socket, log: nil)
+        defer { daemon.stop() }
         let group = MultiThreadedEventLoopGroup.singleton
         let control = try await RouterConnection.connect(socketPath: socket, group: group)
 
@@ -272,24 +272,6 @@ struct BenchLearning: AsyncParsableCommand {
         let path = folder + "/routerd.yaml"
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         return path
-    }
-
-    private func startDaemon(config: String) throws -> Process {
-        let process = Process()
-        let here = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        process.executableURL = here.appendingPathComponent("routerd")
-        process.arguments = ["--config", config]
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        let socket = ConfigLoader.socketPath(inConfig: config) ?? ""
-        for _ in 0..<3000 {
-            if FileManager.default.fileExists(atPath: socket) { return process }
-            guard process.isRunning else {
-                throw ValidationError("routerd exited with status \(process.terminationStatus); run `routerd --check-config --config \(config)`")
-            }
-            usleep(10_000)
-        }
-        throw ValidationError("routerd did not create \(socket) within 30 s")
     }
 
     /// Sends each prompt's two outcomes, spread over the connections, many in flight on each.

@@ -59,7 +59,7 @@ struct Soak: AsyncParsableCommand {
         var random = SplitMix64(seed: seed)
         let settings = layout.initialSettings(using: &random)
         try layout.text(settings).write(toFile: layout.file, atomically: true, encoding: .utf8)
-        let daemon = try SoakDaemon(binary: binary, config: layout.file, socket: layout.socket, log: folder.path + "/routerd.log")
+        let daemon = try ChildDaemon(binary: binary, config: layout.file, socket: layout.socket, log: folder.path + "/routerd.log")
         defer { daemon.stop() }
         print(
             "routerctl soak: \(minutes) min, \(clients) clients, a change every \(changeEvery) s (1 in 5 broken), cache \(cacheSize); routerd pid \(daemon.pid), config \(layout.file)"
@@ -97,11 +97,6 @@ struct Soak: AsyncParsableCommand {
     private func absolute(_ path: String) -> String {
         path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
     }
-}
-
-/// The executable named `name` in routerctl's own folder.
-func siblingExecutable(_ name: String) -> String {
-    URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent(name).path
 }
 
 /// A private folder for the soak's config, socket, feedback and log; removed after a passing run.
@@ -229,54 +224,5 @@ struct SoakConfig: Sendable {
     private static func isFile(_ value: ParamValue) -> Bool {
         if case .string(let path) = value { return path.hasSuffix(".safetensors") }
         return false
-    }
-}
-
-/// The routerd process under test.
-final class SoakDaemon: Sendable {
-    private let process: Process
-    let pid: Int32
-
-    init(binary: String, config: String, socket: String, log: String) throws {
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw ValidationError("no routerd at \(binary); build it (`swift build`) or pass --routerd")
-        }
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--config", config]
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        self.process = process
-        pid = process.processIdentifier
-        let deadline = Date().addingTimeInterval(120)
-        while !FileManager.default.fileExists(atPath: socket) {
-            guard process.isRunning, Date() < deadline else {
-                let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-                throw ValidationError("routerd did not start:\n\(text.suffix(4000))")
-            }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-    }
-
-    var isRunning: Bool { process.isRunning }
-
-    /// Resident memory now, in KiB, from /proc.
-    var residentKiB: Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
-        else { return nil }
-        return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
-    }
-
-    /// Stops routerd with SIGTERM and returns its exit status (nil if it had already died by a signal).
-    @discardableResult func stop() -> Int32? {
-        if process.isRunning {
-            kill(pid, SIGTERM)
-            process.waitUntilExit()
-            return process.terminationReason == .exit ? process.terminationStatus : nil
-        }
-        return process.terminationReason == .exit ? process.terminationStatus : nil
     }
 }

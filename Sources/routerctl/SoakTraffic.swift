@@ -84,6 +84,35 @@ final class SoakTally: Sendable {
         return nil
     }
 
+    /// Sends `request` on `connection`, counting it under `op`; returns its result, or nil after
+    /// counting an error. `orError` is an error code this request may get as a matter of course (a
+    /// dry run of a config the controller just broke on purpose).
+    func ask<Result: Decodable>(
+        _ connection: RouterConnection, _ request: Request, as type: Result.Type, op: String, orError allowed: ErrorCode? = nil
+    ) async -> Result? {
+        count(op)
+        do throws(RouterClientError) {
+            return try await connection.send(request, as: type)
+        } catch {
+            if case .server(let error) = error, error.code == allowed {
+                expectedError(error.code.rawValue)
+            } else {
+                unexpected("\(op): \(error)")
+            }
+            return nil
+        }
+    }
+
+    /// Checks that a reply `line` to something sent wrong on purpose (`what`) is an error with `code` and a message.
+    func expectError(_ code: ErrorCode, in line: Data, what: String) {
+        let error = (try? JSONDecoder().decode(ResponseCodec.Envelope.self, from: line))?.error
+        if error?.code == code, error?.message.isEmpty == false {
+            expectedError(code.rawValue)
+        } else {
+            unexpected("\(what): expected \(code.rawValue), got \(String(decoding: line, as: UTF8.self).prefix(300))")
+        }
+    }
+
     func sample(_ sample: Sample) {
         state.withLock {
             $0.samples.append(sample)
@@ -223,7 +252,7 @@ struct SoakTraffic: Sendable {
             switch roll {
             case ..<0.40:
                 let session = random.unit() < 0.1 ? "s\(random.next() % 50)" : nil
-                if let decision = await ask(
+                if let decision = await tally.ask(
                     link, .route(RouteRequest(router: binary, prompt: prompt, session: session)), as: Decision.self, op: "route")
                 {
                     tally.check(decision, session: session != nil)
@@ -231,7 +260,7 @@ struct SoakTraffic: Sendable {
                 }
             case ..<0.50:
                 if let router = layout.lambdaRouters.first?.name,
-                    let decision = await ask(link, .route(RouteRequest(router: router, prompt: prompt)), as: Decision.self, op: "route")
+                    let decision = await tally.ask(link, .route(RouteRequest(router: router, prompt: prompt)), as: Decision.self, op: "route")
                 {
                     tally.check(decision, session: false)
                     recent.append(decision)
@@ -241,7 +270,7 @@ struct SoakTraffic: Sendable {
                     random.unit() < 0.5 ? SoakPrompts.fresh(&random, tag: "\(tag).\(counter)b") : SoakPrompts.repeated(&random)
                 }
                 tally.distinct(prompts.filter { $0.hasSuffix("b)") }.count)
-                if let result = await ask(link, .score(ScoreRequest(router: binary, prompts: prompts)), as: ScoreResult.self, op: "score"),
+                if let result = await tally.ask(link, .score(ScoreRequest(router: binary, prompts: prompts)), as: ScoreResult.self, op: "score"),
                     result.scores.count != prompts.count || !result.scores.allSatisfy({ (0...1).contains($0) })
                 {
                     tally.unexpected("score: \(result.scores.count) scores for \(prompts.count) prompts, or one outside [0, 1]")
@@ -250,7 +279,7 @@ struct SoakTraffic: Sendable {
                 // Fresh texts in a batch: the cheapest way through many distinct prompts, so the cache turns over.
                 let texts = (0..<32).map { "soak text \(tag).\(counter).\($0): \(SoakPrompts.topics[$0 % SoakPrompts.topics.count])" }
                 tally.distinct(texts.count)
-                if let result = await ask(link, .embed(EmbedRequest(texts: texts)), as: EmbedResult.self, op: "embed"),
+                if let result = await tally.ask(link, .embed(EmbedRequest(texts: texts)), as: EmbedResult.self, op: "embed"),
                     result.embeddings.count != texts.count || result.embeddings.contains(where: { $0.count != result.dimension })
                 {
                     tally.unexpected("embed: \(result.embeddings.count) embeddings for \(texts.count) texts")
@@ -264,28 +293,22 @@ struct SoakTraffic: Sendable {
                 } else {
                     value = .pointwise(quality: Double(random.next() % 2))
                 }
-                _ = await ask(
+                _ = await tally.ask(
                     link, .feedback(FeedbackRequest(subject: .decision(id: decision.decisionID), model: decision.model, value: value)),
                     as: FeedbackResult.self, op: "feedback")
             case ..<0.79:
-                _ = await ask(link, .learn(LearnRequest(action: .status)), as: LearnResult.self, op: "learn")
-            case ..<0.80: _ = await ask(link, .routers, as: RoutersResult.self, op: "routers")
-            case ..<0.81: _ = await ask(link, .health, as: StatusResult.self, op: "health")
-            case ..<0.82: _ = await ask(link, .status, as: StatusResult.self, op: "status")
-            case ..<0.83: _ = await ask(link, .stats, as: StatsResult.self, op: "stats")
-            case ..<0.84: _ = await ask(link, .reload(ReloadRequest(dryRun: true)), as: ReloadResult.self, op: "reload", orError: .reloadFailed)
+                _ = await tally.ask(link, .learn(LearnRequest(action: .status)), as: LearnResult.self, op: "learn")
+            case ..<0.80: _ = await tally.ask(link, .routers, as: RoutersResult.self, op: "routers")
+            case ..<0.81: _ = await tally.ask(link, .health, as: StatusResult.self, op: "health")
+            case ..<0.82: _ = await tally.ask(link, .status, as: StatusResult.self, op: "status")
+            case ..<0.83: _ = await tally.ask(link, .stats, as: StatsResult.self, op: "stats")
+            case ..<0.84: _ = await tally.ask(link, .reload(ReloadRequest(dryRun: true)), as: ReloadResult.self, op: "reload", orError: .reloadFailed)
             default:
                 let bad = SoakPrompts.badLines[Int(random.next() % UInt64(SoakPrompts.badLines.count))]
                 tally.count("bad line")
                 do {
                     let reply = try await link.sendLine(ByteBuffer(string: bad.line + "\n")).get()
-                    let envelope = try JSONDecoder().decode(ResponseCodec.Envelope.self, from: Data(buffer: reply))
-                    if envelope.error?.code == bad.code {
-                        tally.expectedError(bad.code.rawValue)
-                    } else {
-                        tally.unexpected(
-                            "bad line \(bad.line.prefix(60)): expected \(bad.code.rawValue), got \(envelope.error?.code.rawValue ?? "ok")")
-                    }
+                    tally.expectError(bad.code, in: Data(buffer: reply), what: "bad line \(bad.line.prefix(60))")
                 } catch {
                     tally.unexpected("bad line \(bad.line.prefix(60)): \(error)")
                     connection = nil
@@ -294,25 +317,6 @@ struct SoakTraffic: Sendable {
             if recent.count > 32 { recent.removeFirst(recent.count - 32) }
         }
         await connection?.close()
-    }
-
-    /// Sends `request`, counting it under `op`; returns its result, or nil after counting an error.
-    /// `orError` is an error code this request may get as a matter of course (a dry run of a config
-    /// the controller just broke on purpose).
-    private func ask<Result: Decodable>(
-        _ connection: RouterConnection, _ request: Request, as type: Result.Type, op: String, orError allowed: ErrorCode? = nil
-    ) async -> Result? {
-        tally.count(op)
-        do throws(RouterClientError) {
-            return try await connection.send(request, as: type)
-        } catch {
-            if case .server(let error) = error, error.code == allowed {
-                tally.expectedError(error.code.rawValue)
-            } else {
-                tally.unexpected("\(op): \(error)")
-            }
-            return nil
-        }
     }
 
     /// Connections that come and go: each sends a request and hangs up without reading, or sends
@@ -335,12 +339,7 @@ struct SoakTraffic: Sendable {
                 tally.count("half a line")
                 _ = connection.sendLine(ByteBuffer(string: #"{"op":"route","rou"#))
             default:
-                tally.count("health")
-                do throws(RouterClientError) {
-                    _ = try await connection.send(.health, as: StatusResult.self)
-                } catch {
-                    tally.unexpected("health on a new connection: \(error)")
-                }
+                _ = await tally.ask(connection, .health, as: StatusResult.self, op: "health")
             }
             await connection.close()
             try? await Task.sleep(for: .milliseconds(50))
@@ -389,47 +388,35 @@ struct SoakController: Sendable {
             }
             if tick % 7 == 3, let router = layout.learningRouter {
                 tally.change("learn reset")
-                tally.count("learn")
-                do throws(RouterClientError) {
-                    _ = try await connection.send(.learn(LearnRequest(action: .reset, router: router)), as: LearnResult.self)
-                } catch {
-                    tally.unexpected("learn reset: \(error)")
-                }
+                _ = await tally.ask(connection, .learn(LearnRequest(action: .reset, router: router)), as: LearnResult.self, op: "learn")
             }
             var next = settings
             let router = layout.binaryRouters[Int(random.next() % UInt64(layout.binaryRouters.count))].name
+            let made: UInt64?
+            let op: String
             if random.unit() < 0.5 {
+                op = "set"
                 next.thresholds[router] = SoakConfig.threshold(using: &random)
                 tally.expect(generation: generation + 1, next)
-                tally.change("set")
-                tally.count("set")
-                do throws(RouterClientError) {
-                    let result = try await connection.send(.set(SetRequest(router: router, threshold: next.thresholds[router])), as: SetResult.self)
-                    if result.generation != generation + 1 { tally.unexpected("set made generation \(result.generation), not \(generation + 1)") }
-                    generation = result.generation
-                    settings = next
-                } catch {
-                    tally.unexpected("set: \(error)")
-                }
+                made = await tally.ask(
+                    connection, .set(SetRequest(router: router, threshold: next.thresholds[router])), as: SetResult.self, op: op)?.generation
             } else {
+                op = "reload"
                 next = layout.initialSettings(using: &random)
                 tally.expect(generation: generation + 1, next)
-                tally.change("reload")
-                tally.count("reload")
                 do {
                     try layout.text(next).write(toFile: layout.file, atomically: true, encoding: .utf8)
                 } catch {
                     tally.unexpected("controller: cannot write the config: \(error)")
                     continue
                 }
-                do throws(RouterClientError) {
-                    let result = try await connection.send(.reload(ReloadRequest()), as: ReloadResult.self)
-                    if result.generation != generation + 1 { tally.unexpected("reload made generation \(result.generation), not \(generation + 1)") }
-                    generation = result.generation
-                    settings = next
-                } catch {
-                    tally.unexpected("reload: \(error)")
-                }
+                made = await tally.ask(connection, .reload(ReloadRequest()), as: ReloadResult.self, op: op)?.generation
+            }
+            tally.change(op)
+            if let made {
+                if made != generation + 1 { tally.unexpected("\(op) made generation \(made), not \(generation + 1)") }
+                generation = made
+                settings = next
             }
         }
         await connection.close()
@@ -438,13 +425,7 @@ struct SoakController: Sendable {
     private func expectFailure(_ connection: RouterConnection, _ request: Request, code: ErrorCode, op: String) async {
         tally.count(op)
         do throws(RouterClientError) {
-            let line = try await connection.rawResponse(request)
-            let envelope = try? JSONDecoder().decode(ResponseCodec.Envelope.self, from: line)
-            if envelope?.error?.code == code, envelope?.error?.message.isEmpty == false {
-                tally.expectedError(code.rawValue)
-            } else {
-                tally.unexpected("\(op) broken on purpose: expected \(code.rawValue), got \(String(decoding: line, as: UTF8.self).prefix(300))")
-            }
+            tally.expectError(code, in: try await connection.rawResponse(request), what: "\(op) broken on purpose")
         } catch {
             tally.unexpected("\(op) broken on purpose: \(error)")
         }
@@ -453,7 +434,7 @@ struct SoakController: Sendable {
 
 /// Samples routerd's RSS and its embedding cache every `--sample-every` seconds, and prints progress.
 struct SoakSampler: Sendable {
-    let daemon: SoakDaemon
+    let daemon: ChildDaemon
     let socket: String
     let tally: SoakTally
     let started: ContinuousClock.Instant

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+
+/// The executable named `name` in routerctl's own folder (routerd, or routerctl itself).
+func siblingExecutable(_ name: String) -> String {
+    URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent(name).path
+}
+
+/// Resident memory of a process (`self` or a pid), in KiB, from /proc.
+func residentKiB(of process: String = "self") -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(process)/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+    else { return nil }
+    return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+}
+
+/// A routerd that a routerctl command starts for itself (`soak`, `bench-learning`) and stops when done.
+final class ChildDaemon: Sendable {
+    private let process: Process
+    let pid: Int32
+
+    /// Starts `binary` on `config` and waits until its socket file appears. Its standard error goes to
+    /// `log`, shown if it does not start; without one it is discarded.
+    init(binary: String, config: String, socket: String, log: String?) throws {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw ValidationError("no routerd at \(binary); build it (`swift build`) or pass --routerd")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["--config", config]
+        if let log {
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        pid = process.processIdentifier
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: socket) {
+            guard process.isRunning, Date() < deadline else {
+                let text = log.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
+                throw ValidationError(
+                    "routerd did not start on \(socket): "
+                        + (text.map { "\n\($0.suffix(4000))" } ?? "run `routerd --check-config --config \(config)`"))
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    /// Resident memory now, in KiB.
+    var residentKiB: Int? { routerctl.residentKiB(of: String(pid)) }
+
+    /// Stops routerd with SIGTERM, waits for it, and returns its exit status (nil if a signal ended it).
+    @discardableResult func stop() -> Int32? {
+        if process.isRunning {
+            kill(pid, SIGTERM)
+            process.waitUntilExit()
+        }
+        return process.terminationReason == .exit ? process.terminationStatus : nil
+    }
+}
