@@ -43,6 +43,8 @@ let package = Package(
 
         // OpenBLAS (`libopenblas-dev`): every matrix product of the encoder.
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // glibc's mallopt, for routerd's allocator settings (Sources/routerd/AllocatorSettings.swift).
+        .systemLibrary(name: "CMalloc"),
         // The encoder's elementwise kernels (softmax, GELU, LayerNorm), vectorised per CPU.
         .target(name: "CEncoderKernels", cSettings: [.unsafeFlags(["-O3", "-ffast-math", "-fno-finite-math-only"])]),
         // The safetensors format: a validating memory-mapped reader and a writer.
@@ -142,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "routerd",
             dependencies: [
-                "RouterConfig", "RouterDaemon", "RouterEngine", "RouterMetrics", "RouterPluginHost", "TextEncoder",
+                "CMalloc", "RouterConfig", "RouterDaemon", "RouterEngine", "RouterMetrics", "RouterPluginHost", "TextEncoder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -80,6 +80,11 @@ public struct DaemonConfig: Sendable {
         public var longText: String
         /// OpenBLAS threads per matrix product (process-wide: the largest value configured wins).
         public var threads: Int
+        /// Texts embedded in one pass at most, when concurrent requests' prompts are batched.
+        public var batchSize: Int
+        /// Microseconds a batch may wait to fill, and only while batches are shared by several
+        /// requests: a lone request is never held back.
+        public var batchWaitMicroseconds: Int
     }
 
     /// Session affinity: how long a session's model sticks, and how many sessions are remembered.
@@ -188,7 +193,7 @@ public enum ConfigLoader {
     static let routerKeys: Set<String> = [
         "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn", "timeout",
     ]
-    static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads"]
+    static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads", "batch_size", "batch_wait_us"]
 
     /// Loads and validates `file`; on failure, the error lists every problem found.
     ///
@@ -341,7 +346,9 @@ public enum ConfigLoader {
             encoders[name] = DaemonConfig.Encoder(
                 name: name, kind: kind, path: absolute(path, relativeTo: folder),
                 cacheSize: fields["cache_size"]?.int("\(context): cache_size", in: 0...100_000_000, diagnostics) ?? 10_000,
-                longText: longText, threads: fields["threads"]?.int("\(context): threads", in: 1...256, diagnostics) ?? 1)
+                longText: longText, threads: fields["threads"]?.int("\(context): threads", in: 1...256, diagnostics) ?? 1,
+                batchSize: fields["batch_size"]?.int("\(context): batch_size", in: 1...1024, diagnostics) ?? 32,
+                batchWaitMicroseconds: fields["batch_wait_us"]?.int("\(context): batch_wait_us", in: 0...100_000, diagnostics) ?? 300)
         }
 
         // routers, and the descriptors of the plugins they use

@@ -11,7 +11,9 @@ import TextEncoder
 ///
 /// The request flows one way: decode, take the current generation once, ask
 /// the engine on it, map the engine's answer (or ``EngineError``) to the wire,
-/// encode. Ops that take milliseconds of CPU (the encoder, reload) run on a
+/// encode. A route or score on a router with an encoder waits for the encoder's
+/// batcher only when the cache lacks a prompt, and is answered on the event loop
+/// either way. Other ops that take milliseconds of CPU (reload, embed) run on a
 /// compute pool, and io_bound plugins on an I/O pool, so the event loops keep
 /// serving and a slow network call never queues encoder work.
 struct Dispatcher: Sendable {
@@ -52,6 +54,7 @@ struct Dispatcher: Sendable {
         let pool: NIOThreadPool
         switch Work(for: request, on: generation) {
         case .immediate: return .now(allocator.buffer(bytes: respond(to: request, id: id, on: generation)))
+        case .encoder: return withEmbeddings(request, id: id, on: generation, allocator: allocator, eventLoop: eventLoop)
         case .compute: pool = threadPool
         case .io: pool = ioThreadPool
         }
@@ -63,6 +66,8 @@ struct Dispatcher: Sendable {
     enum Work {
         /// Microseconds: answer on the event loop.
         case immediate
+        /// A router with an encoder: its prompts' embeddings first, from the cache or the batcher.
+        case encoder
         /// Milliseconds of CPU (the encoder, a reload): run it on the compute pool.
         case compute
         /// Waits on I/O (an io_bound plugin's network call): run it on the I/O pool.
@@ -71,7 +76,7 @@ struct Dispatcher: Sendable {
         init(for request: Request, on generation: Generation) {
             func routerWork(_ name: String) -> Work {
                 guard let router = generation.routers[name] else { return .immediate }
-                return router.ioBound ? .io : (router.encoder != nil ? .compute : .immediate)
+                return router.ioBound ? .io : (router.encoder != nil ? .encoder : .immediate)
             }
             switch request {
             case .route(let route): self = routerWork(route.router)
@@ -153,6 +158,37 @@ struct Dispatcher: Sendable {
         return .later(promise.futureResult)
     }
 
+    /// A route or score on a router with an encoder. Its plugin runs on the event loop once the
+    /// prompts' embeddings are ready: at once on a cache hit (no thread hop for a lookup and a
+    /// dot product), or when the encoder's batcher has embedded them along with other requests'.
+    private func withEmbeddings(
+        _ request: Request, id: RequestID?, on generation: Generation, allocator: ByteBufferAllocator, eventLoop: any EventLoop
+    ) -> Reply {
+        let start = ContinuousClock.now
+        let router: String
+        let prompts: [String]
+        switch request {
+        case .route(let route): (router, prompts) = (route.router, [route.prompt])
+        case .score(let score): (router, prompts) = (score.router, score.prompts)
+        default: return .now(allocator.buffer(bytes: respond(to: request, id: id, on: generation)))
+        }
+        let promise = eventLoop.makePromise(of: ByteBuffer.self)
+        let prepared = engine.prepareEmbeddings(router: router, prompts: prompts, on: generation) { [self] embeddings in
+            eventLoop.execute {
+                promise.succeed(allocator.buffer(bytes: respond(to: request, id: id, on: generation, embeddings: embeddings, start: start)))
+            }
+        }
+        let embeddings: [[Float]]?
+        switch prepared {
+        case .pending: return .later(promise.futureResult)
+        case .ready(let vectors): embeddings = vectors
+        case .notNeeded: embeddings = nil
+        }
+        let reply = allocator.buffer(bytes: respond(to: request, id: id, on: generation, embeddings: embeddings, start: start))
+        promise.succeed(reply)  // unused, but a promise must not be dropped unfulfilled
+        return .now(reply)
+    }
+
     /// The response line, counted, if `settle` says this answer is the first; nil if the deadline was.
     private func answerCounted(_ request: Request, id: RequestID?, on generation: Generation, settle: @Sendable () -> Bool) -> [UInt8]? {
         let line: [UInt8]
@@ -169,10 +205,13 @@ struct Dispatcher: Sendable {
         return line
     }
 
-    /// The response line to a decoded request, counted in the stats.
-    private func respond(to request: Request, id: RequestID?, on generation: Generation) -> [UInt8] {
+    /// The response line to a decoded request, counted in the stats. `embeddings` are a route's
+    /// or score's prompts' (see `withEmbeddings`), and `start` when the request began.
+    private func respond(
+        to request: Request, id: RequestID?, on generation: Generation, embeddings: [[Float]]? = nil, start: ContinuousClock.Instant = .now
+    ) -> [UInt8] {
         do throws(ProtocolError) {
-            let line = try answer(request, id: id, on: generation)
+            let line = try answer(request, id: id, on: generation, embeddings: embeddings, start: start)
             counters.recordResponse(op: request.op, error: nil)
             return line
         } catch {
@@ -181,24 +220,25 @@ struct Dispatcher: Sendable {
         }
     }
 
-    private func answer(_ request: Request, id: RequestID?, on generation: Generation) throws(ProtocolError) -> [UInt8] {
+    private func answer(
+        _ request: Request, id: RequestID?, on generation: Generation, embeddings: [[Float]]? = nil, start: ContinuousClock.Instant = .now
+    ) throws(ProtocolError) -> [UInt8] {
         do throws(EngineError) {
             switch request {
             case .route(let route):
                 let decision = Decision(
                     try engine.route(
-                        router: route.router, prompt: route.prompt, override: PolicyOverride(route), session: route.session, on: generation))
+                        router: route.router, prompt: route.prompt, override: PolicyOverride(route), session: route.session,
+                        embedding: embeddings?.first, start: start, on: generation))
                 reloader.decisionLog.current?.record(decision, prompt: route.prompt)
                 return ResponseCodec.success(decision, id: id)
             case .score(let score):
-                let start = ContinuousClock.now
-                let scores = try engine.score(router: score.router, prompts: score.prompts, on: generation)
+                let scores = try engine.score(router: score.router, prompts: score.prompts, embeddings: embeddings, on: generation)
                 return ResponseCodec.success(
                     ScoreResult(
                         router: score.router, generation: generation.number, scores: scores, elapsedMicroseconds: Engine.microseconds(since: start)),
                     id: id)
             case .embed(let embed):
-                let start = ContinuousClock.now
                 let embeddings = try engine.embed(
                     embed.texts, encoder: embed.encoder, policy: embed.longText.flatMap(LongTextPolicy.init(rawValue:)), tokens: embed.tokens,
                     on: generation)

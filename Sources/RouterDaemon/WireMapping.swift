@@ -138,7 +138,10 @@ extension StatsResult {
             },
             encoders: generation.encoders.mapValues { instance in
                 let cache = instance.cache.counters
-                return EncoderStats(hits: cache.hits, misses: cache.misses, entries: cache.entries, capacity: cache.capacity)
+                let batcher = instance.batcher.counters
+                return EncoderStats(
+                    hits: cache.hits, misses: cache.misses, entries: cache.entries, capacity: cache.capacity, batches: batcher.batches,
+                    batchedTexts: batcher.texts, batchedRequests: batcher.calls, largestBatch: batcher.largestBatch)
             },
             reloads: engine.reloads, reloadFailures: engine.reloadFailures,
             reloadHistory: engine.history.map { event in

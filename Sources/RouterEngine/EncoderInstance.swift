@@ -3,16 +3,18 @@ import NIOConcurrencyHelpers
 import RouterConfig
 import TextEncoder
 
-/// A configured encoder: the loaded model, its long-text policy and its cache.
+/// A configured encoder: the loaded model, its long-text policy, its cache and
+/// the batcher that embeds concurrent requests' prompts together.
 ///
 /// Routers of a generation share it, so a prompt is embedded once however
 /// many routers ask. A reload that leaves an encoder's settings unchanged
-/// keeps the same instance, model and warm cache.
+/// keeps the same instance, model, warm cache and batcher.
 public final class EncoderInstance: Sendable {
     public let config: DaemonConfig.Encoder
     public let encoder: SentenceEncoder
     public let cache: EmbeddingCache
     public let policy: LongTextPolicy
+    public let batcher: EmbeddingBatcher
 
     public var dimension: Int { SentenceEncoder.dimension }
 
@@ -20,24 +22,49 @@ public final class EncoderInstance: Sendable {
         self.config = config
         self.encoder = encoder
         self.cache = EmbeddingCache(capacity: config.cacheSize)
-        self.policy = LongTextPolicy(rawValue: config.longText) ?? .head
+        let policy = LongTextPolicy(rawValue: config.longText) ?? .head
+        self.policy = policy
+        self.batcher = EmbeddingBatcher(
+            limits: Self.batchLimits(config), name: config.name, embed: { texts in encoder.embed(texts, policy: policy) })
+    }
+
+    /// The batcher's limits: `batch_size`, `batch_wait_us`, and one worker per `threads` cores.
+    static func batchLimits(_ config: DaemonConfig.Encoder) -> EmbeddingBatcher.Limits {
+        EmbeddingBatcher.Limits(
+            maxBatch: config.batchSize, maxWait: Double(config.batchWaitMicroseconds) / 1e6,
+            workers: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, config.threads)))
     }
 
     /// Embeddings of `texts` under the encoder's policy, from the cache where possible;
-    /// the misses are computed together in one batch.
+    /// the misses go to the batcher, with other callers' texts, and this thread waits.
     public func embed(_ texts: [String]) -> [[Float]] {
         var results = texts.map { cache.value(for: $0) }
         let missing = results.indices.filter { results[$0] == nil }
         if !missing.isEmpty {
-            // A text repeated within the batch is computed once.
-            let unique = Array(Set(missing.map { texts[$0] }))
-            let computed = Dictionary(uniqueKeysWithValues: zip(unique, encoder.embed(unique, policy: policy)))
-            for index in missing {
-                results[index] = computed[texts[index]]
+            let computed = batcher.embed(missing.map { texts[$0] })
+            for (index, vector) in zip(missing, computed) {
+                results[index] = vector
+                cache.insert(vector, for: texts[index])
             }
-            for (text, vector) in computed { cache.insert(vector, for: text) }
         }
         return results.map { $0! }
+    }
+
+    /// Embeddings of `texts`, returned at once when the cache holds them all; otherwise nil,
+    /// and `later` gets them on a batcher thread once the misses are computed (and cached).
+    public func embed(_ texts: [String], later: @escaping @Sendable ([[Float]]) -> Void) -> [[Float]]? {
+        let found = texts.map { cache.value(for: $0) }
+        let missing = found.indices.filter { found[$0] == nil }
+        if missing.isEmpty { return found.map { $0! } }
+        batcher.submit(missing.map { texts[$0] }) { [cache] computed in
+            var results = found
+            for (index, vector) in zip(missing, computed) {
+                results[index] = vector
+                cache.insert(vector, for: texts[index])
+            }
+            later(results.map { $0! })
+        }
+        return nil
     }
 
     /// Loaded models by folder, so reloads and several encoders on one model share its weights.

@@ -214,13 +214,16 @@ public final class Engine: Sendable {
     /// The prompt is embedded once (or found in the cache) and handed to the plugin; the
     /// router's policy, or the request's `override`, turns its predictions into a choice;
     /// a `session` keeps a conversation on its model or moves it up, never down.
+    ///
+    /// `embedding`, when given, is the prompt's embedding from ``prepareEmbeddings(router:prompts:on:later:)``,
+    /// and `start` when the request began, so the decision's time counts the wait for it.
     public func route(
-        router name: String, prompt: String, override: PolicyOverride? = nil, session: String? = nil, on generation: Generation
+        router name: String, prompt: String, override: PolicyOverride? = nil, session: String? = nil, embedding given: [Float]? = nil,
+        start: ContinuousClock.Instant = .now, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
-        let start = ContinuousClock.now
         let router = try Self.router(named: name, in: generation)
         let rule = try Self.rule(for: router, override: override)
-        let embedding = router.encoder?.embed([prompt])[0]
+        let embedding = router.encoder.map { given ?? $0.embed([prompt])[0] }
         let candidates = router.candidates
         var costs: [Double]?
         if candidates.allSatisfy({ $0.price != nil }) {
@@ -429,16 +432,39 @@ public final class Engine: Sendable {
     }
 
     /// P(strong wins) for each prompt on `generation`, in order.
-    public func score(router name: String, prompts: [String], on generation: Generation) throws(EngineError) -> [Double] {
+    /// `embeddings`, when given, are the prompts' from ``prepareEmbeddings(router:prompts:on:later:)``.
+    public func score(router name: String, prompts: [String], embeddings given: [[Float]]? = nil, on generation: Generation) throws(EngineError)
+        -> [Double]
+    {
         let router = try Self.router(named: name, in: generation)
         do {
-            let scores = try router.score(prompts, embeddings: router.encoder?.embed(prompts))
+            let scores = try router.score(prompts, embeddings: router.encoder.map { given ?? $0.embed(prompts) })
             stats.recordScored(router: router.name, count: scores.count)
             return scores
         } catch {
             stats.recordPluginError(router: router.name)
             throw .plugin(router: router.name, message: error.message)
         }
+    }
+
+    /// What a route or score on a router needs from its encoder before the plugin can answer.
+    public enum PreparedEmbeddings: Sendable {
+        /// The router has no encoder (or is unknown: the route itself reports that).
+        case notNeeded
+        /// The cache held every prompt's embedding: answer now, on this thread.
+        case ready([[Float]])
+        /// The encoder's batcher is computing them; they arrive through `later`.
+        case pending
+    }
+
+    /// Readies the embeddings `router` needs for `prompts` without blocking: from the cache,
+    /// or else queued to the encoder's batcher, which embeds concurrent requests' prompts
+    /// together and hands them to `later` on its own thread.
+    public func prepareEmbeddings(
+        router name: String, prompts: [String], on generation: Generation, later: @escaping @Sendable ([[Float]]) -> Void
+    ) -> PreparedEmbeddings {
+        guard let encoder = generation.routers[name]?.encoder else { return .notNeeded }
+        return encoder.embed(prompts, later: later).map(PreparedEmbeddings.ready) ?? .pending
     }
 
     /// Embeds texts with an encoder of `generation`: `encoder` may be omitted when there is one;

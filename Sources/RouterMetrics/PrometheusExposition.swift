@@ -82,6 +82,11 @@ public enum PrometheusExposition {
             counter("embedding_cache_hits_total", "Embedding cache hits.", cache.hits, [("encoder", name)])
             counter("embedding_cache_misses_total", "Embedding cache misses.", cache.misses, [("encoder", name)])
             gauge("embedding_cache_entries", "Embeddings cached now.", Double(cache.entries), [("encoder", name)])
+            counter("encoder_batches_total", "Passes through the encoder; each embeds one batch.", cache.batches, [("encoder", name)])
+            counter("encoder_batched_texts_total", "Texts embedded in batches.", cache.batchedTexts, [("encoder", name)])
+            counter(
+                "encoder_batched_requests_total", "Requests served by batches; above batches, requests shared passes.", cache.batchedRequests,
+                [("encoder", name)])
         }
         return registry.emitToBuffer()
     }

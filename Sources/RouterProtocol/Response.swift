@@ -203,7 +203,7 @@ public struct EmbedResult: Codable, Sendable, Hashable {
     }
 }
 
-/// An encoder's embedding cache in `stats`.
+/// An encoder's embedding cache and batcher in `stats`.
 public struct EncoderStats: Codable, Sendable, Hashable {
     public var hits: UInt64
     public var misses: UInt64
@@ -211,18 +211,35 @@ public struct EncoderStats: Codable, Sendable, Hashable {
     public var capacity: Int
     /// hits / (hits + misses), or 0 before any lookup.
     public var hitRate: Double
+    /// Passes through the encoder, the texts they embedded, and the requests they served: more
+    /// requests than batches means concurrent requests shared passes.
+    public var batches: UInt64
+    public var batchedTexts: UInt64
+    public var batchedRequests: UInt64
+    /// The most texts one pass has taken.
+    public var largestBatch: Int
 
-    public init(hits: UInt64, misses: UInt64, entries: Int, capacity: Int) {
+    public init(
+        hits: UInt64, misses: UInt64, entries: Int, capacity: Int, batches: UInt64 = 0, batchedTexts: UInt64 = 0, batchedRequests: UInt64 = 0,
+        largestBatch: Int = 0
+    ) {
         self.hits = hits
         self.misses = misses
         self.entries = entries
         self.capacity = capacity
         hitRate = hits + misses == 0 ? 0 : Double(hits) / Double(hits + misses)
+        self.batches = batches
+        self.batchedTexts = batchedTexts
+        self.batchedRequests = batchedRequests
+        self.largestBatch = largestBatch
     }
 
     enum CodingKeys: String, CodingKey {
-        case hits, misses, entries, capacity
+        case hits, misses, entries, capacity, batches
         case hitRate = "hit_rate"
+        case batchedTexts = "batched_texts"
+        case batchedRequests = "batched_requests"
+        case largestBatch = "largest_batch"
     }
 }
 

@@ -5,6 +5,8 @@ import NIOExtras
 import NIOPosix
 import RouterClient
 import RouterProtocol
+import Synchronization
+import TextEncoder
 
 /// Measures decisions/s and round-trip latency through the real socket.
 ///
@@ -26,6 +28,15 @@ struct Bench: AsyncParsableCommand {
         name: .customLong("distinct-prompts"),
         help: "Give every request its own prompt, so routers with an encoder embed each one instead of finding it cached.")
     var distinctPrompts = false
+    @Option(
+        name: .customLong("encoder-anchor"),
+        help: ArgumentHelp(
+            "With --distinct-prompts: the model folder of the daemon's encoder, to measure the encoder alone first, in this process, on the same prompts in batches of --anchor-batch, as the anchor for the route rows.",
+            valueName: "model-folder"))
+    var encoderAnchor: String?
+    @Option(help: "The anchor's batch size.") var anchorBatch: Int = 16
+    @Option(help: "The anchor's threads, each embedding its own batches with one OpenBLAS thread (routerd's layout with `threads: 1`).")
+    var anchorThreads: Int = System.coreCount
 
     func run() async throws {
         let counts = connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
@@ -79,6 +90,16 @@ struct Bench: AsyncParsableCommand {
         print(
             "routerctl bench: router '\(router)' at \(options.socketPath); \(requests) requests per row; closed loop, one request in flight per connection"
                 + (distinctPrompts ? "; every prompt distinct (no embedding cache hits)" : ""))
+        var anchor: Double?
+        if let encoderAnchor {
+            guard distinctPrompts else { throw ValidationError("--encoder-anchor needs --distinct-prompts: cached prompts are not encoded") }
+            anchor = try Self.encoderSentencesPerSecond(
+                model: encoderAnchor, prompt: prompt, batch: anchorBatch, threads: anchorThreads, seconds: 5)
+            print(
+                String(
+                    format: "encoder alone, in this process: %.0f sentences/s (batches of %d distinct prompts, %d threads × 1 OpenBLAS thread)",
+                    anchor!, anchorBatch, anchorThreads))
+        }
         print(table(header: ["TARGET", "CONNS", "REQ/S", "P50 µs", "P99 µs", "P99.9 µs", "ERRORS"], rows: [], widths: BenchResult.widths))
         for count in counts {
             var echo: BenchResult?
@@ -90,8 +111,34 @@ struct Bench: AsyncParsableCommand {
                 path: options.socketPath, connections: count, total: requests, lines: lines, expect: Array(#""ok":true"#.utf8), group: group)
             var row = route.row(label: "route \(router)", connections: count)
             if let echo { row += String(format: "   (%.2f× echo throughput)", route.perSecond / echo.perSecond) }
+            if let anchor { row += String(format: "   (%.2f× the encoder alone)", route.perSecond / anchor) }
             print(row)
         }
+    }
+
+    /// Sentences/s of the encoder alone: `threads` threads, each embedding batches of `batch`
+    /// distinct prompts shaped like the bench's, for about `seconds`.
+    static func encoderSentencesPerSecond(model: String, prompt: String, batch: Int, threads: Int, seconds: Double) throws -> Double {
+        let encoder: SentenceEncoder
+        do {
+            encoder = try SentenceEncoder(modelDirectory: model)
+        } catch {
+            throw ValidationError("--encoder-anchor: \(error)")
+        }
+        SentenceEncoder.setThreads(1)
+        let done = Mutex(0)
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
+        let start = DispatchTime.now().uptimeNanoseconds
+        DispatchQueue.concurrentPerform(iterations: max(1, threads)) { thread in
+            var round = 0
+            while DispatchTime.now().uptimeNanoseconds < deadline {
+                let texts = (0..<batch).map { "\(prompt) (anchor.\(thread).\(round).\($0))" }
+                _ = encoder.embed(texts)
+                round += 1
+                done.withLock { $0 += batch }
+            }
+        }
+        return Double(done.withLock { $0 }) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
 
     /// `lines(connection, count)` gives the request lines a connection cycles through.

@@ -162,13 +162,21 @@ final class SoakTally: Sendable {
             lines.append("embedding cache: at most \(thousands(largest)) entries of \(thousands(capacity)) over \(state.samples.count) samples")
             var passed = state.unexpected == 0 && state.wrong == 0 && state.cacheOverflows == 0 && daemonStatus == 0
             if let warm = state.samples.first(where: { $0.seconds >= warmUp * seconds }), let last = state.samples.last {
+                // RSS swings by tens of MB within seconds (a reload holds two generations while it
+                // swaps), so one sample against another says little. A leak lifts the whole band:
+                // compare the band's peak and floor in the first and the last fifth after warm-up.
                 let after = state.samples.filter { $0.seconds >= warm.seconds }
-                let peak = after.map(\.residentKiB).max() ?? warm.residentKiB
+                let fifth = max(1, after.count / 5)
+                let (early, late) = (after.prefix(fifth).map(\.residentKiB), after.suffix(fifth).map(\.residentKiB))
                 func mb(_ kib: Int) -> String { String(format: "%.1f MB", Double(kib) / 1024) }
-                func percent(_ kib: Int) -> String { String(format: "%+.1f%%", 100 * Double(kib - warm.residentKiB) / Double(warm.residentKiB)) }
+                func percent(_ from: Int, _ to: Int) -> String { String(format: "%+.1f%%", 100 * Double(to - from) / Double(from)) }
                 lines.append(
                     "RSS: \(mb(state.samples[0].residentKiB)) at start, \(mb(warm.residentKiB)) after warm-up (\(Int(warm.seconds)) s), "
-                        + "peak after \(mb(peak)) (\(percent(peak))), end \(mb(last.residentKiB)) (\(percent(last.residentKiB)))")
+                        + "end \(mb(last.residentKiB))")
+                lines.append(
+                    "RSS growth after warm-up, first fifth → last fifth: peak \(mb(early.max()!)) → \(mb(late.max()!)) "
+                        + "(\(percent(early.max()!, late.max()!))), floor \(mb(early.min()!)) → \(mb(late.min()!)) (\(percent(early.min()!, late.min()!)))"
+                )
                 lines.append(
                     "RSS curve (s: MB): "
                         + state.samples.map { "\(Int($0.seconds)): \(String(format: "%.1f", Double($0.residentKiB) / 1024))" }.joined(separator: ", ")

@@ -38,6 +38,7 @@ struct Routerd: AsyncParsableCommand {
     func run() async throws {
         // Before anything else: OpenBLAS picks its kernels when loaded (see BLASKernels).
         BLASKernels.reexecWithBestCoreIfNeeded()
+        AllocatorSettings.apply(cores: System.coreCount)
         let executableDirectory = PluginLibrary.executableDirectory
         let configuredLevel =
             (try? ConfigLoader.load(file: config, hostABIVersion: Int(PluginLibrary.hostABIVersion), executableDirectory: executableDirectory))?

@@ -167,6 +167,18 @@ import Testing
           r: {plugin: random, threshold: 0.5, strong_model: s, weak_model: w, params: {strict: yes}}
         """
 
+    @Test func anEncoderBatchesWithDefaultsAndItsBatchKeysAreChecked() throws {
+        let config = try load("encoders:\n  minilm: {path: models/m, batch_wait_us: 0}\n  other: {path: models/m}\n" + Self.minimalRouters)
+        #expect(config.encoders["minilm"]?.batchSize == 32 && config.encoders["minilm"]?.batchWaitMicroseconds == 0)
+        #expect(config.encoders["other"]?.batchSize == 32 && config.encoders["other"]?.batchWaitMicroseconds == 300)
+        let found = problems("encoders:\n  minilm: {path: models/m, batch_size: 0, batch_wait_us: 200000}\n" + Self.minimalRouters)
+        #expect(
+            found == [
+                "2:40 encoder 'minilm': batch_size must be between 1 and 1024, found 0",
+                "2:58 encoder 'minilm': batch_wait_us must be between 0 and 100000, found 200000",
+            ], "\(found)")
+    }
+
     @Test func theFeedbackSectionLoadsWithDefaultsAndItsMistakesAreListed() throws {
         let config = try load("feedback:\n  directory: var/feedback\n  allow: {gids: [100]}\n" + Self.minimalRouters)
         let feedback = try #require(config.feedback)

@@ -80,6 +80,89 @@ struct DaemonEncoderTests {
         #expect(cache["hits"] as? Int == 3, "the unchanged encoder kept its warm cache across the reload")
     }
 
+    /// Routes from 16 connections at once, each prompt new to the cache: the batcher embeds
+    /// them in shared passes, and each decision still scores its own prompt's embedding.
+    @Test func concurrentPromptsShareEncoderPassesAndEachGetsItsOwnEmbedding() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try PluginTests.buildConstantPlugin(in: directory, embedding: "required")
+        let routers = """
+              probe:
+                plugin: constant
+                threshold: 0.5
+                strong_model: big
+                weak_model: small
+                encoder: minilm
+                params:
+                  score: 0.5
+                  embedding_component: 7
+            """
+        let daemon = try Daemon(
+            directory: directory,
+            config: { TestConfig.yaml(socket: $0, routers: routers, searchPaths: [plugins], encoders: EncoderFixture.encoders()) })
+        let prompts = (0..<16).map { "Question \($0): how many \(["moons", "rivers", "primes", "bridges"][$0 % 4]) are there below \($0 * 37)?" }
+        let connections = try prompts.map { _ in try daemon.connect() }
+        // The plugin embedded a text of its own at create time.
+        func encoderStats() throws -> [String: Int] {
+            let stats = try connections[0].request(#"{"op":"stats"}"#).result["encoders"] as? [String: [String: Any]]
+            return try #require(stats?["minilm"]?.compactMapValues { $0 as? Int })
+        }
+        let before = try encoderStats()
+        for (connection, prompt) in zip(connections, prompts) {
+            try connection.send(#"{"op":"route","router":"probe","prompt":"\#(prompt)"}"# + "\n")
+        }
+        var scores: [Double] = []
+        for connection in connections {
+            let line = try #require(try connection.readLine(timeout: 60))
+            scores.append(try ResponseCodec.decode(Decision.self, from: Data(line.utf8)).strongScore)
+        }
+        let after = try encoderStats()
+        let batches = after["batches", default: 0] - before["batches", default: 0]
+        #expect(after["batched_texts", default: 0] - before["batched_texts", default: 0] == 16, "each prompt embedded once: \(after)")
+        #expect(after["batched_requests", default: 0] - before["batched_requests", default: 0] == 16, "\(after)")
+        #expect(batches < 16, "concurrent prompts shared encoder passes: \(before) → \(after)")
+        #expect(after["largest_batch", default: 0] >= 2, "\(after)")
+        // Alone (from the cache now, and computed alone above or in a batch: packing keeps them equal).
+        for (prompt, score) in zip(prompts, scores) {
+            let vector = try #require(
+                try connections[0].request(#"{"op":"embed","text":"\#(prompt)"}"#).result["embeddings"] as? [[Double]])[0]
+            #expect(abs(score - (vector[7] + 1) / 2) < 1e-6, "the decision for \(prompt.debugDescription) scored its own embedding")
+        }
+        let alone = try daemon.connect()
+        let fresh = "A prompt embedded alone, to compare with the batched ones"
+        let decision = try alone.decision(#"{"op":"route","router":"probe","prompt":"\#(fresh)"}"#)
+        let reference = try #require(try alone.request(#"{"op":"embed","text":"\#(fresh)"}"#).result["embeddings"] as? [[Double]])[0]
+        #expect(abs(decision.strongScore - (reference[7] + 1) / 2) < 1e-6)
+    }
+
+    /// A route whose prompt is cached is answered on the event loop, so it does not queue behind
+    /// the encoder: here two large `embed` requests keep every encoder worker busy.
+    @Test func aCachedPromptIsAnsweredWhileTheEncoderIsBusy() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, routers: MFRouterTests.mfRouter(), encoders: EncoderFixture.encoders()) })
+        let client = try daemon.connect()
+        let prompt = "Write a haiku about compilers."
+        let first = try client.decision(#"{"op":"route","router":"mf","prompt":"\#(prompt)"}"#)
+        let long = String(repeating: "The quick brown fox jumps over the lazy dog near the riverbank. ", count: 30)
+        let busy = try (0..<2).map { index in
+            let connection = try daemon.connect()
+            let texts = (0..<48).map { "\(index).\($0) \(long)" }
+            let line = try JSONSerialization.data(withJSONObject: ["op": "embed", "texts": texts])
+            try connection.send(String(decoding: line, as: UTF8.self) + "\n")
+            return connection
+        }
+        usleep(100_000)  // let both embeds reach the encoder
+        let started = Date()
+        let again = try client.decision(#"{"op":"route","router":"mf","prompt":"\#(prompt)"}"#)
+        let routeSeconds = Date().timeIntervalSince(started)
+        #expect(again.strongScore == first.strongScore)
+        var embedSeconds: [Double] = []
+        for connection in busy {
+            let reply = try #require(try connection.readLine(timeout: 240))
+            #expect(reply.contains(#""ok":true"#))
+            embedSeconds.append(Date().timeIntervalSince(started))
+        }
+        #expect(routeSeconds < embedSeconds.min()!, "route \(routeSeconds) s, embeds done at \(embedSeconds) s")
+    }
+
     @Test func routerctlEmbedShowsVectorsAndTokens() throws {
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, encoders: EncoderFixture.encoders()) })
         let run = try runCommand(

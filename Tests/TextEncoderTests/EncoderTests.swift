@@ -176,6 +176,120 @@ struct EmbeddingTests {
         #expect(cache.value(for: "k900") == [900])
         #expect(cache.value(for: "k899") == nil)
     }
+
+    /// The soak's goal, a million distinct prompts, on the cache alone (the daemon's encoder
+    /// embeds a few hundred a second, so a soak reaches a fraction of it; docs/RELIABILITY.md).
+    @Test func aMillionDistinctTextsStayWithinTheCapacity() {
+        let cache = EmbeddingCache(capacity: 10_000)
+        var largest = 0
+        for index in 0..<1_000_000 {
+            let text = "prompt \(index)"
+            if cache.value(for: text) == nil { cache.insert([Float(index)], for: text) }
+            if index % 1000 == 0 { largest = max(largest, cache.counters.entries) }
+        }
+        let counters = cache.counters
+        #expect(counters.entries == 10_000 && largest <= 10_000)
+        #expect(counters.misses == 1_000_000 && counters.hits == 0)
+        #expect(cache.value(for: "prompt 999999") == [999_999])
+        #expect(cache.value(for: "prompt 989999") == nil)
+    }
+}
+
+/// The batcher with a stand-in encoder whose first pass can be held, so which texts share a
+/// pass is deterministic.
+@Suite struct EmbeddingBatcherTests {
+    /// A stand-in encoder: a text's vector is its length and first byte; records each pass.
+    final class Recorder: @unchecked Sendable {
+        private let lock = NSLock()
+        private var held: DispatchSemaphore?
+        private(set) var passes: [[String]] = []
+
+        init(holdFirstPass: Bool) { held = holdFirstPass ? DispatchSemaphore(value: 0) : nil }
+
+        func embed(_ texts: [String]) -> [[Float]] {
+            lock.lock()
+            passes.append(texts)
+            let wait = passes.count == 1 ? held : nil
+            lock.unlock()
+            wait?.wait()
+            return texts.map { Self.vector($0) }
+        }
+
+        func release() { held?.signal() }
+        var recorded: [[String]] {
+            lock.lock()
+            defer { lock.unlock() }
+            return passes
+        }
+
+        static func vector(_ text: String) -> [Float] { [Float(text.utf8.count), Float(text.utf8.first ?? 0)] }
+    }
+
+    /// Waits (up to 10 s) until `condition` holds.
+    func eventually(_ condition: () -> Bool) {
+        let deadline = Date().addingTimeInterval(10)
+        while !condition(), Date() < deadline { usleep(1000) }
+    }
+
+    @Test func callsQueuedDuringAPassShareTheNextOneAndEachGetsItsOwnVectors() {
+        let recorder = Recorder(holdFirstPass: true)
+        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 0, workers: 1), name: "test", embed: recorder.embed)
+        final class Answers: @unchecked Sendable {
+            let lock = NSLock()
+            var byCall: [String: [[Float]]] = [:]
+        }
+        let answers = Answers()
+        let group = DispatchGroup()
+        func submit(_ texts: [String]) {
+            group.enter()
+            batcher.submit(texts) { vectors in
+                answers.lock.lock()
+                answers.byCall[texts.joined(separator: "|")] = vectors
+                answers.lock.unlock()
+                group.leave()
+            }
+        }
+        submit(["first"])
+        eventually { recorder.recorded.count == 1 }
+        // The worker is inside its first pass: these three wait, and then go together,
+        // "b" once although two calls ask for it.
+        submit(["a", "bb"])
+        submit(["bb"])
+        submit(["ccc", "a", "dddd"])
+        recorder.release()
+        #expect(group.wait(timeout: .now() + 10) == .success)
+        #expect(recorder.recorded == [["first"], ["a", "bb", "ccc", "dddd"]])
+        for (key, vectors) in answers.byCall {
+            #expect(vectors == key.split(separator: "|").map { Recorder.vector(String($0)) }, "\(key)")
+        }
+        #expect(answers.byCall.count == 4)
+        let counters = batcher.counters
+        #expect(counters.batches == 2 && counters.calls == 4 && counters.texts == 5 && counters.largestBatch == 4)
+    }
+
+    @Test func aPassTakesAtMostTheBatchSizeAndALargerCallGoesAlone() {
+        let recorder = Recorder(holdFirstPass: true)
+        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 2, maxWait: 0, workers: 1), name: "test", embed: recorder.embed)
+        let group = DispatchGroup()
+        for texts in [["first"], ["a"], ["b"], ["c"], ["d", "e", "f"], ["g"]] {
+            group.enter()
+            batcher.submit(texts) { _ in group.leave() }
+            if texts == ["first"] { eventually { recorder.recorded.count == 1 } }
+        }
+        recorder.release()
+        #expect(group.wait(timeout: .now() + 10) == .success)
+        #expect(recorder.recorded == [["first"], ["a", "b"], ["c"], ["d", "e", "f"], ["g"]])
+    }
+
+    @Test func aLoneCallerIsEmbeddedAtOnceAndBlockingCallsWork() {
+        let recorder = Recorder(holdFirstPass: false)
+        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 0.5, workers: 2), name: "test", embed: recorder.embed)
+        // No batch has been shared, so the half-second wait does not apply.
+        let start = Date()
+        #expect(batcher.embed(["alone"]) == [Recorder.vector("alone")])
+        #expect(Date().timeIntervalSince(start) < 0.4, "a lone call waited for company")
+        #expect(batcher.embed([]) == [])
+    }
 }
 
 @Suite struct BLASKernelTests {
