@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-learning check-config format lint install clean weights eval
+.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-encoder bench-learning check-config format lint install clean weights eval
 
 all: build
 
@@ -84,6 +84,15 @@ llm-server:
 ## bench: decisions/s and latency of the random router through a real socket, next to an echo baseline
 bench: build
 	@scripts/bench.sh $(RELEASE_BIN)
+
+## bench-encoder: the encoder side by side with ONNX Runtime (fp32, and its dynamic int8 as an anchor),
+## cell by cell in one run (scripts/bench-encoder-ort.py); ORT comes from PyPI into a bench-only virtualenv
+BENCH_VENV := .cache/bench-venv
+BENCH_PACKAGES := onnxruntime==1.32.0 onnx==1.23.2 numpy==2.4.6 safetensors==0.8.0
+bench-encoder: build
+	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet $(BENCH_PACKAGES)
+	$(BENCH_VENV)/bin/python scripts/bench-encoder-ort.py --routerctl $(RELEASE_BIN)/routerctl $(BENCH_ENCODER_FLAGS)
 
 ## weights: build the shipped routers' weights from ../shared/data/train (weights/*.safetensors)
 ALIASES := --alias Mixtral-8x7B-Instruct-v0.1=mistralai/Mixtral-8x7B-Instruct-v0.1

@@ -54,7 +54,9 @@ let package = Package(
         // FNV-1a and SplitMix64: hashes and draws that mean the same in every process.
         .target(name: "StableHash"),
         // The local sentence encoder: BERT tokenizer, MiniLM on OpenBLAS, long-text policies, cache.
-        .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "SafeTensors"]),
+        .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "CPackedLinear", "SafeTensors"]),
+        // The encoder's linear layers on oneDNN (libdnnl-dev), weights packed once at load.
+        .target(name: "CPackedLinear", linkerSettings: [.linkedLibrary("dnnl")]),
 
         // Writing a plugin in Swift on top of the C ABI, and what plugins, trainers and the host
         // share: the typed description and the weights-file metadata keys.

@@ -7,7 +7,7 @@ set -euo pipefail
 # products. librsvg2-dev: routerctl eval's plots as PNG (fonts-dejavu-core gives them text).
 # pkg-config: how SwiftPM finds them. systemd (systemd-socket-activate) and util-linux (setpriv):
 # used by the tests.
-packages=(libyaml-dev libopenblas-dev librsvg2-dev fonts-dejavu-core pkg-config systemd util-linux)
+packages=(libyaml-dev libopenblas-dev libdnnl-dev librsvg2-dev fonts-dejavu-core pkg-config systemd util-linux)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -69,6 +69,7 @@ public struct DaemonConfig: Sendable {
     public struct Encoder: Sendable, Hashable {
         public static let kinds = ["minilm"]
         public static let longTextPolicies = ["head", "tail", "windows"]
+        public static let kernels = ["onednn", "openblas"]
 
         public var name: String
         public var kind: String
@@ -85,6 +86,8 @@ public struct DaemonConfig: Sendable {
         /// Microseconds a batch may wait to fill, and only while batches are shared by several
         /// requests: a lone request is never held back.
         public var batchWaitMicroseconds: Int
+        /// The library running the linear layers: onednn (weights packed once at load) or openblas.
+        public var kernel: String
     }
 
     /// Session affinity: how long a session's model sticks, and how many sessions are remembered.
@@ -193,7 +196,7 @@ public enum ConfigLoader {
     static let routerKeys: Set<String> = [
         "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn", "timeout",
     ]
-    static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads", "batch_size", "batch_wait_us"]
+    static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads", "batch_size", "batch_wait_us", "kernel"]
 
     /// Loads and validates `file`; on failure, the error lists every problem found.
     ///
@@ -343,12 +346,20 @@ public enum ConfigLoader {
                     diagnostics.report("\(context): long_text must be one of head, tail, windows, found '\(value)'", at: policyNode)
                 }
             }
+            var kernel = "onednn"
+            if let kernelNode = fields["kernel"], let value = kernelNode.string("\(context): kernel", diagnostics) {
+                if DaemonConfig.Encoder.kernels.contains(value) {
+                    kernel = value
+                } else {
+                    diagnostics.report("\(context): kernel must be one of onednn, openblas, found '\(value)'", at: kernelNode)
+                }
+            }
             encoders[name] = DaemonConfig.Encoder(
                 name: name, kind: kind, path: absolute(path, relativeTo: folder),
                 cacheSize: fields["cache_size"]?.int("\(context): cache_size", in: 0...100_000_000, diagnostics) ?? 10_000,
                 longText: longText, threads: fields["threads"]?.int("\(context): threads", in: 1...256, diagnostics) ?? 1,
                 batchSize: fields["batch_size"]?.int("\(context): batch_size", in: 1...1024, diagnostics) ?? 32,
-                batchWaitMicroseconds: fields["batch_wait_us"]?.int("\(context): batch_wait_us", in: 0...100_000, diagnostics) ?? 300)
+                batchWaitMicroseconds: fields["batch_wait_us"]?.int("\(context): batch_wait_us", in: 0...100_000, diagnostics) ?? 300, kernel: kernel)
         }
 
         // routers, and the descriptors of the plugins they use

@@ -309,7 +309,8 @@ struct Dispatcher: Sendable {
             plugins: generation.libraries.values.sorted { $0.name < $1.name }.map {
                 PluginInfo(name: $0.name, version: $0.version, library: $0.path, abiVersion: $0.abiVersion)
             },
-            routers: generation.routerNames, encoders: generation.encoders.keys.sorted(), blasCore: BLASKernels.coreName)
+            routers: generation.routerNames, encoders: generation.encoders.keys.sorted(), blasCore: BLASKernels.coreName,
+            encoderKernels: generation.encoders.mapValues { "\($0.encoder.kernel.rawValue) \($0.encoder.kernelImplementation) fp32" })
     }
 
     /// The `stats` reply: the engine's counters and the server's.

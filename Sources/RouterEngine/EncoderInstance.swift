@@ -67,7 +67,7 @@ public final class EncoderInstance: Sendable {
         return nil
     }
 
-    /// Loaded models by folder, so reloads and several encoders on one model share its weights.
+    /// Loaded models by folder and kernel, so reloads and several encoders on one model share its weights.
     private static let models = NIOLockedValueBox<[String: (stamp: String, encoder: SentenceEncoder)]>([:])
 
     /// Loads (or reuses) the model of `config`.
@@ -76,11 +76,12 @@ public final class EncoderInstance: Sendable {
             return previous
         }
         let stamp = stamp(config.path)
-        if let cached = models.withLockedValue({ $0[config.path] }), cached.stamp == stamp {
+        let key = config.path + "\u{0}" + config.kernel
+        if let cached = models.withLockedValue({ $0[key] }), cached.stamp == stamp {
             return EncoderInstance(config: config, encoder: cached.encoder)
         }
-        let encoder = try SentenceEncoder(modelDirectory: config.path)
-        models.withLockedValue { $0[config.path] = (stamp, encoder) }
+        let encoder = try SentenceEncoder(modelDirectory: config.path, kernel: LinearKernel(rawValue: config.kernel) ?? .onednn)
+        models.withLockedValue { $0[key] = (stamp, encoder) }
         return EncoderInstance(config: config, encoder: encoder)
     }
 

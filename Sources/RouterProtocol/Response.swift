@@ -344,12 +344,16 @@ public struct StatusResult: Codable, Sendable, Hashable {
     public var encoders: [String]
     /// The OpenBLAS kernels in use (e.g. SkylakeX), for the encoder's speed.
     public var blasCore: String
+    /// Per encoder: the library running its linear layers, the implementation that library chose,
+    /// and the precision, e.g. "onednn gemm:jit fp32".
+    public var encoderKernels: [String: String]
 
     public init(
         version: String, pid: Int32, uptimeSeconds: Double, generation: UInt64, config: String, socket: String, plugins: [PluginInfo],
-        routers: [String], encoders: [String], blasCore: String
+        routers: [String], encoders: [String], blasCore: String, encoderKernels: [String: String] = [:]
     ) {
         self.encoders = encoders
+        self.encoderKernels = encoderKernels
         self.blasCore = blasCore
         self.version = version
         self.pid = pid
@@ -365,6 +369,7 @@ public struct StatusResult: Codable, Sendable, Hashable {
         case version, pid, generation, config, socket, plugins, routers, encoders
         case uptimeSeconds = "uptime_seconds"
         case blasCore = "blas_core"
+        case encoderKernels = "encoder_kernels"
     }
 }
 

@@ -20,15 +20,15 @@ final class MiniLM: Sendable {
 
     struct Layer: Sendable {
         /// Query, key and value stacked and transposed: [384, 3·384] (in × out), as every weight here.
-        let qkvWeight: [Float]
+        let qkvWeight: LinearWeights
         let qkvBias: [Float]
-        let outputWeight: [Float]
+        let outputWeight: LinearWeights
         let outputBias: [Float]
         let attentionNormWeight: [Float]
         let attentionNormBias: [Float]
-        let intermediateWeight: [Float]
+        let intermediateWeight: LinearWeights
         let intermediateBias: [Float]
-        let ffnOutputWeight: [Float]
+        let ffnOutputWeight: LinearWeights
         let ffnOutputBias: [Float]
         let outputNormWeight: [Float]
         let outputNormBias: [Float]
@@ -42,7 +42,12 @@ final class MiniLM: Sendable {
     let embeddingNormBias: [Float]
     let layers: [Layer]
 
-    init(weights file: SafeTensorsFile) throws(SafeTensorsError) {
+    /// The library running the linear layers.
+    let kernel: LinearKernel
+
+    /// Throws SafeTensorsError for a bad weights file, EncoderError if the kernel refuses the weights.
+    init(weights file: SafeTensorsFile, kernel: LinearKernel) throws {
+        self.kernel = kernel
         let h = Self.hidden
         guard let words = file.tensors["embeddings.word_embeddings.weight"] else {
             throw SafeTensorsError(file: file.path, message: "missing tensor 'embeddings.word_embeddings.weight'; is this a BERT model?")
@@ -61,6 +66,11 @@ final class MiniLM: Sendable {
         for index in 0..<Self.layerCount {
             let prefix = "encoder.layer.\(index)."
             func tensor(_ name: String, _ shape: [Int]) throws(SafeTensorsError) -> [Float] { try file.floats(prefix + name, shape: shape) }
+            func linear(_ name: String, inputs: Int, outputs: Int) throws -> LinearWeights {
+                try LinearWeights(
+                    Self.transposed(try tensor(name, [outputs, inputs]), outputs: outputs, inputs: inputs), inputs: inputs, outputs: outputs,
+                    kernel: kernel)
+            }
             let qkvWeight =
                 try tensor("attention.self.query.weight", [h, h]) + tensor("attention.self.key.weight", [h, h])
                 + tensor("attention.self.value.weight", [h, h])
@@ -68,16 +78,15 @@ final class MiniLM: Sendable {
                 try tensor("attention.self.query.bias", [h]) + tensor("attention.self.key.bias", [h]) + tensor("attention.self.value.bias", [h])
             layers.append(
                 Layer(
-                    qkvWeight: Self.transposed(qkvWeight, outputs: 3 * h, inputs: h), qkvBias: qkvBias,
-                    outputWeight: Self.transposed(try tensor("attention.output.dense.weight", [h, h]), outputs: h, inputs: h),
+                    qkvWeight: try LinearWeights(Self.transposed(qkvWeight, outputs: 3 * h, inputs: h), inputs: h, outputs: 3 * h, kernel: kernel),
+                    qkvBias: qkvBias,
+                    outputWeight: try linear("attention.output.dense.weight", inputs: h, outputs: h),
                     outputBias: try tensor("attention.output.dense.bias", [h]),
                     attentionNormWeight: try tensor("attention.output.LayerNorm.weight", [h]),
                     attentionNormBias: try tensor("attention.output.LayerNorm.bias", [h]),
-                    intermediateWeight: Self.transposed(
-                        try tensor("intermediate.dense.weight", [Self.intermediate, h]), outputs: Self.intermediate, inputs: h),
+                    intermediateWeight: try linear("intermediate.dense.weight", inputs: h, outputs: Self.intermediate),
                     intermediateBias: try tensor("intermediate.dense.bias", [Self.intermediate]),
-                    ffnOutputWeight: Self.transposed(
-                        try tensor("output.dense.weight", [h, Self.intermediate]), outputs: h, inputs: Self.intermediate),
+                    ffnOutputWeight: try linear("output.dense.weight", inputs: Self.intermediate, outputs: h),
                     ffnOutputBias: try tensor("output.dense.bias", [h]),
                     outputNormWeight: try tensor("output.LayerNorm.weight", [h]),
                     outputNormBias: try tensor("output.LayerNorm.bias", [h])))
@@ -115,7 +124,7 @@ final class MiniLM: Sendable {
         let scale = 1 / Float(Self.headSize).squareRoot()
         for layer in layers {
             // Q, K, V for every token at once.
-            Self.linear(x, layer.qkvWeight, rows: rows, inputs: h, outputs: 3 * h, into: &qkv)
+            Self.linear(x, layer.qkvWeight, rows: rows, into: &qkv)
             qkv.withUnsafeMutableBufferPointer { ek_add_bias($0.baseAddress, layer.qkvBias, rows, 3 * h) }
             // Attention, per text and head.
             qkv.withUnsafeBufferPointer { qkv in
@@ -142,7 +151,7 @@ final class MiniLM: Sendable {
                 }
             }
             // Output projection, residual, LayerNorm.
-            Self.linear(context, layer.outputWeight, rows: rows, inputs: h, outputs: h, into: &projected)
+            Self.linear(context, layer.outputWeight, rows: rows, into: &projected)
             projected.withUnsafeMutableBufferPointer { projected in
                 x.withUnsafeBufferPointer { x in
                     ek_bias_residual_layernorm(
@@ -151,9 +160,9 @@ final class MiniLM: Sendable {
                 }
             }
             // Feed-forward: 384 → 1536 (GELU) → 384, residual, LayerNorm. The result becomes x.
-            Self.linear(projected, layer.intermediateWeight, rows: rows, inputs: h, outputs: Self.intermediate, into: &inner)
+            Self.linear(projected, layer.intermediateWeight, rows: rows, into: &inner)
             inner.withUnsafeMutableBufferPointer { ek_bias_gelu($0.baseAddress, layer.intermediateBias, rows, Self.intermediate) }
-            Self.linear(inner, layer.ffnOutputWeight, rows: rows, inputs: Self.intermediate, outputs: h, into: &x)
+            Self.linear(inner, layer.ffnOutputWeight, rows: rows, into: &x)
             x.withUnsafeMutableBufferPointer { x in
                 projected.withUnsafeBufferPointer { projected in
                     ek_bias_residual_layernorm(
@@ -174,11 +183,9 @@ final class MiniLM: Sendable {
     }
 
     /// out[rows × outputs] = input[rows × inputs] · weight[inputs × outputs] (weights are stored transposed at load).
-    private static func linear(_ input: [Float], _ weight: [Float], rows: Int, inputs: Int, outputs: Int, into output: inout [Float]) {
-        output.withUnsafeMutableBufferPointer { out in
-            cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(outputs), Int32(inputs), 1, input, Int32(inputs), weight,
-                Int32(outputs), 0, out.baseAddress, Int32(outputs))
+    private static func linear(_ input: [Float], _ weight: LinearWeights, rows: Int, into output: inout [Float]) {
+        input.withUnsafeBufferPointer { input in
+            output.withUnsafeMutableBufferPointer { output in weight.apply(input.baseAddress!, rows: rows, into: output.baseAddress!) }
         }
     }
 

@@ -1,5 +1,6 @@
 import CBLAS
 import CEncoderKernels
+import CPackedLinear
 import Foundation
 import SafeTensors
 
@@ -30,15 +31,18 @@ public final class SentenceEncoder: Sendable {
     /// The files a model directory must hold.
     public static let requiredFiles = ["model.safetensors", "vocab.txt"]
 
-    /// Loads the model from a directory holding `model.safetensors` and `vocab.txt`.
-    public init(modelDirectory: String) throws(EncoderError) {
+    /// Loads the model from a directory holding `model.safetensors` and `vocab.txt`, with its
+    /// linear layers on `kernel`.
+    public init(modelDirectory: String, kernel: LinearKernel = .onednn) throws(EncoderError) {
         for file in Self.requiredFiles where !FileManager.default.fileExists(atPath: modelDirectory + "/" + file) {
             throw EncoderError(
                 "\(modelDirectory)/\(file) is missing; fetch the model with `make setup` (it runs scripts/fetch-model.sh)")
         }
         tokenizer = try BertTokenizer(vocabularyFile: modelDirectory + "/vocab.txt")
         do {
-            model = try MiniLM(weights: try SafeTensorsFile(path: modelDirectory + "/model.safetensors"))
+            model = try MiniLM(weights: try SafeTensorsFile(path: modelDirectory + "/model.safetensors"), kernel: kernel)
+        } catch let error as EncoderError {
+            throw error
         } catch {
             throw EncoderError("\(error); re-fetch the model with `rm -r \(modelDirectory) && make setup`")
         }
@@ -50,10 +54,16 @@ public final class SentenceEncoder: Sendable {
         self.modelDirectory = modelDirectory
     }
 
-    /// Sets how many threads OpenBLAS uses for one matrix product (process-wide).
+    /// Sets how many threads OpenBLAS and oneDNN use for one matrix product (process-wide).
     public static func setThreads(_ count: Int) {
         openblas_set_num_threads(Int32(max(1, count)))
+        pl_set_threads(Int32(max(1, count)))
     }
+
+    /// The library running the linear layers, and its own name for the implementation it chose
+    /// (`status` shows it).
+    public var kernel: LinearKernel { model.kernel }
+    public var kernelImplementation: String { model.layers.first?.qkvWeight.implementation ?? "none" }
 
     /// The token ids the model sees for `text`: [CLS], word pieces, [SEP], at most 256.
     /// `.windows` returns the first window.

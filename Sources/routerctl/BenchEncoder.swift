@@ -13,6 +13,7 @@ struct BenchEncoder: AsyncParsableCommand {
     @Option(help: "Batch sizes, comma-separated.") var batches: String = "1,32"
     @Option(help: "OpenBLAS thread counts, comma-separated.") var threads: String = "1,2"
     @Option(help: "Seconds to spend on each cell (at least 3 calls).") var seconds: Double = 1.5
+    @Option(help: "The library running the linear layers: onednn or openblas.") var kernel: String = LinearKernel.onednn.rawValue
 
     func run() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
@@ -20,14 +21,17 @@ struct BenchEncoder: AsyncParsableCommand {
         let start = DispatchTime.now().uptimeNanoseconds
         let encoder: SentenceEncoder
         do {
-            encoder = try SentenceEncoder(modelDirectory: model)
+            guard let kernel = LinearKernel(rawValue: kernel) else {
+                throw EncoderError("--kernel must be one of \(LinearKernel.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            encoder = try SentenceEncoder(modelDirectory: model, kernel: kernel)
         } catch {
             printError("routerctl: \(error)")
             throw ExitCode(1)
         }
         let loadMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
         print(String(format: "model loaded in %.0f ms; RSS %.0f MiB after loading (%.0f MiB before)", loadMs, residentMiB(), rssBefore))
-        print("OpenBLAS core: \(BLASKernels.coreName)")
+        print("linear layers: \(encoder.kernel.rawValue) (\(encoder.kernelImplementation)); OpenBLAS core: \(BLASKernels.coreName)")
 
         // Tokenizer: a 64-token text of ordinary prose.
         let pieces = encoder.tokenizer.wordPieces(Self.prose)

@@ -259,7 +259,7 @@ struct Status: AsyncParsableCommand {
                 "socket      \(status.socket)",
                 "generation  \(status.generation)",
                 "routers     \(status.routers.joined(separator: ", "))",
-                "encoders    \(status.encoders.isEmpty ? "none" : status.encoders.joined(separator: ", ")) (OpenBLAS core \(status.blasCore))",
+                "encoders    \(status.encoders.isEmpty ? "none" : status.encoders.map { name in status.encoderKernels[name].map { "\(name) (\($0))" } ?? name }.joined(separator: ", ")) (OpenBLAS core \(status.blasCore))",
                 "plugins",
             ]
             lines += status.plugins.map { "  \($0.name) \($0.version) (ABI \($0.abiVersion))  \($0.library)" }

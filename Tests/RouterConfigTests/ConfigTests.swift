@@ -168,14 +168,18 @@ import Testing
         """
 
     @Test func anEncoderBatchesWithDefaultsAndItsBatchKeysAreChecked() throws {
-        let config = try load("encoders:\n  minilm: {path: models/m, batch_wait_us: 0}\n  other: {path: models/m}\n" + Self.minimalRouters)
+        let config = try load(
+            "encoders:\n  minilm: {path: models/m, batch_wait_us: 0, kernel: openblas}\n  other: {path: models/m}\n" + Self.minimalRouters)
         #expect(config.encoders["minilm"]?.batchSize == 32 && config.encoders["minilm"]?.batchWaitMicroseconds == 0)
         #expect(config.encoders["other"]?.batchSize == 32 && config.encoders["other"]?.batchWaitMicroseconds == 300)
-        let found = problems("encoders:\n  minilm: {path: models/m, batch_size: 0, batch_wait_us: 200000}\n" + Self.minimalRouters)
+        #expect(config.encoders["minilm"]?.kernel == "openblas" && config.encoders["other"]?.kernel == "onednn")
+        let found = problems(
+            "encoders:\n  minilm: {path: models/m, batch_size: 0, batch_wait_us: 200000, kernel: mkl}\n" + Self.minimalRouters)
         #expect(
             found == [
                 "2:40 encoder 'minilm': batch_size must be between 1 and 1024, found 0",
                 "2:58 encoder 'minilm': batch_wait_us must be between 0 and 100000, found 200000",
+                "2:74 encoder 'minilm': kernel must be one of onednn, openblas, found 'mkl'",
             ], "\(found)")
     }
 

@@ -25,6 +25,9 @@ struct DaemonEncoderTests {
         // The daemon runs OpenBLAS kernels that fit the CPU, not the legacy fallback.
         let status = try connection.request(#"{"op":"status"}"#).result
         #expect(status["encoders"] as? [String] == ["minilm"])
+        // The linear layers run on oneDNN (the default kernel), in fp32.
+        let kernel = (status["encoder_kernels"] as? [String: String])?["minilm"] ?? ""
+        #expect(kernel.hasPrefix("onednn ") && kernel.hasSuffix(" fp32"), "\(status)")
         #expect((status["blas_core"] as? String).map { !["Prescott", "Core2", "unknown"].contains($0) } == true, "\(status)")
     }
 

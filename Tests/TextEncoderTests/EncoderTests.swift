@@ -14,9 +14,14 @@ struct GoldenTests {
         }
     }
 
-    @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
-    func embeddingsMatchTheReference() throws {
-        let encoder = try #require(EncoderFixture.encoder)
+    /// Both kernels for the linear layers compute the reference embeddings in fp32.
+    @Test(
+        .enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)), arguments: LinearKernel.allCases)
+    func embeddingsMatchTheReference(kernel: LinearKernel) throws {
+        let encoder =
+            kernel == .onednn
+            ? try #require(EncoderFixture.encoder) : try SentenceEncoder(modelDirectory: EncoderFixture.modelDirectory, kernel: kernel)
+        #expect(encoder.kernel == kernel)
         let goldens = try EncoderFixture.golden()
         var worst = 1.0
         for golden in goldens {
@@ -24,7 +29,7 @@ struct GoldenTests {
             worst = min(worst, cosine)
             #expect(cosine >= 0.9999, "\(golden.text.prefix(40).debugDescription): cosine \(cosine)")
         }
-        print("golden embeddings: worst cosine \(worst) over \(goldens.count) texts")
+        print("golden embeddings (\(kernel.rawValue), \(encoder.kernelImplementation)): worst cosine \(worst) over \(goldens.count) texts")
         // The batch path packs texts together; it must give the same vectors.
         let batch = encoder.embed(goldens.map(\.text))
         for (golden, vector) in zip(goldens, batch) {
