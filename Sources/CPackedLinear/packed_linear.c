@@ -21,8 +21,15 @@ static volatile int thread_count = 1;
 // libgomp comes in with libdnnl; looked up rather than linked, as no omp.h is guaranteed.
 static void (*set_omp_threads)(int);
 
+// Streams are not thread-safe: each calling thread keeps one, destroyed when the thread exits
+// (an encoder's batching workers end when a reload replaces the encoder).
+static pthread_key_t stream_key;
+
+static void destroy_stream(void *stream) { dnnl_stream_destroy((dnnl_stream_t)stream); }
+
 static void make_engine(void) {
     engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
+    if (engine_status == dnnl_success && pthread_key_create(&stream_key, destroy_stream) != 0) engine_status = dnnl_out_of_memory;
     set_omp_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
 }
 
@@ -90,14 +97,13 @@ pl_linear *pl_create(const float *weight, int inputs, int outputs, char *error, 
     return linear;
 }
 
-// Streams are not thread-safe; each calling thread keeps one.
-static __thread dnnl_stream_t thread_stream;
-
 int pl_apply(const pl_linear *linear, const float *input, int rows, float *output) {
     if (rows == 0) return 0;
+    dnnl_stream_t thread_stream = pthread_getspecific(stream_key);
     if (!thread_stream) {
         dnnl_status_t status = dnnl_stream_create(&thread_stream, engine, dnnl_stream_default_flags);
         if (status != dnnl_success) return (int)status;
+        pthread_setspecific(stream_key, thread_stream);
     }
     if (set_omp_threads) set_omp_threads(thread_count);
     dnnl_memory_desc_t source, destination;
