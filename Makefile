@@ -52,9 +52,10 @@ test-python:
 ## test-asan / test-tsan: the suite (as `make test`, without the Python client's) built with AddressSanitizer
 ## (and LeakSanitizer) or ThreadSanitizer, in their own build folders; the daemons the tests start are the
 ## sanitized builds too. Suppressions, each naming its dependency and reason, are in Tests/sanitizers/
-# The ASan suite runs one test at a time (ASAN_TEST_FLAGS): in parallel on 2 cores its slow synchronous
-# tests hold both cooperative threads while the others' time limits run out.
+# Both suites run one test at a time (ASAN_TEST_FLAGS, TSAN_TEST_FLAGS): in parallel on 2 cores their slow
+# synchronous tests hold both cooperative threads while the others' time limits run out.
 ASAN_TEST_FLAGS ?= --no-parallel
+TSAN_TEST_FLAGS ?= --no-parallel
 test-asan: setup
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan $(SWIFT_FLAGS)
 	ROUTERD_TEST_SANITIZER=address ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/lsan.supp \
@@ -67,7 +68,7 @@ test-tsan: setup
 	$(SWIFT) build -c release --build-tests --sanitize=thread -Xswiftc -enable-testing --scratch-path .build-tsan \
 		-Xlinker --export-dynamic $(SWIFT_FLAGS)
 	ROUTERD_TEST_SANITIZER=thread TSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp \
-		$(SWIFT) test -c release --skip-build --sanitize=thread --scratch-path .build-tsan --skip ExternalPackageTests
+		$(SWIFT) test -c release --skip-build --sanitize=thread --scratch-path .build-tsan --skip ExternalPackageTests $(TSAN_TEST_FLAGS)
 
 ## test-llm: the causal_llm and `routerctl label` tests against a real llama.cpp server with SmolLM2-135M (builds it on first use)
 LLM_PORT ?= 8765

@@ -10,7 +10,8 @@ vectors, so both sides compute the same thing.
 
 Ours is `routerctl bench-encoder`, one cell per call, between ORT's runs of the same cell, so a
 noisy neighbour hits both sides alike. Each figure is the median time of one call over about
---seconds; the ratio is ours / ORT (below 1: ours is faster).
+--seconds; the ratio is ours / ORT (below 1: ours is faster). --openblas adds ours with the linear
+layers on OpenBLAS (the encoder's `kernel: openblas`).
 """
 
 import argparse
@@ -123,10 +124,10 @@ def median_ms(run, seconds):
     return statistics.median(times) * 1e3
 
 
-def ours_ms(routerctl, model, tokens, batch, threads, seconds):
+def ours_ms(routerctl, model, tokens, batch, threads, seconds, kernel):
     out = subprocess.run(
         [routerctl, "bench-encoder", "--model", model, "--tokens", str(tokens), "--batches", str(batch), "--threads", str(threads),
-         "--seconds", str(seconds)], check=True, capture_output=True, text=True).stdout
+         "--seconds", str(seconds), "--kernel", kernel], check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         cells = line.split()
         if len(cells) >= 4 and cells[:3] == [str(tokens), str(batch), str(threads)]:
@@ -165,6 +166,7 @@ def main():
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--work", default=".cache/bench-encoder")
+    parser.add_argument("--openblas", action="store_true", help="also time ours with the linear layers on OpenBLAS")
     args = parser.parse_args()
 
     os.makedirs(args.work, exist_ok=True)
@@ -178,6 +180,8 @@ def main():
     print(f"onnxruntime {ort.__version__}; CPU: {cpu_model()}; flags: {cpu_flags()}")
     print("median ms per call; ratio = ours / ORT (below 1: ours is faster)")
     header = f"{'TOKENS':>6} {'BATCH':>5} {'THREADS':>7} {'OURS':>9} {'ORT FP32':>9} {'RATIO':>6} {'ORT INT8':>9} {'OURS/INT8':>9}"
+    if args.openblas:
+        header += f" {'OPENBLAS':>9} {'RATIO':>6}"
     print(header)
     for threads in [int(t) for t in args.threads.split(",")]:
         sessions = {"fp32": session(fp32, threads), "int8": session(int8, threads)}
@@ -185,10 +189,13 @@ def main():
             for batch in [int(b) for b in args.batches.split(",")]:
                 ids = [[101] + [1996 + (i * 7 + j) % 20000 for j in range(tokens - 2)] + [102] for i in range(batch)]
                 ort_fp32 = median_ms(lambda: sessions["fp32"].run(["embedding"], feeds(ids)), args.seconds)
-                ours = ours_ms(args.routerctl, args.model, tokens, batch, threads, args.seconds)
+                ours = ours_ms(args.routerctl, args.model, tokens, batch, threads, args.seconds, "onednn")
                 ort_int8 = median_ms(lambda: sessions["int8"].run(["embedding"], feeds(ids)), args.seconds)
-                print(f"{tokens:>6} {batch:>5} {threads:>7} {ours:>9.2f} {ort_fp32:>9.2f} {ours / ort_fp32:>6.2f} {ort_int8:>9.2f} {ours / ort_int8:>9.2f}",
-                      flush=True)
+                row = f"{tokens:>6} {batch:>5} {threads:>7} {ours:>9.2f} {ort_fp32:>9.2f} {ours / ort_fp32:>6.2f} {ort_int8:>9.2f} {ours / ort_int8:>9.2f}"
+                if args.openblas:
+                    openblas = ours_ms(args.routerctl, args.model, tokens, batch, threads, args.seconds, "openblas")
+                    row += f" {openblas:>9.2f} {openblas / ort_fp32:>6.2f}"
+                print(row, flush=True)
 
 
 def cpu_model():

@@ -17,7 +17,8 @@ struct pl_linear {
 static dnnl_engine_t engine;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 static dnnl_status_t engine_status;
-static volatile int thread_count = 1;
+// Set when a generation is swapped in, read by every product: atomic.
+static int thread_count = 1;
 // libgomp comes in with libdnnl; looked up rather than linked, as no omp.h is guaranteed.
 static void (*set_omp_threads)(int);
 
@@ -33,7 +34,7 @@ static void make_engine(void) {
     set_omp_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
 }
 
-void pl_set_threads(int threads) { thread_count = threads < 1 ? 1 : threads; }
+void pl_set_threads(int threads) { __atomic_store_n(&thread_count, threads < 1 ? 1 : threads, __ATOMIC_RELAXED); }
 
 static pl_linear *fail(char *error, size_t size, const char *what, dnnl_status_t status) {
     snprintf(error, size, "oneDNN: %s failed (status %d)", what, (int)status);
@@ -105,7 +106,7 @@ int pl_apply(const pl_linear *linear, const float *input, int rows, float *outpu
         if (status != dnnl_success) return (int)status;
         pthread_setspecific(stream_key, thread_stream);
     }
-    if (set_omp_threads) set_omp_threads(thread_count);
+    if (set_omp_threads) set_omp_threads(__atomic_load_n(&thread_count, __ATOMIC_RELAXED));
     dnnl_memory_desc_t source, destination;
     dnnl_dims_t source_dims = {rows, linear->inputs}, destination_dims = {rows, linear->outputs};
     dnnl_memory_desc_init_by_tag(&source, 2, source_dims, dnnl_f32, dnnl_ab);
