@@ -256,13 +256,10 @@ public enum ConfigLoader {
         // logging
         let logFields = top["logging"]?.fields("logging", allowed: ["level"], diagnostics) ?? [:]
         var logging = DaemonConfig.Logging(level: .info)
-        if let node = logFields["level"], let name = node.string("logging.level", diagnostics) {
-            if let level = DaemonConfig.Logging.Level(rawValue: name) {
-                logging.level = level
-            } else {
-                let known = DaemonConfig.Logging.Level.allCases.map(\.rawValue).joined(separator: ", ")
-                diagnostics.report("logging.level must be one of \(known), found '\(name)'", at: node)
-            }
+        if let name = logFields["level"]?.string("logging.level", oneOf: DaemonConfig.Logging.Level.allCases.map(\.rawValue), diagnostics),
+            let level = DaemonConfig.Logging.Level(rawValue: name)
+        {
+            logging.level = level
         }
 
         // reload
@@ -338,22 +335,8 @@ public enum ConfigLoader {
                 continue
             }
             guard let path = pathNode.string("\(context): path", diagnostics) else { continue }
-            var longText = "head"
-            if let policyNode = fields["long_text"], let value = policyNode.string("\(context): long_text", diagnostics) {
-                if DaemonConfig.Encoder.longTextPolicies.contains(value) {
-                    longText = value
-                } else {
-                    diagnostics.report("\(context): long_text must be one of head, tail, windows, found '\(value)'", at: policyNode)
-                }
-            }
-            var kernel = "onednn"
-            if let kernelNode = fields["kernel"], let value = kernelNode.string("\(context): kernel", diagnostics) {
-                if DaemonConfig.Encoder.kernels.contains(value) {
-                    kernel = value
-                } else {
-                    diagnostics.report("\(context): kernel must be one of onednn, openblas, found '\(value)'", at: kernelNode)
-                }
-            }
+            let longText = fields["long_text"]?.string("\(context): long_text", oneOf: DaemonConfig.Encoder.longTextPolicies, diagnostics) ?? "head"
+            let kernel = fields["kernel"]?.string("\(context): kernel", oneOf: DaemonConfig.Encoder.kernels, diagnostics) ?? "onednn"
             encoders[name] = DaemonConfig.Encoder(
                 name: name, kind: kind, path: absolute(path, relativeTo: folder),
                 cacheSize: fields["cache_size"]?.int("\(context): cache_size", in: 0...100_000_000, diagnostics) ?? 10_000,

@@ -98,6 +98,16 @@ extension YAMLNode {
         return text
     }
 
+    /// The string, if it is one of `allowed`; otherwise a problem naming them, and nil.
+    func string(_ context: String, oneOf allowed: [String], _ diagnostics: Diagnostics) -> String? {
+        guard let value = string(context, diagnostics) else { return nil }
+        guard allowed.contains(value) else {
+            diagnostics.report("\(context) must be one of \(allowed.joined(separator: ", ")), found '\(value)'", at: self)
+            return nil
+        }
+        return value
+    }
+
     func int(_ context: String, in range: ClosedRange<Int>? = nil, _ diagnostics: Diagnostics) -> Int? {
         guard case .scalar(let text, plain: true) = kind, let value = Int(text.replacingUnderscores) else {
             diagnostics.report("\(context) must be an integer, found \(quoted)", at: self)

@@ -68,7 +68,7 @@ struct Dispatcher: Sendable {
         case immediate
         /// A router with an encoder: its prompts' embeddings first, from the cache or the batcher.
         case encoder
-        /// Milliseconds of CPU (the encoder, a reload): run it on the compute pool.
+        /// Milliseconds of CPU (`embed`, a reload): run it on the compute pool.
         case compute
         /// Waits on I/O (an io_bound plugin's network call): run it on the I/O pool.
         case io

@@ -38,16 +38,10 @@ public final class EncoderInstance: Sendable {
     /// Embeddings of `texts` under the encoder's policy, from the cache where possible;
     /// the misses go to the batcher, with other callers' texts, and this thread waits.
     public func embed(_ texts: [String]) -> [[Float]] {
-        var results = texts.map { cache.value(for: $0) }
-        let missing = results.indices.filter { results[$0] == nil }
-        if !missing.isEmpty {
-            let computed = batcher.embed(missing.map { texts[$0] })
-            for (index, vector) in zip(missing, computed) {
-                results[index] = vector
-                cache.insert(vector, for: texts[index])
-            }
-        }
-        return results.map { $0! }
+        let found = texts.map { cache.value(for: $0) }
+        let missing = found.indices.filter { found[$0] == nil }
+        if missing.isEmpty { return found.map { $0! } }
+        return filling(found, missing: missing, with: batcher.embed(missing.map { texts[$0] }), texts: texts)
     }
 
     /// Embeddings of `texts`, returned at once when the cache holds them all; otherwise nil,
@@ -56,15 +50,20 @@ public final class EncoderInstance: Sendable {
         let found = texts.map { cache.value(for: $0) }
         let missing = found.indices.filter { found[$0] == nil }
         if missing.isEmpty { return found.map { $0! } }
-        batcher.submit(missing.map { texts[$0] }) { [cache] computed in
-            var results = found
-            for (index, vector) in zip(missing, computed) {
-                results[index] = vector
-                cache.insert(vector, for: texts[index])
-            }
-            later(results.map { $0! })
+        batcher.submit(missing.map { texts[$0] }) { [self] computed in
+            later(filling(found, missing: missing, with: computed, texts: texts))
         }
         return nil
+    }
+
+    /// `found` with the `computed` embeddings of its `missing` slots filled in, and cached.
+    private func filling(_ found: [[Float]?], missing: [Int], with computed: [[Float]], texts: [String]) -> [[Float]] {
+        var results = found
+        for (index, vector) in zip(missing, computed) {
+            results[index] = vector
+            cache.insert(vector, for: texts[index])
+        }
+        return results.map { $0! }
     }
 
     /// Loaded models by folder and kernel, so reloads and several encoders on one model share its weights.

@@ -62,7 +62,7 @@ public final class EmbeddingBatcher: Sendable {
     /// Queues `texts`; `completion` gets their embeddings, in order, on a worker thread.
     public func submit(_ texts: [String], completion: @escaping @Sendable ([[Float]]) -> Void) {
         guard !texts.isEmpty else { return completion([]) }
-        queue.submit(Job(texts: texts, arrived: .now, completion: completion))
+        queue.submit(Job(texts: texts, arrived: Date(), completion: completion))
     }
 
     /// The embeddings of `texts`, in order; blocks the calling thread until its batch is done.
@@ -85,7 +85,7 @@ public final class EmbeddingBatcher: Sendable {
 
     fileprivate struct Job {
         var texts: [String]
-        var arrived: ContinuousClock.Instant
+        var arrived: Date
         var completion: @Sendable ([[Float]]) -> Void
     }
 
@@ -150,7 +150,7 @@ public final class EmbeddingBatcher: Sendable {
                 while jobs.isEmpty && !stopped { condition.wait() }
                 if jobs.isEmpty { return nil }
                 if shared, limits.maxWait > 0, queuedTexts < limits.maxBatch, !stopped {
-                    let deadline = Date(timeIntervalSinceNow: limits.maxWait - elapsedSeconds(since: jobs[0].arrived))
+                    let deadline = jobs[0].arrived.addingTimeInterval(limits.maxWait)
                     while queuedTexts < limits.maxBatch, !stopped, condition.wait(until: deadline) {}
                     // Another worker may have taken everything meanwhile.
                     if jobs.isEmpty { continue }
@@ -189,11 +189,6 @@ public final class EmbeddingBatcher: Sendable {
             for job in batch {
                 job.completion(job.texts.map { vectors[slot[$0]!] })
             }
-        }
-
-        private func elapsedSeconds(since start: ContinuousClock.Instant) -> Double {
-            let elapsed = ContinuousClock.now - start
-            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         }
     }
 }

@@ -42,12 +42,8 @@ final class MiniLM: Sendable {
     let embeddingNormBias: [Float]
     let layers: [Layer]
 
-    /// The library running the linear layers.
-    let kernel: LinearKernel
-
     /// Throws SafeTensorsError for a bad weights file, EncoderError if the kernel refuses the weights.
     init(weights file: SafeTensorsFile, kernel: LinearKernel) throws {
-        self.kernel = kernel
         let h = Self.hidden
         guard let words = file.tensors["embeddings.word_embeddings.weight"] else {
             throw SafeTensorsError(file: file.path, message: "missing tensor 'embeddings.word_embeddings.weight'; is this a BERT model?")

@@ -62,8 +62,8 @@ public final class SentenceEncoder: Sendable {
 
     /// The library running the linear layers, and its own name for the implementation it chose
     /// (`status` shows it).
-    public var kernel: LinearKernel { model.kernel }
-    public var kernelImplementation: String { model.layers.first?.qkvWeight.implementation ?? "none" }
+    public var kernel: LinearKernel { model.layers[0].qkvWeight.kernel }
+    public var kernelImplementation: String { model.layers[0].qkvWeight.implementation }
 
     /// The token ids the model sees for `text`: [CLS], word pieces, [SEP], at most 256.
     /// `.windows` returns the first window.

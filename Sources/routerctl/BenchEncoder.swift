@@ -13,7 +13,7 @@ struct BenchEncoder: AsyncParsableCommand {
     @Option(help: "Batch sizes, comma-separated.") var batches: String = "1,32"
     @Option(help: "OpenBLAS thread counts, comma-separated.") var threads: String = "1,2"
     @Option(help: "Seconds to spend on each cell (at least 3 calls).") var seconds: Double = 1.5
-    @Option(help: "The library running the linear layers: onednn or openblas.") var kernel: String = LinearKernel.onednn.rawValue
+    @Option(help: "The library running the linear layers.") var kernel: LinearKernel = .onednn
 
     func run() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
@@ -21,9 +21,6 @@ struct BenchEncoder: AsyncParsableCommand {
         let start = DispatchTime.now().uptimeNanoseconds
         let encoder: SentenceEncoder
         do {
-            guard let kernel = LinearKernel(rawValue: kernel) else {
-                throw EncoderError("--kernel must be one of \(LinearKernel.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
             encoder = try SentenceEncoder(modelDirectory: model, kernel: kernel)
         } catch {
             printError("routerctl: \(error)")
@@ -131,3 +128,5 @@ struct BenchEncoder: AsyncParsableCommand {
         data centres, yet the underlying desire to reach more readers at lower cost has remained remarkably stable.
         """
 }
+
+extension LinearKernel: ExpressibleByArgument {}

@@ -31,7 +31,9 @@ struct DaemonEncoderTests {
         #expect((status["blas_core"] as? String).map { !["Prescott", "Core2", "unknown"].contains($0) } == true, "\(status)")
     }
 
-    @Test func pluginsReceiveThePromptEmbeddingAndCanAskForMore() throws {
+    /// A daemon whose router `probe` (the C test plugin) scores a prompt (embedding[component] + 1) / 2,
+    /// so a decision shows which embedding its plugin received.
+    static func probeDaemon(embeddingComponent component: Int) throws -> Daemon {
         let directory = try TemporaryDirectory()
         let plugins = try PluginTests.buildConstantPlugin(in: directory, embedding: "required")
         let routers = """
@@ -43,11 +45,15 @@ struct DaemonEncoderTests {
                 encoder: minilm
                 params:
                   score: 0.5
-                  embedding_component: 3
+                  embedding_component: \(component)
             """
-        let daemon = try Daemon(
+        return try Daemon(
             directory: directory,
             config: { TestConfig.yaml(socket: $0, routers: routers, searchPaths: [plugins], encoders: EncoderFixture.encoders()) })
+    }
+
+    @Test func pluginsReceiveThePromptEmbeddingAndCanAskForMore() throws {
+        let daemon = try Self.probeDaemon(embeddingComponent: 3)
         let connection = try daemon.connect()
         let prompt = "How many moons does Jupiter have?"
         let embedding = try connection.request(#"{"op":"embed","text":"\#(prompt)"}"#).result["embeddings"] as? [[Double]]
@@ -86,22 +92,7 @@ struct DaemonEncoderTests {
     /// Routes from 16 connections at once, each prompt new to the cache: the batcher embeds
     /// them in shared passes, and each decision still scores its own prompt's embedding.
     @Test func concurrentPromptsShareEncoderPassesAndEachGetsItsOwnEmbedding() throws {
-        let directory = try TemporaryDirectory()
-        let plugins = try PluginTests.buildConstantPlugin(in: directory, embedding: "required")
-        let routers = """
-              probe:
-                plugin: constant
-                threshold: 0.5
-                strong_model: big
-                weak_model: small
-                encoder: minilm
-                params:
-                  score: 0.5
-                  embedding_component: 7
-            """
-        let daemon = try Daemon(
-            directory: directory,
-            config: { TestConfig.yaml(socket: $0, routers: routers, searchPaths: [plugins], encoders: EncoderFixture.encoders()) })
+        let daemon = try Self.probeDaemon(embeddingComponent: 7)
         let prompts = (0..<16).map { "Question \($0): how many \(["moons", "rivers", "primes", "bridges"][$0 % 4]) are there below \($0 * 37)?" }
         let connections = try prompts.map { _ in try daemon.connect() }
         // The plugin embedded a text of its own at create time.
