@@ -56,7 +56,7 @@ let package = Package(
         // The local sentence encoder: BERT tokenizer, MiniLM on OpenBLAS, long-text policies, cache.
         .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "CPackedLinear", "SafeTensors"]),
         // The encoder's linear layers on oneDNN (libdnnl-dev), weights packed once at load.
-        .target(name: "CPackedLinear", linkerSettings: [.linkedLibrary("dnnl")]),
+        .target(name: "CPackedLinear", dependencies: ["CEncoderKernels"], linkerSettings: [.linkedLibrary("dnnl")]),
 
         // Writing a plugin in Swift on top of the C ABI, and what plugins, trainers and the host
         // share: the typed description and the weights-file metadata keys.
@@ -205,8 +205,8 @@ let package = Package(
         .testTarget(
             name: "RouterdIntegrationTests",
             dependencies: [
-                "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterdTestSupport", "SafeTensors", "StableHash", "routerd",
-                "routerctl",
+                "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterdTestSupport", "SafeTensors", "StableHash", "TextEncoder",
+                "routerd", "routerctl",
             ],
             exclude: ["ExternalPlugin", "ExternalPackage"]),
     ]

@@ -155,3 +155,49 @@ void ek_weighted_mean_normalize(const float *vectors, const float *weights, size
         for (size_t c = 0; c < cols; c++) out[c] += weights[i] * vectors[i * cols + c];
     normalize_vector(out, cols);
 }
+
+MULTIVERSION
+void ek_quantize_rows_u8(const float *x, size_t rows, size_t cols, const float *factor, uint8_t *q, float *scale) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * cols;
+        uint8_t *out = q + r * cols;
+        float largest = 0;
+        if (factor) {
+            for (size_t c = 0; c < cols; c++) largest = fmaxf(largest, fabsf(row[c] * factor[c]));
+        } else {
+            for (size_t c = 0; c < cols; c++) largest = fmaxf(largest, fabsf(row[c]));
+        }
+        const float step = largest > 0 ? largest / 127.0f : 1.0f;
+        const float inverse = 1.0f / step;
+        for (size_t c = 0; c < cols; c++) {
+            const float v = nearbyintf(row[c] * (factor ? factor[c] : 1.0f) * inverse);
+            out[c] = (uint8_t)((int32_t)fminf(fmaxf(v, -127.0f), 127.0f) + 128);
+        }
+        scale[r] = step;
+    }
+}
+
+MULTIVERSION
+void ek_dequantize_rows(float *x, size_t rows, size_t cols, const float *row_scale, const float *column_scale,
+                        const int32_t *correction) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * cols;
+        const int32_t *acc = (const int32_t *)row;
+        const float s = row_scale[r];
+        for (size_t c = 0; c < cols; c++) {
+            int32_t a;
+            memcpy(&a, acc + c, sizeof a);
+            row[c] = (float)(a - correction[c]) * (s * column_scale[c]);
+        }
+    }
+}
+
+MULTIVERSION
+void ek_to_bf16(const float *x, size_t count, uint16_t *out) {
+    for (size_t i = 0; i < count; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, sizeof bits);
+        const uint32_t rounded = bits + 0x7FFFu + ((bits >> 16) & 1u);
+        out[i] = (x[i] != x[i]) ? (uint16_t)((bits >> 16) | 0x40u) : (uint16_t)(rounded >> 16);
+    }
+}

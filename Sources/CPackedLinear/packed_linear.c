@@ -1,17 +1,28 @@
 #include "packed_linear.h"
 
 #include <dlfcn.h>
+#include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "encoder_kernels.h"
 
 struct pl_linear {
     dnnl_primitive_t matmul;
     dnnl_memory_t weights;  // in the layout the primitive chose, filled once
     int inputs, outputs;
+    pl_precision precision;
     const char *implementation;
+    size_t weight_bytes;
+    // int8 only: each weight column's scale, 128 × the column's sum of quantized weights, and the
+    // factor each input channel is multiplied by before the row is quantized (NULL: none).
+    float *column_scale;
+    int32_t *correction;
+    float *input_factor;
 };
 
 static dnnl_engine_t engine;
@@ -36,6 +47,41 @@ static void make_engine(void) {
 
 void pl_set_threads(int threads) { __atomic_store_n(&thread_count, threads < 1 ? 1 : threads, __ATOMIC_RELAXED); }
 
+// dnnl_cpu_isa_t is a bit set: each instruction-set extension adds bits to the ones it builds on.
+static int has_vnni(dnnl_cpu_isa_t isa) { return (isa & 0x40) || (isa & 0x400); }
+static int has_bf16(dnnl_cpu_isa_t isa) { return (isa & 0x80) != 0; }
+
+const char *pl_cpu_isa(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+    }
+}
+
+int pl_supports(pl_precision precision, char *why, size_t why_size) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    switch (precision) {
+    case PL_FP32: return 1;
+    case PL_INT8:
+        if (isa >= dnnl_cpu_isa_avx2 && isa != dnnl_cpu_isa_avx512_mic && isa != dnnl_cpu_isa_avx512_mic_4ops) return 1;
+        snprintf(why, why_size, "int8 needs AVX2; oneDNN's best instruction set on this CPU is %s", pl_cpu_isa());
+        return 0;
+    case PL_BF16:
+        if (has_bf16(isa)) return 1;
+        snprintf(why, why_size, "bf16 needs AVX512-BF16 or AMX; oneDNN's best instruction set on this CPU is %s", pl_cpu_isa());
+        return 0;
+    }
+    snprintf(why, why_size, "unknown precision %d", (int)precision);
+    return 0;
+}
+
 static pl_linear *fail(char *error, size_t size, const char *what, dnnl_status_t status) {
     snprintf(error, size, "oneDNN: %s failed (status %d)", what, (int)status);
     return NULL;
@@ -46,26 +92,96 @@ static pl_linear *fail(char *error, size_t size, const char *what, dnnl_status_t
         dnnl_status_t status_ = (call);                                                                                                   \
         if (status_ != dnnl_success) {                                                                                                    \
             pl_destroy(linear);                                                                                                           \
+            free(converted);                                                                                                              \
             return fail(error, error_size, what, status_);                                                                                \
         }                                                                                                                                 \
     } while (0)
 
-pl_linear *pl_create(const float *weight, int inputs, int outputs, char *error, size_t error_size) {
+// int8: SmoothQuant's per-channel migration (Xiao et al., 2023). A channel whose inputs reach far
+// past the others' (BERT has a few) would take the whole row's quantization range; dividing it by
+// s_k = sqrt(max|x_k| / max_n |w_kn|) and multiplying the weight row by s_k leaves the product
+// unchanged and balances the two operands' ranges. Then a scale per output column, so that the
+// column's largest weight maps to `limit`.
+static int8_t *quantize_weights(pl_linear *linear, const float *weight, const float *input_range, int limit) {
+    const int inputs = linear->inputs, outputs = linear->outputs;
+    int8_t *quantized = malloc((size_t)inputs * outputs);
+    float *smoothed = malloc(sizeof(float) * (size_t)inputs * outputs);
+    linear->column_scale = malloc(sizeof(float) * outputs);
+    linear->correction = malloc(sizeof(int32_t) * outputs);
+    if (input_range) linear->input_factor = malloc(sizeof(float) * inputs);
+    if (!quantized || !smoothed || !linear->column_scale || !linear->correction || (input_range && !linear->input_factor)) {
+        free(quantized);
+        free(smoothed);
+        return NULL;
+    }
+    for (int i = 0; i < inputs; i++) {
+        float factor = 1;
+        if (input_range) {
+            float largest = 0;
+            for (int o = 0; o < outputs; o++) largest = fmaxf(largest, fabsf(weight[(size_t)i * outputs + o]));
+            if (input_range[i] > 0 && largest > 0) factor = fminf(fmaxf(sqrtf(input_range[i] / largest), 1e-2f), 1e2f);
+            linear->input_factor[i] = 1 / factor;
+        }
+        for (int o = 0; o < outputs; o++) smoothed[(size_t)i * outputs + o] = weight[(size_t)i * outputs + o] * factor;
+    }
+    for (int o = 0; o < outputs; o++) {
+        float largest = 0;
+        for (int i = 0; i < inputs; i++) largest = fmaxf(largest, fabsf(smoothed[(size_t)i * outputs + o]));
+        const float step = largest > 0 ? largest / (float)limit : 1.0f;
+        int32_t sum = 0;
+        for (int i = 0; i < inputs; i++) {
+            const int32_t q = (int32_t)lrintf(smoothed[(size_t)i * outputs + o] / step);
+            const int32_t clamped = q > limit ? limit : (q < -limit ? -limit : q);
+            quantized[(size_t)i * outputs + o] = (int8_t)clamped;
+            sum += clamped;
+        }
+        linear->column_scale[o] = step;
+        linear->correction[o] = 128 * sum;
+    }
+    free(smoothed);
+    return quantized;
+}
+
+pl_linear *pl_create(const float *weight, int inputs, int outputs, pl_precision precision, const float *input_range, char *error,
+                     size_t error_size) {
     pthread_once(&engine_once, make_engine);
     if (engine_status != dnnl_success) return fail(error, error_size, "creating the CPU engine", engine_status);
+    if (!pl_supports(precision, error, error_size)) return NULL;
+    void *converted = NULL;
     pl_linear *linear = calloc(1, sizeof *linear);
     if (!linear) return fail(error, error_size, "allocating", dnnl_out_of_memory);
     linear->inputs = inputs;
     linear->outputs = outputs;
+    linear->precision = precision;
+    // The weights as the primitive takes them before packing, and the three operands' types.
+    const void *plain_weights = weight;
+    dnnl_data_type_t source_type = dnnl_f32, weight_type = dnnl_f32, destination_type = dnnl_f32;
+    if (precision == PL_INT8) {
+        // Without VNNI, oneDNN's u8·s8 kernels add pairs of products in 16 bits, which saturate
+        // unless the weights keep to 7 bits (oneDNN's guide, "Nuances of int8 computations").
+        converted = quantize_weights(linear, weight, input_range, has_vnni(dnnl_get_effective_cpu_isa()) ? 127 : 63);
+        if (!converted) TRY(dnnl_out_of_memory, "quantizing the weights");
+        plain_weights = converted;
+        source_type = dnnl_u8;
+        weight_type = dnnl_s8;
+        destination_type = dnnl_s32;
+    } else if (precision == PL_BF16) {
+        converted = malloc(sizeof(uint16_t) * (size_t)inputs * outputs);
+        if (!converted) TRY(dnnl_out_of_memory, "converting the weights");
+        ek_to_bf16(weight, (size_t)inputs * outputs, converted);
+        plain_weights = converted;
+        source_type = dnnl_bf16;
+        weight_type = dnnl_bf16;
+    }
     // Rows vary per call, so the primitive takes them at run time; the weights' layout is left to
     // oneDNN (`any`), which packs them for its kernel.
     dnnl_memory_desc_t source, packed, plain, destination;
     dnnl_dims_t source_dims = {DNNL_RUNTIME_DIM_VAL, inputs}, weight_dims = {inputs, outputs},
                 destination_dims = {DNNL_RUNTIME_DIM_VAL, outputs};
-    TRY(dnnl_memory_desc_init_by_tag(&source, 2, source_dims, dnnl_f32, dnnl_ab), "describing the input");
-    TRY(dnnl_memory_desc_init_by_tag(&packed, 2, weight_dims, dnnl_f32, dnnl_format_tag_any), "describing the weights");
-    TRY(dnnl_memory_desc_init_by_tag(&plain, 2, weight_dims, dnnl_f32, dnnl_ab), "describing the weights");
-    TRY(dnnl_memory_desc_init_by_tag(&destination, 2, destination_dims, dnnl_f32, dnnl_ab), "describing the output");
+    TRY(dnnl_memory_desc_init_by_tag(&source, 2, source_dims, source_type, dnnl_ab), "describing the input");
+    TRY(dnnl_memory_desc_init_by_tag(&packed, 2, weight_dims, weight_type, dnnl_format_tag_any), "describing the weights");
+    TRY(dnnl_memory_desc_init_by_tag(&plain, 2, weight_dims, weight_type, dnnl_ab), "describing the weights");
+    TRY(dnnl_memory_desc_init_by_tag(&destination, 2, destination_dims, destination_type, dnnl_ab), "describing the output");
     dnnl_matmul_desc_t description;
     TRY(dnnl_matmul_desc_init(&description, &source, &packed, NULL, &destination), "describing the matmul");
     dnnl_primitive_desc_t primitive_description;
@@ -73,12 +189,14 @@ pl_linear *pl_create(const float *weight, int inputs, int outputs, char *error, 
     const char *implementation = NULL;
     dnnl_primitive_desc_query(primitive_description, dnnl_query_impl_info_str, 0, &implementation);
     const dnnl_memory_desc_t *chosen = dnnl_primitive_desc_query_md(primitive_description, dnnl_query_weights_md, 0);
+    linear->weight_bytes = dnnl_memory_desc_get_size(chosen) +
+                           (precision == PL_INT8 ? (sizeof(float) + sizeof(int32_t)) * outputs + (input_range ? sizeof(float) * inputs : 0) : 0);
     dnnl_status_t status = dnnl_memory_create(&linear->weights, chosen, engine, DNNL_MEMORY_ALLOCATE);
     dnnl_memory_t user = NULL;
     dnnl_primitive_desc_t reorder_description = NULL;
     dnnl_primitive_t reorder = NULL;
     dnnl_stream_t stream = NULL;
-    if (status == dnnl_success) status = dnnl_memory_create(&user, &plain, engine, (void *)weight);
+    if (status == dnnl_success) status = dnnl_memory_create(&user, &plain, engine, (void *)plain_weights);
     if (status == dnnl_success) status = dnnl_reorder_primitive_desc_create(&reorder_description, &plain, engine, chosen, engine, NULL);
     if (status == dnnl_success) status = dnnl_primitive_create(&reorder, reorder_description);
     if (status == dnnl_success) status = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
@@ -95,22 +213,23 @@ pl_linear *pl_create(const float *weight, int inputs, int outputs, char *error, 
     if (status == dnnl_success && implementation) linear->implementation = strdup(implementation);
     dnnl_primitive_desc_destroy(primitive_description);
     TRY(status, "packing the weights");
+    free(converted);
     return linear;
 }
 
-int pl_apply(const pl_linear *linear, const float *input, int rows, float *output) {
-    if (rows == 0) return 0;
+static dnnl_status_t execute(const pl_linear *linear, const void *input, dnnl_data_type_t input_type, int rows, void *output,
+                             dnnl_data_type_t output_type) {
     dnnl_stream_t thread_stream = pthread_getspecific(stream_key);
     if (!thread_stream) {
         dnnl_status_t status = dnnl_stream_create(&thread_stream, engine, dnnl_stream_default_flags);
-        if (status != dnnl_success) return (int)status;
+        if (status != dnnl_success) return status;
         pthread_setspecific(stream_key, thread_stream);
     }
     if (set_omp_threads) set_omp_threads(__atomic_load_n(&thread_count, __ATOMIC_RELAXED));
     dnnl_memory_desc_t source, destination;
     dnnl_dims_t source_dims = {rows, linear->inputs}, destination_dims = {rows, linear->outputs};
-    dnnl_memory_desc_init_by_tag(&source, 2, source_dims, dnnl_f32, dnnl_ab);
-    dnnl_memory_desc_init_by_tag(&destination, 2, destination_dims, dnnl_f32, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&source, 2, source_dims, input_type, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&destination, 2, destination_dims, output_type, dnnl_ab);
     dnnl_memory_t source_memory = NULL, destination_memory = NULL;
     dnnl_status_t status = dnnl_memory_create(&source_memory, &source, engine, (void *)input);
     if (status == dnnl_success) status = dnnl_memory_create(&destination_memory, &destination, engine, output);
@@ -122,7 +241,35 @@ int pl_apply(const pl_linear *linear, const float *input, int rows, float *outpu
     if (status == dnnl_success) status = dnnl_stream_wait(thread_stream);
     if (source_memory) dnnl_memory_destroy(source_memory);
     if (destination_memory) dnnl_memory_destroy(destination_memory);
-    return (int)status;
+    return status;
+}
+
+int pl_apply(const pl_linear *linear, const float *input, int rows, float *output) {
+    if (rows == 0) return 0;
+    const size_t values = (size_t)rows * linear->inputs;
+    switch (linear->precision) {
+    case PL_FP32: return (int)execute(linear, input, dnnl_f32, rows, output, dnnl_f32);
+    case PL_INT8: {
+        // The int32 accumulators land in `output` (same size as its floats) and are scaled there.
+        float *scales = malloc(sizeof(float) * rows + values);
+        if (!scales) return (int)dnnl_out_of_memory;
+        uint8_t *quantized = (uint8_t *)(scales + rows);
+        ek_quantize_rows_u8(input, rows, linear->inputs, linear->input_factor, quantized, scales);
+        dnnl_status_t status = execute(linear, quantized, dnnl_u8, rows, output, dnnl_s32);
+        if (status == dnnl_success) ek_dequantize_rows(output, rows, linear->outputs, scales, linear->column_scale, linear->correction);
+        free(scales);
+        return (int)status;
+    }
+    case PL_BF16: {
+        uint16_t *rounded = malloc(sizeof(uint16_t) * values);
+        if (!rounded) return (int)dnnl_out_of_memory;
+        ek_to_bf16(input, values, rounded);
+        dnnl_status_t status = execute(linear, rounded, dnnl_bf16, rows, output, dnnl_f32);
+        free(rounded);
+        return (int)status;
+    }
+    }
+    return (int)dnnl_invalid_arguments;
 }
 
 void pl_destroy(pl_linear *linear) {
@@ -130,7 +277,12 @@ void pl_destroy(pl_linear *linear) {
     if (linear->matmul) dnnl_primitive_destroy(linear->matmul);
     if (linear->weights) dnnl_memory_destroy(linear->weights);
     free((void *)linear->implementation);
+    free(linear->column_scale);
+    free(linear->correction);
+    free(linear->input_factor);
     free(linear);
 }
 
 const char *pl_implementation(const pl_linear *linear) { return linear->implementation ? linear->implementation : "unknown"; }
+
+size_t pl_weight_bytes(const pl_linear *linear) { return linear->weight_bytes; }

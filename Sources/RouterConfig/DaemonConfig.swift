@@ -70,6 +70,7 @@ public struct DaemonConfig: Sendable {
         public static let kinds = ["minilm"]
         public static let longTextPolicies = ["head", "tail", "windows"]
         public static let kernels = ["onednn", "openblas"]
+        public static let precisions = ["fp32", "int8", "bf16", "auto"]
 
         public var name: String
         public var kind: String
@@ -88,6 +89,9 @@ public struct DaemonConfig: Sendable {
         public var batchWaitMicroseconds: Int
         /// The library running the linear layers: onednn (weights packed once at load) or openblas.
         public var kernel: String
+        /// The linear layers' arithmetic: fp32, int8 or bf16, or auto (the fastest that passes the
+        /// accuracy gate at load).
+        public var precision: String = "fp32"
     }
 
     /// Session affinity: how long a session's model sticks, and how many sessions are remembered.
@@ -196,7 +200,7 @@ public enum ConfigLoader {
     static let routerKeys: Set<String> = [
         "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn", "timeout",
     ]
-    static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads", "batch_size", "batch_wait_us", "kernel"]
+    static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads", "batch_size", "batch_wait_us", "kernel", "precision"]
 
     /// Loads and validates `file`; on failure, the error lists every problem found.
     ///
@@ -337,12 +341,17 @@ public enum ConfigLoader {
             guard let path = pathNode.string("\(context): path", diagnostics) else { continue }
             let longText = fields["long_text"]?.string("\(context): long_text", oneOf: DaemonConfig.Encoder.longTextPolicies, diagnostics) ?? "head"
             let kernel = fields["kernel"]?.string("\(context): kernel", oneOf: DaemonConfig.Encoder.kernels, diagnostics) ?? "onednn"
+            let precision = fields["precision"]?.string("\(context): precision", oneOf: DaemonConfig.Encoder.precisions, diagnostics) ?? "fp32"
+            if kernel == "openblas", precision == "int8" || precision == "bf16", let node = fields["precision"] {
+                diagnostics.report("\(context): precision \(precision) needs kernel onednn; openblas runs fp32 only", at: node)
+            }
             encoders[name] = DaemonConfig.Encoder(
                 name: name, kind: kind, path: absolute(path, relativeTo: folder),
                 cacheSize: fields["cache_size"]?.int("\(context): cache_size", in: 0...100_000_000, diagnostics) ?? 10_000,
                 longText: longText, threads: fields["threads"]?.int("\(context): threads", in: 1...256, diagnostics) ?? 1,
                 batchSize: fields["batch_size"]?.int("\(context): batch_size", in: 1...1024, diagnostics) ?? 32,
-                batchWaitMicroseconds: fields["batch_wait_us"]?.int("\(context): batch_wait_us", in: 0...100_000, diagnostics) ?? 300, kernel: kernel)
+                batchWaitMicroseconds: fields["batch_wait_us"]?.int("\(context): batch_wait_us", in: 0...100_000, diagnostics) ?? 300, kernel: kernel,
+                precision: precision)
         }
 
         // routers, and the descriptors of the plugins they use

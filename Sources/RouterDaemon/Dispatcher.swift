@@ -310,7 +310,12 @@ struct Dispatcher: Sendable {
                 PluginInfo(name: $0.name, version: $0.version, library: $0.path, abiVersion: $0.abiVersion)
             },
             routers: generation.routerNames, encoders: generation.encoders.keys.sorted(), blasCore: BLASKernels.coreName,
-            encoderKernels: generation.encoders.mapValues { "\($0.encoder.kernel.rawValue) \($0.encoder.kernelImplementation) fp32" })
+            encoderKernels: generation.encoders.mapValues {
+                "\($0.encoder.kernel.rawValue) \($0.encoder.kernelImplementation) \($0.encoder.precision.rawValue)"
+            },
+            encoderPrecision: generation.encoders.mapValues {
+                EncoderPrecisionInfo(precision: $0.encoder.precision.rawValue, requested: $0.config.precision, note: $0.encoder.precisionNote)
+            })
     }
 
     /// The `stats` reply: the engine's counters and the server's.

@@ -141,7 +141,8 @@ extension StatsResult {
                 let batcher = instance.batcher.counters
                 return EncoderStats(
                     hits: cache.hits, misses: cache.misses, entries: cache.entries, capacity: cache.capacity, batches: batcher.batches,
-                    batchedTexts: batcher.texts, batchedRequests: batcher.calls, largestBatch: batcher.largestBatch)
+                    batchedTexts: batcher.texts, batchedRequests: batcher.calls, largestBatch: batcher.largestBatch,
+                    kernel: instance.encoder.kernel.rawValue, precision: instance.encoder.precision.rawValue)
             },
             reloads: engine.reloads, reloadFailures: engine.reloadFailures,
             reloadHistory: engine.history.map { event in

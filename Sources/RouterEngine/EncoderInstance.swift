@@ -75,11 +75,13 @@ public final class EncoderInstance: Sendable {
             return previous
         }
         let stamp = stamp(config.path)
-        let key = config.path + "\u{0}" + config.kernel
+        let key = [config.path, config.kernel, config.precision].joined(separator: "\u{0}")
         if let cached = models.withLockedValue({ $0[key] }), cached.stamp == stamp {
             return EncoderInstance(config: config, encoder: cached.encoder)
         }
-        let encoder = try SentenceEncoder(modelDirectory: config.path, kernel: LinearKernel(rawValue: config.kernel) ?? .onednn)
+        let encoder = try SentenceEncoder.load(
+            modelDirectory: config.path, kernel: LinearKernel(rawValue: config.kernel) ?? .onednn,
+            precision: SentenceEncoder.PrecisionSetting(rawValue: config.precision) ?? .fixed(.fp32))
         models.withLockedValue { $0[key] = (stamp, encoder) }
         return EncoderInstance(config: config, encoder: encoder)
     }

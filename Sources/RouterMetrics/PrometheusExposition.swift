@@ -87,6 +87,11 @@ public enum PrometheusExposition {
             counter(
                 "encoder_batched_requests_total", "Requests served by batches; above batches, requests shared passes.", cache.batchedRequests,
                 [("encoder", name)])
+            if let kernel = cache.kernel, let precision = cache.precision {
+                gauge(
+                    "encoder_info", "1 for each encoder, labelled with its linear layers' kernel and precision.", 1,
+                    [("encoder", name), ("kernel", kernel), ("precision", precision)])
+            }
         }
         return registry.emitToBuffer()
     }

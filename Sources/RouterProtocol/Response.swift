@@ -218,11 +218,16 @@ public struct EncoderStats: Codable, Sendable, Hashable {
     public var batchedRequests: UInt64
     /// The most texts one pass has taken.
     public var largestBatch: Int
+    /// The library running the linear layers and the precision it runs them in.
+    public var kernel: String?
+    public var precision: String?
 
     public init(
         hits: UInt64, misses: UInt64, entries: Int, capacity: Int, batches: UInt64 = 0, batchedTexts: UInt64 = 0, batchedRequests: UInt64 = 0,
-        largestBatch: Int = 0
+        largestBatch: Int = 0, kernel: String? = nil, precision: String? = nil
     ) {
+        self.kernel = kernel
+        self.precision = precision
         self.hits = hits
         self.misses = misses
         self.entries = entries
@@ -235,7 +240,7 @@ public struct EncoderStats: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case hits, misses, entries, capacity, batches
+        case hits, misses, entries, capacity, batches, kernel, precision
         case hitRate = "hit_rate"
         case batchedTexts = "batched_texts"
         case batchedRequests = "batched_requests"
@@ -347,11 +352,15 @@ public struct StatusResult: Codable, Sendable, Hashable {
     /// Per encoder: the library running its linear layers, the implementation that library chose,
     /// and the precision, e.g. "onednn gemm:jit fp32".
     public var encoderKernels: [String: String]
+    /// Per encoder: its precision, what the config asked for, and how it was chosen.
+    public var encoderPrecision: [String: EncoderPrecisionInfo]
 
     public init(
         version: String, pid: Int32, uptimeSeconds: Double, generation: UInt64, config: String, socket: String, plugins: [PluginInfo],
-        routers: [String], encoders: [String], blasCore: String, encoderKernels: [String: String] = [:]
+        routers: [String], encoders: [String], blasCore: String, encoderKernels: [String: String] = [:],
+        encoderPrecision: [String: EncoderPrecisionInfo] = [:]
     ) {
+        self.encoderPrecision = encoderPrecision
         self.encoders = encoders
         self.encoderKernels = encoderKernels
         self.blasCore = blasCore
@@ -370,6 +379,23 @@ public struct StatusResult: Codable, Sendable, Hashable {
         case uptimeSeconds = "uptime_seconds"
         case blasCore = "blas_core"
         case encoderKernels = "encoder_kernels"
+        case encoderPrecision = "encoder_precision"
+    }
+}
+
+/// An encoder's precision in `status`.
+public struct EncoderPrecisionInfo: Codable, Sendable, Hashable {
+    /// fp32, int8 or bf16.
+    public var precision: String
+    /// The config's `precision`: one of those, or auto.
+    public var requested: String
+    /// The accuracy gate's lowest cosine to fp32 and, under auto, each candidate's time at load.
+    public var note: String
+
+    public init(precision: String, requested: String, note: String) {
+        self.precision = precision
+        self.requested = requested
+        self.note = note
     }
 }
 

@@ -10,29 +10,62 @@ public enum LinearKernel: String, Sendable, CaseIterable {
     case openblas
 }
 
+/// The arithmetic of the encoder's linear layers. Everything else (attention, LayerNorm, GELU,
+/// pooling) stays in fp32.
+public enum EncoderPrecision: String, Sendable, CaseIterable {
+    case fp32
+    /// Weights quantized per output column at load, activations per row on the fly (oneDNN u8·s8).
+    case int8
+    /// bfloat16 operands, fp32 accumulation: CPUs with AVX512-BF16 or AMX only.
+    case bf16
+
+    var packed: pl_precision {
+        switch self {
+        case .fp32: PL_FP32
+        case .int8: PL_INT8
+        case .bf16: PL_BF16
+        }
+    }
+
+    /// Why this CPU cannot run the precision, or nil if it can.
+    public var unsupportedReason: String? {
+        var why = [CChar](repeating: 0, count: 256)
+        if pl_supports(packed, &why, why.count) != 0 { return nil }
+        return cString(why)
+    }
+
+    /// oneDNN's best instruction set here ("avx2", "avx512_core_bf16", ...), chosen at run time.
+    public static var cpuInstructionSet: String { String(cString: pl_cpu_isa()) }
+}
+
 /// One linear layer's weight, [inputs × outputs], held the way its kernel wants it.
 final class LinearWeights: @unchecked Sendable {
     // Immutable after init; oneDNN's primitive may be executed from several threads at once.
     let inputs: Int
     let outputs: Int
+    let precision: EncoderPrecision
     private let plain: [Float]
     private let packed: OpaquePointer?
 
-    /// `weight` is [inputs × outputs] row-major (PyTorch's Linear weight, transposed).
-    init(_ weight: [Float], inputs: Int, outputs: Int, kernel: LinearKernel) throws(EncoderError) {
+    /// `weight` is [inputs × outputs] row-major (PyTorch's Linear weight, transposed). For int8,
+    /// `inputRange` is the largest |value| each input channel took on calibration texts.
+    init(_ weight: [Float], inputs: Int, outputs: Int, kernel: LinearKernel, precision: EncoderPrecision, inputRange: [Float]? = nil)
+        throws(EncoderError)
+    {
         self.inputs = inputs
         self.outputs = outputs
+        self.precision = precision
         switch kernel {
         case .openblas:
+            guard precision == .fp32 else { throw EncoderError("precision \(precision.rawValue) needs kernel onednn; openblas runs fp32 only") }
             plain = weight
             packed = nil
         case .onednn:
             var message = [CChar](repeating: 0, count: 256)
-            guard let handle = pl_create(weight, Int32(inputs), Int32(outputs), &message, message.count) else {
-                throw EncoderError(
-                    "\(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)); set the encoder's kernel to openblas"
-                )
+            let handle = inputRange.withOptionalPointer { range in
+                pl_create(weight, Int32(inputs), Int32(outputs), precision.packed, range, &message, message.count)
             }
+            guard let handle else { throw EncoderError("\(cString(message)); set the encoder's kernel to openblas or its precision to fp32") }
             plain = []
             packed = handle
         }
@@ -45,6 +78,9 @@ final class LinearWeights: @unchecked Sendable {
     /// oneDNN's name for its implementation, or "openblas sgemm".
     var implementation: String { packed.map { String(cString: pl_implementation($0)) } ?? "openblas sgemm" }
 
+    /// Bytes the weights take in their packed form.
+    var bytes: Int { packed.map { Int(pl_weight_bytes($0)) } ?? plain.count * MemoryLayout<Float>.size }
+
     /// output[rows × outputs] = input[rows × inputs] · weight.
     func apply(_ input: UnsafePointer<Float>, rows: Int, into output: UnsafeMutablePointer<Float>) {
         if let packed {
@@ -56,5 +92,19 @@ final class LinearWeights: @unchecked Sendable {
         cblas_sgemm(
             CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(outputs), Int32(inputs), 1, input, Int32(inputs), plain,
             Int32(outputs), 0, output, Int32(outputs))
+    }
+}
+
+/// The text of a NUL-terminated buffer.
+private func cString(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+extension Optional where Wrapped == [Float] {
+    fileprivate func withOptionalPointer<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        switch self {
+        case .some(let values): values.withUnsafeBufferPointer { body($0.baseAddress) }
+        case .none: body(nil)
+        }
     }
 }

@@ -42,8 +42,13 @@ final class MiniLM: Sendable {
     let embeddingNormBias: [Float]
     let layers: [Layer]
 
+    /// For each layer, the largest |value| each input channel of its four linear layers (QKV,
+    /// attention output, intermediate, FFN output) took: what int8 calibrates on.
+    typealias InputRanges = [[[Float]]]
+
     /// Throws SafeTensorsError for a bad weights file, EncoderError if the kernel refuses the weights.
-    init(weights file: SafeTensorsFile, kernel: LinearKernel) throws {
+    /// `inputRanges` (from `inputRanges(of:)` on an fp32 model) calibrates int8.
+    init(weights file: SafeTensorsFile, kernel: LinearKernel, precision: EncoderPrecision, inputRanges: InputRanges? = nil) throws {
         let h = Self.hidden
         guard let words = file.tensors["embeddings.word_embeddings.weight"] else {
             throw SafeTensorsError(file: file.path, message: "missing tensor 'embeddings.word_embeddings.weight'; is this a BERT model?")
@@ -62,10 +67,10 @@ final class MiniLM: Sendable {
         for index in 0..<Self.layerCount {
             let prefix = "encoder.layer.\(index)."
             func tensor(_ name: String, _ shape: [Int]) throws(SafeTensorsError) -> [Float] { try file.floats(prefix + name, shape: shape) }
-            func linear(_ name: String, inputs: Int, outputs: Int) throws -> LinearWeights {
+            func linear(_ name: String, inputs: Int, outputs: Int, slot: Int) throws -> LinearWeights {
                 try LinearWeights(
                     Self.transposed(try tensor(name, [outputs, inputs]), outputs: outputs, inputs: inputs), inputs: inputs, outputs: outputs,
-                    kernel: kernel)
+                    kernel: kernel, precision: precision, inputRange: inputRanges?[index][slot])
             }
             let qkvWeight =
                 try tensor("attention.self.query.weight", [h, h]) + tensor("attention.self.key.weight", [h, h])
@@ -74,15 +79,16 @@ final class MiniLM: Sendable {
                 try tensor("attention.self.query.bias", [h]) + tensor("attention.self.key.bias", [h]) + tensor("attention.self.value.bias", [h])
             layers.append(
                 Layer(
-                    qkvWeight: try LinearWeights(Self.transposed(qkvWeight, outputs: 3 * h, inputs: h), inputs: h, outputs: 3 * h, kernel: kernel),
+                    qkvWeight: try LinearWeights(Self.transposed(qkvWeight, outputs: 3 * h, inputs: h), inputs: h, outputs: 3 * h, kernel: kernel,
+                        precision: precision, inputRange: inputRanges?[index][0]),
                     qkvBias: qkvBias,
-                    outputWeight: try linear("attention.output.dense.weight", inputs: h, outputs: h),
+                    outputWeight: try linear("attention.output.dense.weight", inputs: h, outputs: h, slot: 1),
                     outputBias: try tensor("attention.output.dense.bias", [h]),
                     attentionNormWeight: try tensor("attention.output.LayerNorm.weight", [h]),
                     attentionNormBias: try tensor("attention.output.LayerNorm.bias", [h]),
-                    intermediateWeight: try linear("intermediate.dense.weight", inputs: h, outputs: Self.intermediate),
+                    intermediateWeight: try linear("intermediate.dense.weight", inputs: h, outputs: Self.intermediate, slot: 2),
                     intermediateBias: try tensor("intermediate.dense.bias", [Self.intermediate]),
-                    ffnOutputWeight: try linear("output.dense.weight", inputs: Self.intermediate, outputs: h),
+                    ffnOutputWeight: try linear("output.dense.weight", inputs: Self.intermediate, outputs: h, slot: 3),
                     ffnOutputBias: try tensor("output.dense.bias", [h]),
                     outputNormWeight: try tensor("output.LayerNorm.weight", [h]),
                     outputNormBias: try tensor("output.LayerNorm.bias", [h])))
@@ -94,8 +100,20 @@ final class MiniLM: Sendable {
         }
     }
 
+    /// The largest |value| each input channel of every linear layer takes over `sequences`.
+    func inputRanges(of sequences: [[Int32]]) -> InputRanges {
+        var ranges: InputRanges = layers.map { [$0.qkvWeight, $0.outputWeight, $0.intermediateWeight, $0.ffnOutputWeight].map { [Float](repeating: 0, count: $0.inputs) } }
+        _ = embed(sequences) { layer, slot, input, columns in
+            for (offset, value) in input.enumerated() {
+                ranges[layer][slot][offset % columns] = max(ranges[layer][slot][offset % columns], abs(value))
+            }
+        }
+        return ranges
+    }
+
     /// Sentence embeddings (mean-pooled, L2-normalised) of several token sequences, each at most 512 ids.
-    func embed(_ sequences: [[Int32]]) -> [[Float]] {
+    /// `observe` sees each linear layer's input: layer, slot (as in `InputRanges`), rows × columns values.
+    func embed(_ sequences: [[Int32]], observe: ((Int, Int, UnsafeBufferPointer<Float>, Int) -> Void)? = nil) -> [[Float]] {
         let h = Self.hidden
         let lengths = sequences.map(\.count)
         let rows = lengths.reduce(0, +)
@@ -118,9 +136,13 @@ final class MiniLM: Sendable {
         }
 
         let scale = 1 / Float(Self.headSize).squareRoot()
-        for layer in layers {
+        func linear(_ input: [Float], _ weight: LinearWeights, layer: Int, slot: Int, into output: inout [Float]) {
+            if let observe { input.withUnsafeBufferPointer { observe(layer, slot, UnsafeBufferPointer(rebasing: $0[0..<rows * weight.inputs]), weight.inputs) } }
+            Self.linear(input, weight, rows: rows, into: &output)
+        }
+        for (index, layer) in layers.enumerated() {
             // Q, K, V for every token at once.
-            Self.linear(x, layer.qkvWeight, rows: rows, into: &qkv)
+            linear(x, layer.qkvWeight, layer: index, slot: 0, into: &qkv)
             qkv.withUnsafeMutableBufferPointer { ek_add_bias($0.baseAddress, layer.qkvBias, rows, 3 * h) }
             // Attention, per text and head.
             qkv.withUnsafeBufferPointer { qkv in
@@ -147,7 +169,7 @@ final class MiniLM: Sendable {
                 }
             }
             // Output projection, residual, LayerNorm.
-            Self.linear(context, layer.outputWeight, rows: rows, into: &projected)
+            linear(context, layer.outputWeight, layer: index, slot: 1, into: &projected)
             projected.withUnsafeMutableBufferPointer { projected in
                 x.withUnsafeBufferPointer { x in
                     ek_bias_residual_layernorm(
@@ -156,9 +178,9 @@ final class MiniLM: Sendable {
                 }
             }
             // Feed-forward: 384 → 1536 (GELU) → 384, residual, LayerNorm. The result becomes x.
-            Self.linear(projected, layer.intermediateWeight, rows: rows, into: &inner)
+            linear(projected, layer.intermediateWeight, layer: index, slot: 2, into: &inner)
             inner.withUnsafeMutableBufferPointer { ek_bias_gelu($0.baseAddress, layer.intermediateBias, rows, Self.intermediate) }
-            Self.linear(inner, layer.ffnOutputWeight, rows: rows, into: &x)
+            linear(inner, layer.ffnOutputWeight, layer: index, slot: 3, into: &x)
             x.withUnsafeMutableBufferPointer { x in
                 projected.withUnsafeBufferPointer { projected in
                     ek_bias_residual_layernorm(

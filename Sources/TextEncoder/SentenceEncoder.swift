@@ -27,20 +27,43 @@ public final class SentenceEncoder: Sendable {
     public let tokenizer: BertTokenizer
     public let modelDirectory: String
     let model: MiniLM
+    /// The linear layers' arithmetic.
+    public let precision: EncoderPrecision
+    /// How the precision was chosen: the accuracy gate's lowest cosine and, under `auto`, each
+    /// candidate's time at load. Empty for an encoder loaded without the gate.
+    public let precisionNote: String
 
     /// The files a model directory must hold.
     public static let requiredFiles = ["model.safetensors", "vocab.txt"]
 
     /// Loads the model from a directory holding `model.safetensors` and `vocab.txt`, with its
-    /// linear layers on `kernel`.
-    public init(modelDirectory: String, kernel: LinearKernel = .onednn) throws(EncoderError) {
+    /// linear layers on `kernel` in `precision`, without the accuracy gate (`load` applies it).
+    /// int8 is calibrated on `PrecisionGate.calibrationTexts` run through the fp32 model.
+    public convenience init(modelDirectory: String, kernel: LinearKernel = .onednn, precision: EncoderPrecision = .fp32) throws(EncoderError) {
+        try self.init(modelDirectory: modelDirectory, kernel: kernel, precision: precision, calibratedOn: nil)
+    }
+
+    /// As above; `reference`, an fp32 encoder of the same model, calibrates int8 (nil: one is loaded).
+    init(modelDirectory: String, kernel: LinearKernel, precision: EncoderPrecision, calibratedOn reference: SentenceEncoder?) throws(EncoderError) {
         for file in Self.requiredFiles where !FileManager.default.fileExists(atPath: modelDirectory + "/" + file) {
             throw EncoderError(
                 "\(modelDirectory)/\(file) is missing; fetch the model with `make setup` (it runs scripts/fetch-model.sh)")
         }
         tokenizer = try BertTokenizer(vocabularyFile: modelDirectory + "/vocab.txt")
+        var ranges: MiniLM.InputRanges?
+        if precision == .int8 {
+            let fp32: SentenceEncoder
+            if let reference {
+                fp32 = reference
+            } else {
+                fp32 = try SentenceEncoder(modelDirectory: modelDirectory, kernel: kernel, precision: .fp32, calibratedOn: nil)
+            }
+            ranges = fp32.model.inputRanges(of: PrecisionGate.calibrationTexts.map { fp32.tokenIDs($0) })
+        }
         do {
-            model = try MiniLM(weights: try SafeTensorsFile(path: modelDirectory + "/model.safetensors"), kernel: kernel)
+            model = try MiniLM(
+                weights: try SafeTensorsFile(path: modelDirectory + "/model.safetensors"), kernel: kernel, precision: precision,
+                inputRanges: ranges)
         } catch let error as EncoderError {
             throw error
         } catch {
@@ -52,6 +75,96 @@ public final class SentenceEncoder: Sendable {
             )
         }
         self.modelDirectory = modelDirectory
+        self.precision = precision
+        precisionNote = ""
+    }
+
+    private init(_ other: SentenceEncoder, note: String) {
+        tokenizer = other.tokenizer
+        modelDirectory = other.modelDirectory
+        model = other.model
+        precision = other.precision
+        precisionNote = note
+    }
+
+    /// A config's `precision`: one precision, or `auto`, the fastest that passes the gate.
+    public enum PrecisionSetting: Sendable, Hashable {
+        case fixed(EncoderPrecision)
+        case auto
+
+        public init?(rawValue: String) {
+            if rawValue == "auto" {
+                self = .auto
+            } else if let precision = EncoderPrecision(rawValue: rawValue) {
+                self = .fixed(precision)
+            } else {
+                return nil
+            }
+        }
+
+        public static let names = EncoderPrecision.allCases.map(\.rawValue) + ["auto"]
+    }
+
+    /// Loads the model in the precision `setting` asks for. A precision other than fp32 must pass
+    /// `PrecisionGate` against the fp32 model, or loading fails with the cosine it reached; `auto`
+    /// times every precision this CPU and kernel run that passes, and keeps the fastest.
+    public static func load(modelDirectory: String, kernel: LinearKernel = .onednn, precision setting: PrecisionSetting) throws(EncoderError)
+        -> SentenceEncoder
+    {
+        let reference = try SentenceEncoder(modelDirectory: modelDirectory, kernel: kernel, precision: .fp32)
+        func gated(_ precision: EncoderPrecision) throws(EncoderError) -> (encoder: SentenceEncoder, cosine: Float) {
+            let candidate = try SentenceEncoder(modelDirectory: modelDirectory, kernel: kernel, precision: precision, calibratedOn: reference)
+            let lowest = PrecisionGate.lowestCosine(of: candidate, to: reference)
+            guard lowest.cosine >= PrecisionGate.minimumCosine else {
+                throw EncoderError(
+                    "precision \(precision.rawValue) fails the accuracy gate: its embedding of \(String(lowest.text.prefix(40)).debugDescription) has cosine \(format(lowest.cosine)) to fp32's, below \(PrecisionGate.minimumCosine); use precision: fp32"
+                )
+            }
+            return (candidate, lowest.cosine)
+        }
+        switch setting {
+        case .fixed(.fp32):
+            return reference
+        case .fixed(let precision):
+            if kernel == .openblas { throw EncoderError("precision \(precision.rawValue) needs kernel onednn; openblas runs fp32 only") }
+            if let why = precision.unsupportedReason { throw EncoderError("precision \(precision.rawValue): \(why); use fp32 or auto") }
+            let passed = try gated(precision)
+            return SentenceEncoder(passed.encoder, note: "gate: lowest cosine \(format(passed.cosine)) to fp32")
+        case .auto:
+            var best = (encoder: reference, milliseconds: reference.gateTextMilliseconds())
+            var notes = ["fp32 \(format(best.milliseconds, digits: 1)) ms"]
+            for precision in EncoderPrecision.allCases where precision != .fp32 {
+                if kernel == .openblas {
+                    notes.append("\(precision.rawValue) needs kernel onednn")
+                    continue
+                }
+                if precision.unsupportedReason != nil {
+                    notes.append("\(precision.rawValue) unsupported (oneDNN's instruction set: \(EncoderPrecision.cpuInstructionSet))")
+                    continue
+                }
+                do {
+                    let passed = try gated(precision)
+                    let milliseconds = passed.encoder.gateTextMilliseconds()
+                    notes.append("\(precision.rawValue) \(format(milliseconds, digits: 1)) ms, cosine \(format(passed.cosine))")
+                    if milliseconds < best.milliseconds { best = (passed.encoder, milliseconds) }
+                } catch {
+                    notes.append("\(precision.rawValue) failed: \(error.message)")
+                }
+            }
+            return SentenceEncoder(best.encoder, note: "auto, timed on the gate texts: " + notes.joined(separator: "; "))
+        }
+    }
+
+    /// The best of three times to embed the gate texts in one batch, after a warm-up.
+    private func gateTextMilliseconds() -> Double {
+        _ = embed(PrecisionGate.texts)
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = embed(PrecisionGate.texts)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+        }
+        return best
     }
 
     /// Sets how many threads OpenBLAS and oneDNN use for one matrix product (process-wide).
@@ -64,6 +177,11 @@ public final class SentenceEncoder: Sendable {
     /// (`status` shows it).
     public var kernel: LinearKernel { model.layers[0].qkvWeight.kernel }
     public var kernelImplementation: String { model.layers[0].qkvWeight.implementation }
+
+    /// Bytes the linear layers' weights take as their kernel holds them.
+    public var linearWeightBytes: Int {
+        model.layers.reduce(0) { $0 + $1.qkvWeight.bytes + $1.outputWeight.bytes + $1.intermediateWeight.bytes + $1.ffnOutputWeight.bytes }
+    }
 
     /// The token ids the model sees for `text`: [CLS], word pieces, [SEP], at most 256.
     /// `.windows` returns the first window.
@@ -130,4 +248,8 @@ public final class SentenceEncoder: Sendable {
     private func wrap(_ pieces: [Int32]) -> [Int32] {
         [tokenizer.classifierID] + pieces + [tokenizer.separatorID]
     }
+}
+
+private func format(_ value: some BinaryFloatingPoint, digits: Int = 4) -> String {
+    String(format: "%.\(digits)f", Double(value))
 }

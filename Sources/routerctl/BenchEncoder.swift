@@ -14,6 +14,8 @@ struct BenchEncoder: AsyncParsableCommand {
     @Option(help: "OpenBLAS thread counts, comma-separated.") var threads: String = "1,2"
     @Option(help: "Seconds to spend on each cell (at least 3 calls).") var seconds: Double = 1.5
     @Option(help: "The library running the linear layers.") var kernel: LinearKernel = .onednn
+    @Option(help: "The linear layers' precision: fp32, int8, bf16 or auto (all but fp32 pass the accuracy gate at load).")
+    var precision: SentenceEncoder.PrecisionSetting = .fixed(.fp32)
 
     func run() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
@@ -21,14 +23,18 @@ struct BenchEncoder: AsyncParsableCommand {
         let start = DispatchTime.now().uptimeNanoseconds
         let encoder: SentenceEncoder
         do {
-            encoder = try SentenceEncoder(modelDirectory: model, kernel: kernel)
+            encoder = try SentenceEncoder.load(modelDirectory: model, kernel: kernel, precision: precision)
         } catch {
             printError("routerctl: \(error)")
             throw ExitCode(1)
         }
         let loadMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
         print(String(format: "model loaded in %.0f ms; RSS %.0f MiB after loading (%.0f MiB before)", loadMs, residentMiB(), rssBefore))
-        print("linear layers: \(encoder.kernel.rawValue) (\(encoder.kernelImplementation)); OpenBLAS core: \(BLASKernels.coreName)")
+        print(
+            "linear layers: \(encoder.kernel.rawValue) (\(encoder.kernelImplementation)) \(encoder.precision.rawValue), "
+                + String(format: "%.1f MiB", Double(encoder.linearWeightBytes) / 1_048_576)
+                + "; OpenBLAS core: \(BLASKernels.coreName); oneDNN ISA: \(EncoderPrecision.cpuInstructionSet)")
+        if !encoder.precisionNote.isEmpty { print("precision: \(encoder.precisionNote)") }
 
         // Tokenizer: a 64-token text of ordinary prose.
         let pieces = encoder.tokenizer.wordPieces(Self.prose)
@@ -130,3 +136,7 @@ struct BenchEncoder: AsyncParsableCommand {
 }
 
 extension LinearKernel: ExpressibleByArgument {}
+extension SentenceEncoder.PrecisionSetting: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument) }
+    public static var allValueStrings: [String] { names }
+}

@@ -2,6 +2,7 @@ import Foundation
 import RouterProtocol
 import RouterdTestSupport
 import Testing
+import TextEncoder
 
 /// The local encoder inside the daemon: the `embed` op, embeddings handed to
 /// plugins, the cache, and encoder config errors.
@@ -175,6 +176,47 @@ struct DaemonEncoderTests {
         #expect(try connection.request(#"{"op":"embed","text":"x","long_text":"tail"}"#).ok)
     }
 
+    /// `precision: int8` runs in the daemon and shows in status, stats and the metrics; a reload to
+    /// a precision the CPU cannot run (bf16 without AVX512-BF16) is refused with the reason, and
+    /// int8 keeps serving.
+    @Test func theEncoderRunsInInt8AndSaysSo() throws {
+        let encoders = { (precision: String) in EncoderFixture.encoders() + "\n    precision: \(precision)" }
+        let metricsPort = ObservabilityTests.freePort()
+        let config = { (socket: String, precision: String) in
+            TestConfig.yaml(socket: socket, encoders: encoders(precision)) + "\nmetrics:\n  listen: 127.0.0.1:\(metricsPort)\n"
+        }
+        let daemon = try Daemon(config: { config($0, "int8") })
+        let connection = try daemon.connect()
+        let status = try connection.request(#"{"op":"status"}"#).result
+        let kernel = (status["encoder_kernels"] as? [String: String])?["minilm"] ?? ""
+        #expect(kernel.hasPrefix("onednn ") && kernel.hasSuffix(" int8"), "\(status)")
+        let precision = try #require((status["encoder_precision"] as? [String: [String: String]])?["minilm"], "\(status)")
+        #expect(precision["precision"] == "int8" && precision["requested"] == "int8", "\(precision)")
+        #expect(precision["note"]?.hasPrefix("gate: lowest cosine 0.99") == true, "\(precision)")
+        #expect(try connection.request(#"{"op":"embed","text":"how do I sort a list in Python?"}"#).ok)
+        let stats = try #require((try connection.request(#"{"op":"stats"}"#).result["encoders"] as? [String: [String: Any]])?["minilm"])
+        #expect(stats["precision"] as? String == "int8" && stats["kernel"] as? String == "onednn", "\(stats)")
+        var metrics = ""
+        eventually {
+            metrics = (try? ObservabilityTests.get(port: metricsPort, path: "/metrics").body) ?? ""
+            return !metrics.isEmpty
+        }
+        #expect(metrics.contains(#"routerd_encoder_info{encoder="minilm",kernel="onednn",precision="int8"} 1"#), "\(metrics)")
+
+        let unsupported = EncoderPrecision.bf16.unsupportedReason
+        try config(daemon.socket, "bf16").write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        let reload = try connection.request(#"{"op":"reload"}"#)
+        if let unsupported {
+            #expect(reload.errorCode == "reload_failed", "\(reload)")
+            #expect(reload.errorMessage.contains("precision bf16: \(unsupported)"), "\(reload)")
+            let after = try connection.request(#"{"op":"status"}"#).result
+            #expect((after["encoder_kernels"] as? [String: String])?["minilm"]?.hasSuffix(" int8") == true, "\(after)")
+        } else {
+            #expect(reload.ok, "\(reload)")
+        }
+        #expect(try connection.request(#"{"op":"embed","text":"still serving"}"#).ok)
+    }
+
     @Test func encoderConfigProblemsAreReported() throws {
         let directory = try TemporaryDirectory()
         let plugins = try PluginTests.buildConstantPlugin(in: directory, embedding: "required")
@@ -197,12 +239,15 @@ struct DaemonEncoderTests {
             "routerd.yaml",
             TestConfig.yaml(
                 socket: directory.path + "/s.sock", routers: routers, searchPaths: [plugins, Package.root + "/plugins"],
-                encoders: "encoders:\n  minilm:\n    path: /nonexistent/model\n    long_text: sideways"))
+                encoders: "encoders:\n  minilm:\n    path: /nonexistent/model\n    long_text: sideways\n    precision: int9\n  blas:\n    path: /nonexistent/model\n    kernel: openblas\n    precision: int8"
+            ))
         let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
         #expect(check.status != 0)
         #expect(check.stderr.contains("long_text must be one of head, tail, windows, found 'sideways'"), "\(check.stderr)")
-        #expect(check.stderr.contains("plugin 'constant' needs prompt embeddings; add `encoder: <name>` (encoders: minilm)"))
-        #expect(check.stderr.contains("router 'typo' uses unknown encoder 'minilmm' (encoders: minilm)"))
+        #expect(check.stderr.contains("precision must be one of fp32, int8, bf16, auto, found 'int9'"), "\(check.stderr)")
+        #expect(check.stderr.contains("encoder 'blas': precision int8 needs kernel onednn; openblas runs fp32 only"), "\(check.stderr)")
+        #expect(check.stderr.contains("plugin 'constant' needs prompt embeddings; add `encoder: <name>` (encoders: blas, minilm)"))
+        #expect(check.stderr.contains("router 'typo' uses unknown encoder 'minilmm' (encoders: blas, minilm)"))
         // With the YAML fixed, the missing model is named with the command that fetches it.
         let fixed = try directory.write(
             "fixed.yaml",

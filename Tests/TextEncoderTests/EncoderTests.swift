@@ -38,6 +38,79 @@ struct GoldenTests {
     }
 }
 
+/// The reduced precisions: not exact, but within the accuracy gate's cosine of the reference.
+@Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+struct PrecisionTests {
+    @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
+    func int8StaysWithinTheGateOfTheReference() throws {
+        let encoder = try SentenceEncoder.load(modelDirectory: EncoderFixture.modelDirectory, precision: .fixed(.int8))
+        #expect(encoder.precision == .int8)
+        #expect(encoder.precisionNote.hasPrefix("gate: lowest cosine 0.99"), "\(encoder.precisionNote)")
+        let goldens = try EncoderFixture.golden()
+        let batch = encoder.embed(goldens.map(\.text))
+        var worst = 1.0
+        for (golden, vector) in zip(goldens, batch) {
+            let cosine = EncoderFixture.cosine(vector, golden.embedding)
+            worst = min(worst, cosine)
+            #expect(cosine >= Double(PrecisionGate.minimumCosine), "\(golden.text.prefix(40).debugDescription): cosine \(cosine)")
+            // Not the fp32 vector: the int8 path really ran.
+            #expect(cosine < 0.99999, "\(golden.text.prefix(40).debugDescription) is exact in int8")
+        }
+        print("golden embeddings (int8, \(encoder.kernelImplementation)): worst cosine \(worst) over \(goldens.count) texts")
+        // Four bytes a weight in fp32, about one in int8.
+        let fp32 = try #require(EncoderFixture.encoder)
+        #expect(encoder.linearWeightBytes * 3 < fp32.linearWeightBytes)
+    }
+
+    /// bf16 runs where the CPU has AVX512-BF16 or AMX; elsewhere loading says so and names the CPU's
+    /// instruction set.
+    @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
+    func bf16RunsWhereTheCPUHasItAndIsRefusedClearlyElsewhere() throws {
+        guard EncoderPrecision.bf16.unsupportedReason == nil else {
+            let error = #expect(throws: EncoderError.self) {
+                try SentenceEncoder.load(modelDirectory: EncoderFixture.modelDirectory, precision: .fixed(.bf16))
+            }
+            #expect(error?.message.contains("bf16 needs AVX512-BF16 or AMX") == true, "\(String(describing: error))")
+            #expect(error?.message.contains(EncoderPrecision.cpuInstructionSet) == true, "\(String(describing: error))")
+            return
+        }
+        let encoder = try SentenceEncoder.load(modelDirectory: EncoderFixture.modelDirectory, precision: .fixed(.bf16))
+        #expect(encoder.precision == .bf16)
+        for golden in try EncoderFixture.golden() {
+            #expect(EncoderFixture.cosine(encoder.embed(golden.text), golden.embedding) >= Double(PrecisionGate.minimumCosine))
+        }
+    }
+
+    @Test func autoKeepsTheFastestPrecisionThatPassesTheGate() throws {
+        let encoder = try SentenceEncoder.load(modelDirectory: EncoderFixture.modelDirectory, precision: .auto)
+        // Every precision is timed or said to be unavailable, and the one kept passed the gate.
+        #expect(encoder.precisionNote.hasPrefix("auto, timed on the gate texts: fp32 "), "\(encoder.precisionNote)")
+        for precision in EncoderPrecision.allCases {
+            #expect(encoder.precisionNote.contains(precision.rawValue + " "), "\(precision) missing from \(encoder.precisionNote)")
+        }
+        let reference = try #require(EncoderFixture.encoder)
+        #expect(PrecisionGate.lowestCosine(of: encoder, to: reference).cosine >= PrecisionGate.minimumCosine)
+        // openblas runs only fp32, so auto there keeps fp32 and says why.
+        let blas = try SentenceEncoder.load(modelDirectory: EncoderFixture.modelDirectory, kernel: .openblas, precision: .auto)
+        #expect(blas.precision == .fp32)
+        #expect(blas.precisionNote.contains("int8 needs kernel onednn"), "\(blas.precisionNote)")
+        #expect(throws: EncoderError.self) {
+            try SentenceEncoder.load(modelDirectory: EncoderFixture.modelDirectory, kernel: .openblas, precision: .fixed(.int8))
+        }
+    }
+
+    /// The gate measures: fp32 against itself is exact; int8 is close but not exact, and the gate
+    /// names the text it did worst on.
+    @Test func theGateComparesEmbeddings() throws {
+        let reference = try #require(EncoderFixture.encoder)
+        #expect(PrecisionGate.lowestCosine(of: reference, to: reference).cosine > 0.99999)
+        let int8 = try SentenceEncoder(modelDirectory: EncoderFixture.modelDirectory, precision: .int8)
+        let lowest = PrecisionGate.lowestCosine(of: int8, to: reference)
+        #expect(lowest.cosine < 0.99999 && lowest.cosine >= PrecisionGate.minimumCosine, "\(lowest)")
+        #expect(PrecisionGate.texts.contains(lowest.text))
+    }
+}
+
 @Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
 struct TokenizerTests {
     /// Expected word pieces written by hand from BERT's rules; ids come from vocab.txt directly.
