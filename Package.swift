@@ -205,7 +205,8 @@ let package = Package(
         .testTarget(
             name: "RouterdIntegrationTests",
             dependencies: [
-                "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterdTestSupport", "SafeTensors", "StableHash", "TextEncoder",
+                "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterdTestSupport", "SafeTensors", "StableHash",
+                "TextEncoder",
                 "routerd", "routerctl",
             ],
             exclude: ["ExternalPlugin", "ExternalPackage"]),

@@ -10,8 +10,9 @@ vectors, so both sides compute the same thing.
 
 Ours is `routerctl bench-encoder`, one cell per call, between ORT's runs of the same cell, so a
 noisy neighbour hits both sides alike. Each figure is the median time of one call over about
---seconds; the ratio is ours / ORT (below 1: ours is faster). --openblas adds ours with the linear
-layers on OpenBLAS (the encoder's `kernel: openblas`).
+--seconds; the ratio is ours / ORT (below 1: ours is faster). Ours in int8 (--precision, or bf16
+where the CPU has it) is timed beside ORT's int8 and compared with both ORT graphs. --openblas adds
+ours with the linear layers on OpenBLAS (the encoder's `kernel: openblas`).
 """
 
 import argparse
@@ -124,10 +125,10 @@ def median_ms(run, seconds):
     return statistics.median(times) * 1e3
 
 
-def ours_ms(routerctl, model, tokens, batch, threads, seconds, kernel):
+def ours_ms(routerctl, model, tokens, batch, threads, seconds, kernel, precision="fp32"):
     out = subprocess.run(
         [routerctl, "bench-encoder", "--model", model, "--tokens", str(tokens), "--batches", str(batch), "--threads", str(threads),
-         "--seconds", str(seconds), "--kernel", kernel], check=True, capture_output=True, text=True).stdout
+         "--seconds", str(seconds), "--kernel", kernel, "--precision", precision], check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         cells = line.split()
         if len(cells) >= 4 and cells[:3] == [str(tokens), str(batch), str(threads)]:
@@ -167,6 +168,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--work", default=".cache/bench-encoder")
     parser.add_argument("--openblas", action="store_true", help="also time ours with the linear layers on OpenBLAS")
+    parser.add_argument("--precision", default="int8", help="ours' reduced precision to time beside ORT's int8 (int8 or bf16)")
     args = parser.parse_args()
 
     os.makedirs(args.work, exist_ok=True)
@@ -178,8 +180,10 @@ def main():
     quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": TensorProto.FLOAT})
     check_against_golden(fp32, int8, args.golden)
     print(f"onnxruntime {ort.__version__}; CPU: {cpu_model()}; flags: {cpu_flags()}")
-    print("median ms per call; ratio = ours / ORT (below 1: ours is faster)")
-    header = f"{'TOKENS':>6} {'BATCH':>5} {'THREADS':>7} {'OURS':>9} {'ORT FP32':>9} {'RATIO':>6} {'ORT INT8':>9} {'OURS/INT8':>9}"
+    print("median ms per call; a ratio is ours / ORT's (below 1: ours is faster)")
+    low = args.precision.upper()
+    header = (f"{'TOKENS':>6} {'BATCH':>5} {'THREADS':>7} {'OURS FP32':>9} {'ORT FP32':>9} {'RATIO':>6}"
+              f" {'OURS ' + low:>9} {'ORT INT8':>9} {low + '/FP32':>10} {low + '/INT8':>10}")
     if args.openblas:
         header += f" {'OPENBLAS':>9} {'RATIO':>6}"
     print(header)
@@ -191,7 +195,9 @@ def main():
                 ort_fp32 = median_ms(lambda: sessions["fp32"].run(["embedding"], feeds(ids)), args.seconds)
                 ours = ours_ms(args.routerctl, args.model, tokens, batch, threads, args.seconds, "onednn")
                 ort_int8 = median_ms(lambda: sessions["int8"].run(["embedding"], feeds(ids)), args.seconds)
-                row = f"{tokens:>6} {batch:>5} {threads:>7} {ours:>9.2f} {ort_fp32:>9.2f} {ours / ort_fp32:>6.2f} {ort_int8:>9.2f} {ours / ort_int8:>9.2f}"
+                ours_low = ours_ms(args.routerctl, args.model, tokens, batch, threads, args.seconds, "onednn", args.precision)
+                row = (f"{tokens:>6} {batch:>5} {threads:>7} {ours:>9.2f} {ort_fp32:>9.2f} {ours / ort_fp32:>6.2f}"
+                       f" {ours_low:>9.2f} {ort_int8:>9.2f} {ours_low / ort_fp32:>10.2f} {ours_low / ort_int8:>10.2f}")
                 if args.openblas:
                     openblas = ours_ms(args.routerctl, args.model, tokens, batch, threads, args.seconds, "openblas")
                     row += f" {openblas:>9.2f} {openblas / ort_fp32:>6.2f}"

@@ -156,38 +156,45 @@ void ek_weighted_mean_normalize(const float *vectors, const float *weights, size
     normalize_vector(out, cols);
 }
 
+static inline void quantize_row(const float *y, size_t cols, uint8_t *out, float *scale, int32_t *zero) {
+    float low = 0, high = 0;
+    for (size_t c = 0; c < cols; c++) {
+        low = fminf(low, y[c]);
+        high = fmaxf(high, y[c]);
+    }
+    const float step = high > low ? (high - low) / 255.0f : 1.0f;
+    const float inverse = 1.0f / step;
+    const float offset = fminf(fmaxf(nearbyintf(-low * inverse), 0.0f), 255.0f);
+    for (size_t c = 0; c < cols; c++) out[c] = (uint8_t)(int32_t)fminf(fmaxf(nearbyintf(y[c] * inverse) + offset, 0.0f), 255.0f);
+    *scale = step;
+    *zero = (int32_t)offset;
+}
+
 MULTIVERSION
-void ek_quantize_rows_u8(const float *x, size_t rows, size_t cols, const float *factor, uint8_t *q, float *scale) {
+void ek_quantize_rows_u8(const float *x, size_t rows, size_t cols, const float *factor, uint8_t *q, float *scale, int32_t *zero) {
+    float scaled[EK_QUANTIZE_MAX_FACTOR_COLS];
     for (size_t r = 0; r < rows; r++) {
         const float *row = x + r * cols;
-        uint8_t *out = q + r * cols;
-        float largest = 0;
         if (factor) {
-            for (size_t c = 0; c < cols; c++) largest = fmaxf(largest, fabsf(row[c] * factor[c]));
-        } else {
-            for (size_t c = 0; c < cols; c++) largest = fmaxf(largest, fabsf(row[c]));
+            for (size_t c = 0; c < cols; c++) scaled[c] = row[c] * factor[c];
+            row = scaled;
         }
-        const float step = largest > 0 ? largest / 127.0f : 1.0f;
-        const float inverse = 1.0f / step;
-        for (size_t c = 0; c < cols; c++) {
-            const float v = nearbyintf(row[c] * (factor ? factor[c] : 1.0f) * inverse);
-            out[c] = (uint8_t)((int32_t)fminf(fmaxf(v, -127.0f), 127.0f) + 128);
-        }
-        scale[r] = step;
+        quantize_row(row, cols, q + r * cols, scale + r, zero + r);
     }
 }
 
 MULTIVERSION
-void ek_dequantize_rows(float *x, size_t rows, size_t cols, const float *row_scale, const float *column_scale,
-                        const int32_t *correction) {
+void ek_dequantize_rows(float *x, size_t rows, size_t cols, const float *row_scale, const int32_t *zero, const float *column_scale,
+                        const int32_t *column_sum) {
     for (size_t r = 0; r < rows; r++) {
         float *row = x + r * cols;
         const int32_t *acc = (const int32_t *)row;
         const float s = row_scale[r];
+        const int32_t z = zero[r];
         for (size_t c = 0; c < cols; c++) {
             int32_t a;
             memcpy(&a, acc + c, sizeof a);
-            row[c] = (float)(a - correction[c]) * (s * column_scale[c]);
+            row[c] = (float)(a - z * column_sum[c]) * (s * column_scale[c]);
         }
     }
 }

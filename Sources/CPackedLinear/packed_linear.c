@@ -18,10 +18,10 @@ struct pl_linear {
     pl_precision precision;
     const char *implementation;
     size_t weight_bytes;
-    // int8 only: each weight column's scale, 128 × the column's sum of quantized weights, and the
-    // factor each input channel is multiplied by before the row is quantized (NULL: none).
+    // int8 only: each weight column's scale and sum of quantized weights, and the factor each
+    // input channel is multiplied by before the row is quantized (NULL: none).
     float *column_scale;
-    int32_t *correction;
+    int32_t *column_sum;
     float *input_factor;
 };
 
@@ -107,9 +107,9 @@ static int8_t *quantize_weights(pl_linear *linear, const float *weight, const fl
     int8_t *quantized = malloc((size_t)inputs * outputs);
     float *smoothed = malloc(sizeof(float) * (size_t)inputs * outputs);
     linear->column_scale = malloc(sizeof(float) * outputs);
-    linear->correction = malloc(sizeof(int32_t) * outputs);
+    linear->column_sum = malloc(sizeof(int32_t) * outputs);
     if (input_range) linear->input_factor = malloc(sizeof(float) * inputs);
-    if (!quantized || !smoothed || !linear->column_scale || !linear->correction || (input_range && !linear->input_factor)) {
+    if (!quantized || !smoothed || !linear->column_scale || !linear->column_sum || (input_range && !linear->input_factor)) {
         free(quantized);
         free(smoothed);
         return NULL;
@@ -136,7 +136,7 @@ static int8_t *quantize_weights(pl_linear *linear, const float *weight, const fl
             sum += clamped;
         }
         linear->column_scale[o] = step;
-        linear->correction[o] = 128 * sum;
+        linear->column_sum[o] = sum;
     }
     free(smoothed);
     return quantized;
@@ -147,6 +147,10 @@ pl_linear *pl_create(const float *weight, int inputs, int outputs, pl_precision 
     pthread_once(&engine_once, make_engine);
     if (engine_status != dnnl_success) return fail(error, error_size, "creating the CPU engine", engine_status);
     if (!pl_supports(precision, error, error_size)) return NULL;
+    if (precision == PL_INT8 && input_range && inputs > EK_QUANTIZE_MAX_FACTOR_COLS) {
+        snprintf(error, error_size, "int8 calibration takes layers of at most %d inputs, not %d", EK_QUANTIZE_MAX_FACTOR_COLS, inputs);
+        return NULL;
+    }
     void *converted = NULL;
     pl_linear *linear = calloc(1, sizeof *linear);
     if (!linear) return fail(error, error_size, "allocating", dnnl_out_of_memory);
@@ -251,12 +255,15 @@ int pl_apply(const pl_linear *linear, const float *input, int rows, float *outpu
     case PL_FP32: return (int)execute(linear, input, dnnl_f32, rows, output, dnnl_f32);
     case PL_INT8: {
         // The int32 accumulators land in `output` (same size as its floats) and are scaled there.
-        float *scales = malloc(sizeof(float) * rows + values);
+        // Per row a scale and a zero point, then the row's bytes.
+        float *scales = malloc((sizeof(float) + sizeof(int32_t)) * rows + values);
         if (!scales) return (int)dnnl_out_of_memory;
-        uint8_t *quantized = (uint8_t *)(scales + rows);
-        ek_quantize_rows_u8(input, rows, linear->inputs, linear->input_factor, quantized, scales);
+        int32_t *zeros = (int32_t *)(scales + rows);
+        uint8_t *quantized = (uint8_t *)(zeros + rows);
+        ek_quantize_rows_u8(input, rows, linear->inputs, linear->input_factor, quantized, scales, zeros);
         dnnl_status_t status = execute(linear, quantized, dnnl_u8, rows, output, dnnl_s32);
-        if (status == dnnl_success) ek_dequantize_rows(output, rows, linear->outputs, scales, linear->column_scale, linear->correction);
+        if (status == dnnl_success)
+            ek_dequantize_rows(output, rows, linear->outputs, scales, zeros, linear->column_scale, linear->column_sum);
         free(scales);
         return (int)status;
     }
@@ -278,7 +285,7 @@ void pl_destroy(pl_linear *linear) {
     if (linear->weights) dnnl_memory_destroy(linear->weights);
     free((void *)linear->implementation);
     free(linear->column_scale);
-    free(linear->correction);
+    free(linear->column_sum);
     free(linear->input_factor);
     free(linear);
 }

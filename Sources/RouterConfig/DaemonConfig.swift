@@ -200,7 +200,9 @@ public enum ConfigLoader {
     static let routerKeys: Set<String> = [
         "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn", "timeout",
     ]
-    static let encoderKeys: Set<String> = ["kind", "path", "cache_size", "long_text", "threads", "batch_size", "batch_wait_us", "kernel", "precision"]
+    static let encoderKeys: Set<String> = [
+        "kind", "path", "cache_size", "long_text", "threads", "batch_size", "batch_wait_us", "kernel", "precision",
+    ]
 
     /// Loads and validates `file`; on failure, the error lists every problem found.
     ///

@@ -12,6 +12,9 @@ public struct ProcessSettings: Sendable {
 
     /// OpenBLAS has one thread count per process: the largest any encoder asks for.
     public static let encoderThreads = ProcessSettings { config in
-        if let threads = config.encoders.values.map(\.threads).max() { SentenceEncoder.setThreads(threads) }
+        if let threads = config.encoders.values.map(\.threads).max() {
+            let kernel: LinearKernel = config.encoders.values.contains { $0.kernel == LinearKernel.openblas.rawValue } ? .openblas : .onednn
+            SentenceEncoder.setThreads(threads, kernel: kernel)
+        }
     }
 }

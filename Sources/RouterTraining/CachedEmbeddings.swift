@@ -8,7 +8,10 @@ public enum CachedEmbeddings {
     /// How far embedding has got: prompts done, prompts to do, seconds so far.
     public typealias Progress = (_ done: Int, _ total: Int, _ seconds: Double) -> Void
 
-    public static func defaultPath(_ policy: LongTextPolicy) -> String { ".cache/embeddings-minilm-\(policy.rawValue).bin" }
+    /// One cache per long-text policy and precision: their vectors differ.
+    public static func defaultPath(_ policy: LongTextPolicy, precision: EncoderPrecision = .fp32) -> String {
+        ".cache/embeddings-minilm-\(policy.rawValue)\(precision == .fp32 ? "" : "-" + precision.rawValue).bin"
+    }
 
     /// The embeddings of `prompts`, in order; new ones are computed in batches of 32 and saved as they come.
     public static func embed(

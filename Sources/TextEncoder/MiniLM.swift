@@ -79,7 +79,8 @@ final class MiniLM: Sendable {
                 try tensor("attention.self.query.bias", [h]) + tensor("attention.self.key.bias", [h]) + tensor("attention.self.value.bias", [h])
             layers.append(
                 Layer(
-                    qkvWeight: try LinearWeights(Self.transposed(qkvWeight, outputs: 3 * h, inputs: h), inputs: h, outputs: 3 * h, kernel: kernel,
+                    qkvWeight: try LinearWeights(
+                        Self.transposed(qkvWeight, outputs: 3 * h, inputs: h), inputs: h, outputs: 3 * h, kernel: kernel,
                         precision: precision, inputRange: inputRanges?[index][0]),
                     qkvBias: qkvBias,
                     outputWeight: try linear("attention.output.dense.weight", inputs: h, outputs: h, slot: 1),
@@ -102,7 +103,9 @@ final class MiniLM: Sendable {
 
     /// The largest |value| each input channel of every linear layer takes over `sequences`.
     func inputRanges(of sequences: [[Int32]]) -> InputRanges {
-        var ranges: InputRanges = layers.map { [$0.qkvWeight, $0.outputWeight, $0.intermediateWeight, $0.ffnOutputWeight].map { [Float](repeating: 0, count: $0.inputs) } }
+        var ranges: InputRanges = layers.map {
+            [$0.qkvWeight, $0.outputWeight, $0.intermediateWeight, $0.ffnOutputWeight].map { [Float](repeating: 0, count: $0.inputs) }
+        }
         _ = embed(sequences) { layer, slot, input, columns in
             for (offset, value) in input.enumerated() {
                 ranges[layer][slot][offset % columns] = max(ranges[layer][slot][offset % columns], abs(value))
@@ -137,7 +140,9 @@ final class MiniLM: Sendable {
 
         let scale = 1 / Float(Self.headSize).squareRoot()
         func linear(_ input: [Float], _ weight: LinearWeights, layer: Int, slot: Int, into output: inout [Float]) {
-            if let observe { input.withUnsafeBufferPointer { observe(layer, slot, UnsafeBufferPointer(rebasing: $0[0..<rows * weight.inputs]), weight.inputs) } }
+            if let observe {
+                input.withUnsafeBufferPointer { observe(layer, slot, UnsafeBufferPointer(rebasing: $0[0..<rows * weight.inputs]), weight.inputs) }
+            }
             Self.linear(input, weight, rows: rows, into: &output)
         }
         for (index, layer) in layers.enumerated() {

@@ -24,7 +24,8 @@ public enum PrecisionGate {
         "You are a helpful assistant. The user says: my laptop makes a clicking noise and will not boot past the logo. What should I check first, and in what order?",
         "Given a binary tree, return the level order traversal of its nodes' values (from left to right, level by level). Write the solution in Python with an explanation of its time and space complexity, and discuss how you would adapt it to return the levels in reverse order.",
         String(
-            repeating: "The committee reviewed the quarterly figures, noted that revenue had grown while costs stayed flat, and asked for a forecast of next year's hiring. ",
+            repeating:
+                "The committee reviewed the quarterly figures, noted that revenue had grown while costs stayed flat, and asked for a forecast of next year's hiring. ",
             count: 6),
         "asdf qwer 1234 !!! ??? ### $$$",
     ]

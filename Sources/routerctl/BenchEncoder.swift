@@ -55,7 +55,7 @@ struct BenchEncoder: AsyncParsableCommand {
             for batch in batchSizes {
                 let sequences = [[Int32]](repeating: ids, count: batch)
                 for threadCount in threadCounts {
-                    SentenceEncoder.setThreads(threadCount)
+                    SentenceEncoder.setThreads(threadCount, kernel: kernel)
                     _ = try encoder.embed(tokenSequences: sequences)  // warm up
                     let (perCall, fastest) = Self.timings(seconds: seconds) { _ = try? encoder.embed(tokenSequences: sequences) }
                     let flops = Double(batch) * Self.flops(tokens: count)
@@ -136,6 +136,7 @@ struct BenchEncoder: AsyncParsableCommand {
 }
 
 extension LinearKernel: ExpressibleByArgument {}
+extension EncoderPrecision: ExpressibleByArgument {}
 extension SentenceEncoder.PrecisionSetting: ExpressibleByArgument {
     public init?(argument: String) { self.init(rawValue: argument) }
     public static var allValueStrings: [String] { names }

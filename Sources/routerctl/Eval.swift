@@ -49,6 +49,13 @@ struct Eval: ParsableCommand {
     @Flag(help: "With --prices: also train and evaluate the kNN (k = 100) and logistic baselines on each file's other prompts.")
     var baselines = false
     @Option(help: "With --prices: the model to compare costs with (default: the best single model).") var reference: String?
+    @Option(
+        help: """
+            Also score each router that has an encoder with the encoder in this precision (int8 or bf16, through the accuracy \
+            gate), and print per benchmark the lowest and mean cosine of its embeddings to fp32's, the share of decisions \
+            unchanged at the router's threshold, and APGR in both.
+            """)
+    var precision: EncoderPrecision?
 
     func run() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
@@ -58,6 +65,8 @@ struct Eval: ParsableCommand {
             throw ValidationError("router '\(name)' is not in \(config) (routers: \(generation.routerNames.joined(separator: ", ")))")
         }
         SentenceEncoder.setThreads(2)
+        let reduced = try precision.map { try reducedEncoders($0, for: names.compactMap { generation.routers[$0] }) } ?? [:]
+        var comparisons: [String] = []
         var results: [[String: Any]] = []
         print(table(header: ["BENCHMARK", "ROUTER", "APGR", "CPT(20%)", "CPT(50%)", "CPT(80%)", "AUC", "PROMPTS"], rows: [], widths: Self.widths))
         let named = benchmarks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -90,6 +99,12 @@ struct Eval: ParsableCommand {
                             String(format: "%.4f", curve.auc), "\(benchmark.prompts.count)",
                         ],
                         rows: [], widths: Self.widths))
+                if let precision, let instance = router.encoder, let encoder = reduced[instance.config.name] {
+                    let (line, record) = try compare(
+                        benchmark, router: router, precision: precision, encoder: encoder, policy: instance.policy, reference: curve)
+                    comparisons.append(line)
+                    results.append(record)
+                }
                 results.append([
                     "benchmark": benchmark.name, "router": name, "apgr": curve.apgr, "auc": curve.auc, "prompts": benchmark.prompts.count,
                     "dropped": benchmark.dropped, "strong_quality": curve.strongQuality, "weak_quality": curve.weakQuality,
@@ -130,6 +145,12 @@ struct Eval: ParsableCommand {
                 results += try evaluation.run(routers: names.map { generation.routers[$0]! }, out: out)
             }
         }
+        if !comparisons.isEmpty {
+            print()
+            print("the encoder in \(precision!.rawValue) against fp32 (decisions at each router's threshold; embeddings of every prompt):")
+            print(table(header: Self.comparisonHeader, rows: [], widths: Self.comparisonWidths))
+            comparisons.forEach { print($0) }
+        }
         if !out.isEmpty {
             let json = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
             try json.write(to: URL(fileURLWithPath: "\(out)/results.json"))
@@ -138,6 +159,56 @@ struct Eval: ParsableCommand {
     }
 
     static let widths = [10, 12, 6, 8, 8, 8, 7, 7]
+    static let comparisonHeader = ["BENCHMARK", "ROUTER", "LOWEST COS", "MEAN COS", "SAME DECISION", "APGR FP32", "APGR LOW", "ΔAPGR"]
+    static let comparisonWidths = [10, 12, 10, 8, 13, 9, 8, 7]
+
+    /// The routers' encoders loaded again in `precision`, by encoder name; each must be fp32 in the config.
+    func reducedEncoders(_ precision: EncoderPrecision, for routers: [RouterInstance]) throws -> [String: SentenceEncoder] {
+        var encoders: [String: SentenceEncoder] = [:]
+        for instance in routers.compactMap(\.encoder) where encoders[instance.config.name] == nil {
+            guard instance.encoder.precision == .fp32 else {
+                throw ValidationError(
+                    "--precision compares with fp32, but encoder '\(instance.config.name)' runs in \(instance.encoder.precision.rawValue)")
+            }
+            do {
+                encoders[instance.config.name] = try SentenceEncoder.load(
+                    modelDirectory: instance.encoder.modelDirectory, kernel: instance.encoder.kernel, precision: .fixed(precision))
+            } catch {
+                printError("routerctl eval: encoder '\(instance.config.name)': \(error)")
+                throw ExitCode(1)
+            }
+        }
+        return encoders
+    }
+
+    /// One router on one benchmark with the encoder in `precision`, against its fp32 `reference` curve.
+    func compare(
+        _ benchmark: Benchmark, router: RouterInstance, precision: EncoderPrecision, encoder: SentenceEncoder, policy: LongTextPolicy,
+        reference: RoutingCurve
+    ) throws -> (line: String, record: [String: Any]) {
+        let fp32 = try InProcessRouters.embed(benchmark.prompts, with: router.encoder!.encoder, policy: policy)
+        let low = try InProcessRouters.embed(benchmark.prompts, with: encoder, policy: policy)
+        let cosines = zip(fp32, low).map { pair in zip(pair.0, pair.1).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
+        let fp32Scores = try InProcessRouters.score(benchmark.prompts, with: router, embeddings: fp32)
+        let lowScores = try InProcessRouters.score(benchmark.prompts, with: router, embeddings: low)
+        let threshold = router.threshold ?? 0.5
+        let same = zip(fp32Scores, lowScores).filter { ($0.0 >= threshold) == ($0.1 >= threshold) }.count
+        let agreement = Double(same) / Double(max(1, benchmark.prompts.count))
+        let curve = RoutingCurve(scores: lowScores, strong: benchmark.strong, weak: benchmark.weak)
+        let lowest = cosines.min() ?? 1
+        let mean = cosines.reduce(0, +) / Float(max(1, cosines.count))
+        let line = table(
+            header: [
+                benchmark.name, router.name, String(format: "%.4f", lowest), String(format: "%.4f", mean),
+                String(format: "%.2f%%", agreement * 100), String(format: "%.4f", reference.apgr), String(format: "%.4f", curve.apgr),
+                String(format: "%+.4f", curve.apgr - reference.apgr),
+            ], rows: [], widths: Self.comparisonWidths)
+        let record: [String: Any] = [
+            "benchmark": benchmark.name, "router": router.name, "precision": precision.rawValue, "lowest_cosine": lowest, "mean_cosine": mean,
+            "same_decision": agreement, "threshold": threshold, "apgr_fp32": reference.apgr, "apgr_reduced": curve.apgr,
+        ]
+        return (line, record)
+    }
 
     /// The `size` prompts with the smallest stable hashes, in their original order.
     static func subset(_ benchmark: Benchmark, size: Int) -> Benchmark {

@@ -20,13 +20,10 @@ enum InProcessRouters {
         }
     }
 
-    /// Scores prompts with a router, embedding them through the on-disk cache when it has an encoder.
-    static func score(_ prompts: [String], with router: RouterInstance) throws -> [Double] {
-        let embeddings = try router.encoder.map { instance in
-            try CachedEmbeddings.embed(
-                prompts, cache: CachedEmbeddings.defaultPath(instance.policy), policy: instance.policy, progress: Progress.embedding
-            ) { instance.encoder }
-        }
+    /// Scores prompts with a router, embedding them through the on-disk cache when it has an encoder
+    /// (or taking `embeddings` computed elsewhere).
+    static func score(_ prompts: [String], with router: RouterInstance, embeddings given: [[Float]]? = nil) throws -> [Double] {
+        let embeddings = try given ?? router.encoder.map { instance in try embed(prompts, with: instance.encoder, policy: instance.policy) }
         var scores: [Double] = []
         for begin in stride(from: 0, to: prompts.count, by: 256) {
             let range = begin..<min(begin + 256, prompts.count)
@@ -37,5 +34,12 @@ enum InProcessRouters {
             }
         }
         return scores
+    }
+
+    /// Embeddings of `prompts` by `encoder`, through the on-disk cache of its policy and precision.
+    static func embed(_ prompts: [String], with encoder: SentenceEncoder, policy: LongTextPolicy) throws -> [[Float]] {
+        try CachedEmbeddings.embed(
+            prompts, cache: CachedEmbeddings.defaultPath(policy, precision: encoder.precision), policy: policy, progress: Progress.embedding
+        ) { encoder }
     }
 }

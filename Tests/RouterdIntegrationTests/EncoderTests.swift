@@ -239,7 +239,8 @@ struct DaemonEncoderTests {
             "routerd.yaml",
             TestConfig.yaml(
                 socket: directory.path + "/s.sock", routers: routers, searchPaths: [plugins, Package.root + "/plugins"],
-                encoders: "encoders:\n  minilm:\n    path: /nonexistent/model\n    long_text: sideways\n    precision: int9\n  blas:\n    path: /nonexistent/model\n    kernel: openblas\n    precision: int8"
+                encoders:
+                    "encoders:\n  minilm:\n    path: /nonexistent/model\n    long_text: sideways\n    precision: int9\n  blas:\n    path: /nonexistent/model\n    kernel: openblas\n    precision: int8"
             ))
         let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
         #expect(check.status != 0)

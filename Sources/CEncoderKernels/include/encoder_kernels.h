@@ -36,16 +36,19 @@ void ek_mean_pool_normalize(const float *x, size_t rows, size_t cols, float *out
 /* out = sum of weight[i] * vectors[i] (count × cols), then L2-normalised. */
 void ek_weighted_mean_normalize(const float *vectors, const float *weights, size_t count, size_t cols, float *out);
 
-/* Each row of y = x · diag(factor) (x is rows × cols; factor NULL means ones) quantized symmetrically with
- * its own scale, scale[r] = max|y[r, :]| / 127, and stored shifted by 128 as unsigned bytes:
- * q[r, c] = round(y[r, c] / scale[r]) + 128, in [1, 255]. */
-void ek_quantize_rows_u8(const float *x, size_t rows, size_t cols, const float *factor, uint8_t *q, float *scale);
+/* Each row of y = x · diag(factor) (x is rows × cols; factor NULL means ones) quantized to unsigned bytes
+ * over its own range: scale[r] = (max y[r, :] - min y[r, :]) / 255, zero[r] = round(-min / scale[r]), and
+ * q[r, c] = round(y[r, c] / scale[r]) + zero[r], in [0, 255]. A row after GELU, mostly positive, keeps all
+ * 256 levels where a symmetric scale would waste half of them. With a factor, cols is at most
+ * EK_QUANTIZE_MAX_FACTOR_COLS. */
+#define EK_QUANTIZE_MAX_FACTOR_COLS 4096
+void ek_quantize_rows_u8(const float *x, size_t rows, size_t cols, const float *factor, uint8_t *q, float *scale, int32_t *zero);
 
-/* The fp32 result of a u8·s8 product: x[r, c] = (acc[r, c] - correction[c]) * row_scale[r] * column_scale[c],
- * in place (acc and x are the same buffer, read as int32 and written as float). correction[c] is 128 times the
- * sum of the weight column, which undoes the inputs' shift. */
-void ek_dequantize_rows(float *x, size_t rows, size_t cols, const float *row_scale, const float *column_scale,
-                        const int32_t *correction);
+/* The fp32 result of a u8·s8 product: x[r, c] = (acc[r, c] - zero[r] * column_sum[c]) * row_scale[r] * column_scale[c],
+ * in place (acc and x are the same buffer, read as int32 and written as float). column_sum[c], the sum of
+ * the quantized weight column, undoes the rows' zero points. */
+void ek_dequantize_rows(float *x, size_t rows, size_t cols, const float *row_scale, const int32_t *zero, const float *column_scale,
+                        const int32_t *column_sum);
 
 /* bfloat16 of each value, rounded to nearest even (NaN stays NaN). */
 void ek_to_bf16(const float *x, size_t count, uint16_t *out);
