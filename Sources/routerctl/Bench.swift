@@ -35,6 +35,7 @@ struct Bench: AsyncParsableCommand {
             valueName: "model-folder"))
     var encoderAnchor: String?
     @Option(help: "The anchor's batch size.") var anchorBatch: Int = 16
+    @Option(help: "The anchor's precision: the daemon's encoder's (fp32, int8 or bf16).") var anchorPrecision: EncoderPrecision = .fp32
     @Option(help: "The anchor's threads, each embedding its own batches with one OpenBLAS thread (routerd's layout with `threads: 1`).")
     var anchorThreads: Int = System.coreCount
 
@@ -94,11 +95,11 @@ struct Bench: AsyncParsableCommand {
         if let encoderAnchor {
             guard distinctPrompts else { throw ValidationError("--encoder-anchor needs --distinct-prompts: cached prompts are not encoded") }
             anchor = try Self.encoderSentencesPerSecond(
-                model: encoderAnchor, prompt: prompt, batch: anchorBatch, threads: anchorThreads, seconds: 5)
+                model: encoderAnchor, precision: anchorPrecision, prompt: prompt, batch: anchorBatch, threads: anchorThreads, seconds: 5)
             print(
                 String(
-                    format: "encoder alone, in this process: %.0f sentences/s (batches of %d distinct prompts, %d threads × 1 OpenBLAS thread)",
-                    anchor!, anchorBatch, anchorThreads))
+                    format: "encoder alone, in this process: %.0f sentences/s (batches of %d distinct prompts, %d threads × 1 thread, %@)",
+                    anchor!, anchorBatch, anchorThreads, anchorPrecision.rawValue))
         }
         print(table(header: ["TARGET", "CONNS", "REQ/S", "P50 µs", "P99 µs", "P99.9 µs", "ERRORS"], rows: [], widths: BenchResult.widths))
         for count in counts {
@@ -118,10 +119,12 @@ struct Bench: AsyncParsableCommand {
 
     /// Sentences/s of the encoder alone: `threads` threads, each embedding batches of `batch`
     /// distinct prompts shaped like the bench's, for about `seconds`.
-    static func encoderSentencesPerSecond(model: String, prompt: String, batch: Int, threads: Int, seconds: Double) throws -> Double {
+    static func encoderSentencesPerSecond(
+        model: String, precision: EncoderPrecision, prompt: String, batch: Int, threads: Int, seconds: Double
+    ) throws -> Double {
         let encoder: SentenceEncoder
         do {
-            encoder = try SentenceEncoder(modelDirectory: model)
+            encoder = try SentenceEncoder.load(modelDirectory: model, precision: .fixed(precision))
         } catch {
             throw ValidationError("--encoder-anchor: \(error)")
         }
