@@ -34,14 +34,57 @@ static int thread_count = 1;
 static void (*set_omp_threads)(int);
 
 // Streams are not thread-safe: each calling thread keeps one, destroyed when the thread exits
-// (an encoder's batching workers end when a reload replaces the encoder).
-static pthread_key_t stream_key;
+// (an encoder's batching workers end when a reload replaces the encoder). So is the scratch that
+// int8 and bf16 convert their inputs into: routerd has malloc map every block over 128 KiB afresh
+// (mallopt, for a bounded RSS), and a fresh block per product cost a batch of 8 prompts hundreds of
+// page faults. Scratch up to `scratch_kept` bytes stays with the thread; a larger one is freed.
+typedef struct {
+    dnnl_stream_t stream;
+    void *scratch;
+    size_t capacity;
+} thread_state;
 
-static void destroy_stream(void *stream) { dnnl_stream_destroy((dnnl_stream_t)stream); }
+static const size_t scratch_kept = (size_t)4 << 20;
+static pthread_key_t state_key;
+
+static void destroy_state(void *pointer) {
+    thread_state *state = pointer;
+    if (state->stream) dnnl_stream_destroy(state->stream);
+    free(state->scratch);
+    free(state);
+}
+
+static thread_state *current_state(void) {
+    thread_state *state = pthread_getspecific(state_key);
+    if (state) return state;
+    state = calloc(1, sizeof *state);
+    if (!state) return NULL;
+    if (dnnl_stream_create(&state->stream, engine, dnnl_stream_default_flags) != dnnl_success) {
+        free(state);
+        return NULL;
+    }
+    pthread_setspecific(state_key, state);
+    return state;
+}
+
+// `bytes` of scratch for this call; release_scratch after.
+static void *take_scratch(thread_state *state, size_t bytes) {
+    if (bytes > scratch_kept) return malloc(bytes);
+    if (state->capacity < bytes) {
+        free(state->scratch);
+        state->scratch = malloc(bytes);
+        state->capacity = state->scratch ? bytes : 0;
+    }
+    return state->scratch;
+}
+
+static void release_scratch(thread_state *state, void *scratch) {
+    if (scratch != state->scratch) free(scratch);
+}
 
 static void make_engine(void) {
     engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
-    if (engine_status == dnnl_success && pthread_key_create(&stream_key, destroy_stream) != 0) engine_status = dnnl_out_of_memory;
+    if (engine_status == dnnl_success && pthread_key_create(&state_key, destroy_state) != 0) engine_status = dnnl_out_of_memory;
     set_omp_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
 }
 
@@ -221,14 +264,8 @@ pl_linear *pl_create(const float *weight, int inputs, int outputs, pl_precision 
     return linear;
 }
 
-static dnnl_status_t execute(const pl_linear *linear, const void *input, dnnl_data_type_t input_type, int rows, void *output,
-                             dnnl_data_type_t output_type) {
-    dnnl_stream_t thread_stream = pthread_getspecific(stream_key);
-    if (!thread_stream) {
-        dnnl_status_t status = dnnl_stream_create(&thread_stream, engine, dnnl_stream_default_flags);
-        if (status != dnnl_success) return status;
-        pthread_setspecific(stream_key, thread_stream);
-    }
+static dnnl_status_t execute(const pl_linear *linear, dnnl_stream_t thread_stream, const void *input, dnnl_data_type_t input_type, int rows,
+                             void *output, dnnl_data_type_t output_type) {
     if (set_omp_threads) set_omp_threads(__atomic_load_n(&thread_count, __ATOMIC_RELAXED));
     dnnl_memory_desc_t source, destination;
     dnnl_dims_t source_dims = {rows, linear->inputs}, destination_dims = {rows, linear->outputs};
@@ -251,28 +288,30 @@ static dnnl_status_t execute(const pl_linear *linear, const void *input, dnnl_da
 int pl_apply(const pl_linear *linear, const float *input, int rows, float *output) {
     if (rows == 0) return 0;
     const size_t values = (size_t)rows * linear->inputs;
+    thread_state *state = current_state();
+    if (!state) return (int)dnnl_out_of_memory;
     switch (linear->precision) {
-    case PL_FP32: return (int)execute(linear, input, dnnl_f32, rows, output, dnnl_f32);
+    case PL_FP32: return (int)execute(linear, state->stream, input, dnnl_f32, rows, output, dnnl_f32);
     case PL_INT8: {
         // The int32 accumulators land in `output` (same size as its floats) and are scaled there.
         // Per row a scale and a zero point, then the row's bytes.
-        float *scales = malloc((sizeof(float) + sizeof(int32_t)) * rows + values);
+        float *scales = take_scratch(state, (sizeof(float) + sizeof(int32_t)) * rows + values);
         if (!scales) return (int)dnnl_out_of_memory;
         int32_t *zeros = (int32_t *)(scales + rows);
         uint8_t *quantized = (uint8_t *)(zeros + rows);
         ek_quantize_rows_u8(input, rows, linear->inputs, linear->input_factor, quantized, scales, zeros);
-        dnnl_status_t status = execute(linear, quantized, dnnl_u8, rows, output, dnnl_s32);
+        dnnl_status_t status = execute(linear, state->stream, quantized, dnnl_u8, rows, output, dnnl_s32);
         if (status == dnnl_success)
             ek_dequantize_rows(output, rows, linear->outputs, scales, zeros, linear->column_scale, linear->column_sum);
-        free(scales);
+        release_scratch(state, scales);
         return (int)status;
     }
     case PL_BF16: {
-        uint16_t *rounded = malloc(sizeof(uint16_t) * values);
+        uint16_t *rounded = take_scratch(state, sizeof(uint16_t) * values);
         if (!rounded) return (int)dnnl_out_of_memory;
         ek_to_bf16(input, values, rounded);
-        dnnl_status_t status = execute(linear, rounded, dnnl_bf16, rows, output, dnnl_f32);
-        free(rounded);
+        dnnl_status_t status = execute(linear, state->stream, rounded, dnnl_bf16, rows, output, dnnl_f32);
+        release_scratch(state, rounded);
         return (int)status;
     }
     }

@@ -63,7 +63,8 @@ struct Bench: AsyncParsableCommand {
             return try (0..<count).map { index in
                 ByteBuffer(
                     bytes: try RequestCodec.encode(
-                        .route(RouteRequest(router: router, prompt: "\(prompt) (\(tag).\(connection).\(index))")), id: nil))
+                        .route(RouteRequest(router: router, prompt: Self.distinctPrompt(prompt, tag: tag, connection: connection, index: index))),
+                        id: nil))
             }
         }
         // Fail early with a clear message if routerd is not there or the router is unknown.
@@ -134,14 +135,22 @@ struct Bench: AsyncParsableCommand {
         let start = DispatchTime.now().uptimeNanoseconds
         DispatchQueue.concurrentPerform(iterations: max(1, threads)) { thread in
             var round = 0
+            let tag = UInt32.random(in: 0...UInt32.max)
             while DispatchTime.now().uptimeNanoseconds < deadline {
-                let texts = (0..<batch).map { "\(prompt) (anchor.\(thread).\(round).\($0))" }
+                // The same shape, and so the same token count, as the route rows' prompts.
+                let texts = (0..<batch).map { Self.distinctPrompt(prompt, tag: tag, connection: thread, index: round * batch + $0) }
                 _ = encoder.embed(texts)
                 round += 1
                 done.withLock { $0 += batch }
             }
         }
         return Double(done.withLock { $0 }) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+
+    /// The `index`-th distinct prompt of a connection: a random tag per row keeps earlier rows' and
+    /// runs' prompts out of the embedding cache.
+    static func distinctPrompt(_ prompt: String, tag: UInt32, connection: Int, index: Int) -> String {
+        "\(prompt) (\(tag).\(connection).\(index))"
     }
 
     /// `lines(connection, count)` gives the request lines a connection cycles through.
