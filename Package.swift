@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "RouterJSON"),
         // FNV-1a and SplitMix64: hashes and draws that mean the same in every process.
         .target(name: "StableHash"),
-        // The local sentence encoder: BERT tokenizer, MiniLM on OpenBLAS, long-text policies, cache.
+        // The local sentence encoder: BERT tokenizer, MiniLM on oneDNN (or OpenBLAS), precisions and their gate, long-text policies, cache, batcher.
         .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "CPackedLinear", "SafeTensors"]),
         // The encoder's linear layers on oneDNN (libdnnl-dev), weights packed once at load.
         .target(name: "CPackedLinear", dependencies: ["CEncoderKernels"], linkerSettings: [.linkedLibrary("dnnl")]),

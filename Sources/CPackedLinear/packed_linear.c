@@ -264,25 +264,34 @@ pl_linear *pl_create(const float *weight, int inputs, int outputs, pl_precision 
     return linear;
 }
 
+// Runs a matmul on this thread's stream, on the caller's buffers described by `source`, `weights`
+// (unless `packed`, the layer's own memory, is given) and `destination`.
+static dnnl_status_t run_matmul(dnnl_primitive_t matmul, dnnl_stream_t stream, const dnnl_memory_desc_t *source, const void *input,
+                                dnnl_memory_t packed, const dnnl_memory_desc_t *weights, const void *weight_data,
+                                const dnnl_memory_desc_t *destination, void *output) {
+    if (set_omp_threads) set_omp_threads(__atomic_load_n(&thread_count, __ATOMIC_RELAXED));
+    dnnl_memory_t memories[3] = {NULL, packed, NULL};
+    dnnl_status_t status = dnnl_memory_create(&memories[0], source, engine, (void *)input);
+    if (status == dnnl_success && !packed) status = dnnl_memory_create(&memories[1], weights, engine, (void *)weight_data);
+    if (status == dnnl_success) status = dnnl_memory_create(&memories[2], destination, engine, output);
+    if (status == dnnl_success) {
+        dnnl_exec_arg_t arguments[3] = {{DNNL_ARG_SRC, memories[0]}, {DNNL_ARG_WEIGHTS, memories[1]}, {DNNL_ARG_DST, memories[2]}};
+        status = dnnl_primitive_execute(matmul, stream, 3, arguments);
+    }
+    if (status == dnnl_success) status = dnnl_stream_wait(stream);
+    if (memories[0]) dnnl_memory_destroy(memories[0]);
+    if (memories[1] && !packed) dnnl_memory_destroy(memories[1]);
+    if (memories[2]) dnnl_memory_destroy(memories[2]);
+    return status;
+}
+
 static dnnl_status_t execute(const pl_linear *linear, dnnl_stream_t thread_stream, const void *input, dnnl_data_type_t input_type, int rows,
                              void *output, dnnl_data_type_t output_type) {
-    if (set_omp_threads) set_omp_threads(__atomic_load_n(&thread_count, __ATOMIC_RELAXED));
     dnnl_memory_desc_t source, destination;
     dnnl_dims_t source_dims = {rows, linear->inputs}, destination_dims = {rows, linear->outputs};
     dnnl_memory_desc_init_by_tag(&source, 2, source_dims, input_type, dnnl_ab);
     dnnl_memory_desc_init_by_tag(&destination, 2, destination_dims, output_type, dnnl_ab);
-    dnnl_memory_t source_memory = NULL, destination_memory = NULL;
-    dnnl_status_t status = dnnl_memory_create(&source_memory, &source, engine, (void *)input);
-    if (status == dnnl_success) status = dnnl_memory_create(&destination_memory, &destination, engine, output);
-    if (status == dnnl_success) {
-        dnnl_exec_arg_t arguments[3] = {
-            {DNNL_ARG_SRC, source_memory}, {DNNL_ARG_WEIGHTS, linear->weights}, {DNNL_ARG_DST, destination_memory}};
-        status = dnnl_primitive_execute(linear->matmul, thread_stream, 3, arguments);
-    }
-    if (status == dnnl_success) status = dnnl_stream_wait(thread_stream);
-    if (source_memory) dnnl_memory_destroy(source_memory);
-    if (destination_memory) dnnl_memory_destroy(destination_memory);
-    return status;
+    return run_matmul(linear->matmul, thread_stream, &source, input, linear->weights, NULL, NULL, &destination, output);
 }
 
 int pl_apply(const pl_linear *linear, const float *input, int rows, float *output) {
@@ -332,3 +341,95 @@ void pl_destroy(pl_linear *linear) {
 const char *pl_implementation(const pl_linear *linear) { return linear->implementation ? linear->implementation : "unknown"; }
 
 size_t pl_weight_bytes(const pl_linear *linear) { return linear->weight_bytes; }
+
+struct pl_attention {
+    dnnl_primitive_t scores, context;
+    int heads, head_size;
+};
+
+void pl_attention_destroy(pl_attention *attention) {
+    if (!attention) return;
+    if (attention->scores) dnnl_primitive_destroy(attention->scores);
+    if (attention->context) dnnl_primitive_destroy(attention->context);
+    free(attention);
+}
+
+// The three strided views, by head, row and column: Q (or V) in the QKV rows, Kᵀ, the scores, and
+// the context rows. `tokens` may be DNNL_RUNTIME_DIM_VAL, when the primitive is made for any length.
+typedef struct {
+    dnnl_memory_desc_t query, key, value, scores, context;
+} attention_views;
+
+static dnnl_status_t describe(attention_views *views, int heads, int head_size, dnnl_dim_t tokens) {
+    const dnnl_dim_t width = (dnnl_dim_t)heads * head_size, row = 3 * width;
+    const dnnl_dim_t square = tokens == DNNL_RUNTIME_DIM_VAL ? DNNL_RUNTIME_DIM_VAL : tokens * tokens;
+    dnnl_dims_t by_row = {heads, tokens, head_size}, by_column = {heads, head_size, tokens}, scores = {heads, tokens, tokens};
+    dnnl_dims_t row_strides = {head_size, row, 1}, column_strides = {head_size, 1, row}, score_strides = {square, tokens, 1},
+                context_strides = {head_size, width, 1};
+    dnnl_status_t status = dnnl_memory_desc_init_by_strides(&views->query, 3, by_row, dnnl_f32, row_strides);
+    if (status == dnnl_success) status = dnnl_memory_desc_init_by_strides(&views->key, 3, by_column, dnnl_f32, column_strides);
+    if (status == dnnl_success) status = dnnl_memory_desc_init_by_strides(&views->value, 3, by_row, dnnl_f32, row_strides);
+    if (status == dnnl_success) status = dnnl_memory_desc_init_by_strides(&views->scores, 3, scores, dnnl_f32, score_strides);
+    if (status == dnnl_success) status = dnnl_memory_desc_init_by_strides(&views->context, 3, by_row, dnnl_f32, context_strides);
+    return status;
+}
+
+static dnnl_status_t make_matmul(dnnl_primitive_t *primitive, const dnnl_memory_desc_t *source, const dnnl_memory_desc_t *weights,
+                                 const dnnl_memory_desc_t *destination, const_dnnl_primitive_attr_t attributes) {
+    dnnl_matmul_desc_t description;
+    dnnl_primitive_desc_t primitive_description;
+    dnnl_status_t status = dnnl_matmul_desc_init(&description, source, weights, NULL, destination);
+    if (status == dnnl_success) status = dnnl_primitive_desc_create(&primitive_description, &description, attributes, engine, NULL);
+    if (status != dnnl_success) return status;
+    status = dnnl_primitive_create(primitive, primitive_description);
+    dnnl_primitive_desc_destroy(primitive_description);
+    return status;
+}
+
+pl_attention *pl_attention_create(int heads, int head_size, float scale, char *error, size_t error_size) {
+    pthread_once(&engine_once, make_engine);
+    if (engine_status != dnnl_success) return (pl_attention *)fail(error, error_size, "creating the CPU engine", engine_status);
+    pl_attention *attention = calloc(1, sizeof *attention);
+    if (!attention) return (pl_attention *)fail(error, error_size, "allocating", dnnl_out_of_memory);
+    attention->heads = heads;
+    attention->head_size = head_size;
+    attention_views views;
+    dnnl_primitive_attr_t attributes = NULL;
+    dnnl_status_t status = describe(&views, heads, head_size, DNNL_RUNTIME_DIM_VAL);
+    if (status == dnnl_success) status = dnnl_primitive_attr_create(&attributes);
+    if (status == dnnl_success) status = dnnl_primitive_attr_set_output_scales(attributes, 1, 0, &scale);
+    if (status == dnnl_success) status = make_matmul(&attention->scores, &views.query, &views.key, &views.scores, attributes);
+    if (status == dnnl_success) status = make_matmul(&attention->context, &views.scores, &views.value, &views.context, NULL);
+    if (attributes) dnnl_primitive_attr_destroy(attributes);
+    if (status != dnnl_success) {
+        pl_attention_destroy(attention);
+        return (pl_attention *)fail(error, error_size, "making attention's matmuls", status);
+    }
+    return attention;
+}
+
+static int run_attention(dnnl_primitive_t primitive, const dnnl_memory_desc_t *source_view, const void *source,
+                         const dnnl_memory_desc_t *weight_view, const void *weights, const dnnl_memory_desc_t *destination_view,
+                         void *destination) {
+    thread_state *state = current_state();
+    if (!state) return (int)dnnl_out_of_memory;
+    return (int)run_matmul(primitive, state->stream, source_view, source, NULL, weight_view, weights, destination_view, destination);
+}
+
+int pl_attention_scores(const pl_attention *attention, const float *qkv, int tokens, float *scores) {
+    if (tokens == 0) return 0;
+    attention_views views;
+    dnnl_status_t status = describe(&views, attention->heads, attention->head_size, tokens);
+    if (status != dnnl_success) return (int)status;
+    const float *key = qkv + (size_t)attention->heads * attention->head_size;
+    return run_attention(attention->scores, &views.query, qkv, &views.key, key, &views.scores, scores);
+}
+
+int pl_attention_context(const pl_attention *attention, const float *scores, const float *qkv, int tokens, float *context) {
+    if (tokens == 0) return 0;
+    attention_views views;
+    dnnl_status_t status = describe(&views, attention->heads, attention->head_size, tokens);
+    if (status != dnnl_success) return (int)status;
+    const float *value = qkv + 2 * (size_t)attention->heads * attention->head_size;
+    return run_attention(attention->context, &views.scores, scores, &views.value, value, &views.context, context);
+}

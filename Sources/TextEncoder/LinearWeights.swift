@@ -1,8 +1,9 @@
 import CBLAS
+import CEncoderKernels
 import CPackedLinear
 
-/// Which library runs the encoder's linear layers (the four products per layer that take most of
-/// its time). Attention's small per-head products stay on OpenBLAS either way.
+/// Which library runs the encoder's matrix products: the linear layers (the four products per
+/// layer that take most of its time) and attention's two.
 public enum LinearKernel: String, Sendable, CaseIterable {
     /// oneDNN's matmul with the weights packed once at load (the default).
     case onednn
@@ -106,5 +107,32 @@ extension Optional where Wrapped == [Float] {
         case .some(let values): values.withUnsafeBufferPointer { body($0.baseAddress) }
         case .none: body(nil)
         }
+    }
+}
+
+/// Attention's two products on oneDNN, every head of a text at once (the linear layers' kernel
+/// `onednn`); with `openblas` they stay two sgemm calls per head.
+final class AttentionProducts: @unchecked Sendable {
+    // Immutable after init; the primitives may be executed from several threads at once.
+    private let handle: OpaquePointer
+
+    init(heads: Int, headSize: Int, scale: Float) throws(EncoderError) {
+        var message = [CChar](repeating: 0, count: 256)
+        guard let handle = pl_attention_create(Int32(heads), Int32(headSize), scale, &message, message.count) else {
+            throw EncoderError("\(cString(message)); set the encoder's kernel to openblas")
+        }
+        self.handle = handle
+    }
+
+    deinit { pl_attention_destroy(handle) }
+
+    /// scores[heads × tokens × tokens] = scale · Q·Kᵀ, then softmax by row, then context = scores·V,
+    /// for one text's `tokens` rows of QKV.
+    func apply(qkv: UnsafePointer<Float>, tokens: Int, scores: UnsafeMutablePointer<Float>, heads: Int, context: UnsafeMutablePointer<Float>) {
+        var status = pl_attention_scores(handle, qkv, Int32(tokens), scores)
+        precondition(status == 0, "oneDNN attention failed with status \(status)")
+        ek_softmax_rows(scores, heads * tokens, tokens, tokens)
+        status = pl_attention_context(handle, scores, qkv, Int32(tokens), context)
+        precondition(status == 0, "oneDNN attention failed with status \(status)")
     }
 }

@@ -41,6 +41,8 @@ final class MiniLM: Sendable {
     let embeddingNormWeight: [Float]
     let embeddingNormBias: [Float]
     let layers: [Layer]
+    /// Attention's products on oneDNN, or nil for OpenBLAS's per-head sgemm (kernel `openblas`).
+    let attention: AttentionProducts?
 
     /// For each layer, the largest |value| each input channel of its four linear layers (QKV,
     /// attention output, intermediate, FFN output) took: what int8 calibrates on.
@@ -95,6 +97,8 @@ final class MiniLM: Sendable {
                     outputNormBias: try tensor("output.LayerNorm.bias", [h])))
         }
         self.layers = layers
+        attention =
+            kernel == .onednn ? try AttentionProducts(heads: Self.heads, headSize: Self.headSize, scale: 1 / Float(Self.headSize).squareRoot()) : nil
         for (name, values) in [("word embeddings", wordEmbeddings), ("position embeddings", positionEmbeddings)]
         where values.contains(where: { !$0.isFinite }) {
             throw SafeTensorsError(file: file.path, message: "\(name) contain NaN or infinite values")
@@ -129,7 +133,7 @@ final class MiniLM: Sendable {
         var context = [Float](repeating: 0, count: rows * h)
         var projected = [Float](repeating: 0, count: rows * h)
         var inner = [Float](repeating: 0, count: rows * Self.intermediate)
-        var scores = [Float](repeating: 0, count: maxLength * maxLength)
+        var scores = [Float](repeating: 0, count: (attention == nil ? 1 : Self.heads) * maxLength * maxLength)
 
         let ids = sequences.flatMap { $0 }
         let positions = lengths.flatMap { (0..<Int32($0)).map { $0 } }
@@ -155,6 +159,12 @@ final class MiniLM: Sendable {
                     scores.withUnsafeMutableBufferPointer { scores in
                         for (index, length) in lengths.enumerated() where length > 0 {
                             let base = offsets[index]
+                            if let attention {
+                                attention.apply(
+                                    qkv: qkv.baseAddress! + base * 3 * h, tokens: length, scores: scores.baseAddress!, heads: Self.heads,
+                                    context: context.baseAddress! + base * h)
+                                continue
+                            }
                             for head in 0..<Self.heads {
                                 let q = qkv.baseAddress! + base * 3 * h + head * Self.headSize
                                 let k = q + h

@@ -167,10 +167,10 @@ public final class SentenceEncoder: Sendable {
         return best
     }
 
-    /// Sets how many threads one matrix product uses (process-wide). With the linear layers on
-    /// oneDNN, its OpenMP team takes them and attention's small products stay on one OpenBLAS
-    /// thread: the two libraries' threads, spinning on the same cores, slowed a 128-token prompt
-    /// on 2 threads from 31 ms to 53–101 ms (`routerctl bench-encoder --threads 2`).
+    /// Sets how many threads one matrix product uses (process-wide). With kernel `onednn` every
+    /// product runs on oneDNN's OpenMP team and OpenBLAS keeps one thread: the two libraries'
+    /// threads, spinning on the same cores, had slowed a 128-token prompt on 2 threads from 31 ms
+    /// to 53–101 ms (`routerctl bench-encoder --threads 2`).
     public static func setThreads(_ count: Int, kernel: LinearKernel = .onednn) {
         openblas_set_num_threads(kernel == .openblas ? Int32(max(1, count)) : 1)
         pl_set_threads(Int32(max(1, count)))
