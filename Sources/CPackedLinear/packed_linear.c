@@ -408,28 +408,17 @@ pl_attention *pl_attention_create(int heads, int head_size, float scale, char *e
     return attention;
 }
 
-static int run_attention(dnnl_primitive_t primitive, const dnnl_memory_desc_t *source_view, const void *source,
-                         const dnnl_memory_desc_t *weight_view, const void *weights, const dnnl_memory_desc_t *destination_view,
-                         void *destination) {
+int pl_attention_apply(const pl_attention *attention, const float *qkv, int tokens, float *scores, float *context) {
+    if (tokens == 0) return 0;
     thread_state *state = current_state();
     if (!state) return (int)dnnl_out_of_memory;
-    return (int)run_matmul(primitive, state->stream, source_view, source, NULL, weight_view, weights, destination_view, destination);
-}
-
-int pl_attention_scores(const pl_attention *attention, const float *qkv, int tokens, float *scores) {
-    if (tokens == 0) return 0;
     attention_views views;
     dnnl_status_t status = describe(&views, attention->heads, attention->head_size, tokens);
+    const size_t width = (size_t)attention->heads * attention->head_size;
+    if (status == dnnl_success)
+        status = run_matmul(attention->scores, state->stream, &views.query, qkv, NULL, &views.key, qkv + width, &views.scores, scores);
     if (status != dnnl_success) return (int)status;
-    const float *key = qkv + (size_t)attention->heads * attention->head_size;
-    return run_attention(attention->scores, &views.query, qkv, &views.key, key, &views.scores, scores);
-}
-
-int pl_attention_context(const pl_attention *attention, const float *scores, const float *qkv, int tokens, float *context) {
-    if (tokens == 0) return 0;
-    attention_views views;
-    dnnl_status_t status = describe(&views, attention->heads, attention->head_size, tokens);
-    if (status != dnnl_success) return (int)status;
-    const float *value = qkv + 2 * (size_t)attention->heads * attention->head_size;
-    return run_attention(attention->context, &views.scores, scores, &views.value, value, &views.context, context);
+    ek_softmax_rows(scores, (size_t)attention->heads * tokens, tokens, tokens);
+    return (int)run_matmul(
+        attention->context, state->stream, &views.scores, scores, NULL, &views.value, qkv + 2 * width, &views.context, context);
 }

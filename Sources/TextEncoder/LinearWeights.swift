@@ -1,5 +1,4 @@
 import CBLAS
-import CEncoderKernels
 import CPackedLinear
 
 /// Which library runs the encoder's matrix products: the linear layers (the four products per
@@ -44,7 +43,6 @@ final class LinearWeights: @unchecked Sendable {
     // Immutable after init; oneDNN's primitive may be executed from several threads at once.
     let inputs: Int
     let outputs: Int
-    let precision: EncoderPrecision
     private let plain: [Float]
     private let packed: OpaquePointer?
 
@@ -55,7 +53,6 @@ final class LinearWeights: @unchecked Sendable {
     {
         self.inputs = inputs
         self.outputs = outputs
-        self.precision = precision
         switch kernel {
         case .openblas:
             guard precision == .fp32 else { throw EncoderError("precision \(precision.rawValue) needs kernel onednn; openblas runs fp32 only") }
@@ -126,13 +123,10 @@ final class AttentionProducts: @unchecked Sendable {
 
     deinit { pl_attention_destroy(handle) }
 
-    /// scores[heads × tokens × tokens] = scale · Q·Kᵀ, then softmax by row, then context = scores·V,
-    /// for one text's `tokens` rows of QKV.
-    func apply(qkv: UnsafePointer<Float>, tokens: Int, scores: UnsafeMutablePointer<Float>, heads: Int, context: UnsafeMutablePointer<Float>) {
-        var status = pl_attention_scores(handle, qkv, Int32(tokens), scores)
-        precondition(status == 0, "oneDNN attention failed with status \(status)")
-        ek_softmax_rows(scores, heads * tokens, tokens, tokens)
-        status = pl_attention_context(handle, scores, qkv, Int32(tokens), context)
+    /// context = softmax(scale · Q·Kᵀ)·V for one text's `tokens` rows of QKV; `scores` is scratch of
+    /// heads × tokens × tokens.
+    func apply(qkv: UnsafePointer<Float>, tokens: Int, scores: UnsafeMutablePointer<Float>, context: UnsafeMutablePointer<Float>) {
+        let status = pl_attention_apply(handle, qkv, Int32(tokens), scores, context)
         precondition(status == 0, "oneDNN attention failed with status \(status)")
     }
 }

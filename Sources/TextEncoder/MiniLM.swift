@@ -161,7 +161,7 @@ final class MiniLM: Sendable {
                             let base = offsets[index]
                             if let attention {
                                 attention.apply(
-                                    qkv: qkv.baseAddress! + base * 3 * h, tokens: length, scores: scores.baseAddress!, heads: Self.heads,
+                                    qkv: qkv.baseAddress! + base * 3 * h, tokens: length, scores: scores.baseAddress!,
                                     context: context.baseAddress! + base * h)
                                 continue
                             }

@@ -56,10 +56,14 @@ public enum PrecisionGate {
         let theirs = reference.embed(texts, policy: policy)
         var lowest: (cosine: Float, text: String) = (1, "")
         for (index, text) in texts.enumerated() {
-            // Both are L2-normalised: the dot product is the cosine.
-            let cosine = zip(ours[index], theirs[index]).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+            let cosine = cosine(ours[index], theirs[index])
             if cosine < lowest.cosine || lowest.text.isEmpty { lowest = (cosine, text) }
         }
         return lowest
+    }
+
+    /// The cosine of two embeddings: both are L2-normalised, so their dot product.
+    public static func cosine(_ a: [Float], _ b: [Float]) -> Float {
+        zip(a, b).reduce(Float(0)) { $0 + $1.0 * $1.1 }
     }
 }

@@ -111,6 +111,11 @@ public final class SentenceEncoder: Sendable {
     public static func load(modelDirectory: String, kernel: LinearKernel = .onednn, precision setting: PrecisionSetting) throws(EncoderError)
         -> SentenceEncoder
     {
+        // A precision this kernel or CPU cannot run is refused before anything is loaded.
+        if case .fixed(let precision) = setting, precision != .fp32 {
+            if kernel == .openblas { throw EncoderError("precision \(precision.rawValue) needs kernel onednn; openblas runs fp32 only") }
+            if let why = precision.unsupportedReason { throw EncoderError("precision \(precision.rawValue): \(why); use fp32 or auto") }
+        }
         let reference = try SentenceEncoder(modelDirectory: modelDirectory, kernel: kernel, precision: .fp32)
         func gated(_ precision: EncoderPrecision) throws(EncoderError) -> (encoder: SentenceEncoder, cosine: Float) {
             let candidate = try SentenceEncoder(modelDirectory: modelDirectory, kernel: kernel, precision: precision, calibratedOn: reference)
@@ -126,8 +131,6 @@ public final class SentenceEncoder: Sendable {
         case .fixed(.fp32):
             return reference
         case .fixed(let precision):
-            if kernel == .openblas { throw EncoderError("precision \(precision.rawValue) needs kernel onednn; openblas runs fp32 only") }
-            if let why = precision.unsupportedReason { throw EncoderError("precision \(precision.rawValue): \(why); use fp32 or auto") }
             let passed = try gated(precision)
             return SentenceEncoder(passed.encoder, note: "gate: lowest cosine \(format(passed.cosine)) to fp32")
         case .auto:

@@ -101,7 +101,7 @@ struct Eval: ParsableCommand {
                         rows: [], widths: Self.widths))
                 if let precision, let instance = router.encoder, let encoder = reduced[instance.config.name] {
                     let (line, record) = try compare(
-                        benchmark, router: router, precision: precision, encoder: encoder, policy: instance.policy, reference: curve)
+                        benchmark, router: router, precision: precision, encoder: encoder, policy: instance.policy, reference: (scores, curve))
                     comparisons.append(line)
                     results.append(record)
                 }
@@ -181,18 +181,18 @@ struct Eval: ParsableCommand {
         return encoders
     }
 
-    /// One router on one benchmark with the encoder in `precision`, against its fp32 `reference` curve.
+    /// One router on one benchmark with the encoder in `precision`, against its fp32 `reference`
+    /// scores and curve (the evaluation's own).
     func compare(
         _ benchmark: Benchmark, router: RouterInstance, precision: EncoderPrecision, encoder: SentenceEncoder, policy: LongTextPolicy,
-        reference: RoutingCurve
+        reference: (scores: [Double], curve: RoutingCurve)
     ) throws -> (line: String, record: [String: Any]) {
         let fp32 = try InProcessRouters.embed(benchmark.prompts, with: router.encoder!.encoder, policy: policy)
         let low = try InProcessRouters.embed(benchmark.prompts, with: encoder, policy: policy)
-        let cosines = zip(fp32, low).map { pair in zip(pair.0, pair.1).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
-        let fp32Scores = try InProcessRouters.score(benchmark.prompts, with: router, embeddings: fp32)
+        let cosines = zip(fp32, low).map { PrecisionGate.cosine($0.0, $0.1) }
         let lowScores = try InProcessRouters.score(benchmark.prompts, with: router, embeddings: low)
         let threshold = router.threshold ?? 0.5
-        let same = zip(fp32Scores, lowScores).filter { ($0.0 >= threshold) == ($0.1 >= threshold) }.count
+        let same = zip(reference.scores, lowScores).filter { ($0.0 >= threshold) == ($0.1 >= threshold) }.count
         let agreement = Double(same) / Double(max(1, benchmark.prompts.count))
         let curve = RoutingCurve(scores: lowScores, strong: benchmark.strong, weak: benchmark.weak)
         let lowest = cosines.min() ?? 1
@@ -200,12 +200,12 @@ struct Eval: ParsableCommand {
         let line = table(
             header: [
                 benchmark.name, router.name, String(format: "%.4f", lowest), String(format: "%.4f", mean),
-                String(format: "%.2f%%", agreement * 100), String(format: "%.4f", reference.apgr), String(format: "%.4f", curve.apgr),
-                String(format: "%+.4f", curve.apgr - reference.apgr),
+                String(format: "%.2f%%", agreement * 100), String(format: "%.4f", reference.curve.apgr),
+                String(format: "%.4f", curve.apgr), String(format: "%+.4f", curve.apgr - reference.curve.apgr),
             ], rows: [], widths: Self.comparisonWidths)
         let record: [String: Any] = [
             "benchmark": benchmark.name, "router": router.name, "precision": precision.rawValue, "lowest_cosine": lowest, "mean_cosine": mean,
-            "same_decision": agreement, "threshold": threshold, "apgr_fp32": reference.apgr, "apgr_reduced": curve.apgr,
+            "same_decision": agreement, "threshold": threshold, "apgr_fp32": reference.curve.apgr, "apgr_reduced": curve.apgr,
         ]
         return (line, record)
     }

@@ -1,6 +1,6 @@
 // The encoder's matrix products on oneDNN (libdnnl-dev). A linear layer's weights are packed once
-// at load for oneDNN's matmul, and applied to any number of rows. The encoder's four products per layer go through here; OpenBLAS re-packs its
-// operand on every sgemm call, which dominates short prompts.
+// at load for oneDNN's matmul, and applied to any number of rows; OpenBLAS re-packs its operand on
+// every sgemm call, which dominates short prompts.
 #ifndef PACKED_LINEAR_H
 #define PACKED_LINEAR_H
 
@@ -47,21 +47,18 @@ size_t pl_weight_bytes(const pl_linear *linear);
 // Threads each product may use (oneDNN's OpenMP team, per calling thread).
 void pl_set_threads(int threads);
 
-// Attention's two products for one text, every head at once: scores = scale · Q·Kᵀ, then (after the
-// caller's softmax of the scores) context = scores·V. oneDNN runs the heads as one batched matmul on
-// strided views of the QKV rows, where OpenBLAS took two sgemm calls per head (2.2× the time at 128
-// tokens, one thread).
+// Attention for one text, every head at once: scores = softmax(scale · Q·Kᵀ) by row, then
+// context = scores·V. oneDNN runs the heads as one batched matmul on strided views of the QKV rows,
+// where OpenBLAS took two sgemm calls per head (2.2× the time at 128 tokens, one thread).
 typedef struct pl_attention pl_attention;
 
 // For `heads` heads of `head_size`: QKV rows hold Q, K and V side by side (3 × heads × head_size
 // wide), context rows are heads × head_size wide.
 pl_attention *pl_attention_create(int heads, int head_size, float scale, char *error, size_t error_size);
 
-// scores[heads × tokens × tokens] = scale · Q·Kᵀ for the `tokens` rows at `qkv`.
-int pl_attention_scores(const pl_attention *attention, const float *qkv, int tokens, float *scores);
-
-// context[tokens rows] = scores·V, each head into its own columns.
-int pl_attention_context(const pl_attention *attention, const float *scores, const float *qkv, int tokens, float *context);
+// context[tokens rows] = attention over the `tokens` rows at `qkv`, each head into its own columns;
+// `scores` is scratch of heads × tokens × tokens. Returns 0, or oneDNN's status on failure.
+int pl_attention_apply(const pl_attention *attention, const float *qkv, int tokens, float *scores, float *context);
 
 void pl_attention_destroy(pl_attention *attention);
 
