@@ -205,8 +205,8 @@ let package = Package(
         .testTarget(
             name: "RouterdIntegrationTests",
             dependencies: [
-                "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterdTestSupport", "SafeTensors", "StableHash",
-                "TextEncoder",
+                "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterdTestSupport", "SafeTensors", "SimilarityRanking",
+                "StableHash", "TextEncoder",
                 "routerd", "routerctl",
             ],
             exclude: ["ExternalPlugin", "ExternalPackage"]),

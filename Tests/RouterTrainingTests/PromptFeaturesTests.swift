@@ -13,6 +13,9 @@ import Testing
         #expect(try feature("log_numbers") == Float(log1p(5.0)), "12, 30.5, 42.5, 40 and 43")
         #expect(try feature("log_questions") == Float(log1p(2.0)))
         #expect(try feature("non_ascii_share") > 0)
-        #expect(PromptFeatures.values("") == PromptFeatures.values(""), "an empty prompt is fine")
+        // An empty prompt is one empty line: every count 0 but the lines, every share 0 (not 0/0).
+        var empty = [Float](repeating: 0, count: PromptFeatures.count)
+        empty[try #require(PromptFeatures.names.firstIndex(of: "log_lines"))] = Float(log1p(1.0))
+        #expect(PromptFeatures.values("") == empty)
     }
 }

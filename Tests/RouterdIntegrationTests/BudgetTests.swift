@@ -4,12 +4,10 @@ import RouterdTestSupport
 import StableHash
 import Testing
 
-private let budgetDataIsPresent = FileManager.default.fileExists(atPath: Package.root + "/../shared/data/train/mmlu-pro.quality.jsonl")
-
 /// The budget policy holds its target online while the mix of prompts drifts.
 @Suite(
-    .timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)),
-    .enabled(if: budgetDataIsPresent, "the drifting stream is made of ../shared/data/train prompts, which are absent"))
+    .timeLimit(.minutes(5)), .requires(.encoderModel),
+    .requires(.sharedData("train/mmlu-pro.quality.jsonl")))
 struct BudgetTests {
     static let train = Package.root + "/../shared/data/train/"
 

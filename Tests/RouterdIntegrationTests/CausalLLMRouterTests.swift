@@ -95,7 +95,7 @@ enum CausalLLMConfig {
         #expect(check.stderr.contains(message), "\(check.stderr)")
     }
 
-    @Test(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+    @Test(.requires(.encoderModel))
     func aStalledEndpointTimesOutWithoutHoldingUpTheEncoder() throws {
         let silent = try CausalLLMConfig.SilentServer()
         let daemon = try Daemon(config: {

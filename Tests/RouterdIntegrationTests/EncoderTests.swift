@@ -6,9 +6,9 @@ import TextEncoder
 
 /// The local encoder inside the daemon: the `embed` op, embeddings handed to
 /// plugins, the cache, and encoder config errors.
-@Suite(.timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
 struct DaemonEncoderTests {
-    @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
+    @Test(.requires(.encoderGolden))
     func theEmbedOpMatchesTheReference() throws {
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, encoders: EncoderFixture.encoders()) })
         let connection = try daemon.connect()

@@ -156,15 +156,11 @@ import Testing
         #expect(Self.lines(daemon.directory.path + "/feedback/quality.jsonl").count == 1)
     }
 
-    @Test func onlyAllowedPeersMaySendFeedback() throws {
-        let setpriv = "/usr/bin/setpriv"
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv), let nobody = getpwnam("nobody") else {
-            print("skipped: needs root and setpriv to act as user nobody")
-            return
-        }
-        let uid = nobody.pointee.pw_uid
-        let daemon = try Self.daemon(extra: "  allow: {uids: [\(uid == 4242 ? 4243 : 4242)]}", mode: "0666")
-        let asNobody = ["--reuid=\(uid)", "--regid=\(nobody.pointee.pw_gid)", "--clear-groups", try Package.binary("routerctl")]
+    @Test(.requires(.actAsNobody)) func onlyAllowedPeersMaySendFeedback() throws {
+        let nobody = try OtherUser.nobody()
+        let setpriv = Requirement.setprivPath
+        let daemon = try Self.daemon(extra: "  allow: {uids: [\(nobody.uid == 4242 ? 4243 : 4242)]}", mode: "0666")
+        let asNobody = nobody.run(try Package.binary("routerctl"))
         let feedback = ["feedback", "--socket", daemon.socket, "--router", "random", "--prompt", "x", "--model", Self.strong, "--quality", "1"]
         let denied = try runCommand(setpriv, asNobody + feedback + ["--json"])
         #expect(denied.status != 0)

@@ -154,18 +154,13 @@ import Testing
         #expect(try eventually { try generation() == 3 })
     }
 
-    @Test func setIsForbiddenToOtherUsers() throws {
-        let setpriv = "/usr/bin/setpriv"
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv), let nobody = getpwnam("nobody") else {
-            print("skipped: needs root and setpriv to act as user nobody")
-            return
-        }
+    @Test(.requires(.actAsNobody)) func setIsForbiddenToOtherUsers() throws {
+        let nobody = try OtherUser.nobody()
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, mode: "0666") })
         let run = try runCommand(
-            setpriv,
-            [
-                "--reuid=\(nobody.pointee.pw_uid)", "--regid=\(nobody.pointee.pw_gid)", "--clear-groups", try Package.binary("routerctl"), "set",
-                "--socket", daemon.socket, "--router", "random", "--threshold", "0.1", "--json",
+            Requirement.setprivPath,
+            nobody.run(try Package.binary("routerctl")) + [
+                "set", "--socket", daemon.socket, "--router", "random", "--threshold", "0.1", "--json",
             ])
         #expect(run.status != 0)
         #expect(try JSON.object(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).errorCode == "forbidden", "\(run.stdout)")
@@ -174,7 +169,7 @@ import Testing
 }
 
 /// Weights files swapped under a live daemon: renamed into place, loaded anew; torn, rejected.
-@Suite(.timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
 struct WeightsSwapTests {
     /// The shipped MF weights with w2 negated: every score s becomes 1 − s.
     static func writeFlippedWeights(to path: String) throws {

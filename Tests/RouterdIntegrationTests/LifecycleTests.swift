@@ -58,17 +58,13 @@ import Testing
         #expect(info.st_mode & 0o777 == 0o600)
     }
 
-    @Test func theSocketGetsTheConfiguredOwnerAndGroup() throws {
-        guard getuid() == 0, let nobody = getpwnam("nobody"), let group = getgrgid(nobody.pointee.pw_gid) else {
-            print("skipped: needs root and user nobody to hand the socket over")
-            return
-        }
-        let groupName = String(cString: group.pointee.gr_name)
-        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, mode: "0640\n  owner: nobody\n  group: \(groupName)") })
+    @Test(.requires(.actAsNobody)) func theSocketGetsTheConfiguredOwnerAndGroup() throws {
+        let nobody = try OtherUser.nobody()
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, mode: "0640\n  owner: nobody\n  group: \(nobody.groupName)") })
         var info = stat()
         #expect(lstat(daemon.socket, &info) == 0)
-        #expect(info.st_uid == nobody.pointee.pw_uid)
-        #expect(info.st_gid == nobody.pointee.pw_gid)
+        #expect(info.st_uid == nobody.uid)
+        #expect(info.st_gid == nobody.gid)
         #expect(info.st_mode & 0o777 == 0o640)
     }
 
@@ -112,12 +108,10 @@ import Testing
         return String(decoding: buffer[..<max(0, count)], as: UTF8.self)
     }
 
-    @Test func anInheritedSocketFromSystemdIsServed() throws {
-        let activate = "/usr/bin/systemd-socket-activate"
-        guard FileManager.default.isExecutableFile(atPath: activate) else {
-            print("skipped: \(activate) is not installed (apt-get install systemd)")
-            return
-        }
+    static let activate = "/usr/bin/systemd-socket-activate"
+
+    @Test(.requires(.systemdTool(activate))) func anInheritedSocketFromSystemdIsServed() throws {
+        let activate = Self.activate
         let directory = try TemporaryDirectory()
         let socketPath = directory.path + "/activated.sock"
         // The config names another path: with an inherited socket it must not be used.
@@ -146,12 +140,8 @@ import Testing
     /// activation the listening socket outlives the process and a restart serves again: clients
     /// that connect meanwhile wait in the backlog, none is refused. The supervisor here is a bash
     /// loop standing in for systemd's `Restart=on-failure` with `RestartSec=1s`.
-    @Test func aCrashUnderSocketActivationDelaysClientsButRefusesNone() throws {
-        let activate = "/usr/bin/systemd-socket-activate"
-        guard FileManager.default.isExecutableFile(atPath: activate) else {
-            print("skipped: \(activate) is not installed (apt-get install systemd)")
-            return
-        }
+    @Test(.requires(.systemdTool(activate))) func aCrashUnderSocketActivationDelaysClientsButRefusesNone() throws {
+        let activate = Self.activate
         let directory = try TemporaryDirectory()
         let plugins = try PluginTests.buildConstantPlugin(in: directory, flags: ["-DFAULTS"])
         let socketPath = directory.path + "/activated.sock"
@@ -258,20 +248,16 @@ import Testing
         #expect(stats["reload_failures"] as? Int == 1)
     }
 
-    @Test func adminOpsAreForbiddenToOtherUsers() throws {
-        let setpriv = "/usr/bin/setpriv"
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv), let nobody = getpwnam("nobody") else {
-            print("skipped: needs root and setpriv to act as user nobody")
-            return
-        }
+    @Test(.requires(.actAsNobody)) func adminOpsAreForbiddenToOtherUsers() throws {
+        let nobody = try OtherUser.nobody()
+        let setpriv = Requirement.setprivPath
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, mode: "0666") })
-        let routerctl = try Package.binary("routerctl")
-        let asNobody = ["--reuid=\(nobody.pointee.pw_uid)", "--regid=\(nobody.pointee.pw_gid)", "--clear-groups", routerctl]
+        let asNobody = nobody.run(try Package.binary("routerctl"))
         let denied = try runCommand(setpriv, asNobody + ["reload", "--socket", daemon.socket, "--json"])
         #expect(denied.status != 0)
         let response = try JSON.object(denied.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(response.errorCode == "forbidden", "\(denied.stdout) \(denied.stderr)")
-        #expect(response.errorMessage.contains("uid \(nobody.pointee.pw_uid)"))
+        #expect(response.errorMessage.contains("uid \(nobody.uid)"))
         // Query ops stay open to everyone who can connect.
         let route = try runCommand(setpriv, asNobody + ["route", "--socket", daemon.socket, "--router", "random", "hello"])
         #expect(route.status == 0, "\(route.stderr)")
@@ -279,20 +265,10 @@ import Testing
         #expect(try daemon.connect().request(#"{"op":"reload"}"#).ok)
     }
 
-    @Test func listedAdminUidsMayReload() throws {
-        let setpriv = "/usr/bin/setpriv"
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv), let nobody = getpwnam("nobody") else {
-            print("skipped: needs root and setpriv to act as user nobody")
-            return
-        }
-        let uid = nobody.pointee.pw_uid
-        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, admin: "admin:\n  uids: [\(uid)]", mode: "0666") })
-        let run = try runCommand(
-            setpriv,
-            [
-                "--reuid=\(uid)", "--regid=\(nobody.pointee.pw_gid)", "--clear-groups", try Package.binary("routerctl"), "reload", "--socket",
-                daemon.socket,
-            ])
+    @Test(.requires(.actAsNobody)) func listedAdminUidsMayReload() throws {
+        let nobody = try OtherUser.nobody()
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, admin: "admin:\n  uids: [\(nobody.uid)]", mode: "0666") })
+        let run = try runCommand(Requirement.setprivPath, nobody.run(try Package.binary("routerctl")) + ["reload", "--socket", daemon.socket])
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stdout.contains("reloaded: generation 1 → 2"))
     }
@@ -300,12 +276,10 @@ import Testing
 
 @Suite(.timeLimit(.minutes(5))) struct SystemdUnitTests {
     /// systemd's own checker accepts the shipped units (pointed at this build's binary).
-    @Test func theShippedUnitsVerify() throws {
-        let analyze = "/usr/bin/systemd-analyze"
-        guard FileManager.default.isExecutableFile(atPath: analyze) else {
-            print("skipped: \(analyze) is not installed (apt-get install systemd)")
-            return
-        }
+    static let analyze = "/usr/bin/systemd-analyze"
+
+    @Test(.requires(.systemdTool(analyze))) func theShippedUnitsVerify() throws {
+        let analyze = Self.analyze
         let directory = try TemporaryDirectory()
         let service = try String(contentsOfFile: Package.root + "/systemd/routerd.service", encoding: .utf8)
             .replacingOccurrences(of: "/usr/local/bin/routerd", with: try Package.binary("routerd"))

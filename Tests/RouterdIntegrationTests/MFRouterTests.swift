@@ -5,7 +5,7 @@ import SafeTensors
 import Testing
 
 /// The matrix-factorisation router served by the daemon, and its trainer.
-@Suite(.timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
 struct MFRouterTests {
     static let weights = Package.root + "/weights/mf-minilm.safetensors"
 
@@ -167,8 +167,14 @@ struct MFRouterTests {
         let daemon = try Daemon(config: {
             TestConfig.yaml(socket: $0, routers: Self.mfRouter(weights: weights, strong: "big", weak: "small"), encoders: EncoderFixture.encoders())
         })
-        let decision = try daemon.connect().decision(#"{"op":"route","router":"mf","prompt":"Prove Fermat's little theorem."}"#)
-        #expect((0...1).contains(decision.strongScore))
+        // The daemon serves what was trained: its score is the formula on the new weights.
+        let connection = try daemon.connect()
+        for prompt in ["Prove Fermat's little theorem.", "Say hello."] {
+            let embedding = try #require(try connection.request(#"{"op":"embed","text":"\#(prompt)"}"#).result["embeddings"] as? [[Double]])[0]
+            let decision = try connection.decision(#"{"op":"route","router":"mf","prompt":"\#(prompt)"}"#)
+            let expected = try Self.expectedScore(weights: weights, embedding: embedding, strong: "big", weak: "small")
+            #expect(abs(decision.strongScore - expected) < 1e-5, "\(prompt): \(decision.strongScore) vs \(expected)")
+        }
         // A second run finds every prompt in the embedding cache.
         let again = try runCommand(
             try Package.binary("routerctl"),

@@ -102,34 +102,27 @@ import Testing
         #expect(check.status != 0)
         #expect(check.stderr.contains("router 'r': model 'gpt-5' is not in the models: catalogue (known models: "), "\(check.stderr)")
         #expect(check.stderr.contains("cheap, dear, \(TestConfig.strong), mid, middle, \(TestConfig.weak)"), "\(check.stderr)")
-        // An alias names the model: `mid` is `middle`.
+        // An alias names the model: `mid` is `middle`, at middle's prices.
         let aliased = try directory.write(
             "aliased.yaml",
             TestConfig.yaml(
                 socket: directory.path + "/s.sock", routers: routers.replacingOccurrences(of: "gpt-5", with: "mid"), models: TestConfig.catalogue))
         #expect(try Self.check(aliased).status == 0)
+        let daemon = try Daemon(config: {
+            TestConfig.yaml(socket: $0, routers: routers.replacingOccurrences(of: "gpt-5", with: "mid"), models: TestConfig.catalogue)
+        })
+        let decision = try daemon.connect().decision(#"{"op":"route","router":"r","prompt":"12345678"}"#)
+        // The router keeps the name it was given, priced as the model it names.
+        #expect(decision.candidates.map(\.model) == ["cheap", "mid", "dear"])
+        // 8 characters are 2 prompt tokens; middle costs 1.0 in and 2.0 out per 10⁶ tokens, with 100 out.
+        let middle = try #require(decision.candidates.first { $0.model == "mid" })
+        let expected: Double = (2 * 1.0 + 100 * 2.0) / 1e6
+        #expect(abs((middle.cost ?? -1) - expected) < 1e-15, "\(String(describing: middle.cost))")
     }
 
-    @Test func theShippedCatalogueCoversTheSharedPriceList() throws {
+    /// The daemon loads the shipped catalogue, from the config's `models:` path (no shared data needed).
+    @Test func theShippedCatalogueLoads() throws {
         let catalogue = Package.root + "/etc/routerd/models.yaml"
-        let text = try String(contentsOfFile: catalogue, encoding: .utf8)
-        let prices = Package.root + "/../shared/data/prices.yaml"
-        guard let shared = try? String(contentsOfFile: prices, encoding: .utf8) else {
-            print("skipped: ../shared/data/prices.yaml is absent; the shipped catalogue is checked against it when present")
-            return
-        }
-        // Every priced model is in the catalogue, by name or alias, at the same prices.
-        let line = /^\s+(\S+):\s*\{input:\s*([0-9.]+),\s*output:\s*([0-9.]+)\}/
-        var checked = 0
-        for entry in shared.split(separator: "\n") {
-            guard let match = String(entry).firstMatch(of: line) else { continue }
-            let name = String(match.1)
-            let row = text.split(separator: "\n").first { $0.contains(" \(name): ") || $0.contains("aliases: [\(name)]") }
-            #expect(row?.contains("input: \(match.2), output: \(match.3)") == true, "\(name)")
-            checked += 1
-        }
-        #expect(checked > 40)
-        // And a daemon loads it, from the config's `models:` path.
         let directory = try TemporaryDirectory()
         let config = try directory.write(
             "routerd.yaml",
@@ -143,6 +136,22 @@ import Testing
                     """, models: "models: \(catalogue)"))
         let check = try Self.check(config)
         #expect(check.status == 0, "\(check.stderr)")
+    }
+
+    @Test(.requires(.sharedData("prices.yaml"))) func theShippedCatalogueCoversTheSharedPriceList() throws {
+        let text = try String(contentsOfFile: Package.root + "/etc/routerd/models.yaml", encoding: .utf8)
+        let shared = try String(contentsOfFile: SharedData.path("prices.yaml"), encoding: .utf8)
+        // Every priced model is in the catalogue, by name or alias, at the same prices.
+        let line = /^\s+(\S+):\s*\{input:\s*([0-9.]+),\s*output:\s*([0-9.]+)\}/
+        var checked = 0
+        for entry in shared.split(separator: "\n") {
+            guard let match = String(entry).firstMatch(of: line) else { continue }
+            let name = String(match.1)
+            let row = text.split(separator: "\n").first { $0.contains(" \(name): ") || $0.contains("aliases: [\(name)]") }
+            #expect(row?.contains("input: \(match.2), output: \(match.3)") == true, "\(name)")
+            checked += 1
+        }
+        #expect(checked > 40)
     }
 
     @Test func aSessionKeepsItsModelAndOnlyMovesUp() throws {

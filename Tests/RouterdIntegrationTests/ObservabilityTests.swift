@@ -30,7 +30,7 @@ import Testing
     /// goes on while log lines are lost and counted; feedback is refused with
     /// `feedback_unavailable` and nothing half-written stays behind. Once the filler is removed,
     /// both resume by themselves, and every acknowledged feedback row is on disk.
-    @Test(.enabled(if: getuid() == 0, "needs root to mount a tmpfs in a mount namespace of its own"))
+    @Test(.requires(.root))
     func aFullDiskCostsLogLinesAndFeedbackUntilSpaceReturns() throws {
         let directory = try TemporaryDirectory()
         let mountPoint = directory.path + "/disk"

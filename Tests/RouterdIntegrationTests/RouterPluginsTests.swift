@@ -2,6 +2,7 @@ import Foundation
 import RouterProtocol
 import RouterdTestSupport
 import SafeTensors
+import SimilarityRanking
 import Testing
 
 /// Battles where "big" wins on hard prompts and "small" holds its own on easy ones.
@@ -46,7 +47,7 @@ enum TinyBattles {
     }
 }
 
-@Suite(.timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
 struct SWRankingRouterTests {
     @Test func anIndexBuiltHereRoutesHardPromptsStrongAndEasyOnesWeak() throws {
         let directory = try TemporaryDirectory()
@@ -91,8 +92,41 @@ struct SWRankingRouterTests {
         let quantiles = try JSONDecoder().decode(
             [Double].self, from: Data(try #require(try SafeTensorsFile(path: index).metadata["score_quantiles"]).utf8))
         #expect(abs((router["threshold"] as? Double ?? -1) - quantiles[70]) < 1e-12)
-        let decision = try connection.decision(#"{"op":"route","router":"sw","prompt":"Solve x^2 - 5x + 6 = 0."}"#)
-        #expect((0...1).contains(decision.strongScore))
+        // Each score is RouteLLM's weighting with these settings, recomputed here from the index file:
+        // the 300 most similar prompts, ω = γ^(1 + s / max s) shared among a prompt's battles, then
+        // a Bradley–Terry fit (BradleyTerry.fit, tested on its own in SimilarityRankingTests).
+        let file = try RankingIndex(file: try SafeTensorsFile(path: index))
+        let strong = try #require(file.models.firstIndex(of: TestConfig.strong))
+        let weak = try #require(file.models.firstIndex(of: TestConfig.weak))
+        var scores: [Double] = []
+        for prompt in ["Solve x^2 - 5x + 6 = 0.", "Say hello to my sister.", "Which gas do plants absorb? A. oxygen B. carbon dioxide"] {
+            let query = try #require(try connection.request(#"{"op":"embed","text":"\#(prompt)"}"#).result["embeddings"] as? [[Double]])[0]
+            let norm = query.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            let similarity = (0..<file.promptCount).map { row in
+                (0..<file.dimension).reduce(0.0) { $0 + Double(file.embeddings[row * file.dimension + $1]) * query[$1] } / norm
+            }
+            let cut = similarity.sorted(by: >)[299]
+            let largest = similarity.max()!
+            var wins = [Double](repeating: 0, count: file.models.count * file.models.count)
+            var (weighted, battles) = (0.0, 0.0)
+            for row in 0..<file.promptCount where similarity[row] >= cut {
+                let rowWins = file.wins[file.promptStart[row]..<file.promptStart[row + 1]]
+                let mass = rowWins.reduce(0.0) { $0 + Double($1.weight) }
+                let omega = pow(10, 1 + similarity[row] / largest) / mass
+                for win in rowWins {
+                    wins[win.winner * file.models.count + win.loser] += omega * Double(win.weight)
+                    weighted += omega * Double(win.weight)
+                    battles += Double(win.weight)
+                }
+            }
+            let theta = BradleyTerry.fit(wins: wins, models: file.models.count, prior: weighted / battles)
+            let expected = 1 / (1 + exp(theta[weak] - theta[strong]))
+            let decision = try connection.decision(#"{"op":"route","router":"sw","prompt":"\#(prompt)"}"#)
+            #expect(abs(decision.strongScore - expected) < 1e-4, "\(prompt): \(decision.strongScore) vs \(expected)")
+            #expect(decision.tier == (decision.strongScore >= quantiles[70] ? .strong : .weak))
+            scores.append(decision.strongScore)
+        }
+        #expect(Set(scores).count == scores.count, "the scores depend on the prompt: \(scores)")
     }
 
     @Test func quantilesComputedWithOtherSettingsAreNotUsed() throws {
@@ -165,7 +199,7 @@ struct SWRankingRouterTests {
     }
 }
 
-@Suite(.timeLimit(.minutes(5)), .enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
 struct ClassifierRouterTests {
     /// 1 − P(tie) − P(weak wins) of softmax regression, computed here in Double from the weights file.
     static func expectedScore(weights: String, embedding: [Double]) throws -> Double {

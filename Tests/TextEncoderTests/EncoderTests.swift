@@ -4,9 +4,9 @@ import Testing
 
 @testable import TextEncoder
 
-@Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.requires(.encoderModel))
 struct GoldenTests {
-    @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
+    @Test(.requires(.encoderGolden))
     func tokenIDsMatchTheReferenceExactly() throws {
         let encoder = try #require(EncoderFixture.encoder)
         for golden in try EncoderFixture.golden() {
@@ -16,7 +16,7 @@ struct GoldenTests {
 
     /// Both kernels for the linear layers compute the reference embeddings in fp32.
     @Test(
-        .enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)), arguments: LinearKernel.allCases)
+        .requires(.encoderGolden), arguments: LinearKernel.allCases)
     func embeddingsMatchTheReference(kernel: LinearKernel) throws {
         let encoder =
             kernel == .onednn
@@ -39,9 +39,9 @@ struct GoldenTests {
 }
 
 /// The reduced precisions: not exact, but within the accuracy gate's cosine of the reference.
-@Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.requires(.encoderModel))
 struct PrecisionTests {
-    @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
+    @Test(.requires(.encoderGolden))
     func int8StaysWithinTheGateOfTheReference() throws {
         let encoder = try SentenceEncoder.load(modelDirectory: EncoderFixture.modelDirectory, precision: .fixed(.int8))
         #expect(encoder.precision == .int8)
@@ -64,7 +64,7 @@ struct PrecisionTests {
 
     /// bf16 runs where the CPU has AVX512-BF16 or AMX; elsewhere loading says so and names the CPU's
     /// instruction set.
-    @Test(.enabled(if: EncoderFixture.goldenIsPresent, Comment(rawValue: EncoderFixture.missingGolden)))
+    @Test(.requires(.encoderGolden))
     func bf16RunsWhereTheCPUHasItAndIsRefusedClearlyElsewhere() throws {
         guard EncoderPrecision.bf16.unsupportedReason == nil else {
             let error = #expect(throws: EncoderError.self) {
@@ -88,6 +88,12 @@ struct PrecisionTests {
         for precision in EncoderPrecision.allCases {
             #expect(encoder.precisionNote.contains(precision.rawValue + " "), "\(precision) missing from \(encoder.precisionNote)")
         }
+        // The precision kept is the fastest of those timed (fp32 always is).
+        let timed = encoder.precisionNote.matches(of: /(fp32|int8|bf16) ([0-9.]+) ms/).map { (String($0.1), Double($0.2)!) }
+        #expect(timed.contains { $0.0 == "fp32" }, "\(encoder.precisionNote)")
+        let fastest = try #require(timed.map(\.1).min())
+        let kept = try #require(timed.first { $0.0 == encoder.precision.rawValue }, "\(encoder.precisionNote)")
+        #expect(kept.1 == fastest, "kept \(encoder.precision) of \(timed)")
         let reference = try #require(EncoderFixture.encoder)
         #expect(PrecisionGate.lowestCosine(of: encoder, to: reference).cosine >= PrecisionGate.minimumCosine)
         // openblas runs only fp32, so auto there keeps fp32 and says why.
@@ -111,7 +117,7 @@ struct PrecisionTests {
     }
 }
 
-@Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.requires(.encoderModel))
 struct TokenizerTests {
     /// Expected word pieces written by hand from BERT's rules; ids come from vocab.txt directly.
     @Test(arguments: [
@@ -164,7 +170,7 @@ struct TokenizerTests {
     }
 }
 
-@Suite(.enabled(if: EncoderFixture.modelIsPresent, Comment(rawValue: EncoderFixture.missingModel)))
+@Suite(.requires(.encoderModel))
 struct EmbeddingTests {
     @Test func embeddingsAreUnitVectorsAndSimilarTextsAreClose() throws {
         let encoder = try #require(EncoderFixture.encoder)
