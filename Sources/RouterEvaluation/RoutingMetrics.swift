@@ -1,3 +1,5 @@
+import StableHash
+
 /// RouteLLM's evaluation of a router on a benchmark (routellm/evals).
 ///
 /// Thresholds are the router's score quantiles at 0, 10, …, 100% (linear
@@ -83,5 +85,32 @@ public struct RoutingCurve: Sendable {
                 * (next.strongPercent - previous.strongPercent)
         }
         return nil
+    }
+}
+
+/// The spread of RouteLLM's `random` router on one benchmark: APGR over many seeds.
+///
+/// A random router's scores are independent and uniform in [0, 1] per prompt (the `random`
+/// plugin hashes (seed, prompt) to such a number), so each seed here draws one uniform score per
+/// prompt from SplitMix64 and routes with it. One run of an unseeded router is one draw from this
+/// distribution: a router beats random on a benchmark only by more than a few of these deviations.
+public struct RandomRoutingSpread: Sendable {
+    public let seeds: Int
+    public let meanAPGR: Double
+    /// The sample standard deviation (n − 1) of APGR across seeds.
+    public let standardDeviation: Double
+
+    /// APGR of `seeds` seeded uniform routers (seeds 1…N) on a benchmark's per-prompt qualities.
+    public init(seeds: Int, strong: [Double], weak: [Double]) {
+        precondition(seeds >= 2 && strong.count == weak.count)
+        let values = (1...seeds).map { seed in
+            var generator = SplitMix64(seed: UInt64(seed))
+            let scores = strong.indices.map { _ in Double(generator.next() >> 11) / Double(1 << 53) }
+            return RoutingCurve(scores: scores, strong: strong, weak: weak).apgr
+        }
+        self.seeds = seeds
+        let mean = values.reduce(0, +) / Double(seeds)
+        meanAPGR = mean
+        standardDeviation = (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(seeds - 1)).squareRoot()
     }
 }

@@ -56,6 +56,13 @@ struct Eval: ParsableCommand {
             unchanged at the router's threshold, and APGR in both.
             """)
     var precision: EncoderPrecision?
+    @Option(
+        name: .customLong("random-seeds"),
+        help: """
+            Also route each benchmark with N seeded uniform routers (RouteLLM's random router) and print their mean APGR \
+            and its standard deviation: the spread a router must clear to beat random.
+            """)
+    var randomSeeds: Int?
 
     func run() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
@@ -64,6 +71,7 @@ struct Eval: ParsableCommand {
         for name in names where generation.routers[name] == nil {
             throw ValidationError("router '\(name)' is not in \(config) (routers: \(generation.routerNames.joined(separator: ", ")))")
         }
+        if let randomSeeds, randomSeeds < 2 { throw ValidationError("--random-seeds needs at least 2 seeds for a standard deviation") }
         SentenceEncoder.setThreads(2)
         let reduced = try precision.map { try reducedEncoders($0, for: names.compactMap { generation.routers[$0] }) } ?? [:]
         var comparisons: [String] = []
@@ -111,6 +119,18 @@ struct Eval: ParsableCommand {
                     "cpt20": curve.callPerformanceThreshold(0.2) ?? NSNull(), "cpt50": curve.callPerformanceThreshold(0.5) ?? NSNull(),
                     "cpt80": curve.callPerformanceThreshold(0.8) ?? NSNull(),
                     "points": curve.points.map { ["threshold": $0.threshold, "strong_percent": $0.strongPercent, "quality": $0.quality] },
+                ])
+            }
+            if let randomSeeds {
+                let spread = RandomRoutingSpread(seeds: randomSeeds, strong: benchmark.strong, weak: benchmark.weak)
+                let summary = String(format: "%.3f ± %.3f", spread.meanAPGR, spread.standardDeviation)
+                print(
+                    table(
+                        header: [benchmark.name, "random ×\(randomSeeds)", summary, "(mean ± sd of APGR over seeds)"], rows: [], widths: [10, 12, 13])
+                )
+                results.append([
+                    "benchmark": benchmark.name, "router": "random (seeded sweep)", "seeds": randomSeeds, "apgr_mean": spread.meanAPGR,
+                    "apgr_sd": spread.standardDeviation, "prompts": benchmark.prompts.count,
                 ])
             }
             if !out.isEmpty {

@@ -120,12 +120,19 @@ struct CostEvaluation {
             let summary = evaluation.summary(points, reference: referencePoint.label)
             let interval = evaluation.aiqInterval(predicted: predictor.predicted)
             row(predictor.name, summary, interval: interval)
+            let lambda = evaluation.cheapestLambda(predicted: predictor.predicted, reaching: referencePoint.quality)
+            if let lambda {
+                print(
+                    String(
+                        format: "    λ reaching %@'s quality at the least cost: %.4g per USD (quality %.3f at %.1f%% of its cost)",
+                        referencePoint.label, lambda.lambda, lambda.point.quality, lambda.point.cost / referencePoint.cost * 100))
+            }
             curves.append((predictor.name, summary.hull))
             results.append([
                 "file": file, "router": predictor.name, "aiq": summary.aiq, "aiq_ci": [interval.low, interval.high],
                 "quality_at_reference_cost": summary.qualityAtReferenceCost,
                 "cost_to_match_reference": summary.costToMatchReference ?? NSNull(), "reference": referencePoint.label,
-                "test_prompts": test.count, "models": models,
+                "test_prompts": test.count, "models": models, "lambda_reaching_reference": lambda?.lambda ?? NSNull(),
                 "hull": summary.hull.map { ["cost": $0.cost, "quality": $0.quality] },
             ])
         }

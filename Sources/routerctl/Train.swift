@@ -73,14 +73,25 @@ struct TrainingData: ParsableArguments {
     func reportHeldOut(
         _ entries: [String], defaultPair: [String], trained: Set<String>, score: (_ pair: [String], _ embeddings: [[Float]]) throws -> [Double]
     ) throws {
+        try Self.reportHeldOut(entries, defaultPair: defaultPair, trained: trained, embed: embed) { pair, _, embeddings in
+            try score(pair, embeddings)
+        }
+    }
+
+    /// As above, with the embedding step given (`train quality` embeds through its own options).
+    static func reportHeldOut(
+        _ entries: [String], defaultPair: [String], trained: Set<String>, embed: ([String]) throws -> [[Float]],
+        score: (_ pair: [String], _ prompts: [String], _ embeddings: [[Float]]) throws -> [Double]
+    ) throws {
         for entry in entries {
-            let (file, pair, benchmark) = try Self.validationBenchmark(entry, defaultPair: defaultPair)
+            let (file, pair, benchmark) = try validationBenchmark(entry, defaultPair: defaultPair)
             let kept = benchmark.prompts.indices.filter { !trained.contains(benchmark.prompts[$0]) }
             guard kept.count >= 10 else {
                 print("held-out APGR on \(file): only \(kept.count) prompts were not trained on; skipped")
                 continue
             }
-            let scores = try score(pair, try embed(kept.map { benchmark.prompts[$0] }))
+            let prompts = kept.map { benchmark.prompts[$0] }
+            let scores = try score(pair, prompts, try embed(prompts))
             let curve = RoutingCurve(scores: scores, strong: kept.map { benchmark.strong[$0] }, weak: kept.map { benchmark.weak[$0] })
             printHeldOut(curve, file: file, prompts: kept.count, pair: pair)
         }

@@ -38,6 +38,13 @@ struct TrainQuality: ParsableCommand {
     @Option(help: "Share of the remaining prompts held out to stop training early.") var validation: Double = 0.15
     @Option(help: "Epochs without improvement before stopping.") var patience: Int = 6
     @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Option(
+        name: .customLong("validate-with"),
+        help: """
+            After training, report APGR on the prompts of this quality file that were not trained on (the test share and \
+            the validation share); FILE or FILE@STRONG,WEAK (repeatable).
+            """)
+    var validateWith: [String] = []
     @Option(help: "The encoder model folder.") var model: String = "models/all-MiniLM-L6-v2"
     @Option(help: "The on-disk embedding cache.") var cache: String = CachedEmbeddings.defaultPath(.head)
     @Option(help: "Strong model for the stored score quantiles (when both models are trained).") var strong: String = "gpt-4-1106-preview"
@@ -74,8 +81,8 @@ struct TrainQuality: ParsableCommand {
         options.battleWeight = battleWeight
         options.patience = patience
         options.seed = seed
-        let trainer = QualityTrainer(
-            examples: embedded, validationPrompts: TrainingSet.validationPrompts(examples.prompts, fraction: validation), options: options)
+        let validationPrompts = TrainingSet.validationPrompts(examples.prompts, fraction: validation)
+        let trainer = QualityTrainer(examples: embedded, validationPrompts: validationPrompts, options: options)
         let (trained, best) = trainer.run { report in
             print(
                 String(
@@ -105,6 +112,27 @@ struct TrainQuality: ParsableCommand {
         print(
             "wrote \(output): \(examples.models.count) models, best epoch \(best.epoch), validation loss \(String(format: "%.4f", best.validationLoss))"
         )
+
+        // Routing quality on prompts the model never trained on: the test share was never read,
+        // and the validation share only stopped training.
+        let trainedPrompts = Set(examples.prompts.indices.filter { !validationPrompts.contains($0) }.map { examples.prompts[$0] })
+        try TrainingData.reportHeldOut(
+            validateWith, defaultPair: [strong, weak], trained: trainedPrompts,
+            embed: { prompts in
+                try CachedEmbeddings.embed(prompts, cache: cache, policy: .head, progress: Progress.embedding) {
+                    try SentenceEncoder(modelDirectory: model)
+                }
+            }
+        ) { pair, prompts, embeddings in
+            guard let a = examples.models.firstIndex(of: pair[0]), let b = examples.models.firstIndex(of: pair[1]) else {
+                throw ValidationError("--validate-with: \(pair.joined(separator: ", ")) must both be among the trained models")
+            }
+            let selected = trained.selecting(rows: [a, b])
+            return zip(embeddings, prompts).map { embedding, prompt in
+                let z = selected.logits(input: selected.input(embedding: embedding, text: prompt))
+                return QualityModel.pairScore(z[0], z[1])
+            }
+        }
     }
 
     /// Quality rows and battles of the training share, by prompt.

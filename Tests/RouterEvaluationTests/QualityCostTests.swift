@@ -32,6 +32,17 @@ import Testing
         #expect(summary.costToMatchReference == nil)
     }
 
+    /// Two models: cheap (1) right on half the prompts, dear (10) right on all. With perfect
+    /// predictions, every λ below 1/9 sends exactly the prompts cheap gets wrong to dear.
+    @Test func theCheapestLambdaReachingATargetIsFound() {
+        let evaluation = QualityCostEvaluation(
+            models: ["cheap", "dear"], quality: [[1, 1], [1, 1], [0, 1], [0, 1]], cost: Array(repeating: [1, 10], count: 4))
+        let found = evaluation.cheapestLambda(predicted: evaluation.quality, reaching: 1)
+        #expect(found?.point.quality == 1 && found?.point.cost == 5.5, "\(String(describing: found))")
+        #expect((found?.lambda ?? 1) < 1.0 / 9, "λ = 0 ties break to the cheaper model, so it qualifies too")
+        #expect(evaluation.cheapestLambda(predicted: evaluation.quality, reaching: 1.01) == nil)
+    }
+
     @Test func theHullIsConvexAndNonDecreasing() {
         let points = [(1.0, 0.2), (2.0, 0.3), (2.0, 0.6), (3.0, 0.65), (4.0, 0.9), (5.0, 0.85), (6.0, 0.95)].map {
             CostQuality(cost: $0.0, quality: $0.1)
@@ -48,7 +59,14 @@ import Testing
         let prompts = (0..<10_000).map { "prompt \($0)" }
         let share = Double(prompts.filter { PromptSplit.isTest($0, share: 0.3) }.count) / 10_000
         #expect(abs(share - 0.3) < 0.02)
-        #expect(PromptSplit.isTest("prompt 1", share: 0.3) == PromptSplit.isTest("prompt 1", share: 0.3))
+        // Pinned positions (FNV-1a 64 of the UTF-8 text, mod 10⁶): a change to the hash or the text
+        // encoding would move every prompt to another share and silently mix training and test rows.
+        #expect(PromptSplit.position("prompt 1") == 0.805744)
+        #expect(PromptSplit.position("prompt 3") == 0.062166)
+        #expect(PromptSplit.position("hello") == 0.276491)
+        #expect(PromptSplit.position("") == 0.656037)
+        #expect(PromptSplit.isTest("prompt 3") && PromptSplit.isTest("hello") && !PromptSplit.isTest("prompt 1"))
+        #expect(!PromptSplit.isTest("hello", share: 0.25))
         // A band above the test share never overlaps it.
         #expect(prompts.allSatisfy { !(PromptSplit.isTest($0, share: 0.3) && PromptSplit.position($0) >= 0.3) })
     }

@@ -50,6 +50,26 @@ import Testing
         #expect(abs(total / 20 - 0.5) < 0.02)
     }
 
+    /// The seeded sweep centres on 0.5, its spread shrinks as the benchmark grows (about as
+    /// 1/√n), and the same seeds give the same figures.
+    @Test func theRandomSpreadCentresOnOneHalfAndNarrowsWithMorePrompts() {
+        var generator = Xorshift(state: 99)
+        func benchmark(_ n: Int) -> (strong: [Double], weak: [Double]) {
+            ((0..<n).map { _ in generator.next() % 10 < 7 ? 1.0 : 0.0 }, (0..<n).map { _ in generator.next() % 10 < 4 ? 1.0 : 0.0 })
+        }
+        let small = benchmark(100)
+        let large = benchmark(6400)
+        let wide = RandomRoutingSpread(seeds: 200, strong: small.strong, weak: small.weak)
+        let narrow = RandomRoutingSpread(seeds: 200, strong: large.strong, weak: large.weak)
+        #expect(abs(wide.meanAPGR - 0.5) < 3 * wide.standardDeviation / 200.0.squareRoot(), "\(wide.meanAPGR) ± \(wide.standardDeviation)")
+        #expect(abs(narrow.meanAPGR - 0.5) < 3 * narrow.standardDeviation / 200.0.squareRoot() + 0.002)
+        // 64 times the prompts: about an eighth of the deviation.
+        let ratio = wide.standardDeviation / narrow.standardDeviation
+        #expect(ratio > 5 && ratio < 12, "\(wide.standardDeviation) / \(narrow.standardDeviation)")
+        let again = RandomRoutingSpread(seeds: 200, strong: small.strong, weak: small.weak)
+        #expect(again.meanAPGR == wide.meanAPGR && again.standardDeviation == wide.standardDeviation)
+    }
+
     @Test func quantilesInterpolateLikePandas() {
         let sorted = [0.1, 0.2, 0.8, 0.9]
         #expect(abs(RoutingCurve.quantile(sorted, 0.1) - 0.13) < 1e-12)
