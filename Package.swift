@@ -171,7 +171,9 @@ let package = Package(
         .target(name: "RouterdTestSupport", dependencies: ["RouterProtocol", "TextEncoder"], path: "Tests/RouterdTestSupport"),
 
         .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig"]),
-        .testTarget(name: "TextEncoderTests", dependencies: ["RouterdTestSupport", "TextEncoder"]),
+        .testTarget(
+            name: "TextEncoderTests",
+            dependencies: ["RouterdTestSupport", "TextEncoder", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),

@@ -31,6 +31,8 @@ public final class Engine: Sendable {
     let decisions: DecisionMemory
     /// Publishes recorded outcomes to the routers that learn online.
     private let learner: OnlineLearner
+    /// Monotonic time for session and decision expiry and the learner's publishing.
+    let clock: any EngineClock
     /// A generation a timed-out reload left building; reloads are refused until it returns.
     private let abandonedBuild = NIOLockedValueBox<AbandonedBuild?>(nil)
 
@@ -42,10 +44,13 @@ public final class Engine: Sendable {
     }
 
     /// Loads `configFile`, builds generation 1 and applies its process settings, or throws every problem found.
+    /// `clock` times session and decision expiry and online learning (a ``ManualClock`` in tests).
     public init(
-        configFile: String, executableDirectory: String?, logger: Logger, processSettings: ProcessSettings = .encoderThreads
+        configFile: String, executableDirectory: String?, logger: Logger, processSettings: ProcessSettings = .encoderThreads,
+        clock: any EngineClock = SystemClock()
     ) throws(GenerationError) {
         self.configFile = configFile
+        self.clock = clock
         self.executableDirectory = executableDirectory
         self.logger = logger
         self.processSettings = processSettings
@@ -57,7 +62,13 @@ public final class Engine: Sendable {
         let generation = NIOLockedValueBox(first)
         self.generation = generation
         learner = OnlineLearner(
-            settings: config.feedback?.learning, current: { generation.withLockedValue { $0 } }, logger: logger)
+            settings: config.feedback?.learning, clock: clock, current: { generation.withLockedValue { $0 } }, logger: logger)
+    }
+
+    /// Ends the engine's own thread (the online learner's) and waits for it: the daemon calls
+    /// this as it stops, after the last request. Outcomes not yet published stay in the feedback store.
+    public func shutdown() {
+        learner.shutdown()
     }
 
     /// The generation new requests use.
@@ -259,7 +270,7 @@ public final class Engine: Sendable {
         }
         if let session {
             let (model, affinity) = sessions.decide(
-                router: router.name, session: session, choice: candidates[chosen], candidates: candidates, now: Self.monotonicSeconds())
+                router: router.name, session: session, choice: candidates[chosen], candidates: candidates, now: clock.seconds)
             chosen = candidates.firstIndex(of: model) ?? chosen
             decision.affinity = affinity
         }
@@ -268,7 +279,7 @@ public final class Engine: Sendable {
         if candidates.count == 2 { decision.tier = chosen == 0 ? .strong : .weak }
         decision.candidates = candidates.indices.map { CandidateEstimate(model: candidates[$0].name, quality: qualities[$0], cost: costs?[$0]) }
         decisions.remember(
-            decision.id, .init(router: router.name, prompt: prompt, candidates: candidates), now: Self.monotonicSeconds())
+            decision.id, .init(router: router.name, prompt: prompt, candidates: candidates), now: clock.seconds)
         decision.elapsedMicroseconds = Self.microseconds(since: start)
         stats.recordDecision(
             router: router.name, model: decision.model, tier: decision.tier, score: decision.score, microseconds: decision.elapsedMicroseconds)
@@ -285,7 +296,7 @@ public final class Engine: Sendable {
         var decisionID: String?
         switch report.subject {
         case .decision(let id):
-            guard let remembered = decisions.recall(id, now: Self.monotonicSeconds()) else {
+            guard let remembered = decisions.recall(id, now: clock.seconds) else {
                 throw .unknownDecision(id: id, ttlSeconds: decisions.ttl)
             }
             (router, prompt, candidates, decisionID) = (remembered.router, remembered.prompt, remembered.candidates.map(\.name), id)
@@ -422,13 +433,6 @@ public final class Engine: Sendable {
         }
         snapshot.sessions = sessions.count
         return snapshot
-    }
-
-    /// Monotonic seconds, for session expiry.
-    static func monotonicSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
     }
 
     /// P(strong wins) for each prompt on `generation`, in order.

@@ -29,28 +29,80 @@ public struct LearningStatus: Sendable, Hashable {
     public var details: [String: JSONValue] = [:]
 }
 
+/// The learner's timing, apart from its thread so that it is tested on virtual time: outcomes
+/// wait per router until `every` of them wait, or the oldest has waited `interval` seconds.
+struct PublishQueue: Sendable {
+    private(set) var pending: [String: [Outcome]] = [:]
+    /// When each router's oldest pending outcome arrived (the engine clock's seconds).
+    private var oldest: [String: Double] = [:]
+
+    /// Outcomes a router may have waiting: past it new ones are dropped from online learning
+    /// (counted in `dropped`; they stay in the feedback store for the next retraining), so a
+    /// flood of feedback faster than the encoder cannot grow memory without bound.
+    static let maxPending = 100_000
+
+    func count(_ router: String) -> Int { pending[router]?.count ?? 0 }
+
+    /// Queues `outcome` for `router` at `now`; false if the router's queue is full.
+    mutating func add(_ outcome: Outcome, router: String, now: Double) -> Bool {
+        let waiting = pending[router]?.count ?? 0  // no copy of the queue is held: the append below stays in place
+        guard waiting < Self.maxPending else { return false }
+        if waiting == 0 { oldest[router] = now }
+        pending[router, default: []].append(outcome)
+        return true
+    }
+
+    mutating func drop(_ router: String) {
+        pending[router] = nil
+        oldest[router] = nil
+    }
+
+    /// The batches due at `now`, taken off the queue, and when the next one falls due if none
+    /// is full before then (nil: nothing waits). At most four publishes' worth per router at
+    /// once, so the first of a flood is not held back until the encoder has embedded all of it.
+    mutating func takeDue(now: Double, every: Int, interval: Double) -> (due: [(router: String, outcomes: [Outcome])], next: Double?) {
+        var due: [(router: String, outcomes: [Outcome])] = []
+        var next: Double?
+        for (router, queue) in pending where !queue.isEmpty {
+            let deadline = (oldest[router] ?? now) + interval
+            if queue.count >= every || deadline <= now {
+                let take = min(queue.count, 4 * every)
+                due.append((router, Array(queue.prefix(take))))
+                pending[router] = Array(queue.dropFirst(take))
+                oldest[router] = pending[router]!.isEmpty ? nil : now
+                if !pending[router]!.isEmpty { next = min(next ?? now + interval, now + interval) }
+            } else {
+                next = min(next ?? deadline, deadline)
+            }
+        }
+        return (due.sorted { $0.router < $1.router }, next)
+    }
+}
+
 /// Feeds recorded outcomes to the routers that learn online, off the request path.
 ///
-/// Outcomes queue per router; one background thread publishes a router's queue to its plugin
-/// (`learn`: fold into a copy of the state, persist, swap) once `publish_every` outcomes wait
-/// or the oldest has waited `publish_interval_ms`. It asks the generation serving at that
-/// moment for the router, so a reload between report and publish is no problem. Learned state
-/// lives in the plugin instance and its state folder; these counters only describe the flow.
+/// Outcomes queue per router (``PublishQueue``); one thread, started with the first outcome and
+/// ended by ``shutdown()``, publishes a router's batch to its plugin (`learn`: fold into a copy of
+/// the state, persist, swap). It asks the generation serving at that moment for the router, so a
+/// reload between report and publish is no problem. Learned state lives in the plugin instance
+/// and its state folder; these counters only describe the flow.
 final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by `condition`.
     private let condition = NSCondition()
     /// Held while a publish or a forget talks to a plugin, so the two never overlap.
     private let publishing = NSLock()
-    private var pending: [String: [Outcome]] = [:]
-    /// When each router's oldest pending outcome arrived (monotonic seconds).
-    private var oldest: [String: Double] = [:]
+    private var queue = PublishQueue()
     private var statuses: [String: LearningStatus] = [:]
     private var settings: DaemonConfig.Feedback.Learning?
-    private var started = false
+    private var thread: Thread?
+    private var stopping = false
+    private let finished = DispatchSemaphore(value: 0)
     private let current: @Sendable () -> Generation
+    private let clock: any EngineClock
     private let logger: Logger
 
-    init(settings: DaemonConfig.Feedback.Learning?, current: @escaping @Sendable () -> Generation, logger: Logger) {
+    init(settings: DaemonConfig.Feedback.Learning?, clock: any EngineClock, current: @escaping @Sendable () -> Generation, logger: Logger) {
         self.settings = settings
+        self.clock = clock
         self.current = current
         self.logger = logger
     }
@@ -62,37 +114,42 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
         condition.unlock()
     }
 
-    /// Outcomes a router may have waiting: past it new ones are dropped from online learning
-    /// (counted in `dropped`; they stay in the feedback store for the next retraining), so a
-    /// flood of feedback faster than the encoder cannot grow memory without bound.
-    static let maxPending = 100_000
-
     /// Queues a recorded outcome for its router, when that router learns online.
     func submit(_ outcome: Outcome, to router: RouterInstance) {
         guard let folder = router.stateDirectory else { return }
         condition.lock()
         defer { condition.unlock() }
-        if pending[router.name, default: []].count >= Self.maxPending {
+        guard !stopping else { return }
+        guard queue.add(outcome, router: router.name, now: clock.seconds) else {
             statuses[router.name, default: LearningStatus(router: router.name, stateDirectory: folder)].dropped += 1
             return
         }
-        if !started {
-            started = true
+        if thread == nil {
             let thread = Thread { [self] in run() }
             thread.name = "routerd-learn"
+            self.thread = thread
             thread.start()
         }
-        if pending[router.name, default: []].isEmpty { oldest[router.name] = Engine.monotonicSeconds() }
-        pending[router.name, default: []].append(outcome)
         statuses[router.name, default: LearningStatus(router: router.name, stateDirectory: folder)].stateDirectory = folder
         condition.signal()
+    }
+
+    /// Ends the publishing thread after the publish it may be in, and waits for it. Outcomes
+    /// still queued are not published: they are in the feedback store, for the next start.
+    func shutdown() {
+        condition.lock()
+        stopping = true
+        let running = thread != nil
+        condition.broadcast()
+        condition.unlock()
+        if running { finished.wait() }
     }
 
     /// The counters of `router`, with what its plugin says now.
     func status(of router: RouterInstance) -> LearningStatus {
         condition.lock()
         var status = statuses[router.name] ?? LearningStatus(router: router.name, stateDirectory: router.stateDirectory ?? "")
-        status.pending = pending[router.name]?.count ?? 0
+        status.pending = queue.count(router.name)
         condition.unlock()
         status.stateDirectory = router.stateDirectory ?? status.stateDirectory
         if let object = router.plugin.describeNow()?.details {
@@ -106,44 +163,31 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
         publishing.lock()
         defer { publishing.unlock() }
         condition.lock()
-        pending[router.name] = nil
-        oldest[router.name] = nil
+        queue.drop(router.name)
         condition.unlock()
         try router.forget()
         logger.notice("forgot what was learned online", metadata: ["router": "\(router.name)"])
     }
 
     private func run() {
+        defer { finished.signal() }
         while true {
             condition.lock()
-            var due: [(String, [Outcome])] = []
-            while due.isEmpty {
-                let now = Engine.monotonicSeconds()
-                let every = settings?.publishEvery ?? 100
-                let interval = settings?.publishIntervalSeconds ?? 2
-                var nextDeadline: Double?
-                for (router, queue) in pending where !queue.isEmpty {
-                    let deadline = (oldest[router] ?? now) + interval
-                    if queue.count >= every || deadline <= now {
-                        // At most a few publishes' worth at once, so the first of a flood is not held
-                        // back until the encoder has embedded all of it.
-                        let take = min(queue.count, 4 * every)
-                        due.append((router, Array(queue.prefix(take))))
-                        pending[router] = Array(queue.dropFirst(take))
-                        oldest[router] = pending[router]!.isEmpty ? nil : now
-                    } else {
-                        nextDeadline = min(nextDeadline ?? deadline, deadline)
-                    }
-                }
-                if due.isEmpty {
-                    if let nextDeadline {
-                        _ = condition.wait(until: Date(timeIntervalSinceNow: max(0.001, nextDeadline - now)))
-                    } else {
-                        condition.wait()
-                    }
+            var due: [(router: String, outcomes: [Outcome])] = []
+            while due.isEmpty && !stopping {
+                let now = clock.seconds
+                let taken = queue.takeDue(now: now, every: settings?.publishEvery ?? 100, interval: settings?.publishIntervalSeconds ?? 2)
+                due = taken.due
+                guard due.isEmpty else { break }
+                if let next = taken.next {
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: max(0.001, next - now)))
+                } else {
+                    condition.wait()
                 }
             }
+            let stop = stopping
             condition.unlock()
+            if stop { return }
             for (router, batch) in due { publish(batch, to: router) }
         }
     }

@@ -126,10 +126,13 @@ struct Routerd: AsyncParsableCommand {
         } catch let error as SocketPathError {
             FileHandle.standardError.write(Data("routerd: \(error)\n".utf8))
             try? await group.shutdownGracefully()
+            engine.shutdown()
             throw ExitCode(1)
         }
         try await group.shutdownGracefully()
         try await ioThreadPool.shutdownGracefully()
+        // The last request is answered: the learner's thread ends after the publish it may be in.
+        engine.shutdown()
     }
 
     private static func report(_ error: GenerationError, config: String) {

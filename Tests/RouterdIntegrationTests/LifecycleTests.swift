@@ -176,8 +176,10 @@ import Testing
         let refused = NIOLockedValueBox(0)
         let answered = NIOLockedValueBox<[Date]>([])
         let stop = NIOLockedValueBox(false)
+        let stopped = NIOLockedValueBox(0)
         let clients = (0..<4).map { _ in
             Thread {
+                defer { stopped.withLockedValue { $0 += 1 } }
                 while !stop.withLockedValue({ $0 }) {
                     do {
                         let connection = try LineSocket(path: socketPath)
@@ -193,7 +195,7 @@ import Testing
             }
         }
         for client in clients { client.start() }
-        Thread.sleep(forTimeInterval: 0.3)
+        #expect(eventually { answered.withLockedValue { $0.count } >= 4 }, "the clients are served before the crash")
         let crashedAt = Date()
         let victim = try LineSocket(path: socketPath)
         try victim.send(#"{"op":"route","router":"constant","prompt":"crash now"}"# + "\n")
@@ -201,9 +203,9 @@ import Testing
         #expect(last == nil, "the crashing daemon closes the connection without an answer: \(last ?? "")")
         #expect(eventually(within: 30) { (daemonPID().map { $0 != first }) == true }, "a new daemon serves")
         if let second = daemonPID() { daemons.insert(second) }
-        Thread.sleep(forTimeInterval: 0.3)
+        _ = eventually { answered.withLockedValue { $0.contains { $0 > crashedAt.addingTimeInterval(0.5) } } }
         stop.withLockedValue { $0 = true }
-        Thread.sleep(forTimeInterval: 0.2)
+        #expect(eventually { stopped.withLockedValue { $0 } == clients.count })
         let firstAfter = answered.withLockedValue { $0.first { $0 > crashedAt.addingTimeInterval(0.5) } }
         let gap = firstAfter.map { $0.timeIntervalSince(crashedAt) }
         print(

@@ -81,8 +81,14 @@ struct SWRankingRouterTests {
 
     @Test func theShippedIndexServesTheDefaultPairAndCalibrates() throws {
         let index = Package.root + "/weights/sw-ranking-minilm.safetensors"
+        // Served with the settings its quantiles were computed with (the shipped config's).
+        let stored = try #require(try SafeTensorsFile(path: index).metadata[RankingSettings.metadataKey])
+        let settings = try #require(RankingSettings.decodeStored(stored))
+        let neighbors = try #require(settings.neighbors)
         let routers = TinyBattles.router(
-            "sw", plugin: "sw_ranking", params: "index: \(index)\n      gamma: 10\n      neighbors: 300\n      weight_unit: prompt",
+            "sw", plugin: "sw_ranking",
+            params:
+                "index: \(index)\n      gamma: \(settings.gamma)\n      neighbors: \(neighbors)\n      weight_unit: \(settings.weightUnit.rawValue)",
             strong: TestConfig.strong,
             weak: TestConfig.weak
         ).replacingOccurrences(of: "threshold: 0.5", with: "strong_fraction: 0.3")
@@ -93,8 +99,8 @@ struct SWRankingRouterTests {
             [Double].self, from: Data(try #require(try SafeTensorsFile(path: index).metadata["score_quantiles"]).utf8))
         #expect(abs((router["threshold"] as? Double ?? -1) - quantiles[70]) < 1e-12)
         // Each score is RouteLLM's weighting with these settings, recomputed here from the index file:
-        // the 300 most similar prompts, ω = γ^(1 + s / max s) shared among a prompt's battles, then
-        // a Bradley–Terry fit (BradleyTerry.fit, tested on its own in SimilarityRankingTests).
+        // the k most similar prompts, ω = γ^(1 + s / max s) (shared among a prompt's battles with
+        // prompt units), then a Bradley–Terry fit (BradleyTerry.fit, tested on its own in SimilarityRankingTests).
         let file = try RankingIndex(file: try SafeTensorsFile(path: index))
         let strong = try #require(file.models.firstIndex(of: TestConfig.strong))
         let weak = try #require(file.models.firstIndex(of: TestConfig.weak))
@@ -105,21 +111,21 @@ struct SWRankingRouterTests {
             let similarity = (0..<file.promptCount).map { row in
                 (0..<file.dimension).reduce(0.0) { $0 + Double(file.embeddings[row * file.dimension + $1]) * query[$1] } / norm
             }
-            let cut = similarity.sorted(by: >)[299]
+            let cut = similarity.sorted(by: >)[neighbors - 1]
             let largest = similarity.max()!
             var wins = [Double](repeating: 0, count: file.models.count * file.models.count)
             var (weighted, battles) = (0.0, 0.0)
             for row in 0..<file.promptCount where similarity[row] >= cut {
                 let rowWins = file.wins[file.promptStart[row]..<file.promptStart[row + 1]]
                 let mass = rowWins.reduce(0.0) { $0 + Double($1.weight) }
-                let omega = pow(10, 1 + similarity[row] / largest) / mass
+                let omega = pow(settings.gamma, 1 + similarity[row] / largest) / (settings.weightUnit == .prompt ? mass : 1)
                 for win in rowWins {
                     wins[win.winner * file.models.count + win.loser] += omega * Double(win.weight)
                     weighted += omega * Double(win.weight)
                     battles += Double(win.weight)
                 }
             }
-            let theta = BradleyTerry.fit(wins: wins, models: file.models.count, prior: weighted / battles)
+            let theta = BradleyTerry.fit(wins: wins, models: file.models.count, prior: settings.prior * weighted / battles)
             let expected = 1 / (1 + exp(theta[weak] - theta[strong]))
             let decision = try connection.decision(#"{"op":"route","router":"sw","prompt":"\#(prompt)"}"#)
             #expect(abs(decision.strongScore - expected) < 1e-4, "\(prompt): \(decision.strongScore) vs \(expected)")

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import RouterdTestSupport
 import Testing
 
@@ -367,11 +368,17 @@ struct EmbeddingTests {
 
     @Test func aLoneCallerIsEmbeddedAtOnceAndBlockingCallsWork() {
         let recorder = Recorder(holdFirstPass: false)
-        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 0.5, workers: 2), name: "test", embed: recorder.embed)
-        // No batch has been shared, so the half-second wait does not apply.
-        let start = Date()
-        #expect(batcher.embed(["alone"]) == [Recorder.vector("alone")])
-        #expect(Date().timeIntervalSince(start) < 0.4, "a lone call waited for company")
+        // An hour's wait for company: no batch has been shared, so it must not apply. A lone call that
+        // waited would miss the guard below by an hour, not by a scheduling hiccup.
+        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 3600, workers: 2), name: "test", embed: recorder.embed)
+        let done = DispatchSemaphore(value: 0)
+        let result = NIOLockedValueBox<[[Float]]?>(nil)
+        Thread {
+            result.withLockedValue { $0 = batcher.embed(["alone"]) }
+            done.signal()
+        }.start()
+        #expect(done.wait(timeout: .now() + 60) == .success, "a lone call waited for company")
+        #expect(result.withLockedValue { $0 } == [Recorder.vector("alone")])
         #expect(batcher.embed([]) == [])
     }
 }
