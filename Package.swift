@@ -6,9 +6,9 @@ import PackageDescription
 /// Each depends on `RouterPluginKit`, `CRouterPlugin` and `RouterJSON`, plus these.
 let routerPlugins: [(product: String, directory: String, dependencies: [Target.Dependency])] = [
     ("RandomRouter", "random", ["StableHash"]),
-    ("MatrixFactorizationRouter", "mf", ["SafeTensors", "MatrixFactorization"]),
+    ("MatrixFactorizationRouter", "mf", ["SafeTensors", "MatrixFactorization", "RouterVocabulary"]),
     ("SimilarityWeightedRouter", "sw_ranking", ["SafeTensors", "SimilarityRanking"]),
-    ("ClassifierRouter", "classifier", ["SafeTensors", "ClassifierHead", "QualityModel"]),
+    ("ClassifierRouter", "classifier", ["SafeTensors", "ClassifierHead", "QualityModel", "RouterVocabulary"]),
     ("CausalLLMRouter", "causal_llm", []),
 ]
 
@@ -23,7 +23,7 @@ let package = Package(
         .library(name: "CRouterPlugin", targets: ["CRouterPlugin"]),
         .library(name: "RouterPluginKit", targets: ["RouterPluginKit"]),
         // The parsers every untrusted input goes through, for the fuzz targets in Fuzz/.
-        .library(name: "RouterParsers", targets: ["RouterProtocol", "RouterConfig", "SafeTensors", "TextEncoder", "RouterJSON"]),
+        .library(name: "RouterParsers", targets: ["RouterProtocol", "RouterConfig", "SafeTensors", "TextEncoder", "RouterJSON", "RouterVocabulary"]),
     ]
         + routerPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.product]) },
     dependencies: [
@@ -53,57 +53,67 @@ let package = Package(
         .target(name: "RouterJSON"),
         // FNV-1a and SplitMix64: hashes and draws that mean the same in every process.
         .target(name: "StableHash"),
+        // The shared vocabulary: encoder settings (long-text policy, kernel, precision and their
+        // rule), weights-file metadata keys, outcome names. A leaf, so config, wire, encoder,
+        // models and engine agree without depending on each other.
+        .target(name: "RouterVocabulary"),
+        // The training-row formats (battles and quality JSON lines): one codec each, for the
+        // feedback store and `routerctl label` that write them and the trainers and evaluation that read them.
+        .target(name: "TrainingRows", dependencies: ["RouterJSON", "RouterVocabulary"]),
         // The local sentence encoder: BERT tokenizer, MiniLM on oneDNN (or OpenBLAS), precisions and their gate, long-text policies, cache, batcher.
-        .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "CPackedLinear", "SafeTensors"]),
+        .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "CPackedLinear", "RouterVocabulary", "SafeTensors"]),
         // The encoder's linear layers on oneDNN (libdnnl-dev), weights packed once at load.
         .target(name: "CPackedLinear", dependencies: ["CEncoderKernels"], linkerSettings: [.linkedLibrary("dnnl")]),
 
         // Writing a plugin in Swift on top of the C ABI, and what plugins, trainers and the host
         // share: the typed description and the weights-file metadata keys.
-        .target(name: "RouterPluginKit", dependencies: ["CRouterPlugin", "RouterJSON", "SafeTensors"]),
+        .target(name: "RouterPluginKit", dependencies: ["CRouterPlugin", "RouterJSON", "RouterVocabulary", "SafeTensors"]),
         // Hosting plugins: loading libraries, creating instances, every call across the C ABI, checked.
         .target(
             name: "RouterPluginHost",
             dependencies: [
-                "CRouterPlugin", "RouterPluginKit",
+                "CRouterPlugin", "RouterPluginKit", "RouterVocabulary",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
 
         // The routers' models: each owns its weights format and maths, shared by its plugin and its trainer.
         // RouteLLM's matrix factorisation.
-        .target(name: "MatrixFactorization", dependencies: ["RouterPluginKit", "SafeTensors"]),
+        .target(name: "MatrixFactorization", dependencies: ["RouterVocabulary", "SafeTensors"]),
         // RouteLLM's similarity-weighted ranking: the battle index and the Bradley–Terry fit.
         .target(name: "OpenAIChat"),
         .target(name: "Labelling", dependencies: ["OpenAIChat", "StableHash"]),
-        .target(name: "SimilarityRanking", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors", "StableHash"]),
+        .target(name: "SimilarityRanking", dependencies: ["CBLAS", "RouterVocabulary", "SafeTensors", "StableHash"]),
         // The classifier router's head (RouteLLM's BERT role on a frozen encoder).
-        .target(name: "ClassifierHead", dependencies: ["CBLAS", "RouterPluginKit", "SafeTensors"]),
+        .target(name: "ClassifierHead", dependencies: ["CBLAS", "RouterVocabulary", "SafeTensors"]),
         // Cheap surface features of a prompt (length, numbers, code, options), beside its embedding.
         .target(name: "PromptFeatures"),
         // Per-model quality from a prompt (the classifier for many candidates): format and maths.
-        .target(name: "QualityModel", dependencies: ["CBLAS", "PromptFeatures", "RouterPluginKit", "SafeTensors"]),
+        .target(name: "QualityModel", dependencies: ["CBLAS", "PromptFeatures", "RouterVocabulary", "SafeTensors"]),
 
         // Router training: training data, the on-disk embedding cache, the MF and classifier trainers.
         .target(
             name: "RouterTraining",
             dependencies: [
-                "CBLAS", "ClassifierHead", "MatrixFactorization", "PromptFeatures", "QualityModel", "RouterEvaluation", "StableHash", "TextEncoder",
+                "CBLAS", "ClassifierHead", "MatrixFactorization", "PromptFeatures", "QualityModel", "RouterVocabulary", "StableHash", "TextEncoder",
+                "TrainingRows",
             ]),
         // RouteLLM's evaluation: benchmark readers, APGR/CPT, plots.
-        .target(name: "RouterEvaluation", dependencies: ["CRSVG", "RouterConfig", "StableHash", .product(name: "CSV", package: "CSV.swift")]),
+        .target(
+            name: "RouterEvaluation",
+            dependencies: ["CRSVG", "RouterConfig", "StableHash", "TrainingRows", .product(name: "CSV", package: "CSV.swift")]),
         // librsvg and cairo (`librsvg2-dev`): the evaluation's plots as PNG beside their SVG.
         .systemLibrary(name: "CRSVG", pkgConfig: "librsvg-2.0", providers: [.apt(["librsvg2-dev"])]),
 
         // Daemon config and plugin descriptors: YAML with file:line:column errors.
-        .target(name: "RouterConfig", dependencies: ["CYaml"]),
+        .target(name: "RouterConfig", dependencies: ["CYaml", "RouterVocabulary"]),
         // The wire protocol: request/response types, codec and error codes.
-        .target(name: "RouterProtocol", dependencies: ["RouterJSON"]),
+        .target(name: "RouterProtocol", dependencies: ["RouterJSON", "RouterVocabulary"]),
         // Generations, router instances, encoders and the decision pipeline, in domain terms.
         .target(
             name: "RouterEngine",
             dependencies: [
-                "RouterConfig", "RouterPluginHost", "RouterPluginKit", "StableHash", "TextEncoder",
+                "RouterConfig", "RouterPluginHost", "RouterPluginKit", "RouterVocabulary", "StableHash", "TextEncoder",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
@@ -111,7 +121,7 @@ let package = Package(
         .target(
             name: "RouterDaemon",
             dependencies: [
-                "RouterConfig", "RouterEngine", "RouterJSON", "RouterProtocol", "StableHash", "TextEncoder",
+                "RouterConfig", "RouterEngine", "RouterJSON", "RouterProtocol", "RouterVocabulary", "StableHash", "TextEncoder", "TrainingRows",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -159,7 +169,8 @@ let package = Package(
                 "ClassifierHead", "Labelling", "MatrixFactorization", "OpenAIChat", "PromptFeatures", "QualityModel", "RouterClient", "RouterConfig",
                 "RouterEngine",
                 "RouterEvaluation", "RouterPluginHost",
-                "RouterPluginKit", "RouterProtocol", "RouterTraining", "SafeTensors", "SimilarityRanking", "StableHash", "TextEncoder",
+                "RouterPluginKit", "RouterProtocol", "RouterTraining", "RouterVocabulary", "SafeTensors", "SimilarityRanking", "StableHash",
+                "TextEncoder", "TrainingRows",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -170,18 +181,19 @@ let package = Package(
         // What the tests share: the real daemon on a temporary socket, configs, a line client, the encoder fixture.
         .target(name: "RouterdTestSupport", dependencies: ["RouterProtocol", "TextEncoder"], path: "Tests/RouterdTestSupport"),
 
-        .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig"]),
+        .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig", "RouterVocabulary"]),
         .testTarget(
             name: "TextEncoderTests",
-            dependencies: ["RouterdTestSupport", "TextEncoder", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
+            dependencies: ["RouterdTestSupport", "RouterVocabulary", "TextEncoder", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
+        .testTarget(name: "TrainingRowsTests", dependencies: ["RouterJSON", "RouterVocabulary", "TrainingRows"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
         .testTarget(name: "RouterTrainingTests", dependencies: ["PromptFeatures", "RouterTraining", "StableHash"]),
         .testTarget(name: "LabellingTests", dependencies: ["Labelling"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking"]),
-        .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol"]),
-        .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit"]),
+        .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol", "RouterVocabulary"]),
+        .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit", "RouterVocabulary"]),
         // In-process: the engine and the plugin host without a socket, on the real plugins this package builds.
         .testTarget(
             name: "RouterEngineTests",
@@ -207,8 +219,9 @@ let package = Package(
         .testTarget(
             name: "RouterdIntegrationTests",
             dependencies: [
-                "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterdTestSupport", "SafeTensors", "SimilarityRanking",
-                "StableHash", "TextEncoder",
+                "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterVocabulary", "RouterdTestSupport", "SafeTensors",
+                "SimilarityRanking",
+                "StableHash", "TextEncoder", "TrainingRows",
                 "routerd", "routerctl",
             ],
             exclude: ["ExternalPlugin", "ExternalPackage"]),

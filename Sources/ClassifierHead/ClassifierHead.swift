@@ -1,6 +1,6 @@
 import CBLAS
 import Foundation
-import RouterPluginKit
+import RouterVocabulary
 import SafeTensors
 
 /// A problem with a classifier weights file, naming the file.

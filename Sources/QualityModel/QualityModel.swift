@@ -1,7 +1,7 @@
 import CBLAS
 import Foundation
 import PromptFeatures
-import RouterPluginKit
+import RouterVocabulary
 import SafeTensors
 
 /// A problem with a quality-model weights file, naming the file.

@@ -1,4 +1,5 @@
 import Foundation
+import RouterVocabulary
 
 /// The daemon's configuration, `routerd.yaml`, fully validated.
 ///
@@ -68,9 +69,6 @@ public struct DaemonConfig: Sendable {
     /// A sentence encoder routers can share.
     public struct Encoder: Sendable, Hashable {
         public static let kinds = ["minilm"]
-        public static let longTextPolicies = ["head", "tail", "windows"]
-        public static let kernels = ["onednn", "openblas"]
-        public static let precisions = ["fp32", "int8", "bf16", "auto"]
 
         public var name: String
         public var kind: String
@@ -79,7 +77,7 @@ public struct DaemonConfig: Sendable {
         /// Embeddings kept in the LRU cache; 0 disables it.
         public var cacheSize: Int
         /// How texts over 256 tokens are embedded: head, tail or windows.
-        public var longText: String
+        public var longText: LongTextPolicy
         /// OpenBLAS threads per matrix product (process-wide: the largest value configured wins).
         public var threads: Int
         /// Texts embedded in one pass at most, when concurrent requests' prompts are batched.
@@ -88,10 +86,10 @@ public struct DaemonConfig: Sendable {
         /// requests: a lone request is never held back.
         public var batchWaitMicroseconds: Int
         /// The library running the linear layers: onednn (weights packed once at load) or openblas.
-        public var kernel: String
+        public var kernel: LinearKernel
         /// The linear layers' arithmetic: fp32, int8 or bf16, or auto (the fastest that passes the
         /// accuracy gate at load).
-        public var precision: String = "fp32"
+        public var precision: PrecisionSetting = .fixed(.fp32)
     }
 
     /// Session affinity: how long a session's model sticks, and how many sessions are remembered.
@@ -341,19 +339,28 @@ public enum ConfigLoader {
                 continue
             }
             guard let path = pathNode.string("\(context): path", diagnostics) else { continue }
-            let longText = fields["long_text"]?.string("\(context): long_text", oneOf: DaemonConfig.Encoder.longTextPolicies, diagnostics) ?? "head"
-            let kernel = fields["kernel"]?.string("\(context): kernel", oneOf: DaemonConfig.Encoder.kernels, diagnostics) ?? "onednn"
-            let precision = fields["precision"]?.string("\(context): precision", oneOf: DaemonConfig.Encoder.precisions, diagnostics) ?? "fp32"
-            if kernel == "openblas", precision == "int8" || precision == "bf16", let node = fields["precision"] {
-                diagnostics.report("\(context): precision \(precision) needs kernel onednn; openblas runs fp32 only", at: node)
+            // An absent key takes its default; a present one that is not a known name is a problem.
+            let longText: LongTextPolicy? = fields["long_text"].map { $0.value("\(context): long_text", diagnostics) } ?? .head
+            let kernel: LinearKernel? = fields["kernel"].map { $0.value("\(context): kernel", diagnostics) } ?? .onednn
+            let precision: PrecisionSetting? =
+                fields["precision"].map {
+                    $0.string("\(context): precision", oneOf: PrecisionSetting.names, diagnostics).flatMap(PrecisionSetting.init)
+                }
+                ?? .fixed(.fp32)
+            if let kernel, case .fixed(let fixed)? = precision, let refusal = kernel.refusal(of: fixed), let node = fields["precision"] {
+                diagnostics.report("\(context): \(refusal)", at: node)
             }
+            let cacheSize = fields["cache_size"]?.int("\(context): cache_size", in: 0...100_000_000, diagnostics) ?? 10_000
+            let threads = fields["threads"]?.int("\(context): threads", in: 1...256, diagnostics) ?? 1
+            let batchSize = fields["batch_size"]?.int("\(context): batch_size", in: 1...1024, diagnostics) ?? 32
+            let batchWait = fields["batch_wait_us"]?.int("\(context): batch_wait_us", in: 0...100_000, diagnostics) ?? 300
+            // A name that is not in the vocabulary was reported above, so this config is rejected;
+            // the encoder is still entered (with the default in its place) so that routers naming
+            // it are checked against the right list of encoders. Nothing loads with the default.
             encoders[name] = DaemonConfig.Encoder(
-                name: name, kind: kind, path: absolute(path, relativeTo: folder),
-                cacheSize: fields["cache_size"]?.int("\(context): cache_size", in: 0...100_000_000, diagnostics) ?? 10_000,
-                longText: longText, threads: fields["threads"]?.int("\(context): threads", in: 1...256, diagnostics) ?? 1,
-                batchSize: fields["batch_size"]?.int("\(context): batch_size", in: 1...1024, diagnostics) ?? 32,
-                batchWaitMicroseconds: fields["batch_wait_us"]?.int("\(context): batch_wait_us", in: 0...100_000, diagnostics) ?? 300, kernel: kernel,
-                precision: precision)
+                name: name, kind: kind, path: absolute(path, relativeTo: folder), cacheSize: cacheSize, longText: longText ?? .head,
+                threads: threads, batchSize: batchSize, batchWaitMicroseconds: batchWait, kernel: kernel ?? .onednn,
+                precision: precision ?? .fixed(.fp32))
         }
 
         // routers, and the descriptors of the plugins they use

@@ -108,6 +108,11 @@ extension YAMLNode {
         return value
     }
 
+    /// The value of a vocabulary type whose name the string is; otherwise a problem naming them, and nil.
+    func value<Value: RawRepresentable & CaseIterable>(_ context: String, _ diagnostics: Diagnostics) -> Value? where Value.RawValue == String {
+        string(context, oneOf: Value.allCases.map(\.rawValue), diagnostics).flatMap(Value.init(rawValue:))
+    }
+
     func int(_ context: String, in range: ClosedRange<Int>? = nil, _ diagnostics: Diagnostics) -> Int? {
         guard case .scalar(let text, plain: true) = kind, let value = Int(text.replacingUnderscores) else {
             diagnostics.report("\(context) must be an integer, found \(quoted)", at: self)

@@ -5,6 +5,7 @@ import NIOFoundationCompat
 import NIOPosix
 import RouterEngine
 import RouterProtocol
+import RouterVocabulary
 import TextEncoder
 
 /// Turns one request line into one response line.
@@ -240,7 +241,7 @@ struct Dispatcher: Sendable {
                     id: id)
             case .embed(let embed):
                 let embeddings = try engine.embed(
-                    embed.texts, encoder: embed.encoder, policy: embed.longText.flatMap(LongTextPolicy.init(rawValue:)), tokens: embed.tokens,
+                    embed.texts, encoder: embed.encoder, policy: embed.longText, tokens: embed.tokens,
                     on: generation)
                 return ResponseCodec.success(EmbedResult(embeddings, elapsedMicroseconds: Engine.microseconds(since: start)), id: id)
             case .feedback:
@@ -314,7 +315,8 @@ struct Dispatcher: Sendable {
                 "\($0.encoder.kernel.rawValue) \($0.encoder.kernelImplementation) \($0.encoder.precision.rawValue)"
             },
             encoderPrecision: generation.encoders.mapValues {
-                EncoderPrecisionInfo(precision: $0.encoder.precision.rawValue, requested: $0.config.precision, note: $0.encoder.precisionNote)
+                EncoderPrecisionInfo(
+                    precision: $0.encoder.precision.rawValue, requested: $0.config.precision.rawValue, note: $0.encoder.precisionNote)
             })
     }
 

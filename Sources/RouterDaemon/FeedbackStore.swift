@@ -5,6 +5,7 @@ import RouterConfig
 import RouterEngine
 import RouterJSON
 import StableHash
+import TrainingRows
 
 /// The feedback store could not be opened, or a row could not be made durable (nothing was acknowledged).
 public struct FeedbackStoreError: Error, Sendable, CustomStringConvertible {
@@ -104,30 +105,19 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
 
     /// The row for `outcome`, and the file it goes to.
     func row(for outcome: Outcome, time: Double) -> (File, [UInt8]) {
-        var fields: [String: JSONValue] = [
+        var extra: [String: JSONValue] = [
             "router": .string(outcome.router), "time": .number((time * 1000).rounded() / 1000), "source": .string("feedback"),
         ]
-        if settings.includePrompt {
-            fields["prompt"] = .string(outcome.prompt)
-        } else {
-            fields["prompt_hash"] = .string(FNV1a.hex(outcome.prompt))
-        }
-        if let id = outcome.decisionID { fields["decision_id"] = .string(id) }
-        let file: File
+        if let id = outcome.decisionID { extra["decision_id"] = .string(id) }
+        let prompt: RowPrompt = settings.includePrompt ? .text(outcome.prompt) : .hash(FNV1a.hex(outcome.prompt))
         switch outcome.value {
         case .pairwise(let result, let against):
-            file = .battles
-            fields["model_a"] = .string(outcome.model)
-            fields["model_b"] = .string(against)
-            fields["winner"] = .string(result == .win ? "model_a" : result == .loss ? "model_b" : "tie")
+            // The reported model is model_a, so its result is the winner field as is.
+            let row = BattleRow(prompt: prompt, modelA: outcome.model, modelB: against, winner: BattleWinner(result), extra: extra)
+            return (.battles, row.line())
         case .pointwise(let quality):
-            file = .quality
-            fields["quality"] = .object([outcome.model: .number(quality)])
+            return (.quality, QualityRow(prompt: prompt, quality: [outcome.model: quality], extra: extra).line())
         }
-        var writer = JSONWriter(capacity: 256 + outcome.prompt.utf8.count)
-        writer.value(.object(fields))
-        writer.newline()
-        return (file, writer.bytes)
     }
 
     /// Queues `outcome`'s row; `completion` runs on the writer thread once the row is durable, or failed.

@@ -56,7 +56,7 @@ extension FeedbackReport {
             }
         let value: OutcomeValue =
             switch request.value {
-            case .pairwise(let outcome, let against): .pairwise(PairwiseResult(rawValue: outcome) ?? .tie, against: against)
+            case .pairwise(let outcome, let against): .pairwise(outcome, against: against)
             case .pointwise(let quality): .pointwise(quality)
             }
         self.init(subject: subject, model: request.model, value: value)

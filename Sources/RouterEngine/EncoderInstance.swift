@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import RouterConfig
+import RouterVocabulary
 import TextEncoder
 
 /// A configured encoder: the loaded model, its long-text policy, its cache and
@@ -22,7 +23,7 @@ public final class EncoderInstance: Sendable {
         self.config = config
         self.encoder = encoder
         self.cache = EmbeddingCache(capacity: config.cacheSize)
-        let policy = LongTextPolicy(rawValue: config.longText) ?? .head
+        let policy = config.longText
         self.policy = policy
         self.batcher = EmbeddingBatcher(
             limits: Self.batchLimits(config), name: config.name, embed: { texts in encoder.embed(texts, policy: policy) })
@@ -75,13 +76,11 @@ public final class EncoderInstance: Sendable {
             return previous
         }
         let stamp = stamp(config.path)
-        let key = [config.path, config.kernel, config.precision].joined(separator: "\u{0}")
+        let key = [config.path, config.kernel.rawValue, config.precision.rawValue].joined(separator: "\u{0}")
         if let cached = models.withLockedValue({ $0[key] }), cached.stamp == stamp {
             return EncoderInstance(config: config, encoder: cached.encoder)
         }
-        let encoder = try SentenceEncoder.load(
-            modelDirectory: config.path, kernel: LinearKernel(rawValue: config.kernel) ?? .onednn,
-            precision: SentenceEncoder.PrecisionSetting(rawValue: config.precision) ?? .fixed(.fp32))
+        let encoder = try SentenceEncoder.load(modelDirectory: config.path, kernel: config.kernel, precision: config.precision)
         models.withLockedValue { $0[key] = (stamp, encoder) }
         return EncoderInstance(config: config, encoder: encoder)
     }

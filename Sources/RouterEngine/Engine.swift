@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import RouterConfig
 import RouterPluginHost
+import RouterVocabulary
 import TextEncoder
 
 /// The decision pipeline and the current generation.

@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import RouterConfig
+import RouterVocabulary
 import StableHash
 import Synchronization
 
@@ -9,10 +10,6 @@ public enum OutcomeValue: Sendable, Hashable {
     case pairwise(PairwiseResult, against: String)
     /// A quality in [0, 1]: a thumbs-up (1) or down (0), a test that passed, a grader's score.
     case pointwise(Double)
-}
-
-public enum PairwiseResult: String, Sendable, Hashable, CaseIterable {
-    case win, loss, tie
 }
 
 /// A feedback report as a service sends it: about a remembered decision, or about a prompt

@@ -1,4 +1,5 @@
 import RouterConfig
+import RouterVocabulary
 import TextEncoder
 
 /// What a generation sets for the whole process, applied when the generation is
@@ -13,7 +14,7 @@ public struct ProcessSettings: Sendable {
     /// OpenBLAS has one thread count per process: the largest any encoder asks for.
     public static let encoderThreads = ProcessSettings { config in
         if let threads = config.encoders.values.map(\.threads).max() {
-            let kernel: LinearKernel = config.encoders.values.contains { $0.kernel == LinearKernel.openblas.rawValue } ? .openblas : .onednn
+            let kernel: LinearKernel = config.encoders.values.contains { $0.kernel == .openblas } ? .openblas : .onednn
             SentenceEncoder.setThreads(threads, kernel: kernel)
         }
     }

@@ -1,3 +1,4 @@
+import RouterVocabulary
 import TextEncoder
 
 /// Which model a decision picked.

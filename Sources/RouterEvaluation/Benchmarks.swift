@@ -1,5 +1,6 @@
 import CSV
 import Foundation
+import TrainingRows
 
 /// A problem reading a benchmark, naming the file.
 public struct BenchmarkError: Error, Sendable, CustomStringConvertible {
@@ -49,7 +50,13 @@ public enum BenchmarkLoader {
     public static func generic(file: String, strong: String, weak: String) throws(BenchmarkError) -> Benchmark {
         let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
         var benchmark = Benchmark(name: name, strongModel: strong, weakModel: weak, prompts: [], strong: [], weak: [], dropped: 0)
-        for record in try QualityFile.read(file) {
+        let records: [QualityRecord]
+        do {
+            records = try QualityFile.read(file)
+        } catch {
+            throw BenchmarkError(error.message)
+        }
+        for record in records {
             guard let strongValue = record.quality[strong], let weakValue = record.quality[weak] else {
                 benchmark.dropped += 1
                 continue
@@ -145,45 +152,5 @@ public enum BenchmarkLoader {
             benchmark.weak.append(weakScore.sum / Double(weakScore.count))
         }
         return benchmark
-    }
-}
-
-/// One prompt and each model's quality on it.
-public struct QualityRecord: Sendable {
-    public var prompt: String
-    public var quality: [String: Double]
-
-    public init(prompt: String, quality: [String: Double]) {
-        self.prompt = prompt
-        self.quality = quality
-    }
-}
-
-/// The generic per-prompt format, JSON lines `{prompt, quality: {model: value}}`: the format of
-/// mmlu-pro.quality.jsonl and of users' own benchmarks. One reader serves evaluation and training.
-public enum QualityFile {
-    public static func read(_ file: String) throws(BenchmarkError) -> [QualityRecord] {
-        guard let data = FileManager.default.contents(atPath: file) else { throw BenchmarkError("\(file): cannot read the file") }
-        var records: [QualityRecord] = []
-        var lineNumber = 0
-        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            if line.isEmpty { continue }
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], let prompt = object["prompt"] as? String,
-                let quality = object["quality"] as? [String: Any]
-            else { throw BenchmarkError("\(file):\(lineNumber): expected {\"prompt\": …, \"quality\": {model: value}}") }
-            records.append(QualityRecord(prompt: prompt, quality: quality.compactMapValues { ($0 as? NSNumber)?.doubleValue }))
-        }
-        return records
-    }
-
-    /// True when the file's first line is in this format.
-    public static func matches(_ file: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: file), let head = try? handle.read(upToCount: 65_536) else { return false }
-        try? handle.close()
-        guard let line = head.split(separator: UInt8(ascii: "\n")).first,
-            let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any]
-        else { return false }
-        return object["quality"] is [String: Any]
     }
 }

@@ -2,6 +2,7 @@ import CRouterPlugin
 import Foundation
 import Logging
 import RouterPluginKit
+import RouterVocabulary
 
 /// A plugin failed while scoring, or was handed prompts that do not fit its instance.
 public struct PluginScoreError: Error, Sendable, CustomStringConvertible {

@@ -1,3 +1,4 @@
+import RouterVocabulary
 import SafeTensors
 
 extension PluginContext {

@@ -1,4 +1,5 @@
 import Foundation
+import RouterVocabulary
 
 /// The operations a request may name in `op`.
 public enum Op: String, Codable, Sendable, CaseIterable {
@@ -65,9 +66,9 @@ public struct EmbedRequest: Sendable, Hashable {
     /// Also return the token ids the model saw.
     public var tokens: Bool
     /// Overrides the encoder's long-text policy: head, tail or windows.
-    public var longText: String?
+    public var longText: LongTextPolicy?
 
-    public init(encoder: String? = nil, texts: [String], tokens: Bool = false, longText: String? = nil) {
+    public init(encoder: String? = nil, texts: [String], tokens: Bool = false, longText: LongTextPolicy? = nil) {
         self.encoder = encoder
         self.texts = texts
         self.tokens = tokens
@@ -105,12 +106,10 @@ public struct FeedbackRequest: Sendable, Hashable {
 
     public enum Value: Sendable, Hashable {
         /// `outcome` (win, loss or tie) of `model` against `against`.
-        case pairwise(outcome: String, against: String)
+        case pairwise(outcome: PairwiseResult, against: String)
         /// `quality` in [0, 1].
         case pointwise(quality: Double)
     }
-
-    public static let outcomes = ["win", "loss", "tie"]
 
     public var subject: Subject
     public var model: String
@@ -279,9 +278,11 @@ private struct WireRequest: Decodable {
                 throw ProtocolError(.missingField, "missing field 'text' (or 'texts')")
             }
             let tokens = try reader.optional(Bool.self, "tokens", expected: "true or false") ?? false
-            let longText = try reader.optional(String.self, "long_text", expected: "a string")
-            if let longText, !["head", "tail", "windows"].contains(longText) {
-                throw ProtocolError(.badField, "field 'long_text' must be head, tail or windows, found '\(longText)'")
+            let longText = try reader.optional(String.self, "long_text", expected: "a string").map { name throws(ProtocolError) in
+                guard let policy = LongTextPolicy(rawValue: name) else {
+                    throw ProtocolError(.badField, "field 'long_text' must be head, tail or windows, found '\(name)'")
+                }
+                return policy
             }
             return .embed(EmbedRequest(encoder: encoder, texts: texts, tokens: tokens, longText: longText))
         case .feedback: return .feedback(try feedback(&reader))
@@ -332,14 +333,18 @@ private struct WireRequest: Decodable {
         let quality = try reader.optional(Double.self, "quality", expected: "a number")
         let against = try reader.optional(String.self, "against", expected: "a string")
         switch (outcome, quality) {
-        case (let outcome?, nil):
-            guard FeedbackRequest.outcomes.contains(outcome) else {
-                throw ProtocolError(.badField, "field 'outcome' must be win, loss or tie, found '\(outcome)'")
+        case (let name?, nil):
+            guard let outcome = PairwiseResult(rawValue: name) else {
+                throw ProtocolError(.badField, "field 'outcome' must be win, loss or tie, found '\(name)'")
             }
             guard let against else {
-                throw ProtocolError(
-                    .missingField,
-                    "missing field 'against' (the model '\(model)' \(outcome == "tie" ? "tied with" : outcome == "win" ? "beat" : "lost to"))")
+                let verb =
+                    switch outcome {
+                    case .tie: "tied with"
+                    case .win: "beat"
+                    case .loss: "lost to"
+                    }
+                throw ProtocolError(.missingField, "missing field 'against' (the model '\(model)' \(verb))")
             }
             guard against != model else { throw ProtocolError(.badField, "fields 'model' and 'against' name the same model '\(model)'") }
             return FeedbackRequest(subject: subject, model: model, value: .pairwise(outcome: outcome, against: against))

@@ -1,6 +1,6 @@
 import Foundation
-import RouterEvaluation
 import StableHash
+import TrainingRows
 
 /// A problem with training data, naming the file and line.
 public struct TrainingDataError: Error, Sendable, CustomStringConvertible {
@@ -51,40 +51,24 @@ public enum BattlesReader {
     }
 
     public static func read(file: String, aliases: [String: String] = [:]) throws(TrainingDataError) -> [Battle] {
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw TrainingDataError("\(file): cannot read the file")
+        let records: [BattleRecord]
+        do {
+            records = try BattlesFile.read(file)
+        } catch {
+            throw TrainingDataError(error.message)
         }
-        var battles: [Battle] = []
-        var lineNumber = 0
-        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\t") }) { continue }
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
-                throw TrainingDataError("\(file):\(lineNumber): not a JSON object")
-            }
-            func field(_ name: String) throws(TrainingDataError) -> String {
-                guard let value = object[name] as? String, !value.isEmpty else {
-                    throw TrainingDataError("\(file):\(lineNumber): missing or empty string field '\(name)'")
+        guard !records.isEmpty else { throw TrainingDataError("\(file): no battles in the file") }
+        return records.map { record in
+            let outcome: Battle.Outcome =
+                switch record.winner {
+                case .modelA: .modelA
+                case .modelB: .modelB
+                case .tie: .tie
                 }
-                return value
-            }
-            let prompt = try field("prompt")
-            let modelA = try field("model_a")
-            let modelB = try field("model_b")
-            let winner = try field("winner")
-            let outcome: Battle.Outcome
-            switch winner {
-            case "model_a": outcome = .modelA
-            case "model_b": outcome = .modelB
-            case "tie", "tie (bothbad)": outcome = .tie
-            default:
-                throw TrainingDataError("\(file):\(lineNumber): unknown winner '\(winner)' (expected model_a, model_b, tie or tie (bothbad))")
-            }
-            guard modelA != modelB else { throw TrainingDataError("\(file):\(lineNumber): model_a and model_b are both '\(modelA)'") }
-            battles.append(Battle(prompt: prompt, modelA: aliases[modelA] ?? modelA, modelB: aliases[modelB] ?? modelB, outcome: outcome))
+            return Battle(
+                prompt: record.prompt, modelA: aliases[record.modelA] ?? record.modelA, modelB: aliases[record.modelB] ?? record.modelB,
+                outcome: outcome)
         }
-        guard !battles.isEmpty else { throw TrainingDataError("\(file): no battles in the file") }
-        return battles
     }
 }
 

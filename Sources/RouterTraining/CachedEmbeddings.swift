@@ -1,4 +1,5 @@
 import Foundation
+import RouterVocabulary
 import TextEncoder
 
 /// Prompt embeddings through the on-disk cache (``EmbeddingStore``), shared by training,

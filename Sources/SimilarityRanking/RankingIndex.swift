@@ -1,5 +1,5 @@
 import Foundation
-import RouterPluginKit
+import RouterVocabulary
 import SafeTensors
 
 /// A problem with a ranking index file, naming the file.

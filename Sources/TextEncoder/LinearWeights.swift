@@ -1,24 +1,8 @@
 import CBLAS
 import CPackedLinear
+import RouterVocabulary
 
-/// Which library runs the encoder's matrix products: the linear layers (the four products per
-/// layer that take most of its time) and attention's two.
-public enum LinearKernel: String, Sendable, CaseIterable {
-    /// oneDNN's matmul with the weights packed once at load (the default).
-    case onednn
-    /// OpenBLAS's sgemm, which packs its weight operand again on every call.
-    case openblas
-}
-
-/// The arithmetic of the encoder's linear layers. Everything else (attention, LayerNorm, GELU,
-/// pooling) stays in fp32.
-public enum EncoderPrecision: String, Sendable, CaseIterable {
-    case fp32
-    /// Weights quantized per output column at load, activations per row on the fly (oneDNN u8·s8).
-    case int8
-    /// bfloat16 operands, fp32 accumulation: CPUs with AVX512-BF16 or AMX only.
-    case bf16
-
+extension EncoderPrecision {
     var packed: pl_precision {
         switch self {
         case .fp32: PL_FP32
@@ -55,7 +39,7 @@ final class LinearWeights: @unchecked Sendable {
         self.outputs = outputs
         switch kernel {
         case .openblas:
-            guard precision == .fp32 else { throw EncoderError("precision \(precision.rawValue) needs kernel onednn; openblas runs fp32 only") }
+            if let refusal = LinearKernel.openblas.refusal(of: precision) { throw EncoderError(refusal) }
             plain = weight
             packed = nil
         case .onednn:

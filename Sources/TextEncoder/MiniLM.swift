@@ -1,6 +1,7 @@
 import CBLAS
 import CEncoderKernels
 import Foundation
+import RouterVocabulary
 import SafeTensors
 
 /// The all-MiniLM-L6-v2 transformer: a 6-layer, 384-wide, 12-head BERT encoder.

@@ -1,4 +1,5 @@
 import Foundation
+import RouterVocabulary
 
 /// The check a reduced-precision encoder passes at load: its embeddings of a fixed set of texts
 /// must stay within `minimumCosine` of fp32's, or the encoder is refused.

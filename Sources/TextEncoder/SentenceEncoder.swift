@@ -2,17 +2,8 @@ import CBLAS
 import CEncoderKernels
 import CPackedLinear
 import Foundation
+import RouterVocabulary
 import SafeTensors
-
-/// How to embed a text longer than the model's 256-token window.
-public enum LongTextPolicy: String, Sendable, CaseIterable, Codable {
-    /// Keep the first 254 word pieces (the model's own behaviour).
-    case head
-    /// Keep the last 254 word pieces: the end of a prompt is usually the question.
-    case tail
-    /// Embed overlapping 256-token windows (stride 127 pieces), average, normalise.
-    case windows
-}
 
 /// all-MiniLM-L6-v2, run locally: text in, 384-d L2-normalised sentence embedding out.
 ///
@@ -87,24 +78,6 @@ public final class SentenceEncoder: Sendable {
         precisionNote = note
     }
 
-    /// A config's `precision`: one precision, or `auto`, the fastest that passes the gate.
-    public enum PrecisionSetting: Sendable, Hashable {
-        case fixed(EncoderPrecision)
-        case auto
-
-        public init?(rawValue: String) {
-            if rawValue == "auto" {
-                self = .auto
-            } else if let precision = EncoderPrecision(rawValue: rawValue) {
-                self = .fixed(precision)
-            } else {
-                return nil
-            }
-        }
-
-        public static let names = EncoderPrecision.allCases.map(\.rawValue) + ["auto"]
-    }
-
     /// Loads the model in the precision `setting` asks for. A precision other than fp32 must pass
     /// `PrecisionGate` against the fp32 model, or loading fails with the cosine it reached; `auto`
     /// times every precision this CPU and kernel run that passes, and keeps the fastest.
@@ -113,7 +86,7 @@ public final class SentenceEncoder: Sendable {
     {
         // A precision this kernel or CPU cannot run is refused before anything is loaded.
         if case .fixed(let precision) = setting, precision != .fp32 {
-            if kernel == .openblas { throw EncoderError("precision \(precision.rawValue) needs kernel onednn; openblas runs fp32 only") }
+            if let refusal = kernel.refusal(of: precision) { throw EncoderError(refusal) }
             if let why = precision.unsupportedReason { throw EncoderError("precision \(precision.rawValue): \(why); use fp32 or auto") }
         }
         let reference = try SentenceEncoder(modelDirectory: modelDirectory, kernel: kernel, precision: .fp32)
@@ -137,7 +110,7 @@ public final class SentenceEncoder: Sendable {
             var best = (encoder: reference, milliseconds: reference.gateTextMilliseconds())
             var notes = ["fp32 \(format(best.milliseconds, digits: 1)) ms"]
             for precision in EncoderPrecision.allCases where precision != .fp32 {
-                if kernel == .openblas {
+                if kernel.refusal(of: precision) != nil {
                     notes.append("\(precision.rawValue) needs kernel onednn")
                     continue
                 }

@@ -5,6 +5,7 @@ import NIOExtras
 import NIOPosix
 import RouterClient
 import RouterProtocol
+import RouterVocabulary
 import Synchronization
 import TextEncoder
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RouterVocabulary
 import TextEncoder
 
 /// Measures the local sentence encoder in this process: latency, throughput
@@ -15,7 +16,7 @@ struct BenchEncoder: AsyncParsableCommand {
     @Option(help: "Seconds to spend on each cell (at least 3 calls).") var seconds: Double = 1.5
     @Option(help: "The library running the linear layers.") var kernel: LinearKernel = .onednn
     @Option(help: "The linear layers' precision: fp32, int8, bf16 or auto (all but fp32 pass the accuracy gate at load).")
-    var precision: SentenceEncoder.PrecisionSetting = .fixed(.fp32)
+    var precision: PrecisionSetting = .fixed(.fp32)
 
     func run() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
@@ -133,11 +134,4 @@ struct BenchEncoder: AsyncParsableCommand {
         The economics of that promise have shifted many times, from paper and ink to radio waves, fibre optic cables and \
         data centres, yet the underlying desire to reach more readers at lower cost has remained remarkably stable.
         """
-}
-
-extension LinearKernel: ExpressibleByArgument {}
-extension EncoderPrecision: ExpressibleByArgument {}
-extension SentenceEncoder.PrecisionSetting: ExpressibleByArgument {
-    public init?(argument: String) { self.init(rawValue: argument) }
-    public static var allValueStrings: [String] { names }
 }

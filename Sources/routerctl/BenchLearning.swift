@@ -9,6 +9,7 @@ import RouterEvaluation
 import RouterJSON
 import RouterProtocol
 import StableHash
+import TrainingRows
 
 /// `routerctl bench-learning`: online learning measured end to end, through a real routerd.
 ///

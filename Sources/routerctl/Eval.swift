@@ -4,6 +4,7 @@ import RouterConfig
 import RouterEngine
 import RouterEvaluation
 import RouterTraining
+import RouterVocabulary
 import StableHash
 import TextEncoder
 

@@ -5,6 +5,7 @@ import RouterEngine
 import RouterEvaluation
 import RouterTraining
 import TextEncoder
+import TrainingRows
 
 /// The many-model half of `routerctl eval`: a per-prompt quality file with prices, λ swept
 /// to draw each router's quality–cost curve, against every single model, the oracle, and the

@@ -4,6 +4,7 @@ import Logging
 import RouterEngine
 import RouterPluginHost
 import RouterTraining
+import RouterVocabulary
 import TextEncoder
 
 /// Routers built in this process from a config: the same plugins and encoder

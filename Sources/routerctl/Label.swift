@@ -5,6 +5,8 @@ import NIOConcurrencyHelpers
 import OpenAIChat
 import RouterConfig
 import RouterJSON
+import RouterVocabulary
+import TrainingRows
 
 /// `routerctl label`: the RouteLLM paper's recipe for making training data, as a command. Each
 /// model answers each prompt; a judge compares two answers in both orders (pairwise) or grades
@@ -233,7 +235,7 @@ struct Label: AsyncParsableCommand {
     }
 
     /// Answers, judges and returns the prompt's rows: one battles row per pair of models, or one quality row.
-    private func labelOne(_ input: LabelInput, answerers: [Target], judge: Target?, client: ChatClient, ledger: Ledger) async throws -> [JSONValue] {
+    private func labelOne(_ input: LabelInput, answerers: [Target], judge: Target?, client: ChatClient, ledger: Ledger) async throws -> [[UInt8]] {
         let answers = try await withThrowingTaskGroup(of: (Int, String).self) { tasks in
             for (index, target) in answerers.enumerated() {
                 tasks.addTask { (index, try await call([ChatTurn(role: "user", content: input.prompt)], target, client, ledger)) }
@@ -242,11 +244,12 @@ struct Label: AsyncParsableCommand {
             for try await (index, text) in tasks { answers[index] = text }
             return answers
         }
-        var row: [String: JSONValue] = ["prompt": .string(input.prompt), "prompt_hash": .string(input.hash), "source": .string("label")]
+        // Beside the format's own fields: the hash that says the prompt is done, and where the row came from.
+        var row: [String: JSONValue] = ["prompt_hash": .string(input.hash), "source": .string("label")]
         switch mode {
         case .pairwise:
             let judge = judge!
-            var rows: [JSONValue] = []
+            var rows: [[UInt8]] = []
             for first in answerers.indices {
                 for second in answerers.indices where second > first {
                     // Both orders, so the judge's taste for a position cancels out.
@@ -257,34 +260,35 @@ struct Label: AsyncParsableCommand {
                     let verdicts = (PairwiseJudge.verdict(try await forward), PairwiseJudge.verdict(try await swapped))
                     if verdicts.0 == nil || verdicts.1 == nil { ledger.state.withLockedValue { $0.unparsed += 1 } }
                     let winner = PairwiseJudge.combine(verdicts.0, verdicts.1)
-                    var battle = row
-                    battle["model_a"] = .string(answerers[first].name)
-                    battle["model_b"] = .string(answerers[second].name)
-                    battle["winner"] = .string(winner == .first ? "model_a" : winner == .second ? "model_b" : "tie")
-                    battle["judge"] = .string(judge.name)
-                    rows.append(.object(battle))
+                    var extra = row
+                    extra["judge"] = .string(judge.name)
+                    let result: PairwiseResult = winner == .first ? .win : winner == .second ? .loss : .tie
+                    rows.append(
+                        BattleRow(
+                            prompt: .text(input.prompt), modelA: answerers[first].name, modelB: answerers[second].name, winner: BattleWinner(result),
+                            extra: extra
+                        ).line())
                 }
             }
             return rows
         case .reference:
             let reference = input.reference!
-            var quality: [String: JSONValue] = [:]
+            var quality: [String: Double] = [:]
             for (target, answer) in zip(answerers, answers) {
                 if let number = ReferenceGrader.number(reference) {
-                    quality[target.name] = .number(ReferenceGrader.exactMatch(answer: answer, reference: number))
+                    quality[target.name] = ReferenceGrader.exactMatch(answer: answer, reference: number)
                 } else if let judge {
                     let reply = try await call(
                         ReferenceGrader.messages(prompt: input.prompt, reference: reference, answer: answer), judge, client, ledger)
                     if let grade = ReferenceGrader.grade(reply) {
-                        quality[target.name] = .number(grade)
+                        quality[target.name] = grade
                     } else {
                         ledger.state.withLockedValue { $0.unparsed += 1 }
                     }
                 }
             }
-            row["quality"] = .object(quality)
             if let judge, ReferenceGrader.number(reference) == nil { row["judge"] = .string(judge.name) }
-            return [.object(row)]
+            return [QualityRow(prompt: .text(input.prompt), quality: quality, extra: row).line()]
         }
     }
 
@@ -314,14 +318,9 @@ final class RowWriter: Sendable {
         handle = NIOLockedValueBox(file)
     }
 
-    func append(_ rows: [JSONValue]) throws {
-        var bytes: [UInt8] = []
-        for row in rows {
-            var writer = JSONWriter(capacity: 512)
-            writer.value(row)
-            writer.newline()
-            bytes += writer.bytes
-        }
+    /// `lines` are encoded rows, each with its newline.
+    func append(_ lines: [[UInt8]]) throws {
+        let bytes = lines.flatMap { $0 }
         try handle.withLockedValue { file in
             try file.write(contentsOf: Data(bytes))
             try file.synchronize()

@@ -4,6 +4,7 @@ import RouterClient
 import RouterConfig
 import RouterEngine
 import RouterProtocol
+import RouterVocabulary
 
 @main
 struct Routerctl: AsyncParsableCommand {
@@ -119,7 +120,7 @@ struct FeedbackCommand: AsyncParsableCommand {
     @Option(name: [.short, .long], help: "The router, when naming the prompt instead of a decision.") var router: String?
     @Option(help: "The prompt, when naming it instead of a decision.") var prompt: String?
     @Option(help: "The model the outcome is about.") var model: String
-    @Option(help: "win, loss or tie, against the model of --against.") var outcome: String?
+    @Option(help: "win, loss or tie, against the model of --against.") var outcome: PairwiseResult?
     @Option(help: "The other model of a win, loss or tie.") var against: String?
     @Option(help: "A quality between 0 and 1 (a thumbs-up is 1).") var quality: Double?
 
@@ -208,7 +209,7 @@ struct Embed: AsyncParsableCommand {
     @OptionGroup var options: ConnectionOptions
     @Option(name: [.short, .long], help: "The encoder; may be omitted when one is configured.") var encoder: String?
     @Flag(help: "Also show the token ids (and tokens) the model saw.") var tokens = false
-    @Option(name: .customLong("long-text"), help: "head, tail or windows; default: the encoder's policy.") var longText: String?
+    @Option(name: .customLong("long-text"), help: "head, tail or windows; default: the encoder's policy.") var longText: LongTextPolicy?
     @Argument(help: "Texts; one per line from standard input when absent.") var texts: [String] = []
 
     func run() async throws {

@@ -3,6 +3,7 @@ import NIOCore
 import RouterClient
 import RouterConfig
 import RouterProtocol
+import RouterVocabulary
 import StableHash
 import Synchronization
 
@@ -297,7 +298,7 @@ struct SoakTraffic: Sendable {
                 let decision = recent[Int(random.next() % UInt64(recent.count))]
                 let value: FeedbackRequest.Value
                 if decision.candidates.count == 2, let other = decision.candidates.first(where: { $0.model != decision.model }) {
-                    value = .pairwise(outcome: FeedbackRequest.outcomes[Int(random.next() % 3)], against: other.model)
+                    value = .pairwise(outcome: PairwiseResult.allCases[Int(random.next() % 3)], against: other.model)
                 } else {
                     value = .pointwise(quality: Double(random.next() % 2))
                 }

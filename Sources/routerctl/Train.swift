@@ -5,6 +5,7 @@ import RouterConfig
 import RouterEvaluation
 import RouterPluginKit
 import RouterTraining
+import RouterVocabulary
 import SafeTensors
 import SimilarityRanking
 import StableHash

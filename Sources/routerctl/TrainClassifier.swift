@@ -4,6 +4,7 @@ import Foundation
 import RouterEvaluation
 import RouterPluginKit
 import RouterTraining
+import RouterVocabulary
 import SafeTensors
 import SimilarityRanking
 import TextEncoder

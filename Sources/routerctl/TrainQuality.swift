@@ -5,7 +5,9 @@ import QualityModel
 import RouterEvaluation
 import RouterPluginKit
 import RouterTraining
+import RouterVocabulary
 import TextEncoder
+import TrainingRows
 
 /// `routerctl train quality`: per-model quality for many candidates, served by the `classifier` plugin.
 struct TrainQuality: ParsableCommand {

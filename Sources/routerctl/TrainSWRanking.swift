@@ -3,6 +3,7 @@ import Foundation
 import RouterEvaluation
 import RouterPluginKit
 import RouterTraining
+import RouterVocabulary
 import SimilarityRanking
 import TextEncoder
 

@@ -1,4 +1,5 @@
 import Foundation
+import RouterVocabulary
 import Testing
 
 @testable import RouterConfig
@@ -172,7 +173,7 @@ import Testing
             "encoders:\n  minilm: {path: models/m, batch_wait_us: 0, kernel: openblas}\n  other: {path: models/m}\n" + Self.minimalRouters)
         #expect(config.encoders["minilm"]?.batchSize == 32 && config.encoders["minilm"]?.batchWaitMicroseconds == 0)
         #expect(config.encoders["other"]?.batchSize == 32 && config.encoders["other"]?.batchWaitMicroseconds == 300)
-        #expect(config.encoders["minilm"]?.kernel == "openblas" && config.encoders["other"]?.kernel == "onednn")
+        #expect(config.encoders["minilm"]?.kernel == .openblas && config.encoders["other"]?.kernel == .onednn)
         let found = problems(
             "encoders:\n  minilm: {path: models/m, batch_size: 0, batch_wait_us: 200000, kernel: mkl}\n" + Self.minimalRouters)
         #expect(

@@ -1,5 +1,6 @@
 import RouterJSON
 import RouterPluginKit
+import RouterVocabulary
 import Testing
 
 @Suite struct RouterDescriptionTests {

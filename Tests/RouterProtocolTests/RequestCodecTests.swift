@@ -1,5 +1,6 @@
 import Foundation
 import RouterProtocol
+import RouterVocabulary
 import Testing
 
 @Suite struct RequestCodecTests {
@@ -83,7 +84,7 @@ import Testing
 
     /// Each form of feedback the client library writes decodes back to itself.
     @Test(arguments: [
-        FeedbackRequest(subject: .decision(id: "00ab"), model: "gpt-4", value: .pairwise(outcome: "tie", against: "mixtral")),
+        FeedbackRequest(subject: .decision(id: "00ab"), model: "gpt-4", value: .pairwise(outcome: .tie, against: "mixtral")),
         FeedbackRequest(subject: .decision(id: "00ab"), model: "gpt-4", value: .pointwise(quality: 0.5)),
         FeedbackRequest(subject: .prompt(router: "mf", text: "late \"outcome\""), model: "gpt-4", value: .pointwise(quality: 1)),
     ])

@@ -1,5 +1,6 @@
 import Foundation
 import RouterProtocol
+import RouterVocabulary
 import RouterdTestSupport
 import Testing
 import TextEncoder

@@ -4,6 +4,7 @@ import RouterEvaluation
 import RouterTraining
 import RouterdTestSupport
 import Testing
+import TrainingRows
 
 /// Outcome feedback through the real daemon: decision ids, the `feedback` op, the rows it
 /// writes in the training formats, what it refuses, who may send it, and durability.

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import RouterVocabulary
 import RouterdTestSupport
 import Testing
 
