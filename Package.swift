@@ -206,7 +206,7 @@ let package = Package(
         .testTarget(
             name: "RouterDaemonTests",
             dependencies: [
-                "RouterDaemon", "RouterdTestSupport", "RouterEngine",
+                "RouterDaemon", "RouterdTestSupport", "RouterEngine", "RouterProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

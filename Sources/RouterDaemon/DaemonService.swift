@@ -124,8 +124,8 @@ public final class DaemonService: Service, Sendable {
 
     /// What `stats` would answer now, and each router's threshold: what a metrics scrape reports.
     public func statsSnapshot() -> (stats: StatsResult, thresholds: [String: Double]) {
-        let generation = engine.current
-        return (dispatcher.stats(on: generation), generation.routers.compactMapValues(\.threshold))
+        let serving = dispatcher.reloader.current
+        return (dispatcher.stats(of: serving), serving.generation.routers.compactMapValues(\.threshold))
     }
 
     private func initialize(_ channel: any Channel, dispatcher: Dispatcher) -> EventLoopFuture<Void> {

@@ -19,16 +19,37 @@ public final class Reloader: Sendable {
     /// The feedback store of the generation serving now.
     let feedback: FeedbackSlot
     private let logger: Logger
+    /// The generation with the decision log and feedback store it was configured with: what a
+    /// request takes once, so it never sees one generation's router with another's files.
+    private let serving: NIOLockedValueBox<Serving>
+    /// Serialises reloads and sets here, so the three are swapped together.
+    private let swapLock = NIOLock()
 
     public init(engine: Engine, decisionLog: DecisionLogSlot, feedback: FeedbackSlot, logger: Logger) {
         self.engine = engine
         self.decisionLog = decisionLog
         self.feedback = feedback
         self.logger = logger
+        serving = NIOLockedValueBox(Serving(generation: engine.current, decisionLog: decisionLog.current, feedback: feedback.current))
+    }
+
+    /// What serves a request now.
+    public var current: Serving { serving.withLockedValue { $0 } }
+
+    /// Changes a router's threshold (see ``Engine/set(router:threshold:strongFraction:)``); the
+    /// files stay with the new generation.
+    public func set(router: String, threshold: Double?, strongFraction: Double?) throws(EngineError) -> SetOutcome {
+        swapLock.lock()
+        defer { swapLock.unlock() }
+        let outcome = try engine.set(router: router, threshold: threshold, strongFraction: strongFraction)
+        serving.withLockedValue { $0 = Serving(generation: engine.current, decisionLog: $0.decisionLog, feedback: $0.feedback) }
+        return outcome
     }
 
     /// Reloads the config; blocks while the new generation is built, so call it off the event loops.
     public func reload(trigger: String, dryRun: Bool = false) throws(EngineError) -> ReloadOutcome {
+        swapLock.lock()
+        defer { swapLock.unlock() }
         if !dryRun { Systemd.notify("RELOADING=1") }
         defer { if !dryRun { Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)") } }
         var nextLog: DecisionLog?
@@ -56,6 +77,7 @@ public final class Reloader: Sendable {
         if !dryRun {
             decisionLog.install(nextLog)
             feedback.install(nextStore)
+            serving.withLockedValue { $0 = Serving(generation: engine.current, decisionLog: nextLog, feedback: nextStore) }
         }
         return outcome
     }
@@ -67,6 +89,13 @@ public final class Reloader: Sendable {
             Result { () throws(EngineError) in try reload(trigger: trigger) }
         }
     }
+}
+
+/// A generation and the files configured with it, swapped as one by the ``Reloader``.
+public struct Serving: Sendable {
+    public let generation: Generation
+    public let decisionLog: DecisionLog?
+    public let feedback: FeedbackStore?
 }
 
 /// The decision log in use, replaced when a reload changes its settings.

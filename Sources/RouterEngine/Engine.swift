@@ -227,13 +227,22 @@ public final class Engine: Sendable {
     /// router's policy, or the request's `override`, turns its predictions into a choice;
     /// a `session` keeps a conversation on its model or moves it up, never down.
     ///
-    /// `embedding`, when given, is the prompt's embedding from ``prepareEmbeddings(router:prompts:on:later:)``,
+    /// `embedding`, when given, is the prompt's embedding from ``prepareEmbeddings(for:prompts:later:)``,
     /// and `start` when the request began, so the decision's time counts the wait for it.
     public func route(
         router name: String, prompt: String, override: PolicyOverride? = nil, session: String? = nil, embedding given: [Float]? = nil,
         start: ContinuousClock.Instant = .now, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
-        let router = try Self.router(named: name, in: generation)
+        try route(
+            Self.router(named: name, in: generation), prompt: prompt, override: override, session: session, embedding: given, start: start,
+            on: generation)
+    }
+
+    /// As above, on a router instance of `generation` the caller has already resolved.
+    public func route(
+        _ router: RouterInstance, prompt: String, override: PolicyOverride? = nil, session: String? = nil, embedding given: [Float]? = nil,
+        start: ContinuousClock.Instant = .now, on generation: Generation
+    ) throws(EngineError) -> RoutingDecision {
         let rule = try Self.rule(for: router, override: override)
         let embedding = router.encoder.map { given ?? $0.embed([prompt])[0] }
         let candidates = router.candidates
@@ -437,11 +446,15 @@ public final class Engine: Sendable {
     }
 
     /// P(strong wins) for each prompt on `generation`, in order.
-    /// `embeddings`, when given, are the prompts' from ``prepareEmbeddings(router:prompts:on:later:)``.
+    /// `embeddings`, when given, are the prompts' from ``prepareEmbeddings(for:prompts:later:)``.
     public func score(router name: String, prompts: [String], embeddings given: [[Float]]? = nil, on generation: Generation) throws(EngineError)
         -> [Double]
     {
-        let router = try Self.router(named: name, in: generation)
+        try score(Self.router(named: name, in: generation), prompts: prompts, embeddings: given)
+    }
+
+    /// As above, on a router instance the caller has already resolved.
+    public func score(_ router: RouterInstance, prompts: [String], embeddings given: [[Float]]? = nil) throws(EngineError) -> [Double] {
         do {
             let scores = try router.score(prompts, embeddings: router.encoder.map { given ?? $0.embed(prompts) })
             stats.recordScored(router: router.name, count: scores.count)
@@ -466,9 +479,9 @@ public final class Engine: Sendable {
     /// or else queued to the encoder's batcher, which embeds concurrent requests' prompts
     /// together and hands them to `later` on its own thread.
     public func prepareEmbeddings(
-        router name: String, prompts: [String], on generation: Generation, later: @escaping @Sendable ([[Float]]) -> Void
+        for router: RouterInstance, prompts: [String], later: @escaping @Sendable ([[Float]]) -> Void
     ) -> PreparedEmbeddings {
-        guard let encoder = generation.routers[name]?.encoder else { return .notNeeded }
+        guard let encoder = router.encoder else { return .notNeeded }
         return encoder.embed(prompts, later: later).map(PreparedEmbeddings.ready) ?? .pending
     }
 

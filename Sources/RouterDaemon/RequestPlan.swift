@@ -1,0 +1,64 @@
+import RouterEngine
+import RouterProtocol
+
+/// A decoded request resolved once against what serves it: the router instance looked up, the
+/// kind of work, where it runs and its deadline. The dispatcher then runs one handler per kind,
+/// with instances, never names.
+enum RequestPlan {
+    /// A `route` or `score`: a router's plugin decides.
+    case decide(Decide)
+    /// A `feedback` report, checked against its decision once by the engine.
+    case feedback(FeedbackReport)
+    /// Milliseconds of CPU or a wait on a lock (`embed`, `reload`, `set`, forgetting learned
+    /// state): run on the compute pool.
+    case compute(Request)
+    /// Microseconds: answered on the event loop.
+    case immediate(Request)
+
+    /// A route or score on one router instance.
+    struct Decide {
+        enum Kind {
+            case route(RouteRequest)
+            case score(ScoreRequest)
+        }
+
+        let kind: Kind
+        let router: RouterInstance
+        var prompts: [String] {
+            switch kind {
+            case .route(let route): [route.prompt]
+            case .score(let score): score.prompts
+            }
+        }
+
+        /// Where the plugin's call runs.
+        enum Place {
+            /// With a `timeout`, on the I/O pool behind a deadline: a hung plugin holds neither an
+            /// event loop nor the encoder's threads.
+            case deadline(seconds: Double)
+            /// An io_bound plugin (a network call) on the I/O pool.
+            case io
+            /// On the event loop, once the prompts' embeddings are ready (cache or batcher).
+            case eventLoop
+        }
+
+        var place: Place {
+            if let timeout = router.timeoutSeconds { return .deadline(seconds: timeout) }
+            return router.ioBound ? .io : .eventLoop
+        }
+    }
+
+    /// Resolves `request` on `generation`: an unknown router is an error here, once.
+    init(_ request: Request, on generation: Generation) throws(EngineError) {
+        switch request {
+        case .route(let route): self = .decide(Decide(kind: .route(route), router: try Engine.router(named: route.router, in: generation)))
+        case .score(let score): self = .decide(Decide(kind: .score(score), router: try Engine.router(named: score.router, in: generation)))
+        case .feedback(let feedback): self = .feedback(FeedbackReport(feedback))
+        // `set` waits for any reload in progress.
+        case .embed, .reload, .set: self = .compute(request)
+        // Forgetting rewrites the plugin's state on disk.
+        case .learn(let learn): self = learn.action == .reset ? .compute(request) : .immediate(request)
+        case .routers, .health, .status, .stats: self = .immediate(request)
+        }
+    }
+}
