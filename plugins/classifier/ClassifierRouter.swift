@@ -4,6 +4,7 @@ import Foundation
 import QualityModel
 import RouterJSON
 import RouterPluginKit
+import RouterVocabulary
 import SafeTensors
 
 /// The classifier router: RouteLLM's BERT role, played by a head on the frozen shared

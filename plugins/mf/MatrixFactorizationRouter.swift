@@ -3,6 +3,7 @@ import Foundation
 import MatrixFactorization
 import RouterJSON
 import RouterPluginKit
+import RouterVocabulary
 import SafeTensors
 
 /// RouteLLM's matrix-factorisation router (see ``MFModel`` for the model and its file).
