@@ -113,7 +113,7 @@ let package = Package(
         .target(
             name: "RouterEngine",
             dependencies: [
-                "RouterConfig", "RouterPluginHost", "RouterPluginKit", "RouterVocabulary", "StableHash", "TextEncoder",
+                "RouterConfig", "RouterJSON", "RouterPluginHost", "RouterPluginKit", "RouterVocabulary", "StableHash", "TextEncoder",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
@@ -162,18 +162,21 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
             name: "routerctl",
             dependencies: [
                 "ClassifierHead", "Labelling", "MatrixFactorization", "OpenAIChat", "PromptFeatures", "QualityModel", "RouterClient", "RouterConfig",
                 "RouterEngine",
-                "RouterEvaluation", "RouterPluginHost",
+                "RouterEvaluation", "RouterJSON", "RouterPluginHost",
                 "RouterPluginKit", "RouterProtocol", "RouterTraining", "RouterVocabulary", "SafeTensors", "SimilarityRanking", "StableHash",
                 "TextEncoder", "TrainingRows",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
@@ -189,8 +192,8 @@ let package = Package(
         .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
         .testTarget(name: "TrainingRowsTests", dependencies: ["RouterJSON", "RouterVocabulary", "TrainingRows"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
-        .testTarget(name: "RouterTrainingTests", dependencies: ["PromptFeatures", "RouterTraining", "StableHash"]),
-        .testTarget(name: "LabellingTests", dependencies: ["Labelling"]),
+        .testTarget(name: "RouterTrainingTests", dependencies: ["MatrixFactorization", "PromptFeatures", "RouterTraining", "StableHash"]),
+        .testTarget(name: "LabellingTests", dependencies: ["Labelling", "OpenAIChat"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol", "RouterVocabulary"]),
         .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit", "RouterVocabulary"]),
@@ -198,7 +201,7 @@ let package = Package(
         .testTarget(
             name: "RouterEngineTests",
             dependencies: [
-                "RouterConfig", "RouterdTestSupport", "RouterEngine", "RouterPluginHost",
+                "RouterConfig", "RouterJSON", "RouterdTestSupport", "RouterEngine", "RouterPluginHost", "RouterPluginKit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
@@ -223,6 +226,7 @@ let package = Package(
                 "SimilarityRanking",
                 "StableHash", "TextEncoder", "TrainingRows",
                 "routerd", "routerctl",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             exclude: ["ExternalPlugin", "ExternalPackage"]),
     ]
@@ -232,3 +236,9 @@ let package = Package(
                 exclude: ["plugin.yaml"])
         }
 )
+
+// Every Swift target declares what it imports: a member of a module is visible only where that
+// module is imported (SE-0444), so the compiler holds the layers apart.
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.enableUpcomingFeature("MemberImportVisibility")]
+}

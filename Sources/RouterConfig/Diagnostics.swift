@@ -1,3 +1,5 @@
+import Foundation
+
 /// One problem found in a config or descriptor file.
 public struct ConfigIssue: Sendable, Hashable, CustomStringConvertible {
     public var file: String

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOPosix
+import RouterConfig
 import RouterEngine
 import RouterProtocol
 import ServiceLifecycle

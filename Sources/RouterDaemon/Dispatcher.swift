@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOFoundationCompat
 import NIOPosix
+import RouterConfig
 import RouterEngine
 import RouterProtocol
 import RouterVocabulary
@@ -269,9 +270,7 @@ struct Dispatcher: Sendable {
         StatusResult(
             version: Engine.version, pid: getpid(), uptimeSeconds: engine.uptimeSeconds, generation: generation.number,
             config: generation.config.file, socket: socketPath,
-            plugins: generation.libraries.values.sorted { $0.name < $1.name }.map {
-                PluginInfo(name: $0.name, version: $0.version, library: $0.path, abiVersion: $0.abiVersion)
-            },
+            plugins: generation.plugins.map { PluginInfo(name: $0.name, version: $0.version, library: $0.library, abiVersion: $0.abiVersion) },
             routers: generation.routerNames, encoders: generation.encoders.keys.sorted(), blasCore: BLASKernels.coreName,
             encoderKernels: generation.encoders.mapValues {
                 "\($0.encoder.kernel.rawValue) \($0.encoder.kernelImplementation) \($0.encoder.precision.rawValue)"

@@ -1,5 +1,8 @@
+import RouterConfig
 import RouterEngine
 import RouterProtocol
+import RouterVocabulary
+import TextEncoder
 
 // The engine answers in domain values; these put them on the wire.
 
@@ -89,12 +92,12 @@ extension RoutersResult {
             generation: generation.number,
             routers: generation.routerNames.compactMap { generation.routers[$0] }.map { router in
                 RouterInfo(
-                    name: router.name, plugin: router.library.name, pluginVersion: router.library.version, policy: router.policy.name,
-                    candidates: router.candidates.map(\.name), quality: router.qualityScale.meaning.rawValue, threshold: router.threshold,
+                    name: router.name, plugin: router.pluginName, pluginVersion: router.pluginVersion, policy: router.policy.name,
+                    candidates: router.candidates.map(\.name), quality: router.qualityMeaning, threshold: router.threshold,
                     lambda: router.budget?.lambda ?? { if case .lambda(let value) = router.policy { value } else { nil } }(),
                     epsilon: { if case .cheapestWithin(let value) = router.policy { value } else { nil } }(),
                     strongModel: router.strongModel, weakModel: router.weakModel, encoder: router.encoder?.config.name,
-                    strongFraction: router.strongFraction, generation: generation.number, details: router.description.object)
+                    strongFraction: router.strongFraction, generation: generation.number, details: router.details)
             })
     }
 }

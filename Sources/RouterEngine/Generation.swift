@@ -24,8 +24,14 @@ public final class Generation: Sendable {
     public let routers: [String: RouterInstance]
     /// Router names in config order.
     public let routerNames: [String]
-    /// The plugin libraries this generation uses, by plugin name.
-    public let libraries: [String: PluginLibrary]
+    /// The plugin libraries this generation uses, by plugin name (the host's; see ``plugins``).
+    let libraries: [String: PluginLibrary]
+    /// The plugins this generation uses, by name: what `status` shows.
+    public var plugins: [PluginSummary] {
+        libraries.values.sorted { $0.name < $1.name }.map {
+            PluginSummary(name: $0.name, version: $0.version, library: $0.path, abiVersion: $0.abiVersion)
+        }
+    }
     /// Encoders by name.
     public let encoders: [String: EncoderInstance]
 
@@ -143,4 +149,13 @@ public final class BuildProgress: Sendable {
         get { current.withLockedValue { $0 } }
         set { current.withLockedValue { $0 = newValue } }
     }
+}
+
+/// A plugin library as the daemon shows it: no handle into the plugin host.
+public struct PluginSummary: Sendable, Hashable {
+    public var name: String
+    public var version: String
+    /// The library's path.
+    public var library: String
+    public var abiVersion: UInt32
 }

@@ -4,6 +4,7 @@ import RouterConfig
 import RouterJSON
 import RouterPluginHost
 import RouterPluginKit
+import RouterVocabulary
 
 /// What online learning has done for one router since the daemon started.
 public struct LearningStatus: Sendable, Hashable {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RouterConfig
+import RouterJSON
 import RouterPluginHost
 import RouterPluginKit
 
@@ -54,13 +55,20 @@ public final class RouterInstance: Sendable {
     let plugin: PluginInstance
     let fingerprint: PluginFingerprint
 
-    public var library: PluginLibrary { plugin.library }
+    var library: PluginLibrary { plugin.library }
+    /// The plugin's name and version, as its library reports them.
+    public var pluginName: String { library.name }
+    public var pluginVersion: String { library.version }
+    /// What the plugin says about the instance (`routers` shows it as `details`).
+    public var details: [String: JSONValue] { description.object }
     /// What the plugin said about the instance, checked when it was created.
     public var description: RouterDescription { plugin.description }
     /// Whether the plugin predicts each candidate's quality (else the router has two candidates and a win probability).
     public var predictsQualities: Bool { plugin.library.predictsQualities }
     /// What the candidates' qualities mean: the plugin's statement, or a win rate.
     public var qualityScale: QualityScale { predictsQualities ? (description.quality ?? .winRate) : .winRate }
+    /// The name of what the qualities mean (`win_rate`, `probability`, `score`).
+    public var qualityMeaning: String { qualityScale.meaning.rawValue }
 
     /// Creates the router, keeping `previous`'s plugin instance when nothing it depends on changed.
     init(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RouterEngine
+import RouterPluginKit
 import TextEncoder
 
 /// `routerctl calibrate`: the threshold that sends a given share of traffic to the strong model.

@@ -1,9 +1,12 @@
 import ArgumentParser
 import Foundation
+import QualityModel
 import RouterConfig
 import RouterEngine
 import RouterEvaluation
+import RouterPluginHost
 import RouterTraining
+import RouterVocabulary
 import TextEncoder
 import TrainingRows
 

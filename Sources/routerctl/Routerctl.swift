@@ -3,6 +3,7 @@ import Foundation
 import RouterClient
 import RouterConfig
 import RouterEngine
+import RouterJSON
 import RouterProtocol
 import RouterVocabulary
 

@@ -10,6 +10,7 @@ import RouterMetrics
 import RouterPluginHost
 import ServiceLifecycle
 import TextEncoder
+import UnixSignals
 
 @main
 struct Routerd: AsyncParsableCommand {

@@ -1,5 +1,6 @@
 import Foundation
 import Labelling
+import OpenAIChat
 import Testing
 
 @Suite struct PairwiseJudgeTests {

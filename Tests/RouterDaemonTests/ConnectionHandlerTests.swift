@@ -4,6 +4,7 @@ import NIOCore
 import NIOEmbedded
 import NIOPosix
 import RouterEngine
+import RouterProtocol
 import RouterdTestSupport
 import Testing
 

@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import RouterConfig
 import RouterEngine
+import RouterPluginKit
 import RouterdTestSupport
 import Testing
 

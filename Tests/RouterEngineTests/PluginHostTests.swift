@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import RouterJSON
 import RouterPluginHost
+import RouterPluginKit
 import RouterdTestSupport
 import Testing
 

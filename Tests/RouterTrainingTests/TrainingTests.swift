@@ -1,4 +1,5 @@
 import Foundation
+import MatrixFactorization
 import StableHash
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import RouterProtocol
 import RouterdTestSupport
 import Testing
 
