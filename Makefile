@@ -99,13 +99,13 @@ bench-encoder: build
 ALIASES := --alias Mixtral-8x7B-Instruct-v0.1=mistralai/Mixtral-8x7B-Instruct-v0.1
 weights: build
 	$(RELEASE_BIN)/routerctl train mf $(TRAIN_FILES) $(ALIASES) --ties half --output weights/mf-minilm.safetensors
-	$(RELEASE_BIN)/routerctl train sw_ranking $(TRAIN_FILES) $(ALIASES) --gamma 10 --neighbors 300 --weight-unit prompt --output weights/sw-ranking-minilm.safetensors
+	$(RELEASE_BIN)/routerctl train sw_ranking $(TRAIN_FILES) $(ALIASES) --gamma 1 --neighbors 100 --weight-unit prompt --output weights/sw-ranking-minilm.safetensors
 	$(RELEASE_BIN)/routerctl train quality $(TRAIN_FILES) $(ALIASES) --test-split 0 --output weights/classifier-minilm.safetensors
 	$(RELEASE_BIN)/routerctl train quality $(DATA)/train/mmlu-pro.quality.jsonl --output weights/quality-minilm.safetensors
 
 ## eval: RouteLLM's APGR/CPT for the shipped routers on MT-Bench, GSM8K and MMLU (docs/results/)
 eval: build
-	$(RELEASE_BIN)/routerctl eval --config $(CONFIG) --routers random,mf,sw_ranking,bert --data $(DATA)/eval --out docs/results
+	$(RELEASE_BIN)/routerctl eval --config $(CONFIG) --routers random,mf,sw_ranking,bert --random-seeds 100 --data $(DATA)/eval --out docs/results
 
 ## eval-many: the many-model evaluation (AIQ, cost to match the best model) of the shipped
 ## quality router and the kNN/logistic baselines on MMLU-Pro's test share (docs/results/many-models/)
@@ -126,7 +126,7 @@ bench-learning: build
 ## eval-llm: every router, causal_llm included, on 500 prompts per benchmark (docs/results/with-causal-llm/)
 eval-llm: build
 	scripts/llm-server.sh start $(LLM_PORT)
-	$(RELEASE_BIN)/routerctl eval --config etc/routerd/routerd-llm.yaml --routers random,mf,sw_ranking,bert,causal_llm \
+	$(RELEASE_BIN)/routerctl eval --config etc/routerd/routerd-llm.yaml --routers random,mf,sw_ranking,bert,causal_llm --random-seeds 100 \
 		--sample 500 --data $(DATA)/eval --out docs/results/with-causal-llm; \
 		status=$$?; scripts/llm-server.sh stop $(LLM_PORT); exit $$status
 
