@@ -135,7 +135,7 @@ let package = Package(
         .target(
             name: "RouterMetrics",
             dependencies: [
-                "RouterProtocol",
+                "RouterDaemon", "RouterEngine", "RouterProtocol", "TextEncoder",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

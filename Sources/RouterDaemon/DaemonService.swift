@@ -16,7 +16,7 @@ import UnixSignals
 /// it has in flight, and removes the socket file if it created it.
 public final class DaemonService: Service, Sendable {
     /// Answers every request line, and the `stats` a metrics scrape reports.
-    private let dispatcher: Dispatcher
+    let dispatcher: Dispatcher
     private var engine: Engine { dispatcher.engine }
     private var counters: ServerCounters { dispatcher.counters }
     private var socketPath: String { dispatcher.socketPath }
@@ -121,12 +121,6 @@ public final class DaemonService: Service, Sendable {
         startShutdown()
         try await drained.futureResult.get()
         logger.notice("stopped")
-    }
-
-    /// What `stats` would answer now, and each router's threshold: what a metrics scrape reports.
-    public func statsSnapshot() -> (stats: StatsResult, thresholds: [String: Double]) {
-        let serving = dispatcher.reloader.current
-        return (dispatcher.stats(of: serving), serving.generation.routers.compactMapValues(\.threshold))
     }
 
     private func initialize(_ channel: any Channel, dispatcher: Dispatcher) -> EventLoopFuture<Void> {

@@ -2,14 +2,14 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import RouterProtocol
+import RouterDaemon
 import ServiceLifecycle
 
 /// Serves `GET /metrics` in Prometheus' text format on a loopback address
 /// (the config refuses any other), for as long as the daemon runs.
 public struct MetricsServer: Service {
-    /// What a scrape reports: the `stats` reply and each router's threshold, taken at the scrape.
-    public typealias Source = @Sendable () -> (stats: StatsResult, thresholds: [String: Double])
+    /// What a scrape reports: the daemon's counters, taken at the scrape.
+    public typealias Source = @Sendable () -> DaemonSnapshot
 
     let source: Source
     let host: String

@@ -1,14 +1,19 @@
 import Prometheus
+import RouterDaemon
+import RouterEngine
 import RouterProtocol
+import TextEncoder
 
 /// The daemon's counters in Prometheus' text format.
 ///
-/// The counters are those of the `stats` reply; each scrape copies a snapshot
-/// into a fresh registry, which writes the exposition format (types, label
+/// The counters are those `stats` shows, read from the daemon's domain snapshot (the engine's
+/// `StatsSnapshot` and the server's and files' counters), not from the wire's reply; each scrape
+/// copies a snapshot into a fresh registry, which writes the exposition format (types, label
 /// escaping) as the library defines it.
 public enum PrometheusExposition {
-    public static func render(_ snapshot: (stats: StatsResult, thresholds: [String: Double])) -> [UInt8] {
-        let stats = snapshot.stats
+    public static func render(_ snapshot: DaemonSnapshot) -> [UInt8] {
+        let stats = snapshot.engine
+        let server = snapshot.server
         let registry = PrometheusCollectorRegistry()
         // Names are routerd_<name>_<unit>, e.g. routerd_decisions_total.
         func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
@@ -22,17 +27,17 @@ public enum PrometheusExposition {
         func gauge(_ name: String, _ help: String, _ value: Double, _ labels: [(String, String)] = []) {
             registry.makeGauge(descriptor: descriptor(name, help), labels: labels).set(to: value)
         }
-        gauge("uptime_seconds", "Seconds since routerd started.", stats.uptimeSeconds)
-        gauge("config_generation", "The configuration generation serving new requests.", Double(stats.generation))
-        gauge("connections_open", "Client connections open now.", Double(stats.connectionsOpen))
-        counter("connections_total", "Client connections accepted.", stats.connectionsTotal)
-        counter("connections_rejected_total", "Connections refused over limits.max_connections.", stats.connectionsRejected)
+        gauge("uptime_seconds", "Seconds since routerd started.", snapshot.uptimeSeconds)
+        gauge("config_generation", "The configuration generation serving new requests.", Double(snapshot.generation))
+        gauge("connections_open", "Client connections open now.", Double(server.connectionsOpen))
+        counter("connections_total", "Client connections accepted.", server.connectionsTotal)
+        counter("connections_rejected_total", "Connections refused over limits.max_connections.", server.connectionsRejected)
         counter("reloads_total", "Reloads and sets that took effect.", stats.reloads, [("outcome", "ok")])
         counter("reloads_total", "Reloads and sets that took effect.", stats.reloadFailures, [("outcome", "rejected")])
-        for (op, count) in stats.requests.sorted(by: { $0.key < $1.key }) {
+        for (op, count) in server.requests.map({ ($0.key.rawValue, $0.value) }).sorted(by: { $0.0 < $1.0 }) {
             counter("requests_total", "Requests answered, by op.", count, [("op", op)])
         }
-        for (code, count) in stats.errors.sorted(by: { $0.key < $1.key }) {
+        for (code, count) in server.errors.map({ ($0.key.rawValue, $0.value) }).sorted(by: { $0.0 < $1.0 }) {
             counter("errors_total", "Error responses, by code.", count, [("code", code)])
         }
         for (name, router) in stats.routers.sorted(by: { $0.key < $1.key }) {
@@ -66,32 +71,31 @@ public enum PrometheusExposition {
             }
         }
         gauge("sessions_remembered", "Sessions whose model is remembered (session affinity).", Double(stats.sessions))
-        if let log = stats.decisionLog {
+        if let log = snapshot.decisionLog {
             counter("decision_log_lines_total", "Decisions written to the decision log.", log.lines)
             counter("decision_log_write_failures_total", "Decisions the decision log could not write (routing went on).", log.failedWrites)
         }
-        if let feedback = stats.feedback {
+        if let feedback = snapshot.feedback {
             counter("feedback_rows_total", "Feedback rows made durable in the feedback store.", feedback.rows)
             counter("feedback_syncs_total", "fdatasync calls of the feedback store; each acknowledges a batch of rows.", feedback.syncs)
             counter("feedback_write_failures_total", "Feedback rows that could not be written; their senders got an error.", feedback.failedWrites)
             gauge(
                 "feedback_decisions_remembered", "Decisions remembered so feedback can name them by decision_id.",
-                Double(feedback.decisionsRemembered))
+                Double(snapshot.rememberedDecisions))
         }
-        for (name, cache) in stats.encoders.sorted(by: { $0.key < $1.key }) {
-            counter("embedding_cache_hits_total", "Embedding cache hits.", cache.hits, [("encoder", name)])
-            counter("embedding_cache_misses_total", "Embedding cache misses.", cache.misses, [("encoder", name)])
-            gauge("embedding_cache_entries", "Embeddings cached now.", Double(cache.entries), [("encoder", name)])
-            counter("encoder_batches_total", "Passes through the encoder; each embeds one batch.", cache.batches, [("encoder", name)])
-            counter("encoder_batched_texts_total", "Texts embedded in batches.", cache.batchedTexts, [("encoder", name)])
+        for (name, encoder) in snapshot.encoders.sorted(by: { $0.key < $1.key }) {
+            let label = ("encoder", name)
+            counter("embedding_cache_hits_total", "Embedding cache hits.", encoder.cache.hits, [label])
+            counter("embedding_cache_misses_total", "Embedding cache misses.", encoder.cache.misses, [label])
+            gauge("embedding_cache_entries", "Embeddings cached now.", Double(encoder.cache.entries), [label])
+            counter("encoder_batches_total", "Passes through the encoder; each embeds one batch.", encoder.batcher.batches, [label])
+            counter("encoder_batched_texts_total", "Texts embedded in batches.", encoder.batcher.texts, [label])
             counter(
-                "encoder_batched_requests_total", "Requests served by batches; above batches, requests shared passes.", cache.batchedRequests,
-                [("encoder", name)])
-            if let kernel = cache.kernel, let precision = cache.precision {
-                gauge(
-                    "encoder_info", "1 for each encoder, labelled with its linear layers' kernel and precision.", 1,
-                    [("encoder", name), ("kernel", kernel), ("precision", precision)])
-            }
+                "encoder_batched_requests_total", "Requests served by batches; above batches, requests shared passes.", encoder.batcher.calls,
+                [label])
+            gauge(
+                "encoder_info", "1 for each encoder, labelled with its linear layers' kernel and precision.", 1,
+                [label, ("kernel", encoder.kernel), ("precision", encoder.precision)])
         }
         return registry.emitToBuffer()
     }

@@ -115,7 +115,7 @@ struct Routerd: AsyncParsableCommand {
         if let metrics = generation.config.metrics {
             // Set at start; a reload does not move it.
             services.append(
-                .init(service: MetricsServer(source: daemon.statsSnapshot, host: metrics.host, port: metrics.port, group: group, logger: logger)))
+                .init(service: MetricsServer(source: daemon.snapshot, host: metrics.host, port: metrics.port, group: group, logger: logger)))
         }
         let serviceGroup = ServiceGroup(
             configuration: .init(
