@@ -36,6 +36,8 @@ public final class DecisionLog: Sendable {
         /// When a failed write was last logged: failures are logged at most once a second.
         var lastWarning: ContinuousClock.Instant?
         var failing = false
+        /// A short write's fragment could not be cut off: the next line starts with a newline.
+        var tornTail = false
     }
     private let state: NIOLockedValueBox<State>
     private let logger: Logger
@@ -62,14 +64,18 @@ public final class DecisionLog: Sendable {
         var writer = JSONWriter(capacity: 256 + (settings.includePrompt ? prompt.utf8.count : 0))
         writer.value(.object(fields))
         writer.newline()
-        let line = writer.bytes
+        let entry = writer.bytes
         state.withLockedValue { state in
+            let line = state.tornTail ? [UInt8(ascii: "\n")] + entry : entry
             let written = line.withUnsafeBytes { write(state.fd, $0.baseAddress, $0.count) }
             guard written == line.count else {
                 let reason = written < 0 ? String(cString: strerror(errno)) : "wrote \(written) of \(line.count) bytes"
                 // A short write (a disk filling up) would leave a torn line: cut it off, so the log
                 // stays whole lines and the next write starts on a line of its own.
-                if written > 0 { _ = ftruncate(state.fd, off_t(state.bytes)) }
+                if written > 0, ftruncate(state.fd, off_t(state.bytes)) != 0 {
+                    // The fragment stays: start the next line on a line of its own.
+                    state.tornTail = true
+                }
                 state.counters.failedWrites += 1
                 state.failing = true
                 // Routing goes on whatever the log does; say so at most once a second, not per decision.
@@ -87,6 +93,7 @@ public final class DecisionLog: Sendable {
                 logger.notice(
                     "decision log writable again", metadata: ["path": "\(settings.path)", "failed_writes": "\(state.counters.failedWrites)"])
             }
+            state.tornTail = false
             state.counters.lines += 1
             state.bytes += written
             if settings.maxBytes > 0, state.bytes >= settings.maxBytes { rotate(&state) }
@@ -120,9 +127,15 @@ public final class DecisionLog: Sendable {
         state.bytes = 0
     }
 
+    /// Opens (creating) the log for appending, and cuts off a torn last line a crash left, so the
+    /// first line written now is not joined onto it.
     private static func open(_ path: String) throws(DecisionLogError) -> Int32 {
-        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        let fd = Glibc.open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw DecisionLogError("decision_log: cannot open \(path): \(String(cString: strerror(errno)))") }
+        if case .failure(let error) = TornLine.cut(fd) {
+            close(fd)
+            throw DecisionLogError("decision_log: cannot \(error.step) \(path): \(error.reason)")
+        }
         return fd
     }
 

@@ -243,34 +243,10 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
 
     /// Cuts the file back to its last newline when it does not end in one; returns the bytes dropped.
     static func cutTornLine(_ fd: Int32, path: String) throws(FeedbackStoreError) -> Int? {
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw FeedbackStoreError("feedback: cannot stat \(path): \(String(cString: strerror(errno)))") }
-        let size = Int(info.st_size)
-        guard size > 0 else { return nil }
-        var byte: UInt8 = 0
-        guard pread(fd, &byte, 1, off_t(size - 1)) == 1 else {
-            throw FeedbackStoreError("feedback: cannot read \(path): \(String(cString: strerror(errno)))")
+        switch TornLine.cut(fd) {
+        case .success(let dropped): return dropped
+        case .failure(let error): throw FeedbackStoreError("feedback: cannot \(error.step) \(path): \(error.reason)")
         }
-        guard byte != UInt8(ascii: "\n") else { return nil }
-        var end = size - 1
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        var cut = 0
-        search: while end > 0 {
-            let start = max(0, end - chunk.count)
-            let count = end - start
-            guard chunk.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, count, off_t(start)) }) == count else {
-                throw FeedbackStoreError("feedback: cannot read \(path): \(String(cString: strerror(errno)))")
-            }
-            for index in stride(from: count - 1, through: 0, by: -1) where chunk[index] == UInt8(ascii: "\n") {
-                cut = start + index + 1
-                break search
-            }
-            end = start
-        }
-        guard ftruncate(fd, off_t(cut)) == 0, fdatasync(fd) == 0 else {
-            throw FeedbackStoreError("feedback: cannot cut the torn last line of \(path): \(String(cString: strerror(errno)))")
-        }
-        return size - cut
     }
 }
 

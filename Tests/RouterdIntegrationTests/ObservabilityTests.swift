@@ -99,6 +99,21 @@ import Testing
         return text.split(separator: "\n").compactMap { try? JSON.object(String($0)) }
     }
 
+    /// A crash mid-write leaves a torn last line in the decision log. At start routerd cuts it
+    /// off, so the next decision is a line of its own and every line is whole JSON (before, the
+    /// next decision was joined onto the fragment).
+    @Test func aTornLastLineOfTheDecisionLogIsCutOffAtStart() throws {
+        let directory = try TemporaryDirectory()
+        let log = try directory.write("decisions.jsonl", #"{"router":"random","tier":"weak"}"# + "\n" + #"{"router":"ran"#)
+        let daemon = try Daemon(directory: directory, config: { TestConfig.yaml(socket: $0) + "\ndecision_log:\n  path: \(log)\n" })
+        _ = try daemon.connect().decision(#"{"op":"route","router":"random","prompt":"after the crash"}"#)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        #expect(text.hasSuffix("\n") && lines.count == 2, "\(text)")
+        #expect(lines.allSatisfy { (try? JSON.object(String($0))) != nil }, "every line is whole JSON: \(text)")
+        #expect(Self.lines(log).last?["router"] as? String == "random")
+    }
+
     @Test func everyDecisionIsLoggedWithAHashOfItsPrompt() throws {
         let directory = try TemporaryDirectory()
         let log = directory.path + "/decisions.jsonl"
