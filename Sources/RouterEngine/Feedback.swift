@@ -2,7 +2,6 @@ import NIOConcurrencyHelpers
 import RouterConfig
 import RouterVocabulary
 import StableHash
-import Synchronization
 
 /// How a model did on a prompt, as a service reports it.
 public enum OutcomeValue: Sendable, Hashable {
@@ -55,11 +54,6 @@ final class DecisionMemory: Sendable {
     }
 
     private let table: NIOLockedValueBox<ExpiringLRU<Remembered>?>
-    /// Decision ids are SplitMix64's mix of a per-process random seed plus a counter: a bijection,
-    /// so no two decisions of a process share an id, and seeds differ across processes and
-    /// restarts. One random draw per process, not a system call per decision.
-    private let seed = UInt64.random(in: .min ... .max)
-    private let issued = Atomic<UInt64>(0)
 
     init(_ settings: DaemonConfig.Feedback?) {
         table = NIOLockedValueBox(nil)
@@ -95,9 +89,11 @@ final class DecisionMemory: Sendable {
         table.withLockedValue { $0?.value(for: id, now: now) }
     }
 
-    /// A new decision id, 16 hex digits.
+    /// A new decision id: 128 bits from the system's CSPRNG (getrandom), as 32 hex digits. An id is
+    /// what lets a `feedback` name a decision, so no client may be able to guess another's: an id
+    /// derived from a seed and a counter could be inverted from one id a client was given.
     func newID() -> String {
-        let count = issued.wrappingAdd(1, ordering: .relaxed).newValue
-        return FNV1a.hex(SplitMix64.mix(seed &+ count))
+        var random = SystemRandomNumberGenerator()
+        return FNV1a.hex(random.next()) + FNV1a.hex(random.next())
     }
 }

@@ -38,7 +38,7 @@ import TrainingRows
         let connection = try daemon.connect()
         let decision = try connection.request(#"{"op":"route","router":"random","prompt":"Prove that there are infinitely many primes."}"#)
         let id = try #require(decision.result["decision_id"] as? String)
-        #expect(id.count == 16 && id.allSatisfy(\.isHexDigit), "\(id)")
+        #expect(id.count == 32 && id.allSatisfy(\.isHexDigit), "\(id)")
         let other = try connection.request(#"{"op":"route","router":"random","prompt":"hi"}"#).result["decision_id"] as? String
         #expect(other != id, "every decision gets its own id")
 

@@ -12,7 +12,7 @@ def test_route_gives_a_typed_decision_with_an_id(daemon):
         decision = client.route("Prove that the square root of 2 is irrational.", router="random")
         assert decision.model in (STRONG, WEAK)
         assert decision.tier in ("strong", "weak")
-        assert len(decision.decision_id) == 16
+        assert len(decision.decision_id) == 32
         assert decision.policy == "threshold" and decision.threshold == 0.5
         assert [c.model for c in decision.candidates] == [STRONG, WEAK]
         # The last user turn of OpenAI-style messages is what is routed.
