@@ -192,7 +192,8 @@ let package = Package(
         .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
         .testTarget(name: "TrainingRowsTests", dependencies: ["RouterJSON", "RouterVocabulary", "TrainingRows"]),
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
-        .testTarget(name: "RouterTrainingTests", dependencies: ["MatrixFactorization", "PromptFeatures", "RouterTraining", "StableHash"]),
+        .testTarget(
+            name: "RouterTrainingTests", dependencies: ["MatrixFactorization", "PromptFeatures", "RouterTraining", "StableHash", "TrainingRows"]),
         .testTarget(name: "LabellingTests", dependencies: ["Labelling", "OpenAIChat"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol", "RouterVocabulary"]),

@@ -188,7 +188,7 @@ public struct ReloadOnSignalService: Service {
         for await signal in await UnixSignalsSequence(trapping: .sighup, .sigusr1).cancelOnGracefulShutdown() {
             if signal == .sigusr1 {
                 // logrotate moved the decision log away: start a new file at its path.
-                reloader.decisionLog.current?.reopen()
+                reloader.current.decisionLog?.reopen()
             } else {
                 await reloader.reload(trigger: "SIGHUP", on: threadPool)
             }

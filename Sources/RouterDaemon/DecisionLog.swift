@@ -100,6 +100,15 @@ public final class DecisionLog: Sendable {
         }
     }
 
+    /// The log `settings` ask for: `current` when its settings are the same, else a newly opened one.
+    public static func opened(for settings: DaemonConfig.DecisionLog?, reusing current: DecisionLog?, logger: Logger) throws(DecisionLogError)
+        -> DecisionLog?
+    {
+        guard let settings else { return nil }
+        if let current, current.settings == settings { return current }
+        return try DecisionLog(settings: settings, logger: logger)
+    }
+
     /// Lines written and writes that failed, since this log was opened.
     public var counters: DecisionLogCounters { state.withLockedValue { $0.counters } }
 

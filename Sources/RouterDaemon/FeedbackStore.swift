@@ -120,6 +120,15 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
         }
     }
 
+    /// The store `settings` ask for: `current` when its settings are the same, else a newly opened one.
+    public static func opened(for settings: DaemonConfig.Feedback?, reusing current: FeedbackStore?, logger: Logger) throws(FeedbackStoreError)
+        -> FeedbackStore?
+    {
+        guard let settings else { return nil }
+        if let current, current.settings == settings { return current }
+        return try FeedbackStore(settings: settings, logger: logger)
+    }
+
     /// Queues `outcome`'s row; `completion` runs on the writer thread once the row is durable, or failed.
     public func append(_ outcome: Outcome, completion: @escaping Completion) {
         let (file, line) = row(for: outcome, time: Date().timeIntervalSince1970)
@@ -247,33 +256,5 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
         case .success(let dropped): return dropped
         case .failure(let error): throw FeedbackStoreError("feedback: cannot \(error.step) \(path): \(error.reason)")
         }
-    }
-}
-
-/// The feedback store in use, replaced when a reload changes its settings.
-public final class FeedbackSlot: Sendable {
-    private let store = NIOLockedValueBox<FeedbackStore?>(nil)
-
-    /// A slot holding the store `settings` ask for, opened now (at start, for generation 1).
-    public init(_ settings: DaemonConfig.Feedback?, logger: Logger) throws(FeedbackStoreError) {
-        install(try prepare(settings, logger: logger))
-    }
-
-    public var current: FeedbackStore? { store.withLockedValue { $0 } }
-
-    /// The store for `settings`: the current one when they are unchanged, else a newly opened one.
-    func prepare(_ settings: DaemonConfig.Feedback?, logger: Logger) throws(FeedbackStoreError) -> FeedbackStore? {
-        guard let settings else { return nil }
-        if let current, current.settings == settings { return current }
-        return try FeedbackStore(settings: settings, logger: logger)
-    }
-
-    /// Swaps in `next`; a store it replaces writes what it has queued, then stops.
-    func install(_ next: FeedbackStore?) {
-        let previous = store.withLockedValue { store in
-            defer { store = next }
-            return store
-        }
-        if let previous, previous !== next { previous.close() }
     }
 }

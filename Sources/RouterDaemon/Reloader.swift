@@ -14,10 +14,6 @@ import RouterEngine
 /// serving. A dry run creates nothing: it only checks that they could be opened.
 public final class Reloader: Sendable {
     let engine: Engine
-    /// The decision log of the generation serving now.
-    let decisionLog: DecisionLogSlot
-    /// The feedback store of the generation serving now.
-    let feedback: FeedbackSlot
     private let logger: Logger
     /// The generation with the decision log and feedback store it was configured with: what a
     /// request takes once, so it never sees one generation's router with another's files.
@@ -25,12 +21,12 @@ public final class Reloader: Sendable {
     /// Serialises reloads and sets here, so the three are swapped together.
     private let swapLock = NIOLock()
 
-    public init(engine: Engine, decisionLog: DecisionLogSlot, feedback: FeedbackSlot, logger: Logger) {
+    /// `decisionLog` and `feedback` are generation 1's, opened by the caller (`DecisionLog.opened`,
+    /// `FeedbackStore.opened`) so that a file that cannot be opened stops the start.
+    public init(engine: Engine, decisionLog: DecisionLog?, feedback: FeedbackStore?, logger: Logger) {
         self.engine = engine
-        self.decisionLog = decisionLog
-        self.feedback = feedback
         self.logger = logger
-        serving = NIOLockedValueBox(Serving(generation: engine.current, decisionLog: decisionLog.current, feedback: feedback.current))
+        serving = NIOLockedValueBox(Serving(generation: engine.current, decisionLog: decisionLog, feedback: feedback))
     }
 
     /// What serves a request now.
@@ -52,6 +48,7 @@ public final class Reloader: Sendable {
         defer { swapLock.unlock() }
         if !dryRun { Systemd.notify("RELOADING=1") }
         defer { if !dryRun { Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)") } }
+        let previous = current
         var nextLog: DecisionLog?
         var nextStore: FeedbackStore?
         let outcome = try engine.reload(trigger: trigger, dryRun: dryRun) { (next: Generation) throws(GenerationError) in
@@ -59,7 +56,7 @@ public final class Reloader: Sendable {
                 if dryRun {
                     if let settings = next.config.decisionLog { try DecisionLog.check(settings) }
                 } else {
-                    nextLog = try decisionLog.prepare(next.config.decisionLog, logger: logger)
+                    nextLog = try DecisionLog.opened(for: next.config.decisionLog, reusing: previous.decisionLog, logger: logger)
                 }
             } catch {
                 throw GenerationError(problems: ["\(next.config.file): \(error.message)"])
@@ -68,16 +65,16 @@ public final class Reloader: Sendable {
                 if dryRun {
                     if let settings = next.config.feedback { try FeedbackStore.check(settings) }
                 } else {
-                    nextStore = try feedback.prepare(next.config.feedback, logger: logger)
+                    nextStore = try FeedbackStore.opened(for: next.config.feedback, reusing: previous.feedback, logger: logger)
                 }
             } catch {
                 throw GenerationError(problems: ["\(next.config.file): \(error.message)"])
             }
         }
         if !dryRun {
-            decisionLog.install(nextLog)
-            feedback.install(nextStore)
             serving.withLockedValue { $0 = Serving(generation: engine.current, decisionLog: nextLog, feedback: nextStore) }
+            // A store the reload replaced writes what it has queued, then stops.
+            if let old = previous.feedback, old !== nextStore { old.close() }
         }
         return outcome
     }
@@ -96,27 +93,4 @@ public struct Serving: Sendable {
     public let generation: Generation
     public let decisionLog: DecisionLog?
     public let feedback: FeedbackStore?
-}
-
-/// The decision log in use, replaced when a reload changes its settings.
-public final class DecisionLogSlot: Sendable {
-    private let log = NIOLockedValueBox<DecisionLog?>(nil)
-
-    /// A slot holding the log `settings` ask for, opened now (at start, for generation 1).
-    public init(_ settings: DaemonConfig.DecisionLog?, logger: Logger) throws(DecisionLogError) {
-        install(try prepare(settings, logger: logger))
-    }
-
-    public var current: DecisionLog? { log.withLockedValue { $0 } }
-
-    /// The log for `settings`: the current one when they are unchanged, else a newly opened one.
-    func prepare(_ settings: DaemonConfig.DecisionLog?, logger: Logger) throws(DecisionLogError) -> DecisionLog? {
-        guard let settings else { return nil }
-        if let current, current.settings == settings { return current }
-        return try DecisionLog(settings: settings, logger: logger)
-    }
-
-    func install(_ next: DecisionLog?) {
-        log.withLockedValue { $0 = next }
-    }
 }

@@ -33,7 +33,7 @@ public struct LearningStatus: Sendable, Hashable {
 /// The learner's timing, apart from its thread so that it is tested on virtual time: outcomes
 /// wait per router until `every` of them wait, or the oldest has waited `interval` seconds.
 struct PublishQueue: Sendable {
-    private(set) var pending: [String: [Outcome]] = [:]
+    private var pending: [String: [Outcome]] = [:]
     /// When each router's oldest pending outcome arrived (the engine clock's seconds).
     private var oldest: [String: Double] = [:]
 
@@ -217,7 +217,7 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
                         dropped += 1
                         continue
                     }
-                    value = .pairwise(against: other, score: result == .win ? 1 : result == .loss ? 0 : 0.5)
+                    value = .pairwise(against: other, score: result.score)
                 case .pointwise(let quality): value = .pointwise(quality)
                 }
                 outcomes.append(LearnedOutcome(prompt: outcome.prompt, embedding: nil, model: model, value: value))

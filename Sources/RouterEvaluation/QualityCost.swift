@@ -151,12 +151,15 @@ public struct QualityCostEvaluation: Sendable {
             costToMatchReference: Self.cost(toReach: referencePoint.quality, on: hull).map { $0 / referencePoint.cost }, hull: hull)
     }
 
-    /// The λ of the sweep that reaches `target` quality at the least mean cost (one operating
-    /// point the daemon can be configured with, unlike a point on the hull between two λs), or nil
-    /// if no λ reaches it. How the shipped `quality` router's λ is chosen, on held-out training prompts.
-    public func cheapestLambda(predicted: [[Double]], reaching target: Double, lambdas: [Double] = lambdas) -> (lambda: Double, point: CostQuality)? {
-        zip(lambdas, sweep(predicted: predicted, lambdas: lambdas)).filter { $0.1.quality >= target }.min { $0.1.cost < $1.1.cost }
-            .map { (lambda: $0.0, point: $0.1) }
+    /// The λ of a sweep (`points`, from ``sweep(predicted:lambdas:)`` over `lambdas`) that reaches
+    /// `target` quality at the least mean cost: one operating point the daemon can be configured
+    /// with, unlike a point on the hull between two λs; nil if no λ reaches it. How the shipped
+    /// `quality` router's λ is chosen, on held-out training prompts.
+    public static func cheapestLambda(_ points: [CostQuality], lambdas: [Double] = lambdas, reaching target: Double) -> (
+        lambda: Double, point: CostQuality
+    )? {
+        precondition(points.count == lambdas.count)
+        return zip(lambdas, points).filter { $0.1.quality >= target }.min { $0.1.cost < $1.1.cost }.map { (lambda: $0.0, point: $0.1) }
     }
 
     /// The best single model: the reference of ``summary(_:reference:)``.

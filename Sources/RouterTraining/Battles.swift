@@ -11,9 +11,8 @@ public struct TrainingDataError: Error, Sendable, CustomStringConvertible {
 
 /// One preference battle: two models answered `prompt`; `winner` says which did better.
 public struct Battle: Sendable, Hashable {
-    public enum Outcome: Sendable, Hashable {
-        case modelA, modelB, tie
-    }
+    /// Who did better: the battles file's `winner`, as its codec reads it.
+    public typealias Outcome = BattleWinner
 
     public var prompt: String
     public var modelA: String
@@ -59,15 +58,9 @@ public enum BattlesReader {
         }
         guard !records.isEmpty else { throw TrainingDataError("\(file): no battles in the file") }
         return records.map { record in
-            let outcome: Battle.Outcome =
-                switch record.winner {
-                case .modelA: .modelA
-                case .modelB: .modelB
-                case .tie: .tie
-                }
-            return Battle(
+            Battle(
                 prompt: record.prompt, modelA: aliases[record.modelA] ?? record.modelA, modelB: aliases[record.modelB] ?? record.modelB,
-                outcome: outcome)
+                outcome: record.winner)
         }
     }
 }

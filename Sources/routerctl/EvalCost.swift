@@ -124,7 +124,7 @@ struct CostEvaluation {
             let summary = evaluation.summary(points, reference: referencePoint.label)
             let interval = evaluation.aiqInterval(predicted: predictor.predicted)
             row(predictor.name, summary, interval: interval)
-            let lambda = evaluation.cheapestLambda(predicted: predictor.predicted, reaching: referencePoint.quality)
+            let lambda = QualityCostEvaluation.cheapestLambda(points, reaching: referencePoint.quality)
             if let lambda {
                 print(
                     String(

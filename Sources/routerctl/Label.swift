@@ -5,7 +5,6 @@ import NIOConcurrencyHelpers
 import OpenAIChat
 import RouterConfig
 import RouterJSON
-import RouterVocabulary
 import TrainingRows
 
 /// `routerctl label`: the RouteLLM paper's recipe for making training data, as a command. Each
@@ -262,10 +261,10 @@ struct Label: AsyncParsableCommand {
                     let winner = PairwiseJudge.combine(verdicts.0, verdicts.1)
                     var extra = row
                     extra["judge"] = .string(judge.name)
-                    let result: PairwiseResult = winner == .first ? .win : winner == .second ? .loss : .tie
+                    let battleWinner: BattleWinner = winner == .first ? .modelA : winner == .second ? .modelB : .tie
                     rows.append(
                         BattleRow(
-                            prompt: .text(input.prompt), modelA: answerers[first].name, modelB: answerers[second].name, winner: BattleWinner(result),
+                            prompt: .text(input.prompt), modelA: answerers[first].name, modelB: answerers[second].name, winner: battleWinner,
                             extra: extra
                         ).line())
                 }

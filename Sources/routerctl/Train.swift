@@ -10,6 +10,7 @@ import SafeTensors
 import SimilarityRanking
 import StableHash
 import TextEncoder
+import TrainingRows
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(

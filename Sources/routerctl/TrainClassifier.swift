@@ -8,6 +8,7 @@ import RouterVocabulary
 import SafeTensors
 import SimilarityRanking
 import TextEncoder
+import TrainingRows
 
 /// `routerctl train classifier`: the 3-way classifier head that plays RouteLLM's BERT router, on the frozen MiniLM embedding.
 struct TrainClassifier: ParsableCommand {

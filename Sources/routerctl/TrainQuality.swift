@@ -70,9 +70,13 @@ struct TrainQuality: ParsableCommand {
             "\(examples.prompts.count) prompts (test share \(testSplit) left out), \(examples.models.count) models, \(observed) qualities, \(examples.battles.count) battles"
         )
         var embedded = examples
-        embedded.embeddings = try CachedEmbeddings.embed(examples.prompts, cache: cache, policy: .head, progress: Progress.embedding) {
-            try SentenceEncoder(modelDirectory: model)
+        // Training and held-out prompts alike go through the on-disk cache.
+        let embed = { (prompts: [String]) throws -> [[Float]] in
+            try CachedEmbeddings.embed(prompts, cache: cache, policy: .head, progress: Progress.embedding) {
+                try SentenceEncoder(modelDirectory: model)
+            }
         }
+        embedded.embeddings = try embed(examples.prompts)
         var options = QualityTrainingOptions()
         options.hidden = hidden
         options.features = !noFeatures
@@ -119,12 +123,7 @@ struct TrainQuality: ParsableCommand {
         // and the validation share only stopped training.
         let trainedPrompts = Set(examples.prompts.indices.filter { !validationPrompts.contains($0) }.map { examples.prompts[$0] })
         try TrainingData.reportHeldOut(
-            validateWith, defaultPair: [strong, weak], trained: trainedPrompts,
-            embed: { prompts in
-                try CachedEmbeddings.embed(prompts, cache: cache, policy: .head, progress: Progress.embedding) {
-                    try SentenceEncoder(modelDirectory: model)
-                }
-            }
+            validateWith, defaultPair: [strong, weak], trained: trainedPrompts, embed: embed
         ) { pair, prompts, embeddings in
             guard let a = examples.models.firstIndex(of: pair[0]), let b = examples.models.firstIndex(of: pair[1]) else {
                 throw ValidationError("--validate-with: \(pair.joined(separator: ", ")) must both be among the trained models")

@@ -80,11 +80,11 @@ struct Routerd: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let generation = engine.current
-        let decisionLog: DecisionLogSlot
-        let feedback: FeedbackSlot
+        let decisionLog: DecisionLog?
+        let feedback: FeedbackStore?
         do {
-            decisionLog = try DecisionLogSlot(generation.config.decisionLog, logger: logger)
-            feedback = try FeedbackSlot(generation.config.feedback, logger: logger)
+            decisionLog = try DecisionLog.opened(for: generation.config.decisionLog, reusing: nil, logger: logger)
+            feedback = try FeedbackStore.opened(for: generation.config.feedback, reusing: nil, logger: logger)
         } catch let error as DecisionLogError {
             Self.report(GenerationError(problems: ["\(generation.config.file): \(error.message)"]), config: config)
             throw ExitCode(1)

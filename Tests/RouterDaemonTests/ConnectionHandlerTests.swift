@@ -18,7 +18,7 @@ import Testing
         let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: directory.path + "/unused.sock"))
         let engine = try Engine(configFile: config, executableDirectory: Package.binDirectory, logger: logger)
         let reloader = Reloader(
-            engine: engine, decisionLog: try DecisionLogSlot(nil, logger: logger), feedback: try FeedbackSlot(nil, logger: logger), logger: logger)
+            engine: engine, decisionLog: nil, feedback: nil, logger: logger)
         let counters = ServerCounters()
         let dispatcher = Dispatcher(
             engine: engine, reloader: reloader, counters: counters, socketPath: "unused", threadPool: .singleton, ioThreadPool: .singleton)

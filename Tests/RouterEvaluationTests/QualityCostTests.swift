@@ -37,10 +37,11 @@ import Testing
     @Test func theCheapestLambdaReachingATargetIsFound() {
         let evaluation = QualityCostEvaluation(
             models: ["cheap", "dear"], quality: [[1, 1], [1, 1], [0, 1], [0, 1]], cost: Array(repeating: [1, 10], count: 4))
-        let found = evaluation.cheapestLambda(predicted: evaluation.quality, reaching: 1)
+        let points = evaluation.sweep(predicted: evaluation.quality)
+        let found = QualityCostEvaluation.cheapestLambda(points, reaching: 1)
         #expect(found?.point.quality == 1 && found?.point.cost == 5.5, "\(String(describing: found))")
         #expect((found?.lambda ?? 1) < 1.0 / 9, "λ = 0 ties break to the cheaper model, so it qualifies too")
-        #expect(evaluation.cheapestLambda(predicted: evaluation.quality, reaching: 1.01) == nil)
+        #expect(QualityCostEvaluation.cheapestLambda(points, reaching: 1.01) == nil)
     }
 
     @Test func theHullIsConvexAndNonDecreasing() {

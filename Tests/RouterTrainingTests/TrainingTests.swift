@@ -2,6 +2,7 @@ import Foundation
 import MatrixFactorization
 import StableHash
 import Testing
+import TrainingRows
 
 @testable import RouterTraining
 

@@ -9,7 +9,7 @@ import Testing
     .timeLimit(.minutes(5)), .requires(.encoderModel),
     .requires(.sharedData("train/mmlu-pro.quality.jsonl")))
 struct BudgetTests {
-    static let train = Package.root + "/../shared/data/train/"
+    static let train = SharedData.path("train/")
 
     /// The distinct `prompt` fields of a JSONL file, in file order.
     static func prompts(_ file: String) throws -> [String] {

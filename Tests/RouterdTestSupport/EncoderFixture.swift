@@ -4,7 +4,7 @@ import TextEncoder
 /// The encoder model and its golden vectors, for every test that needs them.
 public enum EncoderFixture {
     public static let modelDirectory = Package.root + "/models/all-MiniLM-L6-v2"
-    public static let goldenFile = Package.root + "/../shared/data/encoder/minilm-golden.jsonl"
+    public static let goldenFile = SharedData.path("encoder/minilm-golden.jsonl")
     public static var modelIsPresent: Bool { FileManager.default.fileExists(atPath: modelDirectory + "/model.safetensors") }
     public static var goldenIsPresent: Bool { FileManager.default.fileExists(atPath: goldenFile) }
     public static let missingModel = "the encoder model is not in models/all-MiniLM-L6-v2; run `make setup` to fetch it"
