@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "RouterVocabulary"),
         // The training-row formats (battles and quality JSON lines): one codec each, for the
         // feedback store and `routerctl label` that write them and the trainers and evaluation that read them.
-        .target(name: "TrainingRows", dependencies: ["RouterJSON", "RouterVocabulary"]),
+        .target(name: "TrainingRows", dependencies: ["RouterJSON", "RouterVocabulary", "StableHash"]),
         // The local sentence encoder: BERT tokenizer, MiniLM on oneDNN (or OpenBLAS), precisions and their gate, long-text policies, cache, batcher.
         .target(name: "TextEncoder", dependencies: ["CBLAS", "CEncoderKernels", "CPackedLinear", "RouterVocabulary", "SafeTensors"]),
         // The encoder's linear layers on oneDNN (libdnnl-dev), weights packed once at load.
@@ -82,7 +82,12 @@ let package = Package(
         .target(name: "MatrixFactorization", dependencies: ["RouterVocabulary", "SafeTensors"]),
         // RouteLLM's similarity-weighted ranking: the battle index and the Bradley–Terry fit.
         .target(name: "OpenAIChat"),
-        .target(name: "Labelling", dependencies: ["OpenAIChat", "StableHash"]),
+        .target(
+            name: "Labelling",
+            dependencies: [
+                "OpenAIChat", "RouterConfig", "RouterJSON", "StableHash", "TrainingRows",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         .target(name: "SimilarityRanking", dependencies: ["CBLAS", "RouterVocabulary", "SafeTensors", "StableHash"]),
         // The classifier router's head (RouteLLM's BERT role on a frozen encoder).
         .target(name: "ClassifierHead", dependencies: ["CBLAS", "RouterVocabulary", "SafeTensors"]),
@@ -95,8 +100,8 @@ let package = Package(
         .target(
             name: "RouterTraining",
             dependencies: [
-                "CBLAS", "ClassifierHead", "MatrixFactorization", "PromptFeatures", "QualityModel", "RouterVocabulary", "StableHash", "TextEncoder",
-                "TrainingRows",
+                "CBLAS", "ClassifierHead", "MatrixFactorization", "PromptFeatures", "QualityModel", "RouterVocabulary", "SafeTensors",
+                "SimilarityRanking", "StableHash", "TextEncoder", "TrainingRows",
             ]),
         // RouteLLM's evaluation: benchmark readers, APGR/CPT, plots.
         .target(
@@ -153,6 +158,24 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
+        // Routers built in-process from a config and evaluated offline: benchmarks, precision, the many-model cost sweep.
+        .target(
+            name: "OfflineEvaluation",
+            dependencies: [
+                "QualityModel", "RouterConfig", "RouterEngine", "RouterEvaluation", "RouterPluginHost", "RouterTraining", "RouterVocabulary",
+                "TextEncoder", "TrainingRows", .product(name: "Logging", package: "swift-log"),
+            ]),
+        // Benchmarks and the soak: load through the socket, the encoder's timings, learning replayed through a routerd it starts.
+        .target(
+            name: "RouterBenchmarks",
+            dependencies: [
+                "RouterClient", "RouterConfig", "RouterEvaluation", "RouterJSON", "RouterPluginHost", "RouterProtocol", "RouterTraining",
+                "RouterVocabulary", "SimilarityRanking", "StableHash", "TextEncoder", "TrainingRows",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         .executableTarget(
             name: "routerd",
             dependencies: [
@@ -167,17 +190,12 @@ let package = Package(
         .executableTarget(
             name: "routerctl",
             dependencies: [
-                "ClassifierHead", "Labelling", "MatrixFactorization", "OpenAIChat", "PromptFeatures", "QualityModel", "RouterClient", "RouterConfig",
-                "RouterEngine",
-                "RouterEvaluation", "RouterJSON", "RouterPluginHost",
-                "RouterPluginKit", "RouterProtocol", "RouterTraining", "RouterVocabulary", "SafeTensors", "SimilarityRanking", "StableHash",
+                "Labelling", "OfflineEvaluation", "OpenAIChat", "RouterBenchmarks", "RouterClient", "RouterConfig", "RouterEngine",
+                "RouterEvaluation",
+                "RouterJSON", "RouterPluginKit", "RouterProtocol", "RouterTraining", "RouterVocabulary", "SafeTensors", "SimilarityRanking",
                 "TextEncoder", "TrainingRows",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOFoundationCompat", package: "swift-nio"),
-                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
 
@@ -191,9 +209,12 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
         .testTarget(name: "TrainingRowsTests", dependencies: ["RouterJSON", "RouterVocabulary", "TrainingRows"]),
-        .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation"]),
+        .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation", "TrainingRows"]),
         .testTarget(
             name: "RouterTrainingTests", dependencies: ["MatrixFactorization", "PromptFeatures", "RouterTraining", "StableHash", "TrainingRows"]),
+        .testTarget(
+            name: "RouterBenchmarksTests",
+            dependencies: ["RouterBenchmarks", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "LabellingTests", dependencies: ["Labelling", "OpenAIChat"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol", "RouterVocabulary"]),

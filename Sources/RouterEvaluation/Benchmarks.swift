@@ -1,5 +1,6 @@
 import CSV
 import Foundation
+import StableHash
 import TrainingRows
 
 /// A problem reading a benchmark, naming the file.
@@ -152,5 +153,18 @@ public enum BenchmarkLoader {
             benchmark.weak.append(weakScore.sum / Double(weakScore.count))
         }
         return benchmark
+    }
+}
+
+extension Benchmark {
+    /// The `size` prompts with the smallest stable hashes, in their original order: the same
+    /// deterministic sample for every router.
+    public func subset(size: Int) -> Benchmark {
+        let kept = prompts.indices.sorted { (FNV1a.hash(prompts[$0]), $0) < (FNV1a.hash(prompts[$1]), $1) }.prefix(size).sorted()
+        var subset = self
+        subset.prompts = kept.map { prompts[$0] }
+        subset.strong = kept.map { strong[$0] }
+        subset.weak = kept.map { weak[$0] }
+        return subset
     }
 }

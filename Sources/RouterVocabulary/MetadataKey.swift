@@ -22,3 +22,13 @@ public enum MetadataKey {
     /// What an instance's per-candidate predictions mean and their range (a JSON object, see `QualityScale`).
     public static let quality = "quality"
 }
+
+/// The calibration a weights file carries.
+public enum CalibrationMetadata {
+    /// Percentiles 0…100 of `scores` (nearest rank), stored under ``MetadataKey/scoreQuantiles``:
+    /// what `strong_fraction` and `routerctl calibrate` turn into a threshold.
+    public static func percentiles(_ scores: [Double]) -> [Double] {
+        let sorted = scores.sorted()
+        return (0...100).map { sorted[min(sorted.count - 1, Int((Double($0) / 100 * Double(sorted.count - 1)).rounded()))] }
+    }
+}

@@ -1,13 +1,11 @@
 import ArgumentParser
 import Foundation
 import NIOCore
-import NIOExtras
 import NIOPosix
+import RouterBenchmarks
 import RouterClient
 import RouterProtocol
 import RouterVocabulary
-import Synchronization
-import TextEncoder
 
 /// Measures decisions/s and round-trip latency through the real socket.
 ///
@@ -64,7 +62,8 @@ struct Bench: AsyncParsableCommand {
             return try (0..<count).map { index in
                 ByteBuffer(
                     bytes: try RequestCodec.encode(
-                        .route(RouteRequest(router: router, prompt: Self.distinctPrompt(prompt, tag: tag, connection: connection, index: index))),
+                        .route(
+                            RouteRequest(router: router, prompt: RouteLoad.distinctPrompt(prompt, tag: tag, connection: connection, index: index))),
                         id: nil))
             }
         }
@@ -96,21 +95,21 @@ struct Bench: AsyncParsableCommand {
         var anchor: Double?
         if let encoderAnchor {
             guard distinctPrompts else { throw ValidationError("--encoder-anchor needs --distinct-prompts: cached prompts are not encoded") }
-            anchor = try Self.encoderSentencesPerSecond(
+            anchor = try RouteLoad.encoderSentencesPerSecond(
                 model: encoderAnchor, precision: anchorPrecision, prompt: prompt, batch: anchorBatch, threads: anchorThreads, seconds: 5)
             print(
                 String(
                     format: "encoder alone, in this process: %.0f sentences/s (batches of %d distinct prompts, %d threads × 1 thread, %@)",
                     anchor!, anchorBatch, anchorThreads, anchorPrecision.rawValue))
         }
-        print(table(header: ["TARGET", "CONNS", "REQ/S", "P50 µs", "P99 µs", "P99.9 µs", "ERRORS"], rows: [], widths: BenchResult.widths))
+        print(table(header: ["TARGET", "CONNS", "REQ/S", "P50 µs", "P99 µs", "P99.9 µs", "ERRORS"], rows: [], widths: LoadResult.widths))
         for count in counts {
-            var echo: BenchResult?
+            var echo: LoadResult?
             if let echoPath {
-                echo = try await Self.measure(path: echoPath, connections: count, total: requests, lines: lines, expect: nil, group: group)
+                echo = try await RouteLoad.measure(path: echoPath, connections: count, total: requests, lines: lines, expect: nil, group: group)
                 print(echo!.row(label: "echo baseline", connections: count))
             }
-            let route = try await Self.measure(
+            let route = try await RouteLoad.measure(
                 path: options.socketPath, connections: count, total: requests, lines: lines, expect: Array(#""ok":true"#.utf8), group: group)
             var row = route.row(label: "route \(router)", connections: count)
             if let echo { row += String(format: "   (%.2f× echo throughput)", route.perSecond / echo.perSecond) }
@@ -119,155 +118,15 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
-    /// Sentences/s of the encoder alone: `threads` threads, each embedding batches of `batch`
-    /// distinct prompts shaped like the bench's, for about `seconds`.
-    static func encoderSentencesPerSecond(
-        model: String, precision: EncoderPrecision, prompt: String, batch: Int, threads: Int, seconds: Double
-    ) throws -> Double {
-        let encoder: SentenceEncoder
-        do {
-            encoder = try SentenceEncoder.load(modelDirectory: model, precision: .fixed(precision))
-        } catch {
-            throw ValidationError("--encoder-anchor: \(error)")
-        }
-        SentenceEncoder.setThreads(1)
-        let done = Mutex(0)
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
-        let start = DispatchTime.now().uptimeNanoseconds
-        DispatchQueue.concurrentPerform(iterations: max(1, threads)) { thread in
-            var round = 0
-            let tag = UInt32.random(in: 0...UInt32.max)
-            while DispatchTime.now().uptimeNanoseconds < deadline {
-                // The same shape, and so the same token count, as the route rows' prompts.
-                let texts = (0..<batch).map { Self.distinctPrompt(prompt, tag: tag, connection: thread, index: round * batch + $0) }
-                _ = encoder.embed(texts)
-                round += 1
-                done.withLock { $0 += batch }
-            }
-        }
-        return Double(done.withLock { $0 }) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-    }
-
-    /// The `index`-th distinct prompt of a connection: a random tag per row keeps earlier rows' and
-    /// runs' prompts out of the embedding cache.
-    static func distinctPrompt(_ prompt: String, tag: UInt32, connection: Int, index: Int) -> String {
-        "\(prompt) (\(tag).\(connection).\(index))"
-    }
-
-    /// `lines(connection, count)` gives the request lines a connection cycles through.
-    static func measure(
-        path: String, connections: Int, total: Int, lines: (Int, Int) throws -> [ByteBuffer], expect: [UInt8]?, group: any EventLoopGroup
-    ) async throws -> BenchResult {
-        let perConnection = max(1, total / connections)
-        let clients = try await EventLoopFuture.whenAllSucceed(
-            (0..<connections).map { _ in RouterConnection.connectFuture(socketPath: path, group: group) }, on: group.next()
-        ).get()
-        // Closed before returning, and awaited: a close left to an unstructured task could run after
-        // the event loops shut down ("Cannot schedule tasks on an EventLoop that has already shut down").
-        func closeAll() async {
-            for client in clients { await client.close() }
-        }
-        let warmup = min(200, perConnection)
-        let start = DispatchTime.now().uptimeNanoseconds
-        let results: [ClosedLoop.Outcome]
-        do {
-            let loops = try clients.enumerated().map { index, client in
-                ClosedLoop(connection: client, lines: try lines(index, warmup + perConnection), expect: expect, warmup: warmup, count: perConnection)
-            }
-            results = try await EventLoopFuture.whenAllSucceed(loops.map { $0.start() }, on: group.next()).get()
-        } catch {
-            await closeAll()
-            throw error
-        }
-        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        await closeAll()
-        var latencies = results.flatMap(\.latencies)
-        latencies.sort()
-        // Warm-up requests are timed in `elapsed` too, so count them in the rate.
-        let perSecond = Double(results.reduce(0) { $0 + $1.sent }) / elapsed
-        return BenchResult(perSecond: perSecond, latencies: latencies, errors: results.reduce(0) { $0 + $1.errors })
-    }
 }
 
-struct BenchResult {
+extension LoadResult {
     static let widths = [16, 5, 7, 8, 8, 9, 6]
 
-    var perSecond: Double
-    /// Sorted round-trip times in nanoseconds.
-    var latencies: [UInt64]
-    var errors: Int
-
-    func percentile(_ p: Double) -> String {
-        guard !latencies.isEmpty else { return "-" }
-        let index = min(latencies.count - 1, Int((Double(latencies.count) * p).rounded(.up)) - 1)
-        return String(format: "%.1f", Double(latencies[max(0, index)]) / 1000)
-    }
-
     func row(label: String, connections: Int) -> String {
-        table(
-            header: [label, "\(connections)", String(format: "%.0f", perSecond), percentile(0.5), percentile(0.99), percentile(0.999), "\(errors)"],
-            rows: [], widths: Self.widths)
-    }
-}
-
-/// One connection's closed loop. Touched only on its channel's event loop.
-final class ClosedLoop: @unchecked Sendable {
-    struct Outcome: Sendable {
-        var latencies: [UInt64]
-        var errors: Int
-        var sent: Int
-    }
-
-    private let connection: RouterConnection
-    private let lines: [ByteBuffer]
-    private var next = 0
-    private let expect: [UInt8]?
-    private var warmup: Int
-    private var remaining: Int
-    private var outcome = Outcome(latencies: [], errors: 0, sent: 0)
-
-    init(connection: RouterConnection, lines: [ByteBuffer], expect: [UInt8]?, warmup: Int, count: Int) {
-        self.connection = connection
-        self.lines = lines
-        self.expect = expect
-        self.warmup = warmup
-        self.remaining = count
-        outcome.latencies.reserveCapacity(count)
-    }
-
-    func start() -> EventLoopFuture<Outcome> {
-        let promise = connection.eventLoop.makePromise(of: Outcome.self)
-        connection.eventLoop.execute { self.step(promise) }
-        return promise.futureResult
-    }
-
-    private func step(_ promise: EventLoopPromise<Outcome>) {
-        guard remaining > 0 else {
-            promise.succeed(outcome)
-            return
-        }
-        let start = DispatchTime.now().uptimeNanoseconds
-        outcome.sent += 1
-        let line = lines[next % lines.count]
-        next += 1
-        connection.sendLine(line).whenComplete { result in
-            let elapsed = DispatchTime.now().uptimeNanoseconds - start
-            switch result {
-            case .success(let response):
-                if let expect = self.expect, response.readableBytesView.firstRange(of: expect) == nil { self.outcome.errors += 1 }
-            case .failure:
-                self.outcome.errors += 1
-                promise.succeed(self.outcome)
-                return
-            }
-            if self.warmup > 0 {
-                self.warmup -= 1
-            } else {
-                self.outcome.latencies.append(elapsed)
-                self.remaining -= 1
-            }
-            self.step(promise)
-        }
+        let percentiles = [0.5, 0.99, 0.999].map { percentileMicroseconds($0).map { String(format: "%.1f", $0) } ?? "-" }
+        return table(
+            header: [label, "\(connections)", String(format: "%.0f", perSecond)] + percentiles + ["\(errors)"], rows: [], widths: Self.widths)
     }
 }
 
@@ -282,33 +141,5 @@ struct EchoServerCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let channel = try await EchoServer.start(path: socket, group: group)
         try await channel.closeFuture.get()
-    }
-}
-
-enum EchoServer {
-    static func start(path: String, group: any EventLoopGroup) async throws -> any Channel {
-        unlink(path)
-        return try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(LineBasedFrameDecoder()), EchoHandler()])
-                }
-            }
-            .bind(unixDomainSocketPath: path).get()
-    }
-
-    private final class EchoHandler: ChannelInboundHandler, Sendable {
-        typealias InboundIn = ByteBuffer
-        typealias OutboundOut = ByteBuffer
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            var line = unwrapInboundIn(data)
-            line.writeInteger(UInt8(ascii: "\n"))
-            context.write(wrapOutboundOut(line), promise: nil)
-        }
-
-        func channelReadComplete(context: ChannelHandlerContext) {
-            context.flush()
-        }
     }
 }

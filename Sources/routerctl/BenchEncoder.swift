@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RouterBenchmarks
 import RouterVocabulary
 import TextEncoder
 
@@ -38,9 +39,9 @@ struct BenchEncoder: AsyncParsableCommand {
         if !encoder.precisionNote.isEmpty { print("precision: \(encoder.precisionNote)") }
 
         // Tokenizer: a 64-token text of ordinary prose.
-        let pieces = encoder.tokenizer.wordPieces(Self.prose)
-        let text64 = Self.text(withPieces: 62, encoder: encoder)
-        let tokenizerMicros = Self.median(seconds: 0.5) { _ = encoder.tokenizer.wordPieces(text64) } * 1e6
+        let pieces = encoder.tokenizer.wordPieces(EncoderTiming.prose)
+        let text64 = EncoderTiming.text(withPieces: 62, encoder: encoder)
+        let tokenizerMicros = EncoderTiming.median(seconds: 0.5) { _ = encoder.tokenizer.wordPieces(text64) } * 1e6
         print(String(format: "tokenizer: %.1f µs for a 64-token text (median)", tokenizerMicros))
         print()
 
@@ -58,8 +59,8 @@ struct BenchEncoder: AsyncParsableCommand {
                 for threadCount in threadCounts {
                     SentenceEncoder.setThreads(threadCount, kernel: kernel)
                     _ = try encoder.embed(tokenSequences: sequences)  // warm up
-                    let (perCall, fastest) = Self.timings(seconds: seconds) { _ = try? encoder.embed(tokenSequences: sequences) }
-                    let flops = Double(batch) * Self.flops(tokens: count)
+                    let (perCall, fastest) = EncoderTiming.timings(seconds: seconds) { _ = try? encoder.embed(tokenSequences: sequences) }
+                    let flops = Double(batch) * EncoderTiming.flops(tokens: count)
                     print(
                         table(
                             header: [
@@ -76,62 +77,9 @@ struct BenchEncoder: AsyncParsableCommand {
 
     static let widths = [6, 5, 7, 8, 7, 11, 11, 7]
 
-    /// FLOPs of one forward pass: the dense layers per token plus attention.
-    static func flops(tokens: Int) -> Double {
-        let h = 384.0
-        let perTokenPerLayer = 2 * (4 * h * h + 2 * h * 1536)
-        let attentionPerLayer = 4 * Double(tokens * tokens) * h
-        return 6 * (Double(tokens) * perTokenPerLayer + attentionPerLayer)
-    }
-
-    /// The median wall time of `body` over repeated calls for about `seconds`.
-    static func median(seconds: Double, _ body: () -> Void) -> Double { timings(seconds: seconds, body).median }
-
-    /// The median and the fastest wall time of `body` over repeated calls for about `seconds`.
-    static func timings(seconds: Double, _ body: () -> Void) -> (median: Double, fastest: Double) {
-        var times: [Double] = []
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
-        while times.count < 3 || (DispatchTime.now().uptimeNanoseconds < deadline && times.count < 100_000) {
-            let start = DispatchTime.now().uptimeNanoseconds
-            body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        }
-        times.sort()
-        return (times[times.count / 2], times[0])
-    }
-
     static func list(_ text: String) -> [Int] {
         text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
     }
 
-    /// A prefix of the prose with exactly `count` word pieces.
-    static func text(withPieces count: Int, encoder: SentenceEncoder) -> String {
-        let words = prose.split(separator: " ")
-        var low = 1
-        var high = words.count
-        while low < high {
-            let middle = (low + high) / 2
-            if encoder.tokenizer.wordPieces(words.prefix(middle).joined(separator: " ")).count < count { low = middle + 1 } else { high = middle }
-        }
-        return words.prefix(low).joined(separator: " ")
-    }
-
     func residentMiB() -> Double { Double(residentKiB() ?? 0) / 1024 }
-
-    /// Ordinary English prose, long enough for 256 tokens.
-    static let prose = """
-        The history of the printing press begins in the middle of the fifteenth century, when Johannes Gutenberg, a goldsmith \
-        from Mainz, combined movable metal type, oil-based ink and a wooden screw press into a system that could produce books \
-        far faster than any scribe. Before his invention, most books in Europe were copied by hand, a slow and expensive process \
-        that kept written knowledge in the hands of monasteries, universities and wealthy patrons. Within a few decades presses \
-        had spread to more than two hundred cities, and millions of volumes were in circulation. Scholars could compare identical \
-        copies of a text, errors could be corrected in later editions, and new ideas travelled across borders in weeks rather \
-        than years. Historians still debate how much the press caused the Reformation, the scientific revolution and the rise \
-        of literacy, but few doubt that it changed how people learned, argued and governed themselves. Newspapers, pamphlets and \
-        scientific journals followed, each creating new audiences and new kinds of public conversation. Today, when we ask a \
-        language model to summarise an article or answer a question, we rely on the same basic promise that Gutenberg made: \
-        that information, once written down, can be copied cheaply, shared widely and read by anyone who wants to understand it. \
-        The economics of that promise have shifted many times, from paper and ink to radio waves, fibre optic cables and \
-        data centres, yet the underlying desire to reach more readers at lower cost has remained remarkably stable.
-        """
 }

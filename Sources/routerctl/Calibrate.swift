@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OfflineEvaluation
 import RouterEngine
 import RouterPluginKit
 import TextEncoder
@@ -39,7 +40,7 @@ struct Calibrate: ParsableCommand {
             }
             guard !texts.isEmpty else { throw ValidationError("\(prompts) holds no prompts") }
             SentenceEncoder.setThreads(2)
-            let scores = try InProcessRouters.score(texts, with: instance).sorted()
+            let scores = try InProcessRouters.score(texts, with: instance, progress: Progress.embedding).sorted()
             threshold = Calibration.threshold(strongFraction: strongFraction, sortedScores: scores)
             let share = Double(scores.filter { $0 >= threshold }.count) / Double(scores.count)
             basis = String(format: "%.1f%% of the %d prompts in %@", share * 100, scores.count, prompts)

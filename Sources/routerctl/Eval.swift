@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
+import OfflineEvaluation
 import RouterConfig
 import RouterEngine
 import RouterEvaluation
 import RouterTraining
 import RouterVocabulary
-import StableHash
 import TextEncoder
+import TrainingRows
 
 /// `routerctl eval`: RouteLLM's evaluation (APGR, CPT) of configured routers on MT-Bench, GSM8K and MMLU.
 struct Eval: ParsableCommand {
@@ -66,6 +67,15 @@ struct Eval: ParsableCommand {
     var randomSeeds: Int?
 
     func run() throws {
+        do {
+            try evaluate()
+        } catch let error as EvaluationRunError {
+            printError("routerctl eval: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    private func evaluate() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
         let generation = try InProcessRouters.load(config: config, command: "eval")
         let names = routers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
@@ -74,7 +84,7 @@ struct Eval: ParsableCommand {
         }
         if let randomSeeds, randomSeeds < 2 { throw ValidationError("--random-seeds needs at least 2 seeds for a standard deviation") }
         SentenceEncoder.setThreads(2)
-        let reduced = try precision.map { try reducedEncoders($0, for: names.compactMap { generation.routers[$0] }) } ?? [:]
+        let reduced = try precision.map { try PrecisionComparison.reducedEncoders($0, for: names.compactMap { generation.routers[$0] }) } ?? [:]
         var comparisons: [String] = []
         var results: [[String: Any]] = []
         print(table(header: ["BENCHMARK", "ROUTER", "APGR", "CPT(20%)", "CPT(50%)", "CPT(80%)", "AUC", "PROMPTS"], rows: [], widths: Self.widths))
@@ -92,13 +102,13 @@ struct Eval: ParsableCommand {
             }
             var sampled = false
             if let sample, sample < benchmark.prompts.count {
-                benchmark = Self.subset(benchmark, size: sample)
+                benchmark = benchmark.subset(size: sample)
                 sampled = true
             }
             var curves: [(name: String, curve: RoutingCurve)] = []
             for name in names {
                 let router = generation.routers[name]!
-                let scores = try InProcessRouters.score(benchmark.prompts, with: router)
+                let scores = try InProcessRouters.score(benchmark.prompts, with: router, progress: Progress.embedding)
                 let curve = RoutingCurve(scores: scores, strong: benchmark.strong, weak: benchmark.weak)
                 curves.append((name, curve))
                 let cpt = [0.2, 0.5, 0.8].map { curve.callPerformanceThreshold($0).map { String(format: "%.1f%%", $0) } ?? "-" }
@@ -109,10 +119,14 @@ struct Eval: ParsableCommand {
                         ],
                         rows: [], widths: Self.widths))
                 if let precision, let instance = router.encoder, let encoder = reduced[instance.config.name] {
-                    let (line, record) = try compare(
-                        benchmark, router: router, precision: precision, encoder: encoder, policy: instance.policy, reference: (scores, curve))
-                    comparisons.append(line)
-                    results.append(record)
+                    let comparison = try PrecisionComparison(
+                        benchmark, router: router, encoder: encoder, policy: instance.policy, reference: (scores, curve))
+                    comparisons.append(Self.line(comparison, benchmark: benchmark.name, router: name))
+                    results.append([
+                        "benchmark": benchmark.name, "router": name, "precision": precision.rawValue, "lowest_cosine": comparison.lowestCosine,
+                        "mean_cosine": comparison.meanCosine, "same_decision": comparison.sameDecision, "threshold": comparison.threshold,
+                        "apgr_fp32": comparison.apgrFP32, "apgr_reduced": comparison.apgrReduced,
+                    ])
                 }
                 results.append([
                     "benchmark": benchmark.name, "router": name, "apgr": curve.apgr, "auc": curve.auc, "prompts": benchmark.prompts.count,
@@ -163,7 +177,7 @@ struct Eval: ParsableCommand {
                     band = (bounds[0], bounds[1])
                 }
                 let evaluation = CostEvaluation(file: file, catalogue: catalogue, band: band, baselines: baselines, reference: reference)
-                results += try evaluation.run(routers: names.map { generation.routers[$0]! }, out: out)
+                results += try evaluateCost(evaluation, routers: names.map { generation.routers[$0]! }, out: out)
             }
         }
         if !comparisons.isEmpty {
@@ -183,62 +197,13 @@ struct Eval: ParsableCommand {
     static let comparisonHeader = ["BENCHMARK", "ROUTER", "LOWEST COS", "MEAN COS", "SAME DECISION", "APGR FP32", "APGR LOW", "ΔAPGR"]
     static let comparisonWidths = [10, 12, 10, 8, 13, 9, 8, 7]
 
-    /// The routers' encoders loaded again in `precision`, by encoder name; each must be fp32 in the config.
-    func reducedEncoders(_ precision: EncoderPrecision, for routers: [RouterInstance]) throws -> [String: SentenceEncoder] {
-        var encoders: [String: SentenceEncoder] = [:]
-        for instance in routers.compactMap(\.encoder) where encoders[instance.config.name] == nil {
-            guard instance.encoder.precision == .fp32 else {
-                throw ValidationError(
-                    "--precision compares with fp32, but encoder '\(instance.config.name)' runs in \(instance.encoder.precision.rawValue)")
-            }
-            do {
-                encoders[instance.config.name] = try SentenceEncoder.load(
-                    modelDirectory: instance.encoder.modelDirectory, kernel: instance.encoder.kernel, precision: .fixed(precision))
-            } catch {
-                printError("routerctl eval: encoder '\(instance.config.name)': \(error)")
-                throw ExitCode(1)
-            }
-        }
-        return encoders
-    }
-
-    /// One router on one benchmark with the encoder in `precision`, against its fp32 `reference`
-    /// scores and curve (the evaluation's own).
-    func compare(
-        _ benchmark: Benchmark, router: RouterInstance, precision: EncoderPrecision, encoder: SentenceEncoder, policy: LongTextPolicy,
-        reference: (scores: [Double], curve: RoutingCurve)
-    ) throws -> (line: String, record: [String: Any]) {
-        let fp32 = try InProcessRouters.embed(benchmark.prompts, with: router.encoder!.encoder, policy: policy)
-        let low = try InProcessRouters.embed(benchmark.prompts, with: encoder, policy: policy)
-        let cosines = zip(fp32, low).map { PrecisionGate.cosine($0.0, $0.1) }
-        let lowScores = try InProcessRouters.score(benchmark.prompts, with: router, embeddings: low)
-        let threshold = router.threshold ?? 0.5
-        let same = zip(reference.scores, lowScores).filter { ($0.0 >= threshold) == ($0.1 >= threshold) }.count
-        let agreement = Double(same) / Double(max(1, benchmark.prompts.count))
-        let curve = RoutingCurve(scores: lowScores, strong: benchmark.strong, weak: benchmark.weak)
-        let lowest = cosines.min() ?? 1
-        let mean = cosines.reduce(0, +) / Float(max(1, cosines.count))
-        let line = table(
+    /// A comparison's row of the precision table.
+    static func line(_ comparison: PrecisionComparison, benchmark: String, router: String) -> String {
+        table(
             header: [
-                benchmark.name, router.name, String(format: "%.4f", lowest), String(format: "%.4f", mean),
-                String(format: "%.2f%%", agreement * 100), String(format: "%.4f", reference.curve.apgr),
-                String(format: "%.4f", curve.apgr), String(format: "%+.4f", curve.apgr - reference.curve.apgr),
-            ], rows: [], widths: Self.comparisonWidths)
-        let record: [String: Any] = [
-            "benchmark": benchmark.name, "router": router.name, "precision": precision.rawValue, "lowest_cosine": lowest, "mean_cosine": mean,
-            "same_decision": agreement, "threshold": threshold, "apgr_fp32": reference.curve.apgr, "apgr_reduced": curve.apgr,
-        ]
-        return (line, record)
-    }
-
-    /// The `size` prompts with the smallest stable hashes, in their original order.
-    static func subset(_ benchmark: Benchmark, size: Int) -> Benchmark {
-        let kept = benchmark.prompts.indices.sorted { (FNV1a.hash(benchmark.prompts[$0]), $0) < (FNV1a.hash(benchmark.prompts[$1]), $1) }
-            .prefix(size).sorted()
-        var subset = benchmark
-        subset.prompts = kept.map { benchmark.prompts[$0] }
-        subset.strong = kept.map { benchmark.strong[$0] }
-        subset.weak = kept.map { benchmark.weak[$0] }
-        return subset
+                benchmark, router, String(format: "%.4f", comparison.lowestCosine), String(format: "%.4f", comparison.meanCosine),
+                String(format: "%.2f%%", comparison.sameDecision * 100), String(format: "%.4f", comparison.apgrFP32),
+                String(format: "%.4f", comparison.apgrReduced), String(format: "%+.4f", comparison.apgrReduced - comparison.apgrFP32),
+            ], rows: [], widths: comparisonWidths)
     }
 }

@@ -1,16 +1,12 @@
 import ArgumentParser
 import Foundation
-import MatrixFactorization
 import RouterConfig
 import RouterEvaluation
-import RouterPluginKit
 import RouterTraining
 import RouterVocabulary
 import SafeTensors
 import SimilarityRanking
-import StableHash
 import TextEncoder
-import TrainingRows
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,69 +42,66 @@ struct TrainingData: ParsableArguments {
         }
     }
 
-    /// Reads every file; refuses models in fewer than `minBattles` battles.
-    func load(seed: UInt64, minBattles: Int) throws -> TrainingSet {
-        var aliases: [String: String] = [:]
-        for entry in alias {
-            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw ValidationError("--alias takes FROM=TO, found '\(entry)'") }
-            aliases[parts[0]] = parts[1]
-        }
-        let files = try self.files
-        let loaded = try TrainingSet.load(
-            files: files, aliases: aliases, pairsPerPrompt: pairsPerPrompt, seed: seed, softScale: softLabels, minBattles: minBattles)
-        print("\(loaded.battles.count) battles, \(loaded.prompts.count) distinct prompts, \(loaded.models.count) models, from \(files.count) file(s)")
-        return loaded
-    }
-
-    /// Embeds prompts through the on-disk cache; only new prompts run the encoder.
-    func embed(_ prompts: [String]) throws -> [[Float]] {
-        let policy = try self.policy
-        return try CachedEmbeddings.embed(prompts, cache: cache ?? CachedEmbeddings.defaultPath(policy), policy: policy, progress: Progress.embedding)
-        {
-            try SentenceEncoder(modelDirectory: model)
+    /// The inputs as the trainers take them.
+    var inputs: TrainingInputs {
+        get throws {
+            var inputs = TrainingInputs(files: try files)
+            inputs.aliases = try aliases(alias)
+            inputs.pairsPerPrompt = pairsPerPrompt
+            inputs.encoderModel = model
+            inputs.policy = try policy
+            inputs.cache = cache
+            inputs.softLabels = softLabels
+            inputs.progress = Progress.embedding
+            return inputs
         }
     }
+}
 
-    /// Prints the APGR of each `--validate-with` entry on its prompts that are not in `trained`;
-    /// `score(pair, embeddings)` scores them for the entry's strong/weak pair.
-    func reportHeldOut(
-        _ entries: [String], defaultPair: [String], trained: Set<String>, score: (_ pair: [String], _ embeddings: [[Float]]) throws -> [Double]
-    ) throws {
-        try Self.reportHeldOut(entries, defaultPair: defaultPair, trained: trained, embed: embed) { pair, _, embeddings in
-            try score(pair, embeddings)
-        }
+/// `--alias FROM=TO` entries as a map.
+func aliases(_ entries: [String]) throws -> [String: String] {
+    var aliases: [String: String] = [:]
+    for entry in entries {
+        let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { throw ValidationError("--alias takes FROM=TO, found '\(entry)'") }
+        aliases[parts[0]] = parts[1]
     }
+    return aliases
+}
 
-    /// As above, with the embedding step given (`train quality` embeds through its own options).
-    static func reportHeldOut(
-        _ entries: [String], defaultPair: [String], trained: Set<String>, embed: ([String]) throws -> [[Float]],
-        score: (_ pair: [String], _ prompts: [String], _ embeddings: [[Float]]) throws -> [Double]
-    ) throws {
-        for entry in entries {
-            let (file, pair, benchmark) = try validationBenchmark(entry, defaultPair: defaultPair)
-            let kept = benchmark.prompts.indices.filter { !trained.contains(benchmark.prompts[$0]) }
-            guard kept.count >= 10 else {
-                print("held-out APGR on \(file): only \(kept.count) prompts were not trained on; skipped")
-                continue
-            }
-            let prompts = kept.map { benchmark.prompts[$0] }
-            let scores = try score(pair, prompts, try embed(prompts))
-            let curve = RoutingCurve(scores: scores, strong: kept.map { benchmark.strong[$0] }, weak: kept.map { benchmark.weak[$0] })
-            printHeldOut(curve, file: file, prompts: kept.count, pair: pair)
-        }
-    }
-
-    /// A held-out benchmark for `--validate-with FILE[@STRONG,WEAK]`.
-    static func validationBenchmark(_ entry: String, defaultPair: [String]) throws -> (file: String, pair: [String], benchmark: Benchmark) {
+/// `--validate-with FILE[@STRONG,WEAK]` entries.
+func heldOutValidations(_ entries: [String], defaultPair: [String]) throws -> [HeldOutValidation] {
+    try entries.map { entry in
         let parts = entry.split(separator: "@", maxSplits: 1).map(String.init)
         let pair = parts.count == 2 ? parts[1].split(separator: ",").map(String.init) : defaultPair
         guard pair.count == 2 else { throw ValidationError("--validate-with \(entry): write FILE or FILE@STRONG,WEAK") }
+        return HeldOutValidation(file: parts[0], pair: pair)
+    }
+}
+
+/// Prints the held-out APGR of each `--validate-with` file; `score(pair, prompts, embeddings)` is
+/// nil when the pair was not trained.
+func reportHeldOut(
+    _ validations: [HeldOutValidation], trained: Set<String>, embed: ([String]) throws -> [[Float]],
+    score: (_ pair: [String], _ prompts: [String], _ embeddings: [[Float]]) throws -> [Double]?
+) throws {
+    for validation in validations {
+        let result: HeldOutValidation.Result?
         do {
-            return (parts[0], pair, try BenchmarkLoader.generic(file: parts[0], strong: pair[0], weak: pair[1]))
-        } catch {
+            result = try validation.evaluate(trained: trained, embed: embed) { prompts, embeddings in
+                guard let scores = try score(validation.pair, prompts, embeddings) else {
+                    throw ValidationError("--validate-with: \(validation.pair.joined(separator: ", ")) must both be among the trained models")
+                }
+                return scores
+            }
+        } catch let error as BenchmarkError {
             throw TrainingDataError("\(error)")
         }
+        guard let result else {
+            print("held-out APGR on \(validation.file): fewer than 10 prompts were not trained on; skipped")
+            continue
+        }
+        printHeldOut(result.curve, file: validation.file, prompts: result.prompts, pair: validation.pair)
     }
 }
 
@@ -159,10 +152,6 @@ func runTrainer(_ command: String, _ body: () throws -> Void) throws {
     }
 }
 
-func jsonString(_ value: Any) throws -> String {
-    String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]), as: UTF8.self)
-}
-
 func createParentDirectory(of path: String) throws {
     let folder = (path as NSString).deletingLastPathComponent
     try FileManager.default.createDirectory(atPath: folder.isEmpty ? "." : folder, withIntermediateDirectories: true)
@@ -198,77 +187,38 @@ struct TrainMF: ParsableCommand {
     }
 
     private func train() throws {
-        let policy = try data.policy
+        var job = MFTrainingJob(output: output, strong: strong, weak: weak)
         guard let tiePolicy = MFTrainingOptions.Ties(rawValue: ties) else { throw ValidationError("--ties must be drop or half") }
-        let loaded = try data.load(seed: seed, minBattles: minBattles)
-        let (battles, models, modelIndex, prompts, promptIndex) = (
-            loaded.battles, loaded.models, loaded.modelIndex, loaded.prompts, loaded.promptIndex
-        )
-        let embeddings = try data.embed(prompts)
-        var samples: [MFSample] = []
-        for battle in battles {
-            let label: Float
-            switch (battle.softLabel, battle.outcome) {
-            case (let soft?, _): label = soft
-            case (nil, .modelA): label = 1
-            case (nil, .modelB): label = 0
-            case (nil, .tie):
-                guard tiePolicy == .half else { continue }
-                label = 0.5
-            }
-            samples.append(
-                MFSample(prompt: promptIndex[battle.prompt]!, modelA: modelIndex[battle.modelA]!, modelB: modelIndex[battle.modelB]!, label: label))
-        }
-        let validationPrompts = TrainingSet.validationPrompts(prompts, fraction: validation)
-        var options = MFTrainingOptions()
-        options.dimension = dimension
-        options.epochs = epochs
-        options.batchSize = batchSize
-        options.learningRate = learningRate
-        options.weightDecay = weightDecay
-        options.noise = noise
-        options.validationFraction = validation
-        options.patience = patience
-        options.seed = seed
-        options.ties = tiePolicy
-        SentenceEncoder.setThreads(1)
-        let trainer = MFTrainer(models: models, embeddings: embeddings, samples: samples, validationPrompts: validationPrompts, options: options)
-        print("training on \(trainer.train.count) samples, validating on \(trainer.validation.count) (\(validationPrompts.count) held-out prompts)")
-        let (model, best) = trainer.run { report in
-            let bar = Progress.bar(fraction: Double(report.epoch) / Double(epochs), width: 20)
-            print(
-                String(
-                    format: "epoch %3d/%d %@ train loss %.4f · val loss %.4f · val acc %.1f%%%@", report.epoch, epochs, bar, report.trainLoss,
-                    report.validationLoss, report.validationAccuracy * 100, report.isBest ? " *" : ""))
-        }
+        job.options.dimension = dimension
+        job.options.epochs = epochs
+        job.options.batchSize = batchSize
+        job.options.learningRate = learningRate
+        job.options.weightDecay = weightDecay
+        job.options.noise = noise
+        job.options.validationFraction = validation
+        job.options.patience = patience
+        job.options.seed = seed
+        job.options.ties = tiePolicy
+        job.minBattles = minBattles
+        let validations = try heldOutValidations(validateWith, defaultPair: [strong, weak])
+        let inputs = try data.inputs
+        let outcome = try job.run(inputs, log: { print($0) }, epoch: printEpoch(of: epochs))
+        let best = outcome.best
         print(String(format: "best epoch %d: val loss %.4f, val acc %.1f%%", best.epoch, best.validationLoss, best.validationAccuracy * 100))
-
-        var metadata: [String: String] = [MetadataKey.encoder: "all-MiniLM-L6-v2", MetadataKey.longText: policy.rawValue]
-        let summary: [String: Any] = [
-            "files": try data.files.map { ($0 as NSString).lastPathComponent }, "battles": battles.count, "prompts": prompts.count,
-            "samples": samples.count,
-            "ties": ties, "dimension": dimension, "noise": Double(noise), "learning_rate": Double(learningRate), "weight_decay": Double(weightDecay),
-            "best_epoch": best.epoch, "validation_loss": best.validationLoss, "validation_accuracy": best.validationAccuracy, "seed": seed,
-        ]
-        metadata[MetadataKey.training] = try jsonString(summary)
-        if let strongIndex = modelIndex[strong], let weakIndex = modelIndex[weak] {
-            // Quantiles of P(strong wins) over the training prompts: `routerctl calibrate` turns a strong share into a threshold with them.
-            let quantiles = CalibrationMetadata.percentiles(model.winProbabilities(embeddings, a: strongIndex, b: weakIndex))
-            metadata[MetadataKey.scoreQuantiles] = try jsonString(quantiles)
-            metadata[MetadataKey.quantilePair] = String(decoding: try JSONEncoder().encode([strong, weak]), as: UTF8.self)
+        try reportHeldOut(validations, trained: outcome.trainedPrompts, embed: inputs.embed) { pair, _, embeddings in
+            outcome.scores(pair: pair, embeddings: embeddings)
         }
-        try createParentDirectory(of: output)
-        try model.write(to: output, metadata: metadata)
-        print("wrote \(output)")
+    }
+}
 
-        // Routing quality on prompts the model never trained on, as RouteLLM measures it.
-        let trained = Set(prompts.indices.filter { !validationPrompts.contains($0) }.map { prompts[$0] })
-        try data.reportHeldOut(validateWith, defaultPair: [strong, weak], trained: trained) { pair, embeddings in
-            guard let a = modelIndex[pair[0]], let b = modelIndex[pair[1]] else {
-                throw ValidationError("--validate-with: \(pair.joined(separator: ", ")) must both be among the trained models")
-            }
-            return model.winProbabilities(embeddings, a: a, b: b)
-        }
+/// Prints an epoch's losses with a bar of `epochs`.
+func printEpoch(of epochs: Int) -> (EpochReport) -> Void {
+    { report in
+        let bar = Progress.bar(fraction: Double(report.epoch) / Double(epochs), width: 20)
+        print(
+            String(
+                format: "epoch %3d/%d %@ train loss %.4f · val loss %.4f · val acc %.1f%%%@", report.epoch, epochs, bar, report.trainLoss,
+                report.validationLoss, report.validationAccuracy * 100, report.isBest ? " *" : ""))
     }
 }
 

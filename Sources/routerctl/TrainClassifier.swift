@@ -1,14 +1,6 @@
 import ArgumentParser
-import ClassifierHead
 import Foundation
-import RouterEvaluation
-import RouterPluginKit
 import RouterTraining
-import RouterVocabulary
-import SafeTensors
-import SimilarityRanking
-import TextEncoder
-import TrainingRows
 
 /// `routerctl train classifier`: the 3-way classifier head that plays RouteLLM's BERT router, on the frozen MiniLM embedding.
 struct TrainClassifier: ParsableCommand {
@@ -44,109 +36,30 @@ struct TrainClassifier: ParsableCommand {
     }
 
     private func train() throws {
-        let sizes: [Int]
+        var job = ClassifierTrainingJob(output: output)
         switch hidden {
-        case "auto": sizes = [0, 64]
+        case "auto": job.hiddenSizes = [0, 64]
         default:
             guard let size = Int(hidden), size >= 0 else {
                 throw ValidationError("--hidden takes a number of units (0 for softmax regression) or auto")
             }
-            sizes = [size]
+            job.hiddenSizes = [size]
         }
-        let loaded = try data.load(seed: seed, minBattles: 1)
-        let embeddings = try data.embed(loaded.prompts)
-
-        // Which side of a battle is the stronger model: global Bradley–Terry ratings over every battle.
-        let count = loaded.models.count
-        var wins = [Double](repeating: 0, count: count * count)
-        for battle in loaded.battles {
-            for win in battle.wins { wins[loaded.modelIndex[win.winner]! * count + loaded.modelIndex[win.loser]!] += Double(win.weight) }
-        }
-        let theta = BradleyTerry.fit(wins: wins, models: count, prior: 1)
-        print("model ratings (log-strength, strongest first):")
-        for index in theta.indices.sorted(by: { theta[$0] > theta[$1] }) {
-            print(String(format: "  %+.3f  %@", theta[index], loaded.models[index]))
-        }
-        var samples: [ClassifierSample] = []
-        var skipped = 0
-        for battle in loaded.battles {
-            let (a, b) = (loaded.modelIndex[battle.modelA]!, loaded.modelIndex[battle.modelB]!)
-            guard abs(theta[a] - theta[b]) >= max(minGap, 1e-12) else {
-                skipped += 1
-                continue
-            }
-            let aIsStronger = theta[a] > theta[b]
-            let label: Int
-            switch battle.outcome {
-            case .tie: label = 1
-            case .modelA: label = aIsStronger ? 0 : 2
-            case .modelB: label = aIsStronger ? 2 : 0
-            }
-            samples.append(ClassifierSample(prompt: loaded.promptIndex[battle.prompt]!, label: label))
-        }
-        let labelCounts = (0..<3).map { label in samples.filter { $0.label == label }.count }
-        print(
-            "\(samples.count) examples (stronger won \(labelCounts[0]), tie \(labelCounts[1]), weaker won \(labelCounts[2])); \(skipped) battles under --min-gap skipped"
-        )
-        guard !samples.isEmpty else { throw TrainingDataError("no battles left to train on; lower --min-gap") }
-
-        let validationPrompts = TrainingSet.validationPrompts(loaded.prompts, fraction: validation)
-        SentenceEncoder.setThreads(1)
-        var chosen: (head: ClassifierHead, best: EpochReport)?
-        for size in sizes {
-            var options = ClassifierTrainingOptions()
-            options.hidden = size
-            options.epochs = epochs
-            options.batchSize = batchSize
-            options.learningRate = learningRate
-            options.weightDecay = weightDecay
-            options.noise = noise
-            options.patience = patience
-            options.seed = seed
-            let trainer = ClassifierTrainer(embeddings: embeddings, samples: samples, validationPrompts: validationPrompts, options: options)
-            print(
-                "\(size == 0 ? "softmax regression" : "MLP with \(size) hidden units"): training on \(trainer.train.count) examples, validating on \(trainer.validation.count) (\(validationPrompts.count) held-out prompts)"
-            )
-            let result = trainer.run { report in
-                let bar = Progress.bar(fraction: Double(report.epoch) / Double(epochs), width: 20)
-                print(
-                    String(
-                        format: "epoch %3d/%d %@ train loss %.4f · val loss %.4f · val acc %.1f%%%@", report.epoch, epochs, bar, report.trainLoss,
-                        report.validationLoss, report.validationAccuracy * 100, report.isBest ? " *" : ""))
-            }
-            print(
-                String(
-                    format: "best epoch %d: val loss %.4f, val acc %.1f%%", result.best.epoch, result.best.validationLoss,
-                    result.best.validationAccuracy * 100))
-            if chosen == nil || result.best.validationLoss < chosen!.best.validationLoss { chosen = result }
-        }
-        let (head, best) = chosen!
-        if sizes.count > 1 {
-            print("kept the \(head.hidden == 0 ? "softmax regression" : "MLP (\(head.hidden) hidden units)"): lower validation loss")
-        }
-
-        let summary: [String: Any] = [
-            "files": try data.files.map { ($0 as NSString).lastPathComponent }, "battles": loaded.battles.count, "examples": samples.count,
-            "labels": labelCounts, "hidden": head.hidden, "min_gap": minGap, "noise": Double(noise), "learning_rate": Double(learningRate),
-            "weight_decay": Double(weightDecay), "best_epoch": best.epoch, "validation_loss": best.validationLoss,
-            "validation_accuracy": best.validationAccuracy, "seed": seed,
-            "ratings": Dictionary(uniqueKeysWithValues: zip(loaded.models, theta)),
-        ]
-        let metadata: [String: String] = [
-            MetadataKey.format: ClassifierHead.format, MetadataKey.encoder: "all-MiniLM-L6-v2",
-            MetadataKey.embeddingDimension: String(head.embeddingDimension), MetadataKey.longText: try data.policy.rawValue,
-            "classes": try jsonString(ClassifierHead.classes), MetadataKey.training: try jsonString(summary),
-            // The head does not depend on the pair, so its quantiles hold for any strong/weak names.
-            MetadataKey.scoreQuantiles: try jsonString(CalibrationMetadata.percentiles(ClassifierTrainer.strongWinProbabilities(head, embeddings))),
-        ]
-        try createParentDirectory(of: output)
-        try SafeTensorsWriter.write(head.tensors, metadata: metadata, to: output)
-        print("wrote \(output)")
-
-        let trained = Set(loaded.prompts.indices.filter { !validationPrompts.contains($0) }.map { loaded.prompts[$0] })
+        job.minGap = minGap
+        job.validation = validation
+        job.options.epochs = epochs
+        job.options.batchSize = batchSize
+        job.options.learningRate = learningRate
+        job.options.weightDecay = weightDecay
+        job.options.noise = noise
+        job.options.patience = patience
+        job.options.seed = seed
+        let validations = try heldOutValidations(validateWith, defaultPair: ["gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"])
+        let inputs = try data.inputs
+        let outcome = try job.run(inputs, log: { print($0) }, epoch: printEpoch(of: epochs))
         // The head scores prompts, not pairs: the same scores serve any pair.
-        try data.reportHeldOut(validateWith, defaultPair: ["gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"], trained: trained) {
-            _, embeddings in ClassifierTrainer.strongWinProbabilities(head, embeddings)
+        try reportHeldOut(validations, trained: outcome.trainedPrompts, embed: inputs.embed) { _, _, embeddings in
+            outcome.scores(embeddings: embeddings)
         }
     }
 }

@@ -1,11 +1,7 @@
 import ArgumentParser
 import Foundation
-import RouterEvaluation
-import RouterPluginKit
 import RouterTraining
-import RouterVocabulary
 import SimilarityRanking
-import TextEncoder
 
 /// `routerctl train sw_ranking`: builds the battle index RouteLLM's similarity-weighted ranking scores against.
 struct TrainSWRanking: ParsableCommand {
@@ -40,63 +36,21 @@ struct TrainSWRanking: ParsableCommand {
     }
 
     private func build() throws {
-        let loaded = try data.load(seed: seed, minBattles: 1)
-        let embeddings = try data.embed(loaded.prompts)
-        let wins = loaded.battles.flatMap { battle in
-            battle.wins.map {
-                RankingIndex.Win(
-                    prompt: loaded.promptIndex[battle.prompt]!, winner: loaded.modelIndex[$0.winner]!, loser: loaded.modelIndex[$0.loser]!,
-                    weight: $0.weight)
-            }
+        var job = RankingIndexJob(output: output, strong: strong, weak: weak)
+        job.settings = RankingSettings(gamma: gamma, prior: prior, neighbors: neighbors, weightUnit: weightUnit)
+        job.seed = seed
+        let validations = try heldOutValidations(validateWith, defaultPair: [strong, weak])
+        let inputs = try data.inputs
+        let outcome = try job.run(inputs, log: { print($0) }) { done, total, seconds in
+            Progress.line(
+                String(
+                    format: "  quantiles %@ %d/%d prompts scored (own battles left out), %.1f s",
+                    Progress.bar(fraction: Double(done) / Double(total), width: 20), done, total, seconds))
+            if done == total { Progress.finish() }
         }
-        let index = try RankingIndex(models: loaded.models, embeddings: embeddings, wins: wins)
-        let settings = RankingSettings(gamma: gamma, prior: prior, neighbors: neighbors, weightUnit: weightUnit)
-        if let problem = settings.problem { throw ValidationError(problem) }
-        let ranker = SimilarityRanker(index: index, settings: settings)
-        print("index: \(index.promptCount) prompts, \(index.wins.count) (prompt, winner, loser) entries, \(index.models.count) models")
-
-        var metadata: [String: String] = [
-            "encoder": "all-MiniLM-L6-v2", "long_text": try data.policy.rawValue,
-            "training": try jsonString([
-                "files": try data.files.map { ($0 as NSString).lastPathComponent }, "battles": loaded.battles.count, "prompts": index.promptCount,
-            ]),
-        ]
-        if let a = loaded.modelIndex[strong], let b = loaded.modelIndex[weak] {
-            let start = Date()
-            var scores: [Double] = []
-            for (prompt, vector) in embeddings.enumerated() {
-                scores.append(vector.withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: a, weak: b, excluding: prompt) })
-                if prompt % 256 == 255 || prompt == embeddings.count - 1 {
-                    Progress.line(
-                        String(
-                            format: "  quantiles %@ %d/%d prompts scored (own battles left out), %.1f s",
-                            Progress.bar(fraction: Double(prompt + 1) / Double(embeddings.count), width: 20), prompt + 1, embeddings.count,
-                            Date().timeIntervalSince(start)))
-                }
-            }
-            Progress.finish()
-            metadata[MetadataKey.scoreQuantiles] = try jsonString(CalibrationMetadata.percentiles(scores))
-            metadata[MetadataKey.quantilePair] = try jsonString([strong, weak])
-            metadata[RankingSettings.metadataKey] = try settings.stored()
-        } else {
-            print("no score quantiles stored: \(strong) or \(weak) is not among the models; routers must set `threshold:`")
-        }
-        try createParentDirectory(of: output)
-        try index.write(to: output, metadata: metadata)
-        print("wrote \(output)")
-
-        for entry in validateWith {
-            let (file, pair, benchmark) = try TrainingData.validationBenchmark(entry, defaultPair: [strong, weak])
-            guard let a = loaded.modelIndex[pair[0]], let b = loaded.modelIndex[pair[1]] else {
-                throw ValidationError("--validate-with \(entry): both models must be in the index")
-            }
-            let vectors = try data.embed(benchmark.prompts)
-            let scores = zip(benchmark.prompts, vectors).map { prompt, vector in
-                vector.withUnsafeBufferPointer { ranker.winProbability(embedding: $0, strong: a, weak: b, excluding: loaded.promptIndex[prompt]) }
-            }
-            printHeldOut(
-                RoutingCurve(scores: scores, strong: benchmark.strong, weak: benchmark.weak), file: file, prompts: benchmark.prompts.count, pair: pair
-            )
+        // Every prompt of the file, each scored with its own battles left out.
+        try reportHeldOut(validations, trained: [], embed: inputs.embed) { pair, prompts, embeddings in
+            outcome.scores(pair: pair, prompts: prompts, embeddings: embeddings)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import TrainingRows
 
 @testable import RouterEvaluation
 

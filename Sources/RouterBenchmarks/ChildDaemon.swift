@@ -1,29 +1,28 @@
-import ArgumentParser
 import Foundation
 
-/// The executable named `name` in routerctl's own folder (routerd, or routerctl itself).
-func siblingExecutable(_ name: String) -> String {
+/// The executable named `name` in the running executable's folder (routerd beside routerctl).
+public func siblingExecutable(_ name: String) -> String {
     URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent(name).path
 }
 
 /// Resident memory of a process (`self` or a pid), in KiB, from /proc.
-func residentKiB(of process: String = "self") -> Int? {
+public func residentKiB(of process: String = "self") -> Int? {
     guard let status = try? String(contentsOfFile: "/proc/\(process)/status", encoding: .utf8),
         let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
     else { return nil }
     return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
 }
 
-/// A routerd that a routerctl command starts for itself (`soak`, `bench-learning`) and stops when done.
-final class ChildDaemon: Sendable {
+/// A routerd that a run starts for itself (the soak, the learning benchmark) and stops when done.
+public final class ChildDaemon: Sendable {
     private let process: Process
-    let pid: Int32
+    public let pid: Int32
 
     /// Starts `binary` on `config` and waits until its socket file appears. Its standard error goes to
     /// `log`, shown if it does not start; without one it is discarded.
-    init(binary: String, config: String, socket: String, log: String?) throws {
+    public init(binary: String, config: String, socket: String, log: String?) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw ValidationError("no routerd at \(binary); build it (`swift build`) or pass --routerd")
+            throw BenchmarkRunError("no routerd at \(binary); build it (`swift build`) or pass --routerd")
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
@@ -42,7 +41,7 @@ final class ChildDaemon: Sendable {
         while !FileManager.default.fileExists(atPath: socket) {
             guard process.isRunning, Date() < deadline else {
                 let text = log.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
-                throw ValidationError(
+                throw BenchmarkRunError(
                     "routerd did not start on \(socket): "
                         + (text.map { "\n\($0.suffix(4000))" } ?? "run `routerd --check-config --config \(config)`"))
             }
@@ -50,13 +49,13 @@ final class ChildDaemon: Sendable {
         }
     }
 
-    var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { process.isRunning }
 
     /// Resident memory now, in KiB.
-    var residentKiB: Int? { routerctl.residentKiB(of: String(pid)) }
+    public var residentKiB: Int? { RouterBenchmarks.residentKiB(of: String(pid)) }
 
     /// Stops routerd with SIGTERM, waits for it, and returns its exit status (nil if a signal ended it).
-    @discardableResult func stop() -> Int32? {
+    @discardableResult public func stop() -> Int32? {
         if process.isRunning {
             kill(pid, SIGTERM)
             process.waitUntilExit()

@@ -1,0 +1,309 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import RouterClient
+import RouterEvaluation
+import RouterJSON
+import RouterProtocol
+import RouterTraining
+import StableHash
+import TrainingRows
+
+/// Online learning measured end to end, through a real routerd the run starts.
+///
+/// From per-prompt quality files it takes a prompt-level split (``PromptSplit``): the test share
+/// is never touched; the rest is replayed as `feedback` over the socket, each prompt as two
+/// pointwise outcomes (the strong and the weak model's quality). A few replay prompts seed the
+/// index the learning router starts from. At each checkpoint it waits until the router has
+/// published everything sent, then scores the test prompts and reports APGR. At the end it
+/// builds an index offline from the same rows (the seed and the daemon's own feedback file) and
+/// serves it from a second, frozen router (`learn: false`), so both are scored the same way.
+public struct LearningReplay: Sendable {
+    public var quality: [String] = []
+    /// A judge-scores file ({question_id, model, score} lines) and its questions ({question_id, prompt}).
+    public var scores: String?
+    public var questions: String?
+    public var maxPrompts: Int?
+    public var strong: String
+    public var weak: String
+    /// Divides the files' values to make qualities in [0, 1].
+    public var scale = 1.0
+    public var testShare = PromptSplit.defaultTestShare
+    public var seedPrompts = 20
+    /// Checkpoints, as shares of the replay.
+    public var checkpoints = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1]
+    public var connections = 4
+    public var publishEvery = 100
+    public var model = "models/all-MiniLM-L6-v2"
+    public var plugins = "plugins"
+    /// The trainer's embedding cache.
+    public var cache: String?
+    /// The folder for the daemon's config, socket, feedback and indexes.
+    public var work: String
+    /// The routerd binary.
+    public var routerd: String
+
+    public init(strong: String, weak: String, work: String, routerd: String) {
+        self.strong = strong
+        self.weak = weak
+        self.work = work
+        self.routerd = routerd
+    }
+
+    /// APGR on the test prompts after `events` outcomes.
+    public struct Checkpoint: Sendable {
+        public var events: Int
+        public var prompts: Int
+        public var apgr: Double
+        public var lastPublishMilliseconds: Double?
+        public var learnedPrompts: Int
+    }
+
+    public struct Outcome: Sendable {
+        public var checkpoints: [Checkpoint]
+        public var testPrompts: Int
+        public var outcomesSent: Int
+        public var offlineAPGR: Double
+        public var offlineTrainingSeconds: Double
+        public var outcomesPerSecond: Double
+        public var publishMilliseconds: [Double]
+        public var embedMilliseconds: [Double]
+        public var lagSeconds: [Double]
+        public var learnedStateBytes: Int
+    }
+
+    /// Runs the replay; `log` is told the split, then each checkpoint as it happens.
+    public func run(log: @escaping (String) -> Void) async throws -> Outcome {
+        let pair = try loadPair()
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        var replay = pair.filter { !PromptSplit.isTest($0.prompt, share: testShare) }
+        let test = pair.filter { PromptSplit.isTest($0.prompt, share: testShare) }
+        var random = SplitMix64(seed: 1)
+        replay.shuffle(using: &random)
+        guard replay.count > seedPrompts, !test.isEmpty else {
+            throw BenchmarkRunError("\(replay.count) replay and \(test.count) test prompts: too few for \(seedPrompts) seed prompts")
+        }
+        let seed = Array(replay.prefix(seedPrompts))
+        replay.removeFirst(seedPrompts)
+        log(
+            "bench-learning: \(strong) vs \(weak); \(seed.count) seed, \(replay.count) replay (\(2 * replay.count) outcomes), \(test.count) test prompts (share \(testShare)); work folder \(work)"
+        )
+
+        let seedFile = work + "/seed.quality.jsonl"
+        try Data(seed.map { line($0) }.joined().utf8).write(to: URL(fileURLWithPath: seedFile))
+        let base = work + "/base.safetensors"
+        let offline = work + "/offline.safetensors"
+        try trainIndex([seedFile], output: base)
+        try? FileManager.default.removeItem(atPath: offline)
+        try FileManager.default.copyItem(atPath: base, toPath: offline)
+        let feedback = work + "/feedback"
+        try? FileManager.default.removeItem(atPath: feedback)
+        let socket = work + "/routerd.sock"
+        let daemon = try ChildDaemon(
+            binary: routerd, config: try writeConfig(socket: socket, base: base, offline: offline, feedback: feedback), socket: socket, log: nil)
+        defer { daemon.stop() }
+        let group = MultiThreadedEventLoopGroup.singleton
+        let control = try await RouterConnection.connect(socketPath: socket, group: group)
+
+        let marks = checkpoints.map { min(replay.count, Int(($0 * Double(replay.count)).rounded())) }
+        var rows: [Checkpoint] = []
+        var sent = 0
+        var sendSeconds = 0.0
+        var lagSeconds: [Double] = []
+        var publishMilliseconds: [Double] = []
+        var embedMilliseconds: [Double] = []
+        for mark in Set(marks).sorted() {
+            if mark > sent {
+                let start = ContinuousClock.now
+                try await send(Array(replay[sent..<mark]), socket: socket, group: group)
+                sendSeconds += Self.seconds(since: start)
+                sent = mark
+                let caughtUp = ContinuousClock.now
+                try await waitUntilPublished(2 * sent, control)
+                lagSeconds.append(Self.seconds(since: caughtUp))
+            }
+            let status = try await learningStatus(control)
+            if let last = status.lastPublishMilliseconds { publishMilliseconds.append(last) }
+            if let last = status.lastEmbedMilliseconds { embedMilliseconds.append(last) }
+            let apgr = try await testAPGR(router: "learning", test, control)
+            let learned = status.learned["learned_prompts"].flatMap { if case .integer(let n) = $0 { Int(n) } else { nil } } ?? 0
+            rows.append(
+                Checkpoint(
+                    events: 2 * sent, prompts: sent, apgr: apgr, lastPublishMilliseconds: status.lastPublishMilliseconds, learnedPrompts: learned))
+            log(String(format: "  %6d outcomes (%5d prompts)  APGR %.4f  learned prompts %5d", 2 * sent, sent, apgr, learned))
+        }
+
+        // The same rows, offline: the seed and the daemon's own feedback file, served by the frozen router.
+        let trainStart = ContinuousClock.now
+        try trainIndex([seedFile, feedback + "/quality.jsonl"], output: offline)
+        let trainSeconds = Self.seconds(since: trainStart)
+        _ = try await control.reload()
+        let offlineAPGR = try await testAPGR(router: "offline", test, control)
+        let stateBytes = (try? FileManager.default.attributesOfItem(atPath: feedback + "/learned/learning/learned.safetensors")[.size] as? Int) ?? 0
+        await control.close()
+        return Outcome(
+            checkpoints: rows, testPrompts: test.count, outcomesSent: 2 * sent, offlineAPGR: offlineAPGR, offlineTrainingSeconds: trainSeconds,
+            outcomesPerSecond: Double(2 * sent) / sendSeconds, publishMilliseconds: publishMilliseconds, embedMilliseconds: embedMilliseconds,
+            lagSeconds: lagSeconds, learnedStateBytes: stateBytes)
+    }
+
+    struct Labelled: Sendable {
+        var prompt: String
+        var strong: Double
+        var weak: Double
+    }
+
+    /// Every prompt with a value for both models, in file order, duplicates merged (the last value wins).
+    func loadPair() throws -> [Labelled] {
+        var values: [String: (Double?, Double?)] = [:]
+        var order: [String] = []
+        var records: [QualityRecord] = []
+        for file in quality { records += try QualityFile.read(file) }
+        if let scores, let questions { records += try Self.judged(scores: scores, questions: questions) }
+        for record in records {
+            if values[record.prompt] == nil { order.append(record.prompt) }
+            var entry = values[record.prompt] ?? (nil, nil)
+            if let value = record.quality[strong] { entry.0 = value / scale }
+            if let value = record.quality[weak] { entry.1 = value / scale }
+            values[record.prompt] = entry
+        }
+        let pair = order.prefix(maxPrompts ?? .max).compactMap { prompt -> Labelled? in
+            guard let (s, w) = values[prompt], let s, let w else { return nil }
+            return Labelled(prompt: prompt, strong: min(1, max(0, s)), weak: min(1, max(0, w)))
+        }
+        guard !pair.isEmpty else {
+            throw BenchmarkRunError("no prompt in \(quality.joined(separator: ", ")) has values for both \(strong) and \(weak)")
+        }
+        return pair
+    }
+
+    /// Judge scores per question joined to the questions' prompts, each model's scores averaged.
+    public static func judged(scores: String, questions: String) throws -> [QualityRecord] {
+        func objects(_ file: String) throws -> [[String: Any]] {
+            guard let data = FileManager.default.contents(atPath: file) else { throw BenchmarkRunError("cannot read \(file)") }
+            return data.split(separator: UInt8(ascii: "\n")).compactMap { (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] }
+        }
+        var totals: [String: [String: (sum: Double, count: Int)]] = [:]
+        for row in try objects(scores) {
+            guard let id = row["question_id"] as? String, let model = row["model"] as? String, let score = (row["score"] as? NSNumber)?.doubleValue
+            else { continue }
+            let entry = totals[id, default: [:]][model] ?? (0, 0)
+            totals[id, default: [:]][model] = (entry.sum + score, entry.count + 1)
+        }
+        return try objects(questions).compactMap { row in
+            guard let id = row["question_id"] as? String, let prompt = row["prompt"] as? String, let models = totals[id] else { return nil }
+            return QualityRecord(prompt: prompt, quality: models.mapValues { $0.sum / Double($0.count) })
+        }
+    }
+
+    func line(_ item: Labelled) -> String {
+        var writer = JSONWriter(capacity: 128 + item.prompt.utf8.count)
+        writer.value(.object(["prompt": .string(item.prompt), "quality": .object([strong: .number(item.strong), weak: .number(item.weak)])]))
+        writer.newline()
+        return String(decoding: writer.bytes, as: UTF8.self)
+    }
+
+    /// Builds an sw_ranking index from quality files, as `routerctl train sw_ranking` does.
+    private func trainIndex(_ files: [String], output: String) throws {
+        var inputs = TrainingInputs(files: files)
+        inputs.encoderModel = model
+        inputs.cache = cache
+        _ = try RankingIndexJob(output: output, strong: strong, weak: weak).run(inputs, log: { _ in })
+    }
+
+    private func writeConfig(socket: String, base: String, offline: String, feedback: String) throws -> String {
+        let descriptors = (plugins as NSString).isAbsolutePath ? plugins : FileManager.default.currentDirectoryPath + "/" + plugins
+        let modelFolder = (model as NSString).isAbsolutePath ? model : FileManager.default.currentDirectoryPath + "/" + model
+        func router(_ name: String, index: String, learn: Bool) -> String {
+            """
+              \(name):
+                plugin: sw_ranking
+                threshold: 0.5
+                strong_model: "\(strong)"
+                weak_model: "\(weak)"
+                encoder: minilm
+                learn: \(learn)
+                params: {index: \(index)}
+            """
+        }
+        let text = """
+            socket: {path: \(socket)}
+            admin: {uids: [\(getuid())]}
+            plugins: {search_paths: [\(descriptors)]}
+            limits: {max_in_flight: 1024}
+            encoders:
+              minilm: {path: \(modelFolder), cache_size: 100000}
+            feedback:
+              directory: \(feedback)
+              learning: {publish_every: \(publishEvery), publish_interval_ms: 200}
+              decisions: {max_entries: 1000}
+            routers:
+            \(router("learning", index: base, learn: true))
+            \(router("offline", index: offline, learn: false))
+            """
+        let path = work + "/routerd.yaml"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// Sends each prompt's two outcomes, spread over the connections, many in flight on each.
+    private func send(_ items: [Labelled], socket: String, group: any EventLoopGroup) async throws {
+        var lines: [[ByteBuffer]] = Array(repeating: [], count: connections)
+        for (index, item) in items.enumerated() {
+            for (model, value) in [(strong, item.strong), (weak, item.weak)] {
+                let request = Request.feedback(
+                    FeedbackRequest(subject: .prompt(router: "learning", text: item.prompt), model: model, value: .pointwise(quality: value)))
+                lines[index % connections].append(ByteBuffer(bytes: try RequestCodec.encode(request, id: nil)))
+            }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for batch in lines where !batch.isEmpty {
+                tasks.addTask {
+                    let connection = try await RouterConnection.connect(socketPath: socket, group: group)
+                    defer { Task { await connection.close() } }
+                    // Keep up to 256 requests in flight: replies come back in order.
+                    var start = 0
+                    while start < batch.count {
+                        let window = batch[start..<min(batch.count, start + 256)]
+                        let replies = try await EventLoopFuture.whenAllSucceed(window.map { connection.sendLine($0) }, on: group.next()).get()
+                        for reply in replies where !String(buffer: reply).contains(#""ok":true"#) {
+                            throw BenchmarkRunError("feedback refused: \(String(buffer: reply))")
+                        }
+                        start += window.count
+                    }
+                }
+            }
+            try await tasks.waitForAll()
+        }
+    }
+
+    private func learningStatus(_ connection: RouterConnection) async throws -> LearningInfo {
+        let result = try await connection.send(.learn(LearnRequest(action: .status, router: "learning")), as: LearnResult.self)
+        guard let status = result.routers.first else { throw BenchmarkRunError("router 'learning' does not learn online") }
+        return status
+    }
+
+    private func waitUntilPublished(_ events: Int, _ connection: RouterConnection) async throws {
+        for _ in 0..<60_000 {
+            let status = try await learningStatus(connection)
+            if let error = status.lastError { throw BenchmarkRunError("learning failed: \(error)") }
+            if status.events >= UInt64(events) { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw BenchmarkRunError("the router did not publish \(events) outcomes within 10 minutes")
+    }
+
+    private func testAPGR(router: String, _ test: [Labelled], _ connection: RouterConnection) async throws -> Double {
+        var scores: [Double] = []
+        for start in stride(from: 0, to: test.count, by: 256) {
+            let prompts = test[start..<min(test.count, start + 256)].map(\.prompt)
+            scores += try await connection.score(router: router, prompts: prompts).scores
+        }
+        return RoutingCurve(scores: scores, strong: test.map(\.strong), weak: test.map(\.weak)).apgr
+    }
+
+    private static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,194 @@
+import Dispatch
+import Foundation
+import NIOCore
+import NIOExtras
+import NIOPosix
+import RouterClient
+import RouterVocabulary
+import Synchronization
+import TextEncoder
+
+/// Decisions/s and round-trip latency through a real socket: each connection runs a closed loop
+/// (send one line, wait for its reply, send the next). ``EchoServer`` measured the same way in the
+/// same run is the baseline: the cost of the transport alone on this machine.
+public enum RouteLoad {
+    /// Sentences/s of the encoder alone: `threads` threads, each embedding batches of `batch`
+    /// distinct prompts shaped like the bench's, for about `seconds`.
+    public static func encoderSentencesPerSecond(
+        model: String, precision: EncoderPrecision, prompt: String, batch: Int, threads: Int, seconds: Double
+    ) throws -> Double {
+        let encoder: SentenceEncoder
+        do {
+            encoder = try SentenceEncoder.load(modelDirectory: model, precision: .fixed(precision))
+        } catch {
+            throw BenchmarkRunError("the anchor's encoder: \(error)")
+        }
+        SentenceEncoder.setThreads(1)
+        let done = Mutex(0)
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
+        let start = DispatchTime.now().uptimeNanoseconds
+        DispatchQueue.concurrentPerform(iterations: max(1, threads)) { thread in
+            var round = 0
+            let tag = UInt32.random(in: 0...UInt32.max)
+            while DispatchTime.now().uptimeNanoseconds < deadline {
+                // The same shape, and so the same token count, as the route rows' prompts.
+                let texts = (0..<batch).map { Self.distinctPrompt(prompt, tag: tag, connection: thread, index: round * batch + $0) }
+                _ = encoder.embed(texts)
+                round += 1
+                done.withLock { $0 += batch }
+            }
+        }
+        return Double(done.withLock { $0 }) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+
+    /// The `index`-th distinct prompt of a connection: a random tag per row keeps earlier rows' and
+    /// runs' prompts out of the embedding cache.
+    public static func distinctPrompt(_ prompt: String, tag: UInt32, connection: Int, index: Int) -> String {
+        "\(prompt) (\(tag).\(connection).\(index))"
+    }
+
+    /// `lines(connection, count)` gives the request lines a connection cycles through.
+    public static func measure(
+        path: String, connections: Int, total: Int, lines: (Int, Int) throws -> [ByteBuffer], expect: [UInt8]?, group: any EventLoopGroup
+    ) async throws -> LoadResult {
+        let perConnection = max(1, total / connections)
+        let clients = try await EventLoopFuture.whenAllSucceed(
+            (0..<connections).map { _ in RouterConnection.connectFuture(socketPath: path, group: group) }, on: group.next()
+        ).get()
+        // Closed before returning, and awaited: a close left to an unstructured task could run after
+        // the event loops shut down ("Cannot schedule tasks on an EventLoop that has already shut down").
+        func closeAll() async {
+            for client in clients { await client.close() }
+        }
+        let warmup = min(200, perConnection)
+        let start = DispatchTime.now().uptimeNanoseconds
+        let results: [ClosedLoop.Outcome]
+        do {
+            let loops = try clients.enumerated().map { index, client in
+                ClosedLoop(connection: client, lines: try lines(index, warmup + perConnection), expect: expect, warmup: warmup, count: perConnection)
+            }
+            results = try await EventLoopFuture.whenAllSucceed(loops.map { $0.start() }, on: group.next()).get()
+        } catch {
+            await closeAll()
+            throw error
+        }
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        await closeAll()
+        var latencies = results.flatMap(\.latencies)
+        latencies.sort()
+        // Warm-up requests are timed in `elapsed` too, so count them in the rate.
+        let perSecond = Double(results.reduce(0) { $0 + $1.sent }) / elapsed
+        return LoadResult(perSecond: perSecond, latencies: latencies, errors: results.reduce(0) { $0 + $1.errors })
+    }
+}
+
+/// One measurement: the rate, the sorted latencies and the errors.
+public struct LoadResult: Sendable {
+    public var perSecond: Double
+    /// Sorted round-trip times in nanoseconds.
+    public var latencies: [UInt64]
+    public var errors: Int
+
+    public init(perSecond: Double, latencies: [UInt64], errors: Int) {
+        self.perSecond = perSecond
+        self.latencies = latencies
+        self.errors = errors
+    }
+
+    /// The `p` quantile of the latencies in microseconds, or nil without any.
+    public func percentileMicroseconds(_ p: Double) -> Double? {
+        guard !latencies.isEmpty else { return nil }
+        let index = min(latencies.count - 1, Int((Double(latencies.count) * p).rounded(.up)) - 1)
+        return Double(latencies[max(0, index)]) / 1000
+    }
+}
+
+/// One connection's closed loop. Touched only on its channel's event loop.
+final class ClosedLoop: @unchecked Sendable {
+    struct Outcome: Sendable {
+        public var latencies: [UInt64]
+        public var errors: Int
+        var sent: Int
+    }
+
+    private let connection: RouterConnection
+    private let lines: [ByteBuffer]
+    private var next = 0
+    private let expect: [UInt8]?
+    private var warmup: Int
+    private var remaining: Int
+    private var outcome = Outcome(latencies: [], errors: 0, sent: 0)
+
+    init(connection: RouterConnection, lines: [ByteBuffer], expect: [UInt8]?, warmup: Int, count: Int) {
+        self.connection = connection
+        self.lines = lines
+        self.expect = expect
+        self.warmup = warmup
+        self.remaining = count
+        outcome.latencies.reserveCapacity(count)
+    }
+
+    func start() -> EventLoopFuture<Outcome> {
+        let promise = connection.eventLoop.makePromise(of: Outcome.self)
+        connection.eventLoop.execute { self.step(promise) }
+        return promise.futureResult
+    }
+
+    private func step(_ promise: EventLoopPromise<Outcome>) {
+        guard remaining > 0 else {
+            promise.succeed(outcome)
+            return
+        }
+        let start = DispatchTime.now().uptimeNanoseconds
+        outcome.sent += 1
+        let line = lines[next % lines.count]
+        next += 1
+        connection.sendLine(line).whenComplete { result in
+            let elapsed = DispatchTime.now().uptimeNanoseconds - start
+            switch result {
+            case .success(let response):
+                if let expect = self.expect, response.readableBytesView.firstRange(of: expect) == nil { self.outcome.errors += 1 }
+            case .failure:
+                self.outcome.errors += 1
+                promise.succeed(self.outcome)
+                return
+            }
+            if self.warmup > 0 {
+                self.warmup -= 1
+            } else {
+                self.outcome.latencies.append(elapsed)
+                self.remaining -= 1
+            }
+            self.step(promise)
+        }
+    }
+}
+
+/// A line echo server on a Unix socket: the load measurement's transport baseline.
+public enum EchoServer {
+    public static func start(path: String, group: any EventLoopGroup) async throws -> any Channel {
+        unlink(path)
+        return try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(LineBasedFrameDecoder()), EchoHandler()])
+                }
+            }
+            .bind(unixDomainSocketPath: path).get()
+    }
+
+    private final class EchoHandler: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var line = unwrapInboundIn(data)
+            line.writeInteger(UInt8(ascii: "\n"))
+            context.write(wrapOutboundOut(line), promise: nil)
+        }
+
+        func channelReadComplete(context: ChannelHandlerContext) {
+            context.flush()
+        }
+    }
+}
