@@ -1,8 +1,8 @@
 import Foundation
-import NIOConcurrencyHelpers
 import OpenAIChat
 import RouterConfig
 import RouterJSON
+import Synchronization
 import TrainingRows
 
 /// The RouteLLM paper's recipe for making training data: each model answers each prompt; a judge
@@ -78,7 +78,7 @@ public struct LabellingRun: Sendable {
                     inFlight -= 1
                 }
                 if let maxCost {
-                    let allowed = ledger.state.withLockedValue { state in
+                    let allowed = ledger.state.withLock { state in
                         guard state.usd + state.reserved + estimate <= maxCost else { return false }
                         state.reserved += estimate
                         return true
@@ -90,11 +90,11 @@ public struct LabellingRun: Sendable {
                 }
                 inFlight += 1
                 tasks.addTask { [self] in
-                    defer { ledger.state.withLockedValue { $0.reserved -= maxCost == nil ? 0 : estimate } }
+                    defer { ledger.state.withLock { $0.reserved -= maxCost == nil ? 0 : estimate } }
                     let rows = try await labelOne(input, client: client, ledger: ledger)
                     try writer.append(rows)
                     progress(
-                        ledger.state.withLockedValue { state in
+                        ledger.state.withLock { state in
                             state.done += 1
                             return state
                         })
@@ -102,7 +102,7 @@ public struct LabellingRun: Sendable {
             }
             try await tasks.waitForAll()
         }
-        return Summary(spent: ledger.state.withLockedValue { $0 }, stoppedForBudget: stoppedForBudget)
+        return Summary(spent: ledger.state.withLock { $0 }, stoppedForBudget: stoppedForBudget)
     }
 
     /// What one prompt is expected to cost: every answer, then the judge's calls.
@@ -131,7 +131,7 @@ public struct LabellingRun: Sendable {
             throw LabelError("\(target.name): \(error.message)")
         }
         let usd = target.cost(promptTokens: reply.promptTokens, completionTokens: reply.completionTokens)
-        ledger.state.withLockedValue { state in
+        ledger.state.withLock { state in
             state.calls += 1
             state.tokens += reply.promptTokens + reply.completionTokens
             state.usd += usd
@@ -163,7 +163,7 @@ public struct LabellingRun: Sendable {
                     async let swapped = call(
                         PairwiseJudge.messages(prompt: input.prompt, answerA: answers[second], answerB: answers[first]), judge, client, ledger)
                     let verdicts = (PairwiseJudge.verdict(try await forward), PairwiseJudge.verdict(try await swapped))
-                    if verdicts.0 == nil || verdicts.1 == nil { ledger.state.withLockedValue { $0.unparsed += 1 } }
+                    if verdicts.0 == nil || verdicts.1 == nil { ledger.state.withLock { $0.unparsed += 1 } }
                     let winner = PairwiseJudge.combine(verdicts.0, verdicts.1)
                     var extra = row
                     extra["judge"] = .string(judge.name)
@@ -188,7 +188,7 @@ public struct LabellingRun: Sendable {
                     if let grade = ReferenceGrader.grade(reply) {
                         quality[target.name] = grade
                     } else {
-                        ledger.state.withLockedValue { $0.unparsed += 1 }
+                        ledger.state.withLock { $0.unparsed += 1 }
                     }
                 }
             }
@@ -232,7 +232,7 @@ public final class LabelLedger: Sendable {
         public var reserved = 0.0
         public var unparsed = 0
     }
-    public let state = NIOLockedValueBox(State())
+    public let state = Mutex(State())
 
     public init() {}
 }
@@ -240,7 +240,7 @@ public final class LabelLedger: Sendable {
 /// Appends rows, one per line, durably: a prompt's rows go out in one write, so a killed run
 /// loses at most the prompts in flight.
 public final class RowWriter: Sendable {
-    private let handle: NIOLockedValueBox<FileHandle>
+    private let handle: Mutex<FileHandle>
 
     public init(path: String) throws {
         let folder = (path as NSString).deletingLastPathComponent
@@ -248,13 +248,13 @@ public final class RowWriter: Sendable {
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let file = FileHandle(forWritingAtPath: path) else { throw LabelError("\(path): cannot open for appending") }
         try file.seekToEnd()
-        handle = NIOLockedValueBox(file)
+        handle = Mutex(file)
     }
 
     /// `lines` are encoded rows, each with its newline.
     public func append(_ lines: [[UInt8]]) throws {
         let bytes = lines.flatMap { $0 }
-        try handle.withLockedValue { file in
+        try handle.withLock { file in
             try file.write(contentsOf: Data(bytes))
             try file.synchronize()
         }

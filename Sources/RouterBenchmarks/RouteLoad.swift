@@ -103,29 +103,33 @@ public struct LoadResult: Sendable {
     }
 }
 
-/// One connection's closed loop. Touched only on its channel's event loop.
-final class ClosedLoop: @unchecked Sendable {
+/// One connection's closed loop; its state lives on the channel's event loop.
+final class ClosedLoop: Sendable {
     struct Outcome: Sendable {
-        public var latencies: [UInt64]
-        public var errors: Int
+        var latencies: [UInt64]
+        var errors: Int
         var sent: Int
+    }
+
+    private struct State: Sendable {
+        var next = 0
+        var warmup: Int
+        var remaining: Int
+        var outcome = Outcome(latencies: [], errors: 0, sent: 0)
     }
 
     private let connection: RouterConnection
     private let lines: [ByteBuffer]
-    private var next = 0
     private let expect: [UInt8]?
-    private var warmup: Int
-    private var remaining: Int
-    private var outcome = Outcome(latencies: [], errors: 0, sent: 0)
+    private let state: NIOLoopBoundBox<State>
 
     init(connection: RouterConnection, lines: [ByteBuffer], expect: [UInt8]?, warmup: Int, count: Int) {
         self.connection = connection
         self.lines = lines
         self.expect = expect
-        self.warmup = warmup
-        self.remaining = count
-        outcome.latencies.reserveCapacity(count)
+        var state = State(warmup: warmup, remaining: count)
+        state.outcome.latencies.reserveCapacity(count)
+        self.state = .makeBoxSendingValue(state, eventLoop: connection.eventLoop)
     }
 
     func start() -> EventLoopFuture<Outcome> {
@@ -135,29 +139,29 @@ final class ClosedLoop: @unchecked Sendable {
     }
 
     private func step(_ promise: EventLoopPromise<Outcome>) {
-        guard remaining > 0 else {
-            promise.succeed(outcome)
+        guard state.value.remaining > 0 else {
+            promise.succeed(state.value.outcome)
             return
         }
         let start = DispatchTime.now().uptimeNanoseconds
-        outcome.sent += 1
-        let line = lines[next % lines.count]
-        next += 1
+        state.value.outcome.sent += 1
+        let line = lines[state.value.next % lines.count]
+        state.value.next += 1
         connection.sendLine(line).whenComplete { result in
             let elapsed = DispatchTime.now().uptimeNanoseconds - start
             switch result {
             case .success(let response):
-                if let expect = self.expect, response.readableBytesView.firstRange(of: expect) == nil { self.outcome.errors += 1 }
+                if let expect = self.expect, response.readableBytesView.firstRange(of: expect) == nil { self.state.value.outcome.errors += 1 }
             case .failure:
-                self.outcome.errors += 1
-                promise.succeed(self.outcome)
+                self.state.value.outcome.errors += 1
+                promise.succeed(self.state.value.outcome)
                 return
             }
-            if self.warmup > 0 {
-                self.warmup -= 1
+            if self.state.value.warmup > 0 {
+                self.state.value.warmup -= 1
             } else {
-                self.outcome.latencies.append(elapsed)
-                self.remaining -= 1
+                self.state.value.outcome.latencies.append(elapsed)
+                self.state.value.remaining -= 1
             }
             self.step(promise)
         }

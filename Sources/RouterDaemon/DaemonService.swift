@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOPosix
@@ -8,6 +7,7 @@ import RouterConfig
 import RouterEngine
 import RouterProtocol
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// Serves the engine on a Unix domain socket until graceful shutdown.
@@ -22,7 +22,7 @@ public final class DaemonService: Service, Sendable {
     private var socketPath: String { dispatcher.socketPath }
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let openConnections = NIOLockedValueBox(0)
+    private let openConnections = Mutex(0)
 
     /// - Parameters:
     ///   - socketPath: where to listen when systemd passes no socket.
@@ -102,13 +102,9 @@ public final class DaemonService: Service, Sendable {
 
         Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)\nMAINPID=\(getpid())")
         let drained = group.next().makePromise(of: Void.self)
-        let shutdownStarted = NIOLockedValueBox(false)
+        let shutdownStarted = FirstCall()
         let startShutdown = { @Sendable in
-            guard
-                shutdownStarted.withLockedValue({ started in
-                    defer { started = true }; return !started
-                })
-            else { return }
+            guard shutdownStarted.claim() else { return }
             Systemd.notify("STOPPING=1")
             quiesce.initiateShutdown(promise: drained)
         }
@@ -125,7 +121,7 @@ public final class DaemonService: Service, Sendable {
 
     private func initialize(_ channel: any Channel, dispatcher: Dispatcher) -> EventLoopFuture<Void> {
         let limits = engine.current.config.limits
-        let admitted = openConnections.withLockedValue { open in
+        let admitted = openConnections.withLock { open in
             guard open < limits.maxConnections else { return false }
             open += 1
             return true
@@ -139,8 +135,8 @@ public final class DaemonService: Service, Sendable {
             }
         }
         counters.connectionOpened()
-        channel.closeFuture.whenComplete { [openConnections, counters] _ in
-            openConnections.withLockedValue { $0 -= 1 }
+        channel.closeFuture.whenComplete { [self] _ in
+            openConnections.withLock { $0 -= 1 }
             counters.connectionClosed()
         }
         let credentials: EventLoopFuture<PeerCredentials> =

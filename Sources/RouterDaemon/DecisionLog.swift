@@ -1,10 +1,10 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import RouterConfig
 import RouterJSON
 import RouterProtocol
 import StableHash
+import Synchronization
 
 /// The JSONL decision log: one line per decision, appended with one write(2)
 /// each, so lines from concurrent requests never interleave. A line holds the
@@ -39,7 +39,7 @@ public final class DecisionLog: Sendable {
         /// A short write's fragment could not be cut off: the next line starts with a newline.
         var tornTail = false
     }
-    private let state: NIOLockedValueBox<State>
+    private let state: Mutex<State>
     private let logger: Logger
 
     /// Opens (creating) the file for appending; throws a message naming the path.
@@ -47,11 +47,11 @@ public final class DecisionLog: Sendable {
         self.settings = settings
         self.logger = logger
         let fd = try Self.open(settings.path)
-        state = NIOLockedValueBox(State(fd: fd, bytes: Self.size(fd)))
+        state = Mutex(State(fd: fd, bytes: Self.size(fd)))
     }
 
     deinit {
-        _ = state.withLockedValue { close($0.fd) }
+        _ = state.withLock { close($0.fd) }
     }
 
     /// Appends one decision.
@@ -65,7 +65,7 @@ public final class DecisionLog: Sendable {
         writer.value(.object(fields))
         writer.newline()
         let entry = writer.bytes
-        state.withLockedValue { state in
+        state.withLock { state in
             let line = state.tornTail ? [UInt8(ascii: "\n")] + entry : entry
             let written = line.withUnsafeBytes { write(state.fd, $0.baseAddress, $0.count) }
             guard written == line.count else {
@@ -110,11 +110,11 @@ public final class DecisionLog: Sendable {
     }
 
     /// Lines written and writes that failed, since this log was opened.
-    public var counters: DecisionLogCounters { state.withLockedValue { $0.counters } }
+    public var counters: DecisionLogCounters { state.withLock { $0.counters } }
 
     /// Closes the file and opens `path` anew (after logrotate moved it away).
     public func reopen() {
-        state.withLockedValue { state in
+        state.withLock { state in
             guard let fd = try? Self.open(settings.path) else {
                 logger.error("cannot reopen the decision log; still writing to the old file", metadata: ["path": "\(settings.path)"])
                 return

@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOFoundationCompat
 import NIOPosix
@@ -7,6 +6,7 @@ import RouterConfig
 import RouterEngine
 import RouterProtocol
 import RouterVocabulary
+import Synchronization
 import TextEncoder
 
 /// Turns one request line into one response line.
@@ -112,14 +112,9 @@ struct Dispatcher: Sendable {
             return .now(failure(error, op: context.op, id: context.id, allocator: context.allocator))
         }
         let promise = context.eventLoop.makePromise(of: ByteBuffer.self)
-        let settled = NIOLockedValueBox(false)
-        let settle = { @Sendable () -> Bool in
-            settled.withLockedValue { done in
-                defer { done = true }; return !done
-            }
-        }
+        let settled = FirstCall()
         let timer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) { [engine] in
-            guard settle() else { return }
+            guard settled.claim() else { return }
             engine.recordTimeout(router: router)
             let error = ProtocolError(
                 .routerTimeout, "router '\(router)' did not decide within its timeout of \(timeout) s; other routers are unaffected")
@@ -129,7 +124,7 @@ struct Dispatcher: Sendable {
             defer { running.end(router) }
             let result = Result { () throws(ProtocolError) in try decideNow(decide, embeddings: nil, start: .now, context) }
             // Counted only if this answer, not the deadline, is the reply.
-            guard settle() else { return nil }
+            guard settled.claim() else { return nil }
             return counted(context) { () throws(ProtocolError) in try result.get() }
         }
         work.whenComplete { result in
@@ -141,7 +136,7 @@ struct Dispatcher: Sendable {
             case .failure(let error):
                 // The pool shut down (the daemon is stopping), so the work never ran.
                 running.end(router)
-                guard settle() else { return }
+                guard settled.claim() else { return }
                 timer.cancel()
                 promise.succeed(failure(ProtocolError(.shuttingDown, "\(error)"), op: context.op, id: context.id, allocator: context.allocator))
             }

@@ -1,10 +1,10 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import RouterConfig
 import RouterEngine
 import RouterJSON
 import StableHash
+import Synchronization
 import TrainingRows
 
 /// The feedback store could not be opened, or a row could not be made durable (nothing was acknowledged).
@@ -55,7 +55,7 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
     private var closing = false
     private var writerDone = false
     private var lastWarning: ContinuousClock.Instant?
-    private let counterBox: NIOLockedValueBox<Counters>
+    private let counterBox: Mutex<Counters>
 
     /// Creates the folder and files if needed, cuts off torn last lines, and starts the writer.
     public init(settings: DaemonConfig.Feedback, logger: Logger) throws(FeedbackStoreError) {
@@ -91,7 +91,7 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
             Glibc.close(folder)
         }
         self.descriptors = descriptors
-        counterBox = NIOLockedValueBox(counters)
+        counterBox = Mutex(counters)
         let thread = Thread { [self] in writeLoop() }
         thread.name = "routerd-feedback"
         thread.start()
@@ -101,7 +101,7 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
         for fd in descriptors.values { Glibc.close(fd) }
     }
 
-    public var counters: Counters { counterBox.withLockedValue { $0 } }
+    public var counters: Counters { counterBox.withLock { $0 } }
 
     /// The row for `outcome`, and the file it goes to.
     func row(for outcome: Outcome, time: Double) -> (File, [UInt8]) {
@@ -177,7 +177,7 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
             let rows = batch.filter { $0.file == file }
             guard !rows.isEmpty else { continue }
             let result = write(rows.flatMap(\.line), to: file)
-            counterBox.withLockedValue { counters in
+            counterBox.withLock { counters in
                 switch result {
                 case .success:
                     counters.rows += UInt64(rows.count)

@@ -1,8 +1,8 @@
 import Logging
-import NIOConcurrencyHelpers
 import NIOPosix
 import RouterConfig
 import RouterEngine
+import Synchronization
 
 /// The one way the daemon reloads: SIGHUP, the file watcher and the socket's
 /// `reload` op all call ``reload(trigger:dryRun:)``.
@@ -17,35 +17,40 @@ public final class Reloader: Sendable {
     private let logger: Logger
     /// The generation with the decision log and feedback store it was configured with: what a
     /// request takes once, so it never sees one generation's router with another's files.
-    private let serving: NIOLockedValueBox<Serving>
+    private let serving: Mutex<Serving>
     /// Serialises reloads and sets here, so the three are swapped together.
-    private let swapLock = NIOLock()
+    /// Held while the engine's generation and this generation's files change together.
+    private let swapLock = Mutex(())
 
     /// `decisionLog` and `feedback` are generation 1's, opened by the caller (`DecisionLog.opened`,
     /// `FeedbackStore.opened`) so that a file that cannot be opened stops the start.
     public init(engine: Engine, decisionLog: DecisionLog?, feedback: FeedbackStore?, logger: Logger) {
         self.engine = engine
         self.logger = logger
-        serving = NIOLockedValueBox(Serving(generation: engine.current, decisionLog: decisionLog, feedback: feedback))
+        serving = Mutex(Serving(generation: engine.current, decisionLog: decisionLog, feedback: feedback))
     }
 
     /// What serves a request now.
-    public var current: Serving { serving.withLockedValue { $0 } }
+    public var current: Serving { serving.withLock { $0 } }
 
     /// Changes a router's threshold (see ``Engine/set(router:threshold:strongFraction:)``); the
     /// files stay with the new generation.
     public func set(router: String, threshold: Double?, strongFraction: Double?) throws(EngineError) -> SetOutcome {
-        swapLock.lock()
-        defer { swapLock.unlock() }
+        try swapLock.withLock { _ throws(EngineError) in try setHoldingLock(router: router, threshold: threshold, strongFraction: strongFraction) }
+    }
+
+    private func setHoldingLock(router: String, threshold: Double?, strongFraction: Double?) throws(EngineError) -> SetOutcome {
         let outcome = try engine.set(router: router, threshold: threshold, strongFraction: strongFraction)
-        serving.withLockedValue { $0 = Serving(generation: engine.current, decisionLog: $0.decisionLog, feedback: $0.feedback) }
+        serving.withLock { $0 = Serving(generation: engine.current, decisionLog: $0.decisionLog, feedback: $0.feedback) }
         return outcome
     }
 
     /// Reloads the config; blocks while the new generation is built, so call it off the event loops.
     public func reload(trigger: String, dryRun: Bool = false) throws(EngineError) -> ReloadOutcome {
-        swapLock.lock()
-        defer { swapLock.unlock() }
+        try swapLock.withLock { _ throws(EngineError) in try reloadHoldingLock(trigger: trigger, dryRun: dryRun) }
+    }
+
+    private func reloadHoldingLock(trigger: String, dryRun: Bool) throws(EngineError) -> ReloadOutcome {
         if !dryRun { Systemd.notify("RELOADING=1") }
         defer { if !dryRun { Systemd.notify("READY=1\nSTATUS=serving generation \(engine.current.number)") } }
         let previous = current
@@ -72,7 +77,7 @@ public final class Reloader: Sendable {
             }
         }
         if !dryRun {
-            serving.withLockedValue { $0 = Serving(generation: engine.current, decisionLog: nextLog, feedback: nextStore) }
+            serving.withLock { $0 = Serving(generation: engine.current, decisionLog: nextLog, feedback: nextStore) }
             // A store the reload replaced writes what it has queued, then stops.
             if let old = previous.feedback, old !== nextStore { old.close() }
         }

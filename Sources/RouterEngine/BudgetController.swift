@@ -1,5 +1,5 @@
-import NIOConcurrencyHelpers
 import RouterConfig
+import Synchronization
 
 /// What the budget controller reports in `stats`.
 public struct BudgetSnapshot: Sendable, Hashable {
@@ -41,7 +41,7 @@ public final class BudgetController: Sendable {
     /// The candidate whose share is the target, for a share budget.
     private let targetIndex: Int?
     private let width: Int
-    private let state: NIOLockedValueBox<State>
+    private let state: Mutex<State>
 
     private struct State {
         /// Ring of the window's predictions: `width` qualities and costs per prompt.
@@ -66,7 +66,7 @@ public final class BudgetController: Sendable {
         initial.costs = .init(repeating: 0, count: budget.window * width)
         initial.chosenCost = .init(repeating: 0, count: budget.window)
         initial.chosenTarget = .init(repeating: false, count: budget.window)
-        state = NIOLockedValueBox(initial)
+        state = Mutex(initial)
     }
 
     /// Whether a reload with `budget` over `candidates` may keep this controller and its window.
@@ -77,7 +77,7 @@ public final class BudgetController: Sendable {
     }
 
     /// The λ to decide with now.
-    public var lambda: Double { state.withLockedValue { $0.lambda } }
+    public var lambda: Double { state.withLock { $0.lambda } }
 
     private var targetValue: Double {
         switch budget.target {
@@ -89,7 +89,7 @@ public final class BudgetController: Sendable {
     /// Records one decision's predictions and choice, and re-fits λ when it is due.
     func record(qualities: [Double], costs: [Double], chosen: Int) {
         precondition(qualities.count == width && costs.count == width)
-        let due: (qualities: [Double], costs: [Double], count: Int, achieved: Double)? = state.withLockedValue { state in
+        let due: (qualities: [Double], costs: [Double], count: Int, achieved: Double)? = state.withLock { state in
             let slot = state.next
             for column in 0..<width {
                 state.qualities[slot * width + column] = qualities[column]
@@ -125,7 +125,7 @@ public final class BudgetController: Sendable {
         var aim = goal + Self.feedbackGain * (goal - due.achieved)
         aim = targetIndex == nil ? min(max(aim, 0), 2 * goal) : min(max(aim, 0), 1)
         let lambda = fit(qualities: due.qualities, costs: due.costs, count: due.count, target: aim)
-        state.withLockedValue {
+        state.withLock {
             $0.lambda = lambda
             $0.fitting = false
         }
@@ -186,7 +186,7 @@ public final class BudgetController: Sendable {
     }
 
     func snapshot() -> BudgetSnapshot {
-        state.withLockedValue { state in
+        state.withLock { state in
             let achieved: Double? = state.filled > 0 ? Self.achieved(state, share: targetIndex != nil) : nil
             var model: String?
             if case .share(let name, _) = budget.target { model = name }

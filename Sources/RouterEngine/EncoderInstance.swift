@@ -1,7 +1,7 @@
 import Foundation
-import NIOConcurrencyHelpers
 import RouterConfig
 import RouterVocabulary
+import Synchronization
 import TextEncoder
 
 /// A configured encoder: the loaded model, its long-text policy, its cache and
@@ -68,7 +68,7 @@ public final class EncoderInstance: Sendable {
     }
 
     /// Loaded models by folder and kernel, so reloads and several encoders on one model share its weights.
-    private static let models = NIOLockedValueBox<[String: (stamp: String, encoder: SentenceEncoder)]>([:])
+    private static let models = Mutex<[String: (stamp: String, encoder: SentenceEncoder)]>([:])
 
     /// Loads (or reuses) the model of `config`.
     static func make(_ config: DaemonConfig.Encoder, reusing previous: EncoderInstance?) throws(EncoderError) -> EncoderInstance {
@@ -77,11 +77,11 @@ public final class EncoderInstance: Sendable {
         }
         let stamp = stamp(config.path)
         let key = [config.path, config.kernel.rawValue, config.precision.rawValue].joined(separator: "\u{0}")
-        if let cached = models.withLockedValue({ $0[key] }), cached.stamp == stamp {
+        if let cached = models.withLock({ $0[key] }), cached.stamp == stamp {
             return EncoderInstance(config: config, encoder: cached.encoder)
         }
         let encoder = try SentenceEncoder.load(modelDirectory: config.path, kernel: config.kernel, precision: config.precision)
-        models.withLockedValue { $0[key] = (stamp, encoder) }
+        models.withLock { $0[key] = (stamp, encoder) }
         return EncoderInstance(config: config, encoder: encoder)
     }
 

@@ -1,9 +1,9 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import RouterConfig
 import RouterPluginHost
 import RouterVocabulary
+import Synchronization
 import TextEncoder
 
 /// The decision pipeline and the current generation.
@@ -21,10 +21,10 @@ public final class Engine: Sendable {
     public let stats = Stats()
     private let executableDirectory: String?
     private let logger: Logger
-    private let generation: NIOLockedValueBox<Generation>
+    private let generation: ServingGeneration
     private let processSettings: ProcessSettings
     /// Serialises reloads and sets; requests never take it.
-    private let reloadLock = NIOLock()
+    private let reloadLock = Mutex(())
     private let started = ContinuousClock.now
     /// Which model each live session is on; kept across reloads.
     let sessions: SessionTable
@@ -35,13 +35,16 @@ public final class Engine: Sendable {
     /// Monotonic time for session and decision expiry and the learner's publishing.
     let clock: any EngineClock
     /// A generation a timed-out reload left building; reloads are refused until it returns.
-    private let abandonedBuild = NIOLockedValueBox<AbandonedBuild?>(nil)
+    private let abandonedBuild = AbandonedBuild()
 
-    /// A build past its reload's timeout, still running in a plugin's `create` (or elsewhere).
-    struct AbandonedBuild: Sendable {
-        var number: UInt64
-        var started: ContinuousClock.Instant
-        var progress: BuildProgress
+    /// The build past its reload's timeout, if any, still running in a plugin's `create` (or elsewhere).
+    final class AbandonedBuild: Sendable {
+        private let build = Mutex<GenerationBuild?>(nil)
+
+        var current: GenerationBuild? { build.withLock { $0 } }
+        func set(_ abandoned: GenerationBuild) { build.withLock { $0 = abandoned } }
+        /// Forgets `ended` if it is the one recorded.
+        func clear(_ ended: GenerationBuild) { build.withLock { if $0 === ended { $0 = nil } } }
     }
 
     /// Loads `configFile`, builds generation 1 and applies its process settings, or throws every problem found.
@@ -60,20 +63,42 @@ public final class Engine: Sendable {
         processSettings.apply(first.config)
         sessions = SessionTable(ttl: config.sessions.ttlSeconds, maxEntries: config.sessions.maxEntries)
         decisions = DecisionMemory(config.feedback)
-        let generation = NIOLockedValueBox(first)
+        let generation = ServingGeneration(first)
         self.generation = generation
         learner = OnlineLearner(
-            settings: config.feedback?.learning, clock: clock, current: { generation.withLockedValue { $0 } }, logger: logger)
+            settings: config.feedback?.learning, clock: clock, current: { generation.current }, logger: logger)
     }
 
     /// Ends the engine's own thread (the online learner's) and waits for it: the daemon calls
     /// this as it stops, after the last request. Outcomes not yet published stay in the feedback store.
     public func shutdown() {
         learner.shutdown()
+        // A build a reload gave up on may still be in a plugin's code: give it one more timeout
+        // to return, so its plugins are released before the process exits.
+        if let abandoned = abandonedBuild.current {
+            let timeout = current.config.reload.timeoutSeconds
+            if !abandoned.waitUntilEnded(within: timeout) {
+                logger.warning(
+                    "exiting while generation \(abandoned.number) is still being built (\(abandoned.progress.step)), \(Self.seconds(since: abandoned.started)) s after it started"
+                )
+            }
+        }
+    }
+
+    /// The generation new requests use, swapped in one step.
+    final class ServingGeneration: Sendable {
+        private let value: Mutex<Generation>
+
+        init(_ first: Generation) { value = Mutex(first) }
+
+        var current: Generation {
+            get { value.withLock { $0 } }
+            set { value.withLock { $0 = newValue } }
+        }
     }
 
     /// The generation new requests use.
-    public var current: Generation { generation.withLockedValue { $0 } }
+    public var current: Generation { generation.current }
 
     /// Validates a config file and builds its generation without applying its process settings, as
     /// `--check-config`, `routerctl eval` and `calibrate` do: nothing in the process changes.
@@ -102,11 +127,15 @@ public final class Engine: Sendable {
     public func reload(
         trigger: String, dryRun: Bool = false, prepare: (Generation) throws(GenerationError) -> Void = { _ in }
     ) throws(EngineError) -> ReloadOutcome {
-        reloadLock.lock()
-        defer { reloadLock.unlock() }
+        try reloadLock.withLock { _ throws(EngineError) in try reloadHoldingLock(trigger: trigger, dryRun: dryRun, prepare: prepare) }
+    }
+
+    private func reloadHoldingLock(
+        trigger: String, dryRun: Bool, prepare: (Generation) throws(GenerationError) -> Void
+    ) throws(EngineError) -> ReloadOutcome {
         let old = current
         do throws(GenerationError) {
-            if let abandoned = abandonedBuild.withLockedValue({ $0 }) {
+            if let abandoned = abandonedBuild.current {
                 let seconds = Self.seconds(since: abandoned.started)
                 throw GenerationError(problems: [
                     "an earlier reload timed out and its generation is still being built (\(abandoned.progress.step), for \(seconds) s); "
@@ -129,7 +158,7 @@ public final class Engine: Sendable {
             sessions.configure(ttl: next.config.sessions.ttlSeconds, maxEntries: next.config.sessions.maxEntries)
             decisions.configure(next.config.feedback)
             learner.configure(next.config.feedback?.learning)
-            generation.withLockedValue { $0 = next }
+            generation.current = next
             stats.recordReload(trigger: trigger, generation: next.number, problems: [])
             logger.notice(
                 "reloaded",
@@ -144,49 +173,26 @@ public final class Engine: Sendable {
         }
     }
 
-    /// Builds a generation on a thread of its own and waits at most the config's `reload.timeout` for it.
-    /// A plugin's code cannot be interrupted, so past the timeout the build is left to finish alone: it
-    /// is recorded as abandoned (refusing reloads), and what it builds is released when it returns.
+    /// Builds a generation on a thread of its own (``GenerationBuild``) and waits at most the config's
+    /// `reload.timeout` for it. Past the timeout the build is recorded as abandoned, refusing reloads,
+    /// and what it builds is released when it returns.
     private func build(config: DaemonConfig, number: UInt64, previous: Generation) throws(GenerationError) -> Generation {
-        enum State: Sendable {
-            case running
-            case finished(Result<Generation, GenerationError>)
-            case abandoned
-        }
-        let progress = BuildProgress()
-        let state = NIOLockedValueBox(State.running)
-        let finished = DispatchSemaphore(value: 0)
-        let started = ContinuousClock.now
         let (stats, logger, abandonedBuild) = (self.stats, self.logger, self.abandonedBuild)
-        Thread.detachNewThread {
-            let result = Result { () throws(GenerationError) in
+        let build = GenerationBuild(number: number) { progress in
+            Result { () throws(GenerationError) in
                 try Generation.build(config: config, number: number, previous: previous, stats: stats, logger: logger, progress: progress)
             }
-            let wasAbandoned = state.withLockedValue { state in
-                if case .abandoned = state { return true }
-                state = .finished(result)
-                return false
-            }
-            if wasAbandoned {
-                abandonedBuild.withLockedValue { $0 = nil }
-                logger.warning(
-                    "the generation a timed-out reload was building is done after \(Self.seconds(since: started)) s; it was discarded, and reloads are accepted again",
-                    metadata: ["generation": "\(number)"])
-            } else {
-                finished.signal()
-            }
+        } endedAbandoned: { build in
+            abandonedBuild.clear(build)
+            logger.warning(
+                "the generation a timed-out reload was building is done after \(Self.seconds(since: build.started)) s; it was discarded, and reloads are accepted again",
+                metadata: ["generation": "\(number)"])
         }
         let timeout = config.reload.timeoutSeconds
-        _ = finished.wait(timeout: .now() + .nanoseconds(Int(timeout * 1e9)))
-        let result: Result<Generation, GenerationError>? = state.withLockedValue { state in
-            if case .finished(let result) = state { return result }
-            state = .abandoned
-            abandonedBuild.withLockedValue { $0 = AbandonedBuild(number: number, started: started, progress: progress) }
-            return nil
-        }
-        guard let result else {
+        guard let result = build.result(within: timeout) else {
+            abandonedBuild.set(build)
             throw GenerationError(problems: [
-                "reload timed out after \(Self.seconds(since: started)) s (reload.timeout: \(timeout)) while \(progress.step); "
+                "reload timed out after \(Self.seconds(since: build.started)) s (reload.timeout: \(timeout)) while \(build.progress.step); "
                     + "it goes on in the background and is discarded when it returns, and reloads are refused until then"
             ])
         }
@@ -202,13 +208,15 @@ public final class Engine: Sendable {
     /// generation that shares every plugin instance. The config file is untouched:
     /// the next reload restores its value.
     public func set(router name: String, threshold: Double?, strongFraction: Double?) throws(EngineError) -> SetOutcome {
-        reloadLock.lock()
-        defer { reloadLock.unlock() }
+        try reloadLock.withLock { _ throws(EngineError) in try setHoldingLock(router: name, threshold: threshold, strongFraction: strongFraction) }
+    }
+
+    private func setHoldingLock(router name: String, threshold: Double?, strongFraction: Double?) throws(EngineError) -> SetOutcome {
         let old = current
         let router = try Self.router(named: name, in: old)
         let changed = try router.with(threshold: threshold, strongFraction: strongFraction)
         let next = old.replacing(changed, number: old.number + 1)
-        generation.withLockedValue { $0 = next }
+        generation.current = next
         let what =
             threshold.map { "threshold \($0)" }
             ?? "strong_fraction \(strongFraction ?? 0) → threshold \(String(format: "%.4f", changed.threshold ?? 0))"

@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Monotonic time for the engine's timed logic: session and decision expiry, and when the online
 /// learner publishes. Everything that decides by time is handed one, so that logic is tested
@@ -26,15 +26,15 @@ public struct SystemClock: EngineClock {
 /// A clock that moves only when told to: virtual time for tests, as NIOEmbedded's event loop
 /// gives swift-nio's. Starts at 0.
 public final class ManualClock: EngineClock {
-    private let now = NIOLockedValueBox(0.0)
+    private let now = Mutex(0.0)
 
     public init() {}
 
-    public var seconds: Double { now.withLockedValue { $0 } }
+    public var seconds: Double { now.withLock { $0 } }
 
     /// Moves the clock forward by `seconds` (≥ 0).
     public func advance(by seconds: Double) {
         precondition(seconds >= 0, "a monotonic clock does not go back")
-        now.withLockedValue { $0 += seconds }
+        now.withLock { $0 += seconds }
     }
 }

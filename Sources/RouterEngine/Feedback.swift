@@ -1,7 +1,7 @@
-import NIOConcurrencyHelpers
 import RouterConfig
 import RouterVocabulary
 import StableHash
+import Synchronization
 
 /// How a model did on a prompt, as a service reports it.
 public enum OutcomeValue: Sendable, Hashable {
@@ -53,16 +53,16 @@ final class DecisionMemory: Sendable {
         var candidates: [Candidate]
     }
 
-    private let table: NIOLockedValueBox<ExpiringLRU<Remembered>?>
+    private let table: Mutex<ExpiringLRU<Remembered>?>
 
     init(_ settings: DaemonConfig.Feedback?) {
-        table = NIOLockedValueBox(nil)
+        table = Mutex(nil)
         configure(settings)
     }
 
     /// Takes a generation's settings; remembered decisions stay unless feedback was turned off.
     func configure(_ settings: DaemonConfig.Feedback?) {
-        table.withLockedValue { table in
+        table.withLock { table in
             guard let settings else {
                 table = nil
                 return
@@ -77,16 +77,16 @@ final class DecisionMemory: Sendable {
         }
     }
 
-    var count: Int { table.withLockedValue { $0?.count ?? 0 } }
-    var bytes: Int { table.withLockedValue { $0?.totalCost ?? 0 } }
-    var ttl: Double? { table.withLockedValue { $0?.ttl } }
+    var count: Int { table.withLock { $0?.count ?? 0 } }
+    var bytes: Int { table.withLock { $0?.totalCost ?? 0 } }
+    var ttl: Double? { table.withLock { $0?.ttl } }
 
     func remember(_ id: String, _ decision: Remembered, now: Double) {
-        table.withLockedValue { $0?.set(id, decision, cost: decision.prompt.utf8.count + 64, now: now) }
+        table.withLock { $0?.set(id, decision, cost: decision.prompt.utf8.count + 64, now: now) }
     }
 
     func recall(_ id: String, now: Double) -> Remembered? {
-        table.withLockedValue { $0?.value(for: id, now: now) }
+        table.withLock { $0?.value(for: id, now: now) }
     }
 
     /// A new decision id: 128 bits from the system's CSPRNG (getrandom), as 32 hex digits. An id is

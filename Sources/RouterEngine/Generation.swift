@@ -1,8 +1,8 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import RouterConfig
 import RouterPluginHost
+import Synchronization
 import TextEncoder
 
 /// Everything that went wrong building a generation, one line each.
@@ -141,13 +141,13 @@ public final class Generation: Sendable {
 /// What ``Generation/build(config:number:previous:stats:logger:progress:)`` is doing now, readable from
 /// another thread while it runs.
 public final class BuildProgress: Sendable {
-    private let current = NIOLockedValueBox("reading the config")
+    private let current = Mutex("reading the config")
 
     public init() {}
 
     public var step: String {
-        get { current.withLockedValue { $0 } }
-        set { current.withLockedValue { $0 = newValue } }
+        get { current.withLock { $0 } }
+        set { current.withLock { $0 = newValue } }
     }
 }
 

@@ -5,6 +5,7 @@ import RouterJSON
 import RouterPluginHost
 import RouterPluginKit
 import RouterVocabulary
+import Synchronization
 
 /// What online learning has done for one router since the daemon started.
 public struct LearningStatus: Sendable, Hashable {
@@ -90,7 +91,7 @@ struct PublishQueue: Sendable {
 final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by `condition`.
     private let condition = NSCondition()
     /// Held while a publish or a forget talks to a plugin, so the two never overlap.
-    private let publishing = NSLock()
+    private let publishing = Mutex(())
     private var queue = PublishQueue()
     private var statuses: [String: LearningStatus] = [:]
     private var settings: DaemonConfig.Feedback.Learning?
@@ -161,12 +162,12 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
 
     /// Drops `router`'s pending outcomes and has its plugin forget what it learned.
     func forget(_ router: RouterInstance) throws(PluginScoreError) {
-        publishing.lock()
-        defer { publishing.unlock() }
-        condition.lock()
-        queue.drop(router.name)
-        condition.unlock()
-        try router.forget()
+        try publishing.withLock { _ throws(PluginScoreError) in
+            condition.lock()
+            queue.drop(router.name)
+            condition.unlock()
+            try router.forget()
+        }
         logger.notice("forgot what was learned online", metadata: ["router": "\(router.name)"])
     }
 
@@ -194,8 +195,10 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
     }
 
     private func publish(_ batch: [Outcome], to name: String) {
-        publishing.lock()
-        defer { publishing.unlock() }
+        publishing.withLock { _ in publishHoldingLock(batch, to: name) }
+    }
+
+    private func publishHoldingLock(_ batch: [Outcome], to name: String) {
         var embedMilliseconds: Double?
         var learnMilliseconds: Double?
         var dropped = 0

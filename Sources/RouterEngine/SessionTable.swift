@@ -1,4 +1,4 @@
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Which model each live session is on, so a conversation does not bounce between
 /// models: a session keeps its model for `ttl` seconds after its last request, and
@@ -13,27 +13,27 @@ final class SessionTable: Sendable {
         var rank: Int
     }
 
-    private let table: NIOLockedValueBox<ExpiringLRU<Entry>>
+    private let table: Mutex<ExpiringLRU<Entry>>
 
     init(ttl: Double, maxEntries: Int) {
-        table = NIOLockedValueBox(ExpiringLRU(ttl: ttl, maxEntries: maxEntries))
+        table = Mutex(ExpiringLRU(ttl: ttl, maxEntries: maxEntries))
     }
 
     /// Takes a new generation's settings; the sessions stay.
     func configure(ttl: Double, maxEntries: Int) {
-        table.withLockedValue {
+        table.withLock {
             $0.ttl = ttl
             $0.maxEntries = maxEntries
         }
     }
 
-    var count: Int { table.withLockedValue { $0.count } }
+    var count: Int { table.withLock { $0.count } }
 
     /// The model for this turn of `session` on `router`, given the policy's `choice`, and how the session
     /// shaped it. `candidates` are the router's, to tell whether a remembered model still applies.
     func decide(router: String, session: String, choice: Candidate, candidates: [Candidate], now: Double) -> (Candidate, SessionAffinity) {
         let key = router + "\u{0}" + session
-        return table.withLockedValue { table in
+        return table.withLock { table in
             var affinity = SessionAffinity.new
             var decided = choice
             if let entry = table.value(for: key, now: now), let remembered = candidates.first(where: { $0.name == entry.model }) {

@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// One router's activity since the daemon started.
 public struct RouterActivity: Sendable, Hashable {
@@ -66,12 +66,12 @@ public final class Stats: Sendable {
         var reloadFailures: UInt64 = 0
     }
 
-    private let counters = NIOLockedValueBox(Counters())
+    private let counters = Mutex(Counters())
 
     public init() {}
 
     func recordDecision(router: String, model: String, tier: RoutingTier?, score: Double?, microseconds: Double) {
-        counters.withLockedValue { counters in
+        counters.withLock { counters in
             counters.recent[router, default: RecentDecisions()].append(score: score, microseconds: microseconds)
             counters.routers[router, default: RouterActivity()].decisions += 1
             counters.routers[router, default: RouterActivity()].models[model, default: 0] += 1
@@ -84,15 +84,15 @@ public final class Stats: Sendable {
     }
 
     func recordScored(router: String, count: Int) {
-        counters.withLockedValue { $0.routers[router, default: RouterActivity()].scored += UInt64(count) }
+        counters.withLock { $0.routers[router, default: RouterActivity()].scored += UInt64(count) }
     }
 
     func recordPluginError(router: String) {
-        counters.withLockedValue { $0.routers[router, default: RouterActivity()].errors += 1 }
+        counters.withLock { $0.routers[router, default: RouterActivity()].errors += 1 }
     }
 
     func recordEvent(router: String, event: String) {
-        counters.withLockedValue { counters in
+        counters.withLock { counters in
             counters.routers[router, default: RouterActivity()].events[event, default: 0] += 1
             if event.hasPrefix(RouterActivity.fallbackPrefix) { counters.routers[router, default: RouterActivity()].fallbacks += 1 }
         }
@@ -105,7 +105,7 @@ public final class Stats: Sendable {
         let event = ReloadEvent(
             time: Date().timeIntervalSince1970, trigger: trigger, accepted: problems.isEmpty, generation: generation,
             problems: Array(problems.prefix(5)))
-        counters.withLockedValue {
+        counters.withLock {
             if problems.isEmpty { $0.reloads += 1 } else { $0.reloadFailures += 1 }
             $0.history.append(event)
             if $0.history.count > Self.historyLength { $0.history.removeFirst($0.history.count - Self.historyLength) }
@@ -113,7 +113,7 @@ public final class Stats: Sendable {
     }
 
     public func snapshot() -> StatsSnapshot {
-        counters.withLockedValue { counters in
+        counters.withLock { counters in
             StatsSnapshot(
                 routers: counters.routers.reduce(into: [:]) { result, entry in
                     var router = entry.value

@@ -1,6 +1,6 @@
 import CRouterPlugin
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Why a plugin library could not be used.
 public struct PluginLoadError: Error, Sendable, CustomStringConvertible {
@@ -36,11 +36,11 @@ public final class PluginLibrary: Sendable {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map { ($0 as NSString).deletingLastPathComponent }
     }
 
-    private static let cache = NIOLockedValueBox<[String: PluginLibrary]>([:])
+    private static let cache = Mutex<[String: PluginLibrary]>([:])
 
     /// Loads the library at `path`, or returns the copy already loaded.
     public static func load(path: String) throws(PluginLoadError) -> PluginLibrary {
-        let result: Result<PluginLibrary, PluginLoadError> = cache.withLockedValue { cache in
+        let result: Result<PluginLibrary, PluginLoadError> = cache.withLock { cache in
             if let loaded = cache[path] { return .success(loaded) }
             do {
                 let library = try PluginLibrary(opening: path)

@@ -1,5 +1,6 @@
 import CRouterPlugin
 import Foundation
+import Synchronization
 
 /// Fills the C vtable for a Swift plugin type. Call it from the plugin's one
 /// exported entry point:
@@ -42,19 +43,7 @@ public func exportRouterPlugin<Plugin: RouterPlugin>(
 
 /// The factory of the one plugin type this image exports. Each plugin image
 /// links its own copy of this module, so each has its own registry.
-private let registry = FactoryRegistry()
-
-private final class FactoryRegistry: @unchecked Sendable {
-    // Guarded by `lock`.
-    private var factory: (@Sendable (PluginContext) throws -> any RouterPlugin)?
-    private let lock = NSLock()
-
-    func withLock<T>(_ body: (inout (@Sendable (PluginContext) throws -> any RouterPlugin)?) -> T) -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return body(&factory)
-    }
-}
+private let registry = Mutex<(@Sendable (PluginContext) throws -> any RouterPlugin)?>(nil)
 
 /// Keeps an instance alive behind the opaque pointer the host holds.
 private final class InstanceBox {
@@ -78,19 +67,8 @@ private func staticCString(_ string: String) -> UnsafePointer<CChar> {
     }
 }
 
-private let staticStrings = StaticStrings()
-
-private final class StaticStrings: @unchecked Sendable {
-    // Guarded by `lock`.
-    private var strings: [String: UnsafeMutablePointer<CChar>] = [:]
-    private let lock = NSLock()
-
-    func withLock<T>(_ body: (inout [String: UnsafeMutablePointer<CChar>]) -> T) -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return body(&strings)
-    }
-}
+/// Guarded because any host thread may ask for a description; the pointers are never freed.
+private let staticStrings = Mutex<[String: UnsafeMutablePointer<CChar>]>([:])
 
 private func errorString(_ error: any Error) -> UnsafeMutablePointer<CChar>? {
     strdup((error as? PluginError)?.message ?? "\(error)")

@@ -1,12 +1,12 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import RouterEngine
 import RouterdTestSupport
 import ServiceLifecycle
 import ServiceLifecycleTestKit
+import Synchronization
 import Testing
 
 @testable import RouterDaemon
@@ -17,8 +17,8 @@ import Testing
 @Suite(.timeLimit(.minutes(5))) struct ServiceTests {
     /// Log lines, kept for the test to read.
     final class CapturedLog: Sendable {
-        private let lines = NIOLockedValueBox<[String]>([])
-        var all: [String] { lines.withLockedValue { $0 } }
+        private let lines = Mutex<[String]>([])
+        var all: [String] { lines.withLock { $0 } }
 
         func logger() -> Logger {
             Logger(label: "service-tests") { _ in Handler(log: self) }
@@ -33,7 +33,7 @@ import Testing
                 set { metadata[key] = newValue }
             }
             func log(event: LogEvent) {
-                log.lines.withLockedValue { $0.append("\(event.level) \(event.message)") }
+                log.lines.withLock { $0.append("\(event.level) \(event.message)") }
             }
         }
     }
@@ -63,18 +63,19 @@ import Testing
         let log = CapturedLog()
         let reloader = try Self.reloader(in: directory, logger: log.logger())
         let watcher = ConfigWatcher(reloader: reloader, threadPool: .singleton, logger: log.logger(), inotify: -1, unavailable: "EMFILE (test)")
-        let ended = NIOLockedValueBox(false)
+        final class Ended: Sendable { let value = Mutex(false) }
+        let ended = Ended()
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try await watcher.run()
-                    ended.withLockedValue { $0 = true }
+                    ended.value.withLock { $0 = true }
                 }
                 // Whatever happens here, shut the service down after, or the group would wait for it forever.
                 do {
                     #expect(try await Self.eventually { log.all.contains { $0.hasPrefix("warning reload.watch: inotify is unavailable") } })
                     // Had it returned, the service group would have stopped the daemon with it.
-                    #expect(!ended.withLockedValue { $0 }, "the watcher must keep running without inotify")
+                    #expect(!ended.value.withLock { $0 }, "the watcher must keep running without inotify")
                 } catch {
                     trigger.triggerGracefulShutdown()
                     throw error
@@ -83,7 +84,7 @@ import Testing
                 try await group.waitForAll()
             }
         }
-        #expect(ended.withLockedValue { $0 })
+        #expect(ended.value.withLock { $0 })
     }
 
     @Test func theDaemonServesUntilGracefulShutdownAndRemovesItsSocket() async throws {

@@ -1,10 +1,10 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import RouterConfig
 import RouterEngine
 import RouterPluginKit
 import RouterdTestSupport
+import Synchronization
 import Testing
 
 /// The engine in-process, without a socket: real configs, real plugins built by this package.
@@ -98,8 +98,8 @@ import Testing
     }
 
     final class Applied: Sendable {
-        private let files = NIOLockedValueBox<[String]>([])
-        func record(_ file: String) { files.withLockedValue { $0.append(file) } }
-        var count: Int { files.withLockedValue { $0.count } }
+        private let files = Mutex<[String]>([])
+        func record(_ file: String) { files.withLock { $0.append(file) } }
+        var count: Int { files.withLock { $0.count } }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import RouterProtocol
 import RouterdTestSupport
+import Synchronization
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -172,14 +173,14 @@ struct CausalLLMServerTests {
     }
 
     static func synchronousData(_ request: URLRequest) throws -> Data {
-        final class Box: @unchecked Sendable { var data: Data? }
+        final class Box: Sendable { let data = Mutex<Data?>(nil) }
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         URLSession.shared.dataTask(with: request) { data, _, _ in
-            box.data = data
+            box.data.withLock { $0 = data }
             done.signal()
         }.resume()
-        guard done.wait(timeout: .now() + 60) == .success, let data = box.data else { throw HarnessError("no reply from \(url)") }
+        guard done.wait(timeout: .now() + 60) == .success, let data = box.data.withLock({ $0 }) else { throw HarnessError("no reply from \(url)") }
         return data
     }
 

@@ -1,8 +1,8 @@
 import Foundation
-import NIOConcurrencyHelpers
 import RouterEvaluation
 import RouterTraining
 import RouterdTestSupport
+import Synchronization
 import Testing
 import TrainingRows
 
@@ -182,7 +182,8 @@ import TrainingRows
         let store = directory.path + "/feedback"
         var daemon: Daemon? = try Self.daemon(in: directory)
         let socket = daemon!.socket
-        let acknowledged = NIOLockedValueBox<[String]>([])
+        final class Acknowledged: Sendable { let prompts = Mutex<[String]>([]) }
+        let acknowledged = Acknowledged()
         let senders = (0..<4).map { sender in
             Thread {
                 guard let connection = try? LineSocket(path: socket) else { return }
@@ -195,16 +196,16 @@ import TrainingRows
                     guard (try? connection.send(line + "\n")) != nil, let reply = try? connection.readLine(timeout: 5),
                         (try? JSON.object(reply))?.ok == true
                     else { return }
-                    acknowledged.withLockedValue { $0.append(prompt) }
+                    acknowledged.prompts.withLock { $0.append(prompt) }
                 }
             }
         }
         for sender in senders { sender.start() }
-        #expect(eventually(within: 60) { acknowledged.withLockedValue { $0.count } >= 400 })
+        #expect(eventually(within: 60) { acknowledged.prompts.withLock { $0.count } >= 400 })
         kill(daemon!.process.processIdentifier, SIGKILL)
         daemon!.process.waitUntilExit()
         Thread.sleep(forTimeInterval: 0.5)  // the senders see the connection close
-        let acked = Set(acknowledged.withLockedValue { $0 })
+        let acked = Set(acknowledged.prompts.withLock { $0 })
         func recorded() throws -> Set<String> {
             Set(try BattlesReader.read(file: store + "/battles.jsonl").map(\.prompt) + (try QualityFile.read(store + "/quality.jsonl")).map(\.prompt))
         }

@@ -1,6 +1,6 @@
 import Foundation
-import NIOConcurrencyHelpers
 import RouterdTestSupport
+import Synchronization
 import Testing
 
 /// Start, stop, reload, systemd integration and access control.
@@ -173,29 +173,32 @@ import Testing
         daemons.insert(first)
 
         // Clients keep asking while the daemon crashes and comes back.
-        let refused = NIOLockedValueBox(0)
-        let answered = NIOLockedValueBox<[Date]>([])
-        let stop = NIOLockedValueBox(false)
-        let stopped = NIOLockedValueBox(0)
+        final class Traffic: Sendable {
+            let refused = Mutex(0)
+            let answered = Mutex<[Date]>([])
+            let stop = Mutex(false)
+            let stopped = Mutex(0)
+        }
+        let traffic = Traffic()
         let clients = (0..<4).map { _ in
             Thread {
-                defer { stopped.withLockedValue { $0 += 1 } }
-                while !stop.withLockedValue({ $0 }) {
+                defer { traffic.stopped.withLock { $0 += 1 } }
+                while !traffic.stop.withLock({ $0 }) {
                     do {
                         let connection = try LineSocket(path: socketPath)
                         if (try? connection.request(#"{"op":"route","router":"constant","prompt":"fine"}"#))?.ok == true {
-                            answered.withLockedValue { $0.append(Date()) }
+                            traffic.answered.withLock { $0.append(Date()) }
                         }
                         connection.close()
                     } catch {
-                        refused.withLockedValue { $0 += 1 }  // connect() failed: the socket refused us
+                        traffic.refused.withLock { $0 += 1 }  // connect() failed: the socket refused us
                     }
                     usleep(20_000)
                 }
             }
         }
         for client in clients { client.start() }
-        #expect(eventually { answered.withLockedValue { $0.count } >= 4 }, "the clients are served before the crash")
+        #expect(eventually { traffic.answered.withLock { $0.count } >= 4 }, "the clients are served before the crash")
         let crashedAt = Date()
         let victim = try LineSocket(path: socketPath)
         try victim.send(#"{"op":"route","router":"constant","prompt":"crash now"}"# + "\n")
@@ -203,15 +206,15 @@ import Testing
         #expect(last == nil, "the crashing daemon closes the connection without an answer: \(last ?? "")")
         #expect(eventually(within: 30) { (daemonPID().map { $0 != first }) == true }, "a new daemon serves")
         if let second = daemonPID() { daemons.insert(second) }
-        _ = eventually { answered.withLockedValue { $0.contains { $0 > crashedAt.addingTimeInterval(0.5) } } }
-        stop.withLockedValue { $0 = true }
-        #expect(eventually { stopped.withLockedValue { $0 } == clients.count })
-        let firstAfter = answered.withLockedValue { $0.first { $0 > crashedAt.addingTimeInterval(0.5) } }
+        _ = eventually { traffic.answered.withLock { $0.contains { $0 > crashedAt.addingTimeInterval(0.5) } } }
+        traffic.stop.withLock { $0 = true }
+        #expect(eventually { traffic.stopped.withLock { $0 } == clients.count })
+        let firstAfter = traffic.answered.withLock { $0.first { $0 > crashedAt.addingTimeInterval(0.5) } }
         let gap = firstAfter.map { $0.timeIntervalSince(crashedAt) }
         print(
-            "crash under socket activation: \(refused.withLockedValue { $0 }) refused connections; first answer \(gap.map { String(format: "%.2f s", $0) } ?? "none") after the crash (restart delay 1 s)"
+            "crash under socket activation: \(traffic.refused.withLock { $0 }) refused connections; first answer \(gap.map { String(format: "%.2f s", $0) } ?? "none") after the crash (restart delay 1 s)"
         )
-        #expect(refused.withLockedValue { $0 } == 0, "no client was refused")
+        #expect(traffic.refused.withLock { $0 } == 0, "no client was refused")
         #expect(gap != nil, "clients were answered after the restart")
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import RouterProtocol
 import RouterdTestSupport
 import SafeTensors
+import Synchronization
 import Testing
 
 /// Issue 6's proof: clients pipeline decisions over 8 connections while the
@@ -27,11 +28,10 @@ struct SoakTests {
         var failures: [String] = []
     }
 
-    final class StopFlag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var stopped = false
-        var isSet: Bool { lock.withLock { stopped } }
-        func set() { lock.withLock { stopped = true } }
+    final class StopFlag: Sendable {
+        private let stopped = Mutex(false)
+        var isSet: Bool { stopped.withLock { $0 } }
+        func set() { stopped.withLock { $0 = true } }
     }
 
     @Test func fiftyReloadsUnderEightPipeliningClientsLoseNothing() throws {

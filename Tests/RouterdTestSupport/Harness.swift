@@ -1,5 +1,6 @@
 import Foundation
 import RouterProtocol
+import Synchronization
 import Testing
 
 // Every suite sets `.timeLimit(.minutes(5))` (the external-package build 10): a guard against a
@@ -356,12 +357,10 @@ public func eventually(within seconds: Double = 10, _ condition: () throws -> Bo
 
 /// Launches one process at a time: Foundation's Process on Linux is not robust when many
 /// threads launch processes at once, as a parallel test run does.
-private let launchLock = NSLock()
+private let launchLock = Mutex(())
 
 public func launch(_ process: Process) throws {
-    launchLock.lock()
-    defer { launchLock.unlock() }
-    try process.run()
+    try launchLock.withLock { _ in try process.run() }
 }
 
 extension Decision {

@@ -1,7 +1,7 @@
 import Foundation
-import NIOConcurrencyHelpers
 import RouterVocabulary
 import RouterdTestSupport
+import Synchronization
 import Testing
 
 @testable import TextEncoder
@@ -285,28 +285,23 @@ struct EmbeddingTests {
 /// pass is deterministic.
 @Suite struct EmbeddingBatcherTests {
     /// A stand-in encoder: a text's vector is its length and first byte; records each pass.
-    final class Recorder: @unchecked Sendable {
-        private let lock = NSLock()
-        private var held: DispatchSemaphore?
-        private(set) var passes: [[String]] = []
+    final class Recorder: Sendable {
+        private let held: DispatchSemaphore?
+        private let passes = Mutex<[[String]]>([])
 
         init(holdFirstPass: Bool) { held = holdFirstPass ? DispatchSemaphore(value: 0) : nil }
 
         func embed(_ texts: [String]) -> [[Float]] {
-            lock.lock()
-            passes.append(texts)
-            let wait = passes.count == 1 ? held : nil
-            lock.unlock()
-            wait?.wait()
+            let first = passes.withLock { passes in
+                passes.append(texts)
+                return passes.count == 1
+            }
+            if first { held?.wait() }
             return texts.map { Self.vector($0) }
         }
 
         func release() { held?.signal() }
-        var recorded: [[String]] {
-            lock.lock()
-            defer { lock.unlock() }
-            return passes
-        }
+        var recorded: [[String]] { passes.withLock { $0 } }
 
         static func vector(_ text: String) -> [Float] { [Float(text.utf8.count), Float(text.utf8.first ?? 0)] }
     }
@@ -320,18 +315,15 @@ struct EmbeddingTests {
     @Test func callsQueuedDuringAPassShareTheNextOneAndEachGetsItsOwnVectors() {
         let recorder = Recorder(holdFirstPass: true)
         let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 0, workers: 1), name: "test", embed: recorder.embed)
-        final class Answers: @unchecked Sendable {
-            let lock = NSLock()
-            var byCall: [String: [[Float]]] = [:]
+        final class Answers: Sendable {
+            let byCall = Mutex<[String: [[Float]]]>([:])
         }
         let answers = Answers()
         let group = DispatchGroup()
         func submit(_ texts: [String]) {
             group.enter()
             batcher.submit(texts) { vectors in
-                answers.lock.lock()
-                answers.byCall[texts.joined(separator: "|")] = vectors
-                answers.lock.unlock()
+                answers.byCall.withLock { $0[texts.joined(separator: "|")] = vectors }
                 group.leave()
             }
         }
@@ -345,10 +337,10 @@ struct EmbeddingTests {
         recorder.release()
         #expect(group.wait(timeout: .now() + 10) == .success)
         #expect(recorder.recorded == [["first"], ["a", "bb", "ccc", "dddd"]])
-        for (key, vectors) in answers.byCall {
+        for (key, vectors) in answers.byCall.withLock({ $0 }) {
             #expect(vectors == key.split(separator: "|").map { Recorder.vector(String($0)) }, "\(key)")
         }
-        #expect(answers.byCall.count == 4)
+        #expect(answers.byCall.withLock { $0.count } == 4)
         let counters = batcher.counters
         #expect(counters.batches == 2 && counters.calls == 4 && counters.texts == 5 && counters.largestBatch == 4)
     }
@@ -373,13 +365,14 @@ struct EmbeddingTests {
         // waited would miss the guard below by an hour, not by a scheduling hiccup.
         let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 3600, workers: 2), name: "test", embed: recorder.embed)
         let done = DispatchSemaphore(value: 0)
-        let result = NIOLockedValueBox<[[Float]]?>(nil)
+        final class Answer: Sendable { let embeddings = Mutex<[[Float]]?>(nil) }
+        let result = Answer()
         Thread {
-            result.withLockedValue { $0 = batcher.embed(["alone"]) }
+            result.embeddings.withLock { $0 = batcher.embed(["alone"]) }
             done.signal()
         }.start()
         #expect(done.wait(timeout: .now() + 60) == .success, "a lone call waited for company")
-        #expect(result.withLockedValue { $0 } == [Recorder.vector("alone")])
+        #expect(result.embeddings.withLock { $0 } == [Recorder.vector("alone")])
         #expect(batcher.embed([]) == [])
     }
 }

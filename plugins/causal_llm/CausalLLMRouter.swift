@@ -2,6 +2,7 @@ import CRouterPlugin
 import Foundation
 import RouterJSON
 import RouterPluginKit
+import Synchronization
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -253,45 +254,47 @@ final class CausalLLMRouter: RouterPlugin {
 }
 
 /// A URLSession reply, handed from its callback thread to the waiting caller.
-private final class OutcomeBox: @unchecked Sendable {
-    // Guarded by `lock`.
-    private let lock = NSLock()
-    private var data: Data?
-    private var response: URLResponse?
-    private var error: (any Error)?
+private final class OutcomeBox: Sendable {
+    private struct Reply: Sendable {
+        var data: Data?
+        var response: URLResponse?
+        var error: (any Error)?
+    }
+    private let reply = Mutex(Reply())
 
     func set(data: Data?, response: URLResponse?, error: (any Error)?) {
-        lock.withLock { (self.data, self.response, self.error) = (data, response, error) }
+        reply.withLock { $0 = Reply(data: data, response: response, error: error) }
     }
 
     func get() -> (Data?, URLResponse?, (any Error)?) {
-        lock.withLock { (data, response, error) }
+        reply.withLock { ($0.data, $0.response, $0.error) }
     }
 }
 
 /// Per-index results of a concurrent batch, and the next index to score.
-private final class ResultBox: @unchecked Sendable {
-    // Guarded by `lock`.
-    private let lock = NSLock()
-    private var storage: [Result<Double, any Error>?]
-    private var next = 0
+private final class ResultBox: Sendable {
+    private struct State {
+        var storage: [Result<Double, any Error>?]
+        var next = 0
+    }
+    private let state: Mutex<State>
+
+    init(count: Int) { state = Mutex(State(storage: Array(repeating: nil, count: count))) }
 
     /// The next unscored index, or nil when every one is taken.
     func claim() -> Int? {
-        lock.withLock {
-            guard next < storage.count else { return nil }
-            defer { next += 1 }
-            return next
+        state.withLock { state in
+            guard state.next < state.storage.count else { return nil }
+            defer { state.next += 1 }
+            return state.next
         }
     }
 
-    init(count: Int) { storage = Array(repeating: nil, count: count) }
-
     func set(_ index: Int, _ result: Result<Double, any Error>) {
-        lock.withLock { storage[index] = result }
+        state.withLock { $0.storage[index] = result }
     }
 
-    var values: [Result<Double, any Error>?] { lock.withLock { storage } }
+    var values: [Result<Double, any Error>?] { state.withLock { $0.storage } }
 }
 
 @_cdecl("routerd_plugin_entry")
