@@ -74,7 +74,6 @@ let package = Package(
             dependencies: [
                 "CRouterPlugin", "RouterPluginKit", "RouterVocabulary",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
 
         // The routers' models: each owns its weights format and maths, shared by its plugin and its trainer.
@@ -86,7 +85,6 @@ let package = Package(
             name: "Labelling",
             dependencies: [
                 "OpenAIChat", "RouterConfig", "RouterJSON", "StableHash", "TrainingRows",
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
         .target(name: "SimilarityRanking", dependencies: ["CBLAS", "RouterVocabulary", "SafeTensors", "StableHash"]),
         // The classifier router's head (RouteLLM's BERT role on a frozen encoder).
@@ -120,7 +118,6 @@ let package = Package(
             dependencies: [
                 "RouterConfig", "RouterJSON", "RouterPluginHost", "RouterPluginKit", "RouterVocabulary", "StableHash", "TextEncoder",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
         // The socket server: framing, connections, the dispatcher to the wire, reloads, lifecycle, systemd.
         .target(
@@ -128,7 +125,6 @@ let package = Package(
             dependencies: [
                 "RouterConfig", "RouterEngine", "RouterJSON", "RouterProtocol", "RouterVocabulary", "StableHash", "TextEncoder", "TrainingRows",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -205,7 +201,7 @@ let package = Package(
         .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig", "RouterVocabulary"]),
         .testTarget(
             name: "TextEncoderTests",
-            dependencies: ["RouterdTestSupport", "RouterVocabulary", "TextEncoder", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
+            dependencies: ["RouterdTestSupport", "RouterVocabulary", "TextEncoder"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "StableHashTests", dependencies: ["StableHash"]),
         .testTarget(name: "TrainingRowsTests", dependencies: ["RouterJSON", "RouterVocabulary", "TrainingRows"]),
@@ -225,7 +221,6 @@ let package = Package(
             dependencies: [
                 "RouterConfig", "RouterJSON", "RouterdTestSupport", "RouterEngine", "RouterPluginHost", "RouterPluginKit",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
         // In-process: framing, connections and services on NIO's and ServiceLifecycle's test kits.
         .testTarget(
@@ -233,7 +228,6 @@ let package = Package(
             dependencies: [
                 "RouterDaemon", "RouterdTestSupport", "RouterEngine", "RouterProtocol",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -248,7 +242,6 @@ let package = Package(
                 "SimilarityRanking",
                 "StableHash", "TextEncoder", "TrainingRows",
                 "routerd", "routerctl",
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             exclude: ["ExternalPlugin", "ExternalPackage"]),
     ]
