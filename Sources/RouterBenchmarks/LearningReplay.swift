@@ -235,6 +235,7 @@ public struct LearningReplay: Sendable {
               minilm: {path: \(modelFolder), cache_size: 100000}
             feedback:
               directory: \(feedback)
+              allow: {uids: [\(getuid())]}
               learning: {publish_every: \(publishEvery), publish_interval_ms: 200}
               decisions: {max_entries: 1000}
             routers:

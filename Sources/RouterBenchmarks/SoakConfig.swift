@@ -80,7 +80,7 @@ struct SoakConfig: Sendable {
             "logging: {level: notice}",
             "models: \(try json(models))",
             // Fewer decisions remembered for feedback than the default 100,000, so the table fills within a long run.
-            "feedback: {directory: \(try json(folder + "/feedback")), decisions: {max_entries: 20000}, learning: {publish_every: 50}}",
+            "feedback: {directory: \(try json(folder + "/feedback")), allow: {uids: [\(getuid())]}, decisions: {max_entries: 20000}, learning: {publish_every: 50}}",
             "encoders:",
         ]
         for (name, encoder) in shipped.encoders.sorted(by: { $0.key < $1.key }) {

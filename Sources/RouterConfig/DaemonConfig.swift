@@ -109,7 +109,8 @@ public struct DaemonConfig: Sendable {
         public var syncIntervalSeconds: Double
         /// Write the prompt's text in each row (needed to train on it); otherwise only its hash.
         public var includePrompt: Bool
-        /// Peers allowed to send feedback, besides root; both empty allows every peer that can connect.
+        /// Peers trusted with any feedback, besides root: reports on any decision, and on prompts
+        /// by router. Every other peer may report only on decisions it asked for itself.
         public var uids: [UInt32]
         public var gids: [UInt32]
         /// Seconds a decision can be named by its `decision_id`.
@@ -129,9 +130,9 @@ public struct DaemonConfig: Sendable {
             public var publishIntervalSeconds: Double
         }
 
-        /// Whether a peer may send feedback.
-        public func allows(uid: UInt32, gid: UInt32) -> Bool {
-            (uids.isEmpty && gids.isEmpty) || uid == 0 || uids.contains(uid) || gids.contains(gid)
+        /// Whether a peer is trusted with any feedback (root, or listed in `feedback.allow`).
+        public func trusts(uid: UInt32, gid: UInt32) -> Bool {
+            uid == 0 || uids.contains(uid) || gids.contains(gid)
         }
     }
 
@@ -404,7 +405,10 @@ public enum ConfigLoader {
                 let candidates = searchPaths.map { "\($0)/\(plugin)/plugin.yaml" }
                 if let descriptorFile = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
                     let descriptorDiagnostics = Diagnostics(file: descriptorFile)
-                    if let descriptor = PluginDescriptor.read(
+                    if let problem = TrustedFile.problem(descriptorFile) {
+                        descriptorDiagnostics.report("refusing plugin descriptor: \(problem)", at: nil as SourceMark?)
+                        missingPlugins.insert(plugin)
+                    } else if let descriptor = PluginDescriptor.read(
                         file: descriptorFile, hostABIVersion: hostABIVersion, libraryDirectories: libraryDirectories, descriptorDiagnostics)
                     {
                         if descriptor.name != plugin {
@@ -481,9 +485,20 @@ public enum ConfigLoader {
             uids: uids, gids: gids, decisionTTLSeconds: ttl, maxDecisions: maxEntries, maxDecisionBytes: maxBytes, learning: learning)
     }
 
+    /// `path` made absolute against `folder`, with `.` and `..` resolved by name only. Symbolic links
+    /// are left for the opener to see: Foundation's `standardizingPath` follows them, which would
+    /// hand the daemon the target of a link where it must refuse the link (`OwnedFiles`).
     static func absolute(_ path: String, relativeTo folder: String) -> String {
-        let joined = path.hasPrefix("/") ? path : (folder as NSString).appendingPathComponent(path)
-        return (joined as NSString).standardizingPath
+        let joined = path.hasPrefix("/") ? path : folder + "/" + path
+        var parts: [Substring] = []
+        for part in joined.split(separator: "/", omittingEmptySubsequences: true) {
+            switch part {
+            case ".": continue
+            case "..": _ = parts.popLast()
+            default: parts.append(part)
+            }
+        }
+        return "/" + parts.joined(separator: "/")
     }
 }
 

@@ -90,6 +90,9 @@ public struct PluginDescriptor: Sendable {
             let candidates =
                 library.hasPrefix("/") ? [library] : ([folder] + libraryDirectories).map { ($0 as NSString).appendingPathComponent(library) }
             libraryPath = candidates.first { FileManager.default.isReadableFile(atPath: $0) }
+            if let found = libraryPath, let problem = TrustedFile.problem(found) {
+                diagnostics.report("refusing plugin library \(found): \(problem)", at: fields["library"])
+            }
             if libraryPath == nil {
                 let looked = candidates.joined(separator: ", ")
                 diagnostics.report(

@@ -109,7 +109,14 @@ public final class DaemonService: Service, Sendable {
             quiesce.initiateShutdown(promise: drained)
         }
         try await withGracefulShutdownHandler {
-            try await serverChannel.closeFuture.get()
+            // The group cancels its services when one of them fails: end then too, rather than
+            // wait on a listener nobody closes (a daemon that then ignored every signal).
+            try await withTaskCancellationHandler {
+                try await serverChannel.closeFuture.get()
+            } onCancel: { [logger] in
+                logger.notice("shutting down: the service group was cancelled")
+                startShutdown()
+            }
         } onGracefulShutdown: { [logger] in
             logger.notice("shutting down: no new connections; finishing requests in flight")
             startShutdown()

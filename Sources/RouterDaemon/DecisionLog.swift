@@ -131,6 +131,7 @@ public final class DecisionLog: Sendable {
             logger.error("cannot rotate the decision log", metadata: ["path": "\(settings.path)", "error": "\(String(cString: strerror(errno)))"])
             return
         }
+        OwnedFiles.syncFolder(of: settings.path)
         close(state.fd)
         state.fd = fd
         state.bytes = 0
@@ -139,8 +140,12 @@ public final class DecisionLog: Sendable {
     /// Opens (creating) the log for appending, and cuts off a torn last line a crash left, so the
     /// first line written now is not joined onto it.
     private static func open(_ path: String) throws(DecisionLogError) -> Int32 {
-        let fd = Glibc.open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { throw DecisionLogError("decision_log: cannot open \(path): \(String(cString: strerror(errno)))") }
+        let fd: Int32
+        do throws(OwnedFiles.Refusal) {
+            fd = try OwnedFiles.openForAppending(path, mode: 0o640)
+        } catch {
+            throw DecisionLogError("decision_log: \(error)")
+        }
         if case .failure(let error) = TornLine.cut(fd) {
             close(fd)
             throw DecisionLogError("decision_log: cannot \(error.step) \(path): \(error.reason)")

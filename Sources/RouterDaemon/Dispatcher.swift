@@ -38,6 +38,8 @@ struct Dispatcher: Sendable {
         let id: RequestID?
         let op: Op
         let serving: Serving
+        /// Who sent the request (SO_PEERCRED), or nil when the credentials could not be read.
+        let peer: Peer?
         let allocator: ByteBufferAllocator
         let eventLoop: any EventLoop
         var generation: Generation { serving.generation }
@@ -50,7 +52,7 @@ struct Dispatcher: Sendable {
         case .success(let value): request = value
         case .failure(let error): return .now(failure(error, op: decoded.op, id: decoded.id, allocator: allocator))
         }
-        let context = Context(id: decoded.id, op: request.op, serving: reloader.current, allocator: allocator, eventLoop: eventLoop)
+        let context = Context(id: decoded.id, op: request.op, serving: reloader.current, peer: peer, allocator: allocator, eventLoop: eventLoop)
         let plan: RequestPlan
         do throws(ProtocolError) {
             try authorize(request, peer: peer, generation: context.generation)
@@ -177,7 +179,7 @@ struct Dispatcher: Sendable {
                 let decision = Decision(
                     try engine.route(
                         decide.router, prompt: route.prompt, override: PolicyOverride(route), session: route.session,
-                        embedding: embeddings?.first, start: start, on: context.generation))
+                        embedding: embeddings?.first, start: start, requester: context.peer?.uid, on: context.generation))
                 context.serving.decisionLog?.record(decision, prompt: route.prompt)
                 return ResponseCodec.success(decision, id: context.id)
             case .score(let score):
@@ -239,7 +241,9 @@ struct Dispatcher: Sendable {
         }
         let outcome: Outcome
         do {
-            outcome = try engine.outcome(of: report, on: context.generation)
+            let settings = context.generation.config.feedback
+            let trusted = context.peer.map { settings?.trusts(uid: $0.uid, gid: $0.gid) == true } ?? false
+            outcome = try engine.outcome(of: report, from: Reporter(uid: context.peer?.uid, trusted: trusted), on: context.generation)
         } catch {
             return .now(failure(ProtocolError(error), op: .feedback, id: context.id, allocator: context.allocator))
         }
@@ -292,12 +296,6 @@ struct Dispatcher: Sendable {
 
     private func authorize(_ request: Request, peer: Peer?, generation: Generation) throws(ProtocolError) {
         let op = request.op
-        if op == .feedback, let settings = generation.config.feedback, !(settings.uids.isEmpty && settings.gids.isEmpty) {
-            guard let peer, settings.allows(uid: peer.uid, gid: peer.gid) else {
-                let who = peer.map { "uid \($0.uid) (gid \($0.gid))" } ?? "this connection (its credentials could not be read)"
-                throw ProtocolError(.forbidden, "\(who) may not send feedback: it is not in feedback.allow of \(generation.config.file)")
-            }
-        }
         guard request.needsAdmin else { return }
         let what = if case .learn = request { "'learn' with action 'reset'" } else { "'\(op.rawValue)'" }
         guard let peer else {

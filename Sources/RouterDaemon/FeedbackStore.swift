@@ -62,16 +62,24 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
         self.settings = settings
         self.logger = logger
         let directory = settings.directory
-        if mkdir(directory, 0o750) != 0, errno != EEXIST {
-            throw FeedbackStoreError("feedback: cannot create the folder \(directory): \(String(cString: strerror(errno)))")
+        let folder: Int32
+        do throws(OwnedFiles.Refusal) {
+            folder = try OwnedFiles.openFolder(directory, create: true)
+        } catch {
+            throw FeedbackStoreError("feedback: \(error)")
         }
+        defer { Glibc.close(folder) }
         var descriptors: [File: Int32] = [:]
         var counters = Counters()
         do throws(FeedbackStoreError) {
             for file in File.allCases {
                 let path = directory + "/" + file.fileName
-                let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-                guard fd >= 0 else { throw FeedbackStoreError("feedback: cannot open \(path): \(String(cString: strerror(errno)))") }
+                let fd: Int32
+                do throws(OwnedFiles.Refusal) {
+                    fd = try OwnedFiles.openForAppending(path, mode: 0o640)
+                } catch {
+                    throw FeedbackStoreError("feedback: \(error)")
+                }
                 descriptors[file] = fd
                 if let dropped = try Self.cutTornLine(fd, path: path) {
                     counters.tornLines += 1
@@ -85,11 +93,7 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
             throw error
         }
         // The files' names must survive a crash too.
-        let folder = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if folder >= 0 {
-            fsync(folder)
-            Glibc.close(folder)
-        }
+        fsync(folder)
         self.descriptors = descriptors
         counterBox = Mutex(counters)
         let thread = Thread { [self] in writeLoop() }

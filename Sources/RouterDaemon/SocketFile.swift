@@ -65,8 +65,17 @@ enum SocketFile {
     }
 
     /// Applies the configured mode, owner and group to a socket the daemon created.
+    /// Nothing here follows a symbolic link: the path is checked to be a socket the daemon owns
+    /// (`lstat`), and its mode and owner are set on the path itself (`fchmodat` with
+    /// `AT_SYMLINK_NOFOLLOW`, `lchown`), so a link swapped in at the name cannot turn either onto
+    /// another file.
     static func applyPermissions(_ path: String, mode: UInt32, owner: String?, group: String?) throws(SocketPathError) {
-        guard chmod(path, mode_t(mode)) == 0 else {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { throw SocketPathError(description: "cannot stat \(path): \(String(cString: strerror(errno)))") }
+        guard info.st_mode & S_IFMT == S_IFSOCK, info.st_uid == geteuid() else {
+            throw SocketPathError(description: "\(path) is no longer the socket routerd made (another file was put in its place); not changing it")
+        }
+        guard fchmodat(AT_FDCWD, path, mode_t(mode), AT_SYMLINK_NOFOLLOW) == 0 else {
             throw SocketPathError(description: "cannot set mode \(String(mode, radix: 8)) on \(path): \(String(cString: strerror(errno)))")
         }
         var uid = uid_t.max  // unchanged
@@ -90,7 +99,7 @@ enum SocketFile {
             }
         }
         guard owner != nil || group != nil else { return }
-        guard chown(path, uid, gid) == 0 else {
+        guard lchown(path, uid, gid) == 0 else {
             throw SocketPathError(
                 description:
                     "cannot give \(path) to owner '\(owner ?? "(unchanged)")' and group '\(group ?? "(unchanged)")': \(String(cString: strerror(errno)))"

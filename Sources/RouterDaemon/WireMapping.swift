@@ -18,6 +18,7 @@ extension ProtocolError {
             case .reloadRejected: .reloadFailed
             case .unknownDecision: .unknownDecision
             case .unknownModel: .unknownModel
+            case .reportForbidden: .forbidden
             }
         self.init(code, error.message)
     }

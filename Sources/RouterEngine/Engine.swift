@@ -237,19 +237,21 @@ public final class Engine: Sendable {
     ///
     /// `embedding`, when given, is the prompt's embedding from ``prepareEmbeddings(for:prompts:later:)``,
     /// and `start` when the request began, so the decision's time counts the wait for it.
+    /// `requester` is the uid that asks (nil when unknown): only it, or a trusted peer, may report on
+    /// the decision, and its sessions are its own.
     public func route(
         router name: String, prompt: String, override: PolicyOverride? = nil, session: String? = nil, embedding given: [Float]? = nil,
-        start: ContinuousClock.Instant = .now, on generation: Generation
+        start: ContinuousClock.Instant = .now, requester: UInt32? = nil, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
         try route(
             Self.router(named: name, in: generation), prompt: prompt, override: override, session: session, embedding: given, start: start,
-            on: generation)
+            requester: requester, on: generation)
     }
 
     /// As above, on a router instance of `generation` the caller has already resolved.
     public func route(
         _ router: RouterInstance, prompt: String, override: PolicyOverride? = nil, session: String? = nil, embedding given: [Float]? = nil,
-        start: ContinuousClock.Instant = .now, on generation: Generation
+        start: ContinuousClock.Instant = .now, requester: UInt32? = nil, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
         let rule = try Self.rule(for: router, override: override)
         let embedding = router.encoder.map { given ?? $0.embed([prompt])[0] }
@@ -287,8 +289,10 @@ public final class Engine: Sendable {
             throw .plugin(router: router.name, message: error.message)
         }
         if let session {
+            // A session is its requester's: another uid naming the same session id gets its own.
+            let owned = (requester.map { "\($0)" } ?? "-") + "\u{0}" + session
             let (model, affinity) = sessions.decide(
-                router: router.name, session: session, choice: candidates[chosen], candidates: candidates, now: clock.seconds)
+                router: router.name, session: owned, choice: candidates[chosen], candidates: candidates, now: clock.seconds)
             chosen = candidates.firstIndex(of: model) ?? chosen
             decision.affinity = affinity
         }
@@ -297,7 +301,7 @@ public final class Engine: Sendable {
         if candidates.count == 2 { decision.tier = chosen == 0 ? .strong : .weak }
         decision.candidates = candidates.indices.map { CandidateEstimate(model: candidates[$0].name, quality: qualities[$0], cost: costs?[$0]) }
         decisions.remember(
-            decision.id, .init(router: router.name, prompt: prompt, candidates: candidates), now: clock.seconds)
+            decision.id, .init(router: router.name, prompt: prompt, requester: requester, candidates: candidates), now: clock.seconds)
         decision.elapsedMicroseconds = Self.microseconds(since: start)
         stats.recordDecision(
             router: router.name, model: decision.model, tier: decision.tier, score: decision.score, microseconds: decision.elapsedMicroseconds)
@@ -305,20 +309,32 @@ public final class Engine: Sendable {
     }
 
     /// Checks a feedback report against what it names (the remembered decision, or the router
-    /// of `generation`) and returns it as an outcome about a prompt. Writing it down is the
-    /// caller's: the engine keeps no files.
-    public func outcome(of report: FeedbackReport, on generation: Generation) throws(EngineError) -> Outcome {
+    /// of `generation`) and against who sends it, and returns it as an outcome about a prompt.
+    /// Writing it down is the caller's: the engine keeps no files.
+    ///
+    /// A decision is named only by the uid that asked for it or a trusted reporter; to anyone
+    /// else it is unknown, exactly as an id never issued (so a report reveals nothing of other
+    /// peers' decisions). A prompt by router needs a trusted reporter.
+    public func outcome(of report: FeedbackReport, from reporter: Reporter, on generation: Generation) throws(EngineError) -> Outcome {
         let router: String
         let prompt: String
         let candidates: [String]
         var decisionID: String?
         switch report.subject {
         case .decision(let id):
-            guard let remembered = decisions.recall(id, now: clock.seconds) else {
+            guard let remembered = decisions.recall(id, now: clock.seconds),
+                reporter.trusted || (remembered.requester != nil && remembered.requester == reporter.uid)
+            else {
                 throw .unknownDecision(id: id, ttlSeconds: decisions.ttl)
             }
             (router, prompt, candidates, decisionID) = (remembered.router, remembered.prompt, remembered.candidates.map(\.name), id)
         case .prompt(let name, let text):
+            guard reporter.trusted else {
+                let who = reporter.uid.map { "uid \($0)" } ?? "a peer whose credentials could not be read"
+                throw .reportForbidden(
+                    "\(who) may report only on decisions it asked for, by decision_id; naming a router and a prompt needs feedback.allow in \(generation.config.file)"
+                )
+            }
             let instance = try Self.router(named: name, in: generation)
             (router, prompt, candidates) = (instance.name, text, instance.candidates.map(\.name))
         }

@@ -19,6 +19,8 @@ public enum EngineError: Error, Sendable, Hashable, CustomStringConvertible {
     case unknownModel(name: String, known: [String])
     /// A reload was rejected; `generation` keeps serving (or, in a dry run, nothing changed).
     case reloadRejected(generation: UInt64, problems: [String], dryRun: Bool)
+    /// A feedback report this peer may not make.
+    case reportForbidden(String)
 
     public var message: String {
         switch self {
@@ -37,12 +39,14 @@ public enum EngineError: Error, Sendable, Hashable, CustomStringConvertible {
         case .unknownDecision(let id, let ttl):
             guard let ttl else { return "unknown decision_id '\(id)': this daemon remembers no decisions (the config has no 'feedback:')" }
             return
-                "unknown decision_id '\(id)': no decision with this id in the last \(Int(ttl)) s (feedback.decisions.ttl); send the outcome with 'router' and 'prompt' instead"
+                "unknown decision_id '\(id)': no decision with this id asked for by this peer in the last \(Int(ttl)) s (feedback.decisions.ttl)"
         case .unknownModel(let name, let known):
             return "unknown model '\(name)': not a candidate of the decision's router (candidates: \(known.joined(separator: ", ")))"
         case .reloadRejected(let generation, let problems, let dryRun):
             return (dryRun ? "the config is not valid (dry run; nothing changed):\n" : "reload rejected, generation \(generation) keeps serving:\n")
                 + problems.joined(separator: "\n")
+        case .reportForbidden(let message):
+            return message
         }
     }
 

@@ -30,6 +30,20 @@ public struct FeedbackReport: Sendable, Hashable {
     }
 }
 
+/// Who sends a feedback report, as the engine judges it.
+public struct Reporter: Sendable, Hashable {
+    /// The peer's uid (SO_PEERCRED), or nil when it could not be read.
+    public var uid: UInt32?
+    /// Trusted peers (root, and `feedback.allow`) may report on any decision and on a prompt by
+    /// router; any other peer only on a decision it asked for itself.
+    public var trusted: Bool
+
+    public init(uid: UInt32?, trusted: Bool) {
+        self.uid = uid
+        self.trusted = trusted
+    }
+}
+
 /// A report the engine accepted: the prompt it is about and models its router chooses among.
 public struct Outcome: Sendable, Hashable {
     public var router: String
@@ -49,6 +63,8 @@ final class DecisionMemory: Sendable {
     struct Remembered: Sendable {
         var router: String
         var prompt: String
+        /// The uid that asked for the decision: the one peer, besides trusted ones, that may report on it.
+        var requester: UInt32?
         /// The router's own array, shared rather than copied: remembering allocates nothing.
         var candidates: [Candidate]
     }

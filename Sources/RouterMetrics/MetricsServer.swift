@@ -7,38 +7,57 @@ import ServiceLifecycle
 
 /// Serves `GET /metrics` in Prometheus' text format on a loopback address
 /// (the config refuses any other), for as long as the daemon runs.
+///
+/// The port is bound before the daemon starts (``bind(source:host:port:group:logger:)``), so a
+/// port that is taken fails the start with a message instead of leaving a daemon without metrics.
 public struct MetricsServer: Service {
     /// What a scrape reports: the daemon's counters, taken at the scrape.
     public typealias Source = @Sendable () -> DaemonSnapshot
 
-    let source: Source
-    let host: String
-    let port: Int
-    let group: any EventLoopGroup
+    /// Why the metrics endpoint could not be served.
+    public struct BindError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    let channel: any Channel
+    let address: String
     let logger: Logger
 
-    public init(source: @escaping Source, host: String, port: Int, group: any EventLoopGroup, logger: Logger) {
-        self.source = source
-        self.host = host
-        self.port = port
-        self.group = group
-        self.logger = logger
+    /// Binds `host:port` and returns the server that serves it once run.
+    public static func bind(
+        source: @escaping Source, host: String, port: Int, group: any EventLoopGroup, logger: Logger
+    ) async throws(BindError) -> MetricsServer {
+        let address = "\(host):\(port)"
+        do {
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.pipeline.configureHTTPServerPipeline().flatMap { channel.pipeline.addHandler(MetricsHandler(source: source)) }
+                }
+                .bind(host: host, port: port).get()
+            return MetricsServer(channel: channel, address: address, logger: logger)
+        } catch {
+            throw BindError(description: "metrics.listen \(address): cannot listen: \(error)")
+        }
     }
 
     public func run() async throws {
-        let source = self.source
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap { channel.pipeline.addHandler(MetricsHandler(source: source)) }
-            }
-            .bind(host: host, port: port).get()
-        logger.notice("serving Prometheus metrics", metadata: ["address": "http://\(host):\(port)/metrics"])
+        let channel = self.channel
+        logger.notice("serving Prometheus metrics", metadata: ["address": "http://\(address)/metrics"])
         try await withGracefulShutdownHandler {
-            try await channel.closeFuture.get()
+            try await withTaskCancellationHandler {
+                try await channel.closeFuture.get()
+            } onCancel: {
+                channel.close(promise: nil)
+            }
         } onGracefulShutdown: {
             channel.close(promise: nil)
         }
+    }
+
+    /// Closes a bound server that will not run (the daemon failed to start after binding it).
+    public func close() async {
+        try? await channel.close()
     }
 }
 

@@ -23,8 +23,12 @@ public enum SafeTensorsWriter {
     }
 
     /// With `durable`, the file is synced before it is renamed into place and its folder after,
-    /// so after a crash the path holds either the previous file or this one, whole.
-    public static func write(_ tensors: [Tensor], metadata: [String: String], to path: String, durable: Bool = false) throws(SafeTensorsError) {
+    /// so after a crash the path holds either the previous file or this one, whole. The file gets
+    /// `mode` (0600 for state only its writer should read); the temporary beside it is created
+    /// afresh, never through a symbolic link another user left at its name.
+    public static func write(
+        _ tensors: [Tensor], metadata: [String: String], to path: String, durable: Bool = false, mode: mode_t = 0o644
+    ) throws(SafeTensorsError) {
         func fail(_ message: String) -> SafeTensorsError { SafeTensorsError(file: path, message: message) }
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -55,12 +59,15 @@ public enum SafeTensorsWriter {
         }
         let temporary = path + ".tmp-\(getpid())"
         do {
-            try data.write(to: URL(fileURLWithPath: temporary))
-            if durable {
-                let handle = try FileHandle(forUpdating: URL(fileURLWithPath: temporary))
-                defer { try? handle.close() }
-                try handle.synchronize()
-            }
+            unlink(temporary)
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            guard fd >= 0 else { throw fail("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+            let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+            defer { try? handle.close() }
+            // The umask may have narrowed `mode` at creation; set it exactly.
+            fchmod(fd, mode)
+            try handle.write(contentsOf: data)
+            if durable { try handle.synchronize() }
             guard rename(temporary, path) == 0 else { throw fail("cannot rename into place: \(String(cString: strerror(errno)))") }
             if durable {
                 let folder = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

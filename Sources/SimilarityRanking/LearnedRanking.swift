@@ -113,7 +113,7 @@ public struct LearnedRanking: Sendable {
                 .init(name: "hashes", shape: [promptCount, 4], values: pieces),
                 .init(name: "wins", shape: [wins.count, 4], values: table),
                 .init(name: "qualities", shape: [rows.count / 3, 3], values: rows),
-            ], metadata: metadata, to: path, durable: true)
+            ], metadata: metadata, to: path, durable: true, mode: 0o600)
     }
 
     /// Reads a state written by ``write(to:)`` for an index over `models`: models are matched by

@@ -113,9 +113,18 @@ struct Routerd: AsyncParsableCommand {
             services.append(.init(service: ConfigWatcher(reloader: reloader, threadPool: threadPool, logger: logger)))
         }
         if let metrics = generation.config.metrics {
-            // Set at start; a reload does not move it.
-            services.append(
-                .init(service: MetricsServer(source: daemon.snapshot, host: metrics.host, port: metrics.port, group: group, logger: logger)))
+            // Set at start; a reload does not move it. Bound now, so a taken port fails the start.
+            do {
+                let server = try await MetricsServer.bind(
+                    source: daemon.snapshot, host: metrics.host, port: metrics.port, group: group, logger: logger)
+                services.append(.init(service: server))
+            } catch {
+                FileHandle.standardError.write(Data("routerd: \(error)\n".utf8))
+                try? await group.shutdownGracefully()
+                try? await ioThreadPool.shutdownGracefully()
+                engine.shutdown()
+                throw ExitCode(1)
+            }
         }
         let serviceGroup = ServiceGroup(
             configuration: .init(

@@ -190,7 +190,10 @@ import Testing
         #expect(feedback.directory == (config.file as NSString).deletingLastPathComponent + "/var/feedback")
         #expect(feedback.syncIntervalSeconds == 0.002 && feedback.includePrompt && feedback.decisionTTLSeconds == 3600)
         #expect(feedback.maxDecisions == 100_000 && feedback.maxDecisionBytes == 64 << 20)
-        #expect(feedback.allows(uid: 0, gid: 0) && feedback.allows(uid: 1000, gid: 100) && !feedback.allows(uid: 1000, gid: 1000))
+        #expect(feedback.trusts(uid: 0, gid: 0) && feedback.trusts(uid: 1000, gid: 100) && !feedback.trusts(uid: 1000, gid: 1000))
+        #expect(
+            try load("feedback:\n  directory: var/feedback\n" + Self.minimalRouters).feedback?.trusts(uid: 1000, gid: 1000) == false,
+            "without allow only root is trusted")
         #expect(try load(Self.minimalRouters).feedback == nil)
         let found = problems(
             """

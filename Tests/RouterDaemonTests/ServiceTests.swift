@@ -115,4 +115,34 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: socket), "the daemon removes the socket file it made")
         try await group.shutdownGracefully()
     }
+
+    /// A sibling service that fails (a metrics port taken mid-run, a watcher that dies) cancels the
+    /// group: the daemon service must end on that cancellation, not wait on its listener forever
+    /// (finding 2 of issue 23). The group's run returns the sibling's error.
+    @Test(.timeLimit(.minutes(5))) func aFailingSiblingServiceEndsTheDaemonService() async throws {
+        struct Failed: Error {}
+        struct FailingService: Service {
+            let socket: String
+            func run() async throws {
+                // Fail once the daemon is listening, as a service failing mid-run does.
+                // The socket is renamed into place once it listens. (Checked without connecting: a
+                // blocking connect would hold a thread of the pool the daemon's service needs.)
+                while !FileManager.default.fileExists(atPath: socket) { try await Task.sleep(for: .milliseconds(5)) }
+                throw Failed()
+            }
+        }
+        let directory = try TemporaryDirectory()
+        let logger = Logger(label: "service-tests")
+        let reloader = try Self.reloader(in: directory, logger: logger)
+        let socket = directory.path + "/routerd.sock"
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let daemon = DaemonService(
+            reloader: reloader, counters: ServerCounters(), socketPath: socket, group: group, threadPool: .singleton, ioThreadPool: .singleton,
+            logger: logger)
+        let services = ServiceGroup(
+            configuration: .init(services: [.init(service: daemon), .init(service: FailingService(socket: socket))], logger: logger))
+        await #expect(throws: Failed.self) { try await services.run() }
+        #expect(!FileManager.default.fileExists(atPath: socket), "the daemon removes its socket file as it ends")
+        try await group.shutdownGracefully()
+    }
 }

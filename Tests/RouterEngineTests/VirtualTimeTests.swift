@@ -48,13 +48,14 @@ import Testing
         let clock = ManualClock()
         let feedback = "feedback:\n  directory: \(directory.path)/feedback\n  decisions: {ttl: 60}"
         let engine = try Self.engine(extra: feedback, clock: clock, in: directory)
-        let decision = try engine.route(router: "random", prompt: "x", on: engine.current)
+        let decision = try engine.route(router: "random", prompt: "x", requester: 1000, on: engine.current)
         let report = FeedbackReport(subject: .decision(id: decision.id), model: TestConfig.strong, value: .pointwise(1))
+        let requester = Reporter(uid: 1000, trusted: false)
         clock.advance(by: 59)
-        #expect(try engine.outcome(of: report, on: engine.current).prompt == "x")
+        #expect(try engine.outcome(of: report, from: requester, on: engine.current).prompt == "x")
         clock.advance(by: 2)
         #expect(throws: EngineError.unknownDecision(id: decision.id, ttlSeconds: 60)) {
-            try engine.outcome(of: report, on: engine.current)
+            try engine.outcome(of: report, from: requester, on: engine.current)
         }
     }
 

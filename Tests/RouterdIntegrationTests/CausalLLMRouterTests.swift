@@ -76,7 +76,10 @@ enum CausalLLMConfig {
         let connection = try daemon.connect()
         let failed = try connection.request(#"{"op":"route","router":"llm","prompt":"What is 2 + 2?"}"#)
         #expect(failed.errorCode == "plugin_error")
-        #expect(failed.errorMessage.contains("http://127.0.0.1:1/v1/chat/completions") == true, "\(failed)")
+        // The client learns the kind of failure; the endpoint and what it said go to the log only
+        // (issue 23, finding 10).
+        #expect(failed.errorMessage.contains("unreachable") && !failed.errorMessage.contains("127.0.0.1"), "\(failed)")
+        #expect(daemon.log.contains("http://127.0.0.1:1/v1/chat/completions"), "the operator still sees the endpoint")
         #expect(try connection.decision(#"{"op":"route","router":"random","prompt":"hi"}"#).router == "random")
     }
 
@@ -85,6 +88,7 @@ enum CausalLLMConfig {
         (["base_url": "http://127.0.0.1:1/v1", "model": "m", "fallback": "maybe"], "fallback must be strong, weak or error"),
         (["base_url": "http://127.0.0.1:1/v1", "model": "m", "api_key_env": "ROUTERD_TEST_UNSET_KEY"], "ROUTERD_TEST_UNSET_KEY, which is not set"),
         (["base_url": "http://127.0.0.1:1/v1", "model": "m", "template": "TEMPLATE"], "must contain {prompt}"),
+        (["base_url": "http://llm.example.org/v1", "model": "m", "api_key_env": "PATH"], "would send the key in clear"),
     ])
     func badSettingsAreRejectedAtLoad(params: [String: String], message: String) throws {
         let directory = try TemporaryDirectory()

@@ -1,5 +1,6 @@
 import Foundation
 import RouterEvaluation
+import RouterProtocol
 import RouterTraining
 import RouterdTestSupport
 import Synchronization
@@ -173,6 +174,41 @@ import TrainingRows
         #expect(try runCommand(setpriv, asNobody + ["route", "--socket", daemon.socket, "--router", "random", "hello"]).status == 0)
         let allowed = try runCommand(try Package.binary("routerctl"), feedback)
         #expect(allowed.status == 0 && allowed.stdout.contains("recorded in quality.jsonl"), "\(allowed.stdout) \(allowed.stderr)")
+    }
+
+    /// Another local user can neither report on root's decision nor learn that it exists, and without
+    /// `feedback.allow` may report only on its own decisions, by id (issue 23, finding 4: uid
+    /// `nobody` had attached an outcome to root's decision and got root's prompt written into a
+    /// row, and 200 outcomes it sent by prompt had been learned).
+    @Test(.requires(.actAsNobody)) func aPeerReportsOnlyOnItsOwnDecisions() throws {
+        let nobody = try OtherUser.nobody()
+        let setpriv = Requirement.setprivPath
+        let daemon = try Self.daemon(mode: "0666")
+        let routerctl = try Package.binary("routerctl")
+        let connection = try daemon.connect()
+        let rootsDecision = try connection.decision(#"{"op":"route","router":"random","prompt":"root's secret prompt"}"#)
+        func asNobody(_ arguments: [String]) throws -> [String: Any] {
+            let run = try runCommand(setpriv, nobody.run(routerctl) + arguments + ["--socket", daemon.socket, "--json"])
+            return try JSON.object(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let quality = daemon.directory.path + "/feedback/quality.jsonl"
+
+        let foreign = try asNobody(["feedback", "--decision", rootsDecision.decisionID, "--model", Self.strong, "--quality", "1"])
+        #expect(foreign.errorCode == "unknown_decision", "\(foreign)")
+        #expect(!foreign.errorMessage.contains("secret"))
+        #expect(Self.lines(quality).isEmpty, "nothing was recorded")
+
+        let byPrompt = try asNobody(["feedback", "--router", "random", "--prompt", "x", "--model", Self.strong, "--quality", "1"])
+        #expect(byPrompt.errorCode == "forbidden" && byPrompt.errorMessage.contains("feedback.allow"), "\(byPrompt)")
+        #expect(Self.lines(quality).isEmpty, "nothing was recorded")
+
+        let own = try asNobody(["route", "--router", "random", "nobody's prompt"])
+        let ownID = try #require(own.result["decision_id"] as? String)
+        let reported = try asNobody(["feedback", "--decision", ownID, "--model", Self.strong, "--quality", "1"])
+        #expect(reported.ok, "\(reported)")
+        #expect(Self.lines(quality).map { $0["prompt"] as? String } == ["nobody's prompt"])
+        // Root, trusted, may still report on any decision.
+        #expect(try connection.request(#"{"op":"feedback","decision_id":"\#(ownID)","model":"\#(Self.strong)","quality":0}"#).ok)
     }
 
     /// kill -9 while clients send feedback: every acknowledged row is on disk. Then a torn last

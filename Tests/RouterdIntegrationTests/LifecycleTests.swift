@@ -294,5 +294,45 @@ import Testing
         let verify = try runCommand(analyze, ["verify", socketFile, serviceFile])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         #expect(service.contains("Type=notify"))
+        #expect(service.contains("StateDirectory=routerd"), "feedback and learned state need a writable /var/lib/routerd under ProtectSystem=strict")
+    }
+
+    /// Whether routerd embeds a text with its encoder on `kernel` in a process that may not make
+    /// memory executable after writing it: the prctl that MemoryDenyWriteExecute=yes applies
+    /// (PR_SET_MDWE with PR_MDWE_REFUSE_EXEC_GAIN, inherited across exec), set by a launcher.
+    static func embedsUnderMemoryDenyWriteExecute(kernel: String) throws -> Bool {
+        let launcher = [
+            "/usr/bin/python3", "-c",
+            "import ctypes, os, sys\nif ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0: sys.exit(97)\nos.execv(sys.argv[1], sys.argv[1:])",
+        ]
+        let encoders = EncoderFixture.encoders() + "\n    kernel: \(kernel)"
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, encoders: encoders) }, launcher: launcher)
+        let reply = try? daemon.connect().request(#"{"op":"embed","encoder":"minilm","text":"a first embed runs the kernels"}"#)
+        return reply?.ok == true && daemon.process.isRunning
+    }
+
+    /// The shipped unit runs the shipped config's encoder. Under MemoryDenyWriteExecute oneDNN's JIT
+    /// cannot run (the first embed dies), OpenBLAS can: the unit may deny W^X only if every
+    /// shipped encoder uses a kernel that works under it. Checked through the prctl the setting
+    /// applies, on this machine's kernel (6.3 or later).
+    @Test(.requires(.encoderModel)) func theShippedUnitsMemoryProtectionsLetTheShippedEncoderRun() throws {
+        let service = try String(contentsOfFile: Package.root + "/systemd/routerd.service", encoding: .utf8)
+        let deniesWriteExecute = service.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces) == "MemoryDenyWriteExecute=yes" }
+        let config = try String(contentsOfFile: Package.root + "/etc/routerd/routerd.yaml", encoding: .utf8)
+        let kernels = Set(
+            config.split(separator: "\n").compactMap { line -> String? in
+                let text = line.trimmingCharacters(in: .whitespaces)
+                return text.hasPrefix("kernel:") ? String(text.dropFirst("kernel:".count)).trimmingCharacters(in: .whitespaces) : nil
+            })
+        let shipped = kernels.isEmpty ? ["onednn"] : kernels  // onednn is the default
+        #expect(try Self.embedsUnderMemoryDenyWriteExecute(kernel: "openblas"), "OpenBLAS needs no JIT, so it runs under the setting")
+        let onednn = try Self.embedsUnderMemoryDenyWriteExecute(kernel: "onednn")
+        if deniesWriteExecute {
+            for kernel in shipped {
+                #expect(kernel == "openblas" || onednn, "the unit denies W^X, and the shipped config's kernel \(kernel) cannot run under it")
+            }
+        } else {
+            #expect(!onednn, "oneDNN now runs under MemoryDenyWriteExecute: the unit could turn it back on")
+        }
     }
 }

@@ -281,4 +281,50 @@ import Testing
         #expect(check.status != 0)
         #expect(check.stderr.contains("metrics.listen must be a loopback address"), "\(check.stderr)")
     }
+
+    /// A metrics port another process holds (any local user can take it before routerd starts, or
+    /// during a `Restart=` window): routerd does not start half-deaf. It exits 1 at once, saying
+    /// which address it could not bind, instead of serving without metrics and then ignoring
+    /// SIGTERM (finding 2 of issue 23).
+    @Test func aMetricsPortThatIsTakenFailsTheStartLoudly() throws {
+        let directory = try TemporaryDirectory()
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(holder, 1) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) } }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let socketPath = directory.path + "/routerd.sock"
+        let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: socketPath) + "\nmetrics:\n  listen: 127.0.0.1:\(port)\n")
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Package.binary("routerd"))
+        process.arguments = ["--config", config]
+        let errors = directory.path + "/stderr"
+        _ = FileManager.default.createFile(atPath: errors, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: errors)
+        process.standardOutput = FileHandle.nullDevice
+        try launch(process)
+        let exited = eventually(within: 30) { !process.isRunning }
+        if !exited {
+            // The old failure: alive, not serving metrics, deaf to SIGTERM. Say so, then clean up.
+            kill(process.processIdentifier, SIGTERM)
+            let stoppedByTerm = eventually(within: 5) { !process.isRunning }
+            if !stoppedByTerm { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            Issue.record("routerd kept running with its metrics port taken (SIGTERM \(stoppedByTerm ? "stopped" : "did not stop") it)")
+            return
+        }
+        process.waitUntilExit()
+        let text = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+        #expect(process.terminationStatus == 1, "\(text)")
+        #expect(text.contains("metrics") && text.contains("127.0.0.1:\(port)"), "the error names the address: \(text)")
+        #expect(!FileManager.default.fileExists(atPath: socketPath), "a daemon that did not start leaves no socket behind")
+    }
 }

@@ -60,6 +60,10 @@ struct OnlineLearningTests {
             learned["learned_prompts"] as? Int == 8 && learned["learned_wins"] as? Int == 10 && learned["learned_events"] as? Int == 12, "\(learned)")
         #expect((status["publishes"] as? Int ?? 0) >= 2 && status["last_publish_ms"] is Double && status["failures"] as? Int == 0, "\(status)")
         #expect(FileManager.default.fileExists(atPath: feedback + "/learned/sw/learned.safetensors"))
+        // Learned state holds what clients reported: readable by routerd's user only (issue 23, finding 9).
+        let mode = try #require(
+            try FileManager.default.attributesOfItem(atPath: feedback + "/learned/sw/learned.safetensors")[.posixPermissions] as? Int)
+        #expect(mode == 0o600, "mode \(String(mode, radix: 8))")
 
         let after = try connection.decision(Self.query).strongScore
         // A router with `learn: false` is a frozen control: same index, nothing learned.

@@ -68,6 +68,13 @@ final class CausalLLMRouter: RouterPlugin {
             guard let key = ProcessInfo.processInfo.environment[variable], !key.isEmpty else {
                 throw PluginError("api_key_env names \(variable), which is not set in routerd's environment")
             }
+            // A key sent in clear crosses the network readable by anyone on the path; on loopback it
+            // stays on this host. Anything else needs https, or an explicit `allow_plain_http_key`.
+            if scheme == "http", !Self.isLoopback(url.host ?? ""), params.bool("allow_plain_http_key") != true {
+                throw PluginError(
+                    "base_url \(base) is plain http to a host that is not loopback, and api_key_env would send the key in clear; use https, or set allow_plain_http_key: true if the network path is trusted"
+                )
+            }
             apiKey = key
         } else {
             apiKey = nil
@@ -148,8 +155,19 @@ final class CausalLLMRouter: RouterPlugin {
         switch fallback {
         case .strong: return 1
         case .weak: return 0
-        case .error: throw PluginError("\(endpoint.absoluteString): \(message)")
+        case .error:
+            // The endpoint and what it answered go to routerd's log, for the operator; the client
+            // that asked learns only what kind of failure it was (they can hold hosts, keys' hints,
+            // or another request's text).
+            host.log(.warning, "causal_llm: \(endpoint.absoluteString): \(message)")
+            throw PluginError("the LLM endpoint failed (\(event)); routerd's log has the details")
         }
+    }
+
+    /// Whether `host` names this machine (127.0.0.0/8, ::1, localhost).
+    static func isLoopback(_ host: String) -> Bool {
+        let name = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        return name == "localhost" || name == "::1" || name.hasPrefix("127.")
     }
 
     struct CallFailure: Error {

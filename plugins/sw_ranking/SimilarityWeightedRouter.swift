@@ -115,14 +115,23 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
             try learned.fold(prompt: outcome.prompt, embedding: embedding, model: candidates[outcome.model], outcome: value)
         }
         let next = Published(ranker: try Self.ranker(index, learned, settings), learned: learned)
-        try FileManager.default.createDirectory(atPath: (learnedFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: (learnedFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
         try learned.write(to: learnedFile)
         published.withLock { $0 = next }
     }
 
     func forget() throws {
-        if let learnedFile, unlink(learnedFile) != 0, errno != ENOENT {
-            throw PluginError("cannot remove \(learnedFile): \(String(cString: strerror(errno)))")
+        if let learnedFile {
+            if unlink(learnedFile) != 0, errno != ENOENT {
+                throw PluginError("cannot remove \(learnedFile): \(String(cString: strerror(errno)))")
+            }
+            // The removal must last a crash, or the forgotten state comes back at the next start.
+            let folder = open((learnedFile as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if folder >= 0 {
+                fsync(folder)
+                close(folder)
+            }
         }
         let empty = LearnedRanking(models: index.models, dimension: index.dimension)
         published.withLock { $0 = Published(ranker: SimilarityRanker(index: index, settings: settings), learned: empty) }
