@@ -30,6 +30,10 @@ public struct DaemonConfig: Sendable {
         public var idleTimeoutSeconds: Double
         /// Requests read but not yet answered on one connection before reading pauses.
         public var maxInFlightPerConnection: Int
+        /// Texts in one `score` or `embed` request.
+        public var maxTexts: Int
+        /// Windows of one text embedded with `long_text: windows` (each 254 word pieces).
+        public var maxWindows: Int
     }
 
     public struct Logging: Sendable {
@@ -251,12 +255,16 @@ public enum ConfigLoader {
 
         // limits
         let limitFields =
-            top["limits"]?.fields("limits", allowed: ["max_line_bytes", "max_connections", "idle_timeout", "max_in_flight"], diagnostics) ?? [:]
+            top["limits"]?.fields(
+                "limits", allowed: ["max_line_bytes", "max_connections", "idle_timeout", "max_in_flight", "max_texts", "max_windows"], diagnostics)
+            ?? [:]
         let limits = DaemonConfig.Limits(
             maxLineBytes: limitFields["max_line_bytes"]?.int("limits.max_line_bytes", in: 64...(1 << 30), diagnostics) ?? 1 << 20,
             maxConnections: limitFields["max_connections"]?.int("limits.max_connections", in: 1...1_000_000, diagnostics) ?? 1024,
             idleTimeoutSeconds: limitFields["idle_timeout"]?.double("limits.idle_timeout", in: 0.01...(86400 * 365), diagnostics) ?? 300,
-            maxInFlightPerConnection: limitFields["max_in_flight"]?.int("limits.max_in_flight", in: 1...1_000_000, diagnostics) ?? 128)
+            maxInFlightPerConnection: limitFields["max_in_flight"]?.int("limits.max_in_flight", in: 1...1_000_000, diagnostics) ?? 128,
+            maxTexts: limitFields["max_texts"]?.int("limits.max_texts", in: 1...1_000_000, diagnostics) ?? 256,
+            maxWindows: limitFields["max_windows"]?.int("limits.max_windows", in: 1...1_000, diagnostics) ?? 8)
 
         // logging
         let logFields = top["logging"]?.fields("logging", allowed: ["level"], diagnostics) ?? [:]

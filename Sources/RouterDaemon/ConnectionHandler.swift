@@ -10,7 +10,10 @@ import RouterProtocol
 /// is ready, and replies are written from the head while the head is filled.
 /// Reading pauses while `maxInFlight` requests are unanswered or the client
 /// is not reading its responses, so a stalled client holds only its own
-/// bounded buffers and never delays anyone else.
+/// bounded buffers and never delays anyone else. Lines already read past the
+/// limit (one socket read can hold many) wait in `waiting`, undecoded, until
+/// a slot frees: no more than `maxInFlight` requests of one connection are
+/// ever being worked on.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = LineFrame
     typealias OutboundIn = ByteBuffer
@@ -22,6 +25,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let maxInFlight: Int
     private let maxLineBytes: Int
     private var slots = CircularBuffer<ByteBuffer?>()
+    /// Lines read while every slot was taken, in order; dispatched as slots free.
+    private var waiting = CircularBuffer<LineFrame>()
+    /// Set while `waiting` is being drained, so a reply filled during it does not drain again.
+    private var draining = false
     /// Sequence number of `slots.first`.
     private var headSequence: UInt64 = 0
     private var heldRead = false
@@ -40,6 +47,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard slots.count < maxInFlight, waiting.isEmpty else {
+            waiting.append(frame)
+            return
+        }
+        dispatch(frame, context: context)
+    }
+
+    /// Takes a slot for `frame` and starts its answer.
+    private func dispatch(_ frame: LineFrame, context: ChannelHandlerContext) {
         let sequence = headSequence + UInt64(slots.count)
         slots.append(nil)
         let allocator = context.channel.allocator
@@ -47,7 +64,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             fill(sequence, with: dispatcher.failure(ProtocolError(.shuttingDown, "routerd is shutting down"), allocator: allocator), context: context)
             return
         }
-        switch unwrapInboundIn(data) {
+        switch frame {
         case .tooLong:
             let error = ProtocolError(
                 .lineTooLong, "request line exceeds limits.max_line_bytes (\(maxLineBytes) bytes); the rest of the line was discarded")
@@ -95,14 +112,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if event is ChannelShouldQuiesceEvent {
             quiescing = true
             closing = true
-            if slots.isEmpty { context.close(promise: nil) }
+            if slots.isEmpty, waiting.isEmpty { context.close(promise: nil) }
         } else if let event = event as? ChannelEvent, event == .inputClosed {
             // The client sent all it will send; it still reads the replies.
             closing = true
-            if slots.isEmpty { context.close(promise: nil) }
+            if slots.isEmpty, waiting.isEmpty { context.close(promise: nil) }
         } else if event is IdleStateHandler.IdleStateEvent {
             // Idle: nothing read for the configured time. Keep the connection while replies are pending.
-            if slots.isEmpty { context.close(promise: nil) }
+            if slots.isEmpty, waiting.isEmpty { context.close(promise: nil) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -123,7 +140,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
             context.write(wrapOutboundOut(ready), promise: nil)
             needsFlush = true
         }
-        if slots.isEmpty, closing {
+        if !draining {
+            draining = true
+            while slots.count < maxInFlight, !waiting.isEmpty { dispatch(waiting.removeFirst(), context: context) }
+            draining = false
+        }
+        if slots.isEmpty, waiting.isEmpty, closing {
             // Close only after the replies written above have left.
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in bound.value.close(promise: nil)
@@ -141,7 +163,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
-        if heldRead, slots.count < maxInFlight, context.channel.isWritable {
+        if heldRead, slots.count < maxInFlight, waiting.isEmpty, context.channel.isWritable {
             heldRead = false
             context.read()
         }

@@ -1,5 +1,7 @@
+import RouterConfig
 import RouterEngine
 import RouterProtocol
+import RouterVocabulary
 
 /// A decoded request resolved once against what serves it: the router instance looked up, the
 /// kind of work, where it runs and its deadline. The dispatcher then runs one handler per kind,
@@ -48,7 +50,8 @@ enum RequestPlan {
         }
     }
 
-    /// Resolves `request` on `generation`: an unknown router is an error here, once.
+    /// Resolves `request` on `generation`: an unknown router is an error here, once, and so is a
+    /// request over a limit that bounds its cost (it is refused before any work, never answered slowly).
     init(_ request: Request, on generation: Generation) throws(EngineError) {
         switch request {
         case .route(let route): self = .decide(Decide(kind: .route(route), router: try Engine.router(named: route.router, in: generation)))
@@ -59,6 +62,10 @@ enum RequestPlan {
         // Forgetting rewrites the plugin's state on disk.
         case .learn(let learn): self = learn.action == .reset ? .compute(request) : .immediate(request)
         case .routers, .health, .status, .stats: self = .immediate(request)
+        }
+        if case .decide(let decide) = self {
+            let windowed = decide.router.encoder.flatMap { $0.policy == .windows ? $0.encoder : nil }
+            try Engine.checkSize(decide.prompts, encoder: windowed, limits: generation.config.limits)
         }
     }
 }

@@ -19,6 +19,7 @@ extension ProtocolError {
             case .unknownDecision: .unknownDecision
             case .unknownModel: .unknownModel
             case .reportForbidden: .forbidden
+            case .tooLarge: .tooLarge
             }
         self.init(code, error.message)
     }

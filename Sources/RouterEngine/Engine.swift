@@ -525,10 +525,29 @@ public final class Engine: Sendable {
         }
         guard let instance = generation.encoders[name] else { throw .unknownEncoder(name: name, known: names) }
         let policy = requestedPolicy ?? instance.policy
+        try Self.checkSize(texts, encoder: policy == .windows ? instance.encoder : nil, limits: generation.config.limits)
         let vectors = policy == instance.policy ? instance.embed(texts) : instance.encoder.embed(texts, policy: policy)
         return Embeddings(
             encoder: name, dimension: instance.dimension, vectors: vectors,
             tokens: tokens ? texts.map { instance.encoder.tokenIDs($0, policy: policy) } : nil, policy: policy)
+    }
+
+    /// Refuses more texts than `limits.max_texts`, and, with an encoder that embeds long texts in
+    /// windows, a text of more than `limits.max_windows` windows: each window is a full encoder
+    /// pass, so a long text would otherwise cost seconds and hundreds of MB.
+    public static func checkSize(_ texts: [String], encoder windowed: SentenceEncoder?, limits: DaemonConfig.Limits) throws(EngineError) {
+        guard texts.count <= limits.maxTexts else {
+            throw .tooLarge("\(texts.count) texts in one request; limits.max_texts is \(limits.maxTexts): split them")
+        }
+        guard let windowed else { return }
+        for (index, text) in texts.enumerated() {
+            let windows = windowed.windowCount(text)
+            guard windows <= limits.maxWindows else {
+                throw .tooLarge(
+                    "text \(index) is \(windows) windows of 254 tokens under long_text: windows; limits.max_windows is \(limits.maxWindows): shorten it, or use head or tail"
+                )
+            }
+        }
     }
 
     /// Seconds since the engine started.

@@ -21,6 +21,8 @@ public enum EngineError: Error, Sendable, Hashable, CustomStringConvertible {
     case reloadRejected(generation: UInt64, problems: [String], dryRun: Bool)
     /// A feedback report this peer may not make.
     case reportForbidden(String)
+    /// A request over a limit that bounds its cost; the message names the limit.
+    case tooLarge(String)
 
     public var message: String {
         switch self {
@@ -45,7 +47,7 @@ public enum EngineError: Error, Sendable, Hashable, CustomStringConvertible {
         case .reloadRejected(let generation, let problems, let dryRun):
             return (dryRun ? "the config is not valid (dry run; nothing changed):\n" : "reload rejected, generation \(generation) keeps serving:\n")
                 + problems.joined(separator: "\n")
-        case .reportForbidden(let message):
+        case .reportForbidden(let message), .tooLarge(let message):
             return message
         }
     }

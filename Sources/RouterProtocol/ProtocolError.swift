@@ -5,6 +5,8 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case badJSON = "bad_json"
     /// The line exceeds `limits.max_line_bytes`; the rest of it was discarded.
     case lineTooLong = "line_too_long"
+    /// A request over one of the limits that bound its cost (`limits.max_texts`, `limits.max_windows`).
+    case tooLarge = "too_large"
     /// `op` names no known operation.
     case unknownOp = "unknown_op"
     /// A field the op needs is absent.

@@ -169,6 +169,11 @@ public final class SentenceEncoder: Sendable {
         return wrap(policy == .tail ? Array(pieces.suffix(Self.maxTokens - 2)) : Array(pieces.prefix(Self.maxTokens - 2)))
     }
 
+    /// How many windows `.windows` embeds `text` in: one per 254 word pieces, overlapping.
+    public func windowCount(_ text: String) -> Int {
+        Self.windowStarts(count: tokenizer.wordPieces(text).count, window: Self.maxTokens - 2).count
+    }
+
     /// The embedding of one text.
     public func embed(_ text: String, policy: LongTextPolicy = .head) -> [Float] {
         embed([text], policy: policy)[0]

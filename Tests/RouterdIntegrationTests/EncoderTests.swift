@@ -54,6 +54,33 @@ struct DaemonEncoderTests {
             config: { TestConfig.yaml(socket: $0, routers: routers, searchPaths: [plugins], encoders: EncoderFixture.encoders()) })
     }
 
+    /// A request over a limit that bounds its cost is refused before any encoder pass, naming the
+    /// limit, and the connection lives on (issue 23, finding 1: a 16 KiB line embedded with
+    /// `long_text: windows` had cost about 430 MB and 9.5 s, and texts per request had no bound).
+    @Test func requestsOverTheCostLimitsGetTooLarge() throws {
+        let windowed = EncoderFixture.encoders().replacingOccurrences(of: "  minilm:", with: "  windowed:") + "\n    long_text: windows"
+        let router = MFRouterTests.mfRouter().replacingOccurrences(of: "encoder: minilm", with: "encoder: windowed")
+        let daemon = try Daemon(config: {
+            TestConfig.yaml(
+                socket: $0, routers: router, limits: "  max_texts: 4\n  max_windows: 2",
+                encoders: EncoderFixture.encoders() + "\n" + windowed.replacingOccurrences(of: "encoders:\n", with: ""))
+        })
+        let connection = try daemon.connect()
+        let long = String(repeating: "! ", count: 8192)  // 8,192 word pieces: 64 windows
+        let manyTexts = try connection.request(#"{"op":"embed","encoder":"minilm","texts":["a","b","c","d","e"]}"#)
+        #expect(manyTexts.errorCode == "too_large" && manyTexts.errorMessage.contains("limits.max_texts is 4"), "\(manyTexts)")
+        let windows = try connection.request(#"{"op":"embed","encoder":"minilm","long_text":"windows","texts":["\#(long)"]}"#)
+        #expect(windows.errorCode == "too_large" && windows.errorMessage.contains("limits.max_windows is 2"), "\(windows)")
+        let manyPrompts = try connection.request(#"{"op":"score","router":"mf","prompts":["a","b","c","d","e"]}"#)
+        #expect(manyPrompts.errorCode == "too_large", "\(manyPrompts)")
+        let route = try connection.request(#"{"op":"route","router":"mf","prompt":"\#(long)"}"#)
+        #expect(route.errorCode == "too_large" && route.errorMessage.contains("limits.max_windows"), "\(route)")
+        // Within the limits all is as before; head and tail read 256 tokens of any text.
+        #expect(try connection.request(#"{"op":"embed","encoder":"minilm","texts":["\#(long)"]}"#).ok)
+        #expect(try connection.request(#"{"op":"embed","encoder":"minilm","long_text":"windows","texts":["short text"]}"#).ok)
+        #expect(try connection.request(#"{"op":"score","router":"mf","prompts":["a","b","c","d"]}"#).ok)
+    }
+
     @Test func pluginsReceiveThePromptEmbeddingAndCanAskForMore() throws {
         let daemon = try Self.probeDaemon(embeddingComponent: 3)
         let connection = try daemon.connect()

@@ -248,6 +248,30 @@ import Testing
         }
     }
 
+    /// Lines already read past `limits.max_in_flight` wait undecoded (issue 23, finding 8: with a
+    /// limit of 4, one client's 32 pipelined requests, sent in one write, had been decoded and
+    /// embedded as one batch of 32). With at most 4 of the connection's requests in flight, no
+    /// encoder batch holds more than 4 of them: 32 requests take at least 8 batches.
+    @Test(.requires(.encoderModel)) func pipelinedRequestsPastMaxInFlightWaitUndecoded() throws {
+        let daemon = try Daemon(config: {
+            TestConfig.yaml(socket: $0, routers: MFRouterTests.mfRouter(), limits: "  max_in_flight: 4", encoders: EncoderFixture.encoders())
+        })
+        let connection = try daemon.connect()
+        func encoderStats() throws -> (batches: Int, requests: Int) {
+            let encoder = try #require((try connection.request(#"{"op":"stats"}"#).result["encoders"] as? [String: Any])?["minilm"] as? [String: Any])
+            return (try #require(encoder["batches"] as? Int), try #require(encoder["batched_requests"] as? Int))
+        }
+        let before = try encoderStats()  // the load's smoke prompt is one
+        let tag = UInt32.random(in: 0...UInt32.max)
+        let lines = (0..<32).map { #"{"op":"route","router":"mf","prompt":"a fresh prompt \#(tag) number \#($0)"}"# + "\n" }
+        try connection.send(lines.joined())
+        for _ in 0..<32 { #expect(try #require(try connection.readLine(timeout: 60)).contains(#""ok":true"#)) }
+        let after = try encoderStats()
+        #expect(after.requests - before.requests == 32)
+        let batches = after.batches - before.batches
+        #expect(batches >= 8, "\(batches) batches for 32 requests: more than 4 were in flight at once")
+    }
+
     @Test func connectionsBeyondTheLimitAreRefusedWithOverloaded() throws {
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  max_connections: 2") })
         let first = try daemon.connect()

@@ -27,6 +27,12 @@ class LineTooLong(RouterdError):
     code = "line_too_long"
 
 
+class TooLarge(RouterdError):
+    """Over a limit that bounds a request's cost (limits.max_texts, limits.max_windows); the message names it."""
+
+    code = "too_large"
+
+
 class UnknownOp(RouterdError):
     code = "unknown_op"
 
@@ -88,7 +94,7 @@ class ConnectionFailed(RouterdError, OSError):
 ERRORS = {
     cls.code: cls
     for cls in (
-        BadJSON, LineTooLong, UnknownOp, MissingField, BadField, UnknownRouter, PluginFailed, Overloaded, Forbidden,
+        BadJSON, LineTooLong, TooLarge, UnknownOp, MissingField, BadField, UnknownRouter, PluginFailed, Overloaded, Forbidden,
         ReloadFailed, UnknownDecision, UnknownModel, FeedbackUnavailable, ShuttingDown, InternalError,
     )
 }
