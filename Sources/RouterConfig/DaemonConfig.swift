@@ -26,6 +26,8 @@ public struct DaemonConfig: Sendable {
         /// Longest request line accepted, in bytes, without its newline.
         public var maxLineBytes: Int
         public var maxConnections: Int
+        /// Connections one peer uid may hold at once, so one local user cannot take them all.
+        public var maxConnectionsPerUID: Int
         /// A connection with nothing in flight and no input for this long is closed.
         public var idleTimeoutSeconds: Double
         /// Requests read but not yet answered on one connection before reading pauses.
@@ -256,11 +258,17 @@ public enum ConfigLoader {
         // limits
         let limitFields =
             top["limits"]?.fields(
-                "limits", allowed: ["max_line_bytes", "max_connections", "idle_timeout", "max_in_flight", "max_texts", "max_windows"], diagnostics)
+                "limits",
+                allowed: [
+                    "max_line_bytes", "max_connections", "max_connections_per_uid", "idle_timeout", "max_in_flight", "max_texts", "max_windows",
+                ],
+                diagnostics)
             ?? [:]
         let limits = DaemonConfig.Limits(
             maxLineBytes: limitFields["max_line_bytes"]?.int("limits.max_line_bytes", in: 64...(1 << 30), diagnostics) ?? 1 << 20,
             maxConnections: limitFields["max_connections"]?.int("limits.max_connections", in: 1...1_000_000, diagnostics) ?? 1024,
+            maxConnectionsPerUID: limitFields["max_connections_per_uid"]?.int("limits.max_connections_per_uid", in: 1...1_000_000, diagnostics)
+                ?? 256,
             idleTimeoutSeconds: limitFields["idle_timeout"]?.double("limits.idle_timeout", in: 0.01...(86400 * 365), diagnostics) ?? 300,
             maxInFlightPerConnection: limitFields["max_in_flight"]?.int("limits.max_in_flight", in: 1...1_000_000, diagnostics) ?? 128,
             maxTexts: limitFields["max_texts"]?.int("limits.max_texts", in: 1...1_000_000, diagnostics) ?? 256,

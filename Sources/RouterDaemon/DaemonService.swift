@@ -22,7 +22,8 @@ public final class DaemonService: Service, Sendable {
     private var socketPath: String { dispatcher.socketPath }
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let openConnections = Mutex(0)
+    /// Connections open, in all and per peer uid.
+    private let openConnections = Mutex((total: 0, byUID: [UInt32: Int]()))
 
     /// - Parameters:
     ///   - socketPath: where to listen when systemd passes no socket.
@@ -128,30 +129,42 @@ public final class DaemonService: Service, Sendable {
 
     private func initialize(_ channel: any Channel, dispatcher: Dispatcher) -> EventLoopFuture<Void> {
         let limits = engine.current.config.limits
-        let admitted = openConnections.withLock { open in
-            guard open < limits.maxConnections else { return false }
-            open += 1
-            return true
-        }
-        guard admitted else {
-            counters.connectionRejected()
-            let error = ProtocolError(.overloaded, "too many connections (limits.max_connections = \(limits.maxConnections)); try again later")
-            let line = dispatcher.failure(error, allocator: channel.allocator)
-            return channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(RejectHandler(line: line))
-            }
-        }
-        counters.connectionOpened()
-        channel.closeFuture.whenComplete { [self] _ in
-            openConnections.withLock { $0 -= 1 }
-            counters.connectionClosed()
-        }
+        // Credentials first: the per-user cap needs the peer's uid.
         let credentials: EventLoopFuture<PeerCredentials> =
             (channel as? any SocketOptionProvider)?.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
             ?? channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
         return credentials.map { Optional(Peer(pid: $0.pid, uid: $0.uid, gid: $0.gid)) }
             .recover { _ -> Peer? in nil }
-            .flatMapThrowing { peer in
+            .flatMapThrowing { [self] peer in
+                // A peer whose uid cannot be read counts as one user of its own kind.
+                let uid = peer?.uid ?? UInt32.max
+                let refusal: String? = openConnections.withLock { open in
+                    guard open.total < limits.maxConnections else {
+                        return "too many connections (limits.max_connections = \(limits.maxConnections)); try again later"
+                    }
+                    guard open.byUID[uid, default: 0] < limits.maxConnectionsPerUID else {
+                        return
+                            "too many connections from uid \(uid) (limits.max_connections_per_uid = \(limits.maxConnectionsPerUID)); close some, or try again later"
+                    }
+                    open.total += 1
+                    open.byUID[uid, default: 0] += 1
+                    return nil
+                }
+                if let refusal {
+                    counters.connectionRejected()
+                    let line = dispatcher.failure(ProtocolError(.overloaded, refusal), allocator: channel.allocator)
+                    try channel.pipeline.syncOperations.addHandler(RejectHandler(line: line))
+                    return
+                }
+                counters.connectionOpened()
+                channel.closeFuture.whenComplete { [self] _ in
+                    openConnections.withLock { open in
+                        open.total -= 1
+                        open.byUID[uid, default: 1] -= 1
+                        if open.byUID[uid] == 0 { open.byUID[uid] = nil }
+                    }
+                    counters.connectionClosed()
+                }
                 try channel.pipeline.syncOperations.addHandlers([
                     ByteToMessageHandler(LineFrameDecoder(maxLength: limits.maxLineBytes)),
                     IdleStateHandler(readTimeout: .nanoseconds(Int64(limits.idleTimeoutSeconds * 1e9))),

@@ -272,6 +272,22 @@ import Testing
         #expect(batches >= 8, "\(batches) batches for 32 requests: more than 4 were in flight at once")
     }
 
+    /// One local user cannot hold every connection (issue 23, finding 8): past its own cap a uid
+    /// is refused, and another uid still connects.
+    @Test(.requires(.actAsNobody)) func oneUserCannotTakeEveryConnection() throws {
+        let nobody = try OtherUser.nobody()
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  max_connections_per_uid: 2", mode: "0666") })
+        let first = try daemon.connect()
+        #expect(try eventually { try first.request(#"{"op":"stats"}"#).result["connections_open"] as? Int == 1 })
+        let second = try daemon.connect()
+        #expect(try second.request(#"{"op":"health"}"#).ok)
+        let third = try daemon.connect()
+        let refusal = try JSON.object(try #require(try third.readLine()))
+        #expect(refusal.errorCode == "overloaded" && refusal.errorMessage.contains("limits.max_connections_per_uid = 2"), "\(refusal)")
+        let other = try runCommand(Requirement.setprivPath, nobody.run(try Package.binary("routerctl")) + ["status", "--socket", daemon.socket])
+        #expect(other.status == 0, "another user still connects: \(other.stdout)\(other.stderr)")
+    }
+
     @Test func connectionsBeyondTheLimitAreRefusedWithOverloaded() throws {
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  max_connections: 2") })
         let first = try daemon.connect()
