@@ -152,7 +152,7 @@ struct Dispatcher: Sendable {
     private func withEmbeddings(_ decide: RequestPlan.Decide, _ context: Context) -> Reply {
         let start = ContinuousClock.now
         let promise = context.eventLoop.makePromise(of: ByteBuffer.self)
-        let prepared = engine.prepareEmbeddings(for: decide.router, prompts: decide.prompts) { [self] embeddings in
+        let prepared = engine.prepareEmbeddings(for: decide.router, prompts: decide.prompts, requester: context.peer?.uid) { [self] embeddings in
             context.eventLoop.execute {
                 promise.succeed(counted(context) { () throws(ProtocolError) in try decideNow(decide, embeddings: embeddings, start: start, context) })
             }
@@ -183,7 +183,7 @@ struct Dispatcher: Sendable {
                 context.serving.decisionLog?.record(decision, prompt: route.prompt)
                 return ResponseCodec.success(decision, id: context.id)
             case .score(let score):
-                let scores = try engine.score(decide.router, prompts: score.prompts, embeddings: embeddings)
+                let scores = try engine.score(decide.router, prompts: score.prompts, embeddings: embeddings, requester: context.peer?.uid)
                 return ResponseCodec.success(
                     ScoreResult(
                         router: decide.router.name, generation: context.generation.number, scores: scores,
@@ -202,7 +202,8 @@ struct Dispatcher: Sendable {
         do throws(EngineError) {
             switch request {
             case .embed(let embed):
-                let embeddings = try engine.embed(embed.texts, encoder: embed.encoder, policy: embed.longText, tokens: embed.tokens, on: generation)
+                let embeddings = try engine.embed(
+                    embed.texts, encoder: embed.encoder, policy: embed.longText, tokens: embed.tokens, requester: context.peer?.uid, on: generation)
                 return ResponseCodec.success(EmbedResult(embeddings, elapsedMicroseconds: Engine.microseconds(since: start)), id: context.id)
             case .learn(let learn):
                 let statuses =

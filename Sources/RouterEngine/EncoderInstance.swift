@@ -36,33 +36,53 @@ public final class EncoderInstance: Sendable {
             workers: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, config.threads)))
     }
 
+    /// Whose cache entries a lookup may hit. A user's prompts are cached in that user's own
+    /// namespace, so the speed of a hit (or the hit counters) cannot tell one local user that
+    /// another sent a given prompt; the daemon's own texts (smoke prompts, the learner's
+    /// outcomes, plugins' requests) share one namespace no request reaches.
+    public enum CacheNamespace: Sendable, Hashable {
+        case daemon
+        /// A peer uid; nil when its credentials could not be read.
+        case peer(UInt32?)
+
+        func key(_ text: String) -> String {
+            switch self {
+            case .daemon: "d\u{0}" + text
+            case .peer(let uid?): "\(uid)\u{0}" + text
+            case .peer(nil): "?\u{0}" + text
+            }
+        }
+    }
+
     /// Embeddings of `texts` under the encoder's policy, from the cache where possible;
     /// the misses go to the batcher, with other callers' texts, and this thread waits.
-    public func embed(_ texts: [String]) -> [[Float]] {
-        let found = texts.map { cache.value(for: $0) }
+    public func embed(_ texts: [String], namespace: CacheNamespace = .daemon) -> [[Float]] {
+        let keys = texts.map(namespace.key)
+        let found = keys.map { cache.value(for: $0) }
         let missing = found.indices.filter { found[$0] == nil }
         if missing.isEmpty { return found.map { $0! } }
-        return filling(found, missing: missing, with: batcher.embed(missing.map { texts[$0] }), texts: texts)
+        return filling(found, missing: missing, with: batcher.embed(missing.map { texts[$0] }), keys: keys)
     }
 
     /// Embeddings of `texts`, returned at once when the cache holds them all; otherwise nil,
     /// and `later` gets them on a batcher thread once the misses are computed (and cached).
-    public func embed(_ texts: [String], later: @escaping @Sendable ([[Float]]) -> Void) -> [[Float]]? {
-        let found = texts.map { cache.value(for: $0) }
+    public func embed(_ texts: [String], namespace: CacheNamespace, later: @escaping @Sendable ([[Float]]) -> Void) -> [[Float]]? {
+        let keys = texts.map(namespace.key)
+        let found = keys.map { cache.value(for: $0) }
         let missing = found.indices.filter { found[$0] == nil }
         if missing.isEmpty { return found.map { $0! } }
         batcher.submit(missing.map { texts[$0] }) { [self] computed in
-            later(filling(found, missing: missing, with: computed, texts: texts))
+            later(filling(found, missing: missing, with: computed, keys: keys))
         }
         return nil
     }
 
-    /// `found` with the `computed` embeddings of its `missing` slots filled in, and cached.
-    private func filling(_ found: [[Float]?], missing: [Int], with computed: [[Float]], texts: [String]) -> [[Float]] {
+    /// `found` with the `computed` embeddings of its `missing` slots filled in, and cached under `keys`.
+    private func filling(_ found: [[Float]?], missing: [Int], with computed: [[Float]], keys: [String]) -> [[Float]] {
         var results = found
         for (index, vector) in zip(missing, computed) {
             results[index] = vector
-            cache.insert(vector, for: texts[index])
+            cache.insert(vector, for: keys[index])
         }
         return results.map { $0! }
     }

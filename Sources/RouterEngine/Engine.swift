@@ -254,7 +254,7 @@ public final class Engine: Sendable {
         start: ContinuousClock.Instant = .now, requester: UInt32? = nil, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
         let rule = try Self.rule(for: router, override: override)
-        let embedding = router.encoder.map { given ?? $0.embed([prompt])[0] }
+        let embedding = router.encoder.map { given ?? $0.embed([prompt], namespace: .peer(requester))[0] }
         let candidates = router.candidates
         var costs: [Double]?
         if candidates.allSatisfy({ $0.price != nil }) {
@@ -471,16 +471,18 @@ public final class Engine: Sendable {
 
     /// P(strong wins) for each prompt on `generation`, in order.
     /// `embeddings`, when given, are the prompts' from ``prepareEmbeddings(for:prompts:later:)``.
-    public func score(router name: String, prompts: [String], embeddings given: [[Float]]? = nil, on generation: Generation) throws(EngineError)
-        -> [Double]
-    {
-        try score(Self.router(named: name, in: generation), prompts: prompts, embeddings: given)
+    public func score(
+        router name: String, prompts: [String], embeddings given: [[Float]]? = nil, requester: UInt32? = nil, on generation: Generation
+    ) throws(EngineError) -> [Double] {
+        try score(Self.router(named: name, in: generation), prompts: prompts, embeddings: given, requester: requester)
     }
 
     /// As above, on a router instance the caller has already resolved.
-    public func score(_ router: RouterInstance, prompts: [String], embeddings given: [[Float]]? = nil) throws(EngineError) -> [Double] {
+    public func score(_ router: RouterInstance, prompts: [String], embeddings given: [[Float]]? = nil, requester: UInt32? = nil) throws(EngineError)
+        -> [Double]
+    {
         do {
-            let scores = try router.score(prompts, embeddings: router.encoder.map { given ?? $0.embed(prompts) })
+            let scores = try router.score(prompts, embeddings: router.encoder.map { given ?? $0.embed(prompts, namespace: .peer(requester)) })
             stats.recordScored(router: router.name, count: scores.count)
             return scores
         } catch {
@@ -503,16 +505,17 @@ public final class Engine: Sendable {
     /// or else queued to the encoder's batcher, which embeds concurrent requests' prompts
     /// together and hands them to `later` on its own thread.
     public func prepareEmbeddings(
-        for router: RouterInstance, prompts: [String], later: @escaping @Sendable ([[Float]]) -> Void
+        for router: RouterInstance, prompts: [String], requester: UInt32? = nil, later: @escaping @Sendable ([[Float]]) -> Void
     ) -> PreparedEmbeddings {
         guard let encoder = router.encoder else { return .notNeeded }
-        return encoder.embed(prompts, later: later).map(PreparedEmbeddings.ready) ?? .pending
+        return encoder.embed(prompts, namespace: .peer(requester), later: later).map(PreparedEmbeddings.ready) ?? .pending
     }
 
     /// Embeds texts with an encoder of `generation`: `encoder` may be omitted when there is one;
     /// `policy` overrides the encoder's long-text policy.
     public func embed(
-        _ texts: [String], encoder requested: String?, policy requestedPolicy: LongTextPolicy?, tokens: Bool, on generation: Generation
+        _ texts: [String], encoder requested: String?, policy requestedPolicy: LongTextPolicy?, tokens: Bool, requester: UInt32? = nil,
+        on generation: Generation
     ) throws(EngineError) -> Embeddings {
         let names = generation.encoders.keys.sorted()
         let name: String
@@ -526,7 +529,7 @@ public final class Engine: Sendable {
         guard let instance = generation.encoders[name] else { throw .unknownEncoder(name: name, known: names) }
         let policy = requestedPolicy ?? instance.policy
         try Self.checkSize(texts, encoder: policy == .windows ? instance.encoder : nil, limits: generation.config.limits)
-        let vectors = policy == instance.policy ? instance.embed(texts) : instance.encoder.embed(texts, policy: policy)
+        let vectors = policy == instance.policy ? instance.embed(texts, namespace: .peer(requester)) : instance.encoder.embed(texts, policy: policy)
         return Embeddings(
             encoder: name, dimension: instance.dimension, vectors: vectors,
             tokens: tokens ? texts.map { instance.encoder.tokenIDs($0, policy: policy) } : nil, policy: policy)

@@ -81,6 +81,33 @@ struct DaemonEncoderTests {
         #expect(try connection.request(#"{"op":"score","router":"mf","prompts":["a","b","c","d"]}"#).ok)
     }
 
+    /// The embedding cache cannot tell one local user that another sent a prompt (issue 23,
+    /// finding 5: a hit took 11 µs, a near miss 5,786 µs): each uid's prompts are cached in its own
+    /// namespace, so another user's first request for the same text is a miss like any new text.
+    @Test(.requires(.actAsNobody)) func aPromptAnotherUserSentIsNotACacheHit() throws {
+        let nobody = try OtherUser.nobody()
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, mode: "0666", encoders: EncoderFixture.encoders()) })
+        let connection = try daemon.connect()
+        func counters() throws -> (hits: Int, misses: Int) {
+            let encoder = try #require((try connection.request(#"{"op":"stats"}"#).result["encoders"] as? [String: Any])?["minilm"] as? [String: Any])
+            return (try #require(encoder["hits"] as? Int), try #require(encoder["misses"] as? Int))
+        }
+        func embedAsNobody() throws {
+            let run = try runCommand(
+                Requirement.setprivPath, nobody.run(try Package.binary("routerctl")) + ["embed", "--socket", daemon.socket, "root's secret prompt"])
+            #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        }
+        #expect(try connection.request(#"{"op":"embed","texts":["root's secret prompt"]}"#).ok)
+        let before = try counters()
+        try embedAsNobody()
+        let after = try counters()
+        #expect(after.hits == before.hits && after.misses == before.misses + 1, "another user's first request is a miss: \(before) → \(after)")
+        try embedAsNobody()
+        #expect(try counters().hits == after.hits + 1, "a user's own repeat is a hit")
+        #expect(try connection.request(#"{"op":"embed","texts":["root's secret prompt"]}"#).ok)
+        #expect(try counters().hits == after.hits + 2, "and so is root's")
+    }
+
     @Test func pluginsReceiveThePromptEmbeddingAndCanAskForMore() throws {
         let daemon = try Self.probeDaemon(embeddingComponent: 3)
         let connection = try daemon.connect()
