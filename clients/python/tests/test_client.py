@@ -66,7 +66,11 @@ def test_the_async_client_pipelines_many_requests_over_a_small_pool(daemon):
     async def main():
         async with routerd.AsyncClient(daemon, pool_size=2) as client:
             decisions = await asyncio.gather(*(client.route(f"question {i}", router="random") for i in range(300)))
-            scores = await client.score([f"question {i}" for i in range(300)], router="random")
+            # One score request holds at most limits.max_texts (256) prompts; more get TooLarge.
+            prompts = [f"question {i}" for i in range(300)]
+            with pytest.raises(routerd.TooLarge):
+                await client.score(prompts, router="random")
+            scores = await client.score(prompts[:150], router="random") + await client.score(prompts[150:], router="random")
             assert [d.score for d in decisions] == scores
             with pytest.raises(routerd.UnknownRouter):
                 await client.route("x", router="nope")
