@@ -22,6 +22,15 @@ public enum SafeTensorsWriter {
         }
     }
 
+    /// Syncs the folder holding `path`, so a rename or unlink there lasts a crash.
+    public static func syncFolder(of path: String) {
+        let folder = (path as NSString).deletingLastPathComponent
+        let fd = open(folder.isEmpty ? "." : folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        close(fd)
+    }
+
     /// With `durable`, the file is synced before it is renamed into place and its folder after,
     /// so after a crash the path holds either the previous file or this one, whole. The file gets
     /// `mode` (0600 for state only its writer should read); the temporary beside it is created
@@ -69,13 +78,7 @@ public enum SafeTensorsWriter {
             try handle.write(contentsOf: data)
             if durable { try handle.synchronize() }
             guard rename(temporary, path) == 0 else { throw fail("cannot rename into place: \(String(cString: strerror(errno)))") }
-            if durable {
-                let folder = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                if folder >= 0 {
-                    fsync(folder)
-                    close(folder)
-                }
-            }
+            if durable { syncFolder(of: path) }
         } catch let error as SafeTensorsError {
             unlink(temporary)
             throw error

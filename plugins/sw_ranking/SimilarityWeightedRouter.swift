@@ -127,11 +127,7 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
                 throw PluginError("cannot remove \(learnedFile): \(String(cString: strerror(errno)))")
             }
             // The removal must last a crash, or the forgotten state comes back at the next start.
-            let folder = open((learnedFile as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if folder >= 0 {
-                fsync(folder)
-                close(folder)
-            }
+            SafeTensorsWriter.syncFolder(of: learnedFile)
         }
         let empty = LearnedRanking(models: index.models, dimension: index.dimension)
         published.withLock { $0 = Published(ranker: SimilarityRanker(index: index, settings: settings), learned: empty) }
