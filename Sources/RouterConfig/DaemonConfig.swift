@@ -36,6 +36,9 @@ public struct DaemonConfig: Sendable {
         public var maxTexts: Int
         /// Windows of one text embedded with `long_text: windows` (each 254 word pieces).
         public var maxWindows: Int
+        /// Model positions (tokens, [CLS] and [SEP] included) the encoder may run for one request,
+        /// summed over its uncached texts and their windows: what bounds a request's encoder time.
+        public var maxTokens: Int
     }
 
     public struct Logging: Sendable {
@@ -261,6 +264,7 @@ public enum ConfigLoader {
                 "limits",
                 allowed: [
                     "max_line_bytes", "max_connections", "max_connections_per_uid", "idle_timeout", "max_in_flight", "max_texts", "max_windows",
+                    "max_tokens",
                 ],
                 diagnostics)
             ?? [:]
@@ -272,7 +276,8 @@ public enum ConfigLoader {
             idleTimeoutSeconds: limitFields["idle_timeout"]?.double("limits.idle_timeout", in: 0.01...(86400 * 365), diagnostics) ?? 300,
             maxInFlightPerConnection: limitFields["max_in_flight"]?.int("limits.max_in_flight", in: 1...1_000_000, diagnostics) ?? 128,
             maxTexts: limitFields["max_texts"]?.int("limits.max_texts", in: 1...1_000_000, diagnostics) ?? 256,
-            maxWindows: limitFields["max_windows"]?.int("limits.max_windows", in: 1...1_000, diagnostics) ?? 8)
+            maxWindows: limitFields["max_windows"]?.int("limits.max_windows", in: 1...1_000, diagnostics) ?? 8,
+            maxTokens: limitFields["max_tokens"]?.int("limits.max_tokens", in: 256...100_000_000, diagnostics) ?? 4096)
 
         // logging
         let logFields = top["logging"]?.fields("logging", allowed: ["level"], diagnostics) ?? [:]

@@ -8,7 +8,7 @@ import TextEncoder
 public struct DaemonSnapshot: Sendable {
     public struct Encoder: Sendable {
         public var cache: EmbeddingCache.Counters
-        public var batcher: EmbeddingBatcher.Counters
+        public var batcher: EmbeddingBatcher<SentenceEncoder>.Counters
         public var kernel: String
         public var precision: String
     }

@@ -152,9 +152,17 @@ struct Dispatcher: Sendable {
     private func withEmbeddings(_ decide: RequestPlan.Decide, _ context: Context) -> Reply {
         let start = ContinuousClock.now
         let promise = context.eventLoop.makePromise(of: ByteBuffer.self)
-        let prepared = engine.prepareEmbeddings(for: decide.router, prompts: decide.prompts, requester: context.peer?.uid) { [self] embeddings in
+        let prepared = engine.prepareEmbeddings(
+            for: decide.router, prompts: decide.prompts, requester: context.peer?.uid, on: context.generation
+        ) { [self] outcome in
             context.eventLoop.execute {
-                promise.succeed(counted(context) { () throws(ProtocolError) in try decideNow(decide, embeddings: embeddings, start: start, context) })
+                promise.succeed(
+                    counted(context) { () throws(ProtocolError) in
+                        switch outcome {
+                        case .success(let embeddings): return try decideNow(decide, embeddings: embeddings, start: start, context)
+                        case .failure(let error): throw ProtocolError(error)
+                        }
+                    })
             }
         }
         let embeddings: [[Float]]?
@@ -183,7 +191,8 @@ struct Dispatcher: Sendable {
                 context.serving.decisionLog?.record(decision, prompt: route.prompt)
                 return ResponseCodec.success(decision, id: context.id)
             case .score(let score):
-                let scores = try engine.score(decide.router, prompts: score.prompts, embeddings: embeddings, requester: context.peer?.uid)
+                let scores = try engine.score(
+                    decide.router, prompts: score.prompts, embeddings: embeddings, requester: context.peer?.uid, on: context.generation)
                 return ResponseCodec.success(
                     ScoreResult(
                         router: decide.router.name, generation: context.generation.number, scores: scores,

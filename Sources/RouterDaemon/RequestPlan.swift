@@ -63,9 +63,6 @@ enum RequestPlan {
         case .learn(let learn): self = learn.action == .reset ? .compute(request) : .immediate(request)
         case .routers, .health, .status, .stats: self = .immediate(request)
         }
-        if case .decide(let decide) = self {
-            let windowed = decide.router.encoder.flatMap { $0.policy == .windows ? $0.encoder : nil }
-            try Engine.checkSize(decide.prompts, encoder: windowed, limits: generation.config.limits)
-        }
+        if case .decide(let decide) = self { try Engine.checkSize(decide.prompts, limits: generation.config.limits) }
     }
 }

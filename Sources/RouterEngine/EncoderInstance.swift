@@ -15,7 +15,7 @@ public final class EncoderInstance: Sendable {
     public let encoder: SentenceEncoder
     public let cache: EmbeddingCache
     public let policy: LongTextPolicy
-    public let batcher: EmbeddingBatcher
+    public let batcher: EmbeddingBatcher<SentenceEncoder>
 
     public var dimension: Int { SentenceEncoder.dimension }
 
@@ -26,12 +26,12 @@ public final class EncoderInstance: Sendable {
         let policy = config.longText
         self.policy = policy
         self.batcher = EmbeddingBatcher(
-            limits: Self.batchLimits(config), name: config.name, embed: { texts in encoder.embed(texts, policy: policy) })
+            limits: Self.batchLimits(config), name: config.name, encoder: encoder)
     }
 
     /// The batcher's limits: `batch_size`, `batch_wait_us`, and one worker per `threads` cores.
-    static func batchLimits(_ config: DaemonConfig.Encoder) -> EmbeddingBatcher.Limits {
-        EmbeddingBatcher.Limits(
+    static func batchLimits(_ config: DaemonConfig.Encoder) -> EmbeddingBatcher<SentenceEncoder>.Limits {
+        EmbeddingBatcher<SentenceEncoder>.Limits(
             maxBatch: config.batchSize, maxWait: Double(config.batchWaitMicroseconds) / 1e6,
             workers: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, config.threads)))
     }
@@ -44,41 +44,53 @@ public final class EncoderInstance: Sendable {
         case daemon
         /// A peer uid; nil when its credentials could not be read.
         case peer(UInt32?)
+    }
 
-        func key(_ text: String) -> String {
-            switch self {
-            case .daemon: "d\u{0}" + text
-            case .peer(let uid?): "\(uid)\u{0}" + text
-            case .peer(nil): "?\u{0}" + text
-            }
+    /// Embeddings of the daemon's own texts (smoke prompts, learned outcomes, plugins' requests),
+    /// in the daemon's namespace and with no limits.
+    public func embed(own texts: [String]) -> [[Float]] {
+        do throws(EncodingLimitError) {
+            return try embed(texts, namespace: .daemon, limits: .none)
+        } catch {
+            // `.none` has no limit to exceed.
+            preconditionFailure("embedding without limits exceeded one: \(error)")
         }
     }
 
-    /// Embeddings of `texts` under the encoder's policy, from the cache where possible;
-    /// the misses go to the batcher, with other callers' texts, and this thread waits.
-    public func embed(_ texts: [String], namespace: CacheNamespace = .daemon) -> [[Float]] {
-        let keys = texts.map(namespace.key)
+    /// Embeddings of `texts` under `policy` (the encoder's own when nil), from the cache where
+    /// possible; the misses go to the batcher, with other callers' texts, and this thread waits.
+    /// `limits` bound what the misses may cost.
+    public func embed(
+        _ texts: [String], namespace: CacheNamespace, policy: LongTextPolicy? = nil, limits: EncodingLimits
+    ) throws(EncodingLimitError) -> [[Float]] {
+        let policy = policy ?? self.policy
+        let keys = texts.map { EmbeddingCache.Key(namespace: namespace, policy: policy, text: $0) }
         let found = keys.map { cache.value(for: $0) }
         let missing = found.indices.filter { found[$0] == nil }
         if missing.isEmpty { return found.map { $0! } }
-        return filling(found, missing: missing, with: batcher.embed(missing.map { texts[$0] }), keys: keys)
+        let computed = try batcher.embed(missing.map { texts[$0] }, policy: policy, limits: limits)
+        return filling(found, missing: missing, with: computed, keys: keys)
     }
 
-    /// Embeddings of `texts`, returned at once when the cache holds them all; otherwise nil,
-    /// and `later` gets them on a batcher thread once the misses are computed (and cached).
-    public func embed(_ texts: [String], namespace: CacheNamespace, later: @escaping @Sendable ([[Float]]) -> Void) -> [[Float]]? {
-        let keys = texts.map(namespace.key)
+    /// Embeddings of `texts` under the encoder's policy, returned at once when the cache holds
+    /// them all; otherwise nil, and `later` gets them (or the limit the misses exceed) on a
+    /// batcher thread once the misses are computed (and cached).
+    public func embed(
+        _ texts: [String], namespace: CacheNamespace, limits: EncodingLimits,
+        later: @escaping @Sendable (Result<[[Float]], EncodingLimitError>) -> Void
+    ) -> [[Float]]? {
+        let keys = texts.map { EmbeddingCache.Key(namespace: namespace, policy: policy, text: $0) }
         let found = keys.map { cache.value(for: $0) }
         let missing = found.indices.filter { found[$0] == nil }
         if missing.isEmpty { return found.map { $0! } }
-        batcher.submit(missing.map { texts[$0] }) { [self] computed in
-            later(filling(found, missing: missing, with: computed, keys: keys))
+        batcher.submit(missing.map { texts[$0] }, policy: policy, limits: limits) { [self] outcome in
+            later(outcome.map { filling(found, missing: missing, with: $0, keys: keys) })
         }
         return nil
     }
 
     /// `found` with the `computed` embeddings of its `missing` slots filled in, and cached under `keys`.
-    private func filling(_ found: [[Float]?], missing: [Int], with computed: [[Float]], keys: [String]) -> [[Float]] {
+    private func filling(_ found: [[Float]?], missing: [Int], with computed: [[Float]], keys: [EmbeddingCache.Key]) -> [[Float]] {
         var results = found
         for (index, vector) in zip(missing, computed) {
             results[index] = vector

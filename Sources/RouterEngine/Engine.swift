@@ -254,7 +254,12 @@ public final class Engine: Sendable {
         start: ContinuousClock.Instant = .now, requester: UInt32? = nil, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
         let rule = try Self.rule(for: router, override: override)
-        let embedding = router.encoder.map { given ?? $0.embed([prompt], namespace: .peer(requester))[0] }
+        var embedding = given
+        if embedding == nil, let encoder = router.encoder {
+            embedding = try Self.limited { () throws(EncodingLimitError) in
+                try encoder.embed([prompt], namespace: .peer(requester), limits: Self.encodingLimits(generation.config.limits))[0]
+            }
+        }
         let candidates = router.candidates
         var costs: [Double]?
         if candidates.allSatisfy({ $0.price != nil }) {
@@ -474,15 +479,21 @@ public final class Engine: Sendable {
     public func score(
         router name: String, prompts: [String], embeddings given: [[Float]]? = nil, requester: UInt32? = nil, on generation: Generation
     ) throws(EngineError) -> [Double] {
-        try score(Self.router(named: name, in: generation), prompts: prompts, embeddings: given, requester: requester)
+        try score(Self.router(named: name, in: generation), prompts: prompts, embeddings: given, requester: requester, on: generation)
     }
 
     /// As above, on a router instance the caller has already resolved.
-    public func score(_ router: RouterInstance, prompts: [String], embeddings given: [[Float]]? = nil, requester: UInt32? = nil) throws(EngineError)
-        -> [Double]
-    {
+    public func score(
+        _ router: RouterInstance, prompts: [String], embeddings given: [[Float]]? = nil, requester: UInt32? = nil, on generation: Generation
+    ) throws(EngineError) -> [Double] {
+        var embeddings = given
+        if embeddings == nil, let encoder = router.encoder {
+            embeddings = try Self.limited { () throws(EncodingLimitError) in
+                try encoder.embed(prompts, namespace: .peer(requester), limits: Self.encodingLimits(generation.config.limits))
+            }
+        }
         do {
-            let scores = try router.score(prompts, embeddings: router.encoder.map { given ?? $0.embed(prompts, namespace: .peer(requester)) })
+            let scores = try router.score(prompts, embeddings: embeddings)
             stats.recordScored(router: router.name, count: scores.count)
             return scores
         } catch {
@@ -504,11 +515,31 @@ public final class Engine: Sendable {
     /// Readies the embeddings `router` needs for `prompts` without blocking: from the cache,
     /// or else queued to the encoder's batcher, which embeds concurrent requests' prompts
     /// together and hands them to `later` on its own thread.
+    /// Misses over `limits.max_tokens` or `limits.max_windows` reach `later` as `too_large`.
     public func prepareEmbeddings(
-        for router: RouterInstance, prompts: [String], requester: UInt32? = nil, later: @escaping @Sendable ([[Float]]) -> Void
+        for router: RouterInstance, prompts: [String], requester: UInt32? = nil, on generation: Generation,
+        later: @escaping @Sendable (Result<[[Float]], EngineError>) -> Void
     ) -> PreparedEmbeddings {
         guard let encoder = router.encoder else { return .notNeeded }
-        return encoder.embed(prompts, namespace: .peer(requester), later: later).map(PreparedEmbeddings.ready) ?? .pending
+        let limits = Self.encodingLimits(generation.config.limits)
+        let ready = encoder.embed(prompts, namespace: .peer(requester), limits: limits) { outcome in
+            later(outcome.mapError { EngineError.tooLarge($0.message) })
+        }
+        return ready.map(PreparedEmbeddings.ready) ?? .pending
+    }
+
+    /// What one request may make the encoder do, from the config's `limits`.
+    public static func encodingLimits(_ limits: DaemonConfig.Limits) -> EncodingLimits {
+        EncodingLimits(maxWindows: limits.maxWindows, maxTokens: limits.maxTokens)
+    }
+
+    /// `body`'s result, its limit error becoming `too_large`.
+    static func limited<T>(_ body: () throws(EncodingLimitError) -> T) throws(EngineError) -> T {
+        do throws(EncodingLimitError) {
+            return try body()
+        } catch {
+            throw .tooLarge(error.message)
+        }
     }
 
     /// Embeds texts with an encoder of `generation`: `encoder` may be omitted when there is one;
@@ -528,28 +559,21 @@ public final class Engine: Sendable {
         }
         guard let instance = generation.encoders[name] else { throw .unknownEncoder(name: name, known: names) }
         let policy = requestedPolicy ?? instance.policy
-        try Self.checkSize(texts, encoder: policy == .windows ? instance.encoder : nil, limits: generation.config.limits)
-        let vectors = policy == instance.policy ? instance.embed(texts, namespace: .peer(requester)) : instance.encoder.embed(texts, policy: policy)
+        try Self.checkSize(texts, limits: generation.config.limits)
+        let vectors = try Self.limited { () throws(EncodingLimitError) in
+            try instance.embed(texts, namespace: .peer(requester), policy: policy, limits: Self.encodingLimits(generation.config.limits))
+        }
         return Embeddings(
             encoder: name, dimension: instance.dimension, vectors: vectors,
             tokens: tokens ? texts.map { instance.encoder.tokenIDs($0, policy: policy) } : nil, policy: policy)
     }
 
-    /// Refuses more texts than `limits.max_texts`, and, with an encoder that embeds long texts in
-    /// windows, a text of more than `limits.max_windows` windows: each window is a full encoder
-    /// pass, so a long text would otherwise cost seconds and hundreds of MB.
-    public static func checkSize(_ texts: [String], encoder windowed: SentenceEncoder?, limits: DaemonConfig.Limits) throws(EngineError) {
+    /// Refuses more texts than `limits.max_texts` before any work. What the texts cost the encoder
+    /// (`limits.max_tokens`, `limits.max_windows`) is checked as they are tokenized, off the event
+    /// loop, by the encoder's batcher.
+    public static func checkSize(_ texts: [String], limits: DaemonConfig.Limits) throws(EngineError) {
         guard texts.count <= limits.maxTexts else {
             throw .tooLarge("\(texts.count) texts in one request; limits.max_texts is \(limits.maxTexts): split them")
-        }
-        guard let windowed else { return }
-        for (index, text) in texts.enumerated() {
-            let windows = windowed.windowCount(text)
-            guard windows <= limits.maxWindows else {
-                throw .tooLarge(
-                    "text \(index) is \(windows) windows of 254 tokens under long_text: windows; limits.max_windows is \(limits.maxWindows): shorten it, or use head or tail"
-                )
-            }
         }
     }
 

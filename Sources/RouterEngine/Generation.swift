@@ -59,7 +59,7 @@ public final class Generation: Sendable {
     static func smokeTest(_ router: RouterInstance) -> String? {
         guard !router.ioBound else { return nil }
         do {
-            let embedding = router.encoder?.embed([smokePrompt])[0]
+            let embedding = router.encoder?.embed(own: [smokePrompt])[0]
             _ = try router.score(smokePrompt, embedding: embedding)
             if router.predictsQualities {
                 let qualities = try router.qualities(smokePrompt, embedding: embedding)

@@ -229,7 +229,7 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
             if let encoder = router.encoder, !prompts.isEmpty {
                 // Recently routed prompts: mostly cache hits.
                 let start = ContinuousClock.now
-                let vectors = encoder.embed(prompts)
+                let vectors = encoder.embed(own: prompts)
                 for index in outcomes.indices { outcomes[index].embedding = vectors[index] }
                 embedMilliseconds = Engine.microseconds(since: start) / 1000
             }

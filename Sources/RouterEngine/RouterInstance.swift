@@ -124,7 +124,7 @@ public final class RouterInstance: Sendable {
             instanceLogger[metadataKey: "router"] = .string(config.name)
             let router = config.name
             var embed: (@Sendable (String) -> [Float])?
-            if let encoder { embed = { text in encoder.embed([text])[0] } }
+            if let encoder { embed = { text in encoder.embed(own: [text])[0] } }
             let services = HostServices(logger: instanceLogger, embed: embed, count: { event in stats.recordEvent(router: router, event: event) })
             plugin = try PluginInstance(
                 library: library, name: config.name, paramsJSON: paramsJSON, strongModel: config.strongModel, weakModel: config.weakModel,

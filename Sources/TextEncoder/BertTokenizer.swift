@@ -52,12 +52,17 @@ public struct BertTokenizer: Sendable {
     /// The token text of an id (for debugging).
     public func token(_ id: Int32) -> String? { tokensByID.indices.contains(Int(id)) ? tokensByID[Int(id)] : nil }
 
-    /// WordPiece ids of `text`, without [CLS]/[SEP] and without truncation.
-    public func wordPieces(_ text: String) -> [Int32] {
+    /// WordPiece ids of `text`, without [CLS]/[SEP]: all of them, or the first `limit`.
+    ///
+    /// With a limit the text is read only as far as it takes, so the cost of a long prompt's
+    /// head is that of its head.
+    public func wordPieces(_ text: String, limit: Int = .max) -> [Int32] {
         var ids: [Int32] = []
-        ids.reserveCapacity(text.utf8.count / 3 + 4)
+        ids.reserveCapacity(min(limit, text.utf8.count / 3 + 4))
         var word = WordBuffer()
         for scalar in text.unicodeScalars {
+            // Pieces come out in order, so the first `limit` are final once there are that many.
+            if ids.count >= limit { break }
             let value = scalar.value
             if value < 0x80 {
                 let byte = UInt8(value)
@@ -80,6 +85,7 @@ public struct BertTokenizer: Sendable {
             }
         }
         flush(&word, into: &ids)
+        if ids.count > limit { ids.removeSubrange(limit...) }
         return ids
     }
 
@@ -180,13 +186,18 @@ public struct BertTokenizer: Sendable {
 }
 
 /// The word being assembled: its UTF-8 bytes and where each character ends.
+///
+/// Only the first 101 characters are kept: a longer word becomes `[UNK]` whatever follows, so a
+/// megabyte without a space costs a count, not a megabyte of buffer.
 private struct WordBuffer {
     var bytes: [UInt8] = []
-    /// End offset (in `bytes`) of each character.
+    /// End offset (in `bytes`) of each character kept.
     var boundaries: [Int] = []
+    /// Characters appended, kept or not.
+    private(set) var characterCount = 0
 
-    var isEmpty: Bool { bytes.isEmpty }
-    var characterCount: Int { boundaries.count }
+    var isEmpty: Bool { characterCount == 0 }
+    private var full: Bool { characterCount > BertTokenizer.maxWordCharacters }
 
     init() {
         bytes.reserveCapacity(64)
@@ -194,16 +205,21 @@ private struct WordBuffer {
     }
 
     mutating func append(_ byte: UInt8) {
+        characterCount += 1
+        guard !full else { return }
         bytes.append(byte)
         boundaries.append(bytes.count)
     }
 
     mutating func append(_ scalar: Unicode.Scalar) {
+        characterCount += 1
+        guard !full else { return }
         bytes.append(contentsOf: UTF8.encode(scalar)!)
         boundaries.append(bytes.count)
     }
 
     mutating func removeAll() {
+        characterCount = 0
         bytes.removeAll(keepingCapacity: true)
         boundaries.removeAll(keepingCapacity: true)
     }

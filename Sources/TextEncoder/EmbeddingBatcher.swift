@@ -1,4 +1,5 @@
 import Foundation
+import RouterVocabulary
 
 /// Embeds the texts of concurrent callers together, in the manner of
 /// text-embeddings-inference's dynamic batching.
@@ -13,7 +14,7 @@ import Foundation
 /// the next texts the moment they arrive. Only while batches are being shared by
 /// several callers does a worker wait up to ``Limits/maxWait`` for more company,
 /// because under load the next callers are a few microseconds behind.
-public final class EmbeddingBatcher: Sendable {
+public final class EmbeddingBatcher<Encoder: BatchEncoder>: Sendable {
     public struct Limits: Sendable, Hashable {
         /// Texts in one pass at most; a single call with more is embedded alone.
         public var maxBatch: Int
@@ -44,10 +45,10 @@ public final class EmbeddingBatcher: Sendable {
     public let limits: Limits
     private let queue: Queue
 
-    /// A batcher whose workers embed with `embed` (texts in, one embedding per text out).
-    public init(limits: Limits, name: String, embed: @escaping @Sendable ([String]) -> [[Float]]) {
+    /// A batcher whose workers prepare and embed texts with `encoder`.
+    public init(limits: Limits, name: String, encoder: Encoder) {
         self.limits = limits
-        queue = Queue(limits: limits, embed: embed)
+        queue = Queue(limits: limits, encoder: encoder)
         for index in 0..<limits.workers {
             let thread = Thread { [queue] in queue.work() }
             thread.name = "encoder-\(name)-\(index)"
@@ -59,34 +60,53 @@ public final class EmbeddingBatcher: Sendable {
 
     public var counters: Counters { queue.counters }
 
-    /// Queues `texts`; `completion` gets their embeddings, in order, on a worker thread.
-    public func submit(_ texts: [String], completion: @escaping @Sendable ([[Float]]) -> Void) {
-        guard !texts.isEmpty else { return completion([]) }
-        queue.submit(Job(texts: texts, arrived: Date(), completion: completion))
+    /// The embeddings of a submitted call, or the limit it exceeded (and nothing was embedded for it).
+    public typealias Outcome = Result<[[Float]], EncodingLimitError>
+
+    /// Queues `texts`, embedded under `policy` within `limits`; `completion` gets their
+    /// embeddings, in order, on a worker thread. The worker checks the limits as it prepares
+    /// the texts, so an oversized call is refused without a pass and without holding up the
+    /// calls batched with it.
+    public func submit(
+        _ texts: [String], policy: LongTextPolicy = .head, limits: EncodingLimits = .none,
+        completion: @escaping @Sendable (Outcome) -> Void
+    ) {
+        guard !texts.isEmpty else { return completion(.success([])) }
+        queue.submit(Job(texts: texts, policy: policy, limits: limits, arrived: Date(), completion: completion))
     }
 
     /// The embeddings of `texts`, in order; blocks the calling thread until its batch is done.
-    public func embed(_ texts: [String]) -> [[Float]] {
+    public func embed(_ texts: [String], policy: LongTextPolicy = .head, limits: EncodingLimits = .none) throws(EncodingLimitError)
+        -> [[Float]]
+    {
         guard !texts.isEmpty else { return [] }
         let done = DispatchSemaphore(value: 0)
         let result = Box()
-        submit(texts) { vectors in
-            result.vectors = vectors
+        submit(texts, policy: policy, limits: limits) { outcome in
+            result.outcome = outcome
             done.signal()
         }
         done.wait()
-        return result.vectors
+        return try result.outcome.get()
     }
 
     /// Carries a worker's result to a thread blocked in `embed`; the semaphore orders the accesses.
     private final class Box: @unchecked Sendable {
-        var vectors: [[Float]] = []
+        var outcome: Outcome = .success([])
     }
 
     fileprivate struct Job {
         var texts: [String]
+        var policy: LongTextPolicy
+        var limits: EncodingLimits
         var arrived: Date
-        var completion: @Sendable ([[Float]]) -> Void
+        var completion: @Sendable (Outcome) -> Void
+    }
+
+    /// A text and the policy it is embedded under: the unit a batch embeds once however many calls ask.
+    private struct Item: Hashable {
+        var text: String
+        var policy: LongTextPolicy
     }
 
     /// The queue and its workers' shared state, apart from the batcher so that the
@@ -95,7 +115,7 @@ public final class EmbeddingBatcher: Sendable {
         // Everything below `condition` is guarded by it.
         private let condition = NSCondition()
         private let limits: Limits
-        private let embed: @Sendable ([String]) -> [[Float]]
+        private let encoder: Encoder
         private var jobs: [Job] = []
         private var queuedTexts = 0
         private var stopped = false
@@ -103,9 +123,9 @@ public final class EmbeddingBatcher: Sendable {
         private var shared = false
         private var stats = Counters()
 
-        init(limits: Limits, embed: @escaping @Sendable ([String]) -> [[Float]]) {
+        init(limits: Limits, encoder: Encoder) {
             self.limits = limits
-            self.embed = embed
+            self.encoder = encoder
         }
 
         var counters: Counters {
@@ -119,7 +139,7 @@ public final class EmbeddingBatcher: Sendable {
             guard !stopped else {
                 condition.unlock()
                 // The batcher is gone (its encoder left with a reload): embed on the caller's thread.
-                job.completion(embed(job.texts))
+                run([job])
                 return
             }
             jobs.append(job)
@@ -171,24 +191,73 @@ public final class EmbeddingBatcher: Sendable {
         }
 
         private func run(_ batch: [Job]) {
-            // A text asked for by several callers is embedded once.
-            var unique: [String] = []
-            var slot: [String: Int] = [:]
-            for job in batch {
-                for text in job.texts where slot[text] == nil {
-                    slot[text] = unique.count
-                    unique.append(text)
+            // Each call's texts prepared (tokenized) once, and its limits checked; a text asked
+            // for by several callers is embedded once.
+            var unique: [Encoder.Prepared] = []
+            var slot: [Item: Int] = [:]
+            var refused: [Int: EncodingLimitError] = [:]
+            for (index, job) in batch.enumerated() {
+                do throws(EncodingLimitError) {
+                    var fresh: [(Item, Encoder.Prepared)] = []
+                    var cost = 0
+                    for text in job.texts {
+                        let item = Item(text: text, policy: job.policy)
+                        if let known = slot[item] {
+                            cost += encoder.cost(unique[known])
+                            continue
+                        }
+                        let prepared = try encoder.prepare(text, policy: job.policy, limits: job.limits)
+                        cost += encoder.cost(prepared)
+                        fresh.append((item, prepared))
+                    }
+                    guard cost <= job.limits.maxTokens else {
+                        throw EncodingLimitError(
+                            "the texts take \(cost) model positions to embed; limits.max_tokens is \(job.limits.maxTokens): send fewer or shorter texts"
+                        )
+                    }
+                    for (item, prepared) in fresh where slot[item] == nil {
+                        slot[item] = unique.count
+                        unique.append(prepared)
+                    }
+                } catch {
+                    refused[index] = error
                 }
             }
-            let vectors = embed(unique)
+            let vectors = unique.isEmpty ? [] : encoder.embed(unique)
             condition.lock()
-            stats.batches += 1
-            stats.texts += UInt64(unique.count)
-            stats.largestBatch = max(stats.largestBatch, unique.count)
+            if !unique.isEmpty {
+                stats.batches += 1
+                stats.texts += UInt64(unique.count)
+                stats.largestBatch = max(stats.largestBatch, unique.count)
+            }
             condition.unlock()
-            for job in batch {
-                job.completion(job.texts.map { vectors[slot[$0]!] })
+            for (index, job) in batch.enumerated() {
+                if let error = refused[index] {
+                    job.completion(.failure(error))
+                } else {
+                    job.completion(.success(job.texts.map { vectors[slot[Item(text: $0, policy: job.policy)]!] }))
+                }
             }
         }
     }
+}
+
+/// What a batcher's workers embed with: a text prepared once (tokenized, its limits checked),
+/// what it costs, and one pass over a batch of prepared texts.
+public protocol BatchEncoder: Sendable {
+    associatedtype Prepared
+    func prepare(_ text: String, policy: LongTextPolicy, limits: EncodingLimits) throws(EncodingLimitError) -> Prepared
+    /// Model positions embedding it takes, counted against `EncodingLimits.maxTokens`.
+    func cost(_ prepared: Prepared) -> Int
+    func embed(_ prepared: [Prepared]) -> [[Float]]
+}
+
+extension SentenceEncoder: BatchEncoder {
+    public func prepare(_ text: String, policy: LongTextPolicy, limits: EncodingLimits) throws(EncodingLimitError) -> TokenizedText {
+        try tokenize(text, policy: policy, limits: limits)
+    }
+
+    public func cost(_ prepared: TokenizedText) -> Int { prepared.positions }
+
+    public func embed(_ prepared: [TokenizedText]) -> [[Float]] { embed(tokenized: prepared) }
 }

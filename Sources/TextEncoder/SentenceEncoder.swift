@@ -165,13 +165,7 @@ public final class SentenceEncoder: Sendable {
     /// The token ids the model sees for `text`: [CLS], word pieces, [SEP], at most 256.
     /// `.windows` returns the first window.
     public func tokenIDs(_ text: String, policy: LongTextPolicy = .head) -> [Int32] {
-        let pieces = tokenizer.wordPieces(text)
-        return wrap(policy == .tail ? Array(pieces.suffix(Self.maxTokens - 2)) : Array(pieces.prefix(Self.maxTokens - 2)))
-    }
-
-    /// How many windows `.windows` embeds `text` in: one per 254 word pieces, overlapping.
-    public func windowCount(_ text: String) -> Int {
-        Self.windowStarts(count: tokenizer.wordPieces(text).count, window: Self.maxTokens - 2).count
+        tokenize(text, policy: policy == .tail ? .tail : .head).windows[0]
     }
 
     /// The embedding of one text.
@@ -179,26 +173,70 @@ public final class SentenceEncoder: Sendable {
         embed([text], policy: policy)[0]
     }
 
-    /// The embeddings of several texts, computed together.
+    /// The embeddings of several texts, computed together, with no limits (the texts are the caller's own).
     public func embed(_ texts: [String], policy: LongTextPolicy = .head) -> [[Float]] {
-        let pieces = texts.map { tokenizer.wordPieces($0) }
+        embed(tokenized: texts.map { tokenize($0, policy: policy) })
+    }
+
+    /// `text` as the model sees it under `policy`: its head or tail window, or every window.
+    public func tokenize(_ text: String, policy: LongTextPolicy) -> TokenizedText {
         let window = Self.maxTokens - 2
-        guard policy == .windows, pieces.contains(where: { $0.count > window }) else {
-            let sequences = pieces.map { wrap(policy == .tail ? Array($0.suffix(window)) : Array($0.prefix(window))) }
-            return model.embed(sequences)
+        switch policy {
+        case .head: return TokenizedText(windows: [wrap(tokenizer.wordPieces(text, limit: window))])
+        case .tail: return TokenizedText(windows: [wrap(Array(tokenizer.wordPieces(text).suffix(window)))])
+        case .windows: return windowed(tokenizer.wordPieces(text))
         }
-        // Every window of every text in one batch; then each text's windows are averaged.
-        var sequences: [[Int32]] = []
-        var ranges: [Range<Int>] = []
-        for textPieces in pieces {
-            let start = sequences.count
-            for begin in Self.windowStarts(count: textPieces.count, window: window) {
-                sequences.append(wrap(Array(textPieces[begin..<min(begin + window, textPieces.count)])))
+    }
+
+    /// As above, within `limits`: under `.windows` a text past `limits.maxWindows` windows is
+    /// refused as soon as the tokenizer has read that far, before any pass.
+    public func tokenize(_ text: String, policy: LongTextPolicy, limits: EncodingLimits) throws(EncodingLimitError) -> TokenizedText {
+        guard policy == .windows else { return tokenize(text, policy: policy) }
+        let most = limits.maxPieces(window: Self.maxTokens - 2, stride: Self.windowStride)
+        let pieces = tokenizer.wordPieces(text, limit: most == .max ? .max : most + 1)
+        guard pieces.count <= most else {
+            throw EncodingLimitError(
+                "a text of more than \(most) word pieces takes more than \(limits.maxWindows) windows of 254 under long_text: windows; limits.max_windows is \(limits.maxWindows): shorten it, or use head or tail"
+            )
+        }
+        return windowed(pieces)
+    }
+
+    /// Every window of `pieces`, overlapping by half.
+    private func windowed(_ pieces: [Int32]) -> TokenizedText {
+        let window = Self.maxTokens - 2
+        return TokenizedText(
+            windows: Self.windowStarts(count: pieces.count, window: window).map { begin in
+                wrap(Array(pieces[begin..<min(begin + window, pieces.count)]))
+            })
+    }
+
+    /// Model positions one pass takes at most. A pass holds about 15 KB of activations per
+    /// position, so 2,048 keep it near 31 MB whatever a request asks for, and a pass this long
+    /// already reads each weight once for many rows.
+    static let passPositions = 2048
+
+    /// The embeddings of tokenized texts, in passes of at most ``passPositions`` positions; a
+    /// text of several windows gets the mean of its windows' embeddings, renormalised.
+    public func embed(tokenized texts: [TokenizedText]) -> [[Float]] {
+        let sequences = texts.flatMap(\.windows)
+        var embeddings: [[Float]] = []
+        embeddings.reserveCapacity(sequences.count)
+        var start = 0
+        while start < sequences.count {
+            var end = start
+            var positions = 0
+            while end < sequences.count, end == start || positions + sequences[end].count <= Self.passPositions {
+                positions += sequences[end].count
+                end += 1
             }
-            ranges.append(start..<sequences.count)
+            embeddings += model.embed(Array(sequences[start..<end]))
+            start = end
         }
-        let embeddings = model.embed(sequences)
-        return ranges.map { range in
+        var next = 0
+        return texts.map { text in
+            let range = next..<(next + text.windows.count)
+            next = range.upperBound
             if range.count == 1 { return embeddings[range.lowerBound] }
             let flat = embeddings[range].flatMap { $0 }
             let weights = [Float](repeating: 1 / Float(range.count), count: range.count)

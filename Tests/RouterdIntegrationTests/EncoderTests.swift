@@ -62,7 +62,7 @@ struct DaemonEncoderTests {
         let router = MFRouterTests.mfRouter().replacingOccurrences(of: "encoder: minilm", with: "encoder: windowed")
         let daemon = try Daemon(config: {
             TestConfig.yaml(
-                socket: $0, routers: router, limits: "  max_texts: 4\n  max_windows: 2",
+                socket: $0, routers: router, limits: "  max_texts: 4\n  max_windows: 2\n  max_tokens: 1000",
                 encoders: EncoderFixture.encoders() + "\n" + windowed.replacingOccurrences(of: "encoders:\n", with: ""))
         })
         let connection = try daemon.connect()
@@ -75,6 +75,9 @@ struct DaemonEncoderTests {
         #expect(manyPrompts.errorCode == "too_large", "\(manyPrompts)")
         let route = try connection.request(#"{"op":"route","router":"mf","prompt":"\#(long)"}"#)
         #expect(route.errorCode == "too_large" && route.errorMessage.contains("limits.max_windows"), "\(route)")
+        // Four texts of 256 positions each under head: 1,024 model positions, over max_tokens.
+        let fourLong = try connection.request(#"{"op":"embed","encoder":"minilm","texts":["1\#(long)","2\#(long)","3\#(long)","4\#(long)"]}"#)
+        #expect(fourLong.errorCode == "too_large" && fourLong.errorMessage.contains("limits.max_tokens is 1000"), "\(fourLong)")
         // Within the limits all is as before; head and tail read 256 tokens of any text.
         #expect(try connection.request(#"{"op":"embed","encoder":"minilm","texts":["\#(long)"]}"#).ok)
         #expect(try connection.request(#"{"op":"embed","encoder":"minilm","long_text":"windows","texts":["short text"]}"#).ok)
@@ -187,7 +190,10 @@ struct DaemonEncoderTests {
     /// A route whose prompt is cached is answered on the event loop, so it does not queue behind
     /// the encoder: here two large `embed` requests keep every encoder worker busy.
     @Test func aCachedPromptIsAnsweredWhileTheEncoderIsBusy() throws {
-        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, routers: MFRouterTests.mfRouter(), encoders: EncoderFixture.encoders()) })
+        // Each embed is 48 texts of 256 positions: over the default max_tokens (4,096).
+        let daemon = try Daemon(config: {
+            TestConfig.yaml(socket: $0, routers: MFRouterTests.mfRouter(), limits: "  max_tokens: 20000", encoders: EncoderFixture.encoders())
+        })
         let client = try daemon.connect()
         let prompt = "Write a haiku about compilers."
         let first = try client.decision(#"{"op":"route","router":"mf","prompt":"\#(prompt)"}"#)

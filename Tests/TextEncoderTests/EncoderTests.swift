@@ -156,6 +156,40 @@ struct TokenizerTests {
         #expect(!encoder.tokenizer.wordPieces(String(repeating: "é", count: 60)).contains(unknown))
     }
 
+    /// A limited read gives the full tokenization's first pieces, and a word of a megabyte costs
+    /// one [UNK] without being buffered.
+    @Test func aLimitedReadIsThePrefixOfTheFullOne() throws {
+        let encoder = try #require(EncoderFixture.encoder)
+        let text = (0..<600).map { "Wörd\($0 % 13), naïve-café \($0)!" }.joined(separator: " ")
+        let full = encoder.tokenizer.wordPieces(text)
+        for limit in [0, 1, 7, 254, 255, full.count - 1, full.count, full.count + 5] {
+            #expect(encoder.tokenizer.wordPieces(text, limit: limit) == Array(full.prefix(limit)), "limit \(limit)")
+        }
+        let unknown = try #require(EncoderFixture.vocabulary["[UNK]"])
+        let hi = try #require(EncoderFixture.vocabulary["hi"])
+        #expect(encoder.tokenizer.wordPieces(String(repeating: "a", count: 1 << 20) + " hi") == [unknown, hi])
+    }
+
+    /// Under `.windows` a text over `max_windows` is refused, naming the limit; one that fits gets
+    /// every window; head and tail take one window of any text.
+    @Test func windowsAreCountedAgainstTheLimit() throws {
+        let encoder = try #require(EncoderFixture.encoder)
+        let limits = EncodingLimits(maxWindows: 3, maxTokens: 100_000)
+        // 254 + 2 × 127 = 508 word pieces fit in three windows; 509 need a fourth.
+        let fits = String(repeating: "x ", count: 508)
+        let over = String(repeating: "x ", count: 509)
+        #expect(try encoder.tokenize(fits, policy: .windows, limits: limits).windows.count == 3)
+        #expect(encoder.tokenize(over, policy: .windows).windows.count == 4)
+        do {
+            _ = try encoder.tokenize(over, policy: .windows, limits: limits)
+            Issue.record("a text of four windows passed max_windows 3")
+        } catch {
+            #expect(error.message.contains("limits.max_windows is 3"), "\(error)")
+        }
+        #expect(try encoder.tokenize(over + over, policy: .head, limits: limits).positions == 256)
+        #expect(try encoder.tokenize(over + over, policy: .tail, limits: limits).positions == 256)
+    }
+
     @Test func sequencesAreWrappedAndTruncatedTo256() throws {
         let encoder = try #require(EncoderFixture.encoder)
         let cls = try #require(EncoderFixture.vocabulary["[CLS]"])
@@ -183,6 +217,19 @@ struct EmbeddingTests {
         #expect(abs(sort.reduce(0) { $0 + $1 * $1 } - 1) < 1e-5)
         #expect(sort.count == 384)
         #expect(EncoderFixture.cosine(sort, order) > EncoderFixture.cosine(sort, poem) + 0.3)
+    }
+
+    /// Texts of more positions than one pass takes are embedded in several passes, each text
+    /// as if it were alone.
+    @Test func aBatchLongerThanOnePassIsSplitAndEachTextIsUnchanged() throws {
+        let encoder = try #require(EncoderFixture.encoder)
+        let texts = (0..<20).map { index in (0..<300).map { "w\(($0 * 7 + index) % 50)" }.joined(separator: " ") }
+        let tokenized = texts.map { encoder.tokenize($0, policy: .head) }
+        #expect(tokenized.reduce(0) { $0 + $1.positions } > 2 * 2048, "the batch spans at least three passes")
+        let together = encoder.embed(tokenized: tokenized)
+        for (index, text) in texts.enumerated() {
+            #expect(EncoderFixture.cosine(together[index], encoder.embed(text)) > 0.99999, "text \(index)")
+        }
     }
 
     @Test func longTextPoliciesDifferOnlyForLongTexts() throws {
@@ -235,32 +282,45 @@ struct EmbeddingTests {
 }
 
 @Suite struct EmbeddingCacheTests {
+    func key(_ text: String) -> EmbeddingCache.Key { EmbeddingCache.Key(namespace: 0, policy: .head, text: text) }
+
+    @Test func aKeyDependsOnTheNamespaceThePolicyAndEveryByteOfTheText() {
+        let long = String(repeating: "x", count: 1 << 20)
+        let base = EmbeddingCache.Key(namespace: 1, policy: .head, text: long)
+        #expect(EmbeddingCache.Key(namespace: 1, policy: .head, text: long) == base)
+        #expect(EmbeddingCache.Key(namespace: 2, policy: .head, text: long) != base)
+        #expect(EmbeddingCache.Key(namespace: 1, policy: .tail, text: long) != base)
+        #expect(EmbeddingCache.Key(namespace: 1, policy: .head, text: long + "y") != base)
+        // The key is the same size however long the text: what bounds the cache in bytes.
+        #expect(MemoryLayout<EmbeddingCache.Key>.size == 16)
+    }
+
     @Test func leastRecentlyUsedEntriesAreEvicted() {
         let cache = EmbeddingCache(capacity: 2)
-        cache.insert([1], for: "a")
-        cache.insert([2], for: "b")
-        #expect(cache.value(for: "a") == [1])  // a is now the most recent
-        cache.insert([3], for: "c")  // evicts b
-        #expect(cache.value(for: "b") == nil)
-        #expect(cache.value(for: "a") == [1])
-        #expect(cache.value(for: "c") == [3])
+        cache.insert([1], for: key("a"))
+        cache.insert([2], for: key("b"))
+        #expect(cache.value(for: key("a")) == [1])  // a is now the most recent
+        cache.insert([3], for: key("c"))  // evicts b
+        #expect(cache.value(for: key("b")) == nil)
+        #expect(cache.value(for: key("a")) == [1])
+        #expect(cache.value(for: key("c")) == [3])
         let counters = cache.counters
         #expect(counters.hits == 3 && counters.misses == 1 && counters.entries == 2)
     }
 
     @Test func aZeroCapacityCacheStoresNothing() {
         let cache = EmbeddingCache(capacity: 0)
-        cache.insert([1], for: "a")
-        #expect(cache.value(for: "a") == nil)
+        cache.insert([1], for: key("a"))
+        #expect(cache.value(for: key("a")) == nil)
     }
 
     @Test func manyInsertionsKeepTheNewest() {
         let cache = EmbeddingCache(capacity: 100)
-        for index in 0..<1000 { cache.insert([Float(index)], for: "k\(index)") }
+        for index in 0..<1000 { cache.insert([Float(index)], for: key("k\(index)")) }
         #expect(cache.counters.entries == 100)
-        #expect(cache.value(for: "k999") == [999])
-        #expect(cache.value(for: "k900") == [900])
-        #expect(cache.value(for: "k899") == nil)
+        #expect(cache.value(for: key("k999")) == [999])
+        #expect(cache.value(for: key("k900")) == [900])
+        #expect(cache.value(for: key("k899")) == nil)
     }
 
     /// The soak's goal, a million distinct prompts, on the cache alone (the daemon's encoder
@@ -270,14 +330,14 @@ struct EmbeddingTests {
         var largest = 0
         for index in 0..<1_000_000 {
             let text = "prompt \(index)"
-            if cache.value(for: text) == nil { cache.insert([Float(index)], for: text) }
+            if cache.value(for: key(text)) == nil { cache.insert([Float(index)], for: key(text)) }
             if index % 1000 == 0 { largest = max(largest, cache.counters.entries) }
         }
         let counters = cache.counters
         #expect(counters.entries == 10_000 && largest <= 10_000)
         #expect(counters.misses == 1_000_000 && counters.hits == 0)
-        #expect(cache.value(for: "prompt 999999") == [999_999])
-        #expect(cache.value(for: "prompt 989999") == nil)
+        #expect(cache.value(for: key("prompt 999999")) == [999_999])
+        #expect(cache.value(for: key("prompt 989999")) == nil)
     }
 }
 
@@ -285,7 +345,8 @@ struct EmbeddingTests {
 /// pass is deterministic.
 @Suite struct EmbeddingBatcherTests {
     /// A stand-in encoder: a text's vector is its length and first byte; records each pass.
-    final class Recorder: Sendable {
+    /// Its cost is a text's length in bytes, and a text starting "!" fails to prepare.
+    final class Recorder: BatchEncoder {
         private let held: DispatchSemaphore?
         private let passes = Mutex<[[String]]>([])
 
@@ -299,6 +360,13 @@ struct EmbeddingTests {
             if first { held?.wait() }
             return texts.map { Self.vector($0) }
         }
+
+        func prepare(_ text: String, policy: LongTextPolicy, limits: EncodingLimits) throws(EncodingLimitError) -> String {
+            guard !text.hasPrefix("!") else { throw EncodingLimitError("refused \(text)") }
+            return text
+        }
+
+        func cost(_ prepared: String) -> Int { prepared.utf8.count }
 
         func release() { held?.signal() }
         var recorded: [[String]] { passes.withLock { $0 } }
@@ -314,7 +382,7 @@ struct EmbeddingTests {
 
     @Test func callsQueuedDuringAPassShareTheNextOneAndEachGetsItsOwnVectors() {
         let recorder = Recorder(holdFirstPass: true)
-        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 0, workers: 1), name: "test", embed: recorder.embed)
+        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 0, workers: 1), name: "test", encoder: recorder)
         final class Answers: Sendable {
             let byCall = Mutex<[String: [[Float]]]>([:])
         }
@@ -322,8 +390,8 @@ struct EmbeddingTests {
         let group = DispatchGroup()
         func submit(_ texts: [String]) {
             group.enter()
-            batcher.submit(texts) { vectors in
-                answers.byCall.withLock { $0[texts.joined(separator: "|")] = vectors }
+            batcher.submit(texts) { outcome in
+                answers.byCall.withLock { $0[texts.joined(separator: "|")] = try? outcome.get() }
                 group.leave()
             }
         }
@@ -347,7 +415,7 @@ struct EmbeddingTests {
 
     @Test func aPassTakesAtMostTheBatchSizeAndALargerCallGoesAlone() {
         let recorder = Recorder(holdFirstPass: true)
-        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 2, maxWait: 0, workers: 1), name: "test", embed: recorder.embed)
+        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 2, maxWait: 0, workers: 1), name: "test", encoder: recorder)
         let group = DispatchGroup()
         for texts in [["first"], ["a"], ["b"], ["c"], ["d", "e", "f"], ["g"]] {
             group.enter()
@@ -363,17 +431,47 @@ struct EmbeddingTests {
         let recorder = Recorder(holdFirstPass: false)
         // An hour's wait for company: no batch has been shared, so it must not apply. A lone call that
         // waited would miss the guard below by an hour, not by a scheduling hiccup.
-        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 3600, workers: 2), name: "test", embed: recorder.embed)
+        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 3600, workers: 2), name: "test", encoder: recorder)
         let done = DispatchSemaphore(value: 0)
         final class Answer: Sendable { let embeddings = Mutex<[[Float]]?>(nil) }
         let result = Answer()
         Thread {
-            result.embeddings.withLock { $0 = batcher.embed(["alone"]) }
+            result.embeddings.withLock { $0 = try? batcher.embed(["alone"]) }
             done.signal()
         }.start()
         #expect(done.wait(timeout: .now() + 60) == .success, "a lone call waited for company")
         #expect(result.embeddings.withLock { $0 } == [Recorder.vector("alone")])
-        #expect(batcher.embed([]) == [])
+        #expect((try? batcher.embed([])) == [])
+    }
+
+    /// A call over its limits is refused as its texts are prepared, without a pass of its own and
+    /// without failing the calls batched with it.
+    @Test func aCallOverItsLimitsIsRefusedAndTheCallsBatchedWithItAreServed() throws {
+        let recorder = Recorder(holdFirstPass: true)
+        let batcher = EmbeddingBatcher(limits: .init(maxBatch: 32, maxWait: 0, workers: 1), name: "test", encoder: recorder)
+        final class Outcomes: Sendable { let byCall = Mutex<[String: Result<[[Float]], EncodingLimitError>]>([:]) }
+        let outcomes = Outcomes()
+        let group = DispatchGroup()
+        func submit(_ texts: [String], maxTokens: Int = 100) {
+            group.enter()
+            batcher.submit(texts, limits: EncodingLimits(maxWindows: 1, maxTokens: maxTokens)) { outcome in
+                outcomes.byCall.withLock { $0[texts.joined(separator: "|")] = outcome }
+                group.leave()
+            }
+        }
+        submit(["first"])
+        eventually { recorder.recorded.count == 1 }
+        submit(["ok", "fine"])
+        submit(["bbbbbb", "cccccc"], maxTokens: 11)  // 12 bytes: over its own limit
+        submit(["ok", "!refused"])
+        recorder.release()
+        #expect(group.wait(timeout: .now() + 10) == .success)
+        #expect(recorder.recorded == [["first"], ["ok", "fine"]])
+        let byCall = outcomes.byCall.withLock { $0 }
+        #expect(try byCall["ok|fine"]?.get() == [Recorder.vector("ok"), Recorder.vector("fine")])
+        #expect(throws: EncodingLimitError.self) { try byCall["bbbbbb|cccccc"]?.get() }
+        #expect(throws: EncodingLimitError.self) { try byCall["ok|!refused"]?.get() }
+        if case .failure(let error) = byCall["bbbbbb|cccccc"] { #expect(error.message.contains("limits.max_tokens is 11")) }
     }
 }
 
