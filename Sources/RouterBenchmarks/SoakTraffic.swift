@@ -466,7 +466,7 @@ struct SoakSampler: Sendable {
             var capacity = 0
             do throws(RouterClientError) {
                 let stats = try await connection.send(.stats, as: StatsResult.self)
-                entries = stats.encoders.values.map(\.entries).reduce(0, +)
+                entries = stats.encoders.values.map { $0.entries ?? 0 }.reduce(0, +)
                 capacity = stats.encoders.values.map(\.capacity).reduce(0, +)
             } catch {
                 tally.unexpected("stats: \(error)")

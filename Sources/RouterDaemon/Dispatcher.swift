@@ -223,7 +223,11 @@ struct Dispatcher: Sendable {
                 return ResponseCodec.success(LearnResult(routers: statuses.map(LearningInfo.init)), id: context.id)
             case .routers: return ResponseCodec.success(RoutersResult(generation), id: context.id)
             case .health, .status: return ResponseCodec.success(status(on: generation), id: context.id)
-            case .stats: return ResponseCodec.success(stats(of: context.serving), id: context.id)
+            case .stats:
+                var reply = stats(of: context.serving)
+                // The encoders' counters sum every user's traffic: an admin's to see, no one else's.
+                if context.peer?.isAdmin(context.generation.config.admin) != true { reply.encoders = reply.encoders.mapValues(\.withoutCounters) }
+                return ResponseCodec.success(reply, id: context.id)
             case .reload(let reload):
                 let outcome = try reloader.reload(trigger: reload.dryRun ? "reload op (dry run)" : "reload op", dryRun: reload.dryRun)
                 return ResponseCodec.success(ReloadResult(outcome), id: context.id)

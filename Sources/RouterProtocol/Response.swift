@@ -204,20 +204,23 @@ public struct EmbedResult: Codable, Sendable, Hashable {
 }
 
 /// An encoder's embedding cache and batcher in `stats`.
+///
+/// The counters sum every user's traffic, so only an admin peer gets them: to anyone else they
+/// are absent (nil), and only the capacity and the kernel are shown.
 public struct EncoderStats: Codable, Sendable, Hashable {
-    public var hits: UInt64
-    public var misses: UInt64
-    public var entries: Int
+    public var hits: UInt64?
+    public var misses: UInt64?
+    public var entries: Int?
     public var capacity: Int
     /// hits / (hits + misses), or 0 before any lookup.
-    public var hitRate: Double
+    public var hitRate: Double?
     /// Passes through the encoder, the texts they embedded, and the requests they served: more
     /// requests than batches means concurrent requests shared passes.
-    public var batches: UInt64
-    public var batchedTexts: UInt64
-    public var batchedRequests: UInt64
+    public var batches: UInt64?
+    public var batchedTexts: UInt64?
+    public var batchedRequests: UInt64?
     /// The most texts one pass has taken.
-    public var largestBatch: Int
+    public var largestBatch: Int?
     /// The library running the linear layers and the precision it runs them in.
     public var kernel: String?
     public var precision: String?
@@ -237,6 +240,14 @@ public struct EncoderStats: Codable, Sendable, Hashable {
         self.batchedTexts = batchedTexts
         self.batchedRequests = batchedRequests
         self.largestBatch = largestBatch
+    }
+
+    /// What a peer that is not an admin sees: the settings, none of the counters.
+    public var withoutCounters: EncoderStats {
+        var settings = self
+        (settings.hits, settings.misses, settings.entries, settings.hitRate) = (nil, nil, nil, nil)
+        (settings.batches, settings.batchedTexts, settings.batchedRequests, settings.largestBatch) = (nil, nil, nil, nil)
+        return settings
     }
 
     enum CodingKeys: String, CodingKey {

@@ -321,7 +321,11 @@ struct Stats: AsyncParsableCommand {
             }
             if stats.sessions > 0 { lines.append("sessions: \(stats.sessions) remembered") }
             let encoderRows = stats.encoders.sorted { $0.key < $1.key }.map { name, cache in
-                [name, "\(cache.hits)", "\(cache.misses)", String(format: "%.1f%%", cache.hitRate * 100), "\(cache.entries)/\(cache.capacity)"]
+                // Counters are shown to admin peers only.
+                [
+                    name, cache.hits.map { "\($0)" } ?? "-", cache.misses.map { "\($0)" } ?? "-",
+                    cache.hitRate.map { String(format: "%.1f%%", $0 * 100) } ?? "-", "\(cache.entries.map { "\($0)" } ?? "-")/\(cache.capacity)",
+                ]
             }
             if !encoderRows.isEmpty { lines.append(table(header: ["ENCODER", "HITS", "MISSES", "HIT RATE", "CACHED"], rows: encoderRows)) }
             return lines.joined(separator: "\n")

@@ -109,6 +109,13 @@ struct DaemonEncoderTests {
         #expect(try counters().hits == after.hits + 1, "a user's own repeat is a hit")
         #expect(try connection.request(#"{"op":"embed","texts":["root's secret prompt"]}"#).ok)
         #expect(try counters().hits == after.hits + 2, "and so is root's")
+        // The counters sum everyone's traffic: a peer that is not an admin is not shown them.
+        let stats = try runCommand(Requirement.setprivPath, nobody.run(try Package.binary("routerctl")) + ["stats", "--socket", daemon.socket, "--json"])
+        #expect(stats.status == 0, "\(stats.stdout)\(stats.stderr)")
+        let reply = try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any]
+        let encoder = try #require(((reply?["result"] as? [String: Any])?["encoders"] as? [String: Any])?["minilm"] as? [String: Any], "\(stats.stdout)")
+        #expect(encoder["capacity"] != nil && encoder["hits"] == nil && encoder["misses"] == nil && encoder["entries"] == nil, "\(encoder)")
+        #expect(encoder["batches"] == nil && encoder["hit_rate"] == nil, "\(encoder)")
     }
 
     @Test func pluginsReceiveThePromptEmbeddingAndCanAskForMore() throws {
