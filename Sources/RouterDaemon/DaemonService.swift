@@ -27,15 +27,17 @@ public final class DaemonService: Service, Sendable {
 
     /// - Parameters:
     ///   - socketPath: where to listen when systemd passes no socket.
-    ///   - threadPool: runs CPU work (the encoder, reloads); about one thread per core.
+    ///   - threadPool: runs CPU work (`embed`); about one thread per core.
     ///   - ioThreadPool: runs io_bound plugins, which wait on the network; many threads, mostly idle.
+    ///   - adminThreadPool: runs `reload`, `set` and `learn reset`, so a flood of client work
+    ///     cannot delay an operator; one thread is enough, since reloads take turns anyway.
     public init(
         reloader: Reloader, counters: ServerCounters, socketPath: String, group: any EventLoopGroup, threadPool: NIOThreadPool,
-        ioThreadPool: NIOThreadPool, logger: Logger
+        ioThreadPool: NIOThreadPool, adminThreadPool: NIOThreadPool, logger: Logger
     ) {
         dispatcher = Dispatcher(
             engine: reloader.engine, reloader: reloader, counters: counters, socketPath: socketPath, threadPool: threadPool,
-            ioThreadPool: ioThreadPool)
+            ioThreadPool: ioThreadPool, adminThreadPool: adminThreadPool)
         self.group = group
         self.logger = logger
     }

@@ -30,6 +30,8 @@ struct Dispatcher: Sendable {
     let socketPath: String
     let threadPool: NIOThreadPool
     let ioThreadPool: NIOThreadPool
+    /// Runs operators' changes (`reload`, `set`, `learn reset`) apart from clients' work.
+    let adminThreadPool: NIOThreadPool
     /// Calls still running per router with a `timeout`, including those whose request timed out.
     let running = RunningCalls()
 
@@ -74,6 +76,7 @@ struct Dispatcher: Sendable {
             }
         case .feedback(let report): return record(report, context)
         case .compute(let request): return later(on: threadPool, context) { () throws(ProtocolError) in try answer(request, context) }
+        case .admin(let request): return later(on: adminThreadPool, context) { () throws(ProtocolError) in try answer(request, context) }
         case .immediate(let request): return .now(counted(context) { () throws(ProtocolError) in try answer(request, context) })
         }
     }

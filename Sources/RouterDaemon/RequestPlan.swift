@@ -11,9 +11,11 @@ enum RequestPlan {
     case decide(Decide)
     /// A `feedback` report, checked against its decision once by the engine.
     case feedback(FeedbackReport)
-    /// Milliseconds of CPU or a wait on a lock (`embed`, `reload`, `set`, forgetting learned
-    /// state): run on the compute pool.
+    /// Milliseconds of CPU (`embed`): run on the compute pool.
     case compute(Request)
+    /// An operator's change (`reload`, `set`, forgetting learned state): a wait on the reload lock
+    /// or a write of state, run on the admin pool, so that clients' work never delays it.
+    case admin(Request)
     /// Microseconds: answered on the event loop.
     case immediate(Request)
 
@@ -57,10 +59,11 @@ enum RequestPlan {
         case .route(let route): self = .decide(Decide(kind: .route(route), router: try Engine.router(named: route.router, in: generation)))
         case .score(let score): self = .decide(Decide(kind: .score(score), router: try Engine.router(named: score.router, in: generation)))
         case .feedback(let feedback): self = .feedback(FeedbackReport(feedback))
+        case .embed: self = .compute(request)
         // `set` waits for any reload in progress.
-        case .embed, .reload, .set: self = .compute(request)
+        case .reload, .set: self = .admin(request)
         // Forgetting rewrites the plugin's state on disk.
-        case .learn(let learn): self = learn.action == .reset ? .compute(request) : .immediate(request)
+        case .learn(let learn): self = learn.action == .reset ? .admin(request) : .immediate(request)
         case .routers, .health, .status, .stats: self = .immediate(request)
         }
         if case .decide(let decide) = self { try Engine.checkSize(decide.prompts, limits: generation.config.limits) }

@@ -100,17 +100,21 @@ struct Routerd: AsyncParsableCommand {
         // io_bound plugins (causal_llm) wait on HTTP; each waiting request holds one of these threads.
         let ioThreadPool = NIOThreadPool(numberOfThreads: 64)
         ioThreadPool.start()
+        // Operators' changes (reload, set, learn reset) and SIGHUP's and the watcher's reloads:
+        // apart from clients' work, so none of it can delay them.
+        let adminThreadPool = NIOThreadPool(numberOfThreads: 1)
+        adminThreadPool.start()
         // SIGHUP, the file watcher and the socket's `reload` op all reload through this one.
         let reloader = Reloader(engine: engine, decisionLog: decisionLog, feedback: feedback, logger: logger)
         let daemon = DaemonService(
             reloader: reloader, counters: ServerCounters(), socketPath: socket ?? generation.config.socket.path, group: group,
-            threadPool: threadPool, ioThreadPool: ioThreadPool, logger: logger)
+            threadPool: threadPool, ioThreadPool: ioThreadPool, adminThreadPool: adminThreadPool, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: daemon), .init(service: ReloadOnSignalService(reloader: reloader, threadPool: threadPool)),
+            .init(service: daemon), .init(service: ReloadOnSignalService(reloader: reloader, threadPool: adminThreadPool)),
         ]
         if generation.config.reload.watch {
             // Set at start, like metrics: turning it on or off needs a restart.
-            services.append(.init(service: ConfigWatcher(reloader: reloader, threadPool: threadPool, logger: logger)))
+            services.append(.init(service: ConfigWatcher(reloader: reloader, threadPool: adminThreadPool, logger: logger)))
         }
         if let metrics = generation.config.metrics {
             // Set at start; a reload does not move it. Bound now, so a taken port fails the start.
@@ -122,6 +126,7 @@ struct Routerd: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("routerd: \(error)\n".utf8))
                 try? await group.shutdownGracefully()
                 try? await ioThreadPool.shutdownGracefully()
+                try? await adminThreadPool.shutdownGracefully()
                 engine.shutdown()
                 throw ExitCode(1)
             }
@@ -136,11 +141,14 @@ struct Routerd: AsyncParsableCommand {
         } catch let error as SocketPathError {
             FileHandle.standardError.write(Data("routerd: \(error)\n".utf8))
             try? await group.shutdownGracefully()
+            try? await ioThreadPool.shutdownGracefully()
+            try? await adminThreadPool.shutdownGracefully()
             engine.shutdown()
             throw ExitCode(1)
         }
         try await group.shutdownGracefully()
         try await ioThreadPool.shutdownGracefully()
+        try await adminThreadPool.shutdownGracefully()
         // The last request is answered: the learner's thread ends after the publish it may be in.
         engine.shutdown()
     }

@@ -21,7 +21,8 @@ import Testing
             engine: engine, decisionLog: nil, feedback: nil, logger: logger)
         let counters = ServerCounters()
         let dispatcher = Dispatcher(
-            engine: engine, reloader: reloader, counters: counters, socketPath: "unused", threadPool: .singleton, ioThreadPool: .singleton)
+            engine: engine, reloader: reloader, counters: counters, socketPath: "unused", threadPool: .singleton, ioThreadPool: .singleton,
+            adminThreadPool: .singleton)
         let channel = EmbeddedChannel(
             handler: ConnectionHandler(dispatcher: dispatcher, logger: logger, peer: nil, maxInFlight: maxInFlight, maxLineBytes: 64))
         try channel.connect(to: try SocketAddress(unixDomainSocketPath: directory.path + "/unused.sock")).wait()

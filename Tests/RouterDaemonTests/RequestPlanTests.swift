@@ -56,12 +56,14 @@ import Testing
             case .decide: "decide"
             case .feedback: "feedback"
             case .compute: "compute"
+            case .admin: "admin"
             case .immediate: "immediate"
             }
         }
-        #expect(try place(.reload(ReloadRequest(dryRun: false))) == "compute")
+        // Operators' changes run on their own pool, apart from clients' embeds.
+        #expect(try place(.reload(ReloadRequest(dryRun: false))) == "admin")
         #expect(try place(.embed(EmbedRequest(texts: ["x"]))) == "compute")
-        #expect(try place(.learn(LearnRequest(action: .reset, router: "random"))) == "compute")
+        #expect(try place(.learn(LearnRequest(action: .reset, router: "random"))) == "admin")
         #expect(try place(.learn(LearnRequest(action: .status, router: nil))) == "immediate")
         #expect(try place(.stats) == "immediate")
         #expect(try place(.feedback(FeedbackRequest(subject: .decision(id: "00ab"), model: "m", value: .pointwise(quality: 1)))) == "feedback")

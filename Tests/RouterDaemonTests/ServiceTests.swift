@@ -95,7 +95,7 @@ import Testing
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let daemon = DaemonService(
             reloader: reloader, counters: ServerCounters(), socketPath: socket, group: group, threadPool: .singleton, ioThreadPool: .singleton,
-            logger: logger)
+            adminThreadPool: .singleton, logger: logger)
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await daemon.run() }
@@ -138,7 +138,7 @@ import Testing
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let daemon = DaemonService(
             reloader: reloader, counters: ServerCounters(), socketPath: socket, group: group, threadPool: .singleton, ioThreadPool: .singleton,
-            logger: logger)
+            adminThreadPool: .singleton, logger: logger)
         let services = ServiceGroup(
             configuration: .init(services: [.init(service: daemon), .init(service: FailingService(socket: socket))], logger: logger))
         await #expect(throws: Failed.self) { try await services.run() }
