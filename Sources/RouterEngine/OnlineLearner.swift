@@ -35,6 +35,8 @@ public struct LearningStatus: Sendable, Hashable {
 /// wait per router until `every` of them wait, or the oldest has waited `interval` seconds.
 struct PublishQueue: Sendable {
     private var pending: [String: [Outcome]] = [:]
+    /// What each router's pending outcomes take (``bytes(of:)``).
+    private var pendingBytes: [String: Int] = [:]
     /// When each router's oldest pending outcome arrived (the engine clock's seconds).
     private var oldest: [String: Double] = [:]
 
@@ -42,20 +44,33 @@ struct PublishQueue: Sendable {
     /// (counted in `dropped`; they stay in the feedback store for the next retraining), so a
     /// flood of feedback faster than the encoder cannot grow memory without bound.
     static let maxPending = 100_000
+    /// Bytes a router's pending outcomes may take: an outcome holds its prompt, up to a request
+    /// line long, so a count alone would let 100,000 prompts of a megabyte wait.
+    static let maxPendingBytes = 64 << 20
 
     func count(_ router: String) -> Int { pending[router]?.count ?? 0 }
+    func bytes(_ router: String) -> Int { pendingBytes[router] ?? 0 }
 
-    /// Queues `outcome` for `router` at `now`; false if the router's queue is full.
+    /// What an outcome holds while it waits: its texts and the fixed part.
+    static func bytes(of outcome: Outcome) -> Int {
+        MemoryLayout<Outcome>.stride + outcome.prompt.utf8.count + outcome.router.utf8.count + outcome.model.utf8.count
+            + (outcome.decisionID?.utf8.count ?? 0)
+    }
+
+    /// Queues `outcome` for `router` at `now`; false if the router's queue is full, in count or in bytes.
     mutating func add(_ outcome: Outcome, router: String, now: Double) -> Bool {
         let waiting = pending[router]?.count ?? 0  // no copy of the queue is held: the append below stays in place
-        guard waiting < Self.maxPending else { return false }
+        let size = Self.bytes(of: outcome)
+        guard waiting < Self.maxPending, bytes(router) + size <= Self.maxPendingBytes else { return false }
         if waiting == 0 { oldest[router] = now }
         pending[router, default: []].append(outcome)
+        pendingBytes[router, default: 0] += size
         return true
     }
 
     mutating func drop(_ router: String) {
         pending[router] = nil
+        pendingBytes[router] = nil
         oldest[router] = nil
     }
 
@@ -69,7 +84,9 @@ struct PublishQueue: Sendable {
             let deadline = (oldest[router] ?? now) + interval
             if queue.count >= every || deadline <= now {
                 let take = min(queue.count, 4 * every)
-                due.append((router, Array(queue.prefix(take))))
+                let taken = Array(queue.prefix(take))
+                due.append((router, taken))
+                pendingBytes[router, default: 0] -= taken.reduce(0) { $0 + Self.bytes(of: $1) }
                 pending[router] = Array(queue.dropFirst(take))
                 oldest[router] = pending[router]!.isEmpty ? nil : now
                 if !pending[router]!.isEmpty { next = min(next ?? now + interval, now + interval) }

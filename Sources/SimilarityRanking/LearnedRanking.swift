@@ -44,6 +44,45 @@ public struct LearnedRanking: Sendable {
     public var promptCount: Int { hashes.count }
     public var winCount: Int { wins.count }
 
+    /// Bytes a learned prompt holds in memory apart from its wins and qualities: its embedding,
+    /// its hash and its entry in the hash table. (On disk the embedding is half the size.)
+    var promptBytes: Int { dimension * MemoryLayout<Float>.stride + 3 * MemoryLayout<UInt64>.stride }
+    static let winBytes = MemoryLayout<RankingIndex.Win>.stride
+    /// A remembered quality: its model, its value and its share of the table.
+    static let qualityBytes = 32
+
+    /// What the state holds in memory, about.
+    public var bytes: Int {
+        promptCount * promptBytes + wins.count * Self.winBytes + qualities.values.reduce(0) { $0 + $1.count } * Self.qualityBytes
+    }
+
+    /// Forgets the oldest learned prompts, with their wins and qualities, until the state holds
+    /// at most `limit` bytes; returns how many prompts went. Traffic keeps teaching, so the
+    /// newest outcomes are the ones worth their memory.
+    @discardableResult
+    public mutating func keep(within limit: Int) -> Int {
+        var excess = bytes - limit
+        guard excess > 0 else { return 0 }
+        var winsOf = [Int](repeating: 0, count: promptCount)
+        for win in wins { winsOf[win.prompt] += 1 }
+        var dropped = 0
+        while excess > 0, dropped < promptCount {
+            excess -= promptBytes + winsOf[dropped] * Self.winBytes + (qualities[dropped]?.count ?? 0) * Self.qualityBytes
+            dropped += 1
+        }
+        hashes.removeFirst(dropped)
+        promptOf = Dictionary(uniqueKeysWithValues: hashes.enumerated().map { ($1, $0) })
+        embeddings.removeFirst(dropped * dimension)
+        wins = wins.compactMap { win in
+            guard win.prompt >= dropped else { return nil }
+            var moved = win
+            moved.prompt -= dropped
+            return moved
+        }
+        qualities = Dictionary(uniqueKeysWithValues: qualities.compactMap { $0.key >= dropped ? ($0.key - dropped, $0.value) : nil })
+        return dropped
+    }
+
     /// Folds one outcome about `model` (an index into ``models``) on `prompt`.
     public mutating func fold(prompt: String, embedding: [Float], model: Int, outcome: Outcome) throws(RankingIndexError) {
         guard embedding.count == dimension, embedding.allSatisfy(\.isFinite) else {

@@ -94,4 +94,27 @@ import Testing
         #expect(refused, "past maxPending an outcome is refused")
         #expect(queue.count("big") == PublishQueue.maxPending)
     }
+
+    /// Outcomes hold their prompts, so the queue is bounded in bytes too (issue 23, finding 4):
+    /// 64 prompts of a megabyte fill it, and taking a batch frees their bytes.
+    @Test func aQueueOfLongPromptsIsBoundedInBytes() {
+        var queue = PublishQueue()
+        let megabyte = String(repeating: "x", count: 1 << 20)
+        var added = 0
+        for index in 0..<1000 {
+            let outcome = Outcome(router: "r", prompt: "\(index) " + megabyte, decisionID: nil, model: "m", value: .pointwise(1))
+            guard queue.add(outcome, router: "r", now: 0) else { break }
+            added += 1
+        }
+        #expect(added == 63, "\(added) outcomes of a megabyte were queued")
+        #expect(queue.bytes("r") <= PublishQueue.maxPendingBytes)
+        let otherRouter = queue.add(Self.outcome(0), router: "other", now: 0)
+        #expect(otherRouter, "another router's queue is its own")
+        let taken = queue.takeDue(now: 100, every: 10, interval: 1)
+        #expect(taken.due.first { $0.router == "r" }?.outcomes.count == 40)
+        let roomAgain = queue.add(Self.outcome(1), router: "r", now: 100)
+        #expect(queue.bytes("r") < 24 << 20 && roomAgain)
+        _ = queue.takeDue(now: 200, every: 100, interval: 1)
+        #expect(queue.bytes("r") == 0 && queue.bytes("other") == 0)
+    }
 }

@@ -58,6 +58,9 @@ struct OnlineLearningTests {
         let learned = try #require(status["learned"] as? [String: Any])
         #expect(
             learned["learned_prompts"] as? Int == 8 && learned["learned_wins"] as? Int == 10 && learned["learned_events"] as? Int == 12, "\(learned)")
+        // Bounded in bytes (issue 23, finding 4): the plugin reports what it holds against its bound.
+        let held = try #require(learned["learned_bytes"] as? Int)
+        #expect(held > 8 * 384 * 4 && held <= (learned["learned_bytes_limit"] as? Int ?? 0), "\(learned)")
         #expect((status["publishes"] as? Int ?? 0) >= 2 && status["last_publish_ms"] is Double && status["failures"] as? Int == 0, "\(status)")
         #expect(FileManager.default.fileExists(atPath: feedback + "/learned/sw/learned.safetensors"))
         // Learned state holds what clients reported: readable by routerd's user only (issue 23, finding 9).

@@ -253,6 +253,38 @@ import Testing
         #expect(throws: RankingIndexError.self) { try LearnedRanking(file: file, models: ["a", "b", "c"], dimension: 3) }
     }
 
+    /// Learned state is bounded in bytes (issue 23, finding 4): past the bound the oldest prompts
+    /// go with their wins and qualities, and what stays scores as if only it had been learned.
+    @Test func theOldestPromptsGoWhenTheStateOutgrowsItsBound() throws {
+        var learned = LearnedRanking(models: ["a", "b"], dimension: 2)
+        for index in 0..<10 {
+            let angle = Float(index) / 10
+            try learned.fold(prompt: "p\(index)", embedding: [cos(angle), sin(angle)], model: 0, outcome: .pointwise(Double(index % 2)))
+            try learned.fold(prompt: "p\(index)", embedding: [cos(angle), sin(angle)], model: 1, outcome: .pointwise(0.5))
+        }
+        let perPrompt = learned.bytes / 10
+        #expect(learned.keep(within: learned.bytes) == 0)
+        #expect(learned.keep(within: 4 * perPrompt + perPrompt / 2) == 6)
+        #expect(learned.promptCount == 4 && learned.winCount == 4 && learned.bytes <= 4 * perPrompt + perPrompt / 2)
+        // The same four prompts learned alone: the same index.
+        var alone = LearnedRanking(models: ["a", "b"], dimension: 2)
+        for index in 6..<10 {
+            let angle = Float(index) / 10
+            try alone.fold(prompt: "p\(index)", embedding: [cos(angle), sin(angle)], model: 0, outcome: .pointwise(Double(index % 2)))
+            try alone.fold(prompt: "p\(index)", embedding: [cos(angle), sin(angle)], model: 1, outcome: .pointwise(0.5))
+        }
+        let kept = try #require(try learned.index())
+        let fresh = try #require(try alone.index())
+        #expect(kept.promptCount == fresh.promptCount)
+        for query: [Float] in [[1, 0], [0.6, 0.8], [0, 1]] {
+            #expect(Self.probability(SimilarityRanker(index: kept), query) == Self.probability(SimilarityRanker(index: fresh), query))
+        }
+        // A prompt still known is found again by its text, and its quality still pairs.
+        try learned.fold(prompt: "p9", embedding: [1, 0], model: 0, outcome: .pointwise(0))
+        #expect(learned.promptCount == 4 && learned.winCount == 5)
+        #expect(learned.keep(within: 0) == 4 && learned.promptCount == 0 && learned.winCount == 0)
+    }
+
     @Test func badOutcomesAreRefused() {
         var learned = LearnedRanking(models: ["a", "b"], dimension: 2)
         #expect(throws: RankingIndexError.self) { try learned.fold(prompt: "p", embedding: [1], model: 0, outcome: .pointwise(1)) }

@@ -40,6 +40,9 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
     private let indexPath: String
     private let encoder: String
     private let quantiles: [Double]?
+    /// Bytes the learned state may hold; past them the oldest learned prompts are forgotten.
+    private let maxLearnedBytes: Int
+    static let defaultMaxLearnedBytes = 64 << 20
 
     init(context: PluginContext) throws {
         var settings = RankingSettings()
@@ -53,6 +56,8 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
             settings.weightUnit = parsed
         }
         if let problem = settings.problem { throw PluginError(problem) }
+        maxLearnedBytes = context.params.int("max_learned_bytes") ?? Self.defaultMaxLearnedBytes
+        guard maxLearnedBytes >= 0 else { throw PluginError("max_learned_bytes must be 0 or more, not \(maxLearnedBytes)") }
         let (index, file, path) = try context.loadWeights(
             parameter: "index", plugin: "sw_ranking", decode: RankingIndex.init(file:), dimension: \.dimension)
         encoder = file.metadata["encoder"] ?? "unknown"
@@ -73,6 +78,9 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
                 context.host.log(.warning, "cannot use the learned state (\(error)); moved it to \(aside) and start learning anew")
             }
         }
+        // A state learned under a larger bound keeps its newest prompts.
+        let dropped = learned.keep(within: maxLearnedBytes)
+        if dropped > 0 { context.host.log(.info, "forgot the \(dropped) oldest learned prompts to fit max_learned_bytes") }
         published = Mutex(Published(ranker: try Self.ranker(index, learned, settings), learned: learned))
         indexPath = path
         // The stored quantiles hold for the pair and settings they were computed with.
@@ -114,6 +122,8 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
                 }
             try learned.fold(prompt: outcome.prompt, embedding: embedding, model: candidates[outcome.model], outcome: value)
         }
+        let dropped = learned.keep(within: maxLearnedBytes)
+        if dropped > 0 { host.log(.info, "forgot the \(dropped) oldest learned prompts to stay within max_learned_bytes") }
         let next = Published(ranker: try Self.ranker(index, learned, settings), learned: learned)
         try FileManager.default.createDirectory(
             atPath: (learnedFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
@@ -144,6 +154,8 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
             details["learned_prompts"] = .integer(Int64(learned.promptCount))
             details["learned_wins"] = .integer(Int64(learned.winCount))
             details["learned_events"] = .integer(Int64(learned.events))
+            details["learned_bytes"] = .integer(Int64(learned.bytes))
+            details["learned_bytes_limit"] = .integer(Int64(maxLearnedBytes))
         }
         return RouterDescription(
             scoreQuantiles: quantiles, models: ranker.index.models, embeddingDimension: ranker.index.dimension, quality: .winRate, details: details)
