@@ -5,10 +5,10 @@ public func siblingExecutable(_ name: String) -> String {
     URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent(name).path
 }
 
-/// Resident memory of a process (`self` or a pid), in KiB, from /proc.
-public func residentKiB(of process: String = "self") -> Int? {
+/// Resident memory of a process (`self` or a pid), in KiB, from /proc: now (VmRSS), or its peak (VmHWM).
+public func residentKiB(of process: String = "self", field: String = "VmRSS:") -> Int? {
     guard let status = try? String(contentsOfFile: "/proc/\(process)/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) })
     else { return nil }
     return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
 }
@@ -18,15 +18,15 @@ public final class ChildDaemon: Sendable {
     private let process: Process
     public let pid: Int32
 
-    /// Starts `binary` on `config` and waits until its socket file appears. Its standard error goes to
-    /// `log`, shown if it does not start; without one it is discarded.
-    public init(binary: String, config: String, socket: String, log: String?) throws {
+    /// Starts `binary` on `config` (with `arguments` after it) and waits until its socket file
+    /// appears. Its standard error goes to `log`, shown if it does not start; without one it is discarded.
+    public init(binary: String, config: String, socket: String, log: String?, arguments: [String] = []) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw BenchmarkRunError("no routerd at \(binary); build it (`swift build`) or pass --routerd")
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--config", config]
+        process.arguments = ["--config", config] + arguments
         if let log {
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
@@ -53,6 +53,17 @@ public final class ChildDaemon: Sendable {
 
     /// Resident memory now, in KiB.
     public var residentKiB: Int? { RouterBenchmarks.residentKiB(of: String(pid)) }
+
+    /// The most resident memory since start or since ``resetPeak()``, in KiB (VmHWM).
+    public var peakResidentKiB: Int? { RouterBenchmarks.residentKiB(of: String(pid), field: "VmHWM:") }
+
+    /// Resets the peak to the resident memory now (Linux's `clear_refs` 5), so the next peak is one
+    /// request's. False where the kernel does not allow it.
+    @discardableResult public func resetPeak() -> Bool {
+        guard let handle = FileHandle(forWritingAtPath: "/proc/\(pid)/clear_refs") else { return false }
+        defer { try? handle.close() }
+        return (try? handle.write(contentsOf: Data("5".utf8))) != nil
+    }
 
     /// Stops routerd with SIGTERM, waits for it, and returns its exit status (nil if a signal ended it).
     @discardableResult public func stop() -> Int32? {

@@ -277,7 +277,7 @@ public enum ConfigLoader {
             maxInFlightPerConnection: limitFields["max_in_flight"]?.int("limits.max_in_flight", in: 1...1_000_000, diagnostics) ?? 128,
             maxTexts: limitFields["max_texts"]?.int("limits.max_texts", in: 1...1_000_000, diagnostics) ?? 256,
             maxWindows: limitFields["max_windows"]?.int("limits.max_windows", in: 1...1_000, diagnostics) ?? 8,
-            maxTokens: limitFields["max_tokens"]?.int("limits.max_tokens", in: 256...100_000_000, diagnostics) ?? 4096)
+            maxTokens: limitFields["max_tokens"]?.int("limits.max_tokens", in: 256...100_000_000, diagnostics) ?? 2048)
 
         // logging
         let logFields = top["logging"]?.fields("logging", allowed: ["level"], diagnostics) ?? [:]

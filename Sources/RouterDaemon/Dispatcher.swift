@@ -73,6 +73,8 @@ struct Dispatcher: Sendable {
             case .io:
                 return later(on: ioThreadPool, context) { () throws(ProtocolError) in try decideNow(decide, embeddings: nil, start: .now, context) }
             case .eventLoop: return withEmbeddings(decide, context)
+            case .compute:
+                return later(on: threadPool, context) { () throws(ProtocolError) in try decideNow(decide, embeddings: nil, start: .now, context) }
             }
         case .feedback(let report): return record(report, context)
         case .compute(let request): return later(on: threadPool, context) { () throws(ProtocolError) in try answer(request, context) }

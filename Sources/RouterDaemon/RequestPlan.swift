@@ -44,11 +44,15 @@ enum RequestPlan {
             case io
             /// On the event loop, once the prompts' embeddings are ready (cache or batcher).
             case eventLoop
+            /// A `score` of several prompts, on the compute pool: its plugin calls add up (an
+            /// sw_ranking prompt reads the whole index), and an event loop serves many connections.
+            case compute
         }
 
         var place: Place {
             if let timeout = router.timeoutSeconds { return .deadline(seconds: timeout) }
-            return router.ioBound ? .io : .eventLoop
+            if router.ioBound { return .io }
+            return prompts.count > 1 ? .compute : .eventLoop
         }
     }
 

@@ -18,7 +18,7 @@ struct Routerctl: AsyncParsableCommand {
             Train.self, Label.self,
             Eval.self,
             Calibrate.self, Bench.self,
-            BenchEncoder.self, BenchLearning.self, Soak.self,
+            BenchEncoder.self, BenchLearning.self, BenchLimits.self, Soak.self,
             EchoServerCommand.self,
         ])
 }

@@ -38,6 +38,19 @@ import Testing
             return
         }
         #expect(seconds == 0.5 && slow.prompts == ["a", "b"])
+        // A score of several prompts adds up its plugin calls: not on an event loop (issue 23, finding 1).
+        guard case .decide(let batch) = try RequestPlan(.score(ScoreRequest(router: "random", prompts: ["a", "b"])), on: generation),
+            case .compute = batch.place
+        else {
+            Issue.record("a score of several prompts decides on the compute pool")
+            return
+        }
+        guard case .decide(let one) = try RequestPlan(.score(ScoreRequest(router: "random", prompts: ["a"])), on: generation),
+            case .eventLoop = one.place
+        else {
+            Issue.record("a score of one prompt decides on the event loop, as a route does")
+            return
+        }
     }
 
     @Test func anUnknownRouterIsAnErrorAtPlanning() throws {

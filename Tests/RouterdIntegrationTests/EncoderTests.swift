@@ -110,10 +110,12 @@ struct DaemonEncoderTests {
         #expect(try connection.request(#"{"op":"embed","texts":["root's secret prompt"]}"#).ok)
         #expect(try counters().hits == after.hits + 2, "and so is root's")
         // The counters sum everyone's traffic: a peer that is not an admin is not shown them.
-        let stats = try runCommand(Requirement.setprivPath, nobody.run(try Package.binary("routerctl")) + ["stats", "--socket", daemon.socket, "--json"])
+        let stats = try runCommand(
+            Requirement.setprivPath, nobody.run(try Package.binary("routerctl")) + ["stats", "--socket", daemon.socket, "--json"])
         #expect(stats.status == 0, "\(stats.stdout)\(stats.stderr)")
         let reply = try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any]
-        let encoder = try #require(((reply?["result"] as? [String: Any])?["encoders"] as? [String: Any])?["minilm"] as? [String: Any], "\(stats.stdout)")
+        let encoder = try #require(
+            ((reply?["result"] as? [String: Any])?["encoders"] as? [String: Any])?["minilm"] as? [String: Any], "\(stats.stdout)")
         #expect(encoder["capacity"] != nil && encoder["hits"] == nil && encoder["misses"] == nil && encoder["entries"] == nil, "\(encoder)")
         #expect(encoder["batches"] == nil && encoder["hit_rate"] == nil, "\(encoder)")
     }
@@ -230,7 +232,7 @@ struct DaemonEncoderTests {
     /// A route whose prompt is cached is answered on the event loop, so it does not queue behind
     /// the encoder: here two large `embed` requests keep every encoder worker busy.
     @Test func aCachedPromptIsAnsweredWhileTheEncoderIsBusy() throws {
-        // Each embed is 48 texts of 256 positions: over the default max_tokens (4,096).
+        // Each embed is 48 texts of 256 positions: over the default max_tokens (2,048).
         let daemon = try Daemon(config: {
             TestConfig.yaml(socket: $0, routers: MFRouterTests.mfRouter(), limits: "  max_tokens: 20000", encoders: EncoderFixture.encoders())
         })
