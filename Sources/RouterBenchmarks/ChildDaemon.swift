@@ -1,4 +1,6 @@
 import Foundation
+import RouterConfig
+import RouterPluginHost
 
 /// The executable named `name` in the running executable's folder (routerd beside routerctl).
 public func siblingExecutable(_ name: String) -> String {
@@ -11,6 +13,17 @@ public func residentKiB(of process: String = "self", field: String = "VmRSS:") -
         let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) })
     else { return nil }
     return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+}
+
+/// The config `file` as the routerd at `routerd` would load it (its plugin libraries beside it),
+/// or an error naming the file's problems.
+public func loadDaemonConfig(_ file: String, routerd: String) throws(BenchmarkRunError) -> DaemonConfig {
+    do throws(ConfigError) {
+        return try ConfigLoader.load(
+            file: file, hostABIVersion: Int(PluginLibrary.hostABIVersion), executableDirectory: (routerd as NSString).deletingLastPathComponent)
+    } catch {
+        throw BenchmarkRunError("--config \(file): \(error.issues.map(\.description).joined(separator: "; "))")
+    }
 }
 
 /// A routerd that a run starts for itself (the soak, the learning benchmark) and stops when done.

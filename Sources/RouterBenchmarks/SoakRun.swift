@@ -48,13 +48,7 @@ public struct SoakRun: Sendable {
     /// Starts routerd, runs the traffic until the time is up, stops routerd and reports.
     /// `started` is told the daemon's pid and config once it is up.
     public func run(started: (_ pid: Int32, _ config: String) -> Void) async throws -> Outcome {
-        let shipped: DaemonConfig
-        do throws(ConfigError) {
-            shipped = try ConfigLoader.load(
-                file: config, hostABIVersion: Int(PluginLibrary.hostABIVersion), executableDirectory: (routerd as NSString).deletingLastPathComponent)
-        } catch {
-            throw BenchmarkRunError("--config \(config): \(error.issues.map(\.description).joined(separator: "; "))")
-        }
+        let shipped = try loadDaemonConfig(config, routerd: routerd)
         let folder = try SoakFolder()
         let layout = try SoakConfig(shipped: shipped, models: Self.absolute(models), folder: folder.path, cacheSize: cacheSize)
         var random = SplitMix64(seed: seed)

@@ -1,7 +1,6 @@
 import Foundation
 import RouterClient
 import RouterConfig
-import RouterPluginHost
 import RouterProtocol
 import RouterVocabulary
 
@@ -45,13 +44,7 @@ public struct WorstRequests: Sendable {
 
     /// The config's limits, and the name of `router`'s encoder.
     public func limits() throws -> (limits: DaemonConfig.Limits, encoder: String) {
-        let loaded: DaemonConfig
-        do throws(ConfigError) {
-            loaded = try ConfigLoader.load(
-                file: config, hostABIVersion: Int(PluginLibrary.hostABIVersion), executableDirectory: (routerd as NSString).deletingLastPathComponent)
-        } catch {
-            throw BenchmarkRunError("--config \(config): \(error.issues.map(\.description).joined(separator: "; "))")
-        }
+        let loaded = try loadDaemonConfig(config, routerd: routerd)
         guard let encoder = loaded.routers.first(where: { $0.name == router })?.encoder else {
             throw BenchmarkRunError("\(config) has no router '\(router)' with an encoder; pass --router")
         }
