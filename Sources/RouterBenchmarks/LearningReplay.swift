@@ -42,6 +42,20 @@ public struct LearningReplay: Sendable {
     public var work: String
     /// The routerd binary.
     public var routerd: String
+    /// Report only one model's quality per prompt, as a service that calls one model sees it;
+    /// nil reports both (full information).
+    public var oneSided: OneSided?
+
+    /// Which model's result a one-sided replay reports.
+    public enum OneSided: String, Sendable, CaseIterable {
+        /// A seeded coin flip per prompt: uniform exploration, propensity ½.
+        case random
+        /// The model the learning router chooses at that moment (threshold 0.5): no exploration.
+        case routed
+    }
+
+    /// Outcomes reported per replayed prompt.
+    var outcomesPerPrompt: Int { oneSided == nil ? 2 : 1 }
 
     public init(strong: String, weak: String, work: String, routerd: String) {
         self.strong = strong
@@ -86,7 +100,7 @@ public struct LearningReplay: Sendable {
         let seed = Array(replay.prefix(seedPrompts))
         replay.removeFirst(seedPrompts)
         log(
-            "bench-learning: \(strong) vs \(weak); \(seed.count) seed, \(replay.count) replay (\(2 * replay.count) outcomes), \(test.count) test prompts (share \(testShare)); work folder \(work)"
+            "bench-learning: \(strong) vs \(weak); \(seed.count) seed, \(replay.count) replay (\(outcomesPerPrompt * replay.count) outcomes\(oneSided.map { ", one per prompt: \($0.rawValue)" } ?? "")), \(test.count) test prompts (share \(testShare)); work folder \(work)"
         )
 
         let seedFile = work + "/seed.quality.jsonl"
@@ -115,11 +129,11 @@ public struct LearningReplay: Sendable {
         for mark in Set(marks).sorted() {
             if mark > sent {
                 let start = ContinuousClock.now
-                try await send(Array(replay[sent..<mark]), socket: socket, group: group)
+                try await send(Array(replay[sent..<mark]), socket: socket, group: group, control: control)
                 sendSeconds += Self.seconds(since: start)
                 sent = mark
                 let caughtUp = ContinuousClock.now
-                try await waitUntilPublished(2 * sent, control)
+                try await waitUntilPublished(outcomesPerPrompt * sent, control)
                 lagSeconds.append(Self.seconds(since: caughtUp))
             }
             let status = try await learningStatus(control)
@@ -129,8 +143,9 @@ public struct LearningReplay: Sendable {
             let learned = status.learned["learned_prompts"].flatMap { if case .integer(let n) = $0 { Int(n) } else { nil } } ?? 0
             rows.append(
                 Checkpoint(
-                    events: 2 * sent, prompts: sent, apgr: apgr, lastPublishMilliseconds: status.lastPublishMilliseconds, learnedPrompts: learned))
-            log(String(format: "  %6d outcomes (%5d prompts)  APGR %.4f  learned prompts %5d", 2 * sent, sent, apgr, learned))
+                    events: outcomesPerPrompt * sent, prompts: sent, apgr: apgr, lastPublishMilliseconds: status.lastPublishMilliseconds,
+                    learnedPrompts: learned))
+            log(String(format: "  %6d outcomes (%5d prompts)  APGR %.4f  learned prompts %5d", outcomesPerPrompt * sent, sent, apgr, learned))
         }
 
         // The same rows, offline: the seed and the daemon's own feedback file, served by the frozen router.
@@ -142,8 +157,9 @@ public struct LearningReplay: Sendable {
         let stateBytes = (try? FileManager.default.attributesOfItem(atPath: feedback + "/learned/learning/learned.safetensors")[.size] as? Int) ?? 0
         await control.close()
         return Outcome(
-            checkpoints: rows, testPrompts: test.count, outcomesSent: 2 * sent, offlineAPGR: offlineAPGR, offlineTrainingSeconds: trainSeconds,
-            outcomesPerSecond: Double(2 * sent) / sendSeconds, publishMilliseconds: publishMilliseconds, embedMilliseconds: embedMilliseconds,
+            checkpoints: rows, testPrompts: test.count, outcomesSent: outcomesPerPrompt * sent, offlineAPGR: offlineAPGR,
+            offlineTrainingSeconds: trainSeconds, outcomesPerSecond: Double(outcomesPerPrompt * sent) / sendSeconds,
+            publishMilliseconds: publishMilliseconds, embedMilliseconds: embedMilliseconds,
             lagSeconds: lagSeconds, learnedStateBytes: stateBytes)
     }
 
@@ -230,7 +246,8 @@ public struct LearningReplay: Sendable {
             socket: {path: \(socket)}
             admin: {uids: [\(getuid())]}
             plugins: {search_paths: [\(descriptors)]}
-            limits: {max_in_flight: 1024}
+            # Scoring the test prompts 256 at a time takes more encoder positions than the default bound.
+            limits: {max_in_flight: 1024, max_tokens: 1000000}
             encoders:
               minilm: {path: \(modelFolder), cache_size: 100000}
             feedback:
@@ -247,11 +264,32 @@ public struct LearningReplay: Sendable {
         return path
     }
 
-    /// Sends each prompt's two outcomes, spread over the connections, many in flight on each.
-    private func send(_ items: [Labelled], socket: String, group: any EventLoopGroup) async throws {
+    /// The outcomes reported for `items`: both models', or one per prompt (see ``OneSided``).
+    private func reported(_ items: [Labelled], control: RouterConnection) async throws -> [[(model: String, value: Double)]] {
+        let both = items.map { [(model: strong, value: $0.strong), (model: weak, value: $0.weak)] }
+        switch oneSided {
+        case nil:
+            return both
+        case .random:
+            return items.indices.map { index in
+                var coin = SplitMix64(seed: FNV1a.hash(items[index].prompt))
+                return [both[index][coin.next() & 1 == 0 ? 0 : 1]]
+            }
+        case .routed:
+            var scores: [Double] = []
+            for start in stride(from: 0, to: items.count, by: 256) {
+                scores += try await control.score(router: "learning", prompts: items[start..<min(items.count, start + 256)].map(\.prompt)).scores
+            }
+            return items.indices.map { [both[$0][scores[$0] >= 0.5 ? 0 : 1]] }
+        }
+    }
+
+    /// Sends each prompt's outcomes, spread over the connections, many in flight on each.
+    private func send(_ items: [Labelled], socket: String, group: any EventLoopGroup, control: RouterConnection) async throws {
         var lines: [[ByteBuffer]] = Array(repeating: [], count: connections)
+        let outcomes = try await reported(items, control: control)
         for (index, item) in items.enumerated() {
-            for (model, value) in [(strong, item.strong), (weak, item.weak)] {
+            for (model, value) in outcomes[index] {
                 let request = Request.feedback(
                     FeedbackRequest(subject: .prompt(router: "learning", text: item.prompt), model: model, value: .pointwise(quality: value)))
                 lines[index % connections].append(ByteBuffer(bytes: try RequestCodec.encode(request, id: nil)))

@@ -121,6 +121,10 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
             return (.battles, row.line())
         case .pointwise(let quality):
             return (.quality, QualityRow(prompt: prompt, quality: [outcome.model: quality], extra: extra).line())
+        case .failed:
+            // Quality 0 for whatever reads quality files, marked so it can be told from a wrong answer.
+            extra["outcome"] = .string("failed")
+            return (.quality, QualityRow(prompt: prompt, quality: [outcome.model: 0], extra: extra).line())
         }
     }
 

@@ -63,6 +63,7 @@ extension FeedbackReport {
             switch request.value {
             case .pairwise(let outcome, let against): .pairwise(outcome, against: against)
             case .pointwise(let quality): .pointwise(quality)
+            case .failed: .failed
             }
         self.init(subject: subject, model: request.model, value: value)
     }
@@ -134,7 +135,8 @@ extension StatsResult {
                 RouterStats(
                     decisions: activity.decisions, strong: activity.strong, weak: activity.weak, scored: activity.scored, errors: activity.errors,
                     events: activity.events, fallbacks: activity.fallbacks, scoreQuantiles: activity.scoreQuantiles,
-                    latencyMicroseconds: activity.latencyMicroseconds, models: activity.models,
+                    latencyMicroseconds: activity.latencyMicroseconds, models: activity.models, outcomes: activity.outcomes,
+                    failedOutcomes: activity.failedOutcomes,
                     budget: activity.budget.map {
                         BudgetStats(
                             metric: $0.metric, model: $0.model, target: $0.target, achieved: $0.achieved, lambda: $0.lambda, decisions: $0.decisions,

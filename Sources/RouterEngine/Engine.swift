@@ -352,8 +352,9 @@ public final class Engine: Sendable {
     }
 
     /// Hands a recorded outcome to its router, when that router learns online; the router
-    /// publishes it in the background (`feedback.learning`).
+    /// publishes it in the background (`feedback.learning`). Counted in the router's stats.
     public func learn(_ outcome: Outcome, on generation: Generation) {
+        stats.recordOutcome(router: outcome.router, failed: outcome.value == .failed)
         guard let router = generation.routers[outcome.router] else { return }
         learner.submit(outcome, to: router)
     }

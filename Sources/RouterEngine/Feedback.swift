@@ -9,6 +9,17 @@ public enum OutcomeValue: Sendable, Hashable {
     case pairwise(PairwiseResult, against: String)
     /// A quality in [0, 1]: a thumbs-up (1) or down (0), a test that passed, a grader's score.
     case pointwise(Double)
+    /// The model's call failed (an error, a timeout, a refusal): learned as quality 0, counted apart.
+    case failed
+
+    /// The quality it teaches, for one-model outcomes.
+    public var quality: Double? {
+        switch self {
+        case .pairwise: nil
+        case .pointwise(let quality): quality
+        case .failed: 0
+        }
+    }
 }
 
 /// A feedback report as a service sends it: about a remembered decision, or about a prompt

@@ -239,6 +239,7 @@ final class OnlineLearner: @unchecked Sendable {  // Mutable state is guarded by
                     }
                     value = .pairwise(against: other, score: result.score)
                 case .pointwise(let quality): value = .pointwise(quality)
+                case .failed: value = .pointwise(0)
                 }
                 outcomes.append(LearnedOutcome(prompt: outcome.prompt, embedding: nil, model: model, value: value))
                 prompts.append(outcome.prompt)

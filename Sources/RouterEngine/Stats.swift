@@ -17,6 +17,10 @@ public struct RouterActivity: Sendable, Hashable {
     public var events: [String: UInt64] = [:]
     /// Decisions that took a fallback: the events named `fallback.*`.
     public var fallbacks: UInt64 = 0
+    /// Feedback outcomes recorded, and those among them reporting a failed call (`outcome: failed`),
+    /// kept apart because a failure is not a wrong answer.
+    public var outcomes: UInt64 = 0
+    public var failedOutcomes: UInt64 = 0
     /// Over the last ``RouterActivity/window`` decisions: score quantiles (p10, p50, p90)
     /// and decision latency in microseconds (p50, p99). Empty before the first decision.
     public var scoreQuantiles: [String: Double] = [:]
@@ -89,6 +93,13 @@ public final class Stats: Sendable {
 
     func recordPluginError(router: String) {
         counters.withLock { $0.routers[router, default: RouterActivity()].errors += 1 }
+    }
+
+    func recordOutcome(router: String, failed: Bool) {
+        counters.withLock { counters in
+            counters.routers[router, default: RouterActivity()].outcomes += 1
+            if failed { counters.routers[router, default: RouterActivity()].failedOutcomes += 1 }
+        }
     }
 
     func recordEvent(router: String, event: String) {

@@ -109,6 +109,9 @@ public struct FeedbackRequest: Sendable, Hashable {
         case pairwise(outcome: PairwiseResult, against: String)
         /// `quality` in [0, 1].
         case pointwise(quality: Double)
+        /// `outcome: failed`: the model's call failed (an error, a timeout, a refusal). It teaches
+        /// as quality 0 and is counted apart.
+        case failed
     }
 
     public var subject: Subject
@@ -333,9 +336,12 @@ private struct WireRequest: Decodable {
         let quality = try reader.optional(Double.self, "quality", expected: "a number")
         let against = try reader.optional(String.self, "against", expected: "a string")
         switch (outcome, quality) {
+        case ("failed", nil):
+            if against != nil { throw ProtocolError(.badField, "field 'against' goes with win, loss or tie, not with 'failed'") }
+            return FeedbackRequest(subject: subject, model: model, value: .failed)
         case (let name?, nil):
             guard let outcome = PairwiseResult(rawValue: name) else {
-                throw ProtocolError(.badField, "field 'outcome' must be win, loss or tie, found '\(name)'")
+                throw ProtocolError(.badField, "field 'outcome' must be win, loss, tie or failed, found '\(name)'")
             }
             guard let against else {
                 let verb =
@@ -352,7 +358,8 @@ private struct WireRequest: Decodable {
             guard (0...1).contains(quality) else { throw ProtocolError(.badField, "field 'quality' must be between 0 and 1, found \(quality)") }
             if against != nil { throw ProtocolError(.badField, "field 'against' goes with 'outcome', not with 'quality'") }
             return FeedbackRequest(subject: subject, model: model, value: .pointwise(quality: quality))
-        case (nil, nil): throw ProtocolError(.missingField, "missing field 'outcome' (win, loss or tie, with 'against') or 'quality' (0 to 1)")
+        case (nil, nil):
+            throw ProtocolError(.missingField, "missing field 'outcome' (win, loss or tie, with 'against'; or failed) or 'quality' (0 to 1)")
         default: throw ProtocolError(.badField, "give either 'outcome' or 'quality', not both")
         }
     }
@@ -514,6 +521,7 @@ private struct WireRequestOut: Encodable {
                 try container.encode(outcome, forKey: FieldKey("outcome"))
                 try container.encode(against, forKey: FieldKey("against"))
             case .pointwise(let quality): try container.encode(quality, forKey: FieldKey("quality"))
+            case .failed: try container.encode("failed", forKey: FieldKey("outcome"))
             }
         case .learn(let learn):
             try container.encode(learn.action.rawValue, forKey: FieldKey("action"))

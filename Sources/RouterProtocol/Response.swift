@@ -429,12 +429,17 @@ public struct RouterStats: Codable, Sendable, Hashable {
     public var models: [String: UInt64]
     /// A budget policy's target, what it achieved over its window, and its λ.
     public var budget: BudgetStats?
+    /// Feedback outcomes recorded, and those reporting a failed call (`outcome: failed`).
+    public var outcomes: UInt64
+    public var failedOutcomes: UInt64
 
     public init(
         decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64, events: [String: UInt64] = [:], fallbacks: UInt64 = 0,
         scoreQuantiles: [String: Double] = [:], latencyMicroseconds: [String: Double] = [:], models: [String: UInt64] = [:],
-        budget: BudgetStats? = nil
+        outcomes: UInt64 = 0, failedOutcomes: UInt64 = 0, budget: BudgetStats? = nil
     ) {
+        self.outcomes = outcomes
+        self.failedOutcomes = failedOutcomes
         self.models = models
         self.budget = budget
         self.decisions = decisions
@@ -449,7 +454,8 @@ public struct RouterStats: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case decisions, strong, weak, scored, errors, events, fallbacks, models, budget
+        case decisions, strong, weak, scored, errors, events, fallbacks, models, budget, outcomes
+        case failedOutcomes = "failed_outcomes"
         case scoreQuantiles = "score_quantiles"
         case latencyMicroseconds = "latency_us"
     }

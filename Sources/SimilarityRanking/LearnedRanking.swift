@@ -9,7 +9,15 @@ import StableHash
 /// A pairwise outcome is one battle. Pointwise outcomes (a quality for one model) pair up per
 /// prompt, as ``QualityReader`` pairs a quality file's values: each new quality plays every
 /// other model's quality already reported on that prompt, the higher winning and equal values
-/// tying. A lone quality therefore teaches nothing until a second model's arrives.
+/// tying.
+///
+/// A quality is also a battle against ``par``, a virtual opponent that stands for the prompt's
+/// difficulty: quality q is a win of weight q over par and a loss of weight 1 − q. So one model's
+/// result teaches on its own (a service usually sees one model's answer per prompt), and in the
+/// similarity-weighted fit par's rating near a query is the local difficulty that every model's
+/// outcomes there estimate together, as an item's difficulty does in item response theory; the
+/// models' ratings against it are their local success odds. The index's own battles and the fit's
+/// prior ties are what it is shrunk toward where outcomes are few.
 ///
 /// On disk it is a safetensors file: `embeddings` [prompts × dim] F16 (as in the index), `wins` [n × 4] as in the
 /// index, `hashes` [prompts × 4] (each prompt text's FNV-1a 64 in 16-bit pieces, exact in F32)
@@ -17,6 +25,8 @@ import StableHash
 /// `llm-router.sw_ranking.learned/1`, `models`, `embedding_dim` and `events`.
 public struct LearnedRanking: Sendable {
     public static let format = "llm-router.sw_ranking.learned/1"
+    /// The virtual opponent of one-sided outcomes; in ``index()`` it follows the real models.
+    public static let par = "(par)"
 
     public enum Outcome: Sendable, Hashable {
         /// `score` 1: the model won against `against`; 0: it lost; 0.5: a tie.
@@ -114,6 +124,9 @@ public struct LearnedRanking: Sendable {
                 record(row, model, other, score: value > otherValue ? 1 : value < otherValue ? 0 : 0.5)
             }
             qualities[row, default: [:]][model] = value
+            let par = models.count
+            if value > 0 { wins.append(RankingIndex.Win(prompt: row, winner: model, loser: par, weight: value)) }
+            if value < 1 { wins.append(RankingIndex.Win(prompt: row, winner: par, loser: model, weight: 1 - value)) }
         }
         events += 1
     }
@@ -128,11 +141,12 @@ public struct LearnedRanking: Sendable {
         }
     }
 
-    /// The learned prompts and wins as an index over the same models; nil before any win.
+    /// The learned prompts and wins as an index over the same models followed by ``par``; nil
+    /// before any win.
     public func index() throws(RankingIndexError) -> RankingIndex? {
         guard !wins.isEmpty else { return nil }
         let rows = (0..<promptCount).map { Array(embeddings[$0 * dimension..<($0 + 1) * dimension]) }
-        return try RankingIndex(models: models, embeddings: rows, wins: wins)
+        return try RankingIndex(models: models + [Self.par], embeddings: rows, wins: wins)
     }
 
     /// Writes the state durably: a crash leaves the previous state or this one, never a mix.
@@ -182,7 +196,8 @@ public struct LearnedRanking: Sendable {
             throw fail("tensor shapes disagree (embeddings, hashes, wins [n × 4], qualities [n × 3])")
         }
         self.init(models: models, dimension: dimension)
-        let remap = stored.map { models.firstIndex(of: $0) }
+        // Par is stored after the stored models, and read back after this router's.
+        let remap = stored.map { models.firstIndex(of: $0) } + [models.count]
         self.embeddings = embeddings
         hashes = (0..<promptCount).map { row in (0..<4).reduce(UInt64(0)) { $0 | UInt64(pieces[row * 4 + $1]) << (16 * UInt64($1)) } }
         for (row, hash) in hashes.enumerated() { promptOf[hash] = row }
@@ -192,12 +207,15 @@ public struct LearnedRanking: Sendable {
         }
         for start in stride(from: 0, to: table.count, by: 4) {
             guard let prompt = Int(exactly: table[start]), (0..<promptCount).contains(prompt), let winner = model(table[start + 1]),
-                let loser = model(table[start + 2]), table[start + 3] > 0
+                let loser = model(table[start + 2]), winner != loser, table[start + 3] > 0
             else { continue }
             wins.append(RankingIndex.Win(prompt: prompt, winner: winner, loser: loser, weight: table[start + 3]))
         }
         for start in stride(from: 0, to: rows.count, by: 3) {
-            guard let prompt = Int(exactly: rows[start]), (0..<promptCount).contains(prompt), let index = model(rows[start + 1]) else { continue }
+            guard let prompt = Int(exactly: rows[start]), (0..<promptCount).contains(prompt), let index = model(rows[start + 1]), index < models.count
+            else {
+                continue
+            }
             qualities[prompt, default: [:]][index] = rows[start + 2]
         }
         events = file.metadata["events"].flatMap(Int.init) ?? 0

@@ -124,6 +124,11 @@ public struct RankingIndex: Sendable {
         try self.init(models: models, dimension: dimension, embeddings: normalized, wins: wins)
     }
 
+    /// This index with one more model, `name`, after the others, in none of its battles.
+    public func adding(model name: String) throws(RankingIndexError) -> RankingIndex {
+        try RankingIndex(models: models + [name], dimension: dimension, embeddings: embeddings, wins: wins)
+    }
+
     /// This index followed by `other`'s prompts and wins (over the same models, in the same order).
     public func appending(_ other: RankingIndex) throws(RankingIndexError) -> RankingIndex {
         guard other.models == models, other.dimension == dimension else {

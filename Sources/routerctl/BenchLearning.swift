@@ -31,6 +31,12 @@ struct BenchLearning: AsyncParsableCommand {
     @Option(help: "The trainer's embedding cache (default: .cache/embeddings-minilm-head.bin).") var cache: String?
     @Option(help: "A folder for the daemon's config, socket, feedback and indexes (default: a new temporary one).") var work: String?
     @Option(help: "Also write the curve as CSV here, and as SVG beside it (.svg).") var csv: String?
+    @Option(
+        name: .customLong("one-sided"),
+        help:
+            "Report one model's quality per prompt, as a service sees it: 'random' (a coin flip per prompt) or 'routed' (the learning router's choice). Default: both models'."
+    )
+    var oneSided: LearningReplay.OneSided?
 
     func run() async throws {
         var replay = LearningReplay(
@@ -49,6 +55,7 @@ struct BenchLearning: AsyncParsableCommand {
         replay.model = model
         replay.plugins = plugins
         replay.cache = cache
+        replay.oneSided = oneSided
         let outcome: LearningReplay.Outcome
         do {
             // Written at once, so a run into a file shows each checkpoint as it happens.
@@ -102,3 +109,5 @@ struct BenchLearning: AsyncParsableCommand {
         }
     }
 }
+
+extension LearningReplay.OneSided: ExpressibleByArgument {}

@@ -113,7 +113,7 @@ struct FeedbackCommand: AsyncParsableCommand {
         abstract: "Report how a model did on a routed prompt; the daemon replies once the row is on disk.",
         discussion: """
             Name the decision (--decision, the decision_id a route reply carried), or the router and the prompt.
-            Give --outcome win|loss|tie with --against, or --quality between 0 and 1.
+            Give --outcome win|loss|tie with --against, or --quality between 0 and 1, or --failed.
             """)
 
     @OptionGroup var options: ConnectionOptions
@@ -124,19 +124,23 @@ struct FeedbackCommand: AsyncParsableCommand {
     @Option(help: "win, loss or tie, against the model of --against.") var outcome: PairwiseResult?
     @Option(help: "The other model of a win, loss or tie.") var against: String?
     @Option(help: "A quality between 0 and 1 (a thumbs-up is 1).") var quality: Double?
+    @Flag(help: "The model's call failed (an error, a timeout, a refusal): learned as quality 0, counted apart.") var failed = false
 
     func validate() throws {
         guard (decision == nil) != (router == nil && prompt == nil) else {
             throw ValidationError("give --decision, or --router and --prompt")
         }
         if decision == nil, router == nil || prompt == nil { throw ValidationError("--router and --prompt go together") }
-        guard (outcome == nil) != (quality == nil) else { throw ValidationError("give --outcome (with --against) or --quality") }
+        guard [outcome != nil, quality != nil, failed].filter({ $0 }).count == 1 else {
+            throw ValidationError("give one of --outcome (with --against), --quality or --failed")
+        }
         if outcome != nil, against == nil { throw ValidationError("--outcome needs --against") }
     }
 
     func run() async throws {
         let subject: FeedbackRequest.Subject = decision.map { .decision(id: $0) } ?? .prompt(router: router!, text: prompt!)
-        let value: FeedbackRequest.Value = outcome.map { .pairwise(outcome: $0, against: against!) } ?? .pointwise(quality: quality!)
+        let value: FeedbackRequest.Value =
+            failed ? .failed : outcome.map { .pairwise(outcome: $0, against: against!) } ?? .pointwise(quality: quality!)
         try await options.run(.feedback(FeedbackRequest(subject: subject, model: model, value: value)), as: FeedbackResult.self) { result in
             "recorded in \(result.recorded).jsonl: \(result.model) on router \(result.router)\(result.decisionID.map { " (decision \($0))" } ?? "")"
         }

@@ -87,6 +87,7 @@ import Testing
         FeedbackRequest(subject: .decision(id: "00ab"), model: "gpt-4", value: .pairwise(outcome: .tie, against: "mixtral")),
         FeedbackRequest(subject: .decision(id: "00ab"), model: "gpt-4", value: .pointwise(quality: 0.5)),
         FeedbackRequest(subject: .prompt(router: "mf", text: "late \"outcome\""), model: "gpt-4", value: .pointwise(quality: 1)),
+        FeedbackRequest(subject: .decision(id: "00ab"), model: "gpt-4", value: .failed),
     ])
     func feedbackEncodesAndDecodesBack(feedback: FeedbackRequest) throws {
         let line = try RequestCodec.encode(.feedback(feedback), id: nil)

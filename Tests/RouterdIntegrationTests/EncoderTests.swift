@@ -208,7 +208,7 @@ struct DaemonEncoderTests {
         let long = String(repeating: "The quick brown fox jumps over the lazy dog near the riverbank. ", count: 30)
         let busy = try (0..<max(4, 2 * ProcessInfo.processInfo.activeProcessorCount)).map { index in
             let connection = try daemon.connect()
-            let texts = (0..<48).map { "\(index).\($0) \(long)" }
+            let texts = (0..<24).map { "\(index).\($0) \(long)" }
             let line = try JSONSerialization.data(withJSONObject: ["op": "embed", "texts": texts])
             try connection.send(String(decoding: line, as: UTF8.self) + "\n")
             return connection

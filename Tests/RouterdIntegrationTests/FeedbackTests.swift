@@ -65,12 +65,21 @@ import TrainingRows
         let row = try #require(Self.lines(store + "/battles.jsonl").first)
         #expect(row["decision_id"] as? String == id && row["router"] as? String == "random" && row["source"] as? String == "feedback")
 
+        // A failed call (issue 24): quality 0 in the quality file, marked, and counted apart.
+        let failed = try connection.request(#"{"op":"feedback","decision_id":"\#(try #require(other))","model":"\#(Self.weak)","outcome":"failed"}"#)
+        #expect(failed.ok && failed.result["recorded"] as? String == "quality", "\(failed)")
+        let failedRow = try #require(Self.lines(store + "/quality.jsonl").last)
+        #expect(failedRow["outcome"] as? String == "failed" && (failedRow["quality"] as? [String: Double]) == [Self.weak: 0], "\(failedRow)")
+        #expect(try QualityFile.read(store + "/quality.jsonl").last?.quality == [Self.weak: 0])
+
         let stats = try connection.request(#"{"op":"stats"}"#).result
         let feedback = try #require(stats["feedback"] as? [String: Any])
-        #expect(feedback["rows"] as? Int == 3, "\(feedback)")
+        #expect(feedback["rows"] as? Int == 4, "\(feedback)")
         #expect((feedback["syncs"] as? Int ?? 0) >= 1)
         #expect(feedback["decisions_remembered"] as? Int == 2)
-        #expect((stats["requests"] as? [String: Int])?["feedback"] == 3)
+        #expect((stats["requests"] as? [String: Int])?["feedback"] == 4)
+        let router = try #require((stats["routers"] as? [String: Any])?["random"] as? [String: Any])
+        #expect(router["outcomes"] as? Int == 4 && router["failed_outcomes"] as? Int == 1, "\(router)")
     }
 
     @Test func badFeedbackGetsAStableErrorAndNothingIsWritten() throws {
@@ -89,7 +98,7 @@ import TrainingRows
             (#"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","outcome":"win"}"#, "missing_field", "against"),
             (
                 #"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","outcome":"draw","against":"\#(Self.weak)"}"#, "bad_field",
-                "win, loss or tie"
+                "win, loss, tie or failed"
             ),
             (
                 #"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","outcome":"win","against":"\#(Self.strong)"}"#, "bad_field",
@@ -106,6 +115,11 @@ import TrainingRows
             (#"{"op":"feedback","prompt":"x","model":"\#(Self.strong)","quality":1}"#, "missing_field", "'router' and 'prompt'"),
             (#"{"op":"feedback","router":"nope","prompt":"x","model":"\#(Self.strong)","quality":1}"#, "unknown_router", "nope"),
             (#"{"op":"feedback","model":"\#(Self.strong)","quality":1}"#, "missing_field", "decision_id"),
+            (
+                #"{"op":"feedback","decision_id":"\#(id)","model":"\#(Self.strong)","outcome":"failed","against":"\#(Self.weak)"}"#, "bad_field",
+                "not with 'failed'"
+            ),
+            (#"{"op":"feedback","decision_id":"\#(id)","model":"gpt-5","outcome":"failed"}"#, "unknown_model", "candidates"),
         ]
         for (line, code, message) in cases {
             let reply = try connection.request(line)

@@ -207,30 +207,59 @@ import Testing
         try learned.fold(prompt: "x", embedding: [0, 0, 2], model: 2, outcome: .pairwise(against: 0, score: 0.5))
         // Pointwise qualities pair up per prompt: b 0.2, then a 0.9 (a beats b), then c 0.9 (ties a, beats b).
         try learned.fold(prompt: "y", embedding: [0, 1, 1], model: 1, outcome: .pointwise(0.2))
-        #expect(learned.winCount == 3, "a lone quality teaches nothing yet")
+        #expect(learned.winCount == 5, "a lone quality plays par: a win of 0.2 and a loss of 0.8")
         try learned.fold(prompt: "y", embedding: [0, 1, 1], model: 0, outcome: .pointwise(0.9))
         try learned.fold(prompt: "y", embedding: [0, 1, 1], model: 2, outcome: .pointwise(0.9))
         #expect(learned.promptCount == 2 && learned.events == 5)
-        let online = SimilarityRanker(index: try base.appending(try #require(try learned.index())))
+        let online = SimilarityRanker(index: try base.adding(model: LearnedRanking.par).appending(try #require(try learned.index())))
 
+        // Par (model 3) is the virtual opponent of each quality: b 0.2 wins 0.2 and loses 0.8; a and c at 0.9.
         let offline = SimilarityRanker(
             index: try RankingIndex(
-                models: base.models, embeddings: [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1]],
+                models: base.models + [LearnedRanking.par], embeddings: [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1]],
                 wins: [
                     .init(prompt: 0, winner: 0, loser: 1, weight: 1), .init(prompt: 1, winner: 1, loser: 0, weight: 1),
                     .init(prompt: 2, winner: 1, loser: 0, weight: 1), .init(prompt: 2, winner: 2, loser: 0, weight: 0.5),
                     .init(prompt: 2, winner: 0, loser: 2, weight: 0.5), .init(prompt: 3, winner: 0, loser: 1, weight: 1),
                     .init(prompt: 3, winner: 2, loser: 1, weight: 1), .init(prompt: 3, winner: 2, loser: 0, weight: 0.5),
                     .init(prompt: 3, winner: 0, loser: 2, weight: 0.5),
+                    .init(prompt: 3, winner: 1, loser: 3, weight: 0.2), .init(prompt: 3, winner: 3, loser: 1, weight: 0.8),
+                    .init(prompt: 3, winner: 0, loser: 3, weight: 0.9), .init(prompt: 3, winner: 3, loser: 0, weight: 0.1),
+                    .init(prompt: 3, winner: 2, loser: 3, weight: 0.9), .init(prompt: 3, winner: 3, loser: 2, weight: 0.1),
                 ]))
         for query: [Float] in [[1, 0, 0], [0, 0, 1], [0.3, 0.5, 0.8]] {
             let (a, b) = (Self.probability(online, query), Self.probability(offline, query))
             // Equal up to rounding: learned rows are kept at Float16 precision, as index files keep theirs.
             #expect(abs(a - b) < 1e-3, "\(query): online \(a), offline \(b)")
         }
-        // And it moved the ranking where it was taught: near prompt x, b now beats a.
+        // And it moved the ranking where it was taught: at prompt x, taught only x's outcomes, b now beats a.
+        var onlyX = LearnedRanking(models: base.models, dimension: 3)
+        try onlyX.fold(prompt: "x", embedding: [0, 0, 2], model: 1, outcome: .pairwise(against: 0, score: 1))
+        try onlyX.fold(prompt: "x", embedding: [0, 0, 2], model: 2, outcome: .pairwise(against: 0, score: 0.5))
+        let taughtX = SimilarityRanker(index: try base.adding(model: LearnedRanking.par).appending(try #require(try onlyX.index())))
         #expect(Self.probability(SimilarityRanker(index: base), [0, 0, 1]) == 0.5)
-        #expect(Self.probability(online, [0, 0, 1]) < 0.5)
+        #expect(Self.probability(taughtX, [0, 0, 1]) < 0.5)
+    }
+
+    /// One model's result per prompt teaches on its own (issue 24): qualities reported for only the
+    /// model that answered move the ranking toward the model that succeeds near the query.
+    @Test func oneSidedQualitiesTeachThroughPar() throws {
+        let base = try RankingIndex(
+            models: ["strong", "weak"], embeddings: [[1, 0], [0, 1]],
+            wins: [.init(prompt: 0, winner: 0, loser: 1, weight: 1), .init(prompt: 1, winner: 0, loser: 1, weight: 1)])
+        let before = Self.probability(SimilarityRanker(index: base), [0, 1])
+        #expect(before > 0.5)
+        // Near [0, 1] the weak model succeeds and the strong one fails, each seen alone on its own prompts.
+        var learned = LearnedRanking(models: base.models, dimension: 2)
+        for index in 0..<6 {
+            let angle = 1.2 + Float(index) * 0.06
+            let prompt = [cos(angle), sin(angle)]
+            try learned.fold(prompt: "p\(index)", embedding: prompt, model: index % 2, outcome: .pointwise(index % 2 == 0 ? 0 : 1))
+        }
+        #expect(learned.winCount == 6, "six lone qualities, six battles with par")
+        let after = SimilarityRanker(index: try base.adding(model: LearnedRanking.par).appending(try #require(try learned.index())))
+        #expect(Self.probability(after, [0, 1]) < 0.5, "the weak model now wins near where it succeeded")
+        #expect(Self.probability(after, [1, 0]) > Self.probability(after, [0, 1]), "and less so far from it")
     }
 
     @Test func theStateRoundTripsThroughItsFileAndFollowsModelsByName() throws {
@@ -242,14 +271,15 @@ import Testing
         try learned.write(to: path)
         let file = try SafeTensorsFile(path: path)
         let same = try LearnedRanking(file: file, models: ["a", "b", "c"], dimension: 2)
-        #expect(same.events == 2 && same.promptCount == 2 && same.winCount == 1)
+        #expect(same.events == 2 && same.promptCount == 2 && same.winCount == 2, "c beat b; a beat par")
         // The pending quality of q still pairs after the round trip, and a repeated prompt is found by its text.
         var resumed = same
         try resumed.fold(prompt: "q", embedding: [0, 1], model: 1, outcome: .pointwise(0))
-        #expect(resumed.promptCount == 2 && resumed.winCount == 2)
-        // A retrained index without "b" and in another order keeps what concerns its models.
+        #expect(resumed.promptCount == 2 && resumed.winCount == 4, "a beat b; par beat b")
+        // A retrained index without "b" and in another order keeps what concerns its models, and par.
         let remapped = try LearnedRanking(file: file, models: ["c", "a"], dimension: 2)
-        #expect(remapped.winCount == 0, "c's win was over b, which the new index lacks")
+        #expect(remapped.winCount == 1, "c's win was over b, which the new index lacks; a's win over par stays")
+        #expect(try remapped.index()?.wins == [RankingIndex.Win(prompt: 1, winner: 1, loser: 2, weight: 1)])
         #expect(throws: RankingIndexError.self) { try LearnedRanking(file: file, models: ["a", "b", "c"], dimension: 3) }
     }
 
@@ -265,7 +295,8 @@ import Testing
         let perPrompt = learned.bytes / 10
         #expect(learned.keep(within: learned.bytes) == 0)
         #expect(learned.keep(within: 4 * perPrompt + perPrompt / 2) == 6)
-        #expect(learned.promptCount == 4 && learned.winCount == 4 && learned.bytes <= 4 * perPrompt + perPrompt / 2)
+        // Each prompt: one pair and three battles with par (a's 0 or 1 is one, b's 0.5 two).
+        #expect(learned.promptCount == 4 && learned.winCount == 16 && learned.bytes <= 4 * perPrompt + perPrompt / 2)
         // The same four prompts learned alone: the same index.
         var alone = LearnedRanking(models: ["a", "b"], dimension: 2)
         for index in 6..<10 {
@@ -281,7 +312,7 @@ import Testing
         }
         // A prompt still known is found again by its text, and its quality still pairs.
         try learned.fold(prompt: "p9", embedding: [1, 0], model: 0, outcome: .pointwise(0))
-        #expect(learned.promptCount == 4 && learned.winCount == 5)
+        #expect(learned.promptCount == 4 && learned.winCount == 18)
         #expect(learned.keep(within: 0) == 4 && learned.promptCount == 0 && learned.winCount == 0)
     }
 

@@ -106,7 +106,8 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
 
     private static func ranker(_ index: RankingIndex, _ learned: LearnedRanking, _ settings: RankingSettings) throws -> SimilarityRanker {
         guard let extra = try learned.index() else { return SimilarityRanker(index: index, settings: settings) }
-        return SimilarityRanker(index: try index.appending(extra), settings: settings)
+        // Learned outcomes bring par, the virtual opponent of one-sided outcomes, after the index's models.
+        return SimilarityRanker(index: try index.adding(model: LearnedRanking.par).appending(extra), settings: settings)
     }
 
     func learn(_ outcomes: [LearnedOutcome]) throws {

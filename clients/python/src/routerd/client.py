@@ -129,7 +129,8 @@ class Client:
 
     def feedback(self, decision_id: Optional[str] = None, *, model: str, outcome: Optional[str] = None, against: Optional[str] = None,
                  quality: Optional[float] = None, router: Optional[str] = None, prompt: Optional[str] = None) -> dict:
-        """Reports how ``model`` did: ``outcome`` (win, loss, tie) ``against`` another model, or a
+        """Reports how ``model`` did: ``outcome`` (win, loss, tie) ``against`` another model, or
+        ``outcome="failed"`` when its call failed (an error, a timeout, a refusal), or a
         ``quality`` in [0, 1]. Name the decision, or the ``router`` and ``prompt``. Returns once
         routerd has the row on disk."""
         return self.request(protocol.feedback_request(decision_id, model, outcome, against, quality, router, prompt))
