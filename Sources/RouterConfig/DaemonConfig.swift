@@ -170,6 +170,27 @@ public struct DaemonConfig: Sendable {
         /// Seconds a decision may take before the request gets `router_timeout` (the plugin's call
         /// runs on regardless: an in-process call cannot be stopped); nil waits as long as it takes.
         public var timeoutSeconds: Double? = nil
+        /// Exploration (`explore:`); nil chooses greedily.
+        public var exploration: Exploration? = nil
+    }
+
+    /// ε-greedy exploration: with probability `epsilon` a decision goes to another candidate,
+    /// uniformly among those within `maxExtraCost` of the greedy choice's expected cost; every
+    /// decision then carries the probability its model was chosen with.
+    public struct Exploration: Sendable, Hashable {
+        /// The most of a router's traffic that explores (0 < ε ≤ 0.5).
+        public var epsilon: Double
+        /// USD an explored decision may cost above the greedy one, by the candidates' expected
+        /// costs; nil: no bound (or no prices).
+        public var maxExtraCost: Double?
+        /// Seeds the draws, for a reproducible replay; nil draws from the system's generator.
+        public var seed: UInt64?
+
+        public init(epsilon: Double, maxExtraCost: Double? = nil, seed: UInt64? = nil) {
+            self.epsilon = epsilon
+            self.maxExtraCost = maxExtraCost
+            self.seed = seed
+        }
     }
 
     /// The file this config was read from (absolute).
@@ -207,6 +228,7 @@ public enum ConfigLoader {
     ]
     static let routerKeys: Set<String> = [
         "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn", "timeout",
+        "explore",
     ]
     static let encoderKeys: Set<String> = [
         "kind", "path", "cache_size", "long_text", "threads", "batch_size", "batch_wait_us", "kernel", "precision",
@@ -457,11 +479,24 @@ public enum ConfigLoader {
             }
             let learn = fields["learn"]?.bool("\(context): learn", diagnostics) ?? true
             let timeout = fields["timeout"]?.double("\(context): timeout", in: 0.001...3600, diagnostics)
+            var exploration: DaemonConfig.Exploration?
+            if let node = fields["explore"] {
+                let explore = node.fields("\(context): explore", allowed: ["epsilon", "max_extra_cost", "seed"], diagnostics)
+                if let epsilon = explore["epsilon"]?.double("\(context): explore.epsilon", in: 0.000001...0.5, diagnostics) {
+                    exploration = DaemonConfig.Exploration(
+                        epsilon: epsilon,
+                        maxExtraCost: explore["max_extra_cost"]?.double("\(context): explore.max_extra_cost", in: 0...1_000_000, diagnostics),
+                        seed: explore["seed"]?.int("\(context): explore.seed", in: 0...Int.max, diagnostics).map(UInt64.init))
+                } else if explore["epsilon"] == nil {
+                    diagnostics.report("\(context): explore needs epsilon, the most of the traffic that explores (0 to 0.5)", at: node)
+                }
+            }
             if let policy, let models {
                 routers.append(
                     .init(
                         name: name, plugin: plugin, policy: policy, candidates: models.candidates, strongModel: models.strong,
-                        weakModel: models.weak, encoder: encoder, params: params, learn: learn, timeoutSeconds: timeout))
+                        weakModel: models.weak, encoder: encoder, params: params, learn: learn, timeoutSeconds: timeout,
+                        exploration: exploration))
             }
         }
 

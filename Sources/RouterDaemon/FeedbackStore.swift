@@ -113,6 +113,9 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
             "router": .string(outcome.router), "time": .number((time * 1000).rounded() / 1000), "source": .string("feedback"),
         ]
         if let id = outcome.decisionID { extra["decision_id"] = .string(id) }
+        // What off-policy estimates need: how likely the decision's model was, and whether it explored.
+        if let propensity = outcome.propensity { extra["propensity"] = .number(propensity) }
+        if let explored = outcome.explored { extra["explored"] = .bool(explored) }
         let prompt: RowPrompt = settings.includePrompt ? .text(outcome.prompt) : .hash(FNV1a.hex(outcome.prompt))
         switch outcome.value {
         case .pairwise(let result, let against):

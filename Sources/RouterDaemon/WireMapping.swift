@@ -77,7 +77,7 @@ extension Decision {
             threshold: decision.threshold, lambda: decision.lambda, epsilon: decision.epsilon,
             candidates: decision.candidates.map { CandidateInfo(model: $0.model, quality: $0.quality, cost: $0.cost) },
             affinity: decision.affinity?.rawValue, router: decision.router, generation: decision.generation,
-            elapsedMicroseconds: decision.elapsedMicroseconds)
+            elapsedMicroseconds: decision.elapsedMicroseconds, propensity: decision.propensity, explored: decision.explored)
     }
 }
 
@@ -131,18 +131,10 @@ extension StatsResult {
             connectionsTotal: server.connectionsTotal, connectionsRejected: server.connectionsRejected,
             requests: Dictionary(uniqueKeysWithValues: server.requests.map { ($0.key.rawValue, $0.value) }),
             errors: Dictionary(uniqueKeysWithValues: server.errors.map { ($0.key.rawValue, $0.value) }),
-            routers: engine.routers.mapValues { activity in
-                RouterStats(
-                    decisions: activity.decisions, strong: activity.strong, weak: activity.weak, scored: activity.scored, errors: activity.errors,
-                    events: activity.events, fallbacks: activity.fallbacks, scoreQuantiles: activity.scoreQuantiles,
-                    latencyMicroseconds: activity.latencyMicroseconds, models: activity.models, outcomes: activity.outcomes,
-                    failedOutcomes: activity.failedOutcomes,
-                    budget: activity.budget.map {
-                        BudgetStats(
-                            metric: $0.metric, model: $0.model, target: $0.target, achieved: $0.achieved, lambda: $0.lambda, decisions: $0.decisions,
-                            window: $0.window)
-                    })
-            },
+            routers: Dictionary(
+                uniqueKeysWithValues: engine.routers.map { name, activity in
+                    (name, RouterStats(activity, exploring: generation.routers[name]?.exploration))
+                }),
             encoders: generation.encoders.mapValues { instance in
                 let cache = instance.cache.counters
                 let batcher = instance.batcher.counters
@@ -166,6 +158,25 @@ extension StatsResult {
                 return FeedbackStats(
                     directory: store.settings.directory, rows: counters.rows, syncs: counters.syncs, failedWrites: counters.failedWrites,
                     decisionsRemembered: rememberedDecisions.count, decisionBytes: rememberedDecisions.bytes)
+            })
+    }
+}
+
+extension RouterStats {
+    /// A router's counters; `exploring`, its exploration settings, when it explores.
+    init(_ activity: RouterActivity, exploring: DaemonConfig.Exploration?) {
+        self.init(
+            decisions: activity.decisions, strong: activity.strong, weak: activity.weak, scored: activity.scored, errors: activity.errors,
+            events: activity.events, fallbacks: activity.fallbacks, scoreQuantiles: activity.scoreQuantiles,
+            latencyMicroseconds: activity.latencyMicroseconds, models: activity.models, outcomes: activity.outcomes,
+            failedOutcomes: activity.failedOutcomes,
+            exploration: exploring.map {
+                ExplorationStats(epsilon: $0.epsilon, drawn: activity.drawn, explored: activity.explored, extraCost: activity.exploreExtraCost)
+            },
+            budget: activity.budget.map {
+                BudgetStats(
+                    metric: $0.metric, model: $0.model, target: $0.target, achieved: $0.achieved, lambda: $0.lambda, decisions: $0.decisions,
+                    window: $0.window)
             })
     }
 }

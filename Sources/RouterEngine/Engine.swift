@@ -293,6 +293,12 @@ public final class Engine: Sendable {
             stats.recordPluginError(router: router.name)
             throw .plugin(router: router.name, message: error.message)
         }
+        var exploration: Explorer.Choice?
+        if let explorer = router.explorer {
+            let choice = explorer.choose(greedy: chosen, candidates: candidates.count, costs: costs)
+            chosen = choice.chosen
+            exploration = choice
+        }
         if let session {
             // A session is its requester's: another uid naming the same session id gets its own.
             let owned = (requester.map { "\($0)" } ?? "-") + "\u{0}" + session
@@ -300,13 +306,23 @@ public final class Engine: Sendable {
                 router: router.name, session: owned, choice: candidates[chosen], candidates: candidates, now: clock.seconds)
             chosen = candidates.firstIndex(of: model) ?? chosen
             decision.affinity = affinity
+            // A session keeps its model: past its first decision the draw decides nothing.
+            if affinity != .new, exploration != nil { exploration = Explorer.Choice(chosen: chosen, propensity: 1, explored: false, extraCost: 0) }
+        }
+        if let exploration {
+            decision.propensity = exploration.propensity
+            decision.explored = exploration.explored
+            stats.recordExploration(router: router.name, explored: exploration.explored, extraCost: exploration.extraCost)
         }
         if case .lambda(_, let budget?) = rule, let costs { budget.record(qualities: qualities, costs: costs, chosen: chosen) }
         decision.model = candidates[chosen].name
         if candidates.count == 2 { decision.tier = chosen == 0 ? .strong : .weak }
         decision.candidates = candidates.indices.map { CandidateEstimate(model: candidates[$0].name, quality: qualities[$0], cost: costs?[$0]) }
         decisions.remember(
-            decision.id, .init(router: router.name, prompt: prompt, requester: requester, candidates: candidates), now: clock.seconds)
+            decision.id,
+            .init(
+                router: router.name, prompt: prompt, requester: requester, candidates: candidates, propensity: decision.propensity,
+                explored: decision.explored), now: clock.seconds)
         decision.elapsedMicroseconds = Self.microseconds(since: start)
         stats.recordDecision(
             router: router.name, model: decision.model, tier: decision.tier, score: decision.score, microseconds: decision.elapsedMicroseconds)
@@ -325,6 +341,7 @@ public final class Engine: Sendable {
         let prompt: String
         let candidates: [String]
         var decisionID: String?
+        var logged: (propensity: Double?, explored: Bool?) = (nil, nil)
         switch report.subject {
         case .decision(let id):
             guard let remembered = decisions.recall(id, now: clock.seconds),
@@ -333,6 +350,7 @@ public final class Engine: Sendable {
                 throw .unknownDecision(id: id, ttlSeconds: decisions.ttl)
             }
             (router, prompt, candidates, decisionID) = (remembered.router, remembered.prompt, remembered.candidates.map(\.name), id)
+            logged = (remembered.propensity, remembered.explored)
         case .prompt(let name, let text):
             guard reporter.trusted else {
                 let who = reporter.uid.map { "uid \($0)" } ?? "a peer whose credentials could not be read"
@@ -348,7 +366,9 @@ public final class Engine: Sendable {
         for model in named where !candidates.contains(model) {
             throw .unknownModel(name: model, known: candidates)
         }
-        return Outcome(router: router, prompt: prompt, decisionID: decisionID, model: report.model, value: report.value)
+        return Outcome(
+            router: router, prompt: prompt, decisionID: decisionID, model: report.model, value: report.value, propensity: logged.propensity,
+            explored: logged.explored)
     }
 
     /// Hands a recorded outcome to its router, when that router learns online; the router

@@ -63,6 +63,9 @@ public struct Outcome: Sendable, Hashable {
     public var decisionID: String?
     public var model: String
     public var value: OutcomeValue
+    /// The decision's propensity and whether it explored, when it named one of a router that explores.
+    public var propensity: Double? = nil
+    public var explored: Bool? = nil
 }
 
 /// The recent decisions a `feedback` can name by id: the prompt, the router and its candidates.
@@ -78,6 +81,9 @@ final class DecisionMemory: Sendable {
         var requester: UInt32?
         /// The router's own array, shared rather than copied: remembering allocates nothing.
         var candidates: [Candidate]
+        /// With exploration: the probability the decision's model was chosen with, and whether it explored.
+        var propensity: Double? = nil
+        var explored: Bool? = nil
     }
 
     private let table: Mutex<ExpiringLRU<Remembered>?>

@@ -34,6 +34,10 @@ public struct RoutingDecision: Sendable, Hashable {
     public var generation: UInt64
     /// Time spent deciding, in microseconds.
     public var elapsedMicroseconds: Double
+    /// With exploration configured: the probability with which `model` was chosen, and whether
+    /// the draw explored (chose other than the policy's greedy choice).
+    public var propensity: Double? = nil
+    public var explored: Bool? = nil
 }
 
 /// Embeddings of texts by one encoder.

@@ -42,6 +42,9 @@ public final class RouterInstance: Sendable {
     public let candidates: [Candidate]
     /// Holds the budget of a `budget` policy.
     public let budget: BudgetController?
+    /// Its exploration (`explore:`), if any.
+    let explorer: Explorer?
+    public var exploration: DaemonConfig.Exploration? { explorer?.settings }
     /// The encoder whose embeddings this instance's plugin receives.
     public let encoder: EncoderInstance?
     /// The plugin waits on I/O while scoring (its descriptor's `io_bound`).
@@ -77,6 +80,7 @@ public final class RouterInstance: Sendable {
     ) throws(PluginLoadError) {
         self.encoder = encoder
         self.timeoutSeconds = config.timeoutSeconds
+        explorer = config.exploration.map(Explorer.init)
         if descriptor?.learnsOnline == true, config.learn, let feedback, feedback.learning.enabled {
             guard library.learnsOnline else {
                 throw PluginLoadError(
@@ -174,6 +178,7 @@ public final class RouterInstance: Sendable {
         ioBound = other.ioBound
         stateDirectory = other.stateDirectory
         timeoutSeconds = other.timeoutSeconds
+        explorer = other.explorer
         plugin = other.plugin
         fingerprint = other.fingerprint
     }

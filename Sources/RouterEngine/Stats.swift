@@ -21,6 +21,11 @@ public struct RouterActivity: Sendable, Hashable {
     /// kept apart because a failure is not a wrong answer.
     public var outcomes: UInt64 = 0
     public var failedOutcomes: UInt64 = 0
+    /// With exploration: decisions drawn (explored or not), those that explored, and the expected
+    /// USD the explored ones cost above the greedy choices.
+    public var drawn: UInt64 = 0
+    public var explored: UInt64 = 0
+    public var exploreExtraCost: Double = 0
     /// Over the last ``RouterActivity/window`` decisions: score quantiles (p10, p50, p90)
     /// and decision latency in microseconds (p50, p99). Empty before the first decision.
     public var scoreQuantiles: [String: Double] = [:]
@@ -93,6 +98,16 @@ public final class Stats: Sendable {
 
     func recordPluginError(router: String) {
         counters.withLock { $0.routers[router, default: RouterActivity()].errors += 1 }
+    }
+
+    func recordExploration(router: String, explored: Bool, extraCost: Double) {
+        counters.withLock { counters in
+            counters.routers[router, default: RouterActivity()].drawn += 1
+            if explored {
+                counters.routers[router, default: RouterActivity()].explored += 1
+                counters.routers[router, default: RouterActivity()].exploreExtraCost += extraCost
+            }
+        }
     }
 
     func recordOutcome(router: String, failed: Bool) {

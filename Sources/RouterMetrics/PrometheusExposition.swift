@@ -47,6 +47,16 @@ public enum PrometheusExposition {
             counter("scored_prompts_total", "Prompts scored by the score op.", router.scored, [label])
             counter("plugin_errors_total", "Plugin failures while scoring.", router.errors, [label])
             counter("fallbacks_total", "Decisions that took the plugin's fallback.", router.fallbacks, [label])
+            counter("feedback_outcomes_total", "Feedback outcomes recorded, by router.", router.outcomes, [label, ("kind", "all")])
+            counter("feedback_outcomes_total", "Feedback outcomes recorded, by router.", router.failedOutcomes, [label, ("kind", "failed")])
+            if router.drawn > 0 {
+                counter(
+                    "explore_draws_total", "Decisions of an exploring router that drew (sessions past their first do not).", router.drawn, [label])
+                counter("explored_decisions_total", "Decisions that explored: chose other than the policy's choice.", router.explored, [label])
+                gauge(
+                    "explore_extra_cost_usd", "Expected USD the explored decisions cost above the policy's choices, since start.",
+                    router.exploreExtraCost, [label])
+            }
             for (event, count) in router.events.sorted(by: { $0.key < $1.key }) {
                 counter("plugin_events_total", "Events counted by plugins.", count, [label, ("event", event)])
             }

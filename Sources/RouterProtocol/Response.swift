@@ -48,12 +48,19 @@ public struct Decision: Codable, Sendable, Hashable {
     public var generation: UInt64
     /// Time spent deciding inside the daemon, in microseconds.
     public var elapsedMicroseconds: Double
+    /// With exploration (`explore:`): the probability with which `model` was chosen, and whether
+    /// the decision explored.
+    public var propensity: Double?
+    public var explored: Bool?
 
     public init(
         decisionID: String, model: String, tier: Tier?, policy: String, score: Double?, threshold: Double?, lambda: Double? = nil,
         epsilon: Double? = nil,
-        candidates: [CandidateInfo] = [], affinity: String? = nil, router: String, generation: UInt64, elapsedMicroseconds: Double
+        candidates: [CandidateInfo] = [], affinity: String? = nil, router: String, generation: UInt64, elapsedMicroseconds: Double,
+        propensity: Double? = nil, explored: Bool? = nil
     ) {
+        self.propensity = propensity
+        self.explored = explored
         self.decisionID = decisionID
         self.model = model
         self.tier = tier
@@ -74,7 +81,7 @@ public struct Decision: Codable, Sendable, Hashable {
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case elapsedMicroseconds = "elapsed_us"
         case decisionID = "decision_id"
-        case affinity, candidates, epsilon, generation, lambda, model, policy, router, score, threshold, tier
+        case affinity, candidates, epsilon, explored, generation, lambda, model, policy, propensity, router, score, threshold, tier
     }
 
     /// Writes the fields into an open JSON object, keys in sorted order; absent optionals are left out.
@@ -106,6 +113,10 @@ public struct Decision: Codable, Sendable, Hashable {
             writer.key(CodingKeys.epsilon)
             writer.number(epsilon)
         }
+        if let explored {
+            writer.key(CodingKeys.explored)
+            writer.bool(explored)
+        }
         writer.key(CodingKeys.generation)
         writer.number(generation)
         if let lambda {
@@ -116,6 +127,10 @@ public struct Decision: Codable, Sendable, Hashable {
         writer.string(model)
         writer.key(CodingKeys.policy)
         writer.string(policy)
+        if let propensity {
+            writer.key(CodingKeys.propensity)
+            writer.number(propensity)
+        }
         writer.key(CodingKeys.router)
         writer.string(router)
         if let score {
@@ -151,6 +166,8 @@ public struct Decision: Codable, Sendable, Hashable {
         if let lambda { members[CodingKeys.lambda.rawValue] = .number(lambda) }
         if let epsilon { members[CodingKeys.epsilon.rawValue] = .number(epsilon) }
         if let affinity { members[CodingKeys.affinity.rawValue] = .string(affinity) }
+        if let propensity { members[CodingKeys.propensity.rawValue] = .number(propensity) }
+        if let explored { members[CodingKeys.explored.rawValue] = .bool(explored) }
         return members
     }
 }
@@ -432,12 +449,15 @@ public struct RouterStats: Codable, Sendable, Hashable {
     /// Feedback outcomes recorded, and those reporting a failed call (`outcome: failed`).
     public var outcomes: UInt64
     public var failedOutcomes: UInt64
+    /// A router that explores: how much it did, and what it cost.
+    public var exploration: ExplorationStats?
 
     public init(
         decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64, events: [String: UInt64] = [:], fallbacks: UInt64 = 0,
         scoreQuantiles: [String: Double] = [:], latencyMicroseconds: [String: Double] = [:], models: [String: UInt64] = [:],
-        outcomes: UInt64 = 0, failedOutcomes: UInt64 = 0, budget: BudgetStats? = nil
+        outcomes: UInt64 = 0, failedOutcomes: UInt64 = 0, exploration: ExplorationStats? = nil, budget: BudgetStats? = nil
     ) {
+        self.exploration = exploration
         self.outcomes = outcomes
         self.failedOutcomes = failedOutcomes
         self.models = models
@@ -454,10 +474,39 @@ public struct RouterStats: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case decisions, strong, weak, scored, errors, events, fallbacks, models, budget, outcomes
+        case decisions, strong, weak, scored, errors, events, fallbacks, models, budget, outcomes, exploration
         case failedOutcomes = "failed_outcomes"
         case scoreQuantiles = "score_quantiles"
         case latencyMicroseconds = "latency_us"
+    }
+}
+
+/// A router's exploration in `stats`.
+public struct ExplorationStats: Codable, Sendable, Hashable {
+    /// Its configured ε: the most of its traffic that explores.
+    public var epsilon: Double
+    /// Decisions drawn (sessions past their first decision are not), and those that explored.
+    public var drawn: UInt64
+    public var explored: UInt64
+    /// explored / drawn, or 0 before any draw.
+    public var share: Double
+    /// Expected USD the explored decisions cost above the greedy choices, in all and per decision drawn.
+    public var extraCost: Double
+    public var extraCostPerDecision: Double
+
+    public init(epsilon: Double, drawn: UInt64, explored: UInt64, extraCost: Double) {
+        self.epsilon = epsilon
+        self.drawn = drawn
+        self.explored = explored
+        share = drawn == 0 ? 0 : Double(explored) / Double(drawn)
+        self.extraCost = extraCost
+        extraCostPerDecision = drawn == 0 ? 0 : extraCost / Double(drawn)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case epsilon, drawn, explored, share
+        case extraCost = "extra_cost"
+        case extraCostPerDecision = "extra_cost_per_decision"
     }
 }
 

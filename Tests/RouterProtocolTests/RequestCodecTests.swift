@@ -104,7 +104,7 @@ import Testing
         let decision = Decision(
             decisionID: "00ff00ff00ff00ff", model: model, tier: .strong, policy: "threshold", score: 0.1 + 0.2, threshold: 1e-7,
             candidates: [CandidateInfo(model: model, quality: 0.3, cost: 1e-5), CandidateInfo(model: "weak", quality: 0.7, cost: nil)],
-            affinity: "kept", router: "r", generation: 18_446_744_073_709_551_615, elapsedMicroseconds: 12.5)
+            affinity: "kept", router: "r", generation: 18_446_744_073_709_551_615, elapsedMicroseconds: 12.5, propensity: 0.05, explored: true)
         let line = ResponseCodec.success(decision, id: .string(model))
         #expect(line.last == 0x0A)
         let data = Data(line.dropLast())
@@ -122,7 +122,7 @@ import Testing
             elapsedMicroseconds: 3)
         let line = ResponseCodec.success(decision, id: nil)
         let text = String(decoding: line, as: UTF8.self)
-        for absent in ["tier", "score", "threshold", "epsilon", "affinity"] { #expect(!text.contains("\"\(absent)\"")) }
+        for absent in ["tier", "score", "threshold", "epsilon", "affinity", "propensity", "explored"] { #expect(!text.contains("\"\(absent)\"")) }
         #expect(try ResponseCodec.decode(Decision.self, from: Data(line.dropLast())) == decision)
     }
 

@@ -82,6 +82,44 @@ import TrainingRows
         #expect(router["outcomes"] as? Int == 4 && router["failed_outcomes"] as? Int == 1, "\(router)")
     }
 
+    /// A router that explores logs with each decision the probability its model was chosen with
+    /// (issue 24): in the route reply, the decision log and the feedback rows, and `stats` shows
+    /// the share explored.
+    @Test func anExploringRouterLogsEveryDecisionsPropensity() throws {
+        let directory = try TemporaryDirectory()
+        let store = directory.path + "/feedback"
+        let router = TestConfig.randomRouter() + "\n    explore: {epsilon: 0.5, seed: 4}"
+        let daemon = try Daemon(
+            directory: directory,
+            config: {
+                TestConfig.yaml(
+                    socket: $0, routers: router,
+                    extra: Self.feedbackSection(store) + "\ndecision_log:\n  path: \(directory.path)/decisions.jsonl")
+            })
+        let connection = try daemon.connect()
+        var replies: [[String: Any]] = []
+        for index in 0..<40 {
+            let reply = try connection.request(#"{"op":"route","router":"random","prompt":"question \#(index)"}"#).result
+            #expect(reply["propensity"] as? Double == 0.5 && reply["explored"] is Bool, "\(reply)")
+            replies.append(reply)
+        }
+        let explored = replies.filter { $0["explored"] as? Bool == true }.count
+        #expect(explored > 5 && explored < 35, "\(explored) of 40 explored with ε 0.5")
+        let logged = Self.lines(directory.path + "/decisions.jsonl")
+        #expect(logged.count == 40 && logged.allSatisfy { $0["propensity"] as? Double == 0.5 && $0["explored"] is Bool })
+        #expect(zip(logged, replies).allSatisfy { $0["explored"] as? Bool == $1["explored"] as? Bool })
+        // The outcome row carries what an off-policy estimate needs.
+        let id = try #require(replies[0]["decision_id"] as? String)
+        let model = try #require(replies[0]["model"] as? String)
+        #expect(try connection.request(#"{"op":"feedback","decision_id":"\#(id)","model":"\#(model)","quality":1}"#).ok)
+        let row = try #require(Self.lines(store + "/quality.jsonl").last)
+        #expect(row["propensity"] as? Double == 0.5 && row["explored"] as? Bool == replies[0]["explored"] as? Bool, "\(row)")
+        let stats = try connection.request(#"{"op":"stats"}"#).result
+        let exploration = try #require(((stats["routers"] as? [String: Any])?["random"] as? [String: Any])?["exploration"] as? [String: Any])
+        #expect(exploration["drawn"] as? Int == 40 && exploration["explored"] as? Int == explored && exploration["epsilon"] as? Double == 0.5)
+        #expect(abs((exploration["share"] as? Double ?? -1) - Double(explored) / 40) < 1e-9, "\(exploration)")
+    }
+
     @Test func badFeedbackGetsAStableErrorAndNothingIsWritten() throws {
         let daemon = try Self.daemon(extra: "  decisions: {ttl: 1}")
         let store = daemon.directory.path + "/feedback"
