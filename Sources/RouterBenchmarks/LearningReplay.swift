@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOFoundationCompat
 import NIOPosix
 import RouterClient
 import RouterEvaluation
@@ -52,7 +53,12 @@ public struct LearningReplay: Sendable {
         case random
         /// The model the learning router chooses at that moment (threshold 0.5): no exploration.
         case routed
+        /// The model the learning router's `route` decides, exploring with ε 0.2 (`explore:`).
+        case explore
     }
+
+    /// The learning router's `explore:` in the `explore` mode.
+    static let exploreSetting = "{epsilon: 0.2, seed: 1}"
 
     /// Outcomes reported per replayed prompt.
     var outcomesPerPrompt: Int { oneSided == nil ? 2 : 1 }
@@ -239,7 +245,7 @@ public struct LearningReplay: Sendable {
                 weak_model: "\(weak)"
                 encoder: minilm
                 learn: \(learn)
-                params: {index: \(index)}
+                params: {index: \(index)}\(learn && oneSided == .explore ? "\n    explore: \(Self.exploreSetting)" : "")
             """
         }
         let text = """
@@ -281,6 +287,19 @@ public struct LearningReplay: Sendable {
                 scores += try await control.score(router: "learning", prompts: items[start..<min(items.count, start + 256)].map(\.prompt)).scores
             }
             return items.indices.map { [both[$0][scores[$0] >= 0.5 ? 0 : 1]] }
+        case .explore:
+            var models: [String] = []
+            for start in stride(from: 0, to: items.count, by: 256) {
+                let window = items[start..<min(items.count, start + 256)]
+                let lines = try window.map { item in
+                    control.sendLine(
+                        ByteBuffer(bytes: try RequestCodec.encode(.route(RouteRequest(router: "learning", prompt: item.prompt)), id: nil)))
+                }
+                for reply in try await EventLoopFuture.whenAllSucceed(lines, on: control.eventLoop).get() {
+                    models.append(try ResponseCodec.decode(Decision.self, from: Data(buffer: reply)).model)
+                }
+            }
+            return items.indices.map { index in both[index].filter { $0.model == models[index] } }
         }
     }
 

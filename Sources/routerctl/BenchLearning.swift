@@ -34,7 +34,7 @@ struct BenchLearning: AsyncParsableCommand {
     @Option(
         name: .customLong("one-sided"),
         help:
-            "Report one model's quality per prompt, as a service sees it: 'random' (a coin flip per prompt) or 'routed' (the learning router's choice). Default: both models'."
+            "Report one model's quality per prompt, as a service sees it: 'random' (a coin flip per prompt), 'routed' (the learning router's choice) or 'explore' (its route decision, exploring with ε 0.2). Default: both models'."
     )
     var oneSided: LearningReplay.OneSided?
 
