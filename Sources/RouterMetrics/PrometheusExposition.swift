@@ -51,7 +51,7 @@ public enum PrometheusExposition {
             counter("feedback_outcomes_total", "Feedback outcomes recorded, by router.", router.failedOutcomes, [label, ("kind", "failed")])
             if router.drawn > 0 {
                 counter(
-                    "explore_draws_total", "Decisions of an exploring router that drew (sessions past their first do not).", router.drawn, [label])
+                    "explore_draws_total", "Decisions of a router that explores.", router.drawn, [label])
                 counter("explored_decisions_total", "Decisions that explored: chose other than the policy's choice.", router.explored, [label])
                 gauge(
                     "explore_extra_cost_usd", "Expected USD the explored decisions cost above the policy's choices, since start.",

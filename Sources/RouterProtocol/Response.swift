@@ -485,7 +485,7 @@ public struct RouterStats: Codable, Sendable, Hashable {
 public struct ExplorationStats: Codable, Sendable, Hashable {
     /// Its configured ε: the most of its traffic that explores.
     public var epsilon: Double
-    /// Decisions drawn (sessions past their first decision are not), and those that explored.
+    /// Decisions of the router (a session's later turns, which keep its model, among them), and those that explored.
     public var drawn: UInt64
     public var explored: UInt64
     /// explored / drawn, or 0 before any draw.
