@@ -16,13 +16,7 @@ enum OwnedFiles {
             let reason = errno == ELOOP ? "it is a symbolic link, which routerd does not follow" : String(cString: strerror(errno))
             throw Refusal(description: "cannot open \(path): \(reason)")
         }
-        do throws(Refusal) {
-            try check(fd, path: path, kind: S_IFREG, what: "a regular file")
-        } catch {
-            close(fd)
-            throw error
-        }
-        return fd
+        return try checked(fd, path: path, kind: S_IFREG, what: "a regular file")
     }
 
     /// Opens the folder `path`, creating it 0750 if missing, for `fsync` after a rename or unlink in it.
@@ -37,13 +31,7 @@ enum OwnedFiles {
                 ? "it is not a folder (or is a symbolic link, which routerd does not follow)" : String(cString: strerror(errno))
             throw Refusal(description: "cannot open the folder \(path): \(reason)")
         }
-        do throws(Refusal) {
-            try check(fd, path: path, kind: S_IFDIR, what: "a folder")
-        } catch {
-            close(fd)
-            throw error
-        }
-        return fd
+        return try checked(fd, path: path, kind: S_IFDIR, what: "a folder")
     }
 
     /// Syncs the folder holding `path`, so a rename, creation or unlink in it lasts a crash.
@@ -53,6 +41,18 @@ enum OwnedFiles {
         guard fd >= 0 else { return }
         fsync(fd)
         close(fd)
+    }
+
+    /// `fd`, or, closing it, a refusal of what is not of `kind`, not owned by the daemon's user,
+    /// or writable by group or others.
+    private static func checked(_ fd: Int32, path: String, kind: mode_t, what: String) throws(Refusal) -> Int32 {
+        do throws(Refusal) {
+            try check(fd, path: path, kind: kind, what: what)
+            return fd
+        } catch {
+            close(fd)
+            throw error
+        }
     }
 
     /// Refuses what is not of `kind`, not owned by the daemon's user, or writable by group or others.

@@ -64,9 +64,7 @@ public final class EncoderInstance: Sendable {
         _ texts: [String], namespace: CacheNamespace, policy: LongTextPolicy? = nil, limits: EncodingLimits
     ) throws(EncodingLimitError) -> [[Float]] {
         let policy = policy ?? self.policy
-        let keys = texts.map { EmbeddingCache.Key(namespace: namespace, policy: policy, text: $0) }
-        let found = keys.map { cache.value(for: $0) }
-        let missing = found.indices.filter { found[$0] == nil }
+        let (keys, found, missing) = lookUp(texts, namespace: namespace, policy: policy)
         if missing.isEmpty { return found.map { $0! } }
         let computed = try batcher.embed(missing.map { texts[$0] }, policy: policy, limits: limits)
         return filling(found, missing: missing, with: computed, keys: keys)
@@ -79,14 +77,21 @@ public final class EncoderInstance: Sendable {
         _ texts: [String], namespace: CacheNamespace, limits: EncodingLimits,
         later: @escaping @Sendable (Result<[[Float]], EncodingLimitError>) -> Void
     ) -> [[Float]]? {
-        let keys = texts.map { EmbeddingCache.Key(namespace: namespace, policy: policy, text: $0) }
-        let found = keys.map { cache.value(for: $0) }
-        let missing = found.indices.filter { found[$0] == nil }
+        let (keys, found, missing) = lookUp(texts, namespace: namespace, policy: policy)
         if missing.isEmpty { return found.map { $0! } }
         batcher.submit(missing.map { texts[$0] }, policy: policy, limits: limits) { [self] outcome in
             later(outcome.map { filling(found, missing: missing, with: $0, keys: keys) })
         }
         return nil
+    }
+
+    /// Each text's cache key, its cached embedding if any, and the indices of those not cached.
+    private func lookUp(_ texts: [String], namespace: CacheNamespace, policy: LongTextPolicy) -> (
+        keys: [EmbeddingCache.Key], found: [[Float]?], missing: [Int]
+    ) {
+        let keys = texts.map { EmbeddingCache.Key(namespace: namespace, policy: policy, text: $0) }
+        let found = keys.map { cache.value(for: $0) }
+        return (keys, found, found.indices.filter { found[$0] == nil })
     }
 
     /// `found` with the `computed` embeddings of its `missing` slots filled in, and cached under `keys`.

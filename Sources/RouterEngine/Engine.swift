@@ -254,12 +254,8 @@ public final class Engine: Sendable {
         start: ContinuousClock.Instant = .now, requester: UInt32? = nil, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
         let rule = try Self.rule(for: router, override: override)
-        var embedding = given
-        if embedding == nil, let encoder = router.encoder {
-            embedding = try Self.limited { () throws(EncodingLimitError) in
-                try encoder.embed([prompt], namespace: .peer(requester), limits: Self.encodingLimits(generation.config.limits))[0]
-            }
-        }
+        // `??` would lose the typed throw.
+        let embedding = if let given { given } else { try embeddings(of: [prompt], for: router, requester: requester, on: generation)?[0] }
         let candidates = router.candidates
         var costs: [Double]?
         if candidates.allSatisfy({ $0.price != nil }) {
@@ -507,12 +503,7 @@ public final class Engine: Sendable {
     public func score(
         _ router: RouterInstance, prompts: [String], embeddings given: [[Float]]? = nil, requester: UInt32? = nil, on generation: Generation
     ) throws(EngineError) -> [Double] {
-        var embeddings = given
-        if embeddings == nil, let encoder = router.encoder {
-            embeddings = try Self.limited { () throws(EncodingLimitError) in
-                try encoder.embed(prompts, namespace: .peer(requester), limits: Self.encodingLimits(generation.config.limits))
-            }
-        }
+        let embeddings = if let given { given } else { try embeddings(of: prompts, for: router, requester: requester, on: generation) }
         do {
             let scores = try router.score(prompts, embeddings: embeddings)
             stats.recordScored(router: router.name, count: scores.count)
@@ -547,6 +538,17 @@ public final class Engine: Sendable {
             later(outcome.mapError { EngineError.tooLarge($0.message) })
         }
         return ready.map(PreparedEmbeddings.ready) ?? .pending
+    }
+
+    /// The embeddings `router` needs for `prompts`, on this thread (from the cache, or waiting for
+    /// the batcher), within the request limits of `generation`; nil for a router without an encoder.
+    private func embeddings(of prompts: [String], for router: RouterInstance, requester: UInt32?, on generation: Generation)
+        throws(EngineError) -> [[Float]]?
+    {
+        guard let encoder = router.encoder else { return nil }
+        return try Self.limited { () throws(EncodingLimitError) in
+            try encoder.embed(prompts, namespace: .peer(requester), limits: Self.encodingLimits(generation.config.limits))
+        }
     }
 
     /// What one request may make the encoder do, from the config's `limits`.

@@ -104,6 +104,16 @@ struct Routerd: AsyncParsableCommand {
         // apart from clients' work, so none of it can delay them.
         let adminThreadPool = NIOThreadPool(numberOfThreads: 1)
         adminThreadPool.start()
+        // Stops, in order, the connections, the pools and the engine's threads: each step is tried
+        // even if one before it failed, and the first failure is thrown.
+        func stopThreads() async throws {
+            var failure: (any Error)?
+            for step in [group.shutdownGracefully, ioThreadPool.shutdownGracefully, adminThreadPool.shutdownGracefully] {
+                do { try await step() } catch { failure = failure ?? error }
+            }
+            engine.shutdown()
+            if let failure { throw failure }
+        }
         // SIGHUP, the file watcher and the socket's `reload` op all reload through this one.
         let reloader = Reloader(engine: engine, decisionLog: decisionLog, feedback: feedback, logger: logger)
         let daemon = DaemonService(
@@ -124,10 +134,7 @@ struct Routerd: AsyncParsableCommand {
                 services.append(.init(service: server))
             } catch {
                 FileHandle.standardError.write(Data("routerd: \(error)\n".utf8))
-                try? await group.shutdownGracefully()
-                try? await ioThreadPool.shutdownGracefully()
-                try? await adminThreadPool.shutdownGracefully()
-                engine.shutdown()
+                try? await stopThreads()
                 throw ExitCode(1)
             }
         }
@@ -140,17 +147,11 @@ struct Routerd: AsyncParsableCommand {
             try await serviceGroup.run()
         } catch let error as SocketPathError {
             FileHandle.standardError.write(Data("routerd: \(error)\n".utf8))
-            try? await group.shutdownGracefully()
-            try? await ioThreadPool.shutdownGracefully()
-            try? await adminThreadPool.shutdownGracefully()
-            engine.shutdown()
+            try? await stopThreads()
             throw ExitCode(1)
         }
-        try await group.shutdownGracefully()
-        try await ioThreadPool.shutdownGracefully()
-        try await adminThreadPool.shutdownGracefully()
         // The last request is answered: the learner's thread ends after the publish it may be in.
-        engine.shutdown()
+        try await stopThreads()
     }
 
     private static func report(_ error: GenerationError, config: String) {

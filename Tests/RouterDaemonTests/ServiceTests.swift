@@ -87,15 +87,23 @@ import Testing
         #expect(ended.value.withLock { $0 })
     }
 
-    @Test func theDaemonServesUntilGracefulShutdownAndRemovesItsSocket() async throws {
-        let directory = try TemporaryDirectory()
-        let logger = Logger(label: "service-tests")
+    /// A daemon service on `directory`'s socket, with an event loop group of its own that the test shuts down.
+    static func daemonService(in directory: TemporaryDirectory, logger: Logger) throws -> (
+        service: DaemonService, socket: String, group: MultiThreadedEventLoopGroup
+    ) {
         let reloader = try Self.reloader(in: directory, logger: logger)
         let socket = directory.path + "/routerd.sock"
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let daemon = DaemonService(
+        let service = DaemonService(
             reloader: reloader, counters: ServerCounters(), socketPath: socket, group: group, threadPool: .singleton, ioThreadPool: .singleton,
             adminThreadPool: .singleton, logger: logger)
+        return (service, socket, group)
+    }
+
+    @Test func theDaemonServesUntilGracefulShutdownAndRemovesItsSocket() async throws {
+        let directory = try TemporaryDirectory()
+        let logger = Logger(label: "service-tests")
+        let (daemon, socket, group) = try Self.daemonService(in: directory, logger: logger)
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await daemon.run() }
@@ -133,12 +141,7 @@ import Testing
         }
         let directory = try TemporaryDirectory()
         let logger = Logger(label: "service-tests")
-        let reloader = try Self.reloader(in: directory, logger: logger)
-        let socket = directory.path + "/routerd.sock"
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let daemon = DaemonService(
-            reloader: reloader, counters: ServerCounters(), socketPath: socket, group: group, threadPool: .singleton, ioThreadPool: .singleton,
-            adminThreadPool: .singleton, logger: logger)
+        let (daemon, socket, group) = try Self.daemonService(in: directory, logger: logger)
         let services = ServiceGroup(
             configuration: .init(services: [.init(service: daemon), .init(service: FailingService(socket: socket))], logger: logger))
         await #expect(throws: Failed.self) { try await services.run() }

@@ -277,26 +277,29 @@ import Testing
     @Test(.requires(.actAsNobody)) func oneUserCannotTakeEveryConnection() throws {
         let nobody = try OtherUser.nobody()
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  max_connections_per_uid: 2", mode: "0666") })
-        let first = try daemon.connect()
-        #expect(try eventually { try first.request(#"{"op":"stats"}"#).result["connections_open"] as? Int == 1 })
-        let second = try daemon.connect()
-        #expect(try second.request(#"{"op":"health"}"#).ok)
-        let third = try daemon.connect()
-        let refusal = try JSON.object(try #require(try third.readLine()))
+        // The three stay open while the other user connects.
+        let held = try Self.thirdOfTwoConnections(daemon)
+        let refusal = held.refusal
         #expect(refusal.errorCode == "overloaded" && refusal.errorMessage.contains("limits.max_connections_per_uid = 2"), "\(refusal)")
         let other = try runCommand(Requirement.setprivPath, nobody.run(try Package.binary("routerctl")) + ["status", "--socket", daemon.socket])
         #expect(other.status == 0, "another user still connects: \(other.stdout)\(other.stderr)")
     }
 
-    @Test func connectionsBeyondTheLimitAreRefusedWithOverloaded() throws {
-        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  max_connections: 2") })
+    /// Opens three connections to a daemon that admits two (in all, or per uid): the first two are
+    /// admitted and answer, and the third's first line is its refusal.
+    static func thirdOfTwoConnections(_ daemon: Daemon) throws -> (first: LineSocket, second: LineSocket, third: LineSocket, refusal: [String: Any]) {
         let first = try daemon.connect()
         // The harness's readiness probe may still be counted; wait until only `first` is open.
         #expect(try eventually { try first.request(#"{"op":"stats"}"#).result["connections_open"] as? Int == 1 })
         let second = try daemon.connect()
         #expect(try second.request(#"{"op":"health"}"#).ok)
         let third = try daemon.connect()
-        let refusal = try JSON.object(try #require(try third.readLine()))
+        return (first, second, third, try JSON.object(try #require(try third.readLine())))
+    }
+
+    @Test func connectionsBeyondTheLimitAreRefusedWithOverloaded() throws {
+        let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, limits: "  max_connections: 2") })
+        let (first, second, third, refusal) = try Self.thirdOfTwoConnections(daemon)
         #expect(refusal.errorCode == "overloaded")
         #expect(try third.readLine() == nil, "the refused connection is closed")
         // The admitted clients are unaffected, and a freed slot is reusable.
