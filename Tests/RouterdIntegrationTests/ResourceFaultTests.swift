@@ -30,13 +30,18 @@ import Testing
             if counts.count >= 4, Set(counts.suffix(4)).count == 1 { break }
             Thread.sleep(forTimeInterval: 0.05)
         }
-        let before = try Self.cpuSeconds(daemon.process.processIdentifier)
-        // The one fixed pause left in the daemon tests: spinning is CPU burnt over time, so it
-        // takes a window (half a second) to see; a spinning accept loop would burn most of it.
-        Thread.sleep(forTimeInterval: 0.5)
-        let used = try Self.cpuSeconds(daemon.process.processIdentifier) - before
-        print("idle CPU with a full accept queue: \(used) s in 0.5 s")
-        #expect(used < 0.2, "routerd used \(used) s of CPU in 0.5 s with nothing to do but a full accept queue")
+        // Spinning burns every window; work deferred on a starved machine (accepting the storm,
+        // seen as 0.33–0.48 s in one window with the suite running beside it) burns one. So the
+        // quietest of up to three windows must be idle.
+        var windows: [Double] = []
+        for _ in 0..<3 {
+            let before = try Self.cpuSeconds(daemon.process.processIdentifier)
+            Thread.sleep(forTimeInterval: 0.5)
+            windows.append(try Self.cpuSeconds(daemon.process.processIdentifier) - before)
+            if windows.last! < 0.2 { break }
+        }
+        print("idle CPU with a full accept queue, per 0.5 s window: \(windows) s")
+        #expect(windows.min()! < 0.2, "routerd used \(windows) s of CPU in each 0.5 s with nothing to do but a full accept queue")
         #expect(daemon.process.isRunning)
         // Free the descriptors: a waiting client and a new one are both answered.
         let waiting = try #require(storm.last)
