@@ -158,9 +158,11 @@ let package = Package(
         .target(
             name: "OfflineEvaluation",
             dependencies: [
-                "QualityModel", "RouterConfig", "RouterEngine", "RouterEvaluation", "RouterPluginHost", "RouterTraining", "RouterVocabulary",
-                "TextEncoder", "TrainingRows", .product(name: "Logging", package: "swift-log"),
+                "OffPolicy", "QualityModel", "RouterConfig", "RouterEngine", "RouterEvaluation", "RouterPluginHost", "RouterTraining",
+                "RouterVocabulary", "TextEncoder", "TrainingRows", .product(name: "Logging", package: "swift-log"),
             ]),
+        // Off-policy evaluation: logged decisions with propensities, and the IPS, SNIPS and doubly robust estimates of another policy.
+        .target(name: "OffPolicy", dependencies: ["RouterJSON", "StableHash"]),
         // Benchmarks and the soak: load through the socket, the encoder's timings, learning replayed through a routerd it starts.
         .target(
             name: "RouterBenchmarks",
@@ -186,7 +188,7 @@ let package = Package(
         .executableTarget(
             name: "routerctl",
             dependencies: [
-                "Labelling", "OfflineEvaluation", "OpenAIChat", "RouterBenchmarks", "RouterClient", "RouterConfig", "RouterEngine",
+                "Labelling", "OffPolicy", "OfflineEvaluation", "OpenAIChat", "RouterBenchmarks", "RouterClient", "RouterConfig", "RouterEngine",
                 "RouterEvaluation",
                 "RouterJSON", "RouterPluginKit", "RouterProtocol", "RouterTraining", "RouterVocabulary", "SafeTensors", "SimilarityRanking",
                 "TextEncoder", "TrainingRows",
@@ -212,6 +214,7 @@ let package = Package(
             name: "RouterBenchmarksTests",
             dependencies: ["RouterBenchmarks", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "LabellingTests", dependencies: ["Labelling", "OpenAIChat"]),
+        .testTarget(name: "OffPolicyTests", dependencies: ["OffPolicy", "StableHash"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol", "RouterVocabulary"]),
         .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit", "RouterVocabulary"]),

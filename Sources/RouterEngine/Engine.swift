@@ -248,10 +248,12 @@ public final class Engine: Sendable {
             requester: requester, on: generation)
     }
 
-    /// As above, on a router instance of `generation` the caller has already resolved.
+    /// As above, on a router instance of `generation` the caller has already resolved. With
+    /// `explore` false the router's exploration is skipped: the decision is its greedy choice, as
+    /// an off-policy evaluation of the router needs.
     public func route(
         _ router: RouterInstance, prompt: String, override: PolicyOverride? = nil, session: String? = nil, embedding given: [Float]? = nil,
-        start: ContinuousClock.Instant = .now, requester: UInt32? = nil, on generation: Generation
+        start: ContinuousClock.Instant = .now, requester: UInt32? = nil, explore: Bool = true, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
         let rule = try Self.rule(for: router, override: override)
         // `??` would lose the typed throw.
@@ -290,7 +292,7 @@ public final class Engine: Sendable {
             throw .plugin(router: router.name, message: error.message)
         }
         var exploration: Explorer.Choice?
-        if let explorer = router.explorer {
+        if explore, let explorer = router.explorer {
             let choice = explorer.choose(greedy: chosen, candidates: candidates.count, costs: costs)
             chosen = choice.chosen
             exploration = choice

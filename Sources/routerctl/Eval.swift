@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OffPolicy
 import OfflineEvaluation
 import RouterConfig
 import RouterEngine
@@ -19,7 +20,24 @@ struct Eval: ParsableCommand {
             """)
 
     @Option(name: [.short, .long], help: "The config whose routers to evaluate.") var config: String = "etc/routerd/routerd.yaml"
-    @Option(help: "Routers to evaluate, comma-separated.") var routers: String = "random,mf"
+    @Option(
+        help: """
+            Routers to evaluate, comma-separated (default: random,mf; with --offpolicy, the router that logged the decisions, \
+            at its greedy choice).
+            """)
+    var routers: String?
+    @Option(
+        help: """
+            Off-policy evaluation: estimate from a routerd feedback folder (its logged decisions, propensities and outcomes) \
+            what each of --routers would have achieved, by IPS, self-normalised IPS and doubly robust estimates with bootstrap \
+            intervals, beside the logged policy's own value. Needs feedback.include_prompt.
+            """)
+    var offpolicy: String?
+    @Option(name: .customLong("logged-router"), help: "With --offpolicy: the router whose decisions to read, when the log holds several.")
+    var loggedRouter: String?
+    @Option(help: "With --offpolicy: the intervals' confidence.") var confidence: Double = 0.95
+    @Option(help: "With --offpolicy: bootstrap resamples.") var resamples: Int = 1000
+    @Flag(help: "With --offpolicy: print the report as JSON.") var json = false
     @Option(help: "Benchmarks, comma-separated (mt-bench, gsm8k, mmlu).") var benchmarks: String = "mt-bench,gsm8k,mmlu"
     @Option(help: "RouteLLM's eval folder.") var data: String = "../shared/data/eval"
     @Option(name: .customLong("file"), help: "Also evaluate a generic file of JSON lines {prompt, quality: {model: value}} (repeatable).")
@@ -72,13 +90,23 @@ struct Eval: ParsableCommand {
         } catch let error as EvaluationRunError {
             printError("routerctl eval: \(error)")
             throw ExitCode(1)
+        } catch let error as OffPolicyError {
+            printError("routerctl eval: \(error)")
+            throw ExitCode(1)
+        } catch let error as EngineError {
+            printError("routerctl eval: \(error.message)")
+            throw ExitCode(1)
         }
     }
 
     private func evaluate() throws {
         BLASKernels.reexecWithBestCoreIfNeeded()
+        if let offpolicy {
+            try evaluateOffPolicy(folder: offpolicy)
+            return
+        }
         let generation = try InProcessRouters.load(config: config, command: "eval")
-        let names = routers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let names = (routers ?? "random,mf").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         for name in names where generation.routers[name] == nil {
             throw ValidationError("router '\(name)' is not in \(config) (routers: \(generation.routerNames.joined(separator: ", ")))")
         }
