@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-encoder bench-learning check-config format lint install clean weights eval
+.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-encoder bench-learning bench-offpolicy check-config format lint install clean weights eval
 
 all: build
 
@@ -122,6 +122,12 @@ bench-learning: build
 	$(RELEASE_BIN)/routerctl bench-learning --scores $(DATA)/train/arena-bench-v1.scores.jsonl \
 		--questions $(DATA)/train/arena-bench-v1.questions.jsonl --scale 10 \
 		--strong gpt-4-1106-preview --weak Mixtral-8x7B-Instruct-v0.1 --csv docs/results/learning/arena-bench-v1.csv
+
+## bench-offpolicy: how often routerctl eval --offpolicy's 95% intervals cover each router's true value, over
+## ε-greedy logs replayed on held-out MMLU-Pro prompts whose every outcome is known (docs/RESULTS.md, "Off-policy evaluation")
+bench-offpolicy: build
+	$(RELEASE_BIN)/routerctl bench-offpolicy --file $(DATA)/train/mmlu-pro.quality.jsonl \
+		--strong gpt-4o-2024-05-13 --weak Mixtral-8x7B-Instruct-v0.1 --logging mf --targets mf,sw_ranking,random
 
 ## eval-llm: every router, causal_llm included, on 500 prompts per benchmark (docs/results/with-causal-llm/)
 eval-llm: build

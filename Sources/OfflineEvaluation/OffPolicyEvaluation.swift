@@ -41,8 +41,9 @@ public struct OffPolicyEvaluation {
         public var choices: [String: Int]
     }
 
-    /// Evaluates `targets` (router names of `engine`'s config) on `reading`'s decisions of `loggedRouter`.
-    public func run(engine: Engine, reading: OutcomeLog.Reading, loggedRouter: String?, targets: [String]) throws -> Report {
+    /// Evaluates `targets` (router names of `engine`'s config; by default the logged router and
+    /// its shadows) on `reading`'s decisions of `loggedRouter` (by default the one router logged).
+    public func run(engine: Engine, reading: OutcomeLog.Reading, loggedRouter: String?, targets given: [String]?) throws -> Report {
         let routers = Set(reading.outcomes.map(\.router))
         guard let router = loggedRouter ?? (routers.count == 1 ? routers.first : nil) else {
             throw OffPolicyError(
@@ -61,6 +62,7 @@ public struct OffPolicyEvaluation {
         }
         let prompts = logged.map { $0.prompt! }
         let generation = engine.current
+        let targets = given ?? [router] + (generation.routers[router]?.shadows ?? [])
         let catalogue = generation.config.models
         func cost(_ model: String, _ prompt: String) -> Double? {
             catalogue.model(named: model)?.expectedCost(promptTokens: ModelCatalogue.estimatedTokens(prompt))
@@ -84,7 +86,7 @@ public struct OffPolicyEvaluation {
             var choices: [String] = []
             choices.reserveCapacity(prompts.count)
             for (index, prompt) in prompts.enumerated() {
-                let decision = try engine.route(instance, prompt: prompt, embedding: embeddings?[index], explore: false, on: generation)
+                let decision = try engine.route(instance, prompt: prompt, embedding: embeddings?[index], forEvaluation: true, on: generation)
                 choices.append(decision.model)
             }
             report.targets.append(

@@ -172,6 +172,9 @@ public struct DaemonConfig: Sendable {
         public var timeoutSeconds: Double? = nil
         /// Exploration (`explore:`); nil chooses greedily.
         public var exploration: Exploration? = nil
+        /// Other routers of the config that also decide each of this router's prompts, off the
+        /// request's path, for comparison (`shadow:`); their decisions are logged, never served.
+        public var shadows: [String] = []
     }
 
     /// ε-greedy exploration: with probability `epsilon` a decision goes to another candidate,
@@ -228,7 +231,7 @@ public enum ConfigLoader {
     ]
     static let routerKeys: Set<String> = [
         "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn", "timeout",
-        "explore",
+        "explore", "shadow",
     ]
     static let encoderKeys: Set<String> = [
         "kind", "path", "cache_size", "long_text", "threads", "batch_size", "batch_wait_us", "kernel", "precision",
@@ -418,6 +421,8 @@ public enum ConfigLoader {
         if top["routers"] == nil || routerEntries.isEmpty {
             diagnostics.report("no routers configured; add at least one under 'routers:'", at: top["routers"] ?? root)
         }
+        // Each router's `shadow:` list, checked once every router's name is known.
+        var shadowNodes: [(router: String, shadows: [String], node: YAMLNode)] = []
         for (name, keyNode, node) in routerEntries {
             let context = "router '\(name)'"
             if name.isEmpty || name.contains(where: { $0.isWhitespace }) {
@@ -491,12 +496,28 @@ public enum ConfigLoader {
                     diagnostics.report("\(context): explore needs epsilon, the most of the traffic that explores (0 to 0.5)", at: node)
                 }
             }
+            var shadows: [String] = []
+            if let node = fields["shadow"] {
+                shadows = node.list("\(context): shadow", diagnostics).compactMap { $0.string("\(context): shadow entry", diagnostics) }
+                shadowNodes.append((name, shadows, node))
+            }
             if let policy, let models {
                 routers.append(
                     .init(
                         name: name, plugin: plugin, policy: policy, candidates: models.candidates, strongModel: models.strong,
                         weakModel: models.weak, encoder: encoder, params: params, learn: learn, timeoutSeconds: timeout,
-                        exploration: exploration))
+                        exploration: exploration, shadows: shadows))
+            }
+        }
+        let routerNames = Set(routerEntries.map(\.0))
+        for (name, shadows, node) in shadowNodes {
+            if let unknown = shadows.first(where: { !routerNames.contains($0) }) {
+                diagnostics.report(
+                    "router '\(name)': shadow names unknown router '\(unknown)' (routers: \(routerNames.sorted().joined(separator: ", ")))", at: node)
+            } else if shadows.contains(name) {
+                diagnostics.report("router '\(name)': shadow names the router itself; a shadow is another router to compare with", at: node)
+            } else if Set(shadows).count != shadows.count {
+                diagnostics.report("router '\(name)': shadow names a router twice", at: node)
             }
         }
 

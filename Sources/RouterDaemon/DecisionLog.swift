@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RouterConfig
+import RouterEngine
 import RouterJSON
 import RouterProtocol
 import StableHash
@@ -56,7 +57,24 @@ public final class DecisionLog: Sendable {
 
     /// Appends one decision.
     func record(_ decision: Decision, prompt: String) {
-        var fields = decision.fields
+        append(decision.fields, prompt: prompt)
+    }
+
+    /// Appends a shadow router's decision on a live decision's prompt: `shadow_of` names the live
+    /// decision, `router` and `model` are the shadow's, `live_router` and `live_model` the live one's.
+    public func record(_ shadow: ShadowDecision) {
+        var fields: [String: JSONValue] = [
+            "shadow_of": .string(shadow.decisionID), "router": .string(shadow.shadow), "live_router": .string(shadow.router),
+            "live_model": .string(shadow.liveModel), "agrees": .bool(shadow.agrees),
+        ]
+        if let model = shadow.model { fields["model"] = .string(model) }
+        if let score = shadow.score { fields["score"] = .number(score) }
+        if let error = shadow.error { fields["error"] = .string(error) }
+        append(fields, prompt: shadow.prompt)
+    }
+
+    private func append(_ decisionFields: [String: JSONValue], prompt: String) {
+        var fields = decisionFields
         // FNV-1a 64 identifies repeated prompts without storing them (it is no secret, see FNV1a).
         fields["prompt_hash"] = .string(FNV1a.hex(prompt))
         fields["time"] = .number((Date().timeIntervalSince1970 * 1000).rounded() / 1000)

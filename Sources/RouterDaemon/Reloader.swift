@@ -28,6 +28,8 @@ public final class Reloader: Sendable {
         self.engine = engine
         self.logger = logger
         serving = Mutex(Serving(generation: engine.current, decisionLog: decisionLog, feedback: feedback))
+        // Shadow decisions go to the decision log serving when they are made.
+        engine.observeShadows { [weak self] shadow in self?.current.decisionLog?.record(shadow) }
     }
 
     /// What serves a request now.

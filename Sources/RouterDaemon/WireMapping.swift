@@ -133,7 +133,7 @@ extension StatsResult {
             errors: Dictionary(uniqueKeysWithValues: server.errors.map { ($0.key.rawValue, $0.value) }),
             routers: Dictionary(
                 uniqueKeysWithValues: engine.routers.map { name, activity in
-                    (name, RouterStats(activity, exploring: generation.routers[name]?.exploration))
+                    (name, RouterStats(activity, exploring: generation.routers[name]?.exploration, shadows: generation.routers[name]?.shadows ?? []))
                 }),
             encoders: generation.encoders.mapValues { instance in
                 let cache = instance.cache.counters
@@ -163,8 +163,8 @@ extension StatsResult {
 }
 
 extension RouterStats {
-    /// A router's counters; `exploring`, its exploration settings, when it explores.
-    init(_ activity: RouterActivity, exploring: DaemonConfig.Exploration?) {
+    /// A router's counters; `exploring`, its exploration settings, when it explores; `shadows`, its shadow routers.
+    init(_ activity: RouterActivity, exploring: DaemonConfig.Exploration?, shadows: [String]) {
         self.init(
             decisions: activity.decisions, strong: activity.strong, weak: activity.weak, scored: activity.scored, errors: activity.errors,
             events: activity.events, fallbacks: activity.fallbacks, scoreQuantiles: activity.scoreQuantiles,
@@ -177,6 +177,14 @@ extension RouterStats {
                 BudgetStats(
                     metric: $0.metric, model: $0.model, target: $0.target, achieved: $0.achieved, lambda: $0.lambda, decisions: $0.decisions,
                     window: $0.window)
-            })
+            },
+            shadows: shadows.isEmpty && activity.shadows.isEmpty
+                ? nil
+                : ShadowsStats(
+                    routers: Dictionary(
+                        uniqueKeysWithValues: Set(shadows).union(activity.shadows.keys).map { name in
+                            let shadow = activity.shadows[name] ?? ShadowActivity()
+                            return (name, ShadowStats(decisions: shadow.decisions, agreements: shadow.agreements, errors: shadow.errors))
+                        }), dropped: activity.shadowsDropped))
     }
 }

@@ -32,6 +32,10 @@ public final class Engine: Sendable {
     let decisions: DecisionMemory
     /// Publishes recorded outcomes to the routers that learn online.
     private let learner: OnlineLearner
+    /// Decides live decisions' prompts again with their routers' shadows, off the request's path.
+    let shadowRunner = ShadowRunner()
+    /// Who is told of each shadow decision (the daemon's decision log).
+    let shadowObserver = Mutex<(@Sendable (ShadowDecision) -> Void)?>(nil)
     /// Monotonic time for session and decision expiry and the learner's publishing.
     let clock: any EngineClock
     /// A generation a timed-out reload left building; reloads are refused until it returns.
@@ -67,12 +71,22 @@ public final class Engine: Sendable {
         self.generation = generation
         learner = OnlineLearner(
             settings: config.feedback?.learning, clock: clock, current: { generation.current }, logger: logger)
+        shadowRunner.bind { [weak self] job in self?.runShadows(job) }
     }
+
+    /// Calls `observer` with every shadow decision, on the shadows' thread, as it is made.
+    public func observeShadows(_ observer: @escaping @Sendable (ShadowDecision) -> Void) {
+        shadowObserver.withLock { $0 = observer }
+    }
+
+    /// Shadow jobs queued and not yet run.
+    public var pendingShadows: Int { shadowRunner.pending }
 
     /// Ends the engine's own thread (the online learner's) and waits for it: the daemon calls
     /// this as it stops, after the last request. Outcomes not yet published stay in the feedback store.
     public func shutdown() {
         learner.shutdown()
+        shadowRunner.shutdown()
         // A build a reload gave up on may still be in a plugin's code: give it one more timeout
         // to return, so its plugins are released before the process exits.
         if let abandoned = abandonedBuild.current {
@@ -248,51 +262,26 @@ public final class Engine: Sendable {
             requester: requester, on: generation)
     }
 
-    /// As above, on a router instance of `generation` the caller has already resolved. With
-    /// `explore` false the router's exploration is skipped: the decision is its greedy choice, as
-    /// an off-policy evaluation of the router needs.
+    /// As above, on a router instance of `generation` the caller has already resolved. A decision
+    /// `forEvaluation` is the router's greedy choice, without its exploration or its shadows, as an
+    /// off-policy evaluation of the router needs.
     public func route(
         _ router: RouterInstance, prompt: String, override: PolicyOverride? = nil, session: String? = nil, embedding given: [Float]? = nil,
-        start: ContinuousClock.Instant = .now, requester: UInt32? = nil, explore: Bool = true, on generation: Generation
+        start: ContinuousClock.Instant = .now, requester: UInt32? = nil, forEvaluation: Bool = false, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
         let rule = try Self.rule(for: router, override: override)
         // `??` would lose the typed throw.
         let embedding = if let given { given } else { try embeddings(of: [prompt], for: router, requester: requester, on: generation)?[0] }
         let candidates = router.candidates
-        var costs: [Double]?
-        if candidates.allSatisfy({ $0.price != nil }) {
-            let tokens = ModelCatalogue.estimatedTokens(prompt)
-            costs = candidates.map { $0.price!.expectedCost(promptTokens: tokens) }
-        }
         var decision = RoutingDecision(
             id: decisions.newID(), model: "", tier: nil, policy: rule.name, score: nil, threshold: nil, lambda: nil, epsilon: nil,
             candidates: [], affinity: nil,
             router: router.name, generation: generation.number, elapsedMicroseconds: 0)
-        let qualities: [Double]
-        var chosen: Int
-        do {
-            switch rule {
-            case .threshold(let threshold, _):
-                let score = try router.score(prompt, embedding: embedding)
-                qualities = [score, 1 - score]
-                chosen = score >= threshold ? 0 : 1
-                decision.score = score
-                decision.threshold = threshold
-            case .lambda(let lambda, _):
-                qualities = try router.qualities(prompt, embedding: embedding)
-                chosen = PolicyRule.bestUtility(qualities: qualities, costs: costs!, lambda: lambda)
-                decision.lambda = lambda
-            case .cheapestWithin(let epsilon):
-                qualities = try router.qualities(prompt, embedding: embedding)
-                chosen = PolicyRule.cheapestWithin(qualities: qualities, costs: costs!, epsilon: epsilon)
-                decision.epsilon = epsilon
-            }
-        } catch {
-            stats.recordPluginError(router: router.name)
-            throw .plugin(router: router.name, message: error.message)
-        }
+        let policy = try policyChoice(router, rule: rule, prompt: prompt, embedding: embedding, into: &decision)
+        let (qualities, costs) = (policy.qualities, policy.costs)
+        var chosen = policy.chosen
         var exploration: Explorer.Choice?
-        if explore, let explorer = router.explorer {
+        if !forEvaluation, let explorer = router.explorer {
             let choice = explorer.choose(greedy: chosen, candidates: candidates.count, costs: costs)
             chosen = choice.chosen
             exploration = choice
@@ -321,10 +310,50 @@ public final class Engine: Sendable {
             .init(
                 router: router.name, prompt: prompt, requester: requester, candidates: candidates, propensity: decision.propensity,
                 explored: decision.explored), now: clock.seconds)
+        if !router.shadows.isEmpty, !forEvaluation {
+            let job = ShadowRunner.Job(
+                decisionID: decision.id, router: router.name, liveModel: decision.model, prompt: prompt, embedding: embedding,
+                requester: requester, generation: generation)
+            if !shadowRunner.submit(job) { stats.recordShadowDropped(router: router.name) }
+        }
         decision.elapsedMicroseconds = Self.microseconds(since: start)
         stats.recordDecision(
             router: router.name, model: decision.model, tier: decision.tier, score: decision.score, microseconds: decision.elapsedMicroseconds)
         return decision
+    }
+
+    /// What a router's policy chooses for a prompt: the candidate, every candidate's quality and
+    /// expected cost. The decision's policy fields (score, threshold, λ, ε) are filled in; nothing
+    /// else happens (no exploration, session, budget or counters), so shadows decide with it too.
+    func policyChoice(_ router: RouterInstance, rule: Rule, prompt: String, embedding: [Float]?, into decision: inout RoutingDecision)
+        throws(EngineError) -> (chosen: Int, qualities: [Double], costs: [Double]?)
+    {
+        let candidates = router.candidates
+        var costs: [Double]?
+        if candidates.allSatisfy({ $0.price != nil }) {
+            let tokens = ModelCatalogue.estimatedTokens(prompt)
+            costs = candidates.map { $0.price!.expectedCost(promptTokens: tokens) }
+        }
+        do {
+            switch rule {
+            case .threshold(let threshold, _):
+                let score = try router.score(prompt, embedding: embedding)
+                decision.score = score
+                decision.threshold = threshold
+                return (score >= threshold ? 0 : 1, [score, 1 - score], costs)
+            case .lambda(let lambda, _):
+                let qualities = try router.qualities(prompt, embedding: embedding)
+                decision.lambda = lambda
+                return (PolicyRule.bestUtility(qualities: qualities, costs: costs!, lambda: lambda), qualities, costs)
+            case .cheapestWithin(let epsilon):
+                let qualities = try router.qualities(prompt, embedding: embedding)
+                decision.epsilon = epsilon
+                return (PolicyRule.cheapestWithin(qualities: qualities, costs: costs!, epsilon: epsilon), qualities, costs)
+            }
+        } catch {
+            stats.recordPluginError(router: router.name)
+            throw .plugin(router: router.name, message: error.message)
+        }
     }
 
     /// Checks a feedback report against what it names (the remembered decision, or the router
@@ -405,7 +434,7 @@ public final class Engine: Sendable {
     public var rememberedDecisions: (count: Int, bytes: Int) { (decisions.count, decisions.bytes) }
 
     /// A decision rule with its parameter fixed for one request.
-    private enum Rule {
+    enum Rule {
         case threshold(Double, policy: String)
         /// λ, and the controller that set it when a budget holds it.
         case lambda(Double, budget: BudgetController?)
@@ -421,7 +450,7 @@ public final class Engine: Sendable {
     }
 
     /// The rule for one request: the router's policy, or the request's override of it.
-    private static func rule(for router: RouterInstance, override: PolicyOverride?) throws(EngineError) -> Rule {
+    static func rule(for router: RouterInstance, override: PolicyOverride?) throws(EngineError) -> Rule {
         let priced = router.candidates.allSatisfy { $0.price != nil }
         func needsPrices(_ what: String) throws(EngineError) {
             guard priced else {
@@ -544,7 +573,7 @@ public final class Engine: Sendable {
 
     /// The embeddings `router` needs for `prompts`, on this thread (from the cache, or waiting for
     /// the batcher), within the request limits of `generation`; nil for a router without an encoder.
-    private func embeddings(of prompts: [String], for router: RouterInstance, requester: UInt32?, on generation: Generation)
+    func embeddings(of prompts: [String], for router: RouterInstance, requester: UInt32?, on generation: Generation)
         throws(EngineError) -> [[Float]]?
     {
         guard let encoder = router.encoder else { return nil }

@@ -45,6 +45,8 @@ public final class RouterInstance: Sendable {
     /// Its exploration (`explore:`), if any.
     let explorer: Explorer?
     public var exploration: DaemonConfig.Exploration? { explorer?.settings }
+    /// The routers that also decide its prompts, off the request's path (`shadow:`).
+    public let shadows: [String]
     /// The encoder whose embeddings this instance's plugin receives.
     public let encoder: EncoderInstance?
     /// The plugin waits on I/O while scoring (its descriptor's `io_bound`).
@@ -81,6 +83,7 @@ public final class RouterInstance: Sendable {
         self.encoder = encoder
         self.timeoutSeconds = config.timeoutSeconds
         explorer = config.exploration.map(Explorer.init)
+        shadows = config.shadows
         if descriptor?.learnsOnline == true, config.learn, let feedback, feedback.learning.enabled {
             guard library.learnsOnline else {
                 throw PluginLoadError(
@@ -179,6 +182,7 @@ public final class RouterInstance: Sendable {
         stateDirectory = other.stateDirectory
         timeoutSeconds = other.timeoutSeconds
         explorer = other.explorer
+        shadows = other.shadows
         plugin = other.plugin
         fingerprint = other.fingerprint
     }

@@ -26,6 +26,10 @@ public struct RouterActivity: Sendable, Hashable {
     public var drawn: UInt64 = 0
     public var explored: UInt64 = 0
     public var exploreExtraCost: Double = 0
+    /// With `shadow:`: per shadow router, its decisions on this router's prompts and how many
+    /// chose this router's model; and the decisions the shadows had no room to take.
+    public var shadows: [String: ShadowActivity] = [:]
+    public var shadowsDropped: UInt64 = 0
     /// Over the last ``RouterActivity/window`` decisions: score quantiles (p10, p50, p90)
     /// and decision latency in microseconds (p50, p99). Empty before the first decision.
     public var scoreQuantiles: [String: Double] = [:]
@@ -37,6 +41,17 @@ public struct RouterActivity: Sendable, Hashable {
     public static let fallbackPrefix = "fallback."
     /// How many recent decisions the quantiles cover.
     public static let window = 1024
+}
+
+/// A shadow router's decisions beside a live router's.
+public struct ShadowActivity: Sendable, Hashable {
+    public var decisions: UInt64 = 0
+    /// Decisions that chose the live decision's model.
+    public var agreements: UInt64 = 0
+    /// Decisions the shadow failed to make (a plugin error).
+    public var errors: UInt64 = 0
+
+    public init() {}
 }
 
 /// One reload or `set`.
@@ -108,6 +123,19 @@ public final class Stats: Sendable {
                 counters.routers[router, default: RouterActivity()].exploreExtraCost += extraCost
             }
         }
+    }
+
+    func recordShadow(router: String, shadow: String, agrees: Bool, failed: Bool) {
+        counters.withLock { counters in
+            var activity = counters.routers[router, default: RouterActivity()].shadows[shadow, default: ShadowActivity()]
+            if failed { activity.errors += 1 } else { activity.decisions += 1 }
+            if agrees { activity.agreements += 1 }
+            counters.routers[router, default: RouterActivity()].shadows[shadow] = activity
+        }
+    }
+
+    func recordShadowDropped(router: String) {
+        counters.withLock { $0.routers[router, default: RouterActivity()].shadowsDropped += 1 }
     }
 
     func recordOutcome(router: String, failed: Bool) {

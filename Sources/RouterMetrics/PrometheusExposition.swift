@@ -57,6 +57,15 @@ public enum PrometheusExposition {
                     "explore_extra_cost_usd", "Expected USD the explored decisions cost above the policy's choices, since start.",
                     router.exploreExtraCost, [label])
             }
+            for (shadow, activity) in router.shadows.sorted(by: { $0.key < $1.key }) {
+                let labels = [label, ("shadow", shadow)]
+                counter("shadow_decisions_total", "Decisions a shadow router made on a live router's prompts.", activity.decisions, labels)
+                counter("shadow_agreements_total", "Shadow decisions that chose the live decision's model.", activity.agreements, labels)
+                counter("shadow_errors_total", "Shadow decisions that failed.", activity.errors, labels)
+            }
+            if !router.shadows.isEmpty || router.shadowsDropped > 0 {
+                counter("shadow_dropped_total", "Live decisions the shadows had no room to decide.", router.shadowsDropped, [label])
+            }
             for (event, count) in router.events.sorted(by: { $0.key < $1.key }) {
                 counter("plugin_events_total", "Events counted by plugins.", count, [label, ("event", event)])
             }

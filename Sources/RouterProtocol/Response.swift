@@ -451,13 +451,17 @@ public struct RouterStats: Codable, Sendable, Hashable {
     public var failedOutcomes: UInt64
     /// A router that explores: how much it did, and what it cost.
     public var exploration: ExplorationStats?
+    /// A router with `shadow:`: each shadow's decisions on its prompts and how often they agreed.
+    public var shadows: ShadowsStats?
 
     public init(
         decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64, events: [String: UInt64] = [:], fallbacks: UInt64 = 0,
         scoreQuantiles: [String: Double] = [:], latencyMicroseconds: [String: Double] = [:], models: [String: UInt64] = [:],
-        outcomes: UInt64 = 0, failedOutcomes: UInt64 = 0, exploration: ExplorationStats? = nil, budget: BudgetStats? = nil
+        outcomes: UInt64 = 0, failedOutcomes: UInt64 = 0, exploration: ExplorationStats? = nil, budget: BudgetStats? = nil,
+        shadows: ShadowsStats? = nil
     ) {
         self.exploration = exploration
+        self.shadows = shadows
         self.outcomes = outcomes
         self.failedOutcomes = failedOutcomes
         self.models = models
@@ -474,10 +478,40 @@ public struct RouterStats: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case decisions, strong, weak, scored, errors, events, fallbacks, models, budget, outcomes, exploration
+        case decisions, strong, weak, scored, errors, events, fallbacks, models, budget, outcomes, exploration, shadows
         case failedOutcomes = "failed_outcomes"
         case scoreQuantiles = "score_quantiles"
         case latencyMicroseconds = "latency_us"
+    }
+}
+
+/// A router's shadows in `stats`.
+public struct ShadowsStats: Codable, Sendable, Hashable {
+    /// Per shadow router.
+    public var routers: [String: ShadowStats]
+    /// Live decisions the shadows had no room to decide (their queue was full): none of the shadows saw them.
+    public var dropped: UInt64
+
+    public init(routers: [String: ShadowStats], dropped: UInt64) {
+        self.routers = routers
+        self.dropped = dropped
+    }
+}
+
+/// One shadow router's decisions beside a live router's.
+public struct ShadowStats: Codable, Sendable, Hashable {
+    public var decisions: UInt64
+    /// Decisions that chose the live decision's model, and their share of `decisions`.
+    public var agreements: UInt64
+    public var agreement: Double
+    /// Decisions the shadow failed to make.
+    public var errors: UInt64
+
+    public init(decisions: UInt64, agreements: UInt64, errors: UInt64) {
+        self.decisions = decisions
+        self.agreements = agreements
+        agreement = decisions == 0 ? 0 : Double(agreements) / Double(decisions)
+        self.errors = errors
     }
 }
 

@@ -23,7 +23,7 @@ struct Eval: ParsableCommand {
     @Option(
         help: """
             Routers to evaluate, comma-separated (default: random,mf; with --offpolicy, the router that logged the decisions, \
-            at its greedy choice).
+            at its greedy choice, and its shadows).
             """)
     var routers: String?
     @Option(

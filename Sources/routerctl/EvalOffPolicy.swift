@@ -26,8 +26,7 @@ extension Eval {
             $0.resamples = resamples
         }
         let names = routers.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-        let logged = loggedRouter ?? Set(reading.outcomes.map(\.router)).first
-        let report = try evaluation.run(engine: engine, reading: reading, loggedRouter: loggedRouter, targets: names ?? logged.map { [$0] } ?? [])
+        let report = try evaluation.run(engine: engine, reading: reading, loggedRouter: loggedRouter, targets: names)
         if json {
             print(Self.json(report, reading: reading, confidence: confidence, resamples: resamples))
             return

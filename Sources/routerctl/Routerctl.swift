@@ -18,7 +18,7 @@ struct Routerctl: AsyncParsableCommand {
             Train.self, Label.self,
             Eval.self,
             Calibrate.self, Bench.self,
-            BenchEncoder.self, BenchLearning.self, BenchLimits.self, Soak.self,
+            BenchEncoder.self, BenchLearning.self, BenchLimits.self, BenchOffPolicy.self, Soak.self,
             EchoServerCommand.self,
         ])
 }
@@ -321,6 +321,22 @@ struct Stats: AsyncParsableCommand {
                     lines.append(
                         "\(name) budget: \(unit) target \(String(format: "%.6g", budget.target)), achieved \(achieved) over \(budget.decisions)/\(budget.window) decisions, λ \(String(format: "%.4g", budget.lambda))"
                     )
+                }
+            }
+            for (name, router) in stats.routers.sorted(by: { $0.key < $1.key }) {
+                if let exploration = router.exploration {
+                    lines.append(
+                        "\(name) explored \(exploration.explored) of \(exploration.drawn) decisions ("
+                            + String(
+                                format: "%.1f%%, ε %g, extra cost $%.6f per decision)", exploration.share * 100, exploration.epsilon,
+                                exploration.extraCostPerDecision))
+                }
+                if let shadows = router.shadows {
+                    let each = shadows.routers.sorted { $0.key < $1.key }.map { shadow, counts in
+                        "\(shadow) agrees on " + String(format: "%.1f%%", counts.agreement * 100) + " of \(counts.decisions)"
+                            + (counts.errors > 0 ? " (\(counts.errors) failed)" : "")
+                    }
+                    lines.append("\(name) shadows: " + each.joined(separator: ", ") + (shadows.dropped > 0 ? "; \(shadows.dropped) dropped" : ""))
                 }
             }
             if stats.sessions > 0 { lines.append("sessions: \(stats.sessions) remembered") }

@@ -210,6 +210,27 @@ import Testing
             ], "\(found)")
     }
 
+    @Test func shadowsNameOtherRoutersOfTheConfig() throws {
+        let config = try load(
+            Self.minimalRouters + "\n  s: {plugin: random, threshold: 0.3, strong_model: s, weak_model: w, params: {strict: no}, shadow: [r]}")
+        #expect(config.routers.first { $0.name == "s" }?.shadows == ["r"] && config.routers.first { $0.name == "r" }?.shadows == [])
+        let found = problems(
+            Self.minimalRouters + """
+
+                  a: {plugin: random, threshold: 0.5, strong_model: s, weak_model: w, params: {strict: yes}, shadow: [nope]}
+                  b: {plugin: random, threshold: 0.5, strong_model: s, weak_model: w, params: {strict: yes}, shadow: [b]}
+                  c: {plugin: random, threshold: 0.5, strong_model: s, weak_model: w, params: {strict: yes}, shadow: [r, r]}
+                  d: {plugin: random, threshold: 0.5, strong_model: s, weak_model: w, params: {strict: yes}, shadow: r}
+                """)
+        #expect(
+            found == [
+                "5:102 router 'a': shadow names unknown router 'nope' (routers: a, b, c, d, r)",
+                "6:102 router 'b': shadow names the router itself; a shadow is another router to compare with",
+                "7:102 router 'c': shadow names a router twice",
+                "8:102 router 'd': shadow must be a list, found a scalar",
+            ], "\(found)")
+    }
+
     @Test func unknownPluginsAndMissingRequiredParamsAreReported() {
         let found = problems(
             """

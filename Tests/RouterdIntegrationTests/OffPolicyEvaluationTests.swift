@@ -9,6 +9,7 @@ import Testing
     static let routers = """
         \(TestConfig.randomRouter(name: "live", seed: 7))
             explore: {epsilon: 0.3, seed: 4}
+            shadow: [target]
         \(TestConfig.randomRouter(name: "target", threshold: 0.1, seed: 99))
         """
 
@@ -53,15 +54,15 @@ import Testing
 
         let routerctl = try Package.binary("routerctl")
         let run = try runCommand(
-            routerctl, ["eval", "--config", daemon.configFile, "--offpolicy", store, "--routers", "target,live", "--resamples", "500", "--json"])
+            routerctl, ["eval", "--config", daemon.configFile, "--offpolicy", store, "--resamples", "500", "--json"])
         #expect(run.status == 0, "\(run.stderr)")
         let report = try JSON.object(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(report["logged_router"] as? String == "live" && report["decisions"] as? Int == count, "\(report)")
         let logged = try #require((report["logged"] as? [String: Any])?["quality"] as? [String: Double])
         #expect(abs(logged["value"]! - reported.reduce(0, +) / Double(count)) < 1e-9, "the logged policy's value is its mean outcome")
         let targets = try #require(report["targets"] as? [[String: Any]])
-        #expect(targets.map { $0["router"] as? String } == ["target", "live"])
-        for (estimate, (truth, agreed)) in zip(targets, [(truth.target, agreements.target), (truth.live, agreements.live)]) {
+        #expect(targets.map { $0["router"] as? String } == ["live", "target"], "by default, the logged router and its shadow")
+        for (estimate, (truth, agreed)) in zip(targets, [(truth.live, agreements.live), (truth.target, agreements.target)]) {
             let name = estimate["router"] as! String
             // The evaluation decided each prompt as the daemon does: it agrees with the log exactly as often.
             #expect(abs((estimate["agreement"] as? Double ?? -1) - Double(agreed) / Double(count)) < 1e-9, "\(name): \(estimate)")
@@ -71,7 +72,7 @@ import Testing
                 #expect(interval["high"]! - interval["low"]! < 0.25, "\(name) \(estimator) \(interval) is informative")
             }
         }
-        #expect(targets[0]["choices"] as? [String: Int] == targetChoices)
+        #expect(targets[1]["choices"] as? [String: Int] == targetChoices)
         let readable = try runCommand(routerctl, ["eval", "--config", daemon.configFile, "--offpolicy", store, "--routers", "target"])
         #expect(readable.stdout.contains("logged by router live: \(count) decisions with outcomes"), "\(readable.stdout)")
         #expect(readable.stdout.contains("DR [95%]") && readable.stdout.contains("\ntarget "), "\(readable.stdout)")
