@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-encoder bench-learning bench-offpolicy check-config format lint install clean weights eval
+.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-encoder bench-learning bench-offpolicy bench-novelty check-config format lint install clean weights eval
 
 all: build
 
@@ -128,6 +128,11 @@ bench-learning: build
 bench-offpolicy: build
 	$(RELEASE_BIN)/routerctl bench-offpolicy --file $(DATA)/train/mmlu-pro.quality.jsonl \
 		--strong gpt-4o-2024-05-13 --weak Mixtral-8x7B-Instruct-v0.1 --logging mf --targets mf,sw_ranking,random
+
+## bench-novelty: how familiar each benchmark's prompts are to sw_ranking, and its APGR on the less and the more
+## familiar half (docs/RESULTS.md, "Novelty")
+bench-novelty: build
+	$(RELEASE_BIN)/routerctl bench-novelty --router sw_ranking --file $(DATA)/train/mmlu-pro.quality.jsonl
 
 ## eval-llm: every router, causal_llm included, on 500 prompts per benchmark (docs/results/with-causal-llm/)
 eval-llm: build

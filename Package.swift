@@ -215,7 +215,7 @@ let package = Package(
             dependencies: ["RouterBenchmarks", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "LabellingTests", dependencies: ["Labelling", "OpenAIChat"]),
         .testTarget(name: "OffPolicyTests", dependencies: ["OffPolicy", "StableHash"]),
-        .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking"]),
+        .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking", "StableHash"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol", "RouterVocabulary"]),
         .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit", "RouterVocabulary"]),
         // In-process: the engine and the plugin host without a socket, on the real plugins this package builds.

@@ -175,6 +175,30 @@ public struct DaemonConfig: Sendable {
         /// Other routers of the config that also decide each of this router's prompts, off the
         /// request's path, for comparison (`shadow:`); their decisions are logged, never served.
         public var shadows: [String] = []
+        /// Flagging prompts unfamiliar to the router, and routing them by a rule (`novelty:`).
+        public var novelty: Novelty? = nil
+    }
+
+    /// A router's novelty rule: a prompt whose familiarity (the plugin's judgement, in [0, 1]) is
+    /// below `threshold` is novel, and with `onNovel` goes where that says instead of where the
+    /// policy would send it.
+    public struct Novelty: Sendable, Hashable {
+        public enum Rule: Sendable, Hashable {
+            /// Send it to this candidate.
+            case model(String)
+            /// Send it to a candidate drawn uniformly (its propensity logged), so its outcome teaches about every candidate.
+            case explore
+        }
+
+        public var threshold: Double
+        public var onNovel: Rule?
+
+        public static let defaultThreshold = 0.05
+
+        public init(threshold: Double = defaultThreshold, onNovel: Rule? = nil) {
+            self.threshold = threshold
+            self.onNovel = onNovel
+        }
     }
 
     /// ε-greedy exploration: with probability `epsilon` a decision goes to another candidate,
@@ -225,13 +249,40 @@ public enum ConfigLoader {
     public static let defaultPath = "/etc/routerd/routerd.yaml"
     public static let defaultSocketPath = "/run/routerd/routerd.sock"
 
+    /// A router's `novelty:` mapping: `{threshold: T, on_novel: {model: M} | explore}`.
+    static func readNovelty(_ node: YAMLNode, candidates: [String]?, context: String, _ diagnostics: Diagnostics) -> DaemonConfig.Novelty? {
+        let fields = node.fields("\(context): novelty", allowed: ["threshold", "on_novel"], diagnostics)
+        var novelty = DaemonConfig.Novelty()
+        if let threshold = fields["threshold"]?.double("\(context): novelty.threshold", in: 0...1, diagnostics) { novelty.threshold = threshold }
+        guard let rule = fields["on_novel"] else { return novelty }
+        if case .mapping = rule.kind {
+            let ruleFields = rule.fields("\(context): novelty.on_novel", allowed: ["model"], diagnostics)
+            guard let model = ruleFields["model"]?.string("\(context): novelty.on_novel.model", diagnostics) else {
+                diagnostics.report("\(context): novelty.on_novel needs 'model' (or is the word explore)", at: rule)
+                return nil
+            }
+            if let candidates, !candidates.contains(model) {
+                diagnostics.report(
+                    "\(context): novelty.on_novel.model '\(model)' is not one of the router's candidates (\(candidates.joined(separator: ", ")))",
+                    at: ruleFields["model"] ?? rule)
+                return nil
+            }
+            novelty.onNovel = .model(model)
+        } else if rule.string("\(context): novelty.on_novel", oneOf: ["explore"], diagnostics) != nil {
+            novelty.onNovel = .explore
+        } else {
+            return nil
+        }
+        return novelty
+    }
+
     static let topKeys: Set<String> = [
         "socket", "admin", "plugins", "limits", "logging", "reload", "decision_log", "metrics", "models", "sessions", "feedback", "encoders",
         "routers",
     ]
     static let routerKeys: Set<String> = [
         "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn", "timeout",
-        "explore", "shadow",
+        "explore", "shadow", "novelty",
     ]
     static let encoderKeys: Set<String> = [
         "kind", "path", "cache_size", "long_text", "threads", "batch_size", "batch_wait_us", "kernel", "precision",
@@ -496,6 +547,10 @@ public enum ConfigLoader {
                     diagnostics.report("\(context): explore needs epsilon, the most of the traffic that explores (0 to 0.5)", at: node)
                 }
             }
+            var novelty: DaemonConfig.Novelty?
+            if let node = fields["novelty"] {
+                novelty = readNovelty(node, candidates: models?.candidates, context: context, diagnostics)
+            }
             var shadows: [String] = []
             if let node = fields["shadow"] {
                 shadows = node.list("\(context): shadow", diagnostics).compactMap { $0.string("\(context): shadow entry", diagnostics) }
@@ -506,7 +561,7 @@ public enum ConfigLoader {
                     .init(
                         name: name, plugin: plugin, policy: policy, candidates: models.candidates, strongModel: models.strong,
                         weakModel: models.weak, encoder: encoder, params: params, learn: learn, timeoutSeconds: timeout,
-                        exploration: exploration, shadows: shadows))
+                        exploration: exploration, shadows: shadows, novelty: novelty))
             }
         }
         let routerNames = Set(routerEntries.map(\.0))

@@ -77,7 +77,8 @@ extension Decision {
             threshold: decision.threshold, lambda: decision.lambda, epsilon: decision.epsilon,
             candidates: decision.candidates.map { CandidateInfo(model: $0.model, quality: $0.quality, cost: $0.cost) },
             affinity: decision.affinity?.rawValue, router: decision.router, generation: decision.generation,
-            elapsedMicroseconds: decision.elapsedMicroseconds, propensity: decision.propensity, explored: decision.explored)
+            elapsedMicroseconds: decision.elapsedMicroseconds, propensity: decision.propensity, explored: decision.explored,
+            familiarity: decision.familiarity, novel: decision.novel)
     }
 }
 
@@ -133,7 +134,12 @@ extension StatsResult {
             errors: Dictionary(uniqueKeysWithValues: server.errors.map { ($0.key.rawValue, $0.value) }),
             routers: Dictionary(
                 uniqueKeysWithValues: engine.routers.map { name, activity in
-                    (name, RouterStats(activity, exploring: generation.routers[name]?.exploration, shadows: generation.routers[name]?.shadows ?? []))
+                    (
+                        name,
+                        RouterStats(
+                            activity, exploring: generation.routers[name]?.exploration, shadows: generation.routers[name]?.shadows ?? [],
+                            novelty: generation.routers[name]?.novelty)
+                    )
                 }),
             encoders: generation.encoders.mapValues { instance in
                 let cache = instance.cache.counters
@@ -164,7 +170,7 @@ extension StatsResult {
 
 extension RouterStats {
     /// A router's counters; `exploring`, its exploration settings, when it explores; `shadows`, its shadow routers.
-    init(_ activity: RouterActivity, exploring: DaemonConfig.Exploration?, shadows: [String]) {
+    init(_ activity: RouterActivity, exploring: DaemonConfig.Exploration?, shadows: [String], novelty: DaemonConfig.Novelty?) {
         self.init(
             decisions: activity.decisions, strong: activity.strong, weak: activity.weak, scored: activity.scored, errors: activity.errors,
             events: activity.events, fallbacks: activity.fallbacks, scoreQuantiles: activity.scoreQuantiles,
@@ -185,6 +191,7 @@ extension RouterStats {
                         uniqueKeysWithValues: Set(shadows).union(activity.shadows.keys).map { name in
                             let shadow = activity.shadows[name] ?? ShadowActivity()
                             return (name, ShadowStats(decisions: shadow.decisions, agreements: shadow.agreements, errors: shadow.errors))
-                        }), dropped: activity.shadowsDropped))
+                        }), dropped: activity.shadowsDropped),
+            novelty: novelty.map { NoveltyStats(threshold: $0.threshold, judged: activity.judged, novel: activity.novel) })
     }
 }

@@ -281,7 +281,31 @@ public final class Engine: Sendable {
         let (qualities, costs) = (policy.qualities, policy.costs)
         var chosen = policy.chosen
         var exploration: Explorer.Choice?
-        if !forEvaluation, let explorer = router.explorer {
+        var redirected = false
+        if let rule = router.noveltyRule {
+            let familiarity: Double
+            do {
+                familiarity = try router.familiarity(prompt, embedding: embedding)
+            } catch {
+                stats.recordPluginError(router: router.name)
+                throw .plugin(router: router.name, message: error.message)
+            }
+            let novel = familiarity < rule.settings.threshold
+            decision.familiarity = familiarity
+            decision.novel = novel
+            if !forEvaluation {
+                stats.recordNovelty(router: router.name, novel: novel)
+                // A novel prompt goes where the rule says; logged like an exploring draw, so its outcome can be weighed.
+                if novel, let redirect = rule.redirect(greedy: chosen, candidates: candidates.count) {
+                    exploration = Explorer.Choice(
+                        chosen: redirect.chosen, propensity: redirect.propensity, explored: redirect.chosen != chosen,
+                        extraCost: costs.map { $0[redirect.chosen] - $0[chosen] } ?? 0)
+                    chosen = redirect.chosen
+                    redirected = true
+                }
+            }
+        }
+        if !forEvaluation, !redirected, let explorer = router.explorer {
             let choice = explorer.choose(greedy: chosen, candidates: candidates.count, costs: costs)
             chosen = choice.chosen
             exploration = choice
@@ -299,7 +323,8 @@ public final class Engine: Sendable {
         if let exploration {
             decision.propensity = exploration.propensity
             decision.explored = exploration.explored
-            stats.recordExploration(router: router.name, explored: exploration.explored, extraCost: exploration.extraCost)
+            // A novel prompt's redirect is the novelty rule's, counted under `novel`, not as an exploring draw.
+            if !redirected { stats.recordExploration(router: router.name, explored: exploration.explored, extraCost: exploration.extraCost) }
         }
         if case .lambda(_, let budget?) = rule, let costs { budget.record(qualities: qualities, costs: costs, chosen: chosen) }
         decision.model = candidates[chosen].name

@@ -38,6 +38,9 @@ public struct RoutingDecision: Sendable, Hashable {
     /// the draw explored (chose other than the policy's greedy choice).
     public var propensity: Double? = nil
     public var explored: Bool? = nil
+    /// With `novelty:`: how familiar the prompt is to the router, and whether it counts as novel.
+    public var familiarity: Double? = nil
+    public var novel: Bool? = nil
 }
 
 /// Embeddings of texts by one encoder.

@@ -47,6 +47,9 @@ public final class RouterInstance: Sendable {
     public var exploration: DaemonConfig.Exploration? { explorer?.settings }
     /// The routers that also decide its prompts, off the request's path (`shadow:`).
     public let shadows: [String]
+    /// Its novelty rule (`novelty:`), if any: then every decision says how familiar its prompt is.
+    let noveltyRule: NoveltyRule?
+    public var novelty: DaemonConfig.Novelty? { noveltyRule?.settings }
     /// The encoder whose embeddings this instance's plugin receives.
     public let encoder: EncoderInstance?
     /// The plugin waits on I/O while scoring (its descriptor's `io_bound`).
@@ -61,6 +64,8 @@ public final class RouterInstance: Sendable {
     let fingerprint: PluginFingerprint
 
     var library: PluginLibrary { plugin.library }
+    /// Whether its plugin judges how familiar a prompt is (ABI revision 4), so it can take `novelty:`.
+    public var pluginJudgesFamiliarity: Bool { library.judgesFamiliarity }
     /// The plugin's name and version, as its library reports them.
     public var pluginName: String { library.name }
     public var pluginVersion: String { library.version }
@@ -84,6 +89,7 @@ public final class RouterInstance: Sendable {
         self.timeoutSeconds = config.timeoutSeconds
         explorer = config.exploration.map(Explorer.init)
         shadows = config.shadows
+        noveltyRule = config.novelty.map { NoveltyRule($0, candidates: config.candidates, seed: config.exploration?.seed) }
         if descriptor?.learnsOnline == true, config.learn, let feedback, feedback.learning.enabled {
             guard library.learnsOnline else {
                 throw PluginLoadError(
@@ -117,6 +123,13 @@ public final class RouterInstance: Sendable {
                 library: library.path,
                 message:
                     "router '\(config.name)': plugin '\(library.name)' predicts only P(strong wins), so it routes between exactly two candidates, and the router names \(config.candidates.count); give it two, or use a plugin that predicts each model's quality (docs/PLUGINS.md)"
+            )
+        }
+        guard config.novelty == nil || library.judgesFamiliarity else {
+            throw PluginLoadError(
+                library: library.path,
+                message:
+                    "router '\(config.name)': novelty needs a plugin that judges how familiar a prompt is (ABI revision 4's familiarity), and plugin '\(library.name)' does not; sw_ranking does (docs/PLUGINS.md)"
             )
         }
         let paramsJSON = Self.json(config.params)
@@ -183,6 +196,7 @@ public final class RouterInstance: Sendable {
         timeoutSeconds = other.timeoutSeconds
         explorer = other.explorer
         shadows = other.shadows
+        noveltyRule = other.noveltyRule
         plugin = other.plugin
         fingerprint = other.fingerprint
     }
@@ -229,6 +243,11 @@ public final class RouterInstance: Sendable {
     /// Scores one prompt.
     public func score(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> Double {
         try plugin.score(prompt, embedding: embedding)
+    }
+
+    /// How familiar one prompt is to the router, in [0, 1] (a plugin that judges familiarity).
+    public func familiarity(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> Double {
+        try plugin.familiarity(prompt, embedding: embedding)
     }
 
     /// Each candidate's predicted quality on one prompt, in ``candidates`` order. For a plugin that

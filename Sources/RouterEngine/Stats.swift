@@ -30,6 +30,9 @@ public struct RouterActivity: Sendable, Hashable {
     /// chose this router's model; and the decisions the shadows had no room to take.
     public var shadows: [String: ShadowActivity] = [:]
     public var shadowsDropped: UInt64 = 0
+    /// With `novelty:`: decisions whose familiarity was judged, and those found novel.
+    public var judged: UInt64 = 0
+    public var novel: UInt64 = 0
     /// Over the last ``RouterActivity/window`` decisions: score quantiles (p10, p50, p90)
     /// and decision latency in microseconds (p50, p99). Empty before the first decision.
     public var scoreQuantiles: [String: Double] = [:]
@@ -131,6 +134,13 @@ public final class Stats: Sendable {
             if failed { activity.errors += 1 } else { activity.decisions += 1 }
             if agrees { activity.agreements += 1 }
             counters.routers[router, default: RouterActivity()].shadows[shadow] = activity
+        }
+    }
+
+    func recordNovelty(router: String, novel: Bool) {
+        counters.withLock { counters in
+            counters.routers[router, default: RouterActivity()].judged += 1
+            if novel { counters.routers[router, default: RouterActivity()].novel += 1 }
         }
     }
 

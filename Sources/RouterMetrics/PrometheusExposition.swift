@@ -63,6 +63,10 @@ public enum PrometheusExposition {
                 counter("shadow_agreements_total", "Shadow decisions that chose the live decision's model.", activity.agreements, labels)
                 counter("shadow_errors_total", "Shadow decisions that failed.", activity.errors, labels)
             }
+            if router.judged > 0 {
+                counter("familiarity_judged_total", "Decisions whose prompt's familiarity the router judged (novelty:).", router.judged, [label])
+                counter("novel_decisions_total", "Decisions on prompts less familiar than the router's novelty threshold.", router.novel, [label])
+            }
             if !router.shadows.isEmpty || router.shadowsDropped > 0 {
                 counter("shadow_dropped_total", "Live decisions the shadows had no room to decide.", router.shadowsDropped, [label])
             }

@@ -295,8 +295,29 @@ public final class PluginInstance: @unchecked Sendable {
 
     /// Scores one prompt without the batch bookkeeping (a decision's hot path).
     public func score(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> Double {
+        let score = try callOne(library.vtable.score, prompt, embedding: embedding)
+        guard score >= 0, score <= 1 else {
+            throw PluginScoreError("plugin '\(library.name)' returned score \(score), outside [0, 1]")
+        }
+        return score
+    }
+
+    /// How familiar one prompt is to the router, in [0, 1]. Only for a plugin that ``PluginLibrary/judgesFamiliarity``.
+    public func familiarity(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> Double {
+        guard let familiarity = library.vtable.familiarity else {
+            throw PluginScoreError("plugin '\(library.name)' does not judge familiarity (ABI revision 4's familiarity)")
+        }
+        let value = try callOne(familiarity, prompt, embedding: embedding)
+        guard value >= 0, value <= 1 else {
+            throw PluginScoreError("plugin '\(library.name)' returned familiarity \(value), outside [0, 1]")
+        }
+        return value
+    }
+
+    /// Calls `function` (`score` or `familiarity`) on one prompt for its one double.
+    private func callOne(_ function: PluginVTable.Score, _ prompt: String, embedding: [Float]?) throws(PluginScoreError) -> Double {
         try check(embeddings: embedding.map { [$0] }, count: 1)
-        var score = Double.nan
+        var value = Double.nan
         var error: UnsafeMutablePointer<CChar>?
         var prompt = prompt
         let status = prompt.withUTF8 { bytes in
@@ -305,15 +326,12 @@ public final class PluginInstance: @unchecked Sendable {
                     var cPrompt = rp_prompt(
                         text: chars.baseAddress, text_len: chars.count, embedding: embedding == nil ? nil : vector.baseAddress,
                         embedding_dim: embedding?.count ?? 0)
-                    return library.vtable.score(handle, &cPrompt, 1, &score, &error)
+                    return function(handle, &cPrompt, 1, &value, &error)
                 }
             }
         }
         try checkResult(status, error: error)
-        guard score >= 0, score <= 1 else {
-            throw PluginScoreError("plugin '\(library.name)' returned score \(score), outside [0, 1]")
-        }
-        return score
+        return value
     }
 
     private func checkResult(_ status: Int32, error: UnsafeMutablePointer<CChar>?) throws(PluginScoreError) {

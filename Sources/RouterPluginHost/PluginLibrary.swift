@@ -95,6 +95,7 @@ public final class PluginLibrary: Sendable {
             table.learn = nil
             table.forget = nil
         }
+        if Int(table.struct_size) < PluginVTable.revision4Size { table.familiarity = nil }
         guard let vtable = PluginVTable(table) else {
             throw fail("plugin vtable lacks \(PluginVTable.missing(in: table).joined(separator: ", "))")
         }
@@ -111,6 +112,9 @@ public final class PluginLibrary: Sendable {
 
     /// Whether the plugin can learn online (ABI revision 3's `learn` and `forget`).
     public var learnsOnline: Bool { vtable.learn != nil && vtable.forget != nil }
+
+    /// Whether the plugin says how familiar a prompt is to a router (ABI revision 4's `familiarity`).
+    public var judgesFamiliarity: Bool { vtable.familiarity != nil }
 
     /// Takes ownership of a string the plugin returned.
     func takeString(_ string: UnsafeMutablePointer<CChar>?) -> String? {
@@ -152,13 +156,17 @@ struct PluginVTable: Sendable {
     /// Revision 3, optional: online learning.
     let learn: Learn?
     let forget: Forget?
+    /// Revision 4, optional: how familiar each prompt is to the router.
+    let familiarity: Score?
 
     /// The vtable's size in ABI revision 1, the smallest the host accepts.
     static let revision1Size = MemoryLayout<rp_plugin>.offset(of: \rp_plugin.score_models)!
     /// The vtable's size with revision 2's `score_models`.
     static let revision2Size = revision1Size + MemoryLayout<ScoreModels?>.size
     /// The vtable's size with revision 3's `learn` and `forget`.
-    static let revision3Size = MemoryLayout<rp_plugin>.size
+    static let revision3Size = MemoryLayout<rp_plugin>.offset(of: \rp_plugin.familiarity)!
+    /// The vtable's size with revision 4's `familiarity`.
+    static let revision4Size = MemoryLayout<rp_plugin>.size
 
     init?(_ table: rp_plugin) {
         guard let create = table.create, let score = table.score, let destroy = table.destroy, let freeString = table.free_string,
@@ -172,6 +180,7 @@ struct PluginVTable: Sendable {
         self.scoreModels = table.score_models
         self.learn = table.learn
         self.forget = table.forget
+        self.familiarity = table.familiarity
     }
 
     /// The required entries `table` lacks.

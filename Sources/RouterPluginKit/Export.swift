@@ -36,7 +36,8 @@ public func exportRouterPlugin<Plugin: RouterPlugin>(
         free_string: { free($0) },
         score_models: Plugin.self is any QualityPredictingRouter.Type ? scoreModelsThunk : nil,
         learn: Plugin.self is any OnlineLearningRouter.Type ? learnThunk : nil,
-        forget: Plugin.self is any OnlineLearningRouter.Type ? forgetThunk : nil)
+        forget: Plugin.self is any OnlineLearningRouter.Type ? forgetThunk : nil,
+        familiarity: Plugin.self is any FamiliarityJudgingRouter.Type ? familiarityThunk : nil)
     withUnsafeBytes(of: &table) { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: written) }
     return RP_OK
 }
@@ -155,6 +156,28 @@ private let scoreModelsThunk:
                     throw PluginError("the plugin predicted \(values.count) qualities for \(width) candidates")
                 }
                 for (column, value) in values.enumerated() { qualities[index * width + column] = value }
+            }
+            return RP_OK
+        } catch let caught {
+            error?.pointee = errorString(caught)
+            return RP_ERROR
+        }
+    }
+
+private let familiarityThunk:
+    @convention(c) (
+        UnsafeMutableRawPointer?, UnsafePointer<rp_prompt>?, Int, UnsafeMutablePointer<Double>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    ) -> Int32 = { instance, prompts, count, familiarity, error in
+        guard let instance, let familiarity, count == 0 || prompts != nil else { return RP_ERROR }
+        guard let plugin = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue().plugin as? any FamiliarityJudgingRouter else {
+            return RP_ERROR
+        }
+        do {
+            for index in 0..<count {
+                let raw = prompts![index]
+                let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.text)?.assumingMemoryBound(to: UInt8.self), count: raw.text_len)
+                let prompt = Prompt(utf8: text, embedding: raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) })
+                familiarity[index] = try plugin.familiarity(prompt)
             }
             return RP_OK
         } catch let caught {

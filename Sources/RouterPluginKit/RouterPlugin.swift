@@ -55,6 +55,14 @@ public protocol OnlineLearningRouter: RouterPlugin {
     func forget() throws
 }
 
+/// A plugin that says how familiar a prompt is to its router (ABI revision 4), so the host can
+/// flag novel prompts and route them by a rule.
+public protocol FamiliarityJudgingRouter: RouterPlugin {
+    /// In [0, 1]: the share of the router's own training prompts less familiar to it than this one
+    /// (what it learned online counts as known). Called concurrently.
+    func familiarity(_ prompt: Prompt) throws -> Double
+}
+
 /// One reported outcome, as ``OnlineLearningRouter/learn(_:)`` receives it (copied: it outlives the call).
 public struct LearnedOutcome: Sendable, Hashable {
     public enum Value: Sendable, Hashable {

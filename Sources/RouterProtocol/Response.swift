@@ -52,13 +52,19 @@ public struct Decision: Codable, Sendable, Hashable {
     /// the decision explored.
     public var propensity: Double?
     public var explored: Bool?
+    /// With `novelty:`: how familiar the prompt is to the router, in [0, 1], and whether that is
+    /// below the router's threshold (a novel prompt).
+    public var familiarity: Double?
+    public var novel: Bool?
 
     public init(
         decisionID: String, model: String, tier: Tier?, policy: String, score: Double?, threshold: Double?, lambda: Double? = nil,
         epsilon: Double? = nil,
         candidates: [CandidateInfo] = [], affinity: String? = nil, router: String, generation: UInt64, elapsedMicroseconds: Double,
-        propensity: Double? = nil, explored: Bool? = nil
+        propensity: Double? = nil, explored: Bool? = nil, familiarity: Double? = nil, novel: Bool? = nil
     ) {
+        self.familiarity = familiarity
+        self.novel = novel
         self.propensity = propensity
         self.explored = explored
         self.decisionID = decisionID
@@ -81,7 +87,8 @@ public struct Decision: Codable, Sendable, Hashable {
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case elapsedMicroseconds = "elapsed_us"
         case decisionID = "decision_id"
-        case affinity, candidates, epsilon, explored, generation, lambda, model, policy, propensity, router, score, threshold, tier
+        case affinity, candidates, epsilon, explored, familiarity, generation, lambda, model, novel, policy, propensity, router, score, threshold,
+            tier
     }
 
     /// Writes the fields into an open JSON object, keys in sorted order; absent optionals are left out.
@@ -117,6 +124,10 @@ public struct Decision: Codable, Sendable, Hashable {
             writer.key(CodingKeys.explored)
             writer.bool(explored)
         }
+        if let familiarity {
+            writer.key(CodingKeys.familiarity)
+            writer.number(familiarity)
+        }
         writer.key(CodingKeys.generation)
         writer.number(generation)
         if let lambda {
@@ -125,6 +136,10 @@ public struct Decision: Codable, Sendable, Hashable {
         }
         writer.key(CodingKeys.model)
         writer.string(model)
+        if let novel {
+            writer.key(CodingKeys.novel)
+            writer.bool(novel)
+        }
         writer.key(CodingKeys.policy)
         writer.string(policy)
         if let propensity {
@@ -168,6 +183,8 @@ public struct Decision: Codable, Sendable, Hashable {
         if let affinity { members[CodingKeys.affinity.rawValue] = .string(affinity) }
         if let propensity { members[CodingKeys.propensity.rawValue] = .number(propensity) }
         if let explored { members[CodingKeys.explored.rawValue] = .bool(explored) }
+        if let familiarity { members[CodingKeys.familiarity.rawValue] = .number(familiarity) }
+        if let novel { members[CodingKeys.novel.rawValue] = .bool(novel) }
         return members
     }
 }
@@ -453,13 +470,16 @@ public struct RouterStats: Codable, Sendable, Hashable {
     public var exploration: ExplorationStats?
     /// A router with `shadow:`: each shadow's decisions on its prompts and how often they agreed.
     public var shadows: ShadowsStats?
+    /// A router with `novelty:`: how much of its traffic was novel.
+    public var novelty: NoveltyStats?
 
     public init(
         decisions: UInt64, strong: UInt64, weak: UInt64, scored: UInt64, errors: UInt64, events: [String: UInt64] = [:], fallbacks: UInt64 = 0,
         scoreQuantiles: [String: Double] = [:], latencyMicroseconds: [String: Double] = [:], models: [String: UInt64] = [:],
         outcomes: UInt64 = 0, failedOutcomes: UInt64 = 0, exploration: ExplorationStats? = nil, budget: BudgetStats? = nil,
-        shadows: ShadowsStats? = nil
+        shadows: ShadowsStats? = nil, novelty: NoveltyStats? = nil
     ) {
+        self.novelty = novelty
         self.exploration = exploration
         self.shadows = shadows
         self.outcomes = outcomes
@@ -478,10 +498,27 @@ public struct RouterStats: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case decisions, strong, weak, scored, errors, events, fallbacks, models, budget, outcomes, exploration, shadows
+        case decisions, strong, weak, scored, errors, events, fallbacks, models, budget, outcomes, exploration, shadows, novelty
         case failedOutcomes = "failed_outcomes"
         case scoreQuantiles = "score_quantiles"
         case latencyMicroseconds = "latency_us"
+    }
+}
+
+/// A router's novel traffic in `stats`.
+public struct NoveltyStats: Codable, Sendable, Hashable {
+    /// Its configured threshold: a prompt less familiar than this is novel.
+    public var threshold: Double
+    /// Decisions whose familiarity was judged, those found novel, and their share.
+    public var judged: UInt64
+    public var novel: UInt64
+    public var share: Double
+
+    public init(threshold: Double, judged: UInt64, novel: UInt64) {
+        self.threshold = threshold
+        self.judged = judged
+        self.novel = novel
+        share = judged == 0 ? 0 : Double(novel) / Double(judged)
     }
 }
 

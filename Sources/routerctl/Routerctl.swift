@@ -18,7 +18,7 @@ struct Routerctl: AsyncParsableCommand {
             Train.self, Label.self,
             Eval.self,
             Calibrate.self, Bench.self,
-            BenchEncoder.self, BenchLearning.self, BenchLimits.self, BenchOffPolicy.self, Soak.self,
+            BenchEncoder.self, BenchLearning.self, BenchLimits.self, BenchNovelty.self, BenchOffPolicy.self, Soak.self,
             EchoServerCommand.self,
         ])
 }
@@ -330,6 +330,11 @@ struct Stats: AsyncParsableCommand {
                             + String(
                                 format: "%.1f%%, ε %g, extra cost $%.6f per decision)", exploration.share * 100, exploration.epsilon,
                                 exploration.extraCostPerDecision))
+                }
+                if let novelty = router.novelty {
+                    lines.append(
+                        "\(name) novel: \(novelty.novel) of \(novelty.judged) decisions ("
+                            + String(format: "%.1f%%, familiarity below %g)", novelty.share * 100, novelty.threshold))
                 }
                 if let shadows = router.shadows {
                     let each = shadows.routers.sorted { $0.key < $1.key }.map { shadow, counts in

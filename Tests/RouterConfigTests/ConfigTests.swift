@@ -231,6 +231,19 @@ import Testing
             ], "\(found)")
     }
 
+    @Test func noveltyTakesAThresholdAndARule() throws {
+        let router = "{plugin: random, threshold: 0.5, strong_model: s, weak_model: w, params: {strict: yes}, novelty: "
+        let config = try load(Self.minimalRouters + "\n  a: \(router){threshold: 0.2, on_novel: {model: s}}}\n  b: \(router){on_novel: explore}}")
+        #expect(config.routers.first { $0.name == "a" }?.novelty == DaemonConfig.Novelty(threshold: 0.2, onNovel: .model("s")))
+        #expect(config.routers.first { $0.name == "b" }?.novelty == DaemonConfig.Novelty(threshold: 0.05, onNovel: .explore))
+        let found = problems(
+            Self.minimalRouters + "\n  a: \(router){threshold: 2}}\n  b: \(router){on_novel: {model: gpt}}}\n  c: \(router){on_novel: wander}}")
+        #expect(found.count == 3, "\(found)")
+        #expect(found[0].contains("router 'a': novelty.threshold must be between 0.0 and 1.0, found 2"), "\(found)")
+        #expect(found[1].contains("router 'b': novelty.on_novel.model 'gpt' is not one of the router's candidates (s, w)"), "\(found)")
+        #expect(found[2].contains("router 'c': novelty.on_novel") && found[2].contains("explore"), "\(found)")
+    }
+
     @Test func unknownPluginsAndMissingRequiredParamsAreReported() {
         let found = problems(
             """

@@ -1,5 +1,6 @@
 import Foundation
 import SafeTensors
+import StableHash
 import Testing
 
 @testable import SimilarityRanking
@@ -325,5 +326,43 @@ import Testing
         #expect(throws: RankingIndexError.self) { try learned.fold(prompt: "p", embedding: [1, 0], model: 0, outcome: .pointwise(2)) }
         #expect(throws: RankingIndexError.self) { try learned.fold(prompt: "p", embedding: [.nan, 0], model: 0, outcome: .pointwise(1)) }
         #expect(learned.events == 0)
+    }
+}
+
+@Suite struct FamiliarityTests {
+    /// A unit vector near `center` (a coordinate axis) of a 16-d space, jittered by `random`.
+    static func near(_ center: Int, _ random: inout SplitMix64, spread: Float = 0.3) -> [Float] {
+        var vector = (0..<16).map { _ in Float.random(in: -spread...spread, using: &random) }
+        vector[center] += 1
+        let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return vector.map { $0 / norm }
+    }
+
+    @Test func promptsLikeTheIndexAreFamiliarAndOthersAreNotUntilLearned() throws {
+        var random = SplitMix64(seed: 5)
+        // The index knows two topics (axes 0 and 1), 200 prompts each.
+        let embeddings = (0..<400).map { Self.near($0 % 2, &random) }
+        let wins = (0..<400).map { RankingIndex.Win(prompt: $0, winner: 0, loser: 1, weight: 1) }
+        let index = try RankingIndex(models: ["a", "b"], embeddings: embeddings, wins: wins)
+        let familiarity = Familiarity(index: index)
+        #expect(familiarity.reference.count == 400 && familiarity.reference == familiarity.reference.sorted())
+        func score(_ vector: [Float], among pool: RankingIndex) -> Double {
+            vector.withUnsafeBufferPointer { familiarity.familiarity(of: $0, among: pool) }
+        }
+        // Fresh prompts of the known topics spread over [0, 1] as the index's own do.
+        let known = (0..<200).map { score(Self.near($0 % 2, &random), among: index) }
+        let median = known.sorted()[100]
+        #expect(median > 0.25 && median < 0.75, "a fresh prompt of a known topic is a typical one: median \(median)")
+        #expect(Double(known.filter { $0 < 0.05 }.count) / 200 < 0.15)
+        // A third topic is unknown: every one of its prompts scores below all of the index's own.
+        let novel = (0..<50).map { _ in Self.near(7, &random) }
+        #expect(novel.allSatisfy { score($0, among: index) == 0 })
+        // Learned prompts of that topic count as known, once as dense as the index's own topics.
+        let learned = try RankingIndex(
+            models: ["a", "b"], embeddings: (0..<200).map { _ in Self.near(7, &random) },
+            wins: (0..<200).map { RankingIndex.Win(prompt: $0, winner: 1, loser: 0, weight: 1) })
+        let pool = try index.appending(learned)
+        let after = novel.map { score($0, among: pool) }.sorted()[25]
+        #expect(after > 0.25, "after learning near them, novel prompts are familiar: median \(after)")
     }
 }

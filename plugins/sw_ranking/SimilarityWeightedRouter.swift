@@ -16,9 +16,12 @@ import Synchronization
 /// ``LearnedRanking``, written to `learned.safetensors` in the state folder, and published by
 /// swapping in a ranker over the index followed by what was learned. The index's similarity
 /// weighting treats a learned prompt like an indexed one.
-final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRouter {
+///
+/// It judges familiarity (ABI revision 4) by ``Familiarity``: a prompt's k-th nearest similarity
+/// among the indexed and learned prompts, as a percentile of the index's own.
+final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRouter, FamiliarityJudgingRouter {
     static let name = "sw_ranking"
-    static let version = "1.3.0"
+    static let version = "1.4.0"
 
     /// What scoring reads, swapped whole when something is learned or forgotten.
     private struct Published: Sendable {
@@ -40,6 +43,9 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
     private let indexPath: String
     private let encoder: String
     private let quantiles: [Double]?
+    /// The index's familiarity reference, computed on the first `familiarity` call (only routers
+    /// with `novelty:` ask), so other routers never pay for it.
+    private let familiarityReference = Mutex<Familiarity?>(nil)
     /// Bytes the learned state may hold; past them the oldest learned prompts are forgotten.
     private let maxLearnedBytes: Int
     static let defaultMaxLearnedBytes = 64 << 20
@@ -102,6 +108,20 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
         }
         let strengths = ranker.ratings(embedding: embedding)
         return QualityScale.winRates(strengths: candidates.map { strengths[$0] })
+    }
+
+    func familiarity(_ prompt: Prompt) throws -> Double {
+        let ranker = ranker
+        guard let embedding = prompt.embedding, embedding.count == ranker.index.dimension else {
+            throw PluginError("no prompt embedding arrived; the sw_ranking router needs an encoder")
+        }
+        let reference = familiarityReference.withLock { reference in
+            if let reference { return reference }
+            let computed = Familiarity(index: index)
+            reference = computed
+            return computed
+        }
+        return reference.familiarity(of: embedding, among: ranker.index)
     }
 
     private static func ranker(_ index: RankingIndex, _ learned: LearnedRanking, _ settings: RankingSettings) throws -> SimilarityRanker {

@@ -26,6 +26,9 @@
  *      (rp_instance_info.state_dir), and a plugin whose descriptor says
  *      `learns_online: true` folds reported outcomes into its state
  *      (rp_plugin.learn) and can forget them (rp_plugin.forget).
+ *   4. Familiarity: a plugin may say how familiar each prompt is to the router,
+ *      given what it was trained on and has learned (rp_plugin.familiarity),
+ *      so the host can flag novel prompts and route them by a rule.
  *
  * Threading: `score` may be called concurrently from several threads on the
  * same instance. `create` and `destroy` are never called concurrently with
@@ -49,7 +52,7 @@ extern "C" {
 #define RP_ABI_VERSION 1u
 
 /* The latest appendix this header describes (see "Revisions" above). */
-#define RP_ABI_REVISION 3u
+#define RP_ABI_REVISION 4u
 
 /* The symbol every plugin exports. */
 #define RP_ENTRY_SYMBOL "routerd_plugin_entry"
@@ -193,6 +196,17 @@ typedef struct rp_plugin {
      * too: the instance scores as its weights alone say. Same threading and
      * return convention as `learn`. */
     int (*forget)(void *instance, char **error);
+
+    /* Revision 4; optional (NULL: the plugin cannot tell). Writes, for each of
+     * `count` prompts, how familiar it is to the router in [0, 1]: the share of
+     * the router's own training prompts that are less familiar to it than this
+     * one (so about 5% of prompts like the training data fall below 0.05, and a
+     * prompt unlike anything the router knows scores near 0). What it has
+     * learned online counts as known. Called only for routers configured with
+     * `novelty:`, on the request's path; may be called concurrently, like
+     * `score`. Returns RP_OK, or RP_ERROR with *error set. */
+    int (*familiarity)(void *instance, const rp_prompt *prompts, size_t count, double *familiarity,
+                       char **error);
 } rp_plugin;
 
 /* The entry point's type. The host passes its own ABI version and

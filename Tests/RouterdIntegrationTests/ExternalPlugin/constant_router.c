@@ -153,6 +153,18 @@ static int score_models(void *instance, const rp_prompt *prompts, size_t count, 
 }
 #endif
 
+#ifdef FAMILIARITY
+/* Revision 4: prompts starting "new" are unfamiliar (0), every other one familiar (1). */
+static int familiarity(void *instance, const rp_prompt *prompts, size_t count, double *out, char **error) {
+    (void)instance;
+    (void)error;
+    for (size_t i = 0; i < count; i++) {
+        out[i] = prompts[i].text_len >= 3 && memcmp(prompts[i].text, "new", 3) == 0 ? 0.0 : 1.0;
+    }
+    return RP_OK;
+}
+#endif
+
 static char *describe(void *instance) {
 #ifdef DESCRIBE_TEXT
     /* A test builds a plugin whose description breaks the contract. */
@@ -176,12 +188,20 @@ int routerd_plugin_entry(uint32_t host_abi_version, rp_plugin *out, size_t out_s
     out->struct_size = offsetof(rp_plugin, score_models);
     /* Past struct_size: a host that read it anyway would call a bad pointer. */
     out->score_models = (int (*)(void *, const rp_prompt *, size_t, double *, char **))(uintptr_t)1;
+#elif defined(REVISION3)
+    if (out_size < offsetof(rp_plugin, familiarity)) return RP_ERROR;
+    out->struct_size = offsetof(rp_plugin, familiarity);
+    /* Past struct_size: a host that read it anyway would call a bad pointer. */
+    out->familiarity = (int (*)(void *, const rp_prompt *, size_t, double *, char **))(uintptr_t)1;
 #else
     if (out_size < sizeof *out) return RP_ERROR;
     out->struct_size = sizeof *out;
 #endif
 #ifdef SCORE_MODELS
     out->score_models = score_models;
+#endif
+#ifdef FAMILIARITY
+    out->familiarity = familiarity;
 #endif
     out->abi_version = PLUGIN_ABI_VERSION;
     out->name = "constant";
