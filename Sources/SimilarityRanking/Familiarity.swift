@@ -23,6 +23,7 @@ public struct Familiarity: Sendable {
         let count = index.promptCount
         let k = min(Self.neighbours, max(1, count - 1))
         self.k = k
+        // An empty index (a cold start) has no reference: every prompt is then novel.
         let sample = min(Self.referenceSize, count)
         let rows = (0..<sample).map { $0 * count / sample }
         var reference: [Float] = []
@@ -74,6 +75,7 @@ public struct Familiarity: Sendable {
     public func familiarity(of embedding: UnsafeBufferPointer<Float>, among pool: RankingIndex) -> Double {
         precondition(embedding.count == pool.dimension)
         let count = pool.promptCount
+        guard count > 0 else { return 0 }
         var similarity = [Float](repeating: 0, count: count)
         pool.embeddings.withUnsafeBufferPointer { matrix in
             similarity.withUnsafeMutableBufferPointer { out in

@@ -79,6 +79,12 @@ public struct RankingIndex: Sendable {
         self.promptStart = start
     }
 
+    /// An index of no prompts over `models`: a router that starts cold and learns everything online.
+    public static func empty(models: [String], dimension: Int) -> RankingIndex {
+        // Nothing to validate: no prompts, no wins.
+        try! RankingIndex(models: models, dimension: dimension, embeddings: [], wins: [])
+    }
+
     /// Reads and validates an index file.
     public init(file: SafeTensorsFile) throws(RankingIndexError) {
         func fail(_ message: String) -> RankingIndexError { RankingIndexError("\(file.path): \(message)") }

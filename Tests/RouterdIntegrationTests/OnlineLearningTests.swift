@@ -27,8 +27,8 @@ struct OnlineLearningTests {
         }
     }
 
-    static func status(_ connection: LineSocket) throws -> [String: Any] {
-        let routers = try connection.request(#"{"op":"learn","router":"sw"}"#).result["routers"] as? [[String: Any]]
+    static func status(_ connection: LineSocket, router: String = "sw") throws -> [String: Any] {
+        let routers = try connection.request(#"{"op":"learn","router":"\#(router)"}"#).result["routers"] as? [[String: Any]]
         return routers?.first ?? [:]
     }
 
@@ -109,6 +109,55 @@ struct OnlineLearningTests {
         #expect(try connection.request(#"{"op":"learn","action":"reset"}"#).errorCode == "missing_field")
         #expect(try connection.request(#"{"op":"learn","action":"reset","router":"nope"}"#).errorCode == "unknown_router")
     }
+
+    @Test func aRouterWithoutAnIndexStartsColdAndLearnsFromOneModelsResults() throws {
+        let directory = try TemporaryDirectory()
+        let feedback = directory.path + "/feedback"
+        let cold = """
+              cold:
+                plugin: sw_ranking
+                policy: {lambda: 10}
+                candidates: [cheap, middle, dear]
+                encoder: minilm
+                params: {gamma: 1, neighbors: 20, weight_unit: prompt}
+            """
+        let daemon = try Daemon(
+            directory: directory,
+            config: {
+                TestConfig.yaml(
+                    socket: $0, routers: cold, encoders: EncoderFixture.encoders(), models: TestConfig.catalogue,
+                    extra: "feedback:\n  directory: \(feedback)\n  learning: {publish_every: 10, publish_interval_ms: 100}")
+            })
+        let connection = try daemon.connect()
+        let proof = #"{"op":"route","router":"cold","prompt":"Prove that the cube root of 3 is irrational."}"#
+        let before = try connection.request(proof).result
+        let qualities = try #require(before["candidates"] as? [[String: Any]]).compactMap { $0["quality"] as? Double }
+        #expect(qualities.count == 3 && Set(qualities).count == 1, "cold, every candidate is equal: \(qualities)")
+        #expect(before["model"] as? String == "cheap", "equal qualities: the cheapest wins on cost")
+        // One model's result per prompt, as a service sees it: proofs go wrong on cheap and right on dear.
+        for (index, fact) in OnlineLearningTests.facts.enumerated() {
+            let model = ["cheap", "dear"][index % 2]
+            let quality = model == "dear" ? 1 : 0
+            #expect(
+                try connection.request(
+                    #"{"op":"feedback","router":"cold","prompt":"Prove that \#(fact).","model":"\#(model)","quality":\#(quality)}"#
+                ).ok)
+        }
+        #expect(try eventually(within: 30) { (try Self.status(connection, router: "cold")["events"] as? Int) == OnlineLearningTests.facts.count })
+        let after = try connection.request(proof).result
+        let learned = try #require(after["candidates"] as? [[String: Any]])
+        let quality = Dictionary(uniqueKeysWithValues: learned.map { ($0["model"] as! String, $0["quality"] as! Double) })
+        #expect(quality["dear"]! > quality["middle"]! && quality["middle"]! > quality["cheap"]!, "learned from one-sided results alone: \(quality)")
+        #expect(after["model"] as? String == "dear", "at λ 10 a proof is now worth the dear model: \(after)")
+    }
+
+    static let facts = [
+        "the square root of 2 is irrational", "there are infinitely many primes", "the sum of two even numbers is even",
+        "every finite group of prime order is cyclic", "the harmonic series diverges", "e is irrational",
+        "a continuous function on a closed interval is bounded", "the product of two odd numbers is odd",
+        "every tree with n vertices has n - 1 edges", "the square root of 5 is irrational", "there is no largest even number",
+        "the sum of the first n odd numbers is n squared",
+    ]
 
     @Test func routersThatDoNotLearnSaySoAndLearningNeedsFeedback() throws {
         let daemon = try Daemon()

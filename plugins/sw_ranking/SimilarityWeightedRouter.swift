@@ -64,9 +64,20 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
         if let problem = settings.problem { throw PluginError(problem) }
         maxLearnedBytes = context.params.int("max_learned_bytes") ?? Self.defaultMaxLearnedBytes
         guard maxLearnedBytes >= 0 else { throw PluginError("max_learned_bytes must be 0 or more, not \(maxLearnedBytes)") }
-        let (index, file, path) = try context.loadWeights(
-            parameter: "index", plugin: "sw_ranking", decode: RankingIndex.init(file:), dimension: \.dimension)
-        encoder = file.metadata["encoder"] ?? "unknown"
+        let index: RankingIndex
+        let file: SafeTensorsFile?
+        let path: String
+        if context.params.string("index") != nil {
+            let loaded = try context.loadWeights(parameter: "index", plugin: "sw_ranking", decode: RankingIndex.init(file:), dimension: \.dimension)
+            (index, file, path) = (loaded.model, loaded.file, loaded.path)
+        } else {
+            // A cold start: no battles yet, the candidates as the models; every candidate starts equal and
+            // everything is learned online.
+            index = RankingIndex.empty(models: context.candidates, dimension: try context.requireEncoder(plugin: "sw_ranking"))
+            (file, path) = (nil, "the router's candidates (no index)")
+            context.host.log(.info, "no index: starting cold, every candidate equal until outcomes arrive")
+        }
+        encoder = file?.metadata["encoder"] ?? "unknown"
         (strong, weak) = try context.strongAndWeak(in: index.models, source: path)
         candidates = try context.candidateIndices(in: index.models, source: path)
         self.index = index
@@ -91,8 +102,8 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
         indexPath = path
         // The stored quantiles hold for the pair and settings they were computed with.
         quantiles =
-            file.metadata[RankingSettings.metadataKey].flatMap(RankingSettings.decodeStored) == settings
-            ? file.scoreQuantiles(forPair: [context.strongModel, context.weakModel]) : nil
+            file?.metadata[RankingSettings.metadataKey].flatMap(RankingSettings.decodeStored) == settings
+            ? file?.scoreQuantiles(forPair: [context.strongModel, context.weakModel]) : nil
     }
 
     func score(_ prompt: Prompt) throws -> Double {
