@@ -168,7 +168,7 @@ let package = Package(
             name: "RouterBenchmarks",
             dependencies: [
                 "RouterClient", "RouterConfig", "RouterEvaluation", "RouterJSON", "RouterPluginHost", "RouterProtocol", "RouterTraining",
-                "RouterVocabulary", "SimilarityRanking", "StableHash", "TextEncoder", "TrainingRows",
+                "RouterVocabulary", "SafeTensors", "SimilarityRanking", "StableHash", "TextEncoder", "TrainingRows",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),

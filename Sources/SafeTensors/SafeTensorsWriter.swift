@@ -56,14 +56,17 @@ public enum SafeTensorsWriter {
             throw fail("cannot encode the header")
         }
         while headerBytes.count % 8 != 0 { headerBytes.append(UInt8(ascii: " ")) }
-        var data = Data(capacity: 8 + headerBytes.count + offset)
+        var data = [UInt8]()
+        data.reserveCapacity(8 + headerBytes.count + offset)
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(headerBytes)
+        data.append(contentsOf: headerBytes)
+        // Each tensor converted in one pass and appended in one copy: a learning router rewrites
+        // megabytes of state at every publish, and a per-value append costs more than the disk.
         for tensor in sorted {
             if tensor.half {
-                for value in tensor.values { withUnsafeBytes(of: Float16(value).bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+                tensor.values.map { Float16($0).bitPattern.littleEndian }.withUnsafeBytes { data.append(contentsOf: $0) }
             } else {
-                for value in tensor.values { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+                tensor.values.map { $0.bitPattern.littleEndian }.withUnsafeBytes { data.append(contentsOf: $0) }
             }
         }
         let temporary = path + ".tmp-\(getpid())"

@@ -149,10 +149,51 @@ public struct LearnedRanking: Sendable {
         return try RankingIndex(models: models + [Self.par], embeddings: rows, wins: wins)
     }
 
+    /// `base` followed by ``par`` and what was learned: the index a learning router scores with,
+    /// the same as `base.adding(model: par).appending(index())` but built in one pass, since a
+    /// router rebuilds it at every publish. `base` must be over the same models.
+    public func appended(to base: RankingIndex) throws(RankingIndexError) -> RankingIndex {
+        guard base.models == models, base.dimension == dimension else {
+            throw RankingIndexError("cannot append learned outcomes to an index over other models or another embedding dimension")
+        }
+        var rows = base.embeddings
+        rows.reserveCapacity(base.embeddings.count + embeddings.count)
+        // Normalised again after the Float16 rounding, as an index built from these rows would be.
+        for row in 0..<promptCount {
+            let start = row * dimension
+            var norm: Float = 0
+            for column in start..<start + dimension { norm += embeddings[column] * embeddings[column] }
+            let scale = norm > 0 ? 1 / norm.squareRoot() : 1
+            for column in start..<start + dimension { rows.append(embeddings[column] * scale) }
+        }
+        // Learned wins in prompt order (a counting sort: a later outcome may be about an earlier
+        // prompt), after the base's, their prompts shifted past the base's.
+        var counts = [Int](repeating: 0, count: promptCount + 1)
+        for win in wins { counts[win.prompt + 1] += 1 }
+        for prompt in 0..<promptCount { counts[prompt + 1] += counts[prompt] }
+        var sorted = [RankingIndex.Win](repeating: RankingIndex.Win(prompt: 0, winner: 0, loser: 0, weight: 0), count: wins.count)
+        for win in wins {
+            sorted[counts[win.prompt]] = RankingIndex.Win(
+                prompt: win.prompt + base.promptCount, winner: win.winner, loser: win.loser, weight: win.weight)
+            counts[win.prompt] += 1
+        }
+        return try RankingIndex(models: models + [Self.par], dimension: dimension, embeddings: rows, wins: base.wins + sorted)
+    }
+
     /// Writes the state durably: a crash leaves the previous state or this one, never a mix.
     public func write(to path: String) throws(SafeTensorsError) {
-        let pieces = hashes.flatMap { hash in (0..<4).map { Float(UInt16(truncatingIfNeeded: hash >> (16 * UInt64($0)))) } }
-        let table = wins.flatMap { [Float($0.prompt), Float($0.winner), Float($0.loser), $0.weight] }
+        // Filled in place: at every publish these run over every learned prompt and win.
+        var pieces = [Float]()
+        pieces.reserveCapacity(hashes.count * 4)
+        for hash in hashes { for piece in 0..<4 { pieces.append(Float(UInt16(truncatingIfNeeded: hash >> (16 * UInt64(piece))))) } }
+        var table = [Float]()
+        table.reserveCapacity(wins.count * 4)
+        for win in wins {
+            table.append(Float(win.prompt))
+            table.append(Float(win.winner))
+            table.append(Float(win.loser))
+            table.append(win.weight)
+        }
         let rows = qualities.sorted { $0.key < $1.key }.flatMap { prompt, values in
             values.sorted { $0.key < $1.key }.flatMap { [Float(prompt), Float($0.key), $0.value] }
         }

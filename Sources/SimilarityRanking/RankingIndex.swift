@@ -67,7 +67,8 @@ public struct RankingIndex: Sendable {
         try self.init(models: models, dimension: dimension, embeddings: flat, wins: sorted)
     }
 
-    private init(models: [String], dimension: Int, embeddings: [Float], wins: [Win]) throws(RankingIndexError) {
+    /// From parts already checked: rows L2-normalised, wins sorted by prompt (``LearnedRanking`` builds these).
+    init(models: [String], dimension: Int, embeddings: [Float], wins: [Win]) throws(RankingIndexError) {
         self.models = models
         self.dimension = dimension
         self.promptCount = embeddings.count / dimension

@@ -18,7 +18,8 @@ struct Routerctl: AsyncParsableCommand {
             Train.self, Label.self,
             Eval.self,
             Calibrate.self, Bench.self,
-            BenchEncoder.self, BenchLearning.self, BenchLimits.self, BenchNovelty.self, BenchOffPolicy.self, Soak.self,
+            BenchEncoder.self, BenchLearning.self, BenchColdStart.self, BenchLimits.self, BenchNovelty.self, BenchOffPolicy.self, BenchPublish.self,
+            Soak.self,
             EchoServerCommand.self,
         ])
 }

@@ -136,9 +136,9 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
     }
 
     private static func ranker(_ index: RankingIndex, _ learned: LearnedRanking, _ settings: RankingSettings) throws -> SimilarityRanker {
-        guard let extra = try learned.index() else { return SimilarityRanker(index: index, settings: settings) }
+        guard learned.winCount > 0 else { return SimilarityRanker(index: index, settings: settings) }
         // Learned outcomes bring par, the virtual opponent of one-sided outcomes, after the index's models.
-        return SimilarityRanker(index: try index.adding(model: LearnedRanking.par).appending(extra), settings: settings)
+        return SimilarityRanker(index: try learned.appended(to: index), settings: settings)
     }
 
     func learn(_ outcomes: [LearnedOutcome]) throws {
