@@ -26,6 +26,11 @@ public struct ColdStartReplay: Sendable {
     public var epsilon = 0.2
     public var fullInformation = false
     public var testShare = PromptSplit.defaultTestShare
+    /// Replay only prompts at split positions from here (≥ `testShare`), leaving a held-out band
+    /// between the two for choosing settings.
+    public var replayFrom: Double?
+    /// The router's `params:` (a YAML flow mapping).
+    public var params = "{gamma: 10, weight_unit: prompt}"
     public var maxPrompts: Int?
     public var checkpoints: [Double] = [0, 0.1, 0.25, 0.5, 1]
     public var publishEvery = 200
@@ -72,7 +77,8 @@ public struct ColdStartReplay: Sendable {
         for record in all { for model in record.quality.keys { counts[model, default: 0] += 1 } }
         let models = counts.filter { Double($0.value) >= 0.95 * Double(all.count) && catalogue.model(named: $0.key) != nil }.keys.sorted()
         guard models.count >= 2 else { throw BenchmarkRunError("\(quality): fewer than two models are rated on 95% of the rows and priced") }
-        var replay = all.filter { record in !PromptSplit.isTest(record.prompt, share: testShare) && models.allSatisfy { record.quality[$0] != nil } }
+        let from = max(testShare, replayFrom ?? testShare)
+        var replay = all.filter { record in PromptSplit.position(record.prompt) >= from && models.allSatisfy { record.quality[$0] != nil } }
         var random = SplitMix64(seed: 1)
         replay.shuffle(using: &random)
         if let maxPrompts { replay = Array(replay.prefix(maxPrompts)) }
@@ -198,7 +204,7 @@ public struct ColdStartReplay: Sendable {
                 policy: {lambda: \(lambda)}
                 candidates: [\(candidates)]
                 encoder: minilm
-                params: {gamma: 1, neighbors: 100, weight_unit: prompt}\(fullInformation ? "" : "\n    explore: {epsilon: \(epsilon), seed: 1}")
+                params: \(params)\(fullInformation ? "" : "\n    explore: {epsilon: \(epsilon), seed: 1}")
             """
         let path = work + "/routerd.yaml"
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))

@@ -29,6 +29,12 @@ struct BenchColdStart: AsyncParsableCommand {
     @Option(name: .customLong("max-prompts"), help: "Replay at most this many prompts (a quick run).") var maxPrompts: Int?
     @Option(help: "Checkpoints, as shares of the replay (comma-separated).") var checkpoints = "0,0.1,0.25,0.5,1"
     @Option(help: "A folder for the daemon's config, socket and feedback (default: a new temporary one).") var work: String?
+    @Option(
+        name: .customLong("holdout-band"),
+        help: "Choose settings without the test share: replay split positions from HIGH and evaluate [LOW, HIGH), e.g. 0.3,0.45.")
+    var holdoutBand: String?
+    @Option(help: "Write the quality–cost curves at each checkpoint here, as SVG (and PNG beside it).") var plot: String?
+    @Option(help: "The router's sw_ranking params, a YAML flow mapping.") var params: String = "{gamma: 10, weight_unit: prompt}"
     @Flag(help: "At the end, also train and evaluate the kNN (k = 100) and logistic baselines on every model's outcomes.")
     var baselines = false
 
@@ -42,6 +48,16 @@ struct BenchColdStart: AsyncParsableCommand {
         replay.fullInformation = fullInformation
         replay.maxPrompts = maxPrompts
         replay.checkpoints = checkpoints.split(separator: ",").compactMap { Double($0) }
+        replay.params = params
+        var band = (low: 0.0, high: replay.testShare)
+        if let holdoutBand {
+            let bounds = holdoutBand.split(separator: ",").compactMap { Double($0) }
+            guard bounds.count == 2, bounds[0] >= replay.testShare, bounds[1] > bounds[0], bounds[1] < 1 else {
+                throw ValidationError("--holdout-band takes LOW,HIGH above the test share (\(replay.testShare)), e.g. 0.3,0.45")
+            }
+            band = (bounds[0], bounds[1])
+            replay.replayFrom = bounds[1]
+        }
         let catalogue: ModelCatalogue
         do {
             catalogue = try ConfigLoader.loadCatalogue(file: prices)
@@ -49,10 +65,11 @@ struct BenchColdStart: AsyncParsableCommand {
             printError("routerctl bench-coldstart: \(error)")
             throw ExitCode(1)
         }
-        let band = (low: 0.0, high: replay.testShare)
         let widths = [9, 9, 9, 25, 14, 12]
         var header = false
         var hull: Double?
+        var curves: [(name: String, hull: [CostQuality])] = []
+        var frame: (singles: [CostQuality], oracle: CostQuality)?
         let outcome: ColdStartReplay.Outcome
         do {
             outcome = try await replay.run(log: { print($0) }) { progress in
@@ -62,11 +79,15 @@ struct BenchColdStart: AsyncParsableCommand {
                 guard let row = report.rows.first else {
                     throw BenchmarkRunError("router 'cold' was not evaluated: \(report.skipped.map(\.reason).joined(separator: "; "))")
                 }
+                curves.append((name: "after \(progress.prompts) prompts", hull: row.summary.hull))
                 if !header {
+                    frame = (report.singles, report.oracle)
                     hull = report.singleSummary.aiq
                     print(
                         String(
-                            format: "test share: %d prompts; the single models' hull has AIQ %.4f; reference %@ (quality %.3f)", report.testPrompts,
+                            format:
+                                "evaluated on %d prompts (split band [%g, %g)); the single models' hull has AIQ %.4f; reference %@ (quality %.3f)",
+                            report.testPrompts, band.low, band.high,
                             report.singleSummary.aiq, report.reference.label, report.reference.quality))
                     print(table(header: ["PROMPTS", "OUTCOMES", "EXPLORED", "AIQ [95% CI]", "Q AT REF COST", "TOP MODEL"], rows: [], widths: widths))
                     header = true
@@ -95,6 +116,16 @@ struct BenchColdStart: AsyncParsableCommand {
                 format: "%d models, %d prompts replayed at %.0f outcomes/s (routing, embedding new prompts and feedback); learned state %d bytes",
                 outcome.models.count,
                 outcome.replayPrompts, outcome.outcomesPerSecond, outcome.learnedStateBytes))
+        if let plot, let frame {
+            let svg = CostPlot.svg(
+                title: "A router started with no data, taught by one outcome per prompt",
+                subtitle:
+                    "\((quality as NSString).lastPathComponent): \(outcome.models.count) models at list prices · sw_ranking without an index · λ \(lambda)\(fullInformation ? ", every model's outcome" : ", ε \(epsilon)")",
+                singles: frame.singles, oracle: frame.oracle, curves: curves)
+            try svg.write(toFile: plot, atomically: true, encoding: .utf8)
+            try PNGRender.write(svg: svg, to: (plot as NSString).deletingPathExtension + ".png")
+            print("wrote \(plot) and its PNG")
+        }
         if baselines {
             let report = try CostEvaluation(file: quality, catalogue: catalogue, band: band, baselines: true, reference: nil).run(routers: [])
             for row in report.rows {

@@ -29,16 +29,18 @@ struct TutorialTests {
 
     @Test func theTutorialRunsAsWritten() throws {
         let blocks = try Self.shellBlocks(of: "docs/TUTORIAL.md")
-        #expect(blocks.count == 6, "the tutorial's six steps")
+        #expect(blocks.count == 7, "the tutorial's seven steps")
         let work = try TemporaryDirectory()
         let binaries = URL(fileURLWithPath: try Package.binary("routerd")).deletingLastPathComponent().path
         let script = "set -euo pipefail\n" + blocks.joined(separator: "\n")
         defer {
             // If a step failed, the daemon it started is still running.
-            if let pid = try? String(contentsOfFile: work.path + "/tutorial/routerd.pid", encoding: .utf8),
-                let number = Int32(pid.trimmingCharacters(in: .whitespacesAndNewlines))
-            {
-                kill(number, SIGKILL)
+            for file in ["routerd.pid", "cold.pid"] {
+                if let pid = try? String(contentsOfFile: work.path + "/tutorial/" + file, encoding: .utf8),
+                    let number = Int32(pid.trimmingCharacters(in: .whitespacesAndNewlines))
+                {
+                    kill(number, SIGKILL)
+                }
             }
         }
         let run = try runCommand(
@@ -55,5 +57,10 @@ struct TutorialTests {
         #expect(lines("feedback/battles.jsonl") == 1 && lines("feedback/quality.jsonl") == 2)
         #expect(run.stdout.contains("router mine forgot what it learned online"), "\(run.stdout)")
         #expect(!FileManager.default.fileExists(atPath: folder + "/feedback/learned/mine/learned.safetensors"))
+        // Step 7: the cold router learned from one-sided outcomes until a proof went to `large`.
+        #expect(lines("cold-feedback/quality.jsonl") == 12)
+        #expect(run.stdout.contains("small  (policy lambda)"), "cold, the cheapest wins: \(run.stdout)")
+        let last = run.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.hasPrefix("→ large"), "after the outcomes, a proof goes to large: \(run.stdout)")
     }
 }

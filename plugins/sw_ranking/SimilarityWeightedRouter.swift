@@ -46,6 +46,9 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
     /// The index's familiarity reference, computed on the first `familiarity` call (only routers
     /// with `novelty:` ask), so other routers never pay for it.
     private let familiarityReference = Mutex<Familiarity?>(nil)
+    /// What `qualities` reports: each candidate's win rate against the others (`win_rate`), or its
+    /// chance of a good answer, its odds against par (`success`; the default without an index).
+    private let qualityMeaning: QualityScale.Meaning
     /// Bytes the learned state may hold; past them the oldest learned prompts are forgotten.
     private let maxLearnedBytes: Int
     static let defaultMaxLearnedBytes = 64 << 20
@@ -78,6 +81,11 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
             context.host.log(.info, "no index: starting cold, every candidate equal until outcomes arrive")
         }
         encoder = file?.metadata["encoder"] ?? "unknown"
+        switch context.params.string("quality") ?? (file == nil ? "success" : "win_rate") {
+        case "win_rate": qualityMeaning = .winRate
+        case "success": qualityMeaning = .probability
+        case let other: throw PluginError("quality must be 'win_rate' or 'success', not '\(other)'")
+        }
         (strong, weak) = try context.strongAndWeak(in: index.models, source: path)
         candidates = try context.candidateIndices(in: index.models, source: path)
         self.index = index
@@ -114,11 +122,19 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
     }
 
     func qualities(_ prompt: Prompt) throws -> [Double] {
+        let ranker = ranker
         guard let embedding = prompt.embedding, embedding.count == ranker.index.dimension else {
             throw PluginError("no prompt embedding arrived; the sw_ranking router needs an encoder")
         }
         let strengths = ranker.ratings(embedding: embedding)
-        return QualityScale.winRates(strengths: candidates.map { strengths[$0] })
+        switch qualityMeaning {
+        case .probability:
+            // Each candidate's odds against par, the local difficulty (0 before anything is learned: the fit's reference).
+            let par = ranker.index.models.last == LearnedRanking.par ? strengths[strengths.count - 1] : 0
+            return candidates.map { 1 / (1 + exp(par - strengths[$0])) }
+        default:
+            return QualityScale.winRates(strengths: candidates.map { strengths[$0] })
+        }
     }
 
     func familiarity(_ prompt: Prompt) throws -> Double {
@@ -190,7 +206,8 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
             details["learned_bytes_limit"] = .integer(Int64(maxLearnedBytes))
         }
         return RouterDescription(
-            scoreQuantiles: quantiles, models: ranker.index.models, embeddingDimension: ranker.index.dimension, quality: .winRate, details: details)
+            scoreQuantiles: quantiles, models: ranker.index.models, embeddingDimension: ranker.index.dimension,
+            quality: QualityScale(meaning: qualityMeaning), details: details)
     }
 }
 
