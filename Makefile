@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-encoder bench-learning bench-offpolicy bench-novelty check-config format lint install clean weights eval
+.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-encoder bench-learning bench-offpolicy bench-novelty bench-coldstart check-config format lint install clean weights eval
 
 all: build
 
@@ -128,6 +128,12 @@ bench-learning: build
 bench-offpolicy: build
 	$(RELEASE_BIN)/routerctl bench-offpolicy --file $(DATA)/train/mmlu-pro.quality.jsonl \
 		--strong gpt-4o-2024-05-13 --weak Mixtral-8x7B-Instruct-v0.1 --logging mf --targets mf,sw_ranking,random
+
+## bench-coldstart: a many-model router started with no data and taught by one outcome per replayed prompt: AIQ on
+## untouched prompts at each checkpoint, against the full-information baselines, and its plot (docs/RESULTS.md)
+bench-coldstart: build
+	$(RELEASE_BIN)/routerctl bench-coldstart --quality $(DATA)/train/mmlu-pro.quality.jsonl --baselines \
+		--plot docs/results/coldstart/mmlu-pro.svg
 
 ## bench-novelty: how familiar each benchmark's prompts are to sw_ranking, and its APGR on the less and the more
 ## familiar half (docs/RESULTS.md, "Novelty")
