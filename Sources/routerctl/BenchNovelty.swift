@@ -31,18 +31,8 @@ struct BenchNovelty: ParsableCommand {
         var profile = NoveltyProfile(router: instance)
         profile.progress = Progress.embedding
         var rows: [[String]] = []
-        let named = benchmarks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        for source in named.map({ (name: $0, file: false) }) + files.map({ (name: $0, file: true) }) {
-            let benchmark: Benchmark
-            do {
-                benchmark =
-                    source.file
-                    ? try BenchmarkLoader.generic(file: source.name, strong: fileStrong, weak: fileWeak)
-                    : try BenchmarkLoader.load(source.name, from: data, strong: strong, weak: weak)
-            } catch {
-                printError("routerctl bench-novelty: \(error)")
-                throw ExitCode(1)
-            }
+        for source in BenchmarkSource.list(names: benchmarks, files: files) {
+            let benchmark = try source.load(data: data, pair: (strong, weak), filePair: (fileStrong, fileWeak), command: "bench-novelty")
             let row: NoveltyProfile.Row
             do {
                 row = try profile.run(benchmark)

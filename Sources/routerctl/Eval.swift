@@ -116,18 +116,8 @@ struct Eval: ParsableCommand {
         var comparisons: [String] = []
         var results: [[String: Any]] = []
         print(table(header: ["BENCHMARK", "ROUTER", "APGR", "CPT(20%)", "CPT(50%)", "CPT(80%)", "AUC", "PROMPTS"], rows: [], widths: Self.widths))
-        let named = benchmarks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        for source in named.map({ (name: $0, file: false) }) + (prices == nil ? files : []).map({ (name: $0, file: true) }) {
-            var benchmark: Benchmark
-            do {
-                benchmark =
-                    source.file
-                    ? try BenchmarkLoader.generic(file: source.name, strong: strong, weak: weak)
-                    : try BenchmarkLoader.load(source.name, from: data, strong: strong, weak: weak)
-            } catch {
-                printError("routerctl eval: \(error) (the evaluation data lives in ../shared/data/eval; see docs/TRAINING.md)")
-                throw ExitCode(1)
-            }
+        for source in BenchmarkSource.list(names: benchmarks, files: prices == nil ? files : []) {
+            var benchmark = try source.load(data: data, pair: (strong, weak), filePair: (strong, weak), command: "eval")
             var sampled = false
             if let sample, sample < benchmark.prompts.count {
                 benchmark = benchmark.subset(size: sample)

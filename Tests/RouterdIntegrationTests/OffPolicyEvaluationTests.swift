@@ -19,15 +19,22 @@ import Testing
         return random.unit() < (model == TestConfig.strong ? 0.75 : 0.45) ? 1 : 0
     }
 
-    @Test func theEstimatesOfAnotherRouterCoverItsTrueValueAndTheLoggedValueIsExact() throws {
+    /// The daemon of these routers with a feedback store, and the store's folder.
+    static func daemon(includePrompt: Bool) throws -> (Daemon, String) {
         let directory = try TemporaryDirectory()
         let store = directory.path + "/feedback"
         let daemon = try Daemon(
             directory: directory,
             config: {
                 TestConfig.yaml(
-                    socket: $0, routers: Self.routers, extra: "feedback:\n  directory: \(store)\n  include_prompt: true\n  sync_interval_ms: 2")
+                    socket: $0, routers: Self.routers,
+                    extra: "feedback:\n  directory: \(store)\n  include_prompt: \(includePrompt)\n  sync_interval_ms: 2")
             })
+        return (daemon, store)
+    }
+
+    @Test func theEstimatesOfAnotherRouterCoverItsTrueValueAndTheLoggedValueIsExact() throws {
+        let (daemon, store) = try Self.daemon(includePrompt: true)
         let connection = try daemon.connect()
         let count = 500
         var reported: [Double] = []
@@ -80,14 +87,7 @@ import Testing
     }
 
     @Test func aLogWithoutPromptTextGetsAnActionableError() throws {
-        let directory = try TemporaryDirectory()
-        let store = directory.path + "/feedback"
-        let daemon = try Daemon(
-            directory: directory,
-            config: {
-                TestConfig.yaml(
-                    socket: $0, routers: Self.routers, extra: "feedback:\n  directory: \(store)\n  include_prompt: false\n  sync_interval_ms: 2")
-            })
+        let (daemon, store) = try Self.daemon(includePrompt: false)
         let connection = try daemon.connect()
         let decision = try connection.request(#"{"op":"route","router":"live","prompt":"hello"}"#).result
         let (id, model) = (decision["decision_id"] as! String, decision["model"] as! String)
