@@ -172,12 +172,25 @@ public struct LearnedRanking: Sendable {
         for win in wins { counts[win.prompt + 1] += 1 }
         for prompt in 0..<promptCount { counts[prompt + 1] += counts[prompt] }
         var sorted = [RankingIndex.Win](repeating: RankingIndex.Win(prompt: 0, winner: 0, loser: 0, weight: 0), count: wins.count)
+        var next = counts
         for win in wins {
-            sorted[counts[win.prompt]] = RankingIndex.Win(
-                prompt: win.prompt + base.promptCount, winner: win.winner, loser: win.loser, weight: win.weight)
-            counts[win.prompt] += 1
+            sorted[next[win.prompt]] = win
+            next[win.prompt] += 1
         }
-        return try RankingIndex(models: models + [Self.par], dimension: dimension, embeddings: rows, wins: base.wins + sorted)
+        // Each prompt's wins between the same two models summed into one, in (winner, loser) order:
+        // outcomes repeated on a prompt must not make scoring it slower, only weigh more.
+        let pairs = models.count + 1
+        var merged: [RankingIndex.Win] = []
+        merged.reserveCapacity(wins.count)
+        var weights: [Int: Float] = [:]
+        for prompt in 0..<promptCount {
+            weights.removeAll(keepingCapacity: true)
+            for win in sorted[counts[prompt]..<counts[prompt + 1]] { weights[win.winner * pairs + win.loser, default: 0] += win.weight }
+            for (key, weight) in weights.sorted(by: { $0.key < $1.key }) {
+                merged.append(RankingIndex.Win(prompt: prompt + base.promptCount, winner: key / pairs, loser: key % pairs, weight: weight))
+            }
+        }
+        return try RankingIndex(models: models + [Self.par], dimension: dimension, embeddings: rows, wins: base.wins + merged)
     }
 
     /// Writes the state durably: a crash leaves the previous state or this one, never a mix.
