@@ -142,8 +142,9 @@ extension Engine {
             } catch {
                 result.error = error.message
             }
-            stats.recordShadow(router: job.router, shadow: name, agrees: result.agrees, failed: result.error != nil)
+            // Logged before it is counted: whoever sees the count can find the line.
             shadowObserver.withLock { $0 }?(result)
+            stats.recordShadow(router: job.router, shadow: name, agrees: result.agrees, failed: result.error != nil)
         }
     }
 }

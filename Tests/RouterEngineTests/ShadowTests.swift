@@ -33,7 +33,11 @@ import Testing
             let decision = try engine.route(router: "live", prompt: prompt, on: engine.current)
             live[decision.id] = decision.model
         }
-        try Self.eventually { seen.withLock { $0.count } == prompts.count }
+        // Each shadow decision is observed (logged), then counted.
+        try Self.eventually {
+            seen.withLock { $0.count } == prompts.count
+                && engine.statsSnapshot(on: engine.current).routers["live"]?.shadows["other"]?.decisions == UInt64(prompts.count)
+        }
         let shadows = seen.withLock { $0 }
         let stats = try #require(engine.statsSnapshot(on: engine.current).routers["live"])
         #expect(engine.statsSnapshot(on: engine.current).routers["other"]?.decisions ?? 0 == 0, "a shadow's decisions are not its traffic")

@@ -72,9 +72,11 @@ import Testing
         #expect(constant(try shadowStats())?["decisions"] as? Int == 40, "the reply did not wait for the shadow")
         try eventually { constant(try shadowStats())?["decisions"] as? Int == 41 }
 
-        #expect(try connection.request(#"{"op":"route","router":"live","prompt":"mute now"}"#).ok, "a failing shadow fails nothing live")
+        let muted = try connection.request(#"{"op":"route","router":"live","prompt":"mute now"}"#)
+        #expect(muted.ok, "a failing shadow fails nothing live")
         try eventually { constant(try shadowStats())?["errors"] as? Int == 1 }
-        let failed = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map { try JSON.object(String($0)) }.last
+        let failed = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map { try JSON.object(String($0)) }
+            .first { $0["shadow_of"] as? String == muted.result["decision_id"] as? String }
         #expect(failed?["shadow_of"] != nil && failed?["model"] == nil && (failed?["error"] as? String)?.isEmpty == false, "\(failed ?? [:])")
 
         let metrics = try ObservabilityTests.get(port: port, path: "/metrics").body
