@@ -30,8 +30,7 @@ public enum InProcessRouters {
     public static func score(
         _ prompts: [String], with router: RouterInstance, embeddings given: [[Float]]? = nil, progress: CachedEmbeddings.Progress = { _, _, _ in }
     ) throws -> [Double] {
-        let embeddings =
-            try given ?? router.encoder.map { instance in try embed(prompts, with: instance.encoder, policy: instance.policy, progress: progress) }
+        let embeddings = try given ?? embeddings(of: prompts, for: router, progress: progress)
         var scores: [Double] = []
         for begin in stride(from: 0, to: prompts.count, by: 256) {
             let range = begin..<min(begin + 256, prompts.count)
@@ -42,6 +41,25 @@ public enum InProcessRouters {
             }
         }
         return scores
+    }
+
+    /// The embeddings `router` decides `prompts` with (through the on-disk cache); nil without an encoder.
+    public static func embeddings(of prompts: [String], for router: RouterInstance, progress: CachedEmbeddings.Progress = { _, _, _ in })
+        throws -> [[Float]]?
+    {
+        try router.encoder.map { try embed(prompts, with: $0.encoder, policy: $0.policy, progress: progress) }
+    }
+
+    /// `router`'s greedy decision on each prompt, as the engine makes it without exploring
+    /// (`forEvaluation`), for evaluating the router on prompts another one decided.
+    public static func greedyDecisions(
+        of prompts: [String], by router: RouterInstance, engine: Engine, on generation: Generation,
+        progress: CachedEmbeddings.Progress = { _, _, _ in }
+    ) throws -> [RoutingDecision] {
+        let embeddings = try embeddings(of: prompts, for: router, progress: progress)
+        return try prompts.indices.map { index in
+            try engine.route(router, prompt: prompts[index], embedding: embeddings?[index], forEvaluation: true, on: generation)
+        }
     }
 
     /// Embeddings of `prompts` by `encoder`, through the on-disk cache of its policy and precision.

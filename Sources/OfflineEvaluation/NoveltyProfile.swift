@@ -33,7 +33,7 @@ public struct NoveltyProfile {
             throw EvaluationRunError("router '\(router.name)': plugin '\(router.pluginName)' does not judge familiarity (docs/PLUGINS.md)")
         }
         let prompts = benchmark.prompts
-        let embeddings = try router.encoder.map { try InProcessRouters.embed(prompts, with: $0.encoder, policy: $0.policy, progress: progress) }
+        let embeddings = try InProcessRouters.embeddings(of: prompts, for: router, progress: progress)
         let scores = try InProcessRouters.score(prompts, with: router, embeddings: embeddings)
         var familiarity: [Double] = []
         for index in prompts.indices {

@@ -72,10 +72,8 @@ public struct OffPolicyCoverage {
             guard router.candidates.count == 2 else {
                 throw EvaluationRunError("router '\(name)' has \(router.candidates.count) candidates; this benchmark takes pairs")
             }
-            let embeddings = try router.encoder.map { try InProcessRouters.embed(prompts, with: $0.encoder, policy: $0.policy, progress: progress) }
-            return try prompts.indices.map { index in
-                try engine.route(router, prompt: prompts[index], embedding: embeddings?[index], forEvaluation: true, on: generation).tier == .strong
-            }
+            return try InProcessRouters.greedyDecisions(of: prompts, by: router, engine: engine, on: generation, progress: progress)
+                .map { $0.tier == .strong }
         }
         func quality(_ index: Int, strong chosen: Bool) -> Double { chosen ? rated[index].strong : rated[index].weak }
         let greedy = try choices(logging)

@@ -82,13 +82,8 @@ public struct OffPolicyEvaluation {
             loggedValue: estimator.loggedValue(), loggedCost: meanCost(logged.map(\.model)), targets: [])
         for name in targets {
             let instance = try Engine.router(named: name, in: generation)
-            let embeddings = try instance.encoder.map { try InProcessRouters.embed(prompts, with: $0.encoder, policy: $0.policy, progress: progress) }
-            var choices: [String] = []
-            choices.reserveCapacity(prompts.count)
-            for (index, prompt) in prompts.enumerated() {
-                let decision = try engine.route(instance, prompt: prompt, embedding: embeddings?[index], forEvaluation: true, on: generation)
-                choices.append(decision.model)
-            }
+            let choices = try InProcessRouters.greedyDecisions(of: prompts, by: instance, engine: engine, on: generation, progress: progress)
+                .map(\.model)
             report.targets.append(
                 Target(
                     router: name, estimate: estimator.estimate(choices: choices), cost: meanCost(choices),

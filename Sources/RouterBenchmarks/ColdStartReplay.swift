@@ -114,7 +114,7 @@ public struct ColdStartReplay: Sendable {
                 let elapsed = ContinuousClock.now - start
                 sendSeconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
                 sent = mark
-                try await waitUntilPublished(outcomes, connection)
+                try await connection.waitUntilPublished(outcomes, router: "cold")
             }
             try await checkpoint(Progress(config: config, prompts: sent, outcomes: outcomes, explored: explored, choices: choices))
         }
@@ -168,17 +168,6 @@ public struct ColdStartReplay: Sendable {
             }
         }
         return (requests.count, explored, chosen)
-    }
-
-    private func waitUntilPublished(_ events: Int, _ connection: RouterConnection) async throws {
-        for _ in 0..<60_000 {
-            let result = try await connection.send(.learn(LearnRequest(action: .status, router: "cold")), as: LearnResult.self)
-            guard let status = result.routers.first else { throw BenchmarkRunError("router 'cold' does not learn online") }
-            if let error = status.lastError { throw BenchmarkRunError("learning failed: \(error)") }
-            if status.events >= UInt64(events) { return }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        throw BenchmarkRunError("the router did not publish \(events) outcomes within 10 minutes")
     }
 
     private func writeConfig(socket: String, feedback: String, models: [String]) throws -> String {

@@ -139,7 +139,7 @@ public struct LearningReplay: Sendable {
                 sendSeconds += Self.seconds(since: start)
                 sent = mark
                 let caughtUp = ContinuousClock.now
-                try await waitUntilPublished(outcomesPerPrompt * sent, control)
+                try await control.waitUntilPublished(outcomesPerPrompt * sent, router: "learning")
                 lagSeconds.append(Self.seconds(since: caughtUp))
             }
             let status = try await learningStatus(control)
@@ -336,19 +336,7 @@ public struct LearningReplay: Sendable {
     }
 
     private func learningStatus(_ connection: RouterConnection) async throws -> LearningInfo {
-        let result = try await connection.send(.learn(LearnRequest(action: .status, router: "learning")), as: LearnResult.self)
-        guard let status = result.routers.first else { throw BenchmarkRunError("router 'learning' does not learn online") }
-        return status
-    }
-
-    private func waitUntilPublished(_ events: Int, _ connection: RouterConnection) async throws {
-        for _ in 0..<60_000 {
-            let status = try await learningStatus(connection)
-            if let error = status.lastError { throw BenchmarkRunError("learning failed: \(error)") }
-            if status.events >= UInt64(events) { return }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        throw BenchmarkRunError("the router did not publish \(events) outcomes within 10 minutes")
+        try await connection.learningStatus(router: "learning")
     }
 
     private func testAPGR(router: String, _ test: [Labelled], _ connection: RouterConnection) async throws -> Double {
@@ -363,5 +351,25 @@ public struct LearningReplay: Sendable {
     private static func seconds(since start: ContinuousClock.Instant) -> Double {
         let elapsed = ContinuousClock.now - start
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+}
+
+extension RouterConnection {
+    /// `router`'s online learning status; a router that does not learn online is an error.
+    func learningStatus(router: String) async throws -> LearningInfo {
+        let result = try await send(.learn(LearnRequest(action: .status, router: router)), as: LearnResult.self)
+        guard let status = result.routers.first else { throw BenchmarkRunError("router '\(router)' does not learn online") }
+        return status
+    }
+
+    /// Waits (up to 10 minutes) until `router` has published `events` outcomes; a learning failure is an error.
+    func waitUntilPublished(_ events: Int, router: String) async throws {
+        for _ in 0..<60_000 {
+            let status = try await learningStatus(router: router)
+            if let error = status.lastError { throw BenchmarkRunError("learning failed: \(error)") }
+            if status.events >= UInt64(events) { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw BenchmarkRunError("the router did not publish \(events) outcomes within 10 minutes")
     }
 }

@@ -283,13 +283,7 @@ public final class Engine: Sendable {
         var exploration: Explorer.Choice?
         var redirected = false
         if let rule = router.noveltyRule {
-            let familiarity: Double
-            do {
-                familiarity = try router.familiarity(prompt, embedding: embedding)
-            } catch {
-                stats.recordPluginError(router: router.name)
-                throw .plugin(router: router.name, message: error.message)
-            }
+            let familiarity = try pluginCall(router) { () throws(PluginScoreError) in try router.familiarity(prompt, embedding: embedding) }
             let novel = familiarity < rule.settings.threshold
             decision.familiarity = familiarity
             decision.novel = novel
@@ -359,22 +353,27 @@ public final class Engine: Sendable {
             let tokens = ModelCatalogue.estimatedTokens(prompt)
             costs = candidates.map { $0.price!.expectedCost(promptTokens: tokens) }
         }
+        switch rule {
+        case .threshold(let threshold, _):
+            let score = try pluginCall(router) { () throws(PluginScoreError) in try router.score(prompt, embedding: embedding) }
+            decision.score = score
+            decision.threshold = threshold
+            return (score >= threshold ? 0 : 1, [score, 1 - score], costs)
+        case .lambda(let lambda, _):
+            let qualities = try pluginCall(router) { () throws(PluginScoreError) in try router.qualities(prompt, embedding: embedding) }
+            decision.lambda = lambda
+            return (PolicyRule.bestUtility(qualities: qualities, costs: costs!, lambda: lambda), qualities, costs)
+        case .cheapestWithin(let epsilon):
+            let qualities = try pluginCall(router) { () throws(PluginScoreError) in try router.qualities(prompt, embedding: embedding) }
+            decision.epsilon = epsilon
+            return (PolicyRule.cheapestWithin(qualities: qualities, costs: costs!, epsilon: epsilon), qualities, costs)
+        }
+    }
+
+    /// Calls into `router`'s plugin; a failure is counted against the router and becomes `plugin`.
+    private func pluginCall<Value>(_ router: RouterInstance, _ call: () throws(PluginScoreError) -> Value) throws(EngineError) -> Value {
         do {
-            switch rule {
-            case .threshold(let threshold, _):
-                let score = try router.score(prompt, embedding: embedding)
-                decision.score = score
-                decision.threshold = threshold
-                return (score >= threshold ? 0 : 1, [score, 1 - score], costs)
-            case .lambda(let lambda, _):
-                let qualities = try router.qualities(prompt, embedding: embedding)
-                decision.lambda = lambda
-                return (PolicyRule.bestUtility(qualities: qualities, costs: costs!, lambda: lambda), qualities, costs)
-            case .cheapestWithin(let epsilon):
-                let qualities = try router.qualities(prompt, embedding: embedding)
-                decision.epsilon = epsilon
-                return (PolicyRule.cheapestWithin(qualities: qualities, costs: costs!, epsilon: epsilon), qualities, costs)
-            }
+            return try call()
         } catch {
             stats.recordPluginError(router: router.name)
             throw .plugin(router: router.name, message: error.message)
@@ -560,14 +559,9 @@ public final class Engine: Sendable {
         _ router: RouterInstance, prompts: [String], embeddings given: [[Float]]? = nil, requester: UInt32? = nil, on generation: Generation
     ) throws(EngineError) -> [Double] {
         let embeddings = if let given { given } else { try embeddings(of: prompts, for: router, requester: requester, on: generation) }
-        do {
-            let scores = try router.score(prompts, embeddings: embeddings)
-            stats.recordScored(router: router.name, count: scores.count)
-            return scores
-        } catch {
-            stats.recordPluginError(router: router.name)
-            throw .plugin(router: router.name, message: error.message)
-        }
+        let scores = try pluginCall(router) { () throws(PluginScoreError) in try router.score(prompts, embeddings: embeddings) }
+        stats.recordScored(router: router.name, count: scores.count)
+        return scores
     }
 
     /// What a route or score on a router needs from its encoder before the plugin can answer.

@@ -76,16 +76,7 @@ public struct Familiarity: Sendable {
         precondition(embedding.count == pool.dimension)
         let count = pool.promptCount
         guard count > 0 else { return 0 }
-        var similarity = [Float](repeating: 0, count: count)
-        pool.embeddings.withUnsafeBufferPointer { matrix in
-            similarity.withUnsafeMutableBufferPointer { out in
-                cblas_sgemv(
-                    CblasRowMajor, CblasNoTrans, Int32(count), Int32(pool.dimension), 1, matrix.baseAddress, Int32(pool.dimension),
-                    embedding.baseAddress, 1, 0, out.baseAddress, 1)
-            }
-        }
-        let norm = embedding.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        if norm > 0 { for index in similarity.indices { similarity[index] /= norm } }
+        var similarity = pool.similarities(to: embedding)
         let kth = SimilarityRanker.largest(min(k, count), of: &similarity)
         return percentile(of: kth)
     }

@@ -1,3 +1,4 @@
+import CBLAS
 import Foundation
 import RouterVocabulary
 import SafeTensors
@@ -129,6 +130,22 @@ public struct RankingIndex: Sendable {
         normalized.reserveCapacity(embeddings.count)
         for row in 0..<promptCount { normalized += Self.normalized(Array(embeddings[row * dimension..<(row + 1) * dimension])) }
         try self.init(models: models, dimension: dimension, embeddings: normalized, wins: wins)
+    }
+
+    /// The cosine similarity of `embedding` (of the index's dimension, any length) to each indexed
+    /// prompt: one matrix–vector product over the normalised rows.
+    public func similarities(to embedding: UnsafeBufferPointer<Float>) -> [Float] {
+        var similarity = [Float](repeating: 0, count: promptCount)
+        embeddings.withUnsafeBufferPointer { matrix in
+            similarity.withUnsafeMutableBufferPointer { out in
+                cblas_sgemv(
+                    CblasRowMajor, CblasNoTrans, Int32(promptCount), Int32(dimension), 1, matrix.baseAddress, Int32(dimension),
+                    embedding.baseAddress, 1, 0, out.baseAddress, 1)
+            }
+        }
+        let norm = embedding.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        if norm > 0 { for prompt in similarity.indices { similarity[prompt] /= norm } }
+        return similarity
     }
 
     /// This index with one more model, `name`, after the others, in none of its battles.

@@ -36,20 +36,9 @@ public struct SimilarityRanker: Sendable {
     public func ratings(embedding: UnsafeBufferPointer<Float>, excluding: Int? = nil) -> [Double] {
         precondition(embedding.count == index.dimension)
         let promptCount = index.promptCount
-        var similarity = [Float](repeating: 0, count: promptCount)
-        index.embeddings.withUnsafeBufferPointer { matrix in
-            similarity.withUnsafeMutableBufferPointer { out in
-                cblas_sgemv(
-                    CblasRowMajor, CblasNoTrans, Int32(promptCount), Int32(index.dimension), 1, matrix.baseAddress, Int32(index.dimension),
-                    embedding.baseAddress, 1, 0, out.baseAddress, 1)
-            }
-        }
-        let norm = embedding.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let similarity = index.similarities(to: embedding)
         var maxSimilarity: Float = 0
-        for prompt in 0..<promptCount where prompt != excluding {
-            if norm > 0 { similarity[prompt] /= norm }
-            maxSimilarity = max(maxSimilarity, similarity[prompt])
-        }
+        for prompt in 0..<promptCount where prompt != excluding { maxSimilarity = max(maxSimilarity, similarity[prompt]) }
         // Prompts less similar than the k-th most similar one are left out (ties at the cut stay in).
         var cut = -Float.infinity
         if let neighbors = settings.neighbors, neighbors < promptCount - (excluding == nil ? 0 : 1) {

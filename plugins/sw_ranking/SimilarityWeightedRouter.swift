@@ -115,17 +115,13 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
     }
 
     func score(_ prompt: Prompt) throws -> Double {
-        guard let embedding = prompt.embedding, embedding.count == ranker.index.dimension else {
-            throw PluginError("no prompt embedding arrived; the sw_ranking router needs an encoder")
-        }
-        return ranker.winProbability(embedding: embedding, strong: strong, weak: weak)
+        let ranker = ranker
+        return ranker.winProbability(embedding: try Self.embedding(of: prompt, for: ranker), strong: strong, weak: weak)
     }
 
     func qualities(_ prompt: Prompt) throws -> [Double] {
         let ranker = ranker
-        guard let embedding = prompt.embedding, embedding.count == ranker.index.dimension else {
-            throw PluginError("no prompt embedding arrived; the sw_ranking router needs an encoder")
-        }
+        let embedding = try Self.embedding(of: prompt, for: ranker)
         let strengths = ranker.ratings(embedding: embedding)
         switch qualityMeaning {
         case .probability:
@@ -139,9 +135,7 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
 
     func familiarity(_ prompt: Prompt) throws -> Double {
         let ranker = ranker
-        guard let embedding = prompt.embedding, embedding.count == ranker.index.dimension else {
-            throw PluginError("no prompt embedding arrived; the sw_ranking router needs an encoder")
-        }
+        let embedding = try Self.embedding(of: prompt, for: ranker)
         let reference = familiarityReference.withLock { reference in
             if let reference { return reference }
             let computed = Familiarity(index: index)
@@ -149,6 +143,14 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
             return computed
         }
         return reference.familiarity(of: embedding, among: ranker.index)
+    }
+
+    /// The prompt's embedding, which every call needs, of the ranker's dimension.
+    private static func embedding(of prompt: Prompt, for ranker: SimilarityRanker) throws -> UnsafeBufferPointer<Float> {
+        guard let embedding = prompt.embedding, embedding.count == ranker.index.dimension else {
+            throw PluginError("no prompt embedding arrived; the sw_ranking router needs an encoder")
+        }
+        return embedding
     }
 
     private static func ranker(_ index: RankingIndex, _ learned: LearnedRanking, _ settings: RankingSettings) throws -> SimilarityRanker {
