@@ -8,7 +8,7 @@ let routerPlugins: [(product: String, directory: String, dependencies: [Target.D
     ("RandomRouter", "random", ["StableHash"]),
     ("MatrixFactorizationRouter", "mf", ["SafeTensors", "MatrixFactorization", "RouterVocabulary"]),
     ("SimilarityWeightedRouter", "sw_ranking", ["SafeTensors", "SimilarityRanking"]),
-    ("ClassifierRouter", "classifier", ["SafeTensors", "ClassifierHead", "QualityModel", "RouterVocabulary"]),
+    ("ClassifierRouter", "classifier", ["SafeTensors", "ClassifierHead", "QualityCorrection", "QualityModel", "RouterVocabulary", "StableHash"]),
     ("CausalLLMRouter", "causal_llm", []),
 ]
 
@@ -93,6 +93,8 @@ let package = Package(
         .target(name: "PromptFeatures"),
         // Per-model quality from a prompt (the classifier for many candidates): format and maths.
         .target(name: "QualityModel", dependencies: ["CBLAS", "PromptFeatures", "RouterVocabulary", "SafeTensors"]),
+        // What a quality model learns online from outcomes: per-model logit offsets near a prompt, format and maths.
+        .target(name: "QualityCorrection", dependencies: ["CBLAS", "SafeTensors", "StableHash"]),
 
         // Router training: training data, the on-disk embedding cache, the MF and classifier trainers.
         .target(
@@ -215,6 +217,7 @@ let package = Package(
             dependencies: ["RouterBenchmarks", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "LabellingTests", dependencies: ["Labelling", "OpenAIChat"]),
         .testTarget(name: "OffPolicyTests", dependencies: ["OffPolicy", "StableHash"]),
+        .testTarget(name: "QualityCorrectionTests", dependencies: ["QualityCorrection", "SafeTensors", "StableHash"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking", "StableHash"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol", "RouterVocabulary"]),
         .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit", "RouterVocabulary"]),

@@ -70,14 +70,10 @@ public struct CostEvaluation {
         let all = try QualityFile.read(file)
         guard !all.isEmpty else { throw EvaluationRunError("\(file) has no rows") }
         // Models rated on at least 95% of the rows and priced; then the rows that rate all of them.
-        var counts: [String: Int] = [:]
-        for record in all { for model in record.quality.keys { counts[model, default: 0] += 1 } }
-        let rated = Set(counts.filter { Double($0.value) >= 0.95 * Double(all.count) }.keys)
-        let dropped = Set(counts.keys).subtracting(rated).sorted()
-        let unpriced = rated.filter { catalogue.model(named: $0) == nil }.sorted()
-        let models = rated.subtracting(unpriced).sorted()
+        let rated = RatedModels(records: all, catalogue: catalogue)
+        let (models, dropped, unpriced) = (rated.models, rated.sparse, rated.unpriced)
         guard models.count >= 2 else { throw EvaluationRunError("\(file): fewer than two models are rated on 95% of the rows and priced") }
-        let complete = all.filter { record in models.allSatisfy { record.quality[$0] != nil } }
+        let complete = rated.complete(all)
         let test = complete.filter { (band.low..<band.high).contains(PromptSplit.position($0.prompt)) }
         let train = complete.filter { PromptSplit.position($0.prompt) >= band.high }
         let evaluation = QualityCostEvaluation(

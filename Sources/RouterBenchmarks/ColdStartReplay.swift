@@ -4,6 +4,7 @@ import NIOFoundationCompat
 import NIOPosix
 import RouterClient
 import RouterConfig
+import RouterEvaluation
 import RouterProtocol
 import StableHash
 import TrainingRows
@@ -24,6 +25,14 @@ public struct ColdStartReplay: Sendable {
     public var prices: String
     public var lambda = 17.0
     public var epsilon = 0.2
+    /// Explore by Thompson sampling from the router's posterior instead of ε-greedy (`epsilon` then
+    /// bounds the share of decisions that follow a draw: `max_share`).
+    public var thompson = false
+
+    /// The router's `explore:` while it replays.
+    var exploreSetting: String {
+        thompson ? "{strategy: thompson, max_share: \(epsilon), seed: 1}" : "{epsilon: \(epsilon), seed: 1}"
+    }
     public var fullInformation = false
     public var testShare = PromptSplit.defaultTestShare
     /// Replay only prompts at split positions from here (≥ `testShare`), leaving a held-out band
@@ -73,12 +82,11 @@ public struct ColdStartReplay: Sendable {
             throw BenchmarkRunError("\(prices): \(error)")
         }
         let all = try QualityFile.read(quality)
-        var counts: [String: Int] = [:]
-        for record in all { for model in record.quality.keys { counts[model, default: 0] += 1 } }
-        let models = counts.filter { Double($0.value) >= 0.95 * Double(all.count) && catalogue.model(named: $0.key) != nil }.keys.sorted()
+        let rated = RatedModels(records: all, catalogue: catalogue)
+        let models = rated.models
         guard models.count >= 2 else { throw BenchmarkRunError("\(quality): fewer than two models are rated on 95% of the rows and priced") }
         let from = max(testShare, replayFrom ?? testShare)
-        var replay = all.filter { record in PromptSplit.position(record.prompt) >= from && models.allSatisfy { record.quality[$0] != nil } }
+        var replay = rated.complete(all).filter { PromptSplit.position($0.prompt) >= from }
         var random = SplitMix64(seed: 1)
         replay.shuffle(using: &random)
         if let maxPrompts { replay = Array(replay.prefix(maxPrompts)) }
@@ -88,7 +96,7 @@ public struct ColdStartReplay: Sendable {
         let socket = work + "/routerd.sock"
         let config = try writeConfig(socket: socket, feedback: feedback, models: models)
         log(
-            "bench-coldstart: \(models.count) models, \(replay.count) replay prompts, \(fullInformation ? "every model's outcome" : "one outcome per prompt, ε \(epsilon)"), λ \(lambda); work folder \(work)"
+            "bench-coldstart: \(models.count) models, \(replay.count) replay prompts, \(fullInformation ? "every model's outcome" : "one outcome per prompt, \(thompson ? "Thompson sampling, max share" : "ε") \(epsilon)"), λ \(lambda); work folder \(work)"
         )
         let daemon = try ChildDaemon(binary: routerd, config: config, socket: socket, log: work + "/routerd.log")
         defer { daemon.stop() }
@@ -193,7 +201,7 @@ public struct ColdStartReplay: Sendable {
                 policy: {lambda: \(lambda)}
                 candidates: [\(candidates)]
                 encoder: minilm
-                params: \(params)\(fullInformation ? "" : "\n    explore: {epsilon: \(epsilon), seed: 1}")
+                params: \(params)\(fullInformation ? "" : "\n    explore: \(exploreSetting)")
             """
         let path = work + "/routerd.yaml"
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))

@@ -46,6 +46,39 @@ public struct LearningReplay: Sendable {
     /// Report only one model's quality per prompt, as a service that calls one model sees it;
     /// nil reports both (full information).
     public var oneSided: OneSided?
+    /// The router that learns.
+    public var learner: Learner = .swRanking
+    /// The learning router's own parameters beside its index or weights, a YAML flow mapping (`{gamma: 10}`).
+    public var params: String?
+    /// Score prompts at split positions in this band instead of the test share, and replay only those
+    /// at or above ``replayFrom``: how settings are chosen without touching the test share.
+    public var band: (low: Double, high: Double)?
+    /// The lowest split position replayed with a ``band``.
+    public var replayFrom: Double?
+
+    /// The router that learns from the replay.
+    public enum Learner: Sendable {
+        /// sw_ranking, from an index of the seed prompts; at the end an index trained offline on the
+        /// same rows is the comparison.
+        case swRanking
+        /// The classifier over quality weights trained elsewhere (its prior), its candidates named
+        /// `strong` and `weak` in the weights; the data's strong and weak model stand for them. The
+        /// comparison is the same weights, frozen: where the router started.
+        case classifier(weights: String, strong: String, weak: String)
+
+        /// Whether the router starts from an index of seed prompts.
+        var seeded: Bool {
+            if case .swRanking = self { true } else { false }
+        }
+    }
+
+    /// The names the learning router knows the strong and the weak model by.
+    var served: (strong: String, weak: String) {
+        switch learner {
+        case .swRanking: (strong, weak)
+        case .classifier(_, let strong, let weak): (strong, weak)
+        }
+    }
 
     /// Which model's result a one-sided replay reports.
     public enum OneSided: String, Sendable, CaseIterable {
@@ -55,10 +88,18 @@ public struct LearningReplay: Sendable {
         case routed
         /// The model the learning router's `route` decides, exploring with ε 0.2 (`explore:`).
         case explore
-    }
+        /// The model the learning router's `route` decides, exploring by Thompson sampling from its posterior.
+        case thompson
 
-    /// The learning router's `explore:` in the `explore` mode.
-    static let exploreSetting = "{epsilon: 0.2, seed: 1}"
+        /// The learning router's `explore:` in this mode, if it routes.
+        var exploreSetting: String? {
+            switch self {
+            case .explore: "{epsilon: 0.2, seed: 1}"
+            case .thompson: "{strategy: thompson, seed: 1}"
+            default: nil
+            }
+        }
+    }
 
     /// Outcomes reported per replayed prompt.
     var outcomesPerPrompt: Int { oneSided == nil ? 2 : 1 }
@@ -90,32 +131,40 @@ public struct LearningReplay: Sendable {
         public var embedMilliseconds: [Double]
         public var lagSeconds: [Double]
         public var learnedStateBytes: Int
+        /// `route`'s own time (its reply's `elapsed_us`) on the held-out prompts, embeddings cached:
+        /// the router that learned, and the frozen one beside it.
+        public var routeMicroseconds: (learning: [Double], frozen: [Double])
     }
 
     /// Runs the replay; `log` is told the split, then each checkpoint as it happens.
     public func run(log: @escaping (String) -> Void) async throws -> Outcome {
         let pair = try loadPair()
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        var replay = pair.filter { !PromptSplit.isTest($0.prompt, share: testShare) }
-        let test = pair.filter { PromptSplit.isTest($0.prompt, share: testShare) }
+        let scored = band ?? (low: 0, high: testShare)
+        let from = band == nil ? testShare : (replayFrom ?? scored.high)
+        var replay = pair.filter { PromptSplit.position($0.prompt) >= from }
+        let test = pair.filter { (scored.low..<scored.high).contains(PromptSplit.position($0.prompt)) }
         var random = SplitMix64(seed: 1)
         replay.shuffle(using: &random)
-        guard replay.count > seedPrompts, !test.isEmpty else {
-            throw BenchmarkRunError("\(replay.count) replay and \(test.count) test prompts: too few for \(seedPrompts) seed prompts")
+        let seedCount = learner.seeded ? seedPrompts : 0
+        guard replay.count > seedCount, !test.isEmpty else {
+            throw BenchmarkRunError("\(replay.count) replay and \(test.count) test prompts: too few for \(seedCount) seed prompts")
         }
-        let seed = Array(replay.prefix(seedPrompts))
-        replay.removeFirst(seedPrompts)
+        let seed = Array(replay.prefix(seedCount))
+        replay.removeFirst(seedCount)
         log(
-            "bench-learning: \(strong) vs \(weak); \(seed.count) seed, \(replay.count) replay (\(outcomesPerPrompt * replay.count) outcomes\(oneSided.map { ", one per prompt: \($0.rawValue)" } ?? "")), \(test.count) test prompts (share \(testShare)); work folder \(work)"
+            "bench-learning: \(strong) vs \(weak)\(served == (strong, weak) ? "" : " (as the router's \(served.strong) and \(served.weak))"); \(seed.count) seed, \(replay.count) replay (\(outcomesPerPrompt * replay.count) outcomes\(oneSided.map { ", one per prompt: \($0.rawValue)" } ?? "")), \(test.count) \(band == nil ? "test" : "held-out") prompts (split positions \(scored.low)..<\(scored.high)); work folder \(work)"
         )
 
         let seedFile = work + "/seed.quality.jsonl"
-        try Data(seed.map { line($0) }.joined().utf8).write(to: URL(fileURLWithPath: seedFile))
         let base = work + "/base.safetensors"
         let offline = work + "/offline.safetensors"
-        try trainIndex([seedFile], output: base)
-        try? FileManager.default.removeItem(atPath: offline)
-        try FileManager.default.copyItem(atPath: base, toPath: offline)
+        if learner.seeded {
+            try Data(seed.map { line($0) }.joined().utf8).write(to: URL(fileURLWithPath: seedFile))
+            try trainIndex([seedFile], output: base)
+            try? FileManager.default.removeItem(atPath: offline)
+            try FileManager.default.copyItem(atPath: base, toPath: offline)
+        }
         let feedback = work + "/feedback"
         try? FileManager.default.removeItem(atPath: feedback)
         let socket = work + "/routerd.sock"
@@ -146,27 +195,57 @@ public struct LearningReplay: Sendable {
             if let last = status.lastPublishMilliseconds { publishMilliseconds.append(last) }
             if let last = status.lastEmbedMilliseconds { embedMilliseconds.append(last) }
             let apgr = try await testAPGR(router: "learning", test, control)
-            let learned = status.learned["learned_prompts"].flatMap { if case .integer(let n) = $0 { Int(n) } else { nil } } ?? 0
+            let learned =
+                (status.learned["learned_prompts"] ?? status.learned["learned_outcomes"]).flatMap {
+                    if case .integer(let n) = $0 { Int(n) } else { nil }
+                } ?? 0
             rows.append(
                 Checkpoint(
                     events: outcomesPerPrompt * sent, prompts: sent, apgr: apgr, lastPublishMilliseconds: status.lastPublishMilliseconds,
                     learnedPrompts: learned))
-            log(String(format: "  %6d outcomes (%5d prompts)  APGR %.4f  learned prompts %5d", outcomesPerPrompt * sent, sent, apgr, learned))
+            log(
+                String(
+                    format: "  %6d outcomes (%5d prompts)  APGR %.4f  learned %@ %5d", outcomesPerPrompt * sent, sent, apgr,
+                    learner.seeded ? "prompts" : "outcomes", learned))
         }
 
-        // The same rows, offline: the seed and the daemon's own feedback file, served by the frozen router.
+        // The same rows, offline: the seed and the daemon's own feedback file, served by the frozen
+        // router. A classifier's frozen router keeps the weights it started from.
         let trainStart = ContinuousClock.now
-        try trainIndex([seedFile, feedback + "/quality.jsonl"], output: offline)
-        let trainSeconds = Self.seconds(since: trainStart)
+        if learner.seeded {
+            try trainIndex([seedFile, feedback + "/quality.jsonl"], output: offline)
+        }
+        let trainSeconds = learner.seeded ? Self.seconds(since: trainStart) : 0
         _ = try await control.reload()
         let offlineAPGR = try await testAPGR(router: "offline", test, control)
         let stateBytes = (try? FileManager.default.attributesOfItem(atPath: feedback + "/learned/learning/learned.safetensors")[.size] as? Int) ?? 0
+        let latency = try await routeLatency(test.map(\.prompt), control)
         await control.close()
         return Outcome(
             checkpoints: rows, testPrompts: test.count, outcomesSent: outcomesPerPrompt * sent, offlineAPGR: offlineAPGR,
             offlineTrainingSeconds: trainSeconds, outcomesPerSecond: Double(outcomesPerPrompt * sent) / sendSeconds,
             publishMilliseconds: publishMilliseconds, embedMilliseconds: embedMilliseconds,
-            lagSeconds: lagSeconds, learnedStateBytes: stateBytes)
+            lagSeconds: lagSeconds, learnedStateBytes: stateBytes, routeMicroseconds: latency)
+    }
+
+    /// Routes every prompt (embedded already, when the test prompts were scored) on the learning and
+    /// the frozen router in turn, one request at a time, and collects each decision's own time.
+    private func routeLatency(_ prompts: [String], _ connection: RouterConnection) async throws -> (learning: [Double], frozen: [Double]) {
+        var times: (learning: [Double], frozen: [Double]) = ([], [])
+        for prompt in prompts {
+            for router in ["learning", "offline"] {
+                let reply = try await connection.sendLine(
+                    ByteBuffer(bytes: try RequestCodec.encode(.route(RouteRequest(router: router, prompt: prompt)), id: nil))
+                ).get()
+                let decision = try ResponseCodec.decode(Decision.self, from: Data(buffer: reply))
+                if router == "learning" {
+                    times.learning.append(decision.elapsedMicroseconds)
+                } else {
+                    times.frozen.append(decision.elapsedMicroseconds)
+                }
+            }
+        }
+        return times
     }
 
     struct Labelled: Sendable {
@@ -237,16 +316,23 @@ public struct LearningReplay: Sendable {
         let descriptors = (plugins as NSString).isAbsolutePath ? plugins : FileManager.default.currentDirectoryPath + "/" + plugins
         let modelFolder = (model as NSString).isAbsolutePath ? model : FileManager.default.currentDirectoryPath + "/" + model
         func router(_ name: String, index: String, learn: Bool) -> String {
-            """
-              \(name):
-                plugin: sw_ranking
-                threshold: 0.5
-                strong_model: "\(strong)"
-                weak_model: "\(weak)"
-                encoder: minilm
-                learn: \(learn)
-                params: {index: \(index)}\(learn && oneSided == .explore ? "\n    explore: \(Self.exploreSetting)" : "")
-            """
+            let (plugin, weights) =
+                switch learner {
+                case .swRanking: ("sw_ranking", "index: \(index)")
+                case .classifier(let weights, _, _): ("classifier", "weights: \(Self.absolute(weights))")
+                }
+            // The learning router's own parameters, when given, join its weights.
+            let own = learn ? params.map { $0.trimmingCharacters(in: .whitespaces).dropFirst().dropLast() }.map { ", " + $0 } ?? "" : ""
+            return """
+                  \(name):
+                    plugin: \(plugin)
+                    threshold: 0.5
+                    strong_model: "\(served.strong)"
+                    weak_model: "\(served.weak)"
+                    encoder: minilm
+                    learn: \(learn)
+                    params: {\(weights)\(own)}\(learn ? oneSided?.exploreSetting.map { "\n    explore: \($0)" } ?? "" : "")
+                """
         }
         let text = """
             socket: {path: \(socket)}
@@ -272,7 +358,7 @@ public struct LearningReplay: Sendable {
 
     /// The outcomes reported for `items`: both models', or one per prompt (see ``OneSided``).
     private func reported(_ items: [Labelled], control: RouterConnection) async throws -> [[(model: String, value: Double)]] {
-        let both = items.map { [(model: strong, value: $0.strong), (model: weak, value: $0.weak)] }
+        let both = items.map { [(model: served.strong, value: $0.strong), (model: served.weak, value: $0.weak)] }
         switch oneSided {
         case nil:
             return both
@@ -287,7 +373,7 @@ public struct LearningReplay: Sendable {
                 scores += try await control.score(router: "learning", prompts: items[start..<min(items.count, start + 256)].map(\.prompt)).scores
             }
             return items.indices.map { [both[$0][scores[$0] >= 0.5 ? 0 : 1]] }
-        case .explore:
+        case .explore, .thompson:
             var models: [String] = []
             for start in stride(from: 0, to: items.count, by: 256) {
                 let window = items[start..<min(items.count, start + 256)]
@@ -346,6 +432,10 @@ public struct LearningReplay: Sendable {
             scores += try await connection.score(router: router, prompts: prompts).scores
         }
         return RoutingCurve(scores: scores, strong: test.map(\.strong), weak: test.map(\.weak)).apgr
+    }
+
+    private static func absolute(_ path: String) -> String {
+        (path as NSString).isAbsolutePath ? path : FileManager.default.currentDirectoryPath + "/" + path
     }
 
     private static func seconds(since start: ContinuousClock.Instant) -> Double {

@@ -97,9 +97,18 @@ public struct LoadResult: Sendable {
 
     /// The `p` quantile of the latencies in microseconds, or nil without any.
     public func percentileMicroseconds(_ p: Double) -> Double? {
-        guard !latencies.isEmpty else { return nil }
-        let index = min(latencies.count - 1, Int((Double(latencies.count) * p).rounded(.up)) - 1)
-        return Double(latencies[max(0, index)]) / 1000
+        Quantile.nearestRank(latencies.map { Double($0) / 1000 }, p)
+    }
+}
+
+/// Quantiles of measured times, as the benchmarks print them.
+public enum Quantile {
+    /// The `p` quantile of `values` by nearest rank (nil without any); `values` may be unsorted.
+    public static func nearestRank(_ values: [Double], _ p: Double) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        let index = min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)
+        return sorted[max(0, index)]
     }
 }
 

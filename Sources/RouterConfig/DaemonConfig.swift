@@ -205,7 +205,18 @@ public struct DaemonConfig: Sendable {
     /// uniformly among those within `maxExtraCost` of the greedy choice's expected cost; every
     /// decision then carries the probability its model was chosen with.
     public struct Exploration: Sendable, Hashable {
-        /// The most of a router's traffic that explores (0 < ε ≤ 0.5).
+        /// How a decision explores.
+        public enum Strategy: Sendable, Hashable {
+            /// With probability ε, another candidate drawn uniformly.
+            case epsilonGreedy
+            /// The policy's choice under one draw from the router's posterior (its plugin's
+            /// `sample`); each choice's propensity is its share of `draws` draws.
+            case thompson(draws: Int)
+        }
+
+        public var strategy: Strategy
+        /// The most of a router's traffic that explores: ε-greedy's ε (0 < ε ≤ 0.5), or the share
+        /// of decisions that follow a Thompson draw (0 < share ≤ 1), the rest taking the greedy choice.
         public var epsilon: Double
         /// USD an explored decision may cost above the greedy one, by the candidates' expected
         /// costs; nil: no bound (or no prices).
@@ -213,11 +224,14 @@ public struct DaemonConfig: Sendable {
         /// Seeds the draws, for a reproducible replay; nil draws from the system's generator.
         public var seed: UInt64?
 
-        public init(epsilon: Double, maxExtraCost: Double? = nil, seed: UInt64? = nil) {
+        public init(strategy: Strategy = .epsilonGreedy, epsilon: Double, maxExtraCost: Double? = nil, seed: UInt64? = nil) {
+            self.strategy = strategy
             self.epsilon = epsilon
             self.maxExtraCost = maxExtraCost
             self.seed = seed
         }
+
+        public static let defaultDraws = 100
     }
 
     /// The file this config was read from (absolute).
@@ -274,6 +288,45 @@ public enum ConfigLoader {
             return nil
         }
         return novelty
+    }
+
+    /// A router's `explore:`: ε-greedy (`epsilon`), or Thompson sampling (`strategy: thompson`,
+    /// `max_share`, `draws`); either with `max_extra_cost` and `seed`.
+    static func readExploration(_ node: YAMLNode, context: String, _ diagnostics: Diagnostics) -> DaemonConfig.Exploration? {
+        let explore = node.fields(
+            "\(context): explore", allowed: ["strategy", "epsilon", "max_share", "draws", "max_extra_cost", "seed"], diagnostics)
+        let maxExtraCost = explore["max_extra_cost"]?.double("\(context): explore.max_extra_cost", in: 0...1_000_000, diagnostics)
+        let seed = explore["seed"]?.int("\(context): explore.seed", in: 0...Int.max, diagnostics).map(UInt64.init)
+        var strategy = "epsilon_greedy"
+        if let node = explore["strategy"] {
+            guard let named = node.string("\(context): explore.strategy", oneOf: ["epsilon_greedy", "thompson"], diagnostics) else { return nil }
+            strategy = named
+        }
+        switch strategy {
+        case "thompson":
+            if explore["epsilon"] != nil {
+                diagnostics.report(
+                    "\(context): explore.epsilon is for strategy epsilon_greedy; Thompson sampling's bound is max_share", at: explore["epsilon"]!)
+            }
+            let share = explore["max_share"].map { $0.double("\(context): explore.max_share", in: 0.000001...1, diagnostics) } ?? 1
+            let draws =
+                explore["draws"].map { $0.int("\(context): explore.draws", in: 10...10_000, diagnostics) } ?? DaemonConfig.Exploration.defaultDraws
+            guard let share, let draws else { return nil }
+            return DaemonConfig.Exploration(strategy: .thompson(draws: draws), epsilon: share, maxExtraCost: maxExtraCost, seed: seed)
+        case "epsilon_greedy":
+            for key in ["max_share", "draws"] where explore[key] != nil {
+                diagnostics.report("\(context): explore.\(key) is for strategy thompson; ε-greedy's bound is epsilon", at: explore[key]!)
+            }
+            guard let node = explore["epsilon"] else {
+                diagnostics.report(
+                    "\(context): explore needs epsilon, the most of the traffic that explores (0 to 0.5), or strategy: thompson", at: node)
+                return nil
+            }
+            guard let epsilon = node.double("\(context): explore.epsilon", in: 0.000001...0.5, diagnostics) else { return nil }
+            return DaemonConfig.Exploration(epsilon: epsilon, maxExtraCost: maxExtraCost, seed: seed)
+        default:
+            return nil
+        }
     }
 
     static let topKeys: Set<String> = [
@@ -537,15 +590,7 @@ public enum ConfigLoader {
             let timeout = fields["timeout"]?.double("\(context): timeout", in: 0.001...3600, diagnostics)
             var exploration: DaemonConfig.Exploration?
             if let node = fields["explore"] {
-                let explore = node.fields("\(context): explore", allowed: ["epsilon", "max_extra_cost", "seed"], diagnostics)
-                if let epsilon = explore["epsilon"]?.double("\(context): explore.epsilon", in: 0.000001...0.5, diagnostics) {
-                    exploration = DaemonConfig.Exploration(
-                        epsilon: epsilon,
-                        maxExtraCost: explore["max_extra_cost"]?.double("\(context): explore.max_extra_cost", in: 0...1_000_000, diagnostics),
-                        seed: explore["seed"]?.int("\(context): explore.seed", in: 0...Int.max, diagnostics).map(UInt64.init))
-                } else if explore["epsilon"] == nil {
-                    diagnostics.report("\(context): explore needs epsilon, the most of the traffic that explores (0 to 0.5)", at: node)
-                }
+                exploration = readExploration(node, context: context, diagnostics)
             }
             var novelty: DaemonConfig.Novelty?
             if let node = fields["novelty"] {

@@ -177,7 +177,9 @@ extension RouterStats {
             latencyMicroseconds: activity.latencyMicroseconds, models: activity.models, outcomes: activity.outcomes,
             failedOutcomes: activity.failedOutcomes,
             exploration: exploring.map {
-                ExplorationStats(epsilon: $0.epsilon, drawn: activity.drawn, explored: activity.explored, extraCost: activity.exploreExtraCost)
+                ExplorationStats(
+                    strategy: $0.strategy == .epsilonGreedy ? "epsilon_greedy" : "thompson", epsilon: $0.epsilon, drawn: activity.drawn,
+                    explored: activity.explored, extraCost: activity.exploreExtraCost)
             },
             budget: activity.budget.map {
                 BudgetStats(

@@ -300,7 +300,17 @@ public final class Engine: Sendable {
             }
         }
         if !forEvaluation, !redirected, let explorer = router.explorer {
-            let choice = explorer.choose(greedy: chosen, candidates: candidates.count, costs: costs)
+            let choice: Explorer.Choice
+            switch explorer.settings.strategy {
+            case .epsilonGreedy:
+                choice = explorer.choose(greedy: chosen, candidates: candidates.count, costs: costs)
+            case .thompson(let draws):
+                let samples = try pluginCall(router) { () throws(PluginScoreError) in
+                    try router.samples(prompt, embedding: embedding, draws: draws, seed: explorer.nextSeed())
+                }
+                let choices = samples.map { Self.choice(under: rule, score: $0.score, qualities: $0.qualities, costs: costs) }
+                choice = explorer.thompson(greedy: chosen, choices: choices, costs: costs)
+            }
             chosen = choice.chosen
             exploration = choice
         }
@@ -358,15 +368,25 @@ public final class Engine: Sendable {
             let score = try pluginCall(router) { () throws(PluginScoreError) in try router.score(prompt, embedding: embedding) }
             decision.score = score
             decision.threshold = threshold
-            return (score >= threshold ? 0 : 1, [score, 1 - score], costs)
+            return (Self.choice(under: rule, score: score, qualities: [], costs: costs), [score, 1 - score], costs)
         case .lambda(let lambda, _):
             let qualities = try pluginCall(router) { () throws(PluginScoreError) in try router.qualities(prompt, embedding: embedding) }
             decision.lambda = lambda
-            return (PolicyRule.bestUtility(qualities: qualities, costs: costs!, lambda: lambda), qualities, costs)
+            return (Self.choice(under: rule, score: 0, qualities: qualities, costs: costs), qualities, costs)
         case .cheapestWithin(let epsilon):
             let qualities = try pluginCall(router) { () throws(PluginScoreError) in try router.qualities(prompt, embedding: embedding) }
             decision.epsilon = epsilon
-            return (PolicyRule.cheapestWithin(qualities: qualities, costs: costs!, epsilon: epsilon), qualities, costs)
+            return (Self.choice(under: rule, score: 0, qualities: qualities, costs: costs), qualities, costs)
+        }
+    }
+
+    /// The candidate `rule` chooses given a score (threshold rules) or the candidates' qualities
+    /// (the others, which have costs): for the policy's own estimates, or one posterior draw of them.
+    static func choice(under rule: Rule, score: Double, qualities: [Double], costs: [Double]?) -> Int {
+        switch rule {
+        case .threshold(let threshold, _): score >= threshold ? 0 : 1
+        case .lambda(let lambda, _): PolicyRule.bestUtility(qualities: qualities, costs: costs!, lambda: lambda)
+        case .cheapestWithin(let epsilon): PolicyRule.cheapestWithin(qualities: qualities, costs: costs!, epsilon: epsilon)
         }
     }
 

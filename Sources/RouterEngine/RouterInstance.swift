@@ -132,6 +132,13 @@ public final class RouterInstance: Sendable {
                     "router '\(config.name)': novelty needs a plugin that judges how familiar a prompt is (ABI revision 4's familiarity), and plugin '\(library.name)' does not; sw_ranking does (docs/PLUGINS.md)"
             )
         }
+        if case .thompson = config.exploration?.strategy, !library.samplesPosterior {
+            throw PluginLoadError(
+                library: library.path,
+                message:
+                    "router '\(config.name)': explore by Thompson sampling needs a plugin that draws from its posterior (ABI revision 5's sample), and plugin '\(library.name)' does not; sw_ranking and classifier do, or use strategy: epsilon_greedy (docs/PLUGINS.md)"
+            )
+        }
         let paramsJSON = Self.json(config.params)
         fingerprint = PluginFingerprint(
             router: config.name, libraryPath: library.path, paramsJSON: paramsJSON, strongModel: config.strongModel,
@@ -243,6 +250,13 @@ public final class RouterInstance: Sendable {
     /// Scores one prompt.
     public func score(_ prompt: String, embedding: [Float]? = nil) throws(PluginScoreError) -> Double {
         try plugin.score(prompt, embedding: embedding)
+    }
+
+    /// `draws` draws of one prompt's predictions from the router's posterior (a plugin that samples one).
+    public func samples(_ prompt: String, embedding: [Float]? = nil, draws: Int, seed: UInt64) throws(PluginScoreError) -> [(
+        score: Double, qualities: [Double]
+    )] {
+        try plugin.samples(prompt, embedding: embedding, draws: draws, seed: seed)
     }
 
     /// How familiar one prompt is to the router, in [0, 1] (a plugin that judges familiarity).

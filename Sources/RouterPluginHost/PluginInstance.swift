@@ -273,18 +273,8 @@ public final class PluginInstance: @unchecked Sendable {
         try check(embeddings: embedding.map { [$0] }, count: 1)
         var qualities = [Double](repeating: .nan, count: candidates.count)
         var error: UnsafeMutablePointer<CChar>?
-        var prompt = prompt
-        let status = prompt.withUTF8 { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { chars in
-                (embedding ?? []).withUnsafeBufferPointer { vector in
-                    qualities.withUnsafeMutableBufferPointer { out in
-                        var cPrompt = rp_prompt(
-                            text: chars.baseAddress, text_len: chars.count, embedding: embedding == nil ? nil : vector.baseAddress,
-                            embedding_dim: embedding?.count ?? 0)
-                        return scoreModels(handle, &cPrompt, 1, out.baseAddress, &error)
-                    }
-                }
-            }
+        let status = Self.withCPrompt(prompt, embedding: embedding) { cPrompt in
+            qualities.withUnsafeMutableBufferPointer { scoreModels(handle, cPrompt, 1, $0.baseAddress, &error) }
         }
         try checkResult(status, error: error)
         if let bad = qualities.first(where: { !$0.isFinite }) {
@@ -314,24 +304,54 @@ public final class PluginInstance: @unchecked Sendable {
         return value
     }
 
+    /// `draws` draws of one prompt's predictions from the router's posterior: per draw, P(strong wins)
+    /// and each candidate's quality. Only for a plugin that ``PluginLibrary/samplesPosterior``.
+    public func samples(_ prompt: String, embedding: [Float]? = nil, draws: Int, seed: UInt64) throws(PluginScoreError) -> [(
+        score: Double, qualities: [Double]
+    )] {
+        guard let sample = library.vtable.sample else {
+            throw PluginScoreError("plugin '\(library.name)' draws nothing from a posterior (ABI revision 5's sample)")
+        }
+        try check(embeddings: embedding.map { [$0] }, count: 1)
+        let width = 1 + candidates.count
+        var values = [Double](repeating: .nan, count: draws * width)
+        var error: UnsafeMutablePointer<CChar>?
+        let status = Self.withCPrompt(prompt, embedding: embedding) { cPrompt in
+            values.withUnsafeMutableBufferPointer { sample(handle, cPrompt, draws, seed, $0.baseAddress, &error) }
+        }
+        try checkResult(status, error: error)
+        if let bad = values.first(where: { !$0.isFinite }) {
+            throw PluginScoreError("plugin '\(library.name)' drew \(bad); draws must be finite")
+        }
+        return (0..<draws).map { draw in
+            let row = values[draw * width..<(draw + 1) * width]
+            return (min(1, max(0, row.first!)), Array(row.dropFirst()))
+        }
+    }
+
     /// Calls `function` (`score` or `familiarity`) on one prompt for its one double.
     private func callOne(_ function: PluginVTable.Score, _ prompt: String, embedding: [Float]?) throws(PluginScoreError) -> Double {
         try check(embeddings: embedding.map { [$0] }, count: 1)
         var value = Double.nan
         var error: UnsafeMutablePointer<CChar>?
+        let status = Self.withCPrompt(prompt, embedding: embedding) { function(handle, $0, 1, &value, &error) }
+        try checkResult(status, error: error)
+        return value
+    }
+
+    /// Calls `body` with one prompt as the C ABI passes it, valid for the call only.
+    private static func withCPrompt(_ prompt: String, embedding: [Float]?, _ body: (UnsafePointer<rp_prompt>) -> Int32) -> Int32 {
         var prompt = prompt
-        let status = prompt.withUTF8 { bytes in
+        return prompt.withUTF8 { bytes in
             bytes.withMemoryRebound(to: CChar.self) { chars in
                 (embedding ?? []).withUnsafeBufferPointer { vector in
                     var cPrompt = rp_prompt(
                         text: chars.baseAddress, text_len: chars.count, embedding: embedding == nil ? nil : vector.baseAddress,
                         embedding_dim: embedding?.count ?? 0)
-                    return function(handle, &cPrompt, 1, &value, &error)
+                    return body(&cPrompt)
                 }
             }
         }
-        try checkResult(status, error: error)
-        return value
     }
 
     private func checkResult(_ status: Int32, error: UnsafeMutablePointer<CChar>?) throws(PluginScoreError) {

@@ -96,6 +96,7 @@ public final class PluginLibrary: Sendable {
             table.forget = nil
         }
         if Int(table.struct_size) < PluginVTable.revision4Size { table.familiarity = nil }
+        if Int(table.struct_size) < PluginVTable.revision5Size { table.sample = nil }
         guard let vtable = PluginVTable(table) else {
             throw fail("plugin vtable lacks \(PluginVTable.missing(in: table).joined(separator: ", "))")
         }
@@ -115,6 +116,9 @@ public final class PluginLibrary: Sendable {
 
     /// Whether the plugin says how familiar a prompt is to a router (ABI revision 4's `familiarity`).
     public var judgesFamiliarity: Bool { vtable.familiarity != nil }
+
+    /// Whether the plugin draws predictions from its router's posterior (ABI revision 5's `sample`).
+    public var samplesPosterior: Bool { vtable.sample != nil }
 
     /// Takes ownership of a string the plugin returned.
     func takeString(_ string: UnsafeMutablePointer<CChar>?) -> String? {
@@ -144,6 +148,11 @@ struct PluginVTable: Sendable {
     typealias Describe = @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutablePointer<CChar>?
     typealias Destroy = @convention(c) (UnsafeMutableRawPointer?) -> Void
     typealias FreeString = @convention(c) (UnsafeMutablePointer<CChar>?) -> Void
+    typealias Sample =
+        @convention(c) (
+            UnsafeMutableRawPointer?, UnsafePointer<rp_prompt>?, Int, UInt64, UnsafeMutablePointer<Double>?,
+            UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+        ) -> Int32
 
     let create: Create
     let score: Score
@@ -158,6 +167,8 @@ struct PluginVTable: Sendable {
     let forget: Forget?
     /// Revision 4, optional: how familiar each prompt is to the router.
     let familiarity: Score?
+    /// Revision 5, optional: draws from the router's posterior.
+    let sample: Sample?
 
     /// The vtable's size in ABI revision 1, the smallest the host accepts.
     static let revision1Size = MemoryLayout<rp_plugin>.offset(of: \rp_plugin.score_models)!
@@ -166,7 +177,9 @@ struct PluginVTable: Sendable {
     /// The vtable's size with revision 3's `learn` and `forget`.
     static let revision3Size = MemoryLayout<rp_plugin>.offset(of: \rp_plugin.familiarity)!
     /// The vtable's size with revision 4's `familiarity`.
-    static let revision4Size = MemoryLayout<rp_plugin>.size
+    static let revision4Size = MemoryLayout<rp_plugin>.offset(of: \rp_plugin.sample)!
+    /// The vtable's size with revision 5's `sample`.
+    static let revision5Size = MemoryLayout<rp_plugin>.size
 
     init?(_ table: rp_plugin) {
         guard let create = table.create, let score = table.score, let destroy = table.destroy, let freeString = table.free_string,
@@ -181,6 +194,7 @@ struct PluginVTable: Sendable {
         self.learn = table.learn
         self.forget = table.forget
         self.familiarity = table.familiarity
+        self.sample = table.sample
     }
 
     /// The required entries `table` lacks.

@@ -37,7 +37,8 @@ public func exportRouterPlugin<Plugin: RouterPlugin>(
         score_models: Plugin.self is any QualityPredictingRouter.Type ? scoreModelsThunk : nil,
         learn: Plugin.self is any OnlineLearningRouter.Type ? learnThunk : nil,
         forget: Plugin.self is any OnlineLearningRouter.Type ? forgetThunk : nil,
-        familiarity: Plugin.self is any FamiliarityJudgingRouter.Type ? familiarityThunk : nil)
+        familiarity: Plugin.self is any FamiliarityJudgingRouter.Type ? familiarityThunk : nil,
+        sample: Plugin.self is any PosteriorSamplingRouter.Type ? sampleThunk : nil)
     withUnsafeBytes(of: &table) { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: written) }
     return RP_OK
 }
@@ -179,6 +180,32 @@ private let familiarityThunk:
                 let prompt = Prompt(utf8: text, embedding: raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) })
                 familiarity[index] = try plugin.familiarity(prompt)
             }
+            return RP_OK
+        } catch let caught {
+            error?.pointee = errorString(caught)
+            return RP_ERROR
+        }
+    }
+
+private let sampleThunk:
+    @convention(c) (
+        UnsafeMutableRawPointer?, UnsafePointer<rp_prompt>?, Int, UInt64, UnsafeMutablePointer<Double>?,
+        UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    ) -> Int32 = { instance, prompt, draws, seed, samples, error in
+        guard let instance, let prompt, let samples else { return RP_ERROR }
+        let box = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue()
+        guard let plugin = box.plugin as? any PosteriorSamplingRouter else { return RP_ERROR }
+        let raw = prompt.pointee
+        let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.text)?.assumingMemoryBound(to: UInt8.self), count: raw.text_len)
+        do {
+            let values = try plugin.samples(
+                Prompt(utf8: text, embedding: raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) }), draws: draws,
+                seed: seed)
+            let width = 1 + box.candidateCount
+            guard values.count == draws * width else {
+                throw PluginError("the plugin drew \(values.count) values for \(draws) draws of \(width)")
+            }
+            for (index, value) in values.enumerated() { samples[index] = value }
             return RP_OK
         } catch let caught {
             error?.pointee = errorString(caught)

@@ -63,6 +63,15 @@ public protocol FamiliarityJudgingRouter: RouterPlugin {
     func familiarity(_ prompt: Prompt) throws -> Double
 }
 
+/// A plugin that draws a prompt's predictions from its router's posterior (ABI revision 5), so the
+/// host can explore by Thompson sampling.
+public protocol PosteriorSamplingRouter: RouterPlugin {
+    /// `draws` samples, each P(strong model wins) followed by every candidate's quality (on the
+    /// scale of ``QualityPredictingRouter/qualities(_:)``, or {P, 1 − P} without it): `draws ×
+    /// (1 + candidates)` values. The same `seed` gives the same draws. Called concurrently.
+    func samples(_ prompt: Prompt, draws: Int, seed: UInt64) throws -> [Double]
+}
+
 /// One reported outcome, as ``OnlineLearningRouter/learn(_:)`` receives it (copied: it outlives the call).
 public struct LearnedOutcome: Sendable, Hashable {
     public enum Value: Sendable, Hashable {

@@ -554,7 +554,9 @@ public struct ShadowStats: Codable, Sendable, Hashable {
 
 /// A router's exploration in `stats`.
 public struct ExplorationStats: Codable, Sendable, Hashable {
-    /// Its configured ε: the most of its traffic that explores.
+    /// "epsilon_greedy" or "thompson".
+    public var strategy: String
+    /// The most of its traffic that explores: ε-greedy's ε, or Thompson sampling's `max_share`.
     public var epsilon: Double
     /// Decisions of the router (a session's later turns, which keep its model, among them), and those that explored.
     public var drawn: UInt64
@@ -565,7 +567,8 @@ public struct ExplorationStats: Codable, Sendable, Hashable {
     public var extraCost: Double
     public var extraCostPerDecision: Double
 
-    public init(epsilon: Double, drawn: UInt64, explored: UInt64, extraCost: Double) {
+    public init(strategy: String = "epsilon_greedy", epsilon: Double, drawn: UInt64, explored: UInt64, extraCost: Double) {
+        self.strategy = strategy
         self.epsilon = epsilon
         self.drawn = drawn
         self.explored = explored
@@ -575,7 +578,7 @@ public struct ExplorationStats: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case epsilon, drawn, explored, share
+        case strategy, epsilon, drawn, explored, share
         case extraCost = "extra_cost"
         case extraCostPerDecision = "extra_cost_per_decision"
     }

@@ -24,6 +24,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     // Immutable after init; the mapping lives until deinit.
 
     public enum DType: String, Sendable {
+        case f64 = "F64"
         case f32 = "F32"
         case f16 = "F16"
         case bf16 = "BF16"
@@ -34,7 +35,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
             switch self {
             case .f32, .i32: return 4
             case .f16, .bf16: return 2
-            case .i64: return 8
+            case .i64, .f64: return 8
             }
         }
     }
@@ -161,9 +162,23 @@ public final class SafeTensorsFile: @unchecked Sendable {
             return (0..<count).map {
                 Float(bitPattern: UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) << 16)
             }
+        case .f64:
+            return try doubles(name).map(Float.init)
         case .i64, .i32:
             throw SafeTensorsError(file: path, message: "tensor '\(name)' is \(info.dtype.rawValue), not a floating-point tensor")
         }
+    }
+
+    /// A tensor as Float64, exactly for F64 (sums a learner keeps across restarts), widened from the
+    /// other floating-point types; checked to have `shape`.
+    public func doubles(_ name: String, shape expected: [Int]? = nil) throws(SafeTensorsError) -> [Double] {
+        guard let info = tensors[name] else { throw SafeTensorsError(file: path, message: "missing tensor '\(name)'") }
+        if let expected, info.shape != expected {
+            throw SafeTensorsError(file: path, message: "tensor '\(name)' has shape \(info.shape), expected \(expected)")
+        }
+        guard info.dtype == .f64 else { return try floats(name).map(Double.init) }
+        let base = UnsafeRawPointer(mapping) + dataOffset + info.range.lowerBound
+        return (0..<info.count).map { Double(bitPattern: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self))) }
     }
 
     private static func integers(_ values: [Any]) -> [Int]? {

@@ -1,6 +1,7 @@
 import Foundation
 
-/// Writes Float32 (or, to halve a file, Float16) tensors and string metadata as a safetensors file.
+/// Writes Float32 (or, to halve a file, Float16; or, for sums kept exactly, Float64) tensors and
+/// string metadata as a safetensors file.
 ///
 /// The header lists tensors in name order, so the same tensors always give
 /// the same bytes, and is padded with spaces to a multiple of 8 bytes so the
@@ -14,12 +15,24 @@ public enum SafeTensorsWriter {
         /// Stored as Float16 when true (values round to the nearest half).
         public var half: Bool
 
+        /// Stored as Float64 instead of `values` when set.
+        public var doubles: [Double]?
+
         public init(name: String, shape: [Int], values: [Float], half: Bool = false) {
             self.name = name
             self.shape = shape
             self.values = values
             self.half = half
         }
+
+        public init(name: String, shape: [Int], doubles: [Double]) {
+            self.init(name: name, shape: shape, values: [])
+            self.doubles = doubles
+        }
+
+        var count: Int { doubles?.count ?? values.count }
+        var dtype: String { doubles != nil ? "F64" : half ? "F16" : "F32" }
+        var bytesPerValue: Int { doubles != nil ? 8 : half ? 2 : 4 }
     }
 
     /// Syncs the folder holding `path`, so a rename or unlink there lasts a crash.
@@ -44,12 +57,11 @@ public enum SafeTensorsWriter {
         var offset = 0
         let sorted = tensors.sorted { $0.name < $1.name }
         for tensor in sorted {
-            guard tensor.shape.reduce(1, *) == tensor.values.count else {
-                throw fail("tensor '\(tensor.name)' has \(tensor.values.count) values for shape \(tensor.shape)")
+            guard tensor.shape.reduce(1, *) == tensor.count else {
+                throw fail("tensor '\(tensor.name)' has \(tensor.count) values for shape \(tensor.shape)")
             }
-            let length = tensor.values.count * (tensor.half ? 2 : 4)
-            header[tensor.name] =
-                ["dtype": tensor.half ? "F16" : "F32", "shape": tensor.shape, "data_offsets": [offset, offset + length]] as [String: Any]
+            let length = tensor.count * tensor.bytesPerValue
+            header[tensor.name] = ["dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + length]] as [String: Any]
             offset += length
         }
         guard var headerBytes = try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]) else {
@@ -63,7 +75,9 @@ public enum SafeTensorsWriter {
         // Each tensor converted in one pass and appended in one copy: a learning router rewrites
         // megabytes of state at every publish, and a per-value append costs more than the disk.
         for tensor in sorted {
-            if tensor.half {
+            if let doubles = tensor.doubles {
+                doubles.map { $0.bitPattern.littleEndian }.withUnsafeBytes { data.append(contentsOf: $0) }
+            } else if tensor.half {
                 tensor.values.map { Float16($0).bitPattern.littleEndian }.withUnsafeBytes { data.append(contentsOf: $0) }
             } else {
                 tensor.values.map { $0.bitPattern.littleEndian }.withUnsafeBytes { data.append(contentsOf: $0) }

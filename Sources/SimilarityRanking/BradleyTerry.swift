@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import StableHash
 
 /// Bradley–Terry strengths from weighted wins, by Newton's method on the
 /// penalised log-likelihood.
@@ -24,29 +25,7 @@ public enum BradleyTerry {
         var gradient = [Double](repeating: 0, count: models)
         var curvature = [Double](repeating: 0, count: models * models)
         for _ in 0..<iterations {
-            // Gradient and the negated Hessian (positive definite thanks to the prior).
-            for i in 0..<models {
-                let s = sigmoid(theta[i])
-                gradient[i] = prior * (0.5 - s)
-                curvature[i * models + i] = prior * s * (1 - s)
-            }
-            for i in 0..<models {
-                for j in (i + 1)..<models {
-                    let games = wins[i * models + j] + wins[j * models + i]
-                    curvature[i * models + j] = 0
-                    curvature[j * models + i] = 0
-                    guard games > 0 else { continue }
-                    let p = sigmoid(theta[i] - theta[j])
-                    let excess = wins[i * models + j] - games * p
-                    gradient[i] += excess
-                    gradient[j] -= excess
-                    let weight = games * p * (1 - p)
-                    curvature[i * models + i] += weight
-                    curvature[j * models + j] += weight
-                    curvature[i * models + j] = -weight
-                    curvature[j * models + i] = -weight
-                }
-            }
+            derivatives(theta, wins: wins, models: models, prior: prior, gradient: &gradient, curvature: &curvature)
             guard var step = solve(curvature, gradient, models: models) else { break }
             // Halve the step until the likelihood does not fall.
             var candidate = theta
@@ -66,6 +45,57 @@ public enum BradleyTerry {
             if step.reduce(0, { max($0, abs($1)) }) < tolerance { break }
         }
         return theta
+    }
+
+    /// The penalised log-likelihood's gradient and negated Hessian at θ (positive definite thanks to the prior).
+    static func derivatives(_ theta: [Double], wins: [Double], models: Int, prior: Double, gradient: inout [Double], curvature: inout [Double]) {
+        for i in 0..<models {
+            let s = sigmoid(theta[i])
+            gradient[i] = prior * (0.5 - s)
+            curvature[i * models + i] = prior * s * (1 - s)
+        }
+        for i in 0..<models {
+            for j in (i + 1)..<models {
+                let games = wins[i * models + j] + wins[j * models + i]
+                curvature[i * models + j] = 0
+                curvature[j * models + i] = 0
+                guard games > 0 else { continue }
+                let p = sigmoid(theta[i] - theta[j])
+                let excess = wins[i * models + j] - games * p
+                gradient[i] += excess
+                gradient[j] -= excess
+                let weight = games * p * (1 - p)
+                curvature[i * models + i] += weight
+                curvature[j * models + j] += weight
+                curvature[i * models + j] = -weight
+                curvature[j * models + i] = -weight
+            }
+        }
+    }
+
+    /// `count` draws of θ from the Laplace approximation of the posterior at the fit `theta`:
+    /// N(θ, (scale · H)⁻¹), H the negated Hessian there. `scale` turns weighted wins into
+    /// evidence (an effective sample size per unit of weight); nil if H is not positive definite.
+    public static func posteriorDraws(
+        _ theta: [Double], wins: [Double], models: Int, prior: Double, scale: Double, count: Int, generator: inout SplitMix64
+    ) -> [[Double]]? {
+        var gradient = [Double](repeating: 0, count: models)
+        var precision = [Double](repeating: 0, count: models * models)
+        derivatives(theta, wins: wins, models: models, prior: prior, gradient: &gradient, curvature: &precision)
+        for index in precision.indices { precision[index] *= scale }
+        var order = Int32(models)
+        var info: Int32 = 0
+        var lower = CChar(UInt8(ascii: "L"))
+        dpotrf_(&lower, &order, &precision, &order, &info)
+        guard info == 0 else { return nil }
+        // With H = L Lᵀ, x solving Lᵀ x = z for z ~ N(0, I) has covariance H⁻¹. Column-major: one column per draw.
+        var noise = (0..<models * count).map { _ in Double(generator.gaussian()) }
+        var columns = Int32(count)
+        var transpose = CChar(UInt8(ascii: "T"))
+        var nonUnit = CChar(UInt8(ascii: "N"))
+        dtrtrs_(&lower, &transpose, &nonUnit, &order, &columns, precision, &order, &noise, &order, &info)
+        guard info == 0 else { return nil }
+        return (0..<count).map { draw in (0..<models).map { theta[$0] + noise[draw * models + $0] } }
     }
 
     /// P(a beats b) from log-strengths.

@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import StableHash
 
 /// RouteLLM's similarity-weighted ranking for one prompt.
 ///
@@ -34,6 +35,26 @@ public struct SimilarityRanker: Sendable {
 
     /// Log-strengths of every model of the index, weighted by similarity to the prompt.
     public func ratings(embedding: UnsafeBufferPointer<Float>, excluding: Int? = nil) -> [Double] {
+        let weighted = weightedWins(embedding: embedding, excluding: excluding)
+        return BradleyTerry.fit(wins: weighted.wins, models: index.models.count, prior: weighted.prior)
+    }
+
+    /// The fitted log-strengths and `count` draws of them from the fit's posterior (its Laplace
+    /// approximation, the weighted wins counted at their effective sample size, Kish's (Σw)² / Σw²,
+    /// so a few similar prompts weigh as the few they are); the fit alone when the curvature is singular.
+    public func ratingDraws(embedding: UnsafeBufferPointer<Float>, count: Int, seed: UInt64) -> (fit: [Double], draws: [[Double]]) {
+        let weighted = weightedWins(embedding: embedding, excluding: nil)
+        let models = index.models.count
+        let fit = BradleyTerry.fit(wins: weighted.wins, models: models, prior: weighted.prior)
+        var generator = SplitMix64(seed: seed)
+        let draws = BradleyTerry.posteriorDraws(
+            fit, wins: weighted.wins, models: models, prior: weighted.prior, scale: weighted.evidencePerWeight, count: count, generator: &generator)
+        return (fit, draws ?? Array(repeating: fit, count: count))
+    }
+
+    /// The prompt's similarity-weighted wins between every two models, the fit's prior in the same
+    /// units, and the evidence one unit of weight carries (Kish's effective sample size per unit).
+    private func weightedWins(embedding: UnsafeBufferPointer<Float>, excluding: Int?) -> (wins: [Double], prior: Double, evidencePerWeight: Double) {
         precondition(embedding.count == index.dimension)
         let promptCount = index.promptCount
         let similarity = index.similarities(to: embedding)
@@ -53,6 +74,7 @@ public struct SimilarityRanker: Sendable {
         let models = index.models.count
         var wins = [Double](repeating: 0, count: models * models)
         var totalWeight = 0.0
+        var squaredWeight = 0.0
         var battleWeight = 0.0
         for prompt in 0..<promptCount where prompt != excluding && similarity[prompt] >= cut {
             let range = index.promptStart[prompt]..<index.promptStart[prompt + 1]
@@ -64,11 +86,12 @@ public struct SimilarityRanker: Sendable {
                 let amount = weight * Double(win.weight)
                 wins[win.winner * models + win.loser] += amount
                 totalWeight += amount
+                squaredWeight += amount * weight
                 battleWeight += Double(win.weight)
             }
         }
         let meanWeight = battleWeight > 0 ? totalWeight / battleWeight : 1
-        return BradleyTerry.fit(wins: wins, models: models, prior: settings.prior * meanWeight)
+        return (wins, settings.prior * meanWeight, squaredWeight > 0 ? totalWeight / squaredWeight : 1)
     }
 
     /// The k-th largest value (k ≥ 1) of `values`, by quickselect; reorders `values`.

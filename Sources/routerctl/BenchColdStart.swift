@@ -23,7 +23,9 @@ struct BenchColdStart: AsyncParsableCommand {
         "../shared/data/train/mmlu-pro.quality.jsonl"
     @Option(help: "The model catalogue with prices.") var prices: String = "etc/routerd/models.yaml"
     @Option(help: "The router's λ (quality − λ × USD) while it replays.") var lambda: Double = 17
-    @Option(help: "The router's exploration ε while it replays.") var epsilon: Double = 0.2
+    @Option(help: "The router's exploration ε while it replays (with --thompson, the most of the traffic that follows a posterior draw).")
+    var epsilon: Double = 0.2
+    @Flag(help: "Explore by Thompson sampling from the router's posterior instead of ε-greedy.") var thompson = false
     @Flag(name: .customLong("full-information"), help: "Report every model's outcome on each prompt (the comparison), instead of the chosen one's.")
     var fullInformation = false
     @Option(name: .customLong("max-prompts"), help: "Replay at most this many prompts (a quick run).") var maxPrompts: Int?
@@ -45,6 +47,7 @@ struct BenchColdStart: AsyncParsableCommand {
             routerd: siblingExecutable("routerd"))
         replay.lambda = lambda
         replay.epsilon = epsilon
+        replay.thompson = thompson
         replay.fullInformation = fullInformation
         replay.maxPrompts = maxPrompts
         replay.checkpoints = checkpoints.split(separator: ",").compactMap { Double($0) }

@@ -8,7 +8,7 @@ import TrainingRows
 struct BenchLearning: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-learning",
-        abstract: "Replay outcomes through a routerd it starts, and report APGR on an untouched split as sw_ranking learns online.",
+        abstract: "Replay outcomes through a routerd it starts, and report APGR on an untouched split as a router learns online.",
         discussion: """
             Tune nothing on the reported figures: the split is the same stable prompt hash every evaluation uses, \
             and the test share is only scored. Needs the built plugins (run from the package root) and the encoder model.
@@ -34,9 +34,22 @@ struct BenchLearning: AsyncParsableCommand {
     @Option(
         name: .customLong("one-sided"),
         help:
-            "Report one model's quality per prompt, as a service sees it: 'random' (a coin flip per prompt), 'routed' (the learning router's choice) or 'explore' (its route decision, exploring with ε 0.2). Default: both models'."
+            "Report one model's quality per prompt, as a service sees it: 'random' (a coin flip per prompt), 'routed' (the learning router's choice), 'explore' (its route decision, exploring with ε 0.2) or 'thompson' (its route decision, exploring by Thompson sampling). Default: both models'."
     )
     var oneSided: LearningReplay.OneSided?
+    @Option(
+        help:
+            "Learn with the classifier over these quality weights (trained elsewhere: its prior) instead of sw_ranking from seed prompts; --as-strong and --as-weak name the router's models."
+    )
+    var classifier: String?
+    @Option(name: .customLong("as-strong"), help: "With --classifier: the weights' model that --strong's outcomes are reported as.") var asStrong:
+        String?
+    @Option(name: .customLong("as-weak"), help: "With --classifier: the weights' model that --weak's outcomes are reported as.") var asWeak: String?
+    @Option(help: "The learning router's own parameters, a YAML flow mapping, e.g. '{sharpness: 10, prior: 1}'.") var params: String?
+    @Option(
+        name: .customLong("holdout-band"),
+        help: "Choose settings without the test share: replay split positions from HIGH and score those in [LOW, HIGH), e.g. 0.3,0.45.")
+    var holdoutBand: String?
 
     func run() async throws {
         var replay = LearningReplay(
@@ -56,6 +69,20 @@ struct BenchLearning: AsyncParsableCommand {
         replay.plugins = plugins
         replay.cache = cache
         replay.oneSided = oneSided
+        replay.params = params
+        if let classifier {
+            replay.learner = .classifier(weights: classifier, strong: asStrong ?? strong, weak: asWeak ?? weak)
+        } else if asStrong != nil || asWeak != nil {
+            throw ValidationError("--as-strong and --as-weak name a classifier's models: give --classifier too")
+        }
+        if let holdoutBand {
+            let bounds = holdoutBand.split(separator: ",").compactMap { Double($0) }
+            guard bounds.count == 2, bounds[0] >= testShare, bounds[1] > bounds[0], bounds[1] < 1 else {
+                throw ValidationError("--holdout-band takes LOW,HIGH above the test share (\(testShare)), e.g. 0.3,0.45")
+            }
+            replay.band = (bounds[0], bounds[1])
+            replay.replayFrom = bounds[1]
+        }
         let outcome: LearningReplay.Outcome
         do {
             // Written at once, so a run into a file shows each checkpoint as it happens.
@@ -68,10 +95,16 @@ struct BenchLearning: AsyncParsableCommand {
         let sent = outcome.outcomesSent
         print("")
         print(String(format: "online after the whole replay  APGR %.4f", online))
-        print(
-            String(
-                format: "offline index, same rows       APGR %.4f   (online − offline %+.4f; offline training took %.1f s)", outcome.offlineAPGR,
-                online - outcome.offlineAPGR, outcome.offlineTrainingSeconds))
+        if classifier == nil {
+            print(
+                String(
+                    format: "offline index, same rows       APGR %.4f   (online − offline %+.4f; offline training took %.1f s)", outcome.offlineAPGR,
+                    online - outcome.offlineAPGR, outcome.offlineTrainingSeconds))
+        } else {
+            print(
+                String(
+                    format: "frozen weights (the start)     APGR %.4f   (online − frozen %+.4f)", outcome.offlineAPGR, online - outcome.offlineAPGR))
+        }
         print(
             String(
                 format: "feedback throughput            %.0f outcomes/s over %d connections (acknowledged, fdatasync'd)", outcome.outcomesPerSecond,
@@ -92,6 +125,17 @@ struct BenchLearning: AsyncParsableCommand {
             String(
                 format: "learned state                  %d bytes for %d outcomes (%.0f bytes per outcome)", outcome.learnedStateBytes, sent,
                 Double(outcome.learnedStateBytes) / Double(max(1, sent))))
+        let (learning, frozen) = outcome.routeMicroseconds
+        if let p50 = Quantile.nearestRank(learning, 0.5), let p99 = Quantile.nearestRank(learning, 0.99),
+            let frozen50 = Quantile.nearestRank(frozen, 0.5),
+            let frozen99 = Quantile.nearestRank(frozen, 0.99)
+        {
+            print(
+                String(
+                    format:
+                        "route, embeddings cached       p50 %.0f µs, p99 %.0f µs learning; p50 %.0f µs, p99 %.0f µs %@ (×%.2f at p50, %d decisions each)",
+                    p50, p99, frozen50, frozen99, classifier == nil ? "offline index" : "frozen", p50 / frozen50, learning.count))
+        }
         if let csv {
             try createParentDirectory(of: csv)
             let rows = outcome.checkpoints
@@ -102,7 +146,7 @@ struct BenchLearning: AsyncParsableCommand {
                 + "offline,\(sent / 2),\(outcome.offlineAPGR),,\n"
             try Data(text.utf8).write(to: URL(fileURLWithPath: csv))
             let plot = LearningPlot.svg(
-                title: "sw_ranking learning online: \(strong) vs \(weak)",
+                title: "\(classifier == nil ? "sw_ranking" : "classifier") learning online: \(strong) vs \(weak)",
                 subtitle: "APGR on \(outcome.testPrompts) held-out prompts (share \(testShare)) after each share of \(sent) replayed outcomes",
                 points: rows.map { ($0.events, $0.apgr) }, offline: outcome.offlineAPGR)
             try Data(plot.utf8).write(to: URL(fileURLWithPath: (csv as NSString).deletingPathExtension + ".svg"))

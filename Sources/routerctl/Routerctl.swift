@@ -329,7 +329,8 @@ struct Stats: AsyncParsableCommand {
                     lines.append(
                         "\(name) explored \(exploration.explored) of \(exploration.drawn) decisions ("
                             + String(
-                                format: "%.1f%%, ε %g, extra cost $%.6f per decision)", exploration.share * 100, exploration.epsilon,
+                                format: "%.1f%%, %@ %g, extra cost $%.6f per decision)", exploration.share * 100,
+                                exploration.strategy == "thompson" ? "Thompson sampling, max share" : "ε", exploration.epsilon,
                                 exploration.extraCostPerDecision))
                 }
                 if let novelty = router.novelty {

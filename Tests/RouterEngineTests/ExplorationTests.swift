@@ -73,10 +73,89 @@ import Testing
     @Test func badExploreSettingsAreRejected() throws {
         for (explore, message) in [
             ("{epsilon: 0.9}", "explore.epsilon"), ("{max_extra_cost: 1}", "explore needs epsilon"), ("{epsilon: 0.1, rate: 2}", "rate"),
+            ("{strategy: greedy}", "explore.strategy"), ("{strategy: thompson, epsilon: 0.1}", "bound is max_share"),
+            ("{strategy: thompson, draws: 3}", "explore.draws"), ("{strategy: thompson, max_share: 0}", "explore.max_share"),
+            ("{epsilon: 0.1, max_share: 0.2}", "explore.max_share is for strategy thompson"),
+            // The random plugin has no posterior to draw from.
+            ("{strategy: thompson}", "Thompson sampling needs a plugin that draws from its posterior"),
         ] {
             let directory = try TemporaryDirectory()
             let error = #expect(throws: (any Error).self) { try PolicyTests.engine(routers: Self.router(explore: explore), in: directory) }
             #expect("\(error.map { "\($0)" } ?? "")".contains(message), "\(explore): \(String(describing: error))")
+        }
+    }
+}
+
+/// Thompson sampling (issue 24), in-process on the real sw_ranking plugin starting cold: each
+/// decision follows one posterior draw, and the propensity it logs is the share of draws that
+/// choose its model, so logged propensities match how often each model is really chosen.
+@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel)) struct ThompsonSamplingTests {
+    static func engine(explore: String, in directory: TemporaryDirectory) throws -> Engine {
+        let routers = """
+              cold:
+                plugin: sw_ranking
+                policy: {lambda: 2}
+                candidates: [cheap, middle, dear]
+                encoder: minilm
+                explore: \(explore)
+            """
+        let config = try directory.write(
+            "routerd.yaml",
+            TestConfig.yaml(
+                socket: directory.path + "/unused.sock", routers: routers, encoders: EncoderFixture.encoders(), models: TestConfig.catalogue))
+        return try Engine(configFile: config, executableDirectory: Package.binDirectory, logger: PolicyTests.logger)
+    }
+
+    @Test func loggedPropensitiesMatchHowOftenEachModelIsChosen() throws {
+        let engine = try Self.engine(explore: "{strategy: thompson, seed: 4}", in: try TemporaryDirectory())
+        var chosen: [String: Int] = [:]
+        var propensities: [String: Double] = [:]
+        let decisions = 1500
+        for _ in 0..<decisions {
+            let decision = try engine.route(router: "cold", prompt: "Prove that there are infinitely many primes.", on: engine.current)
+            let propensity = try #require(decision.propensity)
+            #expect(propensity > 0 && propensity <= 1)
+            chosen[decision.model, default: 0] += 1
+            propensities[decision.model, default: 0] += propensity
+        }
+        // Cold, the posterior is the prior alone: wide enough that every model wins some draws.
+        #expect(chosen.count == 3, "\(chosen)")
+        for (model, count) in chosen {
+            let frequency = Double(count) / Double(decisions)
+            let logged = propensities[model]! / Double(count)
+            // Within 0.04: binomial noise (±0.025 at 2 standard errors) plus the Monte Carlo estimate's
+            // own bias, at most 1/draws since the draw followed is one of those counted.
+            #expect(abs(frequency - logged) < 0.04, "\(model): chosen \(frequency) of the time, logged propensity \(logged) on average")
+        }
+    }
+
+    @Test func aShareBoundAndACostBoundHold() throws {
+        let prompts = (0..<600).map { "Question \($0): what is \($0) times \($0 + 3)?" }
+        for bound in ["", ", max_extra_cost: 0"] {
+            let engine = try Self.engine(explore: "{strategy: thompson, max_share: 0.3, seed: 8\(bound)}", in: try TemporaryDirectory())
+            let router = try #require(engine.current.routers["cold"])
+            var explored = 0
+            for prompt in prompts {
+                let decision = try engine.route(router: "cold", prompt: prompt, on: engine.current)
+                // The greedy choice: the same router, for evaluation (no exploration). Cold, it is the cheapest.
+                let policy = try engine.route(router, prompt: prompt, forEvaluation: true, on: engine.current)
+                #expect(policy.model == "cheap")
+                if decision.explored == true {
+                    explored += 1
+                    #expect(decision.propensity! <= 0.3 + 1e-12, "an explored choice is only ever a draw's: at most the share")
+                } else {
+                    #expect(decision.model == policy.model && decision.propensity! >= 0.7 - 1e-12)
+                }
+            }
+            let share = Double(explored) / Double(prompts.count)
+            let stats = try #require(engine.statsSnapshot(on: engine.current).routers["cold"])
+            #expect(stats.drawn == UInt64(prompts.count) && stats.explored == UInt64(explored))
+            if bound.isEmpty {
+                #expect(share > 0.1 && share <= 0.3 + 0.05, "explored \(share) with max_share 0.3")
+                #expect(stats.exploreExtraCost > 0)
+            } else {
+                #expect(explored == 0 && stats.exploreExtraCost == 0, "nothing is cheaper than the greedy choice to explore")
+            }
         }
     }
 }

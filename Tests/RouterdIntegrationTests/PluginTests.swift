@@ -207,6 +207,40 @@ import Testing
         #expect(daemon.process.isRunning)
     }
 
+    /// ABI revision 5 (issue 24): a router explores by Thompson sampling on its plugin's posterior
+    /// draws, each decision logging the share of draws that chose its model; an older plugin is refused.
+    @Test func thompsonSamplingFollowsThePluginsDrawsAndLogsTheirShare() throws {
+        let directory = try TemporaryDirectory()
+        // Half of every 10 draws say strong (P 0.9), half weak; the policy's own choice is weak (score 0.25).
+        let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DSAMPLE"])
+        let router = Self.constantRouter() + "\n    explore: {strategy: thompson, draws: 10, seed: 5}"
+        let daemon = try Daemon(
+            directory: directory, config: { TestConfig.yaml(socket: $0, routers: router, searchPaths: [Package.root + "/plugins", plugins]) })
+        let connection = try daemon.connect()
+        var strong = 0
+        for index in 0..<200 {
+            let decision = try connection.request(#"{"op":"route","router":"constant","prompt":"prompt \#(index)"}"#).result
+            #expect(decision["propensity"] as? Double == 0.5, "five of ten draws chose each model: \(decision)")
+            let big = decision["model"] as? String == "big"
+            #expect(decision["explored"] as? Bool == big, "leaving the policy's weak choice is exploring")
+            if big { strong += 1 }
+        }
+        #expect((70...130).contains(strong), "the decision follows its first draw, strong half the time: \(strong) of 200")
+        let stats = try connection.request(#"{"op":"stats"}"#).result
+        let exploration = try #require(((stats["routers"] as? [String: Any])?["constant"] as? [String: Any])?["exploration"] as? [String: Any])
+        #expect(exploration["strategy"] as? String == "thompson" && exploration["explored"] as? Int == strong, "\(exploration)")
+
+        // Built against revision 4's table, with a bad pointer where `sample` would be: refused, never called.
+        let older = try TemporaryDirectory()
+        let olderPlugins = try Self.buildConstantPlugin(in: older, flags: ["-DREVISION4"])
+        let config = try older.write(
+            "routerd.yaml",
+            TestConfig.yaml(socket: older.path + "/unused.sock", routers: router, searchPaths: [Package.root + "/plugins", olderPlugins]))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", config])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("Thompson sampling needs a plugin that draws from its posterior"), "\(check.stderr)")
+    }
+
     @Test func aPluginWithAnotherABIVersionIsRejectedWithAPreciseError() throws {
         let directory = try TemporaryDirectory()
         let plugins = try Self.buildConstantPlugin(in: directory, flags: ["-DPLUGIN_ABI_VERSION=999"])

@@ -55,8 +55,8 @@ struct QualityRouterTests {
         """
     }
 
-    @Test func aQualityModelTrainedHereRoutesEachKindOfPromptToItsModel() throws {
-        let directory = try TemporaryDirectory()
+    /// Trains quality weights on ``qualityFile(in:)`` with `routerctl train quality`.
+    static func trainWeights(in directory: TemporaryDirectory) throws -> (file: String, weights: String) {
         let file = try Self.qualityFile(in: directory)
         let weights = directory.path + "/quality.safetensors"
         let train = try runCommand(
@@ -67,6 +67,12 @@ struct QualityRouterTests {
             ])
         #expect(train.status == 0, "\(train.stdout)\(train.stderr)")
         #expect(train.stdout.contains("32 prompts (test share 0.0 left out), 3 models, 96 qualities, 0 battles"), "\(train.stdout)")
+        return (file, weights)
+    }
+
+    @Test func aQualityModelTrainedHereRoutesEachKindOfPromptToItsModel() throws {
+        let directory = try TemporaryDirectory()
+        let (file, weights) = try Self.trainWeights(in: directory)
         let catalogue = try directory.write("models.yaml", Self.catalogue)
         let daemon = try Daemon(
             directory: directory,
@@ -116,5 +122,86 @@ struct QualityRouterTests {
         let png = try Data(contentsOf: URL(fileURLWithPath: directory.path + "/out/quality.cost.png"))
         #expect(png.prefix(8) == Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
         #expect(png.count > 10_000)
+    }
+
+    static func quality(_ decision: [String: Any]) -> [String: Double] {
+        Dictionary(
+            uniqueKeysWithValues: (decision["candidates"] as? [[String: Any]] ?? []).map {
+                ($0["model"] as? String ?? "", $0["quality"] as? Double ?? .nan)
+            })
+    }
+
+    /// Issue 24: the classifier's quality router learns from one model's result per prompt, as a
+    /// service reports it, keeps what it learned across a restart, falls back to its weights when
+    /// the state is damaged, and a router of the same weights explores by Thompson sampling.
+    @Test func aQualityRouterLearnsFromOneSidedOutcomesAndExploresByThompsonSampling() throws {
+        let directory = try TemporaryDirectory()
+        let (_, weights) = try Self.trainWeights(in: directory)
+        let catalogue = try directory.write("models.yaml", Self.catalogue)
+        let feedback = directory.path + "/feedback"
+        // Priors of 10 outcomes: 16 outcomes must move the fit here (the default, 100, was chosen on thousands).
+        let routers =
+            Self.router(weights: weights) + "\n      prior: 10\n      difficulty_prior: 10\n"
+            + Self.router(weights: weights).replacingOccurrences(of: "  many:", with: "  thompson:")
+            + "\n    learn: false\n    explore: {strategy: thompson, max_share: 0.5, seed: 2}"
+        let config = { (socket: String) in
+            TestConfig.yaml(
+                socket: socket, routers: routers, encoders: EncoderFixture.encoders(), models: "models: \(catalogue)",
+                extra: "feedback:\n  directory: \(feedback)\n  learning: {publish_every: 8, publish_interval_ms: 100}")
+        }
+        var daemon: Daemon? = try Daemon(directory: directory, config: config)
+        var connection = try daemon!.connect()
+        let probe = #"{"op":"route","router":"many","prompt":"Solve 5x - 3 = 12 for x."}"#
+        let before = try connection.request(probe).result
+        #expect(before["model"] as? String == "mathy", "\(before)")
+
+        // mathy's provider changed and now gets maths wrong, and chatty, tried on the others, gets
+        // them right; the service sees only the model it called.
+        for (index, prompt) in Self.maths.enumerated() {
+            let decision = try connection.request(#"{"op":"route","router":"many","prompt":"\#(prompt)"}"#).result
+            let id = try #require(decision["decision_id"] as? String)
+            let (model, quality) = index % 2 == 0 ? ("mathy", 0) : ("chatty", 1)
+            let reply = try connection.request(#"{"op":"feedback","decision_id":"\#(id)","model":"\#(model)","quality":\#(quality)}"#)
+            #expect(reply.ok, "\(reply)")
+        }
+        let folded = try eventually(within: 30) { (try OnlineLearningTests.status(connection, router: "many")["events"] as? Int) == Self.maths.count }
+        #expect(folded, "\(String(describing: try? OnlineLearningTests.status(connection, router: "many")))")
+        let status = try OnlineLearningTests.status(connection, router: "many")
+        let learned = try #require(status["learned"] as? [String: Any])
+        #expect(learned["learned_outcomes"] as? Int == Self.maths.count && learned["learned_events"] as? Int == Self.maths.count, "\(learned)")
+        #expect((learned["learned_bytes"] as? Int ?? .max) <= (learned["learned_bytes_limit"] as? Int ?? 0))
+        let stateFile = feedback + "/learned/many/learned.safetensors"
+        let mode = try #require(try FileManager.default.attributesOfItem(atPath: stateFile)[.posixPermissions] as? Int)
+        #expect(mode == 0o600, "mode \(String(mode, radix: 8))")
+
+        let after = try connection.request(probe).result
+        let (was, now) = (Self.quality(before), Self.quality(after))
+        #expect(now["mathy"]! < was["mathy"]! - 0.3, "mathy failed every maths prompt it was given: \(was) → \(now)")
+        #expect(now["chatty"]! > was["chatty"]! + 0.3, "chatty got right every maths prompt it was given: \(was) → \(now)")
+        #expect(after["model"] as? String != "mathy", "an unseen maths prompt no longer goes to mathy: \(after)")
+        // The same weights, frozen, still believe in mathy.
+        let frozen = try connection.request(probe.replacingOccurrences(of: #""router":"many""#, with: #""router":"thompson""#)).result
+        #expect(abs(Self.quality(frozen)["mathy"]! - was["mathy"]!) < 1e-9)
+        // Thompson sampling logs every decision's propensity.
+        for prompt in Self.writing.prefix(10) {
+            let decision = try connection.request(#"{"op":"route","router":"thompson","prompt":"\#(prompt)"}"#).result
+            let propensity = try #require(decision["propensity"] as? Double)
+            #expect(propensity > 0 && propensity <= 1 && decision["explored"] is Bool, "\(decision)")
+        }
+
+        // A restart starts from the learned state.
+        daemon!.stop()
+        daemon = try Daemon(directory: directory, config: config)
+        connection = try daemon!.connect()
+        #expect(abs(Self.quality(try connection.request(probe).result)["mathy"]! - now["mathy"]!) < 1e-9)
+
+        // A damaged state: set aside, the weights alone decide, and the router keeps serving.
+        daemon!.stop()
+        try Data("not a safetensors file".utf8).write(to: URL(fileURLWithPath: stateFile))
+        daemon = try Daemon(directory: directory, config: config)
+        connection = try daemon!.connect()
+        let fresh = try connection.request(probe).result
+        #expect(abs(Self.quality(fresh)["mathy"]! - was["mathy"]!) < 1e-9 && fresh["model"] as? String == "mathy", "\(fresh)")
+        #expect(FileManager.default.fileExists(atPath: stateFile + ".unusable"))
     }
 }

@@ -93,6 +93,17 @@ import Testing
         #expect(file.tensors["h"]?.range.count == 6)
     }
 
+    @Test func doubleTensorsAreWrittenAsF64AndReadBackExactly() throws {
+        let path = NSTemporaryDirectory() + "st-\(UUID().uuidString).safetensors"
+        defer { unlink(path) }
+        let values = [1.0 / 3, -1e-300, 123_456_789.123_456_789, 0.1]
+        try SafeTensorsWriter.write([.init(name: "d", shape: [2, 2], doubles: values)], metadata: [:], to: path)
+        let file = try SafeTensorsFile(path: path)
+        #expect(file.tensors["d"]?.dtype == .f64 && file.tensors["d"]?.range.count == 32)
+        #expect(try file.doubles("d", shape: [2, 2]) == values)
+        #expect(try file.floats("d") == values.map(Float.init), "read as Float32, narrowed")
+    }
+
     @Test func aShapeThatDoesNotMatchIsRefused() {
         #expect(throws: SafeTensorsError.self) {
             try SafeTensorsWriter.write([.init(name: "a", shape: [3], values: [1])], metadata: [:], to: NSTemporaryDirectory() + "never.safetensors")

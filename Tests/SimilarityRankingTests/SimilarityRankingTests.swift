@@ -374,3 +374,45 @@ import Testing
         #expect(after > 0.25, "after learning near them, novel prompts are familiar: median \(after)")
     }
 }
+
+/// The Laplace approximation Thompson sampling draws from (issue 24).
+@Suite struct PosteriorDrawTests {
+    static func moments(_ draws: [[Double]], _ model: Int) -> (mean: Double, sd: Double) {
+        let mean = draws.reduce(0) { $0 + $1[model] } / Double(draws.count)
+        let variance = draws.reduce(0) { $0 + ($1[model] - mean) * ($1[model] - mean) } / Double(draws.count)
+        return (mean, variance.squareRoot())
+    }
+
+    @Test func drawsCentreOnTheFitAndNarrowAsWinsGrow() throws {
+        func draws(_ games: Double) -> (fit: [Double], draws: [[Double]]) {
+            // a beats b three games in four.
+            let wins = [0, 0.75 * games, 0.25 * games, 0]
+            let fit = BradleyTerry.fit(wins: wins, models: 2, prior: 1)
+            var generator = SplitMix64(seed: 3)
+            return (fit, BradleyTerry.posteriorDraws(fit, wins: wins, models: 2, prior: 1, scale: 1, count: 4000, generator: &generator)!)
+        }
+        let few = draws(4)
+        let many = draws(400)
+        // Each θ alone is pinned only by the prior's one virtual game (sd ≈ 2), so 4,000 draws' mean is within ±0.13 at 4 standard errors.
+        for model in 0..<2 {
+            #expect(abs(Self.moments(many.draws, model).mean - many.fit[model]) < 0.13, "model \(model)")
+        }
+        let difference = { (draws: [[Double]]) in draws.map { [$0[0] - $0[1]] } }
+        #expect(abs(Self.moments(difference(many.draws), 0).mean - (many.fit[0] - many.fit[1])) < 0.01, "what the games decide, tightly")
+        let narrow = Self.moments(difference(many.draws), 0).sd
+        let wide = Self.moments(difference(few.draws), 0).sd
+        #expect(narrow < wide / 4, "100 times the games: θa − θb's spread falls from \(wide) to \(narrow)")
+        // Near the Fisher information's: var(θa − θb) ≈ 1 / (n p (1 − p)) for n games at p ≈ ¾.
+        #expect(abs(narrow - (1 / (400 * 0.75 * 0.25)).squareRoot()) < 0.02, "\(narrow)")
+    }
+
+    @Test func theSameSeedGivesTheSameDraws() {
+        let wins: [Double] = [0, 3, 1, 0]
+        let fit = BradleyTerry.fit(wins: wins, models: 2, prior: 1)
+        var first = SplitMix64(seed: 9)
+        var second = SplitMix64(seed: 9)
+        #expect(
+            BradleyTerry.posteriorDraws(fit, wins: wins, models: 2, prior: 1, scale: 1, count: 5, generator: &first)
+                == BradleyTerry.posteriorDraws(fit, wins: wins, models: 2, prior: 1, scale: 1, count: 5, generator: &second))
+    }
+}

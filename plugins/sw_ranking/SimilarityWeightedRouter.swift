@@ -19,9 +19,12 @@ import Synchronization
 ///
 /// It judges familiarity (ABI revision 4) by ``Familiarity``: a prompt's k-th nearest similarity
 /// among the indexed and learned prompts, as a percentile of the index's own.
-final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRouter, FamiliarityJudgingRouter {
+///
+/// It draws from its posterior (ABI revision 5) for Thompson sampling: the Laplace approximation
+/// of each prompt's Bradley–Terry fit.
+final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRouter, FamiliarityJudgingRouter, PosteriorSamplingRouter {
     static let name = "sw_ranking"
-    static let version = "1.4.0"
+    static let version = "1.5.0"
 
     /// What scoring reads, swapped whole when something is learned or forgotten.
     private struct Published: Sendable {
@@ -33,7 +36,7 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
     private let settings: RankingSettings
     private let published: Mutex<Published>
     /// Where the learned state is kept; nil when the host offers no learning.
-    private let learnedFile: String?
+    private let learnedFile: LearnedStateFile?
     private let host: HostServices
     private var ranker: SimilarityRanker { published.withLock { $0.ranker } }
     private let strong: Int
@@ -91,18 +94,10 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
         self.index = index
         self.settings = settings
         host = context.host
-        learnedFile = context.stateDirectory.map { $0 + "/learned.safetensors" }
-        var learned = LearnedRanking(models: index.models, dimension: index.dimension)
-        if let learnedFile, FileManager.default.fileExists(atPath: learnedFile) {
-            do {
-                learned = try LearnedRanking(file: try SafeTensorsFile(path: learnedFile), models: index.models, dimension: index.dimension)
-            } catch {
-                // Learned for another encoder, or damaged: keep it aside and start anew rather than refuse the router.
-                let aside = learnedFile + ".unusable"
-                rename(learnedFile, aside)
-                context.host.log(.warning, "cannot use the learned state (\(error)); moved it to \(aside) and start learning anew")
-            }
-        }
+        learnedFile = LearnedStateFile(stateDirectory: context.stateDirectory)
+        var learned =
+            learnedFile?.load(host: context.host) { try LearnedRanking(file: $0, models: index.models, dimension: index.dimension) }
+            ?? LearnedRanking(models: index.models, dimension: index.dimension)
         // A state learned under a larger bound keeps its newest prompts.
         let dropped = learned.keep(within: maxLearnedBytes)
         if dropped > 0 { context.host.log(.info, "forgot the \(dropped) oldest learned prompts to fit max_learned_bytes") }
@@ -121,8 +116,25 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
 
     func qualities(_ prompt: Prompt) throws -> [Double] {
         let ranker = ranker
-        let embedding = try Self.embedding(of: prompt, for: ranker)
-        let strengths = ranker.ratings(embedding: embedding)
+        return qualities(strengths: ranker.ratings(embedding: try Self.embedding(of: prompt, for: ranker)), in: ranker)
+    }
+
+    /// Draws from the Bradley–Terry fit's posterior (``SimilarityRanker/ratingDraws(embedding:count:seed:)``),
+    /// each as P(strong wins) and the candidates' qualities.
+    func samples(_ prompt: Prompt, draws: Int, seed: UInt64) throws -> [Double] {
+        let ranker = ranker
+        let (_, strengths) = ranker.ratingDraws(embedding: try Self.embedding(of: prompt, for: ranker), count: draws, seed: seed)
+        var values: [Double] = []
+        values.reserveCapacity(draws * (1 + candidates.count))
+        for draw in strengths {
+            values.append(BradleyTerry.winProbability(draw, strong, weak))
+            values += qualities(strengths: draw, in: ranker)
+        }
+        return values
+    }
+
+    /// The candidates' qualities given every model's log-strength.
+    private func qualities(strengths: [Double], in ranker: SimilarityRanker) -> [Double] {
         switch qualityMeaning {
         case .probability:
             // Each candidate's odds against par, the local difficulty (0 before anything is learned: the fit's reference).
@@ -175,20 +187,12 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
         let dropped = learned.keep(within: maxLearnedBytes)
         if dropped > 0 { host.log(.info, "forgot the \(dropped) oldest learned prompts to stay within max_learned_bytes") }
         let next = Published(ranker: try Self.ranker(index, learned, settings), learned: learned)
-        try FileManager.default.createDirectory(
-            atPath: (learnedFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
-        try learned.write(to: learnedFile)
+        try learnedFile.save { try learned.write(to: $0) }
         published.withLock { $0 = next }
     }
 
     func forget() throws {
-        if let learnedFile {
-            if unlink(learnedFile) != 0, errno != ENOENT {
-                throw PluginError("cannot remove \(learnedFile): \(String(cString: strerror(errno)))")
-            }
-            // The removal must last a crash, or the forgotten state comes back at the next start.
-            SafeTensorsWriter.syncFolder(of: learnedFile)
-        }
+        try learnedFile?.remove()
         let empty = LearnedRanking(models: index.models, dimension: index.dimension)
         published.withLock { $0 = Published(ranker: SimilarityRanker(index: index, settings: settings), learned: empty) }
     }

@@ -29,6 +29,9 @@
  *   4. Familiarity: a plugin may say how familiar each prompt is to the router,
  *      given what it was trained on and has learned (rp_plugin.familiarity),
  *      so the host can flag novel prompts and route them by a rule.
+ *   5. Posterior draws: a plugin may draw a prompt's predictions from what the
+ *      router believes, uncertainty included (rp_plugin.sample), so the host
+ *      can explore by Thompson sampling and log each choice's propensity.
  *
  * Threading: `score` may be called concurrently from several threads on the
  * same instance. `create` and `destroy` are never called concurrently with
@@ -52,7 +55,7 @@ extern "C" {
 #define RP_ABI_VERSION 1u
 
 /* The latest appendix this header describes (see "Revisions" above). */
-#define RP_ABI_REVISION 4u
+#define RP_ABI_REVISION 5u
 
 /* The symbol every plugin exports. */
 #define RP_ENTRY_SYMBOL "routerd_plugin_entry"
@@ -207,6 +210,20 @@ typedef struct rp_plugin {
      * `score`. Returns RP_OK, or RP_ERROR with *error set. */
     int (*familiarity)(void *instance, const rp_prompt *prompts, size_t count, double *familiarity,
                        char **error);
+
+    /* Revision 5; optional (NULL: the plugin knows no posterior, and a router
+     * of it cannot explore by Thompson sampling). Draws `draws` samples of one
+     * prompt's predictions from the router's posterior: for draw d, writes
+     * samples[d * (1 + candidate_count)] = P(strong model wins) under that
+     * draw, then the candidates' qualities on the scale of `score_models` (or,
+     * without it, {P, 1 - P}). The mean of many draws should be near what
+     * `score` and `score_models` return, and their spread shrinks as evidence
+     * near the prompt grows. The same `seed` gives the same draws. Called on the
+     * request's path for routers configured with `explore: {strategy:
+     * thompson}`; may be called concurrently, like `score`. Returns RP_OK, or
+     * RP_ERROR with *error set. */
+    int (*sample)(void *instance, const rp_prompt *prompt, size_t draws, uint64_t seed, double *samples,
+                  char **error);
 } rp_plugin;
 
 /* The entry point's type. The host passes its own ABI version and

@@ -165,6 +165,23 @@ static int familiarity(void *instance, const rp_prompt *prompts, size_t count, d
 }
 #endif
 
+#ifdef SAMPLE
+/* Revision 5: a posterior torn between the two models: draw d says strong (P 0.9) when d + seed
+ * is even, weak (P 0.1) when odd, so exactly half of an even number of draws choose each. */
+static int sample(void *instance, const rp_prompt *prompt, size_t draws, uint64_t seed, double *out, char **error) {
+    (void)prompt;
+    (void)error;
+    size_t width = 1 + ((constant_router *)instance)->candidate_count;
+    for (size_t d = 0; d < draws; d++) {
+        double p = (d + seed) % 2 == 0 ? 0.9 : 0.1;
+        out[d * width] = p;
+        out[d * width + 1] = p;
+        out[d * width + 2] = 1 - p;
+    }
+    return RP_OK;
+}
+#endif
+
 static char *describe(void *instance) {
 #ifdef DESCRIBE_TEXT
     /* A test builds a plugin whose description breaks the contract. */
@@ -188,6 +205,11 @@ int routerd_plugin_entry(uint32_t host_abi_version, rp_plugin *out, size_t out_s
     out->struct_size = offsetof(rp_plugin, score_models);
     /* Past struct_size: a host that read it anyway would call a bad pointer. */
     out->score_models = (int (*)(void *, const rp_prompt *, size_t, double *, char **))(uintptr_t)1;
+#elif defined(REVISION4)
+    if (out_size < offsetof(rp_plugin, sample)) return RP_ERROR;
+    out->struct_size = offsetof(rp_plugin, sample);
+    /* Past struct_size: a host that read it anyway would call a bad pointer. */
+    out->sample = (int (*)(void *, const rp_prompt *, size_t, uint64_t, double *, char **))(uintptr_t)1;
 #elif defined(REVISION3)
     if (out_size < offsetof(rp_plugin, familiarity)) return RP_ERROR;
     out->struct_size = offsetof(rp_plugin, familiarity);
@@ -202,6 +224,9 @@ int routerd_plugin_entry(uint32_t host_abi_version, rp_plugin *out, size_t out_s
 #endif
 #ifdef FAMILIARITY
     out->familiarity = familiarity;
+#endif
+#ifdef SAMPLE
+    out->sample = sample;
 #endif
     out->abi_version = PLUGIN_ABI_VERSION;
     out->name = "constant";
