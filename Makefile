@@ -117,13 +117,18 @@ eval-many: build
 
 ## bench-learning: sw_ranking learning online from feedback replayed through a real routerd: APGR on an
 ## untouched prompt split as outcomes arrive, against an index trained offline on the same rows, with the
-## feedback throughput and publish latency (docs/RESULTS.md, "Learning from feedback")
+## feedback throughput and publish latency; then the shipped classifier learning from one outcome per prompt
+## on MMLU-Pro, against its frozen weights (docs/RESULTS.md, "Learning from feedback")
 bench-learning: build
 	$(RELEASE_BIN)/routerctl bench-learning --quality $(DATA)/train/mmlu-pro.quality.jsonl \
 		--strong gpt-4o-2024-05-13 --weak Mixtral-8x7B-Instruct-v0.1 --csv docs/results/learning/mmlu-pro.csv
 	$(RELEASE_BIN)/routerctl bench-learning --scores $(DATA)/train/arena-bench-v1.scores.jsonl \
 		--questions $(DATA)/train/arena-bench-v1.questions.jsonl --scale 10 \
 		--strong gpt-4-1106-preview --weak Mixtral-8x7B-Instruct-v0.1 --csv docs/results/learning/arena-bench-v1.csv
+	$(RELEASE_BIN)/routerctl bench-learning --quality $(DATA)/train/mmlu-pro.quality.jsonl \
+		--strong gpt-4o-2024-05-13 --weak Mixtral-8x7B-Instruct-v0.1 --classifier weights/classifier-minilm.safetensors \
+		--as-strong gpt-4-1106-preview --as-weak mistralai/Mixtral-8x7B-Instruct-v0.1 --one-sided explore \
+		--checkpoints 0,0.05,0.2,0.5,1 --csv docs/results/learning/classifier-mmlu-pro.csv
 
 ## bench-offpolicy: how often routerctl eval --offpolicy's 95% intervals cover each router's true value, over
 ## ε-greedy logs replayed on held-out MMLU-Pro prompts whose every outcome is known (docs/RESULTS.md, "Off-policy evaluation")

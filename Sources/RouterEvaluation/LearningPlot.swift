@@ -1,9 +1,12 @@
 import Foundation
 
 /// Draws APGR on a held-out split against the number of outcomes learned from, as an SVG, on a
-/// log axis (most of the change comes early), with the offline index's APGR and random's 0.5.
+/// log axis (most of the change comes early), with a reference's APGR (the offline index, or the
+/// frozen weights the router started from, as `reference` names it) and random's 0.5.
 public enum LearningPlot {
-    public static func svg(title: String, subtitle: String, points: [(outcomes: Int, apgr: Double)], offline: Double) -> String {
+    public static func svg(
+        title: String, subtitle: String, points: [(outcomes: Int, apgr: Double)], offline: Double, reference: String = "offline, same rows"
+    ) -> String {
         guard let most = points.map(\.outcomes).max() else { return "" }
         let (width, height) = (760.0, 420.0)
         let (left, right, top, bottom) = (70.0, 200.0, 52.0, 50.0)
@@ -36,7 +39,7 @@ public enum LearningPlot {
         svg += "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(height - 12))\" text-anchor=\"middle\">outcomes learned online (log scale)</text>\n"
         svg += "<text transform=\"translate(18 \(f(top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">APGR, held-out prompts</text>\n"
         let legend: [(String, String, String)] = [
-            ("online", "#1c7ed6", ""), (String(format: "offline, same rows (%.3f)", offline), "#2b8a3e", "6 4"), ("random (0.5)", "#868e96", "2 3"),
+            ("online", "#1c7ed6", ""), (reference + String(format: " (%.3f)", offline), "#2b8a3e", "6 4"), ("random (0.5)", "#868e96", "2 3"),
         ]
         for (value, color, dash) in [(offline, "#2b8a3e", "6 4"), (0.5, "#868e96", "2 3")] {
             svg +=

@@ -143,12 +143,13 @@ struct BenchLearning: AsyncParsableCommand {
                 "outcomes,prompts,apgr,last_publish_ms,learned_prompts\n"
                 + rows.map { "\($0.events),\($0.prompts),\($0.apgr),\($0.lastPublishMilliseconds.map { "\($0)" } ?? ""),\($0.learnedPrompts)" }
                 .joined(separator: "\n") + "\n"
-                + "offline,\(sent / 2),\(outcome.offlineAPGR),,\n"
+                + "\(classifier == nil ? "offline" : "frozen"),\(oneSided == nil ? sent / 2 : sent),\(outcome.offlineAPGR),,\n"
             try Data(text.utf8).write(to: URL(fileURLWithPath: csv))
             let plot = LearningPlot.svg(
                 title: "\(classifier == nil ? "sw_ranking" : "classifier") learning online: \(strong) vs \(weak)",
                 subtitle: "APGR on \(outcome.testPrompts) held-out prompts (share \(testShare)) after each share of \(sent) replayed outcomes",
-                points: rows.map { ($0.events, $0.apgr) }, offline: outcome.offlineAPGR)
+                points: rows.map { ($0.events, $0.apgr) }, offline: outcome.offlineAPGR,
+                reference: classifier == nil ? "offline, same rows" : "frozen weights")
             try Data(plot.utf8).write(to: URL(fileURLWithPath: (csv as NSString).deletingPathExtension + ".svg"))
         }
     }
