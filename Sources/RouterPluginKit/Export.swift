@@ -118,11 +118,7 @@ private let scoreThunk:
     ) -> Int32 = { instance, prompts, count, scores, error in
         guard let instance, let scores, count == 0 || prompts != nil else { return RP_ERROR }
         let plugin = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue().plugin
-        func prompt(_ index: Int) -> Prompt {
-            let raw = prompts![index]
-            let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.text)?.assumingMemoryBound(to: UInt8.self), count: raw.text_len)
-            return Prompt(utf8: text, embedding: raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) })
-        }
+        func prompt(_ index: Int) -> Prompt { Prompt(prompts![index]) }
         do {
             if count == 1 {
                 // A decision: the single-prompt path, with no array to build.
@@ -149,10 +145,7 @@ private let scoreModelsThunk:
         let width = box.candidateCount
         do {
             for index in 0..<count {
-                let raw = prompts![index]
-                let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.text)?.assumingMemoryBound(to: UInt8.self), count: raw.text_len)
-                let prompt = Prompt(utf8: text, embedding: raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) })
-                let values = try plugin.qualities(prompt)
+                let values = try plugin.qualities(Prompt(prompts![index]))
                 guard values.count == width else {
                     throw PluginError("the plugin predicted \(values.count) qualities for \(width) candidates")
                 }
@@ -175,10 +168,7 @@ private let familiarityThunk:
         }
         do {
             for index in 0..<count {
-                let raw = prompts![index]
-                let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.text)?.assumingMemoryBound(to: UInt8.self), count: raw.text_len)
-                let prompt = Prompt(utf8: text, embedding: raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) })
-                familiarity[index] = try plugin.familiarity(prompt)
+                familiarity[index] = try plugin.familiarity(Prompt(prompts![index]))
             }
             return RP_OK
         } catch let caught {
@@ -195,12 +185,8 @@ private let sampleThunk:
         guard let instance, let prompt, let samples else { return RP_ERROR }
         let box = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue()
         guard let plugin = box.plugin as? any PosteriorSamplingRouter else { return RP_ERROR }
-        let raw = prompt.pointee
-        let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.text)?.assumingMemoryBound(to: UInt8.self), count: raw.text_len)
         do {
-            let values = try plugin.samples(
-                Prompt(utf8: text, embedding: raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) }), draws: draws,
-                seed: seed)
+            let values = try plugin.samples(Prompt(prompt.pointee), draws: draws, seed: seed)
             let width = 1 + box.candidateCount
             guard values.count == draws * width else {
                 throw PluginError("the plugin drew \(values.count) values for \(draws) draws of \(width)")
@@ -222,11 +208,11 @@ private let learnThunk:
         }
         let learned = (0..<count).map { index in
             let raw = outcomes![index]
-            let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.prompt.text)?.assumingMemoryBound(to: UInt8.self), count: raw.prompt.text_len)
-            let embedding = raw.prompt.embedding.map { Array(UnsafeBufferPointer(start: $0, count: raw.prompt.embedding_dim)) }
+            let prompt = Prompt(raw.prompt)
             let value: LearnedOutcome.Value =
                 raw.kind == RP_OUTCOME_PAIRWISE ? .pairwise(against: raw.against, score: raw.value) : .pointwise(raw.value)
-            return LearnedOutcome(prompt: String(decoding: text, as: UTF8.self), embedding: embedding, model: raw.model, value: value)
+            // Copied: the outcome outlives the call.
+            return LearnedOutcome(prompt: prompt.text, embedding: prompt.embedding.map(Array.init), model: raw.model, value: value)
         }
         do {
             try plugin.learn(learned)
@@ -259,4 +245,12 @@ private let describeThunk: @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMu
 private let destroyThunk: @convention(c) (UnsafeMutableRawPointer?) -> Void = { instance in
     guard let instance else { return }
     Unmanaged<InstanceBox>.fromOpaque(instance).release()
+}
+
+extension Prompt {
+    /// A prompt as the host passed it across the ABI: views of its text and embedding, valid for the call.
+    init(_ raw: rp_prompt) {
+        let text = UnsafeBufferPointer(start: UnsafeRawPointer(raw.text)?.assumingMemoryBound(to: UInt8.self), count: raw.text_len)
+        self.init(utf8: text, embedding: raw.embedding.map { UnsafeBufferPointer(start: $0, count: raw.embedding_dim) })
+    }
 }
