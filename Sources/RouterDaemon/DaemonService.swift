@@ -49,12 +49,11 @@ public final class DaemonService: Service, Sendable {
             .serverChannelOption(.backlog, value: 1024)
             // A client may send its requests, shut down its sending side and still read every reply.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .serverChannelInitializer { channel in
+            .serverChannelInitializer { [logger] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Out of descriptors (EMFILE), accept fails while the connection stays queued, so
-                    // the socket stays readable: without a back-off the event loop would retry at full
-                    // speed. This pauses accepting briefly instead; queued clients wait, they are not lost.
-                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false))
+                    // Out of descriptors, accept fails while the connection stays queued: pause
+                    // accepting instead of retrying at full speed.
+                    try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(pause: .milliseconds(100), logger: logger))
                     try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                 }
             }
