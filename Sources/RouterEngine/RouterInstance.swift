@@ -155,7 +155,8 @@ public final class RouterInstance: Sendable {
             let services = HostServices(logger: instanceLogger, embed: embed, count: { event in stats.recordEvent(router: router, event: event) })
             plugin = try PluginInstance(
                 library: library, name: config.name, paramsJSON: paramsJSON, strongModel: config.strongModel, weakModel: config.weakModel,
-                candidates: config.candidates, embeddingDimension: encoder?.dimension ?? 0, stateDirectory: stateDirectory, services: services)
+                candidates: config.candidates, embeddingDimension: encoder?.dimension ?? 0, stateDirectory: stateDirectory,
+                candidateCosts: Self.nominalCosts(config.candidates, catalogue: catalogue), services: services)
         }
         if let threshold = config.threshold {
             self.threshold = threshold
@@ -171,6 +172,12 @@ public final class RouterInstance: Sendable {
         } else {
             threshold = nil
         }
+    }
+
+    /// Each candidate's nominal cost, or nil unless the catalogue prices every one.
+    private static func nominalCosts(_ candidates: [String], catalogue: ModelCatalogue) -> [Double]? {
+        let costs = candidates.compactMap { catalogue.model(named: $0)?.nominalCost }
+        return costs.count == candidates.count ? costs : nil
     }
 
     /// The candidates with their prices and ranks.

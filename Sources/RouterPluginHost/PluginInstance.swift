@@ -56,8 +56,9 @@ public final class PluginInstance: @unchecked Sendable {
     /// candidates they are `[strongModel, weakModel]`.
     public init(
         library: PluginLibrary, name: String, paramsJSON: String, strongModel: String, weakModel: String, candidates: [String],
-        embeddingDimension: Int, stateDirectory: String? = nil, services: HostServices
+        embeddingDimension: Int, stateDirectory: String? = nil, candidateCosts: [Double]? = nil, services: HostServices
     ) throws(PluginLoadError) {
+        precondition(candidateCosts == nil || candidateCosts?.count == candidates.count)
         let host = HostTable(services)
         var handle: UnsafeMutableRawPointer?
         var error: UnsafeMutablePointer<CChar>?
@@ -70,11 +71,14 @@ public final class PluginInstance: @unchecked Sendable {
         }
         let candidatePointers = cStrings.dropFirst(4).map { UnsafePointer($0) as UnsafePointer<CChar>? }
         let status = candidatePointers.withUnsafeBufferPointer { candidateList in
-            var info = rp_instance_info(
-                struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: cStrings[1], params_json: cStrings[0],
-                params_json_len: strlen(cStrings[0]), strong_model: cStrings[2], weak_model: cStrings[3], embedding_dim: embeddingDimension,
-                candidates: candidateList.baseAddress, candidate_count: candidates.count, state_dir: cStateDirectory)
-            return library.vtable.create(host.table, &info, &handle, &error)
+            (candidateCosts ?? []).withUnsafeBufferPointer { costs in
+                var info = rp_instance_info(
+                    struct_size: UInt32(MemoryLayout<rp_instance_info>.size), name: cStrings[1], params_json: cStrings[0],
+                    params_json_len: strlen(cStrings[0]), strong_model: cStrings[2], weak_model: cStrings[3], embedding_dim: embeddingDimension,
+                    candidates: candidateList.baseAddress, candidate_count: candidates.count, state_dir: cStateDirectory,
+                    candidate_costs: candidateCosts == nil ? nil : costs.baseAddress)
+                return library.vtable.create(host.table, &info, &handle, &error)
+            }
         }
         let message = library.takeString(error)
         guard status == RP_OK, let handle else {

@@ -99,9 +99,13 @@ private let createThunk:
             var context = PluginContext(
                 name: String(cString: details.name), params: params, strongModel: strongModel, weakModel: weakModel, candidates: candidates,
                 embeddingDimension: details.embedding_dim, host: HostServices(table: host))
-            // A host of revision 2 or older offers no state folder.
-            if details.struct_size >= MemoryLayout<rp_instance_info>.size, let folder = details.state_dir {
+            // A host of revision 2 or older offers no state folder, and one of revision 5 or older no prices.
+            let revision3InfoSize = MemoryLayout<rp_instance_info>.offset(of: \rp_instance_info.candidate_costs)!
+            if details.struct_size >= revision3InfoSize, let folder = details.state_dir {
                 context.stateDirectory = String(cString: folder)
+            }
+            if details.struct_size >= MemoryLayout<rp_instance_info>.size, let costs = details.candidate_costs {
+                context.candidateCosts = Array(UnsafeBufferPointer(start: costs, count: candidates.count))
             }
             let plugin = try factory(context)
             instance.pointee = Unmanaged.passRetained(InstanceBox(plugin, candidateCount: context.candidates.count)).toOpaque()

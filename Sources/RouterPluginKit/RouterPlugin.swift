@@ -131,6 +131,9 @@ public struct PluginContext: Sendable {
     /// Where the instance keeps what it learns online (an existing folder), or nil when the host
     /// offers no learning (ABI revision 3).
     public var stateDirectory: String? = nil
+    /// Each candidate's nominal cost in USD, in the order of ``candidates``, or nil when the config
+    /// prices not every candidate or the host predates ABI revision 6.
+    public var candidateCosts: [Double]? = nil
 
     /// The encoder's dimension, for plugins that need embeddings; throws the operator's fix when the router has none.
     public func requireEncoder(plugin: String) throws -> Int {

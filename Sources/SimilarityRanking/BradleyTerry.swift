@@ -18,21 +18,25 @@ public enum BradleyTerry {
     /// way). `prior` is the weight of one virtual tied game each model plays
     /// against a reference of strength 1 (θ = 0): it keeps models with no
     /// losses (or no games) finite and pulls sparse evidence toward the middle.
-    public static func fit(wins: [Double], models: Int, prior: Double, iterations: Int = 50, tolerance: Double = 1e-10) -> [Double] {
-        precondition(wins.count == models * models && prior > 0)
-        var theta = [Double](repeating: 0, count: models)
-        var likelihood = logLikelihood(theta, wins: wins, models: models, prior: prior)
+    /// `centres`, one per model, move each model's reference to θ = cᵢ: the
+    /// strength it is believed to have before any game (all 0 when nil).
+    public static func fit(
+        wins: [Double], models: Int, prior: Double, centres: [Double]? = nil, iterations: Int = 50, tolerance: Double = 1e-10
+    ) -> [Double] {
+        precondition(wins.count == models * models && prior > 0 && (centres?.count ?? models) == models)
+        var theta = centres ?? [Double](repeating: 0, count: models)
+        var likelihood = logLikelihood(theta, wins: wins, models: models, prior: prior, centres: centres)
         var gradient = [Double](repeating: 0, count: models)
         var curvature = [Double](repeating: 0, count: models * models)
         for _ in 0..<iterations {
-            derivatives(theta, wins: wins, models: models, prior: prior, gradient: &gradient, curvature: &curvature)
+            derivatives(theta, wins: wins, models: models, prior: prior, centres: centres, gradient: &gradient, curvature: &curvature)
             guard var step = solve(curvature, gradient, models: models) else { break }
             // Halve the step until the likelihood does not fall.
             var candidate = theta
             var accepted = false
             for _ in 0..<30 {
                 for i in 0..<models { candidate[i] = theta[i] + step[i] }
-                let value = logLikelihood(candidate, wins: wins, models: models, prior: prior)
+                let value = logLikelihood(candidate, wins: wins, models: models, prior: prior, centres: centres)
                 if value >= likelihood {
                     likelihood = value
                     accepted = true
@@ -48,9 +52,11 @@ public enum BradleyTerry {
     }
 
     /// The penalised log-likelihood's gradient and negated Hessian at θ (positive definite thanks to the prior).
-    static func derivatives(_ theta: [Double], wins: [Double], models: Int, prior: Double, gradient: inout [Double], curvature: inout [Double]) {
+    static func derivatives(
+        _ theta: [Double], wins: [Double], models: Int, prior: Double, centres: [Double]?, gradient: inout [Double], curvature: inout [Double]
+    ) {
         for i in 0..<models {
-            let s = sigmoid(theta[i])
+            let s = sigmoid(theta[i] - (centres?[i] ?? 0))
             gradient[i] = prior * (0.5 - s)
             curvature[i * models + i] = prior * s * (1 - s)
         }
@@ -77,11 +83,12 @@ public enum BradleyTerry {
     /// N(θ, (scale · H)⁻¹), H the negated Hessian there. `scale` turns weighted wins into
     /// evidence (an effective sample size per unit of weight); nil if H is not positive definite.
     public static func posteriorDraws(
-        _ theta: [Double], wins: [Double], models: Int, prior: Double, scale: Double, count: Int, generator: inout SplitMix64
+        _ theta: [Double], wins: [Double], models: Int, prior: Double, centres: [Double]? = nil, scale: Double, count: Int,
+        generator: inout SplitMix64
     ) -> [[Double]]? {
         var gradient = [Double](repeating: 0, count: models)
         var precision = [Double](repeating: 0, count: models * models)
-        derivatives(theta, wins: wins, models: models, prior: prior, gradient: &gradient, curvature: &precision)
+        derivatives(theta, wins: wins, models: models, prior: prior, centres: centres, gradient: &gradient, curvature: &precision)
         for index in precision.indices { precision[index] *= scale }
         var order = Int32(models)
         var info: Int32 = 0
@@ -103,10 +110,11 @@ public enum BradleyTerry {
         1 / (1 + exp(theta[b] - theta[a]))
     }
 
-    static func logLikelihood(_ theta: [Double], wins: [Double], models: Int, prior: Double) -> Double {
+    static func logLikelihood(_ theta: [Double], wins: [Double], models: Int, prior: Double, centres: [Double]?) -> Double {
         var total = 0.0
         for i in 0..<models {
-            total += prior / 2 * (logSigmoid(theta[i]) + logSigmoid(-theta[i]))
+            let offset = theta[i] - (centres?[i] ?? 0)
+            total += prior / 2 * (logSigmoid(offset) + logSigmoid(-offset))
             for j in 0..<models where j != i && wins[i * models + j] > 0 {
                 total += wins[i * models + j] * logSigmoid(theta[i] - theta[j])
             }

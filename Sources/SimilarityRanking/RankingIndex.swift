@@ -48,6 +48,30 @@ public struct RankingIndex: Sendable {
     /// Wins sorted by prompt; prompt p's are `wins[promptStart[p]..<promptStart[p + 1]]`.
     public let wins: [Win]
     public let promptStart: [Int]
+    /// What a row stands for when it is an anchor of several learned prompts (``LearnedRanking``)
+    /// whose wins were already shared out per prompt, as ``RankingSettings/WeightUnit/prompt``
+    /// weighs them: its number of prompts, their battles' summed weight, and the sum of each
+    /// prompt's 1 / battle weight (what Kish's effective sample size needs).
+    public struct PromptShare: Sendable, Hashable {
+        public var prompts: Double
+        public var battleWeight: Double
+        public var inverseBattleWeight: Double
+
+        /// A row of one prompt whose battles weigh `battleWeight` in all.
+        public init(prompt battleWeight: Double) {
+            self.init(prompts: 1, battleWeight: battleWeight, inverseBattleWeight: battleWeight > 0 ? 1 / battleWeight : 0)
+        }
+
+        public init(prompts: Double, battleWeight: Double, inverseBattleWeight: Double) {
+            self.prompts = prompts
+            self.battleWeight = battleWeight
+            self.inverseBattleWeight = inverseBattleWeight
+        }
+    }
+
+    /// Per row, when some rows are anchors whose wins are shared per prompt; nil: every row one
+    /// prompt, its wins as recorded.
+    public let promptShares: [PromptShare]?
 
     /// Builds an index; wins of the same (prompt, winner, loser) are summed.
     public init(models: [String], embeddings: [[Float]], wins: [Win]) throws(RankingIndexError) {
@@ -69,7 +93,9 @@ public struct RankingIndex: Sendable {
     }
 
     /// From parts already checked: rows L2-normalised, wins sorted by prompt (``LearnedRanking`` builds these).
-    init(models: [String], dimension: Int, embeddings: [Float], wins: [Win]) throws(RankingIndexError) {
+    init(models: [String], dimension: Int, embeddings: [Float], wins: [Win], promptShares: [PromptShare]? = nil) throws(RankingIndexError) {
+        precondition(promptShares == nil || promptShares?.count == embeddings.count / dimension)
+        self.promptShares = promptShares
         self.models = models
         self.dimension = dimension
         self.promptCount = embeddings.count / dimension
@@ -150,7 +176,7 @@ public struct RankingIndex: Sendable {
 
     /// This index with one more model, `name`, after the others, in none of its battles.
     public func adding(model name: String) throws(RankingIndexError) -> RankingIndex {
-        try RankingIndex(models: models + [name], dimension: dimension, embeddings: embeddings, wins: wins)
+        try RankingIndex(models: models + [name], dimension: dimension, embeddings: embeddings, wins: wins, promptShares: promptShares)
     }
 
     /// This index followed by `other`'s prompts and wins (over the same models, in the same order).
@@ -159,7 +185,17 @@ public struct RankingIndex: Sendable {
             throw RankingIndexError("cannot append an index over other models or another embedding dimension")
         }
         let shifted = other.wins.map { Win(prompt: $0.prompt + promptCount, winner: $0.winner, loser: $0.loser, weight: $0.weight) }
-        return try RankingIndex(models: models, dimension: dimension, embeddings: embeddings + other.embeddings, wins: wins + shifted)
+        let shares: [PromptShare]? =
+            promptShares == nil && other.promptShares == nil ? nil : rowShares + other.rowShares
+        return try RankingIndex(
+            models: models, dimension: dimension, embeddings: embeddings + other.embeddings, wins: wins + shifted, promptShares: shares)
+    }
+
+    /// Every row's ``PromptShare``: as given, or one prompt with its recorded wins.
+    public var rowShares: [PromptShare] {
+        promptShares
+            ?? (0..<promptCount).map { row in PromptShare(prompt: wins[promptStart[row]..<promptStart[row + 1]].reduce(0) { $0 + Double($1.weight) })
+            }
     }
 
     /// Writes the index, atomically, with extra metadata (encoder, training summary, quantiles).

@@ -15,14 +15,25 @@ import StableHash
 public struct SimilarityRanker: Sendable {
     public let index: RankingIndex
     public let settings: RankingSettings
-    /// Each prompt's summed battle weight, for ``RankingSettings/WeightUnit/prompt``.
+    /// Each row's prompts, battle weight and summed inverse battle weights (``RankingIndex/PromptShare``).
+    private let shares: [RankingIndex.PromptShare]
+    /// What a row's weight is divided by under ``RankingSettings/WeightUnit/prompt``: its battle
+    /// weight, or 1 for an anchor whose wins are already shared out per prompt.
     private let promptMass: [Double]
+    /// Each model's log-strength before any evidence, in the index's order (nil: all 0, every model equal).
+    private let centres: [Double]?
 
-    public init(index: RankingIndex, settings: RankingSettings = RankingSettings()) {
+    /// - Parameter priorStrengths: log-strengths believed before any battle, by model name, which
+    ///   the prior's virtual ties pull toward (0 for a model not named): a cold start's prior.
+    public init(index: RankingIndex, settings: RankingSettings = RankingSettings(), priorStrengths: [String: Double] = [:]) {
         self.index = index
         self.settings = settings
+        centres = priorStrengths.isEmpty ? nil : index.models.map { priorStrengths[$0] ?? 0 }
+        let shares = index.rowShares
+        self.shares = shares
+        // An anchor of n learned prompts carries wins already shared per prompt (summing to n): it weighs as n prompts.
         promptMass = (0..<index.promptCount).map { prompt in
-            index.wins[index.promptStart[prompt]..<index.promptStart[prompt + 1]].reduce(0) { $0 + Double($1.weight) }
+            index.wins[index.promptStart[prompt]..<index.promptStart[prompt + 1]].reduce(0) { $0 + Double($1.weight) } / shares[prompt].prompts
         }
     }
 
@@ -36,7 +47,7 @@ public struct SimilarityRanker: Sendable {
     /// Log-strengths of every model of the index, weighted by similarity to the prompt.
     public func ratings(embedding: UnsafeBufferPointer<Float>, excluding: Int? = nil) -> [Double] {
         let weighted = weightedWins(embedding: embedding, excluding: excluding)
-        return BradleyTerry.fit(wins: weighted.wins, models: index.models.count, prior: weighted.prior)
+        return BradleyTerry.fit(wins: weighted.wins, models: index.models.count, prior: weighted.prior, centres: centres)
     }
 
     /// The fitted log-strengths and `count` draws of them from the fit's posterior (its Laplace
@@ -45,10 +56,11 @@ public struct SimilarityRanker: Sendable {
     public func ratingDraws(embedding: UnsafeBufferPointer<Float>, count: Int, seed: UInt64) -> (fit: [Double], draws: [[Double]]) {
         let weighted = weightedWins(embedding: embedding, excluding: nil)
         let models = index.models.count
-        let fit = BradleyTerry.fit(wins: weighted.wins, models: models, prior: weighted.prior)
+        let fit = BradleyTerry.fit(wins: weighted.wins, models: models, prior: weighted.prior, centres: centres)
         var generator = SplitMix64(seed: seed)
         let draws = BradleyTerry.posteriorDraws(
-            fit, wins: weighted.wins, models: models, prior: weighted.prior, scale: weighted.evidencePerWeight, count: count, generator: &generator)
+            fit, wins: weighted.wins, models: models, prior: weighted.prior, centres: centres, scale: weighted.evidencePerWeight, count: count,
+            generator: &generator)
         return (fit, draws ?? Array(repeating: fit, count: count))
     }
 
@@ -79,16 +91,19 @@ public struct SimilarityRanker: Sendable {
         for prompt in 0..<promptCount where prompt != excluding && similarity[prompt] >= cut {
             let range = index.promptStart[prompt]..<index.promptStart[prompt + 1]
             if range.isEmpty { continue }
-            var weight = exp(logGamma * (1 + Double(similarity[prompt]) * scale))
-            if perPrompt { weight /= promptMass[prompt] }
+            let similarityWeight = exp(logGamma * (1 + Double(similarity[prompt]) * scale))
+            let weight = perPrompt ? similarityWeight / promptMass[prompt] : similarityWeight
+            var rowWeight = 0.0
             for position in range {
                 let win = index.wins[position]
                 let amount = weight * Double(win.weight)
                 wins[win.winner * models + win.loser] += amount
-                totalWeight += amount
-                squaredWeight += amount * weight
-                battleWeight += Double(win.weight)
+                rowWeight += amount
             }
+            totalWeight += rowWeight
+            // Per prompt, Σ over its battles of amount × weight: ω²/m for a prompt whose battles weigh m.
+            squaredWeight += perPrompt ? similarityWeight * similarityWeight * shares[prompt].inverseBattleWeight : rowWeight * weight
+            battleWeight += shares[prompt].battleWeight
         }
         let meanWeight = battleWeight > 0 ? totalWeight / battleWeight : 1
         return (wins, settings.prior * meanWeight, squaredWeight > 0 ? totalWeight / squaredWeight : 1)

@@ -151,6 +151,45 @@ struct OnlineLearningTests {
         #expect(after["model"] as? String == "dear", "at λ 10 a proof is now worth the dear model: \(after)")
     }
 
+    @Test func aColdRouterCanStartFromAPriorByPriceTier() throws {
+        let directory = try TemporaryDirectory()
+        let cold = """
+              cold:
+                plugin: sw_ranking
+                policy: {lambda: 10}
+                candidates: [cheap, middle, dear]
+                encoder: minilm
+                params: {prior_by: price, prior_spread: 1}
+            """
+        let daemon = try Daemon(
+            directory: directory,
+            config: {
+                TestConfig.yaml(
+                    socket: $0, routers: cold, encoders: EncoderFixture.encoders(), models: TestConfig.catalogue,
+                    extra: "feedback:\n  directory: \(directory.path)/feedback")
+            })
+        let decision = try daemon.connect().request(#"{"op":"route","router":"cold","prompt":"Prove that the cube root of 3 is irrational."}"#)
+            .result
+        let candidates = try #require(decision["candidates"] as? [[String: Any]])
+        let quality = Dictionary(uniqueKeysWithValues: candidates.map { ($0["model"] as! String, $0["quality"] as! Double) })
+        // Before any outcome the prices alone rank them: the dearest at σ(1), the cheapest at σ(−1).
+        #expect(abs(quality["dear"]! - 1 / (1 + exp(-1.0))) < 1e-6 && abs(quality["cheap"]! - 1 / (1 + exp(1.0))) < 1e-6, "\(quality)")
+        #expect(quality["dear"]! > quality["middle"]! && quality["middle"]! > quality["cheap"]!, "\(quality)")
+        #expect(decision["model"] as? String == "dear", "at λ 10 the prior's dearest is worth its price: \(decision)")
+
+        // Without prices to tier by, the router is refused with the fix.
+        let unpriced = try directory.write(
+            "unpriced.yaml",
+            TestConfig.yaml(
+                socket: directory.path + "/u.sock",
+                routers: cold.replacingOccurrences(of: "policy: {lambda: 10}", with: "threshold: 0.5")
+                    .replacingOccurrences(of: "candidates: [cheap, middle, dear]", with: "strong_model: dear\n    weak_model: cheap"),
+                encoders: EncoderFixture.encoders()))
+        let check = try runCommand(try Package.binary("routerd"), ["--check-config", "--config", unpriced])
+        #expect(check.status != 0)
+        #expect(check.stderr.contains("prior_by: price needs every candidate priced"), "\(check.stderr)")
+    }
+
     static let facts = [
         "the square root of 2 is irrational", "there are infinitely many primes", "the sum of two even numbers is even",
         "every finite group of prime order is cyclic", "the harmonic series diverges", "e is irrational",

@@ -58,6 +58,29 @@ import Testing
         }
     }
 
+    @Test func centresAreTheStrengthsBeforeAnyGameAndTheFitShrinksTowardThem() {
+        let centres = [1.0, 0, -1]
+        let none = [Double](repeating: 0, count: 9)
+        #expect(BradleyTerry.fit(wins: none, models: 3, prior: 1, centres: centres) == centres)
+        // c (believed weakest) beats a (believed strongest) twice: the evidence moves them toward
+        // each other, and less far than from equal centres.
+        var wins = none
+        wins[2 * 3 + 0] = 2
+        let centred = BradleyTerry.fit(wins: wins, models: 3, prior: 1, centres: centres)
+        let flat = BradleyTerry.fit(wins: wins, models: 3, prior: 1)
+        #expect(centred[0] < 1 && centred[2] > -1, "\(centred)")
+        #expect(centred[0] - centred[2] > flat[0] - flat[2], "the prior still says a is stronger: \(centred) vs \(flat)")
+        // The stationary point: the prior's pull toward cᵢ balances the games.
+        for i in 0..<3 {
+            var gradient = 0.5 - 1 / (1 + exp(-(centred[i] - centres[i])))
+            for j in 0..<3 where j != i {
+                let p = BradleyTerry.winProbability(centred, i, j)
+                gradient += wins[i * 3 + j] * (1 - p) - wins[j * 3 + i] * p
+            }
+            #expect(abs(gradient) < 1e-9, "model \(i): gradient \(gradient)")
+        }
+    }
+
     @Test func aModelThatNeverLostStaysFinite() {
         let theta = BradleyTerry.fit(wins: [0, 4, 0, 0], models: 2, prior: 1)
         #expect(theta.allSatisfy { $0.isFinite })
@@ -323,6 +346,69 @@ import Testing
         try learned.fold(prompt: "p9", embedding: [1, 0], model: 0, outcome: .pointwise(0))
         #expect(learned.promptCount == 4 && learned.winCount == 18)
         #expect(learned.keep(within: 0) == 4 && learned.promptCount == 0 && learned.winCount == 0)
+    }
+
+    /// Twelve prompts around three directions, each taught one quality per model.
+    static func teach(_ learned: inout LearnedRanking) throws {
+        var random = SplitMix64(seed: 11)
+        for index in 0..<12 {
+            let direction = index % 3
+            var prompt = (0..<3).map { _ in Float.random(in: -0.2...0.2, using: &random) }
+            prompt[direction] += 1
+            try learned.fold(prompt: "p\(index)", embedding: prompt, model: 0, outcome: .pointwise(direction == 0 ? 1 : 0))
+            try learned.fold(prompt: "p\(index)", embedding: prompt, model: 1, outcome: .pointwise(direction == 2 ? 1 : 0.5))
+        }
+    }
+
+    /// With room for every learned prompt, anchors score exactly as the prompts themselves; with
+    /// fewer, the learned rows are bounded, each anchor weighs as its members, and it still
+    /// ranks as it was taught.
+    @Test func anchorsBoundTheLearnedRowsAndKeepWhatWasTaught() throws {
+        let base = try RankingIndex(
+            models: ["a", "b"], embeddings: [[1, 1, 1]], wins: [.init(prompt: 0, winner: 0, loser: 1, weight: 1)])
+        var plain = LearnedRanking(models: base.models, dimension: 3)
+        var roomy = LearnedRanking(models: base.models, dimension: 3, maxAnchors: 100)
+        var tight = LearnedRanking(models: base.models, dimension: 3, maxAnchors: 3)
+        try Self.teach(&plain)
+        try Self.teach(&roomy)
+        try Self.teach(&tight)
+        #expect(roomy.anchorCount == 12 && tight.anchorCount == 3 && tight.promptCount == 12)
+        let queries: [[Float]] = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0.2]]
+        for unit in [RankingSettings.WeightUnit.battle, .prompt] {
+            let settings = RankingSettings(gamma: 10, weightUnit: unit)
+            let exact = SimilarityRanker(index: try plain.appended(to: base, weightUnit: unit), settings: settings)
+            let anchored = SimilarityRanker(index: try roomy.appended(to: base, weightUnit: unit), settings: settings)
+            let bounded = try tight.appended(to: base, weightUnit: unit)
+            #expect(bounded.promptCount == 1 + 3, "the base's row and three anchors")
+            if unit == .prompt {
+                #expect(bounded.promptShares?.map(\.prompts) == [1, 4, 4, 4], "the first three prompts seeded one anchor per direction")
+            }
+            let compressed = SimilarityRanker(index: bounded, settings: settings)
+            for query in queries {
+                #expect(abs(Self.probability(exact, query) - Self.probability(anchored, query)) < 1e-9, "\(unit) \(query)")
+            }
+            // a succeeds along the first direction, b along the third: so it stays, compressed.
+            #expect(Self.probability(compressed, [1, 0, 0]) > 0.6 && Self.probability(compressed, [0, 0, 1]) < 0.4, "\(unit)")
+            #expect(abs(Self.probability(compressed, [1, 0, 0]) - Self.probability(exact, [1, 0, 0])) < 0.1, "\(unit)")
+        }
+
+        // The anchors are written with the state and read back as they were; a smaller bound joins them again.
+        let path = NSTemporaryDirectory() + "anchors-\(UUID().uuidString).safetensors"
+        defer { unlink(path) }
+        try tight.write(to: path)
+        let file = try SafeTensorsFile(path: path)
+        let reread = try LearnedRanking(file: file, models: base.models, dimension: 3, maxAnchors: 3)
+        let (rereadRows, tightRows) = (try reread.appended(to: base, weightUnit: .prompt), try tight.appended(to: base, weightUnit: .prompt))
+        #expect(rereadRows.embeddings == tightRows.embeddings && rereadRows.wins == tightRows.wins)
+        #expect(try LearnedRanking(file: file, models: base.models, dimension: 3, maxAnchors: 2).anchorCount == 2)
+        // Forgetting the oldest prompts takes them out of their anchors, and frees an emptied one.
+        var forgetting = tight
+        forgetting.keep(within: forgetting.bytes - 1)
+        #expect(forgetting.promptCount == 11 && forgetting.anchorCount == 3)
+        #expect(forgetting.keep(within: 0) == 11 && forgetting.anchorCount == 0)
+        try forgetting.fold(prompt: "new", embedding: [0, 1, 0], model: 0, outcome: .pointwise(1))
+        let reborn = try forgetting.appended(to: base)
+        #expect(forgetting.anchorCount == 1 && reborn.promptCount == 2)
     }
 
     @Test func badOutcomesAreRefused() {

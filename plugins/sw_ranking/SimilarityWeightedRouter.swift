@@ -24,7 +24,7 @@ import Synchronization
 /// of each prompt's Bradley–Terry fit.
 final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRouter, FamiliarityJudgingRouter, PosteriorSamplingRouter {
     static let name = "sw_ranking"
-    static let version = "1.5.0"
+    static let version = "1.6.0"
 
     /// What scoring reads, swapped whole when something is learned or forgotten.
     private struct Published: Sendable {
@@ -34,6 +34,8 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
 
     private let index: RankingIndex
     private let settings: RankingSettings
+    /// Each candidate's log-strength before any evidence (`prior_by`); empty: every candidate equal.
+    private let priorStrengths: [String: Double]
     private let published: Mutex<Published>
     /// Where the learned state is kept; nil when the host offers no learning.
     private let learnedFile: LearnedStateFile?
@@ -54,7 +56,12 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
     private let qualityMeaning: QualityScale.Meaning
     /// Bytes the learned state may hold; past them the oldest learned prompts are forgotten.
     private let maxLearnedBytes: Int
+    /// Rows the learned prompts score as, at most (`learned_anchors`; 0: every prompt its own row).
+    private let learnedAnchors: Int
     static let defaultMaxLearnedBytes = 64 << 20
+    /// Rows the learned prompts score as, at most: about a seventh of the shipped 7,318-prompt index,
+    /// so that learning costs a decision at most 1.2× (docs/RESULTS.md).
+    static let defaultLearnedAnchors = 1024
 
     init(context: PluginContext) throws {
         var settings = RankingSettings()
@@ -68,6 +75,10 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
             settings.weightUnit = parsed
         }
         if let problem = settings.problem { throw PluginError(problem) }
+        priorStrengths = try Self.priorStrengths(context: context)
+        let anchors = context.params.int("learned_anchors") ?? Self.defaultLearnedAnchors
+        guard anchors >= 0 else { throw PluginError("learned_anchors must be 0 or more, not \(anchors)") }
+        learnedAnchors = anchors
         maxLearnedBytes = context.params.int("max_learned_bytes") ?? Self.defaultMaxLearnedBytes
         guard maxLearnedBytes >= 0 else { throw PluginError("max_learned_bytes must be 0 or more, not \(maxLearnedBytes)") }
         let index: RankingIndex
@@ -96,12 +107,13 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
         host = context.host
         learnedFile = LearnedStateFile(stateDirectory: context.stateDirectory)
         var learned =
-            learnedFile?.load(host: context.host) { try LearnedRanking(file: $0, models: index.models, dimension: index.dimension) }
-            ?? LearnedRanking(models: index.models, dimension: index.dimension)
+            learnedFile?.load(host: context.host) {
+                try LearnedRanking(file: $0, models: index.models, dimension: index.dimension, maxAnchors: anchors)
+            } ?? LearnedRanking(models: index.models, dimension: index.dimension, maxAnchors: anchors)
         // A state learned under a larger bound keeps its newest prompts.
         let dropped = learned.keep(within: maxLearnedBytes)
         if dropped > 0 { context.host.log(.info, "forgot the \(dropped) oldest learned prompts to fit max_learned_bytes") }
-        published = Mutex(Published(ranker: try Self.ranker(index, learned, settings), learned: learned))
+        published = Mutex(Published(ranker: try Self.ranker(index, learned, settings, priorStrengths), learned: learned))
         indexPath = path
         // The stored quantiles hold for the pair and settings they were computed with.
         quantiles =
@@ -165,10 +177,39 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
         return embedding
     }
 
-    private static func ranker(_ index: RankingIndex, _ learned: LearnedRanking, _ settings: RankingSettings) throws -> SimilarityRanker {
-        guard learned.winCount > 0 else { return SimilarityRanker(index: index, settings: settings) }
+    private static func ranker(
+        _ index: RankingIndex, _ learned: LearnedRanking, _ settings: RankingSettings, _ priorStrengths: [String: Double]
+    ) throws -> SimilarityRanker {
+        guard learned.winCount > 0 else { return SimilarityRanker(index: index, settings: settings, priorStrengths: priorStrengths) }
         // Learned outcomes bring par, the virtual opponent of one-sided outcomes, after the index's models.
-        return SimilarityRanker(index: try learned.appended(to: index), settings: settings)
+        return SimilarityRanker(
+            index: try learned.appended(to: index, weightUnit: settings.weightUnit), settings: settings, priorStrengths: priorStrengths)
+    }
+
+    /// The prior `prior_by` names. `uniform`: every candidate equal (and even with par). `price`:
+    /// by price tier, the candidates' log-strengths spread over ±`prior_spread` in proportion to
+    /// their log nominal cost, the cheapest lowest; a dearer model is believed better until
+    /// outcomes say otherwise.
+    static func priorStrengths(context: PluginContext) throws -> [String: Double] {
+        let spread = context.params.double("prior_spread") ?? 1
+        guard spread >= 0, spread.isFinite else { throw PluginError("prior_spread must be 0 or more, not \(spread)") }
+        switch context.params.string("prior_by") ?? "uniform" {
+        case "uniform":
+            return [:]
+        case "price":
+            guard let costs = context.candidateCosts else {
+                throw PluginError(
+                    "prior_by: price needs every candidate priced; add them to the config's models: catalogue (docs/CONFIG.md), or use prior_by: uniform"
+                )
+            }
+            let logs = costs.map { log(max($0, 1e-12)) }
+            let (low, high) = (logs.min()!, logs.max()!)
+            guard high > low else { return [:] }
+            return Dictionary(
+                uniqueKeysWithValues: zip(context.candidates, logs.map { spread * (2 * ($0 - low) / (high - low) - 1) }))
+        case let other:
+            throw PluginError("prior_by must be 'uniform' or 'price', not '\(other)'")
+        }
     }
 
     func learn(_ outcomes: [LearnedOutcome]) throws {
@@ -186,15 +227,16 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
         }
         let dropped = learned.keep(within: maxLearnedBytes)
         if dropped > 0 { host.log(.info, "forgot the \(dropped) oldest learned prompts to stay within max_learned_bytes") }
-        let next = Published(ranker: try Self.ranker(index, learned, settings), learned: learned)
+        let next = Published(ranker: try Self.ranker(index, learned, settings, priorStrengths), learned: learned)
         try learnedFile.save { try learned.write(to: $0) }
         published.withLock { $0 = next }
     }
 
     func forget() throws {
         try learnedFile?.remove()
-        let empty = LearnedRanking(models: index.models, dimension: index.dimension)
-        published.withLock { $0 = Published(ranker: SimilarityRanker(index: index, settings: settings), learned: empty) }
+        let empty = LearnedRanking(models: index.models, dimension: index.dimension, maxAnchors: learnedAnchors)
+        let ranker = try Self.ranker(index, empty, settings, priorStrengths)
+        published.withLock { $0 = Published(ranker: ranker, learned: empty) }
     }
 
     func describe() -> RouterDescription {
@@ -206,6 +248,8 @@ final class SimilarityWeightedRouter: QualityPredictingRouter, OnlineLearningRou
         if learnedFile != nil {
             let learned = published.withLock { $0.learned }
             details["learned_prompts"] = .integer(Int64(learned.promptCount))
+            details["learned_rows"] = .integer(Int64(learned.anchorCount))
+            details["learned_rows_limit"] = .integer(Int64(learnedAnchors))
             details["learned_wins"] = .integer(Int64(learned.winCount))
             details["learned_events"] = .integer(Int64(learned.events))
             details["learned_bytes"] = .integer(Int64(learned.bytes))

@@ -32,6 +32,9 @@
  *   5. Posterior draws: a plugin may draw a prompt's predictions from what the
  *      router believes, uncertainty included (rp_plugin.sample), so the host
  *      can explore by Thompson sampling and log each choice's propensity.
+ *   6. Prices: the host tells an instance what each candidate costs
+ *      (rp_instance_info.candidate_costs), so a router with no data yet can
+ *      start from a prior by price tier.
  *
  * Threading: `score` may be called concurrently from several threads on the
  * same instance. `create` and `destroy` are never called concurrently with
@@ -55,7 +58,7 @@ extern "C" {
 #define RP_ABI_VERSION 1u
 
 /* The latest appendix this header describes (see "Revisions" above). */
-#define RP_ABI_REVISION 5u
+#define RP_ABI_REVISION 6u
 
 /* The symbol every plugin exports. */
 #define RP_ENTRY_SYMBOL "routerd_plugin_entry"
@@ -123,6 +126,13 @@ typedef struct rp_instance_info {
      * does not offer learning (no feedback configured, or the descriptor does
      * not say `learns_online: true`). Check struct_size before reading. */
     const char *state_dir;
+
+    /* Revision 6. Each candidate's nominal cost in USD, in the order of
+     * `candidates`: the catalogue's price of a 256-token prompt and the
+     * model's output_tokens, what ranks models from cheap to dear. NULL when
+     * the config prices not every candidate (no `models:` catalogue). Check
+     * struct_size before reading. */
+    const double *candidate_costs;
 } rp_instance_info;
 
 /* One prompt to score. */
