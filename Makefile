@@ -157,7 +157,7 @@ eval-llm: build
 		status=$$?; scripts/llm-server.sh stop $(LLM_PORT); exit $$status
 
 ## fuzz: libFuzzer on every parser of untrusted input (request lines, config, plugin descriptors,
-## safetensors, the tokenizer, the JSON writer's round trip) under ASan, and UBSan over the C code
+## safetensors, the tokenizer, the JSON writer's round trip, the gateway's chat-completion bodies) under ASan, and UBSan over the C code
 ## (Swift traps on overflow and out-of-bounds itself), FUZZ_SECONDS each, or FUZZ_RUNS executions each.
 ## The seed corpora are in Fuzz/corpus/; what a run learns goes to .build-fuzz/corpus/, and a
 ## crash, leak or timeout to .build-fuzz/crashes/ (reproduce with `Fuzz/.build/release/<target> FILE`).
@@ -167,7 +167,7 @@ FUZZ_RUNS    ?=
 # structure at several times the speed, which is what the 10⁶-execution runs use.
 FUZZ_MAX_LEN ?= 65536
 FUZZ_LIMIT   := $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS))
-FUZZ_TARGETS := FuzzRequest FuzzConfig FuzzDescriptor FuzzSafeTensors FuzzTokenizer FuzzJSONRoundTrip
+FUZZ_TARGETS := FuzzRequest FuzzConfig FuzzDescriptor FuzzSafeTensors FuzzTokenizer FuzzJSONRoundTrip FuzzChatCompletion
 # Targets fuzzed at once, each on its own core for FUZZ_SECONDS: the same fuzzing in less wall time.
 FUZZ_JOBS    ?= 2
 fuzz: setup

@@ -23,7 +23,9 @@ let package = Package(
         .library(name: "CRouterPlugin", targets: ["CRouterPlugin"]),
         .library(name: "RouterPluginKit", targets: ["RouterPluginKit"]),
         // The parsers every untrusted input goes through, for the fuzz targets in Fuzz/.
-        .library(name: "RouterParsers", targets: ["RouterProtocol", "RouterConfig", "SafeTensors", "TextEncoder", "RouterJSON", "RouterVocabulary"]),
+        .library(
+            name: "RouterParsers",
+            targets: ["OpenAIProtocol", "RouterProtocol", "RouterConfig", "SafeTensors", "TextEncoder", "RouterJSON", "RouterVocabulary"]),
     ]
         + routerPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.product]) },
     dependencies: [
@@ -80,12 +82,6 @@ let package = Package(
         // RouteLLM's matrix factorisation.
         .target(name: "MatrixFactorization", dependencies: ["RouterVocabulary", "SafeTensors"]),
         // RouteLLM's similarity-weighted ranking: the battle index and the Bradley–Terry fit.
-        .target(name: "OpenAIChat"),
-        .target(
-            name: "Labelling",
-            dependencies: [
-                "OpenAIChat", "RouterConfig", "RouterJSON", "StableHash", "TrainingRows",
-            ]),
         .target(name: "SimilarityRanking", dependencies: ["CBLAS", "RouterVocabulary", "SafeTensors", "StableHash"]),
         // The classifier router's head (RouteLLM's BERT role on a frozen encoder).
         .target(name: "ClassifierHead", dependencies: ["CBLAS", "RouterVocabulary", "SafeTensors"]),
@@ -93,8 +89,21 @@ let package = Package(
         .target(name: "PromptFeatures"),
         // Per-model quality from a prompt (the classifier for many candidates): format and maths.
         .target(name: "QualityModel", dependencies: ["CBLAS", "PromptFeatures", "RouterVocabulary", "SafeTensors"]),
-        // What a quality model learns online from outcomes: per-model logit offsets near a prompt, format and maths.
+        // What a quality model learns online from outcomes: ridge regressions of its residuals (a
+        // shared difficulty and one correction per model), format and maths.
         .target(name: "QualityCorrection", dependencies: ["CBLAS", "SafeTensors", "StableHash"]),
+
+        // OpenAI's chat-completions wire format as the gateway serves it: the request read for
+        // routing and kept whole for the upstream, model names, errors, usage, streamed chunks.
+        .target(name: "OpenAIProtocol", dependencies: ["RouterJSON", "RouterProtocol"]),
+        // A client of OpenAI-compatible endpoints, for `routerctl label`.
+        .target(name: "OpenAIChat", dependencies: ["OpenAIProtocol"]),
+        // `routerctl label`: training rows from models' answers, judged.
+        .target(
+            name: "Labelling",
+            dependencies: [
+                "OpenAIChat", "RouterConfig", "RouterJSON", "StableHash", "TrainingRows",
+            ]),
 
         // Router training: training data, the on-disk embedding cache, the MF and classifier trainers.
         .target(
@@ -220,6 +229,7 @@ let package = Package(
         .testTarget(name: "QualityCorrectionTests", dependencies: ["QualityCorrection", "SafeTensors", "StableHash"]),
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking", "StableHash"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol", "RouterVocabulary"]),
+        .testTarget(name: "OpenAIProtocolTests", dependencies: ["OpenAIProtocol", "RouterJSON"]),
         .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit", "RouterVocabulary"]),
         // In-process: the engine and the plugin host without a socket, on the real plugins this package builds.
         .testTarget(

@@ -4,7 +4,7 @@
 // with libFuzzer and AddressSanitizer and runs each target (docs/OPERATIONS.md, "Fuzzing").
 import PackageDescription
 
-let targets = ["FuzzRequest", "FuzzConfig", "FuzzDescriptor", "FuzzSafeTensors", "FuzzTokenizer", "FuzzJSONRoundTrip"]
+let targets = ["FuzzRequest", "FuzzConfig", "FuzzDescriptor", "FuzzSafeTensors", "FuzzTokenizer", "FuzzJSONRoundTrip", "FuzzChatCompletion"]
 
 let package = Package(
     name: "llm-router-fuzz",

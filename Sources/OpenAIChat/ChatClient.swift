@@ -1,4 +1,5 @@
 import Foundation
+import OpenAIProtocol
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -112,12 +113,7 @@ public final class ChatClient: Sendable {
             struct Message: Decodable { var content: String? }
             var message: Message
         }
-        struct Usage: Decodable {
-            var prompt_tokens: Int?
-            var completion_tokens: Int?
-        }
         var choices: [Choice]
-        var usage: Usage?
     }
 
     private func call(_ messages: [ChatTurn], on endpoint: ChatEndpoint, temperature: Double) async throws(ChatError) -> ChatReply {
@@ -144,9 +140,8 @@ public final class ChatClient: Sendable {
         guard let completion = try? JSONDecoder().decode(Completion.self, from: data), let first = completion.choices.first else {
             throw ChatError("\(url): not a chat completion: \(String(decoding: data.prefix(300), as: UTF8.self))", transient: false)
         }
-        return ChatReply(
-            text: first.message.content ?? "", promptTokens: completion.usage?.prompt_tokens ?? 0,
-            completionTokens: completion.usage?.completion_tokens ?? 0)
+        let usage = Usage(responseBody: data)
+        return ChatReply(text: first.message.content ?? "", promptTokens: usage?.promptTokens ?? 0, completionTokens: usage?.completionTokens ?? 0)
     }
 }
 
