@@ -96,6 +96,9 @@ let package = Package(
         // OpenAI's chat-completions wire format as the gateway serves it: the request read for
         // routing and kept whole for the upstream, model names, errors, usage, streamed chunks.
         .target(name: "OpenAIProtocol", dependencies: ["RouterJSON", "RouterProtocol"]),
+        // What the gateway does when an upstream call fails: which failures to retry, backoff with
+        // jitter, the next candidate, the deadline, and cooling down models that keep failing.
+        .target(name: "UpstreamFallback"),
         // A client of OpenAI-compatible endpoints, for `routerctl label`.
         .target(name: "OpenAIChat", dependencies: ["OpenAIProtocol"]),
         // `routerctl label`: training rows from models' answers, judged.
@@ -230,6 +233,7 @@ let package = Package(
         .testTarget(name: "SimilarityRankingTests", dependencies: ["SafeTensors", "SimilarityRanking", "StableHash"]),
         .testTarget(name: "RouterProtocolTests", dependencies: ["RouterProtocol", "RouterVocabulary"]),
         .testTarget(name: "OpenAIProtocolTests", dependencies: ["OpenAIProtocol", "RouterJSON"]),
+        .testTarget(name: "UpstreamFallbackTests", dependencies: ["UpstreamFallback"]),
         .testTarget(name: "RouterPluginKitTests", dependencies: ["RouterJSON", "RouterPluginKit", "RouterVocabulary"]),
         // In-process: the engine and the plugin host without a socket, on the real plugins this package builds.
         .testTarget(
