@@ -12,10 +12,17 @@ let routerPlugins: [(product: String, directory: String, dependencies: [Target.D
     ("CausalLLMRouter", "causal_llm", []),
 ]
 
-let package = Package(
-    name: "llm-router",
-    platforms: [.macOS(.v14)],
-    products: [
+/// A plugin's target: its folder under plugins/, on the ABI, the kit and RouterJSON.
+func pluginTarget(_ plugin: (product: String, directory: String, dependencies: [Target.Dependency])) -> Target {
+    let common: [Target.Dependency] = ["CRouterPlugin", "RouterJSON", "RouterPluginKit"]
+    return .target(name: plugin.product, dependencies: common + plugin.dependencies, path: "plugins/" + plugin.directory, exclude: ["plugin.yaml"])
+}
+
+// Products, dependencies and targets are typed constants rather than parts of one Package(...)
+// expression: under swift-tools-version 6.1 (which package traits need) that one expression is more
+// than the type checker finishes in reasonable time.
+let products: [Product] =
+    [
         .executable(name: "routerd", targets: ["routerd"]),
         .executable(name: "routerctl", targets: ["routerctl"]),
         .library(name: "RouterClient", targets: ["RouterClient"]),
@@ -27,17 +34,20 @@ let package = Package(
             name: "RouterParsers",
             targets: ["OpenAIProtocol", "RouterProtocol", "RouterConfig", "SafeTensors", "TextEncoder", "RouterJSON", "RouterVocabulary"]),
     ]
-        + routerPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.product]) },
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
-        .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
-    ],
-    targets: [
+    + routerPlugins.map { Product.library(name: $0.product, type: .dynamic, targets: [$0.product]) }
+
+let dependencies: [Package.Dependency] = [
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+]
+
+let targets: [Target] =
+    [
         // The plugin ABI: one C header, shared by the host and every plugin.
         .target(name: "CRouterPlugin"),
         // The system libyaml (`libyaml-dev`).
@@ -265,15 +275,13 @@ let package = Package(
             ],
             exclude: ["ExternalPlugin", "ExternalPackage"]),
     ]
-        + routerPlugins.map {
-            .target(
-                name: $0.product, dependencies: ["CRouterPlugin", "RouterJSON", "RouterPluginKit"] + $0.dependencies, path: "plugins/\($0.directory)",
-                exclude: ["plugin.yaml"])
-        }
-)
+    + routerPlugins.map(pluginTarget)
+
+let package = Package(
+    name: "llm-router", platforms: [.macOS(.v14)], products: products, dependencies: dependencies, targets: targets)
 
 // Every Swift target declares what it imports: a member of a module is visible only where that
 // module is imported (SE-0444), so the compiler holds the layers apart.
 for target in package.targets where target.type != .system {
-    target.swiftSettings = (target.swiftSettings ?? []) + [.enableUpcomingFeature("MemberImportVisibility")]
+    target.swiftSettings = (target.swiftSettings ?? []) + [SwiftSetting.enableUpcomingFeature("MemberImportVisibility")]
 }
