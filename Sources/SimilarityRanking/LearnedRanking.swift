@@ -177,17 +177,11 @@ public struct LearnedRanking: Sendable {
         if let chosen {
             slot = chosen
         } else if anchorCount < maxAnchors {
-            if let free = freeAnchors.popLast() {
-                slot = free
-            } else {
-                slot = anchorMembers.count
-                anchorMembers.append(0)
-                anchorNorms.append(0)
-                anchorSums += repeatElement(0, count: dimension)
-            }
+            slot = freeAnchors.popLast() ?? anchorMembers.count
         } else {
             slot = nearestAnchor(to: start)
         }
+        // A new slot, or one a stored state names past those taken so far.
         while anchorMembers.count <= slot {
             anchorMembers.append(0)
             anchorNorms.append(0)

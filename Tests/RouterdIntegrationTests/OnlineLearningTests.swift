@@ -110,17 +110,22 @@ struct OnlineLearningTests {
         #expect(try connection.request(#"{"op":"learn","action":"reset","router":"nope"}"#).errorCode == "unknown_router")
     }
 
+    /// An sw_ranking router without an index over the catalogue's three models, at λ 10.
+    static func coldRouter(params: String) -> String {
+        """
+          cold:
+            plugin: sw_ranking
+            policy: {lambda: 10}
+            candidates: [cheap, middle, dear]
+            encoder: minilm
+            params: \(params)
+        """
+    }
+
     @Test func aRouterWithoutAnIndexStartsColdAndLearnsFromOneModelsResults() throws {
         let directory = try TemporaryDirectory()
         let feedback = directory.path + "/feedback"
-        let cold = """
-              cold:
-                plugin: sw_ranking
-                policy: {lambda: 10}
-                candidates: [cheap, middle, dear]
-                encoder: minilm
-                params: {gamma: 1, neighbors: 20, weight_unit: prompt}
-            """
+        let cold = Self.coldRouter(params: "{gamma: 1, neighbors: 20, weight_unit: prompt}")
         let daemon = try Daemon(
             directory: directory,
             config: {
@@ -153,14 +158,7 @@ struct OnlineLearningTests {
 
     @Test func aColdRouterCanStartFromAPriorByPriceTier() throws {
         let directory = try TemporaryDirectory()
-        let cold = """
-              cold:
-                plugin: sw_ranking
-                policy: {lambda: 10}
-                candidates: [cheap, middle, dear]
-                encoder: minilm
-                params: {prior_by: price, prior_spread: 1}
-            """
+        let cold = Self.coldRouter(params: "{prior_by: price, prior_spread: 1}")
         let daemon = try Daemon(
             directory: directory,
             config: {
