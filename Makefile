@@ -60,10 +60,13 @@ test-python:
 # OnlineLearningTests, NoveltyTests, ShadowRouterTests and ThompsonSamplingTests); `make test` runs both.
 ASAN_TEST_FLAGS ?= --no-parallel --skip "BudgetTests|SWRankingRouterTests"
 TSAN_TEST_FLAGS ?= --no-parallel
+# The ASan build leaves out the gateway (the package trait Gateway): its HTTP stack (Hummingbird,
+# AsyncHTTPClient, BoringSSL) adds minutes to a fresh build and is Swift over NIO, with no C of ours;
+# `make test` runs the gateway's tests.
 test-asan: setup
-	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan $(SWIFT_FLAGS)
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan --disable-default-traits $(SWIFT_FLAGS)
 	ROUTERD_TEST_SANITIZER=address ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/lsan.supp \
-		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --skip ExternalPackageTests $(ASAN_TEST_FLAGS)
+		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --disable-default-traits --skip ExternalPackageTests $(ASAN_TEST_FLAGS)
 # TSan runs on the optimised build (-enable-testing keeps @testable imports): a debug build under TSan
 # runs the encoder-heavy tests past the suite's time limits. The executables export every symbol
 # (--export-dynamic) so that the plugins they dlopen, built with TSan too, find the runtime's entry
@@ -74,12 +77,12 @@ test-tsan: setup
 	ROUTERD_TEST_SANITIZER=thread TSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp \
 		$(SWIFT) test -c release --skip-build --sanitize=thread --scratch-path .build-tsan --skip ExternalPackageTests $(TSAN_TEST_FLAGS)
 
-## test-llm: the causal_llm and `routerctl label` tests against a real llama.cpp server with SmolLM2-135M (builds it on first use)
+## test-llm: the causal_llm, `routerctl label` and gateway (openai SDK) tests against a real llama.cpp server with SmolLM2-135M (builds it on first use)
 LLM_PORT ?= 8765
 test-llm: setup
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	scripts/llm-server.sh start $(LLM_PORT)
-	ROUTERD_TEST_LLM_URL=http://127.0.0.1:$(LLM_PORT)/v1 ROUTERD_TEST_LLM_MODEL=smollm2 $(SWIFT) test --skip-build --filter "CausalLLM|LabelTests|TutorialTests"; \
+	ROUTERD_TEST_LLM_URL=http://127.0.0.1:$(LLM_PORT)/v1 ROUTERD_TEST_LLM_MODEL=smollm2 $(SWIFT) test --skip-build --filter "CausalLLM|LabelTests|TutorialTests|GatewayLLMTests"; \
 		status=$$?; scripts/llm-server.sh stop $(LLM_PORT); exit $$status
 
 ## llm-server: start that server in the background (stop it with `scripts/llm-server.sh stop`)

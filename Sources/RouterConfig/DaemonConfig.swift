@@ -256,6 +256,8 @@ public struct DaemonConfig: Sendable {
     public var routers: [Router]
     /// The descriptors of the plugins the routers use, by plugin name.
     public var plugins: [String: PluginDescriptor]
+    /// The OpenAI-compatible HTTP gateway; nil when the config has no `gateway:`.
+    public var gateway: Gateway? = nil
 }
 
 /// Reads `routerd.yaml` and the descriptors of the plugins it uses.
@@ -331,7 +333,7 @@ public enum ConfigLoader {
 
     static let topKeys: Set<String> = [
         "socket", "admin", "plugins", "limits", "logging", "reload", "decision_log", "metrics", "models", "sessions", "feedback", "encoders",
-        "routers",
+        "routers", "gateway",
     ]
     static let routerKeys: Set<String> = [
         "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn", "timeout",
@@ -470,6 +472,7 @@ public enum ConfigLoader {
             maxEntries: sessionFields["max_entries"]?.int("sessions.max_entries", in: 1...100_000_000, diagnostics) ?? 100_000)
 
         let feedback = top["feedback"].flatMap { readFeedback($0, folder: folder, diagnostics) }
+        let gateway = top["gateway"].flatMap { readGateway($0, folder: folder, diagnostics) }
 
         // encoders
         var encoders: [String: DaemonConfig.Encoder] = [:]
@@ -626,7 +629,7 @@ public enum ConfigLoader {
         return DaemonConfig(
             file: file, socket: socket, admin: admin, pluginSearchPaths: searchPaths, libraryPaths: libraryPaths,
             limits: limits, logging: logging, decisionLog: decisionLog, metrics: metrics, reload: reload, models: models, sessions: sessions,
-            feedback: feedback, encoders: encoders, routers: routers, plugins: descriptors)
+            feedback: feedback, encoders: encoders, routers: routers, plugins: descriptors, gateway: gateway)
     }
 
     static func readFeedback(_ node: YAMLNode, folder: String, _ diagnostics: Diagnostics) -> DaemonConfig.Feedback? {

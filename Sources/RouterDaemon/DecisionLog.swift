@@ -60,6 +60,13 @@ public final class DecisionLog: Sendable {
         append(decision.fields, prompt: prompt)
     }
 
+    /// Appends a decision the gateway served: the decision's fields, with `served` (what the
+    /// gateway did: the model that answered, its attempts, the real cost) merged in. The gateway
+    /// logs once the request has ended, so the line says which model really served it.
+    public func record(served decision: RoutingDecision, prompt: String, served: [String: JSONValue]) {
+        append(Decision(decision).fields.merging(served) { _, new in new }, prompt: prompt)
+    }
+
     /// Appends a shadow router's decision on a live decision's prompt: `shadow_of` names the live
     /// decision, `router` and `model` are the shadow's, `live_router` and `live_model` the live one's.
     public func record(_ shadow: ShadowDecision) {

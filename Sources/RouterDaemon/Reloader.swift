@@ -13,7 +13,7 @@ import Synchronization
 /// file that cannot be opened rejects the reload while the old generation keeps
 /// serving. A dry run creates nothing: it only checks that they could be opened.
 public final class Reloader: Sendable {
-    let engine: Engine
+    public let engine: Engine
     private let logger: Logger
     /// The generation with the decision log and feedback store it was configured with: what a
     /// request takes once, so it never sees one generation's router with another's files.

@@ -7,10 +7,10 @@ public struct SocketPathError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Preparing and cleaning up the Unix socket's file.
-enum SocketFile {
+public enum SocketFile {
     /// Makes `path` free to bind: creates its folder, removes a stale socket
     /// left by a crashed daemon, and refuses a path a live daemon serves.
-    static func prepare(_ path: String) throws(SocketPathError) {
+    public static func prepare(_ path: String) throws(SocketPathError) {
         guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
             throw SocketPathError(
                 description:
@@ -69,7 +69,7 @@ enum SocketFile {
     /// (`lstat`), and its mode and owner are set on the path itself (`fchmodat` with
     /// `AT_SYMLINK_NOFOLLOW`, `lchown`), so a link swapped in at the name cannot turn either onto
     /// another file.
-    static func applyPermissions(_ path: String, mode: UInt32, owner: String?, group: String?) throws(SocketPathError) {
+    public static func applyPermissions(_ path: String, mode: UInt32, owner: String?, group: String?) throws(SocketPathError) {
         var info = stat()
         guard lstat(path, &info) == 0 else { throw SocketPathError(description: "cannot stat \(path): \(String(cString: strerror(errno)))") }
         guard info.st_mode & S_IFMT == S_IFSOCK, info.st_uid == geteuid() else {

@@ -53,7 +53,8 @@ extension LearningInfo {
 }
 
 extension FeedbackReport {
-    init(_ request: FeedbackRequest) {
+    /// The engine's report for a `feedback` request, as the socket and the gateway's `/v1/feedback` read it.
+    public init(_ request: FeedbackRequest) {
         let subject: Subject =
             switch request.subject {
             case .decision(let id): .decision(id: id)
@@ -165,6 +166,22 @@ extension StatsResult {
                     directory: store.settings.directory, rows: counters.rows, syncs: counters.syncs, failedWrites: counters.failedWrites,
                     decisionsRemembered: rememberedDecisions.count, decisionBytes: rememberedDecisions.bytes)
             })
+        if !engine.gatewayRouters.isEmpty || !engine.gatewayModels.isEmpty {
+            gateway = GatewayStats(
+                routers: engine.gatewayRouters.mapValues(GatewayTraffic.init), models: engine.gatewayModels.mapValues(GatewayTraffic.init))
+        }
+    }
+}
+
+extension GatewayTraffic {
+    init(_ activity: GatewayActivity) {
+        let served = activity.requests - activity.failed
+        self.init(
+            requests: activity.requests, failed: activity.failed, attempts: activity.attempts, fallbacks: activity.fallbacks,
+            upstreamErrors: activity.upstreamErrors, promptTokens: activity.promptTokens, completionTokens: activity.completionTokens,
+            spendUSD: activity.spend, unpriced: activity.unpriced,
+            meanFirstByteSeconds: served > 0 ? activity.firstByteSeconds / Double(served) : nil,
+            meanSeconds: served > 0 ? activity.totalSeconds / Double(served) : nil)
     }
 }
 

@@ -16,6 +16,12 @@ public struct BudgetSnapshot: Sendable, Hashable {
     public var window: Int
 }
 
+/// A decision's place in a budget window, to settle its real cost.
+public struct BudgetTicket: Sendable, Hashable {
+    let number: UInt64
+    let slot: Int
+}
+
 /// Holds a budget online: λ in "quality − λ × cost" is re-fitted every few decisions so
 /// that, over the last `window` prompts, the policy would have met the target.
 ///
@@ -55,6 +61,9 @@ public final class BudgetController: Sendable {
         var sinceFit = 0
         var lambda = 0.0
         var fitting = false
+        /// Decisions recorded since the controller was made: a decision's number names its slot
+        /// for as long as the window still holds it.
+        var recorded: UInt64 = 0
     }
 
     init(budget: Budget, candidates: [String]) {
@@ -86,11 +95,16 @@ public final class BudgetController: Sendable {
         }
     }
 
-    /// Records one decision's predictions and choice, and re-fits λ when it is due.
-    func record(qualities: [Double], costs: [Double], chosen: Int) {
+    /// Records one decision's predictions and choice, and re-fits λ when it is due. Returns the
+    /// decision's ticket, for ``settle(_:cost:servedBy:)`` once its real cost is known.
+    @discardableResult
+    func record(qualities: [Double], costs: [Double], chosen: Int) -> BudgetTicket {
         precondition(qualities.count == width && costs.count == width)
+        var ticket = BudgetTicket(number: 0, slot: 0)
         let due: (qualities: [Double], costs: [Double], count: Int, achieved: Double)? = state.withLock { state in
             let slot = state.next
+            state.recorded += 1
+            ticket = BudgetTicket(number: state.recorded, slot: slot)
             for column in 0..<width {
                 state.qualities[slot * width + column] = qualities[column]
                 state.costs[slot * width + column] = costs[column]
@@ -120,7 +134,7 @@ public final class BudgetController: Sendable {
             return (qualities, costs, recent, Self.achieved(state, share: targetIndex != nil))
         }
         // The fit runs outside the lock: decisions keep using the previous λ meanwhile.
-        guard let due else { return }
+        guard let due else { return ticket }
         let goal = targetValue
         var aim = goal + Self.feedbackGain * (goal - due.achieved)
         aim = targetIndex == nil ? min(max(aim, 0), 2 * goal) : min(max(aim, 0), 1)
@@ -128,6 +142,45 @@ public final class BudgetController: Sendable {
         state.withLock {
             $0.lambda = lambda
             $0.fitting = false
+        }
+        return ticket
+    }
+
+    /// Whether the window still holds the decision `ticket` names.
+    private static func holds(_ state: State, _ ticket: BudgetTicket, window: Int) -> Bool {
+        ticket.number > 0 && ticket.number <= state.recorded && state.recorded - ticket.number < UInt64(window)
+    }
+
+    /// Replaces a decision's expected cost with what it really cost, fallbacks included, and its
+    /// choice with the candidate that served it (`servedBy`, an index into the candidates; nil
+    /// when none did), so the window's achieved metric, and through it λ, follows real spend.
+    func settle(_ ticket: BudgetTicket, cost: Double, servedBy: Int?) {
+        state.withLock { state in
+            guard Self.holds(state, ticket, window: budget.window) else { return }
+            state.chosenCost[ticket.slot] = cost
+            state.chosenTarget[ticket.slot] = servedBy != nil && servedBy == targetIndex
+        }
+    }
+
+    /// Whether the budget can pay for a fallback to candidate `index` expected to cost `cost` on
+    /// top of `spent` (what the decision has cost so far): the window's achieved metric with the
+    /// decision counted at that price, or on that candidate, must stay within the target. Before
+    /// the window holds ``minimumFitRows`` decisions there is too little to judge, and the
+    /// fallback is allowed.
+    func allowsFallback(_ ticket: BudgetTicket, to index: Int, cost: Double, spent: Double) -> Bool {
+        state.withLock { state in
+            guard Self.holds(state, ticket, window: budget.window), state.filled >= Self.minimumFitRows else { return true }
+            var trial = state
+            if let targetIndex {
+                // A share budget: only a fallback onto the target candidate moves the share.
+                guard index == targetIndex, !state.chosenTarget[ticket.slot] else { return true }
+                trial.chosenTarget[ticket.slot] = true
+            } else {
+                trial.chosenCost[ticket.slot] = spent + cost
+                // A fallback no dearer than the decision's own choice spends nothing the choice did not.
+                if spent + cost <= state.chosenCost[ticket.slot] { return true }
+            }
+            return Self.achieved(trial, share: targetIndex != nil) <= targetValue
         }
     }
 

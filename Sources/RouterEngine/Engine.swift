@@ -330,7 +330,9 @@ public final class Engine: Sendable {
             // A novel prompt's redirect is the novelty rule's, counted under `novel`, not as an exploring draw.
             if !redirected { stats.recordExploration(router: router.name, explored: exploration.explored, extraCost: exploration.extraCost) }
         }
-        if case .lambda(_, let budget?) = rule, let costs { budget.record(qualities: qualities, costs: costs, chosen: chosen) }
+        if case .lambda(_, let budget?) = rule, let costs {
+            decision.budgetTicket = budget.record(qualities: qualities, costs: costs, chosen: chosen)
+        }
         decision.model = candidates[chosen].name
         if candidates.count == 2 { decision.tier = chosen == 0 ? .strong : .weak }
         decision.candidates = candidates.indices.map { CandidateEstimate(model: candidates[$0].name, quality: qualities[$0], cost: costs?[$0]) }
@@ -349,6 +351,43 @@ public final class Engine: Sendable {
         stats.recordDecision(
             router: router.name, model: decision.model, tier: decision.tier, score: decision.score, microseconds: decision.elapsedMicroseconds)
         return decision
+    }
+
+    // MARK: Serving a decision (the gateway)
+
+    /// The order in which a decision's candidates are tried when the chosen one fails: its model
+    /// first, then the others by the policy's own preference: by utility (quality − λ × cost)
+    /// under a λ policy, by estimated quality otherwise, the cheaper first among equals.
+    public func fallbackOrder(of decision: RoutingDecision) -> [String] {
+        let rest = decision.candidates.filter { $0.model != decision.model }
+        let lambda = decision.lambda
+        func merit(_ candidate: CandidateEstimate) -> Double {
+            if let lambda, let cost = candidate.cost { return candidate.quality - lambda * cost }
+            return candidate.quality
+        }
+        let ordered = rest.enumerated().sorted { left, right in
+            let (a, b) = (merit(left.element), merit(right.element))
+            if a != b { return a > b }
+            let (costA, costB) = (left.element.cost ?? 0, right.element.cost ?? 0)
+            return costA != costB ? costA < costB : left.offset < right.offset
+        }
+        return [decision.model] + ordered.map(\.element.model)
+    }
+
+    /// Whether a budget router can pay for a fallback of `decision` to `model`, after `spent` USD
+    /// on the decision's earlier attempts. Always true for a router without a budget.
+    public func budgetAllowsFallback(_ decision: RoutingDecision, to model: String, spent: Double, on generation: Generation) -> Bool {
+        guard let ticket = decision.budgetTicket, let budget = generation.routers[decision.router]?.budget,
+            let index = decision.candidates.firstIndex(where: { $0.model == model })
+        else { return true }
+        return budget.allowsFallback(ticket, to: index, cost: decision.candidates[index].cost ?? 0, spent: spent)
+    }
+
+    /// Puts what serving `decision` really cost (every attempt's usage, priced) in its router's
+    /// budget window in place of the estimate; `servedBy` is the model that answered, nil if none did.
+    public func settle(_ decision: RoutingDecision, cost: Double, servedBy model: String?, on generation: Generation) {
+        guard let ticket = decision.budgetTicket, let budget = generation.routers[decision.router]?.budget else { return }
+        budget.settle(ticket, cost: cost, servedBy: model.flatMap { name in decision.candidates.firstIndex { $0.model == name } })
     }
 
     /// What a router's policy chooses for a prompt: the candidate, every candidate's quality and

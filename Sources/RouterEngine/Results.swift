@@ -41,6 +41,9 @@ public struct RoutingDecision: Sendable, Hashable {
     /// With `novelty:`: how familiar the prompt is to the router, and whether it counts as novel.
     public var familiarity: Double? = nil
     public var novel: Bool? = nil
+    /// The decision's place in its router's budget window, when a budget held it: the gateway
+    /// settles the real cost there.
+    public var budgetTicket: BudgetTicket? = nil
 }
 
 /// Embeddings of texts by one encoder.

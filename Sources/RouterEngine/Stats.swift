@@ -57,6 +57,61 @@ public struct ShadowActivity: Sendable, Hashable {
     public init() {}
 }
 
+/// The gateway's traffic through one router or to one model, since the daemon started.
+public struct GatewayActivity: Sendable, Hashable {
+    /// Requests answered: served by an upstream, or failed after every attempt.
+    public var requests: UInt64 = 0
+    /// Requests that ended in an error to the client (every attempt failed, or the budget refused a fallback).
+    public var failed: UInt64 = 0
+    /// Upstream calls, retries and fallbacks included.
+    public var attempts: UInt64 = 0
+    /// Requests served by another model than the one first called (for a model: requests it took over).
+    public var fallbacks: UInt64 = 0
+    /// Failed upstream calls, by class (connection, timeout, rate_limited, server_error, client_error, malformed, mid_stream).
+    public var upstreamErrors: [String: UInt64] = [:]
+    /// Tokens and USD of the served answers, from their `usage` priced with the catalogue.
+    public var promptTokens: UInt64 = 0
+    public var completionTokens: UInt64 = 0
+    public var spend: Double = 0
+    /// Answers without `usage`, so without a real cost.
+    public var unpriced: UInt64 = 0
+    /// Seconds from a request's arrival to its first byte to the client, and to its end; sums over `requests - failed`.
+    public var firstByteSeconds: Double = 0
+    public var totalSeconds: Double = 0
+
+    public init() {}
+}
+
+/// One request through the gateway, as `stats` counts it.
+public struct GatewayRequestRecord: Sendable {
+    /// The router that decided (nil: a catalogue model was named, unrouted), and the model that
+    /// served (nil: none did).
+    public var router: String?
+    public var served: String?
+    /// Whether another model than the first called served it.
+    public var fellBack: Bool
+    public var promptTokens: Int?
+    public var completionTokens: Int?
+    /// USD from usage; nil without usage.
+    public var cost: Double?
+    public var firstByteSeconds: Double?
+    public var totalSeconds: Double
+
+    public init(
+        router: String?, served: String?, fellBack: Bool, promptTokens: Int?, completionTokens: Int?, cost: Double?, firstByteSeconds: Double?,
+        totalSeconds: Double
+    ) {
+        self.router = router
+        self.served = served
+        self.fellBack = fellBack
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.cost = cost
+        self.firstByteSeconds = firstByteSeconds
+        self.totalSeconds = totalSeconds
+    }
+}
+
 /// One reload or `set`.
 public struct ReloadEvent: Sendable, Hashable {
     /// Seconds since the Unix epoch.
@@ -79,6 +134,9 @@ public struct StatsSnapshot: Sendable {
     public var history: [ReloadEvent]
     /// Sessions whose model is remembered.
     public var sessions: Int = 0
+    /// The gateway's traffic by router (unrouted requests are not counted here) and by model.
+    public var gatewayRouters: [String: GatewayActivity] = [:]
+    public var gatewayModels: [String: GatewayActivity] = [:]
 }
 
 /// The engine's counters since the daemon started: decisions per router, plugin
@@ -91,6 +149,8 @@ public final class Stats: Sendable {
         var history: [ReloadEvent] = []
         var reloads: UInt64 = 0
         var reloadFailures: UInt64 = 0
+        var gatewayRouters: [String: GatewayActivity] = [:]
+        var gatewayModels: [String: GatewayActivity] = [:]
     }
 
     private let counters = Mutex(Counters())
@@ -162,6 +222,47 @@ public final class Stats: Sendable {
         }
     }
 
+    /// One upstream call of the gateway for `router` (nil: unrouted) to `model`; `failure` is its
+    /// error class when it failed.
+    public func recordUpstreamAttempt(router: String?, model: String, failure: String?) {
+        counters.withLock { counters in
+            counters.gatewayModels[model, default: GatewayActivity()].attempts += 1
+            if let failure { counters.gatewayModels[model, default: GatewayActivity()].upstreamErrors[failure, default: 0] += 1 }
+            guard let router else { return }
+            counters.gatewayRouters[router, default: GatewayActivity()].attempts += 1
+            if let failure { counters.gatewayRouters[router, default: GatewayActivity()].upstreamErrors[failure, default: 0] += 1 }
+        }
+    }
+
+    /// A failure of an upstream call already counted as an attempt: a stream that broke after its start.
+    public func recordUpstreamError(router: String?, model: String, failure: String) {
+        counters.withLock { counters in
+            counters.gatewayModels[model, default: GatewayActivity()].upstreamErrors[failure, default: 0] += 1
+            if let router { counters.gatewayRouters[router, default: GatewayActivity()].upstreamErrors[failure, default: 0] += 1 }
+        }
+    }
+
+    /// One gateway request answered: served, or failed.
+    public func recordGatewayRequest(_ record: GatewayRequestRecord) {
+        func add(_ activity: inout GatewayActivity) {
+            activity.requests += 1
+            guard record.served != nil else {
+                activity.failed += 1
+                return
+            }
+            if record.fellBack { activity.fallbacks += 1 }
+            activity.promptTokens += UInt64(max(0, record.promptTokens ?? 0))
+            activity.completionTokens += UInt64(max(0, record.completionTokens ?? 0))
+            if let cost = record.cost { activity.spend += cost } else { activity.unpriced += 1 }
+            activity.firstByteSeconds += record.firstByteSeconds ?? 0
+            activity.totalSeconds += record.totalSeconds
+        }
+        counters.withLock { counters in
+            if let router = record.router { add(&counters.gatewayRouters[router, default: GatewayActivity()]) }
+            if let served = record.served { add(&counters.gatewayModels[served, default: GatewayActivity()]) }
+        }
+    }
+
     /// How many reloads `stats` lists.
     static let historyLength = 20
 
@@ -186,7 +287,8 @@ public final class Stats: Sendable {
                         router.latencyMicroseconds = recent.latencyQuantiles
                     }
                     result[entry.key] = router
-                }, reloads: counters.reloads, reloadFailures: counters.reloadFailures, history: counters.history)
+                }, reloads: counters.reloads, reloadFailures: counters.reloadFailures, history: counters.history,
+                gatewayRouters: counters.gatewayRouters, gatewayModels: counters.gatewayModels)
         }
     }
 }

@@ -40,6 +40,31 @@ public enum PrometheusExposition {
         for (code, count) in server.errors.map({ ($0.key.rawValue, $0.value) }).sorted(by: { $0.0 < $1.0 }) {
             counter("errors_total", "Error responses, by code.", count, [("code", code)])
         }
+        for (kind, traffic) in [("router", stats.gatewayRouters), ("model", stats.gatewayModels)] {
+            for (name, activity) in traffic.sorted(by: { $0.key < $1.key }) {
+                let label = (kind, name)
+                let served = activity.requests - activity.failed
+                counter(
+                    "gateway_requests_total", "Gateway requests answered, by router or serving model, and outcome.", served,
+                    [label, ("outcome", "served")])
+                counter(
+                    "gateway_requests_total", "Gateway requests answered, by router or serving model, and outcome.", activity.failed,
+                    [label, ("outcome", "failed")])
+                counter("gateway_attempts_total", "Upstream calls by the gateway, retries and fallbacks included.", activity.attempts, [label])
+                counter("gateway_fallbacks_total", "Gateway requests served by another model than the first called.", activity.fallbacks, [label])
+                for (errorClass, count) in activity.upstreamErrors.sorted(by: { $0.key < $1.key }) {
+                    counter("gateway_upstream_errors_total", "Failed upstream calls, by class.", count, [label, ("class", errorClass)])
+                }
+                counter("gateway_tokens_total", "Tokens of served answers, from their usage.", activity.promptTokens, [label, ("kind", "prompt")])
+                counter(
+                    "gateway_tokens_total", "Tokens of served answers, from their usage.", activity.completionTokens, [label, ("kind", "completion")])
+                gauge("gateway_spend_usd", "USD spent on served answers since start, from usage at the catalogue's prices.", activity.spend, [label])
+                gauge(
+                    "gateway_first_byte_seconds_sum", "Seconds to the first byte to the client, summed over served requests.",
+                    activity.firstByteSeconds, [label])
+                gauge("gateway_request_seconds_sum", "Seconds from arrival to end, summed over served requests.", activity.totalSeconds, [label])
+            }
+        }
         for (name, router) in stats.routers.sorted(by: { $0.key < $1.key }) {
             let label = ("router", name)
             counter("decisions_total", "Route decisions, by router and tier.", router.strong, [label, ("tier", "strong")])

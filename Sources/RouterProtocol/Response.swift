@@ -633,6 +633,8 @@ public struct StatsResult: Codable, Sendable, Hashable {
     public var sessions: Int
     /// The feedback store, when the config has `feedback:`.
     public var feedback: FeedbackStats?
+    /// The HTTP gateway's traffic, once it has served a request.
+    public var gateway: GatewayStats? = nil
 
     public init(
         uptimeSeconds: Double, generation: UInt64, connectionsOpen: UInt64, connectionsTotal: UInt64, connectionsRejected: UInt64,
@@ -666,7 +668,65 @@ public struct StatsResult: Codable, Sendable, Hashable {
         case reloadFailures = "reload_failures"
         case reloadHistory = "reload_history"
         case decisionLog = "decision_log"
-        case sessions, feedback
+        case sessions, feedback, gateway
+    }
+}
+
+/// The HTTP gateway in `stats`: its traffic by router and by the model that served.
+public struct GatewayStats: Codable, Sendable, Hashable {
+    public var routers: [String: GatewayTraffic]
+    public var models: [String: GatewayTraffic]
+
+    public init(routers: [String: GatewayTraffic], models: [String: GatewayTraffic]) {
+        self.routers = routers
+        self.models = models
+    }
+}
+
+/// Gateway requests through one router, or served by one model.
+public struct GatewayTraffic: Codable, Sendable, Hashable {
+    /// Requests answered, and those that ended in an error to the client.
+    public var requests: UInt64
+    public var failed: UInt64
+    /// Upstream calls (retries and fallbacks included), and requests served after a fallback.
+    public var attempts: UInt64
+    public var fallbacks: UInt64
+    /// Failed upstream calls by class: connection, timeout, rate_limited, server_error, client_error, malformed, mid_stream.
+    public var upstreamErrors: [String: UInt64]
+    public var promptTokens: UInt64
+    public var completionTokens: UInt64
+    /// USD, from the answers' usage at the catalogue's prices; answers without usage are `unpriced`.
+    public var spendUSD: Double
+    public var unpriced: UInt64
+    /// Mean seconds to the first byte sent to the client, and to the request's end, over served requests.
+    public var meanFirstByteSeconds: Double?
+    public var meanSeconds: Double?
+
+    public init(
+        requests: UInt64, failed: UInt64, attempts: UInt64, fallbacks: UInt64, upstreamErrors: [String: UInt64], promptTokens: UInt64,
+        completionTokens: UInt64, spendUSD: Double, unpriced: UInt64, meanFirstByteSeconds: Double?, meanSeconds: Double?
+    ) {
+        self.requests = requests
+        self.failed = failed
+        self.attempts = attempts
+        self.fallbacks = fallbacks
+        self.upstreamErrors = upstreamErrors
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.spendUSD = spendUSD
+        self.unpriced = unpriced
+        self.meanFirstByteSeconds = meanFirstByteSeconds
+        self.meanSeconds = meanSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case requests, failed, attempts, fallbacks, unpriced
+        case upstreamErrors = "upstream_errors"
+        case promptTokens = "prompt_tokens"
+        case completionTokens = "completion_tokens"
+        case spendUSD = "spend_usd"
+        case meanFirstByteSeconds = "mean_first_byte_seconds"
+        case meanSeconds = "mean_seconds"
     }
 }
 

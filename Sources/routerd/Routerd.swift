@@ -12,6 +12,10 @@ import ServiceLifecycle
 import TextEncoder
 import UnixSignals
 
+#if Gateway
+    import Gateway
+#endif
+
 @main
 struct Routerd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -138,6 +142,25 @@ struct Routerd: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
+        // Built without the trait, routerd refuses a config with `gateway:` (RouterConfig says why).
+        #if Gateway
+            var gateway: Gateway?
+            if let settings = generation.config.gateway {
+                let built = Gateway(settings: settings, reloader: reloader, group: group, logger: logger)
+                do {
+                    services += try built.services().map { .init(service: $0) }
+                } catch {
+                    FileHandle.standardError.write(Data("routerd: gateway: \(error)\n".utf8))
+                    try? await built.shutdown()
+                    try? await stopThreads()
+                    throw ExitCode(1)
+                }
+                gateway = built
+            }
+            let stopGateway = { [gateway] in try await gateway?.shutdown() }
+        #else
+            let stopGateway: @Sendable () async throws -> Void = {}
+        #endif
         let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: services,

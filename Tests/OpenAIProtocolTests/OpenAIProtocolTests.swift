@@ -135,17 +135,44 @@ import Testing
 
             """.utf8)
         for cut in 0...stream.count {
-            var scanner = StreamUsageScanner()
-            scanner.consume(stream[..<cut])
-            scanner.consume(stream[cut...])
-            #expect(scanner.usage == Usage(promptTokens: 9, completionTokens: 2) && scanner.sawDone && scanner.events == 4, "cut at \(cut)")
+            var relay = StreamRelay()
+            let passed = relay.relay(stream[..<cut]) + relay.relay(stream[cut...])
+            #expect(relay.usage == Usage(promptTokens: 9, completionTokens: 2) && relay.sawDone && relay.events == 4, "cut at \(cut)")
+            #expect(passed == stream, "unchanged when nothing is rewritten, cut at \(cut)")
         }
         // A line past the bound is skipped, not held.
-        var bounded = StreamUsageScanner(maxLineBytes: 16)
-        bounded.consume(stream)
+        var bounded = StreamRelay(maxLineBytes: 16)
+        #expect(bounded.relay(stream) == stream)
         #expect(bounded.usage == nil && bounded.sawDone)
-        #expect(StreamUsageScanner.isUsageOnlyChunk(Array(#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#.utf8)))
-        #expect(!StreamUsageScanner.isUsageOnlyChunk(Array(#"{"choices":[{"index":0}],"usage":{"prompt_tokens":1}}"#.utf8)))
-        #expect(!StreamUsageScanner.isUsageOnlyChunk(Array(#"{"choices":[],"usage":null}"#.utf8)))
+        #expect(StreamRelay.isUsageOnlyChunk(Array(#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#.utf8)))
+        #expect(!StreamRelay.isUsageOnlyChunk(Array(#"{"choices":[{"index":0}],"usage":{"prompt_tokens":1}}"#.utf8)))
+        #expect(!StreamRelay.isUsageOnlyChunk(Array(#"{"choices":[],"usage":null}"#.utf8)))
+    }
+
+    /// Each chunk's model becomes the catalogue name; the usage-only event the client did not ask
+    /// for is dropped with its blank line, and its usage still counted; other lines pass unchanged.
+    @Test func theRelayRenamesTheModelAndDropsTheUsageChunkTheClientDidNotAskFor() throws {
+        let stream = Array(
+            """
+            data: {"model":"upstream-name","choices":[{"index":0,"delta":{"content":"Hi"}}]}
+
+            : keep-alive
+            data: {"model":"upstream-name","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}
+
+            data: [DONE]
+
+
+            """.utf8)
+        for cut in [0, 10, 90, stream.count] {
+            var relay = StreamRelay(model: "small", keepUsageChunk: false)
+            let passed = relay.relay(stream[..<cut]) + relay.relay(stream[cut...])
+            let text = String(decoding: passed, as: UTF8.self)
+            #expect(!text.contains("upstream-name") && !text.contains("usage"), "cut at \(cut): \(text)")
+            #expect(text.contains(#""model":"small""#) && text.contains(": keep-alive\n") && text.hasSuffix("data: [DONE]\n\n"))
+            #expect(text.components(separatedBy: "\n\n").count == 3, "the chunk, then the comment and [DONE]: \(text)")
+            #expect(relay.usage == Usage(promptTokens: 3, completionTokens: 1))
+        }
+        var keeping = StreamRelay(model: "small", keepUsageChunk: true)
+        #expect(String(decoding: keeping.relay(stream), as: UTF8.self).contains(#""prompt_tokens":3"#))
     }
 }

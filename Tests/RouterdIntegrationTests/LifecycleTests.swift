@@ -53,19 +53,17 @@ import Testing
 
     @Test func theSocketGetsTheConfiguredMode() throws {
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, mode: "0600") })
-        var info = stat()
-        #expect(lstat(daemon.socket, &info) == 0)
-        #expect(info.st_mode & 0o777 == 0o600)
+        let attributes = try FileManager.default.attributesOfItem(atPath: daemon.socket)
+        #expect((attributes[.posixPermissions] as? Int).map { $0 & 0o777 } == 0o600)
     }
 
     @Test(.requires(.actAsNobody)) func theSocketGetsTheConfiguredOwnerAndGroup() throws {
         let nobody = try OtherUser.nobody()
         let daemon = try Daemon(config: { TestConfig.yaml(socket: $0, mode: "0640\n  owner: nobody\n  group: \(nobody.groupName)") })
-        var info = stat()
-        #expect(lstat(daemon.socket, &info) == 0)
-        #expect(info.st_uid == nobody.uid)
-        #expect(info.st_gid == nobody.gid)
-        #expect(info.st_mode & 0o777 == 0o640)
+        let attributes = try FileManager.default.attributesOfItem(atPath: daemon.socket)
+        #expect((attributes[.ownerAccountID] as? NSNumber)?.uint32Value == nobody.uid)
+        #expect((attributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value == nobody.gid)
+        #expect((attributes[.posixPermissions] as? Int).map { $0 & 0o777 } == 0o640)
     }
 
     @Test func readinessAndStoppingAreNotifiedToSystemd() throws {

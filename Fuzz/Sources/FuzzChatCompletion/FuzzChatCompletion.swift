@@ -25,11 +25,13 @@ public func fuzzChatCompletion(_ data: UnsafePointer<UInt8>, _ size: Int) -> CIn
             preconditionFailure("an error body is {error: {message, …}}")
         }
     }
-    var whole = StreamUsageScanner(maxLineBytes: 4096)
-    whole.consume(bytes)
-    var cut = StreamUsageScanner(maxLineBytes: 4096)
-    cut.consume(bytes[..<(bytes.count / 2)])
-    cut.consume(bytes[(bytes.count / 2)...])
-    precondition(whole.usage == cut.usage && whole.sawDone == cut.sawDone && whole.events == cut.events, "the scanner reads cut bytes alike")
+    var whole = StreamRelay(model: "m", keepUsageChunk: false, maxLineBytes: 4096)
+    let wholeOutput = whole.relay(bytes) + whole.flush()
+    var cut = StreamRelay(model: "m", keepUsageChunk: false, maxLineBytes: 4096)
+    let cutOutput = cut.relay(bytes[..<(bytes.count / 2)]) + cut.relay(bytes[(bytes.count / 2)...]) + cut.flush()
+    precondition(whole.usage == cut.usage && whole.sawDone == cut.sawDone && whole.events == cut.events, "the relay reads cut bytes alike")
+    precondition(wholeOutput == cutOutput, "the relay sends cut bytes alike")
+    var untouched = StreamRelay(maxLineBytes: 4096)
+    precondition(untouched.relay(bytes) + untouched.flush() == bytes, "without a model to rename and with usage kept, bytes pass unchanged")
     return 0
 }

@@ -1,0 +1,223 @@
+#if Gateway
+    import AsyncHTTPClient
+    import Foundation
+    import HTTPTypes
+    import Hummingbird
+    import HummingbirdCore
+    import Logging
+    import NIOCore
+    import OpenAIProtocol
+    import RouterConfig
+    import RouterDaemon
+    import RouterEngine
+    import RouterJSON
+    import ServiceLifecycle
+    import UpstreamFallback
+
+    /// routerd's OpenAI-compatible HTTP front end: the same engine as the socket, reached over HTTP.
+    ///
+    /// Each chat completion is routed on its last user turn, forwarded to the chosen model's
+    /// catalogue endpoint, and answered with that model's response; a failing upstream is retried
+    /// and the request falls back along the policy's order (``UpstreamFallback``). The real cost
+    /// from `usage` goes to `stats`, the decision log and the router's budget. The listeners are
+    /// bound at start; everything else (keys, limits, fallback settings) is read from the serving
+    /// generation on each request, so a reload changes it.
+    public final class Gateway: Sendable {
+        let reloader: Reloader
+        let client: HTTPClient
+        let coolDowns = CoolDowns()
+        let limit = ConcurrencyLimit()
+        let logger: Logger
+        /// The settings the listeners were bound with.
+        let initial: DaemonConfig.Gateway
+        /// Seconds on a monotonic clock, for the fallback's deadline and cool-downs.
+        let now: @Sendable () -> Double
+        let group: any EventLoopGroup
+
+        var engine: Engine { reloader.engine }
+
+        public init(settings: DaemonConfig.Gateway, reloader: Reloader, group: any EventLoopGroup, logger: Logger) {
+            self.initial = settings
+            self.reloader = reloader
+            self.group = group
+            self.logger = logger
+            let origin = ContinuousClock.now
+            now = { Self.seconds(since: origin) }
+            var configuration = HTTPClient.Configuration()
+            configuration.timeout = .init(
+                connect: .milliseconds(Int64(min(settings.attemptTimeoutSeconds, 10) * 1000)),
+                read: .milliseconds(Int64(settings.attemptTimeoutSeconds * 1000)))
+            configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: settings.maxConcurrent)
+            configuration.redirectConfiguration = .disallow
+            configuration.decompression = .disabled
+            client = HTTPClient(eventLoopGroup: group, configuration: configuration)
+        }
+
+        static func seconds(since start: ContinuousClock.Instant) -> Double {
+            let elapsed = ContinuousClock.now - start
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        }
+
+        /// One Hummingbird application per listener, to run in the daemon's service group.
+        public func services() throws(SocketPathError) -> [any Service] {
+            var services: [any Service] = []
+            let configuration = HTTP1Channel.Configuration(idleTimeout: .milliseconds(Int64(initial.idleTimeoutSeconds * 1000)))
+            if let host = initial.host, let port = initial.port {
+                services.append(application(address: .hostname(host, port: port), unix: false, configuration: configuration))
+            }
+            if let path = initial.socketPath {
+                try SocketFile.prepare(path)
+                let mode = initial.socketMode
+                let logger = logger
+                services.append(
+                    application(address: .unixDomainSocket(path: path), unix: true, configuration: configuration) { _ in
+                        do throws(SocketPathError) {
+                            try SocketFile.applyPermissions(path, mode: mode, owner: nil, group: nil)
+                        } catch {
+                            logger.error("gateway socket permissions", metadata: ["path": "\(path)", "error": "\(error)"])
+                        }
+                    })
+            }
+            return services
+        }
+
+        private func application(
+            address: BindAddress, unix: Bool, configuration: HTTP1Channel.Configuration,
+            running: @escaping @Sendable (any Channel) async -> Void = { _ in }
+        ) -> some Service {
+            let responder = CallbackResponder<GatewayContext> { [self] request, context in
+                await respond(to: request, context: context, unix: unix)
+            }
+            return Application(
+                responder: responder, server: .http1(configuration: configuration),
+                configuration: ApplicationConfiguration(
+                    address: address, serverName: "routerd", availableConnectionsDelegate: MaximumAvailableConnections(initial.maxConcurrent * 4)),
+                onServerRunning: { [logger] channel in
+                    logger.notice("gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "\(address)")"])
+                    await running(channel)
+                },
+                eventLoopGroupProvider: .shared(group), logger: logger)
+        }
+
+        /// Closes the upstream connections; after the listeners have stopped.
+        public func shutdown() async throws {
+            try await client.shutdown()
+        }
+
+        // MARK: Requests
+
+        func respond(to request: Request, context: GatewayContext, unix: Bool) async -> Response {
+            let serving = reloader.current
+            guard let settings = serving.generation.config.gateway else {
+                return Self.error(
+                    OpenAIError(
+                        status: 503,
+                        message:
+                            "the gateway is not configured in \(serving.generation.config.file) any more; add 'gateway:' back, or restart routerd to stop listening",
+                        type: "service_unavailable"))
+            }
+            let caller: Caller
+            if unix {
+                let credentials: EventLoopFuture<PeerCredentials>? = (context.channel as? any SocketOptionProvider)?
+                    .unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+                let peer = try? await credentials?.get()
+                guard let peer, settings.admits(uid: peer.uid, gid: peer.gid) else {
+                    let who = peer.map { "uid \($0.uid) (gid \($0.gid))" } ?? "a peer whose credentials could not be read"
+                    return Self.error(
+                        OpenAIError(
+                            status: 403, message: "\(who) is not in gateway.allow of \(serving.generation.config.file)", type: "permission_error"))
+                }
+                caller = Caller(uid: peer.uid, gid: peer.gid)
+            } else {
+                // Over TCP there are no credentials: every caller holding a key is one principal,
+                // routerd's own user, for sessions and for naming its decisions in feedback.
+                caller = Caller(uid: getuid(), gid: nil)
+            }
+            let path = request.uri.path
+            // A health check needs no key: load balancers and systemd's probes hold none, and it tells nothing.
+            if !settings.keys.isEmpty, path != "/health" {
+                guard let presented = Self.bearer(request.headers[.authorization]), settings.keys.contains(where: { Self.same($0, presented) }) else {
+                    return Self.error(
+                        OpenAIError(
+                            status: 401, message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with a key from gateway.keys",
+                            type: "invalid_request_error", code: "invalid_api_key"))
+                }
+            }
+            switch (request.method, path) {
+            case (.get, "/health"), (.get, "/v1/health"):
+                return Self.json(.object(["status": "ok", "generation": .integer(Int64(serving.generation.number))]))
+            case (.get, "/v1/models"):
+                let generation = serving.generation
+                let body = ModelList.body(
+                    routers: generation.routerNames, models: Array(generation.config.models.models.keys),
+                    created: Int(Date().timeIntervalSince1970))
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+            case (.post, "/v1/chat/completions"), (.post, "/chat/completions"):
+                var request = request
+                let body: ByteBuffer
+                do {
+                    body = try await request.collectBody(upTo: settings.maxBodyBytes)
+                } catch {
+                    return Self.error(.bodyTooLarge(limit: settings.maxBodyBytes))
+                }
+                return await chatCompletion(body: body, headers: request.headers, requester: caller.uid, serving: serving, settings: settings)
+            case (.post, "/v1/feedback"):
+                var request = request
+                guard let body = try? await request.collectBody(upTo: settings.maxBodyBytes) else {
+                    return Self.error(.bodyTooLarge(limit: settings.maxBodyBytes))
+                }
+                return await feedback(body: body, caller: caller, serving: serving)
+            default:
+                let known = "POST /v1/chat/completions, GET /v1/models, GET /health, POST /v1/feedback"
+                return Self.error(
+                    OpenAIError(
+                        status: 404, message: "No route for \(request.method) \(path); the gateway serves \(known)", type: "invalid_request_error"))
+            }
+        }
+
+        /// `Authorization: Bearer <key>`'s key.
+        static func bearer(_ header: String?) -> String? {
+            guard let header, header.lowercased().hasPrefix("bearer ") else { return nil }
+            return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+
+        /// Compares keys in time that does not depend on where they differ.
+        static func same(_ a: String, _ b: String) -> Bool {
+            let (x, y) = (Array(a.utf8), Array(b.utf8))
+            var difference = UInt8(x.count == y.count ? 0 : 1)
+            for index in 0..<max(x.count, y.count) {
+                difference |= (index < x.count ? x[index] : 0) ^ (index < y.count ? y[index] : 0)
+            }
+            return difference == 0
+        }
+
+        static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+            var writer = JSONWriter()
+            writer.value(value)
+            var fields = headers
+            fields[.contentType] = "application/json"
+            return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
+        }
+
+        static func error(_ error: OpenAIError, headers: HTTPFields = [:]) -> Response {
+            var fields = headers
+            fields[.contentType] = "application/json"
+            return Response(
+                status: HTTPResponse.Status(code: error.status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: error.body)))
+        }
+    }
+
+    /// Who calls the gateway: a Unix-socket peer's uid and gid, or over TCP routerd's own uid
+    /// (every key holder is one principal) and no gid.
+    struct Caller: Sendable {
+        var uid: UInt32
+        var gid: UInt32?
+    }
+
+    /// The layout of Linux's `struct ucred` (SO_PEERCRED), which Glibc's module does not export.
+    struct PeerCredentials: Sendable {
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
+    }
+#endif

@@ -1,0 +1,132 @@
+#if Gateway
+    import Foundation
+    import HTTPTypes
+    import Hummingbird
+    import Logging
+    import NIOCore
+    import NIOFoundationCompat
+    import Synchronization
+
+    /// A local OpenAI-compatible upstream whose models misbehave on demand, for the gateway's tests.
+    ///
+    /// Each model is served under its own path, `http://127.0.0.1:<port>/<name>/v1`, and answers as
+    /// its behaviour says: a completion (or a stream) with fixed usage, a 500, a 429 with
+    /// `retry-after`, silence, a stream cut after its first chunk, malformed JSON, or a huge body.
+    /// Calls are counted per model.
+    final class FaultUpstream: Sendable {
+        enum Behaviour: Sendable {
+            case healthy
+            case serverError
+            case rateLimited(retryAfter: Int)
+            case hang
+            case dropMidStream
+            case malformed
+            case huge
+        }
+
+        /// The usage every answer reports.
+        static let promptTokens = 10
+        static let completionTokens = 5
+
+        /// What the server's handler and the test share.
+        private final class Shared: Sendable {
+            let behaviours = Mutex<[String: Behaviour]>([:])
+            let calls = Mutex<[String: Int]>([:])
+        }
+        private let shared: Shared
+        let port: Int
+        private let task: Task<Void, any Error>
+
+        func set(_ name: String, _ behaviour: Behaviour) { shared.behaviours.withLock { $0[name] = behaviour } }
+        func callCount(_ name: String) -> Int { shared.calls.withLock { $0[name, default: 0] } }
+        func baseURL(_ name: String) -> String { "http://127.0.0.1:\(port)/\(name)/v1" }
+
+        init() async throws {
+            let shared = Shared()
+            self.shared = shared
+            let responder = CallbackResponder<BasicRequestContext> { request, _ in
+                let parts = request.uri.path.split(separator: "/")
+                guard parts.count == 4, parts[1] == "v1", parts[2] == "chat", parts[3] == "completions" else {
+                    return Response(status: .notFound)
+                }
+                let name = String(parts[0])
+                shared.calls.withLock { $0[name, default: 0] += 1 }
+                var request = request
+                let body = try await request.collectBody(upTo: 1 << 20)
+                let object = try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] ?? [:]
+                let stream = object["stream"] as? Bool ?? false
+                let upstreamModel = object["model"] as? String ?? "?"
+                switch shared.behaviours.withLock({ $0[name] ?? .healthy }) {
+                case .healthy:
+                    return stream ? Self.stream(model: upstreamModel, cutAfterFirst: false) : Self.completion(model: upstreamModel)
+                case .serverError:
+                    return Self.json(#"{"error":{"message":"the model is overloaded","type":"server_error"}}"#, status: .internalServerError)
+                case .rateLimited(let seconds):
+                    var response = Self.json(#"{"error":{"message":"rate limit reached","type":"rate_limit_error"}}"#, status: .tooManyRequests)
+                    response.headers[HTTPField.Name("retry-after")!] = "\(seconds)"
+                    return response
+                case .hang:
+                    try await Task.sleep(for: .seconds(30))
+                    return Self.completion(model: upstreamModel)
+                case .dropMidStream:
+                    return Self.stream(model: upstreamModel, cutAfterFirst: true)
+                case .malformed:
+                    return Self.json(#"{"choices": [oops"#, status: .ok)
+                case .huge:
+                    return Self.json(#"{"choices":[{"message":{"content":""# + String(repeating: "x", count: 3 << 20) + #""}}]}"#, status: .ok)
+                }
+            }
+            let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
+            let application = Application(
+                responder: responder, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: { channel in readyContinuation.yield(channel.localAddress?.port ?? 0) },
+                // Stopping it by cancelling its task is how each test ends: not worth an error line.
+                logger: { () -> Logger in
+                    var logger = Logger(label: "fault-upstream")
+                    logger.logLevel = .critical
+                    return logger
+                }())
+            task = Task { try await application.runService() }
+            var iterator = ready.makeAsyncIterator()
+            port = await iterator.next() ?? 0
+        }
+
+        func stop() { task.cancel() }
+
+        static func json(_ text: String, status: HTTPResponse.Status) -> Response {
+            Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+
+        static func completion(model: String) -> Response {
+            json(
+                """
+                {"id":"cmpl-1","object":"chat.completion","created":1,"model":"\(model)","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from \(model)"},"finish_reason":"stop"}],"usage":{"prompt_tokens":\(promptTokens),"completion_tokens":\(completionTokens),"total_tokens":\(promptTokens + completionTokens)}}
+                """, status: .ok)
+        }
+
+        /// Three content chunks, a usage-only chunk and [DONE]; or the first chunk, then the connection drops.
+        static func stream(model: String, cutAfterFirst: Bool) -> Response {
+            let body = ResponseBody { writer in
+                for (index, word) in ["Hel", "lo", "!"].enumerated() {
+                    try await writer.write(
+                        ByteBuffer(
+                            string:
+                                #"data: {"id":"c","object":"chat.completion.chunk","model":"\#(model)","choices":[{"index":0,"delta":{"content":"\#(word)"}}]}"#
+                                + "\n\n"))
+                    if cutAfterFirst, index == 0 {
+                        try await Task.sleep(for: .milliseconds(50))
+                        throw CancellationError()
+                    }
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                try await writer.write(
+                    ByteBuffer(
+                        string:
+                            #"data: {"id":"c","object":"chat.completion.chunk","model":"\#(model)","choices":[],"usage":{"prompt_tokens":\#(promptTokens),"completion_tokens":\#(completionTokens)}}"#
+                            + "\n\ndata: [DONE]\n\n"))
+                try await writer.finish(nil)
+            }
+            return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: body)
+        }
+    }
+#endif
