@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-encoder bench-learning bench-offpolicy bench-novelty bench-coldstart check-config format lint install clean weights eval
+.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-gateway bench-encoder bench-learning bench-offpolicy bench-novelty bench-coldstart check-config format lint install clean weights eval
 
 all: build
 
@@ -190,6 +190,16 @@ fuzz: setup
 	@for target in $(FUZZ_TARGETS); do \
 		if ls .build-fuzz/crashes/$$target-* >/dev/null 2>&1; then echo "fuzz: $$target found a failure: $$(ls .build-fuzz/crashes/$$target-*)"; exit 1; fi; \
 	done
+
+## bench-gateway: the HTTP gateway beside a stub upstream called directly, and LiteLLM's proxy on the
+## same stub, in one run: overhead, throughput, fallback, memory of 256 streams (docs/RESULTS.md, "The gateway")
+GATEWAY_STUB_PORT ?= 18090
+LITELLM_PORT ?= 18091
+bench-gateway: setup
+	$(SWIFT) build -c release $(SWIFT_FLAGS)
+	scripts/bench-gateway-peers.sh start $(GATEWAY_STUB_PORT) $(LITELLM_PORT)
+	.build/release/routerctl bench-gateway --stub-port $(GATEWAY_STUB_PORT) --peer litellm=http://127.0.0.1:$(LITELLM_PORT)/v1=bench=sk-routerd-bench-gateway $(BENCH_GATEWAY_FLAGS); \
+		status=$$?; scripts/bench-gateway-peers.sh stop; exit $$status
 
 ## soak: routerd (release, or SOAK_BUILD=debug) under SOAK_MINUTES of mixed traffic: every op, the learned
 ## routers on fresh and repeated prompts, bad lines, connection churn, a reload or set every 10 s with

@@ -226,6 +226,12 @@ let targets: [Target] =
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                // The gateway's stub upstream and HTTP load (with the trait Gateway).
+                .product(name: "Hummingbird", package: "hummingbird", condition: gatewayTrait),
+                .product(name: "HTTPTypes", package: "swift-http-types", condition: gatewayTrait),
+                .product(name: "AsyncHTTPClient", package: "async-http-client", condition: gatewayTrait),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "routerd",
@@ -253,7 +259,7 @@ let targets: [Target] =
         // What the tests share: the real daemon on a temporary socket, configs, a line client, the encoder fixture.
         .target(name: "RouterdTestSupport", dependencies: ["RouterProtocol", "TextEncoder"], path: "Tests/RouterdTestSupport"),
 
-        .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig", "RouterVocabulary"]),
+        .testTarget(name: "RouterConfigTests", dependencies: ["RouterConfig", "RouterVocabulary", "UpstreamFallback"]),
         .testTarget(
             name: "TextEncoderTests",
             dependencies: ["RouterdTestSupport", "RouterVocabulary", "TextEncoder"]),
@@ -297,18 +303,16 @@ let targets: [Target] =
         .testTarget(
             name: "RouterdIntegrationTests",
             dependencies: [
-                "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterVocabulary", "RouterdTestSupport", "SafeTensors",
+                "RouterBenchmarks", "RouterClient", "RouterEvaluation", "RouterProtocol", "RouterTraining", "RouterVocabulary", "RouterdTestSupport",
+                "SafeTensors",
                 "SimilarityRanking",
                 "StableHash", "TextEncoder", "TrainingRows",
                 "routerd", "routerctl",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                // The gateway's tests: a fault-injecting upstream (Hummingbird) and an HTTP client.
-                .product(name: "Hummingbird", package: "hummingbird", condition: gatewayTrait),
-                .product(name: "HTTPTypes", package: "swift-http-types", condition: gatewayTrait),
+                // The gateway's tests: an HTTP client (the stub upstream is RouterBenchmarks').
                 .product(name: "AsyncHTTPClient", package: "async-http-client", condition: gatewayTrait),
-                .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["ExternalPlugin", "ExternalPackage", "Gateway"]),
     ]

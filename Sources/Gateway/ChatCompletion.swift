@@ -115,7 +115,7 @@
                 }
                 let forwarded = request.forwarded(as: endpoint.model)
                 let result = await UpstreamCall.call(
-                    model, endpoint: endpoint, body: forwarded, stream: request.stream, client: client, settings: settings)
+                    served: modelName, endpoint: endpoint, body: forwarded, stream: request.stream, client: client, settings: settings)
                 switch result {
                 case .completion(let answer, let usage):
                     attempted(&run, model: modelName, failure: nil)
@@ -136,7 +136,7 @@
                     coolDowns.succeeded(modelName)
                     // The slot is held until the stream ends, by the body writer.
                     released = true
-                    return streamResponse(run, served: model, first: first, rest: rest, includeUsage: request.includeUsage)
+                    return streamResponse(run, served: modelName, prices: model, first: first, rest: rest, includeUsage: request.includeUsage)
                 case .failed(let failure, let message, let status, let body):
                     attempted(&run, model: modelName, failure: failure)
                     lastFailure = (failure, message, status, body)

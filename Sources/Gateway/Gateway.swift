@@ -48,6 +48,9 @@
                 connect: .milliseconds(Int64(min(settings.attemptTimeoutSeconds, 10) * 1000)),
                 read: .milliseconds(Int64(settings.attemptTimeoutSeconds * 1000)))
             configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: settings.maxConcurrent)
+            // A refused connection is a failed attempt at once, for the fallback to handle; the
+            // client's own retrying would hold the request until the connect timeout.
+            configuration.connectionPool.retryConnectionEstablishment = false
             configuration.redirectConfiguration = .disallow
             configuration.decompression = .disabled
             client = HTTPClient(eventLoopGroup: group, configuration: configuration)

@@ -14,12 +14,13 @@
         /// error event. A client that goes away ends the relay, which drops the upstream call.
         /// The request's concurrency slot is held until the stream ends.
         func streamResponse(
-            _ started: CompletionRun, served model: ModelCatalogue.Model, first: ByteBuffer, rest: UpstreamCall.StreamRemainder, includeUsage: Bool
+            _ started: CompletionRun, served: String, prices model: ModelCatalogue.Model, first: ByteBuffer, rest: UpstreamCall.StreamRemainder,
+            includeUsage: Bool
         ) -> Response {
-            let headers = responseHeaders(started, served: model.name, contentType: "text/event-stream")
+            let headers = responseHeaders(started, served: served, contentType: "text/event-stream")
             let body = ResponseBody { [self] writer in
                 var run = started
-                var relay = StreamRelay(model: model.name, keepUsageChunk: includeUsage)
+                var relay = StreamRelay(model: served, keepUsageChunk: includeUsage)
                 var firstByte: Double?
                 var upstreamFailure: String?
                 var clientGone = false
@@ -52,7 +53,7 @@
                 if let upstreamFailure, !clientGone {
                     // The client has had bytes: nothing can be taken back, so say what happened in-band.
                     let error = OpenAIError(
-                        status: 502, message: "the upstream \(model.name) failed mid-stream: \(upstreamFailure)", type: "upstream_error",
+                        status: 502, message: "the upstream \(served) failed mid-stream: \(upstreamFailure)", type: "upstream_error",
                         code: AttemptFailure.midStream.errorClass)
                     var event: [UInt8] = Array("data: ".utf8)
                     event += error.body
@@ -61,13 +62,13 @@
                 }
                 if upstreamFailure != nil {
                     run.attempts[run.attempts.count - 1].failure = AttemptFailure.midStream.errorClass
-                    engine.stats.recordUpstreamError(router: run.router, model: model.name, failure: AttemptFailure.midStream.errorClass)
-                    recordFailedOutcome(run, model: model.name)
+                    engine.stats.recordUpstreamError(router: run.router, model: served, failure: AttemptFailure.midStream.errorClass)
+                    recordFailedOutcome(run, model: served)
                 }
                 let cost = relay.usage.map { $0.cost(inputPrice: model.inputPrice, outputPrice: model.outputPrice) }
                 run.spent += cost ?? 0
                 let status = upstreamFailure != nil ? 502 : (clientGone ? 499 : 200)
-                record(run, served: model.name, usage: relay.usage, cost: cost, firstByte: firstByte, total: now() - run.start, status: status)
+                record(run, served: served, usage: relay.usage, cost: cost, firstByte: firstByte, total: now() - run.start, status: status)
                 if !clientGone { try? await writer.finish(nil) }
             }
             return Response(status: .ok, headers: headers, body: body)

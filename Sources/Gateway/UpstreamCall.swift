@@ -33,9 +33,10 @@
         /// Largest error body read from a failing upstream, for its message.
         static let maxErrorBytes = 64 << 10
 
+        /// Calls `endpoint` with `body`; a plain answer's `model` becomes `served`, the name the
+        /// decision gave the model (a router's candidate name, which feedback names it by).
         static func call(
-            _ model: ModelCatalogue.Model, endpoint: ModelCatalogue.Endpoint, body: [UInt8], stream: Bool, client: HTTPClient,
-            settings: DaemonConfig.Gateway
+            served: String, endpoint: ModelCatalogue.Endpoint, body: [UInt8], stream: Bool, client: HTTPClient, settings: DaemonConfig.Gateway
         ) async -> Result {
             var base = endpoint.baseURL
             while base.hasSuffix("/") { base.removeLast() }
@@ -89,7 +90,7 @@
                 return .failed(.malformed, message: "the answer is not a chat completion (a JSON object with 'choices')", status: nil, body: nil)
             }
             let usage = Usage(of: .object(members))
-            members["model"] = .string(model.name)
+            members["model"] = .string(served)
             var writer = JSONWriter(capacity: collected.readableBytes + 64)
             writer.value(.object(members))
             return .completion(body: writer.bytes, usage: usage)

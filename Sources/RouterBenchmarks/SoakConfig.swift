@@ -32,10 +32,14 @@ struct SoakConfig: Sendable {
     private let shipped: DaemonConfig
     private let models: String
     private let cacheSize: Int
+    /// With gateway traffic: the gateway's port and each catalogue model's name on the stub upstream.
+    let gateway: SoakGatewayLayout?
 
-    init(shipped: DaemonConfig, models: String, folder: String, cacheSize: Int) throws {
+    init(shipped: DaemonConfig, models: String, folder: String, cacheSize: Int, gateway: SoakGatewayLayout? = nil) throws {
         self.shipped = shipped
-        self.models = models
+        self.gateway = gateway
+        // With a gateway, the catalogue is rewritten with an endpoint on the stub for every model.
+        self.models = try gateway.map { try $0.writeCatalogue(from: models, folder: folder) } ?? models
         self.folder = folder
         self.cacheSize = cacheSize
         file = folder + "/routerd.yaml"
@@ -83,6 +87,11 @@ struct SoakConfig: Sendable {
             "feedback: {directory: \(try json(folder + "/feedback")), allow: {uids: [\(getuid())]}, decisions: {max_entries: 20000}, learning: {publish_every: 50}}",
             "encoders:",
         ]
+        if let gateway {
+            lines.insert(
+                "gateway: {listen: 127.0.0.1:\(gateway.port), attempt_timeout: 0.5, fallback: {retries: 1, retry_delay: 0.01, max_retry_delay: 0.05, cool_down_after: 3, cool_down: 2}}",
+                at: lines.count - 1)
+        }
         for (name, encoder) in shipped.encoders.sorted(by: { $0.key < $1.key }) {
             lines.append(
                 "  \(name): {kind: \(encoder.kind), path: \(try json(encoder.path)), cache_size: \(cacheSize), long_text: \(encoder.longText), threads: \(encoder.threads)}"

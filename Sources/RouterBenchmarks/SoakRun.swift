@@ -3,6 +3,10 @@ import RouterConfig
 import RouterPluginHost
 import StableHash
 
+#if Gateway
+    import AsyncHTTPClient
+#endif
+
 /// Hours of mixed traffic against a routerd the run starts, with every decision checked.
 ///
 /// The daemon runs the routers of a shipped config with explicit thresholds in place of
@@ -50,7 +54,45 @@ public struct SoakRun: Sendable {
     public func run(started: (_ pid: Int32, _ config: String) -> Void) async throws -> Outcome {
         let shipped = try loadDaemonConfig(config, routerd: routerd)
         let folder = try SoakFolder()
-        let layout = try SoakConfig(shipped: shipped, models: Self.absolute(models), folder: folder.path, cacheSize: cacheSize)
+        #if Gateway
+            // Gateway traffic: a stub upstream serves every catalogue model, one of them failing at a time.
+            let stub = try await StubUpstream()
+            defer { stub.stop() }
+            let catalogue: ModelCatalogue
+            do {
+                catalogue = try ConfigLoader.loadCatalogue(file: Self.absolute(models))
+            } catch {
+                throw BenchmarkRunError("--models \(models): \(error.issues.map(\.description).joined(separator: "; "))")
+            }
+            let gateway = SoakGatewayLayout(port: try GatewayBench.freePort(), catalogue: catalogue, stubBaseURL: stub.baseURL)
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+            do {
+                return try await run(shipped: shipped, folder: folder, gateway: (gateway, stub, client), started: started)
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+        #else
+            return try await run(shipped: shipped, folder: folder, gateway: nil, started: started)
+        #endif
+    }
+
+    #if Gateway
+        typealias GatewayParts = (layout: SoakGatewayLayout, stub: StubUpstream, client: HTTPClient)
+    #else
+        typealias GatewayParts = Never
+    #endif
+
+    private func run(shipped: DaemonConfig, folder: SoakFolder, gateway: GatewayParts?, started: (_ pid: Int32, _ config: String) -> Void)
+        async throws -> Outcome
+    {
+        #if Gateway
+            let gatewayLayout = gateway?.layout
+        #else
+            let gatewayLayout: SoakGatewayLayout? = nil
+        #endif
+        let layout = try SoakConfig(
+            shipped: shipped, models: Self.absolute(models), folder: folder.path, cacheSize: cacheSize, gateway: gatewayLayout)
         var random = SplitMix64(seed: seed)
         let settings = layout.initialSettings(using: &random)
         try layout.text(settings).write(toFile: layout.file, atomically: true, encoding: .utf8)
@@ -69,6 +111,16 @@ public struct SoakRun: Sendable {
                 group.addTask { await traffic.run(until: deadline) }
             }
             group.addTask { await SoakTraffic.churn(socket: layout.socket, tally: tally, until: deadline) }
+            #if Gateway
+                if let gateway {
+                    for client in 0..<2 {
+                        let traffic = SoakGatewayTraffic(
+                            layout: layout, gateway: gateway.layout, stub: gateway.stub, client: gateway.client, tally: tally,
+                            seed: seed &+ 0xC0FFEE &+ UInt64(client))
+                        group.addTask { await traffic.run(until: deadline) }
+                    }
+                }
+            #endif
             group.addTask { [changeEvery, seed] in
                 await SoakController(layout: layout, tally: tally, settings: settings, seed: ~seed, socket: layout.socket)
                     .run(every: changeEvery, until: deadline)
@@ -78,6 +130,9 @@ public struct SoakRun: Sendable {
             }
             try await group.waitForAll()
         }
+        #if Gateway
+            try? await gateway?.client.shutdown()
+        #endif
         let exitStatus = daemon.stop()
         let report = tally.report(warmUp: warmUp, daemonStatus: exitStatus, log: folder.path + "/routerd.log")
         if report.passed { folder.remove() }

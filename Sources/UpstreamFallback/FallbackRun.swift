@@ -6,7 +6,8 @@
 /// gets an answer if one recovers. A retryable failure is retried on the same model up to
 /// `retriesPerCandidate` times, after a delay that doubles per retry with jitter (or the
 /// upstream's `retry-after`, unless it asks for longer than `maxDelay`), then the next candidate
-/// is called at once; a failure that is not
+/// is called at once (at once too after a timeout, which is not retried: another try would cost a
+/// whole timeout more); a failure that is not
 /// retryable ends the run, as does `maxAttempts` or the deadline.
 public struct FallbackRun: Sendable {
     public enum Step: Sendable, Hashable {
@@ -52,10 +53,11 @@ public struct FallbackRun: Sendable {
             return .giveUp(reason: "\(current): \(failure); \(attempts) attempts made (max_attempts)")
         }
         var delay = 0.0
-        // An upstream that asks for a longer wait than any retry waits is left for the next candidate.
-        var waitTooLong = false
-        if case .status(_, let retryAfter?) = failure, retryAfter > settings.maxDelay { waitTooLong = true }
-        if retries < settings.retriesPerCandidate && !waitTooLong {
+        // An upstream that asks for a longer wait than any retry waits is left for the next candidate;
+        // so is one that timed out: a retry would cost the client another whole timeout.
+        var moveOn = failure == .timeout
+        if case .status(_, let retryAfter?) = failure, retryAfter > settings.maxDelay { moveOn = true }
+        if retries < settings.retriesPerCandidate && !moveOn {
             retries += 1
             let backoff = settings.baseDelay * Double(1 << min(retries - 1, 30)) * (0.5 + 0.5 * jitter)
             if case .status(_, let retryAfter?) = failure, retryAfter >= 0 { delay = retryAfter } else { delay = backoff }

@@ -19,6 +19,7 @@ struct Routerctl: AsyncParsableCommand {
             Eval.self,
             Calibrate.self, Bench.self,
             BenchEncoder.self, BenchLearning.self, BenchColdStart.self, BenchLimits.self, BenchNovelty.self, BenchOffPolicy.self, BenchPublish.self,
+            BenchGateway.self,
             Soak.self,
             EchoServerCommand.self,
         ])

@@ -170,10 +170,17 @@ struct Routerd: AsyncParsableCommand {
             try await serviceGroup.run()
         } catch let error as SocketPathError {
             FileHandle.standardError.write(Data("routerd: \(error)\n".utf8))
+            try? await stopGateway()
             try? await stopThreads()
             throw ExitCode(1)
+        } catch {
+            // Whatever ended the group, the upstream connections and the threads are closed first.
+            try? await stopGateway()
+            try? await stopThreads()
+            throw error
         }
         // The last request is answered: the learner's thread ends after the publish it may be in.
+        try await stopGateway()
         try await stopThreads()
     }
 

@@ -44,7 +44,8 @@
                     extra: "gateway:\n  listen: 127.0.0.1:\(port)")
             }
             let daemon = try Daemon(config: config)
-            let run = try runCommand(Self.python, [Package.root + "/Tests/RouterdIntegrationTests/Gateway/openai_sdk_client.py", "http://127.0.0.1:\(port)/v1"])
+            let run = try runCommand(
+                Self.python, [Package.root + "/Tests/RouterdIntegrationTests/Gateway/openai_sdk_client.py", "http://127.0.0.1:\(port)/v1"])
             #expect(run.status == 0, "\(run.stderr)\n\(daemon.log)")
             let seen = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.stdout)")
             let names: Set = ["small-a", "small-b", "small-c"]

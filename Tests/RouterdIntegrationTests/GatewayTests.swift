@@ -3,18 +3,19 @@
     import Foundation
     import NIOCore
     import NIOHTTP1
+    import RouterBenchmarks
     import RouterdTestSupport
     import Testing
 
     /// The OpenAI-compatible gateway through the real daemon: routing, forwarding and pricing,
     /// streaming, fallback on every kind of upstream fault, cool-downs, failed outcomes, budgets,
-    /// keys and error bodies. The upstreams are ``FaultUpstream``, a local server in the test.
+    /// keys and error bodies. The upstreams are ``StubUpstream``, a local server in the test.
     @Suite(.timeLimit(.minutes(5)), .serialized) struct GatewayTests {
         /// A daemon with a gateway on a free loopback port, three priced models on the fault upstream,
         /// feedback and a decision log.
         struct Setup {
             let daemon: Daemon
-            let upstream: FaultUpstream
+            let upstream: StubUpstream
             let port: Int
             let directory: TemporaryDirectory
             var url: String { "http://127.0.0.1:\(port)" }
@@ -49,7 +50,7 @@
         )
             async throws -> Setup
         {
-            let upstream = try await FaultUpstream()
+            let upstream = try await StubUpstream()
             let directory = try TemporaryDirectory()
             let port = try freePort()
             let models = """
@@ -172,11 +173,11 @@
             #expect(content == "Hello from up-\(served)", "the upstream saw its endpoint's model name")
             #expect(setup.upstream.callCount(served) == 1)
             let price = served == "cheap" ? (0.1, 0.2) : (10.0, 30.0)
-            let cost = (Double(FaultUpstream.promptTokens) * price.0 + Double(FaultUpstream.completionTokens) * price.1) / 1e6
+            let cost = (Double(StubUpstream.promptTokens) * price.0 + Double(StubUpstream.completionTokens) * price.1) / 1e6
             let routerStats = try Self.gatewayStats(setup, "routers", "pair")
             #expect(routerStats["requests"] as? Int == 1 && routerStats["attempts"] as? Int == 1)
             #expect(abs((routerStats["spend_usd"] as? Double ?? 0) - cost) < 1e-12)
-            #expect(try Self.gatewayStats(setup, "models", served)["completion_tokens"] as? Int == FaultUpstream.completionTokens)
+            #expect(try Self.gatewayStats(setup, "models", served)["completion_tokens"] as? Int == StubUpstream.completionTokens)
             let logged = try #require(Self.lines(setup.directory.path + "/decisions.jsonl").last)
             #expect(
                 logged["decision_id"] as? String == decisionID && logged["served_model"] as? String == served && logged["via"] as? String == "gateway"
@@ -245,7 +246,7 @@
             let setup = try await Self.setUp(gateway: "  max_response_bytes: 1048576", fallback: "{retries: 0, cool_down_after: 100}")
             defer { setup.upstream.stop() }
             for (behaviour, errorClass) in [
-                (FaultUpstream.Behaviour.rateLimited(retryAfter: 1), "rate_limited"), (.hang, "timeout"), (.malformed, "malformed"),
+                (StubUpstream.Behaviour.rateLimited(retryAfter: 1), "rate_limited"), (.hang, "timeout"), (.malformed, "malformed"),
                 (.huge, "malformed"),
             ] {
                 setup.upstream.set("dear", behaviour)

@@ -87,6 +87,11 @@ import UpstreamFallback
             return
         }
         #expect(reason.contains("deadline"))
+        // A timeout is not retried on its model, whatever the retries: the next candidate at once.
+        let hung = Self.run(["a", "b"], settings: FallbackSettings(maxAttempts: 5, retriesPerCandidate: 2)) { model, _ in
+            model == "a" ? .timeout : nil
+        }
+        #expect(hung.calls.map(\.0) == ["a", "b"], "\(hung)")
         let midStream = Self.run(["a", "b"], settings: settings) { _, _ in .midStream }
         #expect(midStream.calls.count == 1, "nothing falls back once the client has bytes")
     }

@@ -4,17 +4,18 @@
     import Hummingbird
     import Logging
     import NIOCore
-    import NIOFoundationCompat
     import Synchronization
 
-    /// A local OpenAI-compatible upstream whose models misbehave on demand, for the gateway's tests.
+    /// A local OpenAI-compatible upstream whose models misbehave on demand: the gateway's tests,
+    /// soak and benchmark call it.
     ///
     /// Each model is served under its own path, `http://127.0.0.1:<port>/<name>/v1`, and answers as
     /// its behaviour says: a completion (or a stream) with fixed usage, a 500, a 429 with
-    /// `retry-after`, silence, a stream cut after its first chunk, malformed JSON, or a huge body.
-    /// Calls are counted per model.
-    final class FaultUpstream: Sendable {
-        enum Behaviour: Sendable {
+    /// `retry-after`, silence, a stream cut after its first chunk, malformed JSON, a huge body, or
+    /// a slow stream. Calls are counted per model. A healthy plain answer is a fixed completion
+    /// written without parsing the request, so that the stub is as fast as an upstream can be.
+    public final class StubUpstream: Sendable {
+        public enum Behaviour: Sendable {
             case healthy
             case serverError
             case rateLimited(retryAfter: Int)
@@ -22,11 +23,13 @@
             case dropMidStream
             case malformed
             case huge
+            /// Streams `chunks` chunks `interval` apart (and a plain answer after as long).
+            case slow(chunks: Int, interval: Duration)
         }
 
         /// The usage every answer reports.
-        static let promptTokens = 10
-        static let completionTokens = 5
+        public static let promptTokens = 10
+        public static let completionTokens = 5
 
         /// What the server's handler and the test share.
         private final class Shared: Sendable {
@@ -34,14 +37,15 @@
             let calls = Mutex<[String: Int]>([:])
         }
         private let shared: Shared
-        let port: Int
+        public let port: Int
         private let task: Task<Void, any Error>
 
-        func set(_ name: String, _ behaviour: Behaviour) { shared.behaviours.withLock { $0[name] = behaviour } }
-        func callCount(_ name: String) -> Int { shared.calls.withLock { $0[name, default: 0] } }
-        func baseURL(_ name: String) -> String { "http://127.0.0.1:\(port)/\(name)/v1" }
+        public func set(_ name: String, _ behaviour: Behaviour) { shared.behaviours.withLock { $0[name] = behaviour } }
+        public func callCount(_ name: String) -> Int { shared.calls.withLock { $0[name, default: 0] } }
+        public func baseURL(_ name: String) -> String { "http://127.0.0.1:\(port)/\(name)/v1" }
 
-        init() async throws {
+        /// Listens on `port` (0: any free port) on loopback.
+        public init(port requested: Int = 0) async throws {
             let shared = Shared()
             self.shared = shared
             let responder = CallbackResponder<BasicRequestContext> { request, _ in
@@ -53,12 +57,18 @@
                 shared.calls.withLock { $0[name, default: 0] += 1 }
                 var request = request
                 let body = try await request.collectBody(upTo: 1 << 20)
-                let object = try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] ?? [:]
-                let stream = object["stream"] as? Bool ?? false
-                let upstreamModel = object["model"] as? String ?? "?"
+                let stream = body.readableBytesView.firstRange(of: Array(#""stream":true"#.utf8)) != nil
+                // The model the request named, as a real upstream would echo it.
+                let upstreamModel = Self.model(in: body) ?? name
                 switch shared.behaviours.withLock({ $0[name] ?? .healthy }) {
                 case .healthy:
                     return stream ? Self.stream(model: upstreamModel, cutAfterFirst: false) : Self.completion(model: upstreamModel)
+                case .slow(let chunks, let interval):
+                    guard stream else {
+                        try await Task.sleep(for: interval * chunks)
+                        return Self.completion(model: upstreamModel)
+                    }
+                    return Self.stream(model: upstreamModel, cutAfterFirst: false, words: Array(repeating: "tok ", count: chunks), interval: interval)
                 case .serverError:
                     return Self.json(#"{"error":{"message":"the model is overloaded","type":"server_error"}}"#, status: .internalServerError)
                 case .rateLimited(let seconds):
@@ -78,7 +88,7 @@
             }
             let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
             let application = Application(
-                responder: responder, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                responder: responder, configuration: .init(address: .hostname("127.0.0.1", port: requested)),
                 onServerRunning: { channel in readyContinuation.yield(channel.localAddress?.port ?? 0) },
                 // Stopping it by cancelling its task is how each test ends: not worth an error line.
                 logger: { () -> Logger in
@@ -91,7 +101,16 @@
             port = await iterator.next() ?? 0
         }
 
-        func stop() { task.cancel() }
+        public func stop() { task.cancel() }
+
+        /// The `"model":"…"` member's value, found without parsing the whole body.
+        static func model(in body: ByteBuffer) -> String? {
+            let bytes = body.readableBytesView
+            guard let key = bytes.firstRange(of: Array(#""model":""#.utf8)) else { return nil }
+            let rest = bytes[key.upperBound...]
+            guard let end = rest.firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+            return String(decoding: rest[..<end], as: UTF8.self)
+        }
 
         static func json(_ text: String, status: HTTPResponse.Status) -> Response {
             Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -104,10 +123,12 @@
                 """, status: .ok)
         }
 
-        /// Three content chunks, a usage-only chunk and [DONE]; or the first chunk, then the connection drops.
-        static func stream(model: String, cutAfterFirst: Bool) -> Response {
+        /// Content chunks, a usage-only chunk and [DONE]; or the first chunk, then the connection drops.
+        static func stream(
+            model: String, cutAfterFirst: Bool, words: [String] = ["Hel", "lo", "!"], interval: Duration = .milliseconds(5)
+        ) -> Response {
             let body = ResponseBody { writer in
-                for (index, word) in ["Hel", "lo", "!"].enumerated() {
+                for (index, word) in words.enumerated() {
                     try await writer.write(
                         ByteBuffer(
                             string:
@@ -117,7 +138,7 @@
                         try await Task.sleep(for: .milliseconds(50))
                         throw CancellationError()
                     }
-                    try await Task.sleep(for: .milliseconds(5))
+                    try await Task.sleep(for: interval)
                 }
                 try await writer.write(
                     ByteBuffer(
