@@ -1,6 +1,22 @@
 #if Gateway
     import Synchronization
 
+    /// A slot a streamed response holds until its body has been written, or until the response is
+    /// dropped unwritten (a client gone before its head): released once either way.
+    final class HeldSlot: Sendable {
+        private let limit: ConcurrencyLimit
+        private let held = Mutex(true)
+        init(_ limit: ConcurrencyLimit) { self.limit = limit }
+        func release() {
+            if held.withLock({ held in
+                defer { held = false }; return held
+            }) {
+                limit.release()
+            }
+        }
+        deinit { release() }
+    }
+
     /// At most `limit` requests call upstreams at once; the rest wait their turn in arrival order,
     /// each for at most its queue timeout (back-pressure rather than unbounded concurrency).
     final class ConcurrencyLimit: Sendable {

@@ -12,6 +12,7 @@
     import RouterEngine
     import RouterJSON
     import ServiceLifecycle
+    import Synchronization
     import UpstreamFallback
 
     /// routerd's OpenAI-compatible HTTP front end: the same engine as the socket, reached over HTTP.
@@ -27,6 +28,8 @@
         let client: HTTPClient
         let coolDowns = CoolDowns()
         let limit = ConcurrencyLimit()
+        /// The listeners a reload asked for that a restart has yet to bind, once warned about.
+        let unboundListeners = Mutex<String?>(nil)
         let logger: Logger
         /// The settings the listeners were bound with.
         let initial: DaemonConfig.Gateway
@@ -118,6 +121,18 @@
                         message:
                             "the gateway is not configured in \(serving.generation.config.file) any more; add 'gateway:' back, or restart routerd to stop listening",
                         type: "service_unavailable"))
+            }
+            if settings.listeners != initial.listeners {
+                let listeners = settings.listeners
+                let warn = unboundListeners.withLock { last in
+                    defer { last = listeners }
+                    return last != listeners
+                }
+                if warn {
+                    logger.warning(
+                        "gateway listeners changed in the config; they are bound at start, so restart routerd to apply",
+                        metadata: ["listening": "\(initial.listeners)", "configured": "\(listeners)"])
+                }
             }
             let caller: Caller
             if unix {

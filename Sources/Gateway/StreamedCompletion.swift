@@ -18,13 +18,14 @@
             includeUsage: Bool
         ) -> Response {
             let headers = responseHeaders(started, served: served, contentType: "text/event-stream")
+            let slot = HeldSlot(limit)
             let body = ResponseBody { [self] writer in
                 var run = started
                 var relay = StreamRelay(model: served, keepUsageChunk: includeUsage)
                 var firstByte: Double?
                 var upstreamFailure: String?
                 var clientGone = false
-                defer { limit.release() }
+                defer { slot.release() }
                 func send(_ bytes: [UInt8]) async -> Bool {
                     guard !bytes.isEmpty else { return true }
                     do {

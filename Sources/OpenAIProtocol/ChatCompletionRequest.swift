@@ -1,5 +1,6 @@
 import Foundation
 import RouterJSON
+import RouterProtocol
 
 /// A `POST /v1/chat/completions` body, read for what the gateway needs (the model it names, the
 /// turn to route on, whether to stream, the caller's `user`) and kept whole, so that every other
@@ -65,24 +66,13 @@ public struct ChatCompletionRequest: Sendable, Hashable {
         self.body = body
     }
 
-    /// A message's text: a string, or the text of its `{"type": "text", "text": …}` parts.
+    /// A message's text, read as the socket's `route` reads it (``ChatMessageText``).
     private static func text(of content: JSONValue?, at index: Int) throws(OpenAIError) -> String {
-        switch content {
-        case .string(let text)?:
-            return text
-        case .array(let parts)?:
-            var texts: [String] = []
-            for part in parts {
-                guard case .object(let members) = part else {
-                    throw .invalidRequest("'messages[\(index)].content' parts must be objects", param: "messages[\(index)].content")
-                }
-                if members["type"] == .string("text"), case .string(let text)? = members["text"] { texts.append(text) }
-            }
-            return texts.joined(separator: "\n")
-        default:
+        guard let content, let text = ChatMessageText.text(of: content) else {
             throw .invalidRequest(
-                "'messages[\(index)].content' must be a string or a list of content parts", param: "messages[\(index)].content")
+                "'messages[\(index)].content' must be a string or a list of content part objects", param: "messages[\(index)].content")
         }
+        return text
     }
 
     /// The body to send upstream: the same members with `model` the upstream's own name for the

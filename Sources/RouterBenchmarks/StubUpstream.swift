@@ -35,6 +35,7 @@
         private final class Shared: Sendable {
             let behaviours = Mutex<[String: Behaviour]>([:])
             let calls = Mutex<[String: Int]>([:])
+            let abandoned = Mutex(0)
         }
         private let shared: Shared
         public let port: Int
@@ -42,6 +43,8 @@
 
         public func set(_ name: String, _ behaviour: Behaviour) { shared.behaviours.withLock { $0[name] = behaviour } }
         public func callCount(_ name: String) -> Int { shared.calls.withLock { $0[name, default: 0] } }
+        /// Streams whose reader went away before their end: the caller closed the connection.
+        public var abandonedStreams: Int { shared.abandoned.withLock { $0 } }
         public func baseURL(_ name: String) -> String { "http://127.0.0.1:\(port)/\(name)/v1" }
 
         /// Listens on `port` (0: any free port) on loopback.
@@ -68,7 +71,9 @@
                         try await Task.sleep(for: interval * chunks)
                         return Self.completion(model: upstreamModel)
                     }
-                    return Self.stream(model: upstreamModel, cutAfterFirst: false, words: Array(repeating: "tok ", count: chunks), interval: interval)
+                    return Self.stream(
+                        model: upstreamModel, cutAfterFirst: false, words: Array(repeating: "tok ", count: chunks), interval: interval,
+                        abandoned: { shared.abandoned.withLock { $0 += 1 } })
                 case .serverError:
                     return Self.json(#"{"error":{"message":"the model is overloaded","type":"server_error"}}"#, status: .internalServerError)
                 case .rateLimited(let seconds):
@@ -125,15 +130,21 @@
 
         /// Content chunks, a usage-only chunk and [DONE]; or the first chunk, then the connection drops.
         static func stream(
-            model: String, cutAfterFirst: Bool, words: [String] = ["Hel", "lo", "!"], interval: Duration = .milliseconds(5)
+            model: String, cutAfterFirst: Bool, words: [String] = ["Hel", "lo", "!"], interval: Duration = .milliseconds(5),
+            abandoned: @escaping @Sendable () -> Void = {}
         ) -> Response {
             let body = ResponseBody { writer in
                 for (index, word) in words.enumerated() {
-                    try await writer.write(
-                        ByteBuffer(
-                            string:
-                                #"data: {"id":"c","object":"chat.completion.chunk","model":"\#(model)","choices":[{"index":0,"delta":{"content":"\#(word)"}}]}"#
-                                + "\n\n"))
+                    do {
+                        try await writer.write(
+                            ByteBuffer(
+                                string:
+                                    #"data: {"id":"c","object":"chat.completion.chunk","model":"\#(model)","choices":[{"index":0,"delta":{"content":"\#(word)"}}]}"#
+                                    + "\n\n"))
+                    } catch {
+                        abandoned()
+                        throw error
+                    }
                     if cutAfterFirst, index == 0 {
                         try await Task.sleep(for: .milliseconds(50))
                         throw CancellationError()

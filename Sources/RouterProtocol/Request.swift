@@ -1,4 +1,5 @@
 import Foundation
+import RouterJSON
 import RouterVocabulary
 
 /// The operations a request may name in `op`.
@@ -447,21 +448,36 @@ private struct WireMessage: Decodable {
     var role: String
     var text: String
 
-    private struct Part: Decodable {
-        var type: String
-        var text: String?
-    }
-
     enum CodingKeys: String, CodingKey { case role, content }
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         role = try container.decode(String.self, forKey: .role)
-        if let text = try? container.decode(String.self, forKey: .content) {
-            self.text = text
-        } else {
-            let parts = try container.decode([Part].self, forKey: .content)
-            text = parts.filter { $0.type == "text" }.compactMap(\.text).joined(separator: "\n")
+        guard let text = ChatMessageText.text(of: try container.decode(JSONValue.self, forKey: .content)) else {
+            throw DecodingError.dataCorruptedError(forKey: .content, in: container, debugDescription: "not a string or content parts")
+        }
+        self.text = text
+    }
+}
+
+/// A chat message's text as routing reads it, in the socket's `route` with `messages` and in the
+/// gateway's chat completions alike: `content` as a string, or the text of its `{"type": "text",
+/// "text": …}` parts joined by newlines (other parts, such as images, are skipped).
+public enum ChatMessageText {
+    /// The text of `content`; nil when it is neither a string nor a list of part objects.
+    public static func text(of content: JSONValue) -> String? {
+        switch content {
+        case .string(let text):
+            return text
+        case .array(let parts):
+            var texts: [String] = []
+            for part in parts {
+                guard case .object(let members) = part else { return nil }
+                if members["type"] == .string("text"), case .string(let text)? = members["text"] { texts.append(text) }
+            }
+            return texts.joined(separator: "\n")
+        default:
+            return nil
         }
     }
 }

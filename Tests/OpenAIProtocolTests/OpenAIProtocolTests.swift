@@ -49,7 +49,7 @@ import Testing
         (#"{"model":"m","messages":["x"]}"#, "'messages[0]' must be an object with a string 'role'", "messages[0]"),
         (#"{"model":"m","messages":[{"role":"system","content":"x"}]}"#, "no message with role 'user'", "messages"),
         (#"{"model":"m","messages":[{"role":"user","content":5}]}"#, "'messages[0].content' must be a string", "messages[0].content"),
-        (#"{"model":"m","messages":[{"role":"user","content":[3]}]}"#, "parts must be objects", "messages[0].content"),
+        (#"{"model":"m","messages":[{"role":"user","content":[3]}]}"#, "a list of content part objects", "messages[0].content"),
         (#"{"model":"m","stream":"yes","messages":[{"role":"user","content":"x"}]}"#, "'stream' must be a boolean", "stream"),
         (#"{"model":"m","user":7,"messages":[{"role":"user","content":"x"}]}"#, "'user' must be a string", "user"),
     ])

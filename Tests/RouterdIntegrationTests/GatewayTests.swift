@@ -17,6 +17,7 @@
             let daemon: Daemon
             let upstream: StubUpstream
             let port: Int
+            let metricsPort: Int
             let directory: TemporaryDirectory
             var url: String { "http://127.0.0.1:\(port)" }
         }
@@ -53,6 +54,7 @@
             let upstream = try await StubUpstream()
             let directory = try TemporaryDirectory()
             let port = try freePort()
+            let metricsPort = try freePort()
             let models = """
                 models:
                   cheap: {input: 0.1, output: 0.2, output_tokens: 100, endpoint: {base_url: "\(upstream.baseURL("cheap"))", model: up-cheap}}
@@ -65,6 +67,8 @@
                   sync_interval_ms: 2
                 decision_log:
                   path: \(directory.path)/decisions.jsonl
+                metrics:
+                  listen: 127.0.0.1:\(metricsPort)
                 gateway:
                   listen: 127.0.0.1:\(port)
                   attempt_timeout: 1
@@ -75,7 +79,7 @@
                 directory: directory, config: { TestConfig.yaml(socket: $0, routers: Self.routers, models: models, extra: sections) })
             // The gateway binds beside the socket; wait until it answers.
             _ = try await eventuallyAsync { (try? await get("http://127.0.0.1:\(port)/health").status) == 200 }
-            return Setup(daemon: daemon, upstream: upstream, port: port, directory: directory)
+            return Setup(daemon: daemon, upstream: upstream, port: port, metricsPort: metricsPort, directory: directory)
         }
 
         static func freePort() throws -> Int {
@@ -183,6 +187,12 @@
                 logged["decision_id"] as? String == decisionID && logged["served_model"] as? String == served && logged["via"] as? String == "gateway"
             )
             #expect(abs((logged["cost"] as? Double ?? 0) - cost) < 1e-12)
+            let metrics = try await Self.get("http://127.0.0.1:\(setup.metricsPort)/metrics").body
+            let servedLine = metrics.split(separator: "\n").first {
+                $0.hasPrefix("routerd_gateway_requests_total") && $0.contains(#"router="pair""#) && $0.contains("served")
+            }
+            #expect(servedLine?.hasSuffix(" 1") == true, "\(metrics)")
+            #expect(metrics.contains("routerd_gateway_spend_usd"))
 
             // RouteLLM's model name with a threshold: 0 sends everything to the strong model, 1.01 nothing.
             #expect(try await Self.chat(setup, model: "router-pair-0.0").header("x-routerd-model") == "dear")
@@ -209,6 +219,27 @@
             #expect(withUsage.body.contains(#""completion_tokens":5"#))
             let cost = (10 * 0.1 + 5 * 0.2) / 1e6
             #expect(abs((try Self.gatewayStats(setup, "models", "cheap")["spend_usd"] as? Double ?? 0) - 2 * cost) < 1e-12)
+        }
+
+        /// A client that goes away mid-stream ends the upstream call too: the upstream's stream loses
+        /// its reader long before its end, and the request is logged as the client's (499).
+        @Test func aClientThatHangsUpMidStreamCancelsTheUpstreamCall() async throws {
+            let setup = try await Self.setUp()
+            defer { setup.upstream.stop() }
+            setup.upstream.set("cheap", .slow(chunks: 100, interval: .milliseconds(50)))
+            var request = HTTPClientRequest(url: setup.url + "/v1/chat/completions")
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(string: #"{"model":"cheap","stream":true,"messages":[{"role":"user","content":"Talk."}]}"#))
+            let reader = Task {
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(20))
+                var iterator = response.body.makeAsyncIterator()
+                _ = try await iterator.next()
+                // Leaving with the stream unread closes the connection.
+            }
+            try await reader.value
+            #expect(try await Self.eventuallyAsync(within: 3) { setup.upstream.abandonedStreams == 1 }, "the upstream call was cancelled")
+            let model = try Self.gatewayStats(setup, "models", "cheap")
+            #expect(model["requests"] as? Int == 1, "\(model)")
         }
 
         // MARK: Faults
