@@ -145,7 +145,8 @@
                             "upstream cooling down",
                             metadata: ["model": "\(modelName)", "error": "\(failure)", "cool_down_s": "\(settings.fallback.coolDown)"])
                     }
-                    recordFailedOutcome(run, model: modelName)
+                    // A provider's failure teaches the router; a request the upstream refused (any other 4xx) does not.
+                    if failure.isRetryable { recordFailedOutcome(run, model: modelName) }
                     step = fallback.next(after: failure, at: now(), jitter: Double.random(in: 0..<1))
                 }
             }
@@ -153,6 +154,15 @@
                 return finish(run, error: OpenAIError(status: 500, message: "no attempt was made", type: "server_error"), headers: [:])
             }
             logger.notice("gateway request failed", metadata: ["model": "\(request.model)", "reason": "\(reason)"])
+            // The request's own fault, as the upstream said it: its status and its body, when that is an OpenAI-style error.
+            if case .status(let code, _) = lastFailure.failure, (400..<500).contains(code), code != 429, let body = lastFailure.body,
+                UpstreamCall.message(of: body) != nil
+            {
+                record(run, served: nil, usage: nil, cost: nil, firstByte: nil, total: now() - run.start, status: code)
+                return Response(
+                    status: HTTPResponse.Status(code: code), headers: responseHeaders(run, served: nil, contentType: "application/json"),
+                    body: .init(byteBuffer: ByteBuffer(bytes: body)))
+            }
             return finish(run, error: Self.giveUpError(lastFailure.failure, message: lastFailure.message, reason: reason), headers: [:])
         }
 

@@ -63,7 +63,7 @@ struct SoakGatewayLayout: Sendable {
         func run(until deadline: ContinuousClock.Instant) async {
             var random = SplitMix64(seed: seed)
             let routers =
-                (layout.binaryRouters.map { ($0.name, [$0.strongModel ?? "", $0.weakModel ?? ""]) }
+                (layout.binaryRouters.map { ($0.name, [$0.strongModel, $0.weakModel]) }
                 + layout.lambdaRouters.map { ($0.name, $0.candidates) }).map { name, candidates in
                     (name, candidates.map { gateway.canonical[$0] ?? $0 })
                 }

@@ -23,6 +23,8 @@
             case dropMidStream
             case malformed
             case huge
+            /// A 400 with an OpenAI-style error: the request's own fault, which no retry fixes.
+            case rejected
             /// Streams `chunks` chunks `interval` apart (and a plain answer after as long).
             case slow(chunks: Int, interval: Duration)
         }
@@ -85,6 +87,10 @@
                     return Self.completion(model: upstreamModel)
                 case .dropMidStream:
                     return Self.stream(model: upstreamModel, cutAfterFirst: true)
+                case .rejected:
+                    return Self.json(
+                        #"{"error":{"message":"This model's maximum context length is 8 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}"#,
+                        status: .badRequest)
                 case .malformed:
                     return Self.json(#"{"choices": [oops"#, status: .ok)
                 case .huge:

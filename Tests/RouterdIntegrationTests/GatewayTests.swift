@@ -313,6 +313,19 @@
             #expect(logged["status"] as? Int == 502 && logged["served_model"] is NSNull)
         }
 
+        /// An upstream's 4xx is the request's own fault: the client gets it as the upstream said it,
+        /// with no retry, no fallback and no `failed` outcome against the model.
+        @Test func anUpstreamsOwnRefusalReachesTheClientAsItWasSaid() async throws {
+            let setup = try await Self.setUp()
+            defer { setup.upstream.stop() }
+            setup.upstream.set("dear", .rejected)
+            let reply = try await Self.chat(setup, model: "router-pair-0.0")
+            #expect(reply.status == 400 && reply.errorCode == "context_length_exceeded", "\(reply.body)")
+            #expect(reply.header("x-routerd-attempts") == "1" && setup.upstream.callCount("cheap") == 0)
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(Self.lines(setup.directory.path + "/feedback/quality.jsonl").isEmpty, "a refused request is not the model's failure")
+        }
+
         // MARK: Budgets
 
         /// A budget router does not pay for a fallback its budget forbids: it answers 429 and never
@@ -376,6 +389,75 @@
             let fine = try await Self.post(url, #"{"model":"cheap","messages":[{"role":"user","content":"hi"}]}"#, headers: key)
             #expect(fine.status == 200)
             #expect(setup.daemon.process.isRunning)
+        }
+
+        /// The gateway on a Unix socket too: the peer's uid is read with SO_PEERCRED, and a peer the
+        /// config does not allow is refused with 403 (root always is allowed, so the refusal is
+        /// checked only when the suite does not run as root).
+        @Test func theGatewayAlsoServesAUnixSocket() async throws {
+            let directory = try TemporaryDirectory()
+            let path = directory.path + "/gateway.sock"
+            let other = getuid() == 0 ? "" : "\n  allow: {uids: [\(getuid() &+ 1)]}"
+            let setup = try await Self.setUp(gateway: "  socket: \(path)\n  socket_mode: 0600" + other)
+            defer { setup.upstream.stop() }
+            let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            #expect((attributes[.posixPermissions] as? Int).map { $0 & 0o777 } == 0o600)
+            let encoded = path.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? path
+            let reply = try await Self.post(
+                "http+unix://\(encoded)/v1/chat/completions", #"{"model":"router-pair","messages":[{"role":"user","content":"hi"}]}"#)
+            if getuid() == 0 {
+                #expect(reply.status == 200 && reply.header("x-routerd-router") == "pair", "\(reply.body)")
+            } else {
+                #expect(reply.status == 403 && reply.body.contains("gateway.allow"), "\(reply.body)")
+            }
+        }
+
+        /// Bad JSON, a missing `messages` and an unknown model are answered on one keep-alive
+        /// connection, which then serves a good request: the connection lives on.
+        @Test func aConnectionLivesOnAfterBadRequests() async throws {
+            let setup = try await Self.setUp()
+            defer { setup.upstream.stop() }
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = in_port_t(UInt16(setup.port).bigEndian)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            try #require(connected)
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var pending: [UInt8] = []
+            /// Sends one request and reads its response (head and Content-Length body); returns the status.
+            func exchange(_ body: String) -> Int? {
+                let request =
+                    "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+                _ = Array(request.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let text = String(decoding: pending, as: UTF8.self)
+                    if let end = text.range(of: "\r\n\r\n") {
+                        let head = text[..<end.lowerBound]
+                        let length =
+                            head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                        let headBytes = text[..<end.upperBound].utf8.count
+                        if pending.count >= headBytes + length {
+                            pending.removeFirst(headBytes + length)
+                            return Int(head.split(separator: " ")[1])
+                        }
+                    }
+                    let count = read(fd, &buffer, buffer.count)
+                    guard count > 0 else { return nil }
+                    pending += buffer[..<count]
+                }
+            }
+            #expect(exchange("{not json") == 400)
+            #expect(exchange(#"{"model":"router-pair"}"#) == 400)
+            #expect(exchange(#"{"model":"router-nope","messages":[{"role":"user","content":"hi"}]}"#) == 404)
+            #expect(exchange(#"{"model":"router-pair","messages":[{"role":"user","content":"hi"}]}"#) == 200)
         }
 
         /// `POST /v1/feedback` records an outcome for a gateway decision, as the socket op does.
