@@ -213,44 +213,53 @@ import UpstreamFallback
 
     /// The gateway: loopback only, keys from a private file or the environment (never the config's
     /// text), fallback settings checked together, and every mistake listed with its place.
-    @Test func theGatewaySectionReadsKeysFromFilesAndTheEnvironmentAndChecksItsSettings() throws {
-        let (_, folder) = try fixture("")
-        let keyFile = folder + "/gateway.key"
-        try "  k-from-file \n".write(toFile: keyFile, atomically: true, encoding: .utf8)
-        chmod(keyFile, 0o600)
-        setenv("ROUTERD_CONFIG_TEST_KEY", "k-from-env", 1)
-        let config = try load(
-            """
-            gateway:
-              listen: 127.0.0.1:8080
-              socket: run/gateway.sock
-              keys: [{file: \(keyFile)}, {env: ROUTERD_CONFIG_TEST_KEY}]
-              fallback: {max_attempts: 4, retries: 0, cool_down: 5}
-            """ + "\n" + Self.minimalRouters)
-        let gateway = try #require(config.gateway)
-        #expect(gateway.host == "127.0.0.1" && gateway.port == 8080 && gateway.socketPath?.hasSuffix("/run/gateway.sock") == true)
-        #expect(gateway.keys == ["k-from-file", "k-from-env"])
-        #expect(gateway.fallback.maxAttempts == 4 && gateway.fallback.retriesPerCandidate == 0 && gateway.fallback.coolDown == 5)
-        #expect(gateway.maxBodyBytes == 4 << 20 && gateway.attemptTimeoutSeconds == 60 && !gateway.logPrompts)
-        #expect(try load(Self.minimalRouters).gateway == nil, "off without the section")
+    #if !Gateway
+        /// Built without the trait (as `make test-asan` builds), routerd refuses the section and says why.
+        @Test func withoutTheGatewayTraitTheSectionIsRefused() {
+            let found = problems("gateway: {listen: 127.0.0.1:8080}\n" + Self.minimalRouters)
+            #expect(found.contains { $0.contains("built without the gateway") }, "\(found)")
+        }
+    #else
+        @Test func theGatewaySectionReadsKeysFromFilesAndTheEnvironmentAndChecksItsSettings() throws {
+            let (_, folder) = try fixture("")
+            let keyFile = folder + "/gateway.key"
+            try "  k-from-file \n".write(toFile: keyFile, atomically: true, encoding: .utf8)
+            chmod(keyFile, 0o600)
+            setenv("ROUTERD_CONFIG_TEST_KEY", "k-from-env", 1)
+            let config = try load(
+                """
+                gateway:
+                  listen: 127.0.0.1:8080
+                  socket: run/gateway.sock
+                  keys: [{file: \(keyFile)}, {env: ROUTERD_CONFIG_TEST_KEY}]
+                  fallback: {max_attempts: 4, retries: 0, cool_down: 5}
+                """ + "\n" + Self.minimalRouters)
+            let gateway = try #require(config.gateway)
+            #expect(gateway.host == "127.0.0.1" && gateway.port == 8080 && gateway.socketPath?.hasSuffix("/run/gateway.sock") == true)
+            #expect(gateway.keys == ["k-from-file", "k-from-env"])
+            #expect(gateway.fallback.maxAttempts == 4 && gateway.fallback.retriesPerCandidate == 0 && gateway.fallback.coolDown == 5)
+            #expect(gateway.maxBodyBytes == 4 << 20 && gateway.attemptTimeoutSeconds == 60 && !gateway.logPrompts)
+            #expect(try load(Self.minimalRouters).gateway == nil, "off without the section")
 
-        chmod(keyFile, 0o644)
-        let found = problems(
-            """
-            gateway:
-              listen: 0.0.0.0:8080
-              keys: [{file: \(keyFile)}, {env: ROUTERD_CONFIG_TEST_UNSET}, {secret: abc}]
-              fallback: {retry_delay: 1, max_retry_delay: 0.5}
-            """ + "\n" + Self.minimalRouters)
-        #expect(found.count == 6, "\(found)")
-        #expect(found.contains { $0.contains("gateway.listen must be a loopback address") })
-        #expect(found.contains { $0.contains("mode 644: group or others can read or write the key; chmod 600 it") })
-        #expect(found.contains { $0.contains("ROUTERD_CONFIG_TEST_UNSET is not set") })
-        #expect(found.contains { $0.contains("unknown key 'secret'") })
-        #expect(found.contains { $0.contains("needs 'file' (a file holding the key) or 'env'") })
-        #expect(found.contains { $0.contains("max_retry_delay must be at least retry_delay") })
-        #expect(problems("gateway: {}\n" + Self.minimalRouters).contains { $0.contains("gateway needs 'listen'") })
-    }
+            chmod(keyFile, 0o644)
+            let found = problems(
+                """
+                gateway:
+                  listen: 0.0.0.0:8080
+                  keys: [{file: \(keyFile)}, {env: ROUTERD_CONFIG_TEST_UNSET}, {secret: abc}]
+                  fallback: {retry_delay: 1, max_retry_delay: 0.5}
+                """ + "\n" + Self.minimalRouters)
+            #expect(found.count == 6, "\(found)")
+            #expect(found.contains { $0.contains("gateway.listen must be a loopback address") })
+            #expect(found.contains { $0.contains("mode 644: group or others can read or write the key; chmod 600 it") })
+            #expect(found.contains { $0.contains("ROUTERD_CONFIG_TEST_UNSET is not set") })
+            #expect(found.contains { $0.contains("unknown key 'secret'") })
+            #expect(found.contains { $0.contains("needs 'file' (a file holding the key) or 'env'") })
+            #expect(found.contains { $0.contains("max_retry_delay must be at least retry_delay") })
+            #expect(problems("gateway: {}\n" + Self.minimalRouters).contains { $0.contains("gateway needs 'listen'") })
+        }
+
+    #endif
 
     @Test func shadowsNameOtherRoutersOfTheConfig() throws {
         let config = try load(
