@@ -157,6 +157,7 @@
                 socket: {path: \(folder)/routerd.sock}
                 plugins: {search_paths: [\(Self.pluginFolder(routerd: routerd, fallback: plugins))]}
                 logging: {level: warning}
+                decision_log: {path: \(folder)/decisions.jsonl}
                 models:
                   ok: {input: 0.1, output: 0.2, endpoint: {base_url: "\(stub.baseURL("ok"))"}}
                   ok2: {input: 1.0, output: 2.0, endpoint: {base_url: "\(stub.baseURL("ok2"))"}}
@@ -188,13 +189,15 @@
             let base = "http://127.0.0.1:\(port)/v1/chat/completions"
             let gateway = HTTPLoad(client: client, url: base, model: "router-bench")
             var ready = false
+            var probes = 0
             for _ in 0..<200 where !ready {
+                probes += 1
                 ready = await gateway.once() != nil
                 if !ready { try await Task.sleep(for: .milliseconds(50)) }
             }
             guard ready else { throw BenchmarkRunError("the gateway did not answer on 127.0.0.1:\(port); see \(folder)/gateway.log") }
             say("bench-gateway: through routerd's gateway on 127.0.0.1:\(port) (router-bench: random, two healthy candidates)")
-            _ = await gateway.run(connections: 4, requests: 400)
+            let gatewayWarmUp = await gateway.run(connections: 4, requests: 400)
             let gatewayOne = await gateway.run(connections: 1, requests: requests)
             let gatewayMany = await gateway.run(connections: connections, seconds: seconds)
             let gatewayPeer = await gateway.run(connections: peerConnections, seconds: seconds)
@@ -243,6 +246,12 @@
             let streamed = await streamLoad.run(connections: streams, requests: streams)
             sampler.cancel()
             let peakRSS = peak.withLock { $0 }
+            // Nothing lost: every routed request answered has its line in the decision log, with the
+            // model that served it (or none), its attempts and its cost.
+            let routed = [gatewayWarmUp, gatewayOne, gatewayMany, gatewayPeer, failing, hanging, streamed].map { $0.requests + $0.errors }
+                .reduce(probes, +)
+            let logged = (try? String(contentsOfFile: folder + "/decisions.jsonl", encoding: .utf8))?.split(separator: "\n") ?? []
+            let complete = logged.filter { $0.contains(#""via":"gateway""#) && $0.contains(#""attempts":["#) }.count
 
             let addedP50 = (gatewayOne.quantile(0.5) - directOne.quantile(0.5)) * 1000
             let addedP99 = (gatewayOne.quantile(0.99) - directOne.quantile(0.99)) * 1000
@@ -276,6 +285,9 @@
                     format:
                         "- %d concurrent streams (%d answered, %d errors): routerd's peak RSS %.1f MB, %.1f MB over the same config without the gateway (%.1f MB; goal ≤ 50 MB).",
                     streams, streamed.requests, streamed.errors, Double(peakRSS) / 1024, Double(peakRSS - plainRSS) / 1024, Double(plainRSS) / 1024))
+            lines.append(
+                "- Decision log: \(logged.count) lines for \(routed) routed requests answered; \(complete) of them with `via: gateway`, the attempts, the serving model and the status."
+            )
             return lines.joined(separator: "\n")
         }
 
