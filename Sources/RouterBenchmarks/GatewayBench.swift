@@ -303,7 +303,9 @@
             return fallback
         }
 
-        static func freePort() throws -> Int {
+        /// A loopback TCP port free now (the kernel's choice for a bind to port 0), for a listener the
+        /// caller's config names before it binds.
+        public static func freePort() throws -> Int {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(fd) }
             var address = sockaddr_in()

@@ -360,13 +360,7 @@ public enum ConfigLoader {
         let socketFields = top["socket"]?.fields("socket", allowed: ["path", "mode", "owner", "group"], diagnostics) ?? [:]
         var socket = DaemonConfig.Socket(path: defaultSocketPath, mode: 0o660, group: nil)
         if let path = socketFields["path"]?.string("socket.path", diagnostics) { socket.path = absolute(path, relativeTo: folder) }
-        if let node = socketFields["mode"] {
-            if case .scalar(let text, _) = node.kind, let mode = UInt32(text, radix: 8), mode <= 0o777 {
-                socket.mode = mode
-            } else {
-                diagnostics.report("socket.mode must be an octal file mode such as 0660, found \(node.quoted)", at: node)
-            }
-        }
+        if let mode = socketFields["mode"]?.fileMode("socket.mode", diagnostics) { socket.mode = mode }
         socket.group = socketFields["group"]?.string("socket.group", diagnostics)
         socket.owner = socketFields["owner"]?.string("socket.owner", diagnostics)
 

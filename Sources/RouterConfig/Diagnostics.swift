@@ -139,6 +139,13 @@ extension YAMLNode {
         return value
     }
 
+    /// An octal file mode such as 0660 (a socket's), or nil after reporting what was found.
+    func fileMode(_ context: String, _ diagnostics: Diagnostics) -> UInt32? {
+        if case .scalar(let text, _) = kind, let mode = UInt32(text, radix: 8), mode <= 0o777 { return mode }
+        diagnostics.report("\(context) must be an octal file mode such as 0660, found \(quoted)", at: self)
+        return nil
+    }
+
     func bool(_ context: String, _ diagnostics: Diagnostics) -> Bool? {
         if case .scalar(let text, plain: true) = kind {
             switch text {

@@ -96,13 +96,7 @@ extension ConfigLoader {
             }
         }
         if let path = fields["socket"]?.string("gateway.socket", diagnostics) { gateway.socketPath = absolute(path, relativeTo: folder) }
-        if let modeNode = fields["socket_mode"] {
-            if case .scalar(let text, _) = modeNode.kind, let mode = UInt32(text, radix: 8), mode <= 0o777 {
-                gateway.socketMode = mode
-            } else {
-                diagnostics.report("gateway.socket_mode must be an octal file mode such as 0660, found \(modeNode.quoted)", at: modeNode)
-            }
-        }
+        if let mode = fields["socket_mode"]?.fileMode("gateway.socket_mode", diagnostics) { gateway.socketMode = mode }
         if fields["listen"] == nil, fields["socket"] == nil {
             diagnostics.report("gateway needs 'listen' (e.g. 127.0.0.1:8080), 'socket' (a Unix socket path), or both", at: node)
         }
