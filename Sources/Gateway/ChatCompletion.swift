@@ -41,7 +41,7 @@
         func chatCompletion(body: ByteBuffer, headers: HTTPFields, requester: UInt32?, serving: Serving, settings: DaemonConfig.Gateway) async
             -> Response
         {
-            let start = now()
+            let start = clock.seconds
             let request: ChatCompletionRequest
             do {
                 request = try ChatCompletionRequest(json: body.readableBytesView)
@@ -122,7 +122,7 @@
                     coolDowns.succeeded(modelName)
                     let cost = usage.map { $0.cost(inputPrice: model.inputPrice, outputPrice: model.outputPrice) }
                     run.spent += cost ?? 0
-                    let elapsed = now() - start
+                    let elapsed = clock.seconds - start
                     record(run, served: modelName, usage: usage, cost: cost, firstByte: elapsed, total: elapsed, status: 200)
                     if settings.logPrompts {
                         logger.debug(
@@ -140,14 +140,14 @@
                 case .failed(let failure, let message, let status, let body):
                     attempted(&run, model: modelName, failure: failure)
                     lastFailure = (failure, message, status, body)
-                    if coolDowns.failed(modelName, failure, at: now(), settings: settings.fallback) {
+                    if coolDowns.failed(modelName, failure, at: clock.seconds, settings: settings.fallback) {
                         logger.warning(
                             "upstream cooling down",
                             metadata: ["model": "\(modelName)", "error": "\(failure)", "cool_down_s": "\(settings.fallback.coolDown)"])
                     }
                     // A provider's failure teaches the router; a request the upstream refused (any other 4xx) does not.
                     if failure.isRetryable { recordFailedOutcome(run, model: modelName) }
-                    step = fallback.next(after: failure, at: now(), jitter: Double.random(in: 0..<1))
+                    step = fallback.next(after: failure, at: clock.seconds, jitter: Double.random(in: 0..<1))
                 }
             }
             guard case .giveUp(let reason) = step, let lastFailure else {
@@ -158,7 +158,7 @@
             if case .status(let code, _) = lastFailure.failure, (400..<500).contains(code), code != 429, let body = lastFailure.body,
                 UpstreamCall.message(of: body) != nil
             {
-                record(run, served: nil, usage: nil, cost: nil, firstByte: nil, total: now() - run.start, status: code)
+                record(run, served: nil, usage: nil, cost: nil, firstByte: nil, total: clock.seconds - run.start, status: code)
                 return Response(
                     status: HTTPResponse.Status(code: code), headers: responseHeaders(run, served: nil, contentType: "application/json"),
                     body: .init(byteBuffer: ByteBuffer(bytes: body)))
@@ -206,9 +206,7 @@
             guard let decision = run.decision, let store = run.serving.feedback else { return }
             let report = FeedbackReport(subject: .decision(id: decision.id), model: model, value: .failed)
             guard let outcome = try? engine.outcome(of: report, from: Reporter(uid: nil, trusted: true), on: run.generation) else { return }
-            store.append(outcome) { [engine] result in
-                if case .success = result { engine.learn(outcome, on: engine.current) }
-            }
+            store.record(outcome, learningIn: engine) { _ in }
         }
 
         func responseHeaders(_ run: CompletionRun, served: String?, contentType: String) -> HTTPFields {
@@ -230,6 +228,7 @@
                     totalSeconds: total))
             guard let decision = run.decision else { return }
             engine.settle(decision, cost: run.spent, servedBy: served, on: run.generation)
+            guard let log = run.serving.decisionLog else { return }
             var fields: [String: JSONValue] = [
                 "via": "gateway", "status": .integer(Int64(status)),
                 "attempts": .array(
@@ -245,12 +244,12 @@
                 fields["prompt_tokens"] = .integer(Int64(usage.promptTokens))
                 fields["completion_tokens"] = .integer(Int64(usage.completionTokens))
             }
-            run.serving.decisionLog?.record(served: decision, prompt: run.prompt, served: fields)
+            log.record(served: decision, prompt: run.prompt, served: fields)
         }
 
         /// An error answer that ends a request, counted and logged like a served one.
         func finish(_ run: CompletionRun, error: OpenAIError, headers extra: HTTPFields) -> Response {
-            record(run, served: nil, usage: nil, cost: nil, firstByte: nil, total: now() - run.start, status: error.status)
+            record(run, served: nil, usage: nil, cost: nil, firstByte: nil, total: clock.seconds - run.start, status: error.status)
             var fields = responseHeaders(run, served: nil, contentType: "application/json")
             for field in extra { fields[field.name] = field.value }
             return Self.error(error, headers: fields)
@@ -273,16 +272,6 @@
             }
         }
 
-        static func openAIError(_ error: EngineError) -> OpenAIError {
-            switch error {
-            case .unknownRouter:
-                return OpenAIError(status: 404, message: "\(error)", type: "invalid_request_error", code: "model_not_found")
-            case .invalidSetting, .tooLarge:
-                return OpenAIError(status: 400, message: "\(error)", type: "invalid_request_error")
-            default:
-                return OpenAIError(status: 500, message: "\(error)", type: "server_error")
-            }
-        }
     }
 
     /// The embedding the engine's batcher delivers later, awaited by the request's task.

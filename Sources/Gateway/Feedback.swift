@@ -40,26 +40,17 @@
             do {
                 outcome = try engine.outcome(of: report, from: Reporter(uid: caller.uid, trusted: trusted), on: generation)
             } catch {
-                let status: Int
-                switch error {
-                case .unknownDecision, .unknownRouter, .unknownModel: status = 404
-                case .reportForbidden: status = 403
-                default: status = 400
-                }
-                return Self.error(OpenAIError(status: status, message: "\(error)", type: "invalid_request_error"))
+                return Self.error(Self.openAIError(error))
             }
             let written: Result<Void, FeedbackStoreError> = await withCheckedContinuation { continuation in
-                store.append(outcome) { continuation.resume(returning: $0) }
+                store.record(outcome, learningIn: engine) { continuation.resume(returning: $0) }
             }
             switch written {
             case .success:
-                engine.learn(outcome, on: engine.current)
-                let recorded = if case .pairwise = outcome.value { "battles" } else { "quality" }
-                var result: [String: JSONValue] = [
-                    "router": .string(outcome.router), "model": .string(outcome.model), "recorded": .string(recorded),
-                ]
-                if let id = outcome.decisionID { result["decision_id"] = .string(id) }
-                return Self.json(.object(result))
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
+                let body = (try? encoder.encode(FeedbackResult(outcome))) ?? Data()
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
             case .failure(let error):
                 return Self.error(OpenAIError(status: 503, message: error.message, type: "service_unavailable", code: "feedback_unavailable"))
             }

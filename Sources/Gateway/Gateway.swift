@@ -33,19 +33,20 @@
         let logger: Logger
         /// The settings the listeners were bound with.
         let initial: DaemonConfig.Gateway
-        /// Seconds on a monotonic clock, for the fallback's deadline and cool-downs.
-        let now: @Sendable () -> Double
+        /// The fallback's deadline and cool-downs run on it, as the engine's timed logic does on its own.
+        let clock: any EngineClock
         let group: any EventLoopGroup
 
         var engine: Engine { reloader.engine }
 
-        public init(settings: DaemonConfig.Gateway, reloader: Reloader, group: any EventLoopGroup, logger: Logger) {
+        public init(
+            settings: DaemonConfig.Gateway, reloader: Reloader, group: any EventLoopGroup, logger: Logger, clock: any EngineClock = SystemClock()
+        ) {
             self.initial = settings
             self.reloader = reloader
             self.group = group
             self.logger = logger
-            let origin = ContinuousClock.now
-            now = { Self.seconds(since: origin) }
+            self.clock = clock
             var configuration = HTTPClient.Configuration()
             configuration.timeout = .init(
                 connect: .milliseconds(Int64(min(settings.attemptTimeoutSeconds, 10) * 1000)),
@@ -57,11 +58,6 @@
             configuration.redirectConfiguration = .disallow
             configuration.decompression = .disabled
             client = HTTPClient(eventLoopGroup: group, configuration: configuration)
-        }
-
-        static func seconds(since start: ContinuousClock.Instant) -> Double {
-            let elapsed = ContinuousClock.now - start
-            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         }
 
         /// One Hummingbird application per listener, to run in the daemon's service group.
@@ -122,7 +118,7 @@
                             "the gateway is not configured in \(serving.generation.config.file) any more; add 'gateway:' back, or restart routerd to stop listening",
                         type: "service_unavailable"))
             }
-            if settings.listeners != initial.listeners {
+            if !settings.listensAtSameAddresses(as: initial) {
                 let listeners = settings.listeners
                 let warn = unboundListeners.withLock { last in
                     defer { last = listeners }
@@ -136,9 +132,7 @@
             }
             let caller: Caller
             if unix {
-                let credentials: EventLoopFuture<PeerCredentials>? = (context.channel as? any SocketOptionProvider)?
-                    .unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
-                let peer = try? await credentials?.get()
+                let peer = try? await PeerCredentials.read(from: context.channel).get()
                 guard let peer, settings.admits(uid: peer.uid, gid: peer.gid) else {
                     let who = peer.map { "uid \($0.uid) (gid \($0.gid))" } ?? "a peer whose credentials could not be read"
                     return Self.error(
@@ -217,6 +211,22 @@
             return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
         }
 
+        /// An engine error in OpenAI's shape, for chat completions and feedback alike: what the
+        /// request names that does not exist is a 404, what the caller may not do a 403, what it
+        /// asks wrongly a 400, and the rest the server's own failure.
+        static func openAIError(_ error: EngineError) -> OpenAIError {
+            switch error {
+            case .unknownRouter, .unknownDecision, .unknownModel:
+                return OpenAIError(status: 404, message: "\(error)", type: "invalid_request_error")
+            case .reportForbidden:
+                return OpenAIError(status: 403, message: "\(error)", type: "invalid_request_error")
+            case .invalidSetting, .tooLarge:
+                return OpenAIError(status: 400, message: "\(error)", type: "invalid_request_error")
+            default:
+                return OpenAIError(status: 500, message: "\(error)", type: "server_error")
+            }
+        }
+
         static func error(_ error: OpenAIError, headers: HTTPFields = [:]) -> Response {
             var fields = headers
             fields[.contentType] = "application/json"
@@ -232,10 +242,4 @@
         var gid: UInt32?
     }
 
-    /// The layout of Linux's `struct ucred` (SO_PEERCRED), which Glibc's module does not export.
-    struct PeerCredentials: Sendable {
-        var pid: Int32 = 0
-        var uid: UInt32 = 0
-        var gid: UInt32 = 0
-    }
 #endif

@@ -34,7 +34,7 @@
                         clientGone = true
                         return false
                     }
-                    if firstByte == nil { firstByte = now() - run.start }
+                    if firstByte == nil { firstByte = clock.seconds - run.start }
                     return true
                 }
                 if await send(relay.relay(first.readableBytesView)) {
@@ -43,7 +43,8 @@
                         do {
                             chunk = try await rest.next()
                         } catch {
-                            upstreamFailure = "\(UpstreamCall.failure(error))"
+                            let (failure, message) = UpstreamCall.classify(error)
+                            upstreamFailure = "\(failure): \(message)"
                             break
                         }
                         guard let chunk else { break }
@@ -69,7 +70,7 @@
                 let cost = relay.usage.map { $0.cost(inputPrice: model.inputPrice, outputPrice: model.outputPrice) }
                 run.spent += cost ?? 0
                 let status = upstreamFailure != nil ? 502 : (clientGone ? 499 : 200)
-                record(run, served: served, usage: relay.usage, cost: cost, firstByte: firstByte, total: now() - run.start, status: status)
+                record(run, served: served, usage: relay.usage, cost: cost, firstByte: firstByte, total: clock.seconds - run.start, status: status)
                 if !clientGone { try? await writer.finish(nil) }
             }
             return Response(status: .ok, headers: headers, body: body)

@@ -98,14 +98,19 @@
 
         /// A client error as an attempt's failure: a timeout, or no connection.
         static func failure(_ error: any Error) -> Result {
+            let (failure, message) = classify(error)
+            return .failed(failure, message: message, status: nil, body: nil)
+        }
+
+        /// What a client error was: a timeout, or no connection; and its description.
+        static func classify(_ error: any Error) -> (AttemptFailure, String) {
             if let error = error as? HTTPClientError {
                 switch error {
-                case .deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout:
-                    return .failed(.timeout, message: "\(error)", status: nil, body: nil)
+                case .deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout: return (.timeout, "\(error)")
                 default: break
                 }
             }
-            return .failed(.connection, message: "\(error)", status: nil, body: nil)
+            return (.connection, "\(error)")
         }
 
         /// An OpenAI-style error body's message.

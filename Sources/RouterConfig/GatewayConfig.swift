@@ -61,7 +61,13 @@ extension DaemonConfig {
             (uids.isEmpty && gids.isEmpty) || uid == 0 || uids.contains(uid) || gids.contains(gid)
         }
 
-        /// What a restart, not a reload, must change: the addresses bound at start.
+        /// Whether `other` listens where these settings do: the addresses bound at start, which a
+        /// restart, not a reload, changes.
+        public func listensAtSameAddresses(as other: Gateway) -> Bool {
+            host == other.host && port == other.port && socketPath == other.socketPath
+        }
+
+        /// The addresses bound at start, as the log names them.
         public var listeners: String {
             [host.map { "\($0):\(port ?? 0)" }, socketPath].compactMap { $0 }.joined(separator: " and ")
         }

@@ -131,10 +131,7 @@ public final class DaemonService: Service, Sendable {
     private func initialize(_ channel: any Channel, dispatcher: Dispatcher) -> EventLoopFuture<Void> {
         let limits = engine.current.config.limits
         // Credentials first: the per-user cap needs the peer's uid.
-        let credentials: EventLoopFuture<PeerCredentials> =
-            (channel as? any SocketOptionProvider)?.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
-            ?? channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
-        return credentials.map { Optional(Peer(pid: $0.pid, uid: $0.uid, gid: $0.gid)) }
+        return PeerCredentials.read(from: channel).map { Optional(Peer(pid: $0.pid, uid: $0.uid, gid: $0.gid)) }
             .recover { _ -> Peer? in nil }
             .flatMapThrowing { [self] peer in
                 // A peer whose uid cannot be read counts as one user of its own kind.

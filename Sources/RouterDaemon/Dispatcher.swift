@@ -267,15 +267,11 @@ struct Dispatcher: Sendable {
             return .now(failure(ProtocolError(error), op: .feedback, id: context.id, allocator: context.allocator))
         }
         let promise = context.eventLoop.makePromise(of: ByteBuffer.self)
-        store.append(outcome) { [counters, engine] result in
+        store.record(outcome, learningIn: engine) { [counters] result in
             switch result {
             case .success:
-                // Learn from what is on disk, so the online state and the store agree.
-                engine.learn(outcome, on: engine.current)
                 counters.recordResponse(op: .feedback, error: nil)
-                let recorded = if case .pairwise = outcome.value { "battles" } else { "quality" }
-                let reply = FeedbackResult(decisionID: outcome.decisionID, router: outcome.router, model: outcome.model, recorded: recorded)
-                promise.succeed(context.allocator.buffer(bytes: ResponseCodec.success(reply, id: context.id)))
+                promise.succeed(context.allocator.buffer(bytes: ResponseCodec.success(FeedbackResult(outcome), id: context.id)))
             case .failure(let error):
                 promise.succeed(
                     failure(ProtocolError(.feedbackUnavailable, error.message), op: .feedback, id: context.id, allocator: context.allocator))

@@ -140,6 +140,16 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
         return try FeedbackStore(settings: settings, logger: logger)
     }
 
+    /// Writes `outcome` (``append(_:completion:)``), then, once it is on disk, hands it to
+    /// `engine`'s online learning: learning from what is on disk keeps the online state and the
+    /// store in agreement. What the socket's `feedback` op and the gateway record goes this way.
+    public func record(_ outcome: Outcome, learningIn engine: Engine, completion: @escaping Completion) {
+        append(outcome) { result in
+            if case .success = result { engine.learn(outcome, on: engine.current) }
+            completion(result)
+        }
+    }
+
     /// Queues `outcome`'s row; `completion` runs on the writer thread once the row is durable, or failed.
     public func append(_ outcome: Outcome, completion: @escaping Completion) {
         let (file, line) = row(for: outcome, time: Date().timeIntervalSince1970)

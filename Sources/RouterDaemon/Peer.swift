@@ -1,4 +1,5 @@
 import Glibc
+import NIOCore
 import RouterConfig
 
 /// The process at the other end of a connection, from SO_PEERCRED.
@@ -14,8 +15,15 @@ struct Peer: Sendable {
 }
 
 /// The layout of Linux's `struct ucred`, which Glibc's module does not export.
-struct PeerCredentials: Sendable {
-    var pid: Int32 = 0
-    var uid: UInt32 = 0
-    var gid: UInt32 = 0
+public struct PeerCredentials: Sendable {
+    public var pid: Int32 = 0
+    public var uid: UInt32 = 0
+    public var gid: UInt32 = 0
+
+    /// The credentials of the process at the other end of a Unix-socket `channel` (SO_PEERCRED),
+    /// read on its event loop; a failed future where the channel has no socket to ask.
+    public static func read(from channel: any Channel) -> EventLoopFuture<PeerCredentials> {
+        (channel as? any SocketOptionProvider)?.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+            ?? channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
+    }
 }

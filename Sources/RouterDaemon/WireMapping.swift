@@ -52,6 +52,15 @@ extension LearningInfo {
     }
 }
 
+extension FeedbackResult {
+    /// The reply to a recorded outcome: the file its row went to is `battles` for an outcome
+    /// against another model, else `quality`.
+    public init(_ outcome: Outcome) {
+        let recorded = if case .pairwise = outcome.value { "battles" } else { "quality" }
+        self.init(decisionID: outcome.decisionID, router: outcome.router, model: outcome.model, recorded: recorded)
+    }
+}
+
 extension FeedbackReport {
     /// The engine's report for a `feedback` request, as the socket and the gateway's `/v1/feedback` read it.
     public init(_ request: FeedbackRequest) {
