@@ -47,7 +47,8 @@
             """
 
         static func setUp(
-            gateway extra: String = "", fallback: String = "{retries: 1, retry_delay: 0.01, cool_down_after: 3, cool_down: 60, deadline: 10}"
+            gateway extra: String = "", attemptTimeout: Double = 10,
+            fallback: String = "{retries: 1, retry_delay: 0.01, cool_down_after: 3, cool_down: 60, deadline: 10}"
         )
             async throws -> Setup
         {
@@ -71,7 +72,7 @@
                   listen: 127.0.0.1:\(metricsPort)
                 gateway:
                   listen: 127.0.0.1:\(port)
-                  attempt_timeout: 1
+                  attempt_timeout: \(attemptTimeout)
                   fallback: \(fallback)
                 \(extra)
                 """
@@ -261,7 +262,8 @@
         /// attempt timeout, malformed JSON, a body over the limit. A stream cut after its first
         /// chunk cannot fall back: it ends with an SSE error event. The daemon lives on.
         @Test func everyFaultBeforeTheFirstByteFallsBackAndOneAfterItEndsTheStream() async throws {
-            let setup = try await Self.setUp(gateway: "  max_response_bytes: 1048576", fallback: "{retries: 0, cool_down_after: 100}")
+            let setup = try await Self.setUp(
+                gateway: "  max_response_bytes: 1048576", attemptTimeout: 1, fallback: "{retries: 0, cool_down_after: 100}")
             defer { setup.upstream.stop() }
             for (behaviour, errorClass) in [
                 (StubUpstream.Behaviour.rateLimited(retryAfter: 1), "rate_limited"), (.hang, "timeout"), (.malformed, "malformed"),
