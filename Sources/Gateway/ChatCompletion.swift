@@ -4,6 +4,7 @@
     import Hummingbird
     import Logging
     import NIOCore
+    import NIOPosix
     import OpenAIProtocol
     import RouterConfig
     import RouterDaemon
@@ -190,9 +191,26 @@
                 case .failure(let error): throw error
                 }
             }
-            return try engine.route(
-                router, prompt: prompt, override: override, session: session, embedding: embedding, start: start, requester: requester,
-                on: generation)
+            guard router.ioBound else {
+                return try engine.route(
+                    router, prompt: prompt, override: override, session: session, embedding: embedding, start: start, requester: requester,
+                    on: generation)
+            }
+            // A network call per decision: on the I/O pool, as the socket does, not on a cooperative thread.
+            let engine = engine
+            let decided: Result<RoutingDecision, EngineError>
+            do {
+                decided = try await ioThreadPool.runIfActive {
+                    Result { () throws(EngineError) in
+                        try engine.route(
+                            router, prompt: prompt, override: override, session: session, embedding: embedding, start: start,
+                            requester: requester, on: generation)
+                    }
+                }
+            } catch {
+                throw .plugin(router: name, message: "routerd is stopping, and its I/O pool with it: \(error)")
+            }
+            return try decided.get()
         }
 
         func attempted(_ run: inout CompletionRun, model: String, failure: AttemptFailure?) {

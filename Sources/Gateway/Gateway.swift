@@ -6,6 +6,7 @@
     import HummingbirdCore
     import Logging
     import NIOCore
+    import NIOPosix
     import OpenAIProtocol
     import RouterConfig
     import RouterDaemon
@@ -36,12 +37,17 @@
         /// The fallback's deadline and cool-downs run on it, as the engine's timed logic does on its own.
         let clock: any EngineClock
         let group: any EventLoopGroup
+        /// io_bound routers (a network call per decision) decide here, not on the cooperative
+        /// threads that run requests: a few such waits would hold them all.
+        let ioThreadPool: NIOThreadPool
 
         var engine: Engine { reloader.engine }
 
         public init(
-            settings: DaemonConfig.Gateway, reloader: Reloader, group: any EventLoopGroup, logger: Logger, clock: any EngineClock = SystemClock()
+            settings: DaemonConfig.Gateway, reloader: Reloader, group: any EventLoopGroup, ioThreadPool: NIOThreadPool, logger: Logger,
+            clock: any EngineClock = SystemClock()
         ) {
+            self.ioThreadPool = ioThreadPool
             self.initial = settings
             self.reloader = reloader
             self.group = group

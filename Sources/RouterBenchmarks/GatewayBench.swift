@@ -201,11 +201,17 @@
             let gatewayOne = await gateway.run(connections: 1, requests: requests)
             let gatewayMany = await gateway.run(connections: connections, seconds: seconds)
             let gatewayPeer = await gateway.run(connections: peerConnections, seconds: seconds)
+            // A catalogue model by name: forwarded unrouted, so no decision and no decision-log
+            // line. What is left is the HTTP in and out, the gateway's floor on these libraries.
+            let unrouted = HTTPLoad(client: client, url: base, model: "ok")
+            let unroutedOne = await unrouted.run(connections: 1, requests: requests)
+            let unroutedMany = await unrouted.run(connections: connections, seconds: seconds)
 
             lines.append("| path | p50 ms (1 conn) | p99 ms (1 conn) | req/s (1 conn) | req/s (many) | errors |")
             lines.append("|---|---|---|---|---|---|")
             lines.append(row("stub, direct", directOne, directMany, manyConnections: connections))
             lines.append(row("routerd gateway", gatewayOne, gatewayMany, manyConnections: connections))
+            lines.append(row("gateway, unrouted (no decision, no log line)", unroutedOne, unroutedMany, manyConnections: connections))
             lines.append(row("stub, direct", directOne, directPeer, manyConnections: peerConnections))
             lines.append(row("routerd gateway", gatewayOne, gatewayPeer, manyConnections: peerConnections))
             var peerResults: [(String, HTTPLoad.Result, HTTPLoad.Result)] = []
@@ -258,6 +264,10 @@
             lines.append("")
             lines.append(
                 String(format: "- Added latency on one connection: %.3f ms at p50 (goal ≤ 0.3), %.3f ms at p99 (goal ≤ 2).", addedP50, addedP99))
+            lines.append(
+                String(
+                    format: "- Unrouted (HTTP in and out alone): %.3f ms added at p50, %.2f× the stub's direct throughput at %d connections.",
+                    (unroutedOne.quantile(0.5) - directOne.quantile(0.5)) * 1000, unroutedMany.throughput / directMany.throughput, connections))
             lines.append(
                 String(
                     format: "- Throughput at %d connections: %.2f× the stub's direct (goal ≥ 0.4); at %d: %.2f×.", connections,

@@ -44,9 +44,54 @@ public enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
-    /// Parses one JSON document (RFC 8259; any value at the top).
-    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    /// Parses one JSON document (RFC 8259; any value at the top), with Foundation's
+    /// JSONSerialization. Not through `Decodable`: that tries each kind in turn, and each miss
+    /// throws a DecodingError with its coding path, which made a chat completion's body cost
+    /// several times its parse (the gateway parses two per request).
+    public static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+        } catch {
+            let reason = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+            throw JSONParseError(reason ?? "\(error)")
+        }
+        return JSONValue(serialized: parsed)
+    }
+
+    /// JSONSerialization's tree as a value. Its numbers are NSNumbers: booleans have the type
+    /// code `c` (it makes no other char numbers), integers that fit in 64 bits a signed integer
+    /// code, and the rest doubles or, beyond 64 bits, decimals.
+    private init(serialized value: Any) {
+        switch value {
+        case let text as String:
+            self = .string(text)
+        case let members as [String: Any]:
+            self = .object(members.mapValues(JSONValue.init(serialized:)))
+        case let elements as [Any]:
+            self = .array(elements.map(JSONValue.init(serialized:)))
+        case let number as NSNumber:
+            self = JSONValue(number: number)
+        default:
+            self = .null
+        }
+    }
+
+    private init(number: NSNumber) {
+        if let decimal = number as? NSDecimalNumber {
+            // Beyond Int64 and UInt64, or at Int64.min: an integer only if it is exactly one.
+            let integer = decimal.int64Value
+            self = decimal.compare(NSDecimalNumber(value: integer)) == .orderedSame ? .integer(integer) : .number(decimal.doubleValue)
+            return
+        }
+        switch UInt8(bitPattern: number.objCType.pointee) {
+        case UInt8(ascii: "c"), UInt8(ascii: "B"): self = .bool(number.boolValue)
+        case UInt8(ascii: "s"), UInt8(ascii: "i"), UInt8(ascii: "l"), UInt8(ascii: "q"): self = .integer(number.int64Value)
+        case UInt8(ascii: "S"), UInt8(ascii: "I"), UInt8(ascii: "L"), UInt8(ascii: "Q"):
+            let unsigned = number.uint64Value
+            self = unsigned <= UInt64(Int64.max) ? .integer(Int64(unsigned)) : .number(number.doubleValue)
+        default: self = .number(number.doubleValue)
+        }
     }
 
     /// Compact JSON text, object keys sorted.
@@ -89,6 +134,13 @@ public enum JSONValue: Sendable, Hashable, Codable {
         if case .array(let elements) = self { return elements }
         return nil
     }
+}
+
+/// Text that is not one JSON document; the message says where and why.
+public struct JSONParseError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }
 
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral, ExpressibleByBooleanLiteral,

@@ -146,7 +146,7 @@ struct Routerd: AsyncParsableCommand {
         #if Gateway
             var gateway: Gateway?
             if let settings = generation.config.gateway {
-                let built = Gateway(settings: settings, reloader: reloader, group: group, logger: logger)
+                let built = Gateway(settings: settings, reloader: reloader, group: group, ioThreadPool: ioThreadPool, logger: logger)
                 do {
                     services += try built.services().map { .init(service: $0) }
                 } catch {

@@ -54,6 +54,32 @@ import Testing
         #expect(try JSONValue.parse(Array(value.text.utf8)) == value)
     }
 
+    /// A number is an integer when written without a fraction or exponent and within Int64;
+    /// booleans stay booleans (JSONSerialization hands both back as NSNumbers).
+    @Test func numbersAndBooleansKeepTheirKinds() throws {
+        let parsed = try JSONValue.parse(
+            Array(#"[1, -1, 0, 9223372036854775807, -9223372036854775808, 9223372036854775808, 1.0, 1e2, 0.5, true, false, null]"#.utf8))
+        #expect(
+            parsed == [
+                .integer(1), .integer(-1), .integer(0), .integer(.max), .integer(.min), .number(9_223_372_036_854_775_808), .number(1),
+                .number(100), .number(0.5), .bool(true), .bool(false), .null,
+            ])
+        #expect(try JSONValue.parse(Array("123456789012345678901234567890".utf8)) == .number(1.2345678901234568e29))
+        #expect(try JSONValue.parse(Array(#""\u00e9\n""#.utf8)) == .string("é\n"))
+    }
+
+    @Test func textThatIsNotJSONIsRefusedWithAReason() {
+        for text in [#"{"a":"#, "{'a':1}", "[1] 2", #""\ud800""#, String(repeating: "[", count: 600) + String(repeating: "]", count: 600)] {
+            #expect(throws: JSONParseError.self, "\(text.prefix(20))") { try JSONValue.parse(Array(text.utf8)) }
+        }
+        do {
+            _ = try JSONValue.parse(Array("[1,".utf8))
+            Issue.record("a truncated array parsed")
+        } catch {
+            #expect(!error.message.isEmpty)
+        }
+    }
+
     @Test func objectKeysComeOutSorted() {
         #expect(JSONValue.object(["b": 1, "a": 2, "c": ["z": 0, "y": 1]]).text == #"{"a":2,"b":1,"c":{"y":1,"z":0}}"#)
     }

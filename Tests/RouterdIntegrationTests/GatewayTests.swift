@@ -47,7 +47,7 @@
             """
 
         static func setUp(
-            gateway extra: String = "", attemptTimeout: Double = 10,
+            gateway extra: String = "", routers: String? = nil, attemptTimeout: Double = 10,
             fallback: String = "{retries: 1, retry_delay: 0.01, cool_down_after: 3, cool_down: 60, deadline: 10}"
         )
             async throws -> Setup
@@ -77,7 +77,7 @@
                 \(extra)
                 """
             let daemon = try Daemon(
-                directory: directory, config: { TestConfig.yaml(socket: $0, routers: Self.routers, models: models, extra: sections) })
+                directory: directory, config: { TestConfig.yaml(socket: $0, routers: routers ?? Self.routers, models: models, extra: sections) })
             // The gateway binds beside the socket; wait until it answers.
             _ = try await eventuallyAsync { (try? await get("http://127.0.0.1:\(port)/health").status) == 200 }
             return Setup(daemon: daemon, upstream: upstream, port: port, metricsPort: metricsPort, directory: directory)
@@ -190,6 +190,38 @@
             let listed = try await Self.get(setup.url + "/v1/models")
             let ids = (listed.json["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
             #expect(Set(ids).isSuperset(of: ["router-pair", "router-many", "cheap", "middle", "dear"]))
+        }
+
+        /// An io_bound router (causal_llm) waits on its network on the I/O pool: with more such
+        /// decisions waiting than routerd has event loops, another router's request is still read,
+        /// routed and answered, before any of the waiting ones.
+        @Test func anIOBoundRouterWaitingOnItsNetworkHoldsUpNoOtherRequest() async throws {
+            let silent = try CausalLLMConfig.SilentServer()
+            let llm = CausalLLMConfig.router(
+                "llm", params: ["base_url": "http://127.0.0.1:\(silent.port)/v1", "model": "m", "timeout": "3", "fallback": "weak"])
+            let setup = try await Self.setUp(
+                routers: Self.routers + "\n"
+                    + llm.replacingOccurrences(of: TestConfig.weak, with: "cheap").replacingOccurrences(of: TestConfig.strong, with: "dear"))
+            defer { setup.upstream.stop() }
+            let (quickAnswered, llmAnswered) = try await withThrowingTaskGroup(of: ContinuousClock.Instant.self) { group in
+                let url = setup.url + "/v1/chat/completions"
+                for index in 0..<(2 * ProcessInfo.processInfo.activeProcessorCount + 2) {
+                    group.addTask {
+                        let reply = try await Self.post(url, #"{"model":"router-llm","messages":[{"role":"user","content":"waiting \#(index)"}]}"#)
+                        #expect(reply.status == 200, "the silent endpoint's timeout takes causal_llm's fallback: \(reply.body)")
+                        return ContinuousClock.now
+                    }
+                }
+                // Time for every llm request to reach the silent endpoint, where each waits 3 s.
+                try await Task.sleep(for: .milliseconds(500))
+                let quick = try await Self.chat(setup, model: "router-pair")
+                #expect(quick.status == 200, "\(quick.body)")
+                let quickAnswered = ContinuousClock.now
+                var llmAnswered: [ContinuousClock.Instant] = []
+                for try await answered in group { llmAnswered.append(answered) }
+                return (quickAnswered, llmAnswered)
+            }
+            #expect(llmAnswered.allSatisfy { quickAnswered < $0 }, "the pair request waited behind the llm ones")
         }
 
         /// A stream is relayed chunk by chunk with the model renamed, ends with [DONE], and carries
