@@ -75,14 +75,18 @@
             }
             if let path = initial.socketPath {
                 try SocketFile.prepare(path)
+                // Hummingbird binds where it is told, under the process's umask: in a private
+                // folder, so that the socket appears at its path only once it has its mode.
+                let staging = try SocketFile.privateStaging(for: path)
                 let mode = initial.socketMode
                 let logger = logger
                 services.append(
-                    application(address: .unixDomainSocket(path: path), unix: true, configuration: configuration) { _ in
+                    application(address: .unixDomainSocket(path: staging), unix: true, configuration: configuration) { _ in
                         do throws(SocketPathError) {
-                            try SocketFile.applyPermissions(path, mode: mode, owner: nil, group: nil)
+                            try SocketFile.moveIntoPlace(staging, at: path, mode: mode)
+                            logger.notice("gateway listening", metadata: ["socket": "\(path)", "mode": "\(String(mode, radix: 8))"])
                         } catch {
-                            logger.error("gateway socket permissions", metadata: ["path": "\(path)", "error": "\(error)"])
+                            logger.error("gateway socket", metadata: ["path": "\(path)", "error": "\(error)"])
                         }
                     })
             }
@@ -101,7 +105,10 @@
                 configuration: ApplicationConfiguration(
                     address: address, serverName: "routerd", availableConnectionsDelegate: MaximumAvailableConnections(initial.maxConcurrent * 4)),
                 onServerRunning: { [logger] channel in
-                    logger.notice("gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "\(address)")"])
+                    // A Unix socket says so once it is in place (below its private folder until then).
+                    if !unix {
+                        logger.notice("gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "\(address)")"])
+                    }
                     await running(channel)
                 },
                 eventLoopGroupProvider: .shared(group), logger: logger)

@@ -50,6 +50,41 @@ public enum SocketFile {
         return (folder.isEmpty ? "" : folder + "/") + ".routerd-\(getpid()).sock"
     }
 
+    /// A private folder (mode 0700, made by `mkdtemp`) beside `path`, for a listener that binds
+    /// at a path it is given and cannot be asked to bind under a restrictive umask (the gateway's
+    /// Hummingbird): nobody else can reach a socket inside it, so it can be given its mode and then
+    /// renamed to `path` finished. Returns the socket path inside it.
+    public static func privateStaging(for path: String) throws(SocketPathError) -> String {
+        let folder = (path as NSString).deletingLastPathComponent
+        var template = Array(((folder.isEmpty ? "" : folder + "/") + ".routerd-staging-XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw SocketPathError(description: "cannot make a private folder beside \(path) to bind in: \(String(cString: strerror(errno)))")
+        }
+        let staging = String(cString: made) + "/s"
+        guard staging.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
+            rmdir(made)
+            throw SocketPathError(
+                description:
+                    "socket path \(path) leaves no room for the private folder routerd binds in first (\(staging) is longer than \(MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1) bytes); choose a shorter path"
+            )
+        }
+        return staging
+    }
+
+    /// Gives the socket bound at `staging` (from ``privateStaging(for:)``) its mode, moves it to
+    /// `path` and removes the private folder.
+    public static func moveIntoPlace(_ staging: String, at path: String, mode: UInt32) throws(SocketPathError) {
+        let folder = (staging as NSString).deletingLastPathComponent
+        defer {
+            unlink(staging)
+            rmdir(folder)
+        }
+        try applyPermissions(staging, mode: mode, owner: nil, group: nil)
+        guard rename(staging, path) == 0 else {
+            throw SocketPathError(description: "cannot move the socket into place at \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// True when something accepts connections on the socket at `path`.
     static func isServed(_ path: String) -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

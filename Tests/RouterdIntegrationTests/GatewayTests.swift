@@ -421,6 +421,10 @@
             let other = getuid() == 0 ? "" : "\n  allow: {uids: [\(getuid() &+ 1)]}"
             let setup = try await Self.setUp(gateway: "  socket: \(path)\n  socket_mode: 0600" + other)
             defer { setup.upstream.stop() }
+            // The socket is bound in a private folder and appears at its path finished.
+            #expect(try await Self.eventuallyAsync { FileManager.default.fileExists(atPath: path) })
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix(".routerd-staging") }
+            #expect(leftovers.isEmpty, "the private staging folder is removed: \(leftovers)")
             let attributes = try FileManager.default.attributesOfItem(atPath: path)
             #expect((attributes[.posixPermissions] as? Int).map { $0 & 0o777 } == 0o600)
             let encoded = path.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? path
