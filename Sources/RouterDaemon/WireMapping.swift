@@ -190,7 +190,8 @@ extension GatewayTraffic {
             upstreamErrors: activity.upstreamErrors, promptTokens: activity.promptTokens, completionTokens: activity.completionTokens,
             spendUSD: activity.spend, unpriced: activity.unpriced,
             meanFirstByteSeconds: served > 0 ? activity.firstByteSeconds / Double(served) : nil,
-            meanSeconds: served > 0 ? activity.totalSeconds / Double(served) : nil)
+            meanSeconds: served > 0 ? activity.totalSeconds / Double(served) : nil, firstByteSeconds: activity.firstByteQuantiles,
+            seconds: activity.totalQuantiles)
     }
 }
 

@@ -78,6 +78,10 @@ public struct GatewayActivity: Sendable, Hashable {
     /// Seconds from a request's arrival to its first byte to the client, and to its end; sums over `requests - failed`.
     public var firstByteSeconds: Double = 0
     public var totalSeconds: Double = 0
+    /// Over the last ``RouterActivity/window`` served requests: p50 and p99 of those two, in seconds
+    /// (filled by ``Stats/snapshot()``).
+    public var firstByteQuantiles: [String: Double] = [:]
+    public var totalQuantiles: [String: Double] = [:]
 
     public init() {}
 }
@@ -151,6 +155,9 @@ public final class Stats: Sendable {
         var reloadFailures: UInt64 = 0
         var gatewayRouters: [String: GatewayActivity] = [:]
         var gatewayModels: [String: GatewayActivity] = [:]
+        /// The last served requests' times per router and per model, for quantiles.
+        var recentGatewayRouters: [String: RecentRequests] = [:]
+        var recentGatewayModels: [String: RecentRequests] = [:]
     }
 
     private let counters = Mutex(Counters())
@@ -260,6 +267,12 @@ public final class Stats: Sendable {
         counters.withLock { counters in
             if let router = record.router { add(&counters.gatewayRouters[router, default: GatewayActivity()]) }
             if let served = record.served { add(&counters.gatewayModels[served, default: GatewayActivity()]) }
+            guard let served = record.served else { return }
+            let firstByte = record.firstByteSeconds ?? record.totalSeconds
+            if let router = record.router {
+                counters.recentGatewayRouters[router, default: RecentRequests()].append(firstByte: firstByte, total: record.totalSeconds)
+            }
+            counters.recentGatewayModels[served, default: RecentRequests()].append(firstByte: firstByte, total: record.totalSeconds)
         }
     }
 
@@ -288,43 +301,67 @@ public final class Stats: Sendable {
                     }
                     result[entry.key] = router
                 }, reloads: counters.reloads, reloadFailures: counters.reloadFailures, history: counters.history,
-                gatewayRouters: counters.gatewayRouters, gatewayModels: counters.gatewayModels)
+                gatewayRouters: RecentRequests.withQuantiles(counters.gatewayRouters, counters.recentGatewayRouters),
+                gatewayModels: RecentRequests.withQuantiles(counters.gatewayModels, counters.recentGatewayModels))
         }
+    }
+}
+
+/// The last ``RouterActivity/window`` values of one measure, for nearest-rank quantiles.
+private struct RecentWindow {
+    private var values: [Double] = []
+    private var next = 0
+
+    mutating func append(_ value: Double) {
+        if values.count < RouterActivity.window {
+            values.append(value)
+        } else {
+            values[next] = value
+        }
+        next = (next + 1) % RouterActivity.window
+    }
+
+    func quantiles(_ wanted: [String: Double]) -> [String: Double] {
+        guard !values.isEmpty else { return [:] }
+        let sorted = values.sorted()
+        return wanted.mapValues { sorted[min(sorted.count - 1, max(0, Int((Double(sorted.count) * $0).rounded(.up)) - 1))] }
     }
 }
 
 /// A ring of the last ``RouterActivity/window`` decisions of one router.
 private struct RecentDecisions {
-    private var scores: [Double] = []
-    private var latencies: [Double] = []
-    private var next = 0
-
-    private var nextScore = 0
+    private var scores = RecentWindow()
+    private var latencies = RecentWindow()
 
     /// Records a decision's latency, and its score when a threshold policy made it.
     mutating func append(score: Double?, microseconds: Double) {
-        if latencies.count < RouterActivity.window {
-            latencies.append(microseconds)
-        } else {
-            latencies[next] = microseconds
-        }
-        next = (next + 1) % RouterActivity.window
-        guard let score else { return }
-        if scores.count < RouterActivity.window {
-            scores.append(score)
-        } else {
-            scores[nextScore] = score
-        }
-        nextScore = (nextScore + 1) % RouterActivity.window
+        latencies.append(microseconds)
+        if let score { scores.append(score) }
     }
 
-    var scoreQuantiles: [String: Double] { Self.quantiles(scores, ["p10": 0.1, "p50": 0.5, "p90": 0.9]) }
-    var latencyQuantiles: [String: Double] { Self.quantiles(latencies, ["p50": 0.5, "p99": 0.99]) }
+    var scoreQuantiles: [String: Double] { scores.quantiles(["p10": 0.1, "p50": 0.5, "p90": 0.9]) }
+    var latencyQuantiles: [String: Double] { latencies.quantiles(["p50": 0.5, "p99": 0.99]) }
+}
 
-    /// Nearest-rank quantiles.
-    private static func quantiles(_ values: [Double], _ wanted: [String: Double]) -> [String: Double] {
-        guard !values.isEmpty else { return [:] }
-        let sorted = values.sorted()
-        return wanted.mapValues { sorted[min(sorted.count - 1, max(0, Int((Double(sorted.count) * $0).rounded(.up)) - 1))] }
+/// The last ``RouterActivity/window`` served gateway requests through one router or to one model.
+private struct RecentRequests {
+    private var firstByte = RecentWindow()
+    private var total = RecentWindow()
+
+    mutating func append(firstByte seconds: Double, total totalSeconds: Double) {
+        firstByte.append(seconds)
+        total.append(totalSeconds)
+    }
+
+    /// `activities` with their quantiles from `recent`.
+    static func withQuantiles(_ activities: [String: GatewayActivity], _ recent: [String: RecentRequests]) -> [String: GatewayActivity] {
+        activities.reduce(into: [:]) { result, entry in
+            var activity = entry.value
+            if let times = recent[entry.key] {
+                activity.firstByteQuantiles = times.firstByte.quantiles(["p50": 0.5, "p99": 0.99])
+                activity.totalQuantiles = times.total.quantiles(["p50": 0.5, "p99": 0.99])
+            }
+            result[entry.key] = activity
+        }
     }
 }

@@ -63,6 +63,16 @@ public enum PrometheusExposition {
                     "gateway_first_byte_seconds_sum", "Seconds to the first byte to the client, summed over served requests.",
                     activity.firstByteSeconds, [label])
                 gauge("gateway_request_seconds_sum", "Seconds from arrival to end, summed over served requests.", activity.totalSeconds, [label])
+                for (quantile, value) in activity.firstByteQuantiles.sorted(by: { $0.key < $1.key }) {
+                    gauge(
+                        "gateway_first_byte_seconds", "Seconds to the first byte to the client over the last 1024 served requests.", value,
+                        [label, ("quantile", quantile == "p50" ? "0.5" : "0.99")])
+                }
+                for (quantile, value) in activity.totalQuantiles.sorted(by: { $0.key < $1.key }) {
+                    gauge(
+                        "gateway_request_seconds", "Seconds from arrival to end over the last 1024 served requests.", value,
+                        [label, ("quantile", quantile == "p50" ? "0.5" : "0.99")])
+                }
             }
         }
         for (name, router) in stats.routers.sorted(by: { $0.key < $1.key }) {

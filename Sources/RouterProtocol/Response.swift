@@ -701,10 +701,14 @@ public struct GatewayTraffic: Codable, Sendable, Hashable {
     /// Mean seconds to the first byte sent to the client, and to the request's end, over served requests.
     public var meanFirstByteSeconds: Double?
     public var meanSeconds: Double?
+    /// The same as p50 and p99 over the last 1,024 served requests.
+    public var firstByteSeconds: [String: Double]
+    public var seconds: [String: Double]
 
     public init(
         requests: UInt64, failed: UInt64, attempts: UInt64, fallbacks: UInt64, upstreamErrors: [String: UInt64], promptTokens: UInt64,
-        completionTokens: UInt64, spendUSD: Double, unpriced: UInt64, meanFirstByteSeconds: Double?, meanSeconds: Double?
+        completionTokens: UInt64, spendUSD: Double, unpriced: UInt64, meanFirstByteSeconds: Double?, meanSeconds: Double?,
+        firstByteSeconds: [String: Double] = [:], seconds: [String: Double] = [:]
     ) {
         self.requests = requests
         self.failed = failed
@@ -717,10 +721,13 @@ public struct GatewayTraffic: Codable, Sendable, Hashable {
         self.unpriced = unpriced
         self.meanFirstByteSeconds = meanFirstByteSeconds
         self.meanSeconds = meanSeconds
+        self.firstByteSeconds = firstByteSeconds
+        self.seconds = seconds
     }
 
     enum CodingKeys: String, CodingKey {
-        case requests, failed, attempts, fallbacks, unpriced
+        case requests, failed, attempts, fallbacks, unpriced, seconds
+        case firstByteSeconds = "first_byte_seconds"
         case upstreamErrors = "upstream_errors"
         case promptTokens = "prompt_tokens"
         case completionTokens = "completion_tokens"

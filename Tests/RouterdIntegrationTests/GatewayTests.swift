@@ -170,6 +170,11 @@
             #expect(routerStats["requests"] as? Int == 1 && routerStats["attempts"] as? Int == 1)
             #expect(abs((routerStats["spend_usd"] as? Double ?? 0) - cost) < 1e-12)
             #expect(try Self.gatewayStats(setup, "models", served)["completion_tokens"] as? Int == StubUpstream.completionTokens)
+            // Time to the first byte and to the end, as quantiles over the recent requests.
+            let seconds = try #require(routerStats["seconds"] as? [String: Double])
+            let firstByte = try #require(routerStats["first_byte_seconds"] as? [String: Double])
+            #expect(Set(seconds.keys) == ["p50", "p99"] && Set(firstByte.keys) == ["p50", "p99"])
+            #expect(seconds["p50"]! > 0 && seconds["p50"]! <= seconds["p99"]! && seconds["p50"]! < 10)
             let logged = try #require(Self.lines(setup.directory.path + "/decisions.jsonl").last)
             #expect(
                 logged["decision_id"] as? String == decisionID && logged["served_model"] as? String == served && logged["via"] as? String == "gateway"
@@ -181,6 +186,7 @@
             }
             #expect(servedLine?.hasSuffix(" 1") == true, "\(metrics)")
             #expect(metrics.contains("routerd_gateway_spend_usd"))
+            #expect(metrics.contains(#"routerd_gateway_request_seconds{router="pair",quantile="0.99"}"#), "\(metrics)")
 
             // RouteLLM's model name with a threshold: 0 sends everything to the strong model, 1.01 nothing.
             #expect(try await Self.chat(setup, model: "router-pair-0.0").header("x-routerd-model") == "dear")
@@ -238,7 +244,11 @@
             let withUsage = try await Self.chat(setup, model: "cheap", stream: true, extra: #","stream_options":{"include_usage":true}"#)
             #expect(withUsage.body.contains(#""completion_tokens":5"#))
             let cost = (10 * 0.1 + 5 * 0.2) / 1e6
-            #expect(abs((try Self.gatewayStats(setup, "models", "cheap")["spend_usd"] as? Double ?? 0) - 2 * cost) < 1e-12)
+            let model = try Self.gatewayStats(setup, "models", "cheap")
+            #expect(abs((model["spend_usd"] as? Double ?? 0) - 2 * cost) < 1e-12)
+            // A stream's first byte leaves before its end.
+            let firstByte = try #require((model["first_byte_seconds"] as? [String: Double])?["p50"])
+            #expect(firstByte <= (model["seconds"] as? [String: Double])?["p50"] ?? 0)
         }
 
         /// A client that goes away mid-stream ends the upstream call too: the upstream's stream loses
