@@ -39,7 +39,7 @@
     }
 
     extension Gateway {
-        func chatCompletion(body: ByteBuffer, headers: HTTPFields, requester: UInt32?, serving: Serving, settings: DaemonConfig.Gateway) async
+        func chatCompletion(body: ByteBuffer, headers: HTTPFields, requester: Requester?, serving: Serving, settings: DaemonConfig.Gateway) async
             -> Response
         {
             let start = clock.seconds
@@ -169,7 +169,7 @@
 
         /// The engine's decision, its prompt embedded first (on the encoder's batcher, off this task's thread).
         func route(
-            router name: String, prompt: String, override: PolicyOverride?, session: String?, requester: UInt32?, generation: Generation
+            router name: String, prompt: String, override: PolicyOverride?, session: String?, requester: Requester?, generation: Generation
         ) async throws(EngineError) -> RoutingDecision {
             let router = try Engine.router(named: name, in: generation)
             let start = ContinuousClock.now

@@ -35,10 +35,11 @@
                         type: "service_unavailable", code: "feedback_unavailable"))
             }
             let generation = serving.generation
-            let trusted = caller.gid.map { generation.config.feedback?.trusts(uid: caller.uid, gid: $0) == true } ?? false
+            var trusted = false
+            if let uid = caller.uid, let gid = caller.gid { trusted = generation.config.feedback?.trusts(uid: uid, gid: gid) == true }
             let outcome: Outcome
             do {
-                outcome = try engine.outcome(of: report, from: Reporter(uid: caller.uid, trusted: trusted), on: generation)
+                outcome = try engine.outcome(of: report, from: Reporter(caller.requester, trusted: trusted), on: generation)
             } catch {
                 return Self.error(Self.openAIError(error))
             }

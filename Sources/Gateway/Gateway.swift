@@ -143,6 +143,19 @@
                         metadata: ["listening": "\(initial.listeners)", "configured": "\(listeners)"])
                 }
             }
+            let path = request.uri.path
+            // A health check needs no key: load balancers and systemd's probes hold none, and it tells nothing.
+            var key: DaemonConfig.Gateway.Key?
+            if !settings.keys.isEmpty, path != "/health" {
+                let presented = Self.bearer(request.headers[.authorization])
+                key = presented.flatMap { presented in settings.keys.first { Self.same($0.secret, presented) } }
+                guard key != nil else {
+                    return Self.error(
+                        OpenAIError(
+                            status: 401, message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with a key from gateway.keys",
+                            type: "invalid_request_error", code: "invalid_api_key"))
+                }
+            }
             let caller: Caller
             if unix {
                 let peer = try? await PeerCredentials.read(from: context.channel).get()
@@ -152,21 +165,14 @@
                         OpenAIError(
                             status: 403, message: "\(who) is not in gateway.allow of \(serving.generation.config.file)", type: "permission_error"))
                 }
-                caller = Caller(uid: peer.uid, gid: peer.gid)
+                caller = Caller(requester: .uid(peer.uid), uid: peer.uid, gid: peer.gid)
+            } else if let name = key?.name {
+                // Over TCP there are no credentials: a named key is its holder's principal, for
+                // sessions, cached embeddings and naming its decisions in feedback.
+                caller = Caller(requester: .key(name), uid: nil, gid: nil)
             } else {
-                // Over TCP there are no credentials: every caller holding a key is one principal,
-                // routerd's own user, for sessions and for naming its decisions in feedback.
-                caller = Caller(uid: getuid(), gid: nil)
-            }
-            let path = request.uri.path
-            // A health check needs no key: load balancers and systemd's probes hold none, and it tells nothing.
-            if !settings.keys.isEmpty, path != "/health" {
-                guard let presented = Self.bearer(request.headers[.authorization]), settings.keys.contains(where: { Self.same($0, presented) }) else {
-                    return Self.error(
-                        OpenAIError(
-                            status: 401, message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with a key from gateway.keys",
-                            type: "invalid_request_error", code: "invalid_api_key"))
-                }
+                // Without a named key, every TCP caller is one principal, routerd's own user.
+                caller = Caller(requester: .uid(getuid()), uid: nil, gid: nil)
             }
             switch (request.method, path) {
             case (.get, "/health"), (.get, "/v1/health"):
@@ -185,7 +191,7 @@
                 } catch {
                     return Self.error(.bodyTooLarge(limit: settings.maxBodyBytes))
                 }
-                return await chatCompletion(body: body, headers: request.headers, requester: caller.uid, serving: serving, settings: settings)
+                return await chatCompletion(body: body, headers: request.headers, requester: caller.requester, serving: serving, settings: settings)
             case (.post, "/v1/feedback"):
                 var request = request
                 guard let body = try? await request.collectBody(upTo: settings.maxBodyBytes) else {
@@ -248,10 +254,13 @@
         }
     }
 
-    /// Who calls the gateway: a Unix-socket peer's uid and gid, or over TCP routerd's own uid
-    /// (every key holder is one principal) and no gid.
+    /// Who calls the gateway: a Unix-socket peer, by its uid; over TCP a named key's holder, or
+    /// else routerd's own user (every holder of an unnamed key is that one principal).
     struct Caller: Sendable {
-        var uid: UInt32
+        /// Whose decisions, sessions and cached embeddings these are.
+        var requester: Requester
+        /// A Unix-socket peer's credentials, for `feedback.allow`; nil over TCP.
+        var uid: UInt32?
         var gid: UInt32?
     }
 

@@ -13,7 +13,7 @@ extension DaemonConfig {
         public var socketMode: UInt32
         /// Bearer keys a request must present (`authorization: Bearer <key>`), read from the files
         /// and environment variables `keys` names, never from the config's text. Empty: no key needed.
-        public var keys: [String]
+        public var keys: [Key]
         /// Peers (by SO_PEERCRED) allowed on the Unix socket; both empty: any peer the socket's mode admits.
         public var uids: [UInt32]
         public var gids: [UInt32]
@@ -34,7 +34,7 @@ extension DaemonConfig {
         public var logPrompts: Bool
 
         public init(
-            host: String? = nil, port: Int? = nil, socketPath: String? = nil, socketMode: UInt32 = 0o660, keys: [String] = [],
+            host: String? = nil, port: Int? = nil, socketPath: String? = nil, socketMode: UInt32 = 0o660, keys: [Key] = [],
             uids: [UInt32] = [], gids: [UInt32] = [], maxBodyBytes: Int = 4 << 20, maxResponseBytes: Int = 16 << 20, maxConcurrent: Int = 256,
             queueTimeoutSeconds: Double = 5, idleTimeoutSeconds: Double = 120, attemptTimeoutSeconds: Double = 60,
             fallback: FallbackSettings = FallbackSettings(), logPrompts: Bool = false
@@ -54,6 +54,18 @@ extension DaemonConfig {
             self.attemptTimeoutSeconds = attemptTimeoutSeconds
             self.fallback = fallback
             self.logPrompts = logPrompts
+        }
+
+        /// One of `gateway.keys`: the secret a request presents, and the name that makes its holder
+        /// a principal of its own over TCP (its decisions, sessions and cached embeddings). Keys
+        /// without a name are one principal, routerd's own user.
+        public struct Key: Sendable, Hashable {
+            public var secret: String
+            public var name: String?
+            public init(secret: String, name: String? = nil) {
+                self.secret = secret
+                self.name = name
+            }
         }
 
         /// Whether a Unix-socket peer may call the gateway.
@@ -106,28 +118,49 @@ extension ConfigLoader {
         if fields["listen"] == nil, fields["socket"] == nil {
             diagnostics.report("gateway needs 'listen' (e.g. 127.0.0.1:8080), 'socket' (a Unix socket path), or both", at: node)
         }
+        var keyNames: Set<String> = []
         for (index, entry) in (fields["keys"]?.list("gateway.keys", diagnostics) ?? []).enumerated() {
             let context = "gateway.keys[\(index)]"
-            let source = entry.fields(context, allowed: ["file", "env"], diagnostics)
+            let source = entry.fields(context, allowed: ["file", "env", "name"], diagnostics)
+            var name: String?
+            if let given = source["name"]?.string("\(context).name", diagnostics) {
+                if !Self.isKeyName(given) {
+                    diagnostics.report(
+                        "\(context).name '\(given)' must be 1 to 64 letters, digits, '.', '_' or '-' (it names the key's holder in logs and errors)",
+                        at: source["name"])
+                } else if !keyNames.insert(given).inserted {
+                    diagnostics.report("\(context).name '\(given)' is already another key's; give each key its own name", at: source["name"])
+                } else {
+                    name = given
+                }
+            }
+            var secret: String?
             if let file = source["file"]?.string("\(context).file", diagnostics) {
                 let path = absolute(file, relativeTo: folder)
                 if let problem = secretFileProblem(path) {
                     diagnostics.report("\(context): \(problem)", at: source["file"])
                 } else if let text = try? String(contentsOfFile: path, encoding: .utf8) {
                     let key = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                    if key.isEmpty { diagnostics.report("\(context): \(path) is empty", at: source["file"]) } else { gateway.keys.append(key) }
+                    if key.isEmpty { diagnostics.report("\(context): \(path) is empty", at: source["file"]) } else { secret = key }
                 } else {
                     diagnostics.report("\(context): cannot read \(path) as UTF-8 text", at: source["file"])
                 }
-            } else if let name = source["env"]?.string("\(context).env", diagnostics) {
-                if let key = ProcessInfo.processInfo.environment[name], !key.isEmpty {
-                    gateway.keys.append(key)
+            } else if let variable = source["env"]?.string("\(context).env", diagnostics) {
+                if let key = ProcessInfo.processInfo.environment[variable], !key.isEmpty {
+                    secret = key
                 } else {
                     diagnostics.report(
-                        "\(context): the environment variable \(name) is not set (or empty) in routerd's environment", at: source["env"])
+                        "\(context): the environment variable \(variable) is not set (or empty) in routerd's environment", at: source["env"])
                 }
             } else if source["file"] == nil, source["env"] == nil {
                 diagnostics.report("\(context) needs 'file' (a file holding the key) or 'env' (a variable holding it)", at: entry)
+            }
+            if let secret {
+                if gateway.keys.contains(where: { $0.secret == secret }) {
+                    diagnostics.report("\(context) holds the same key as an earlier entry; each holder needs a key of its own", at: entry)
+                } else {
+                    gateway.keys.append(DaemonConfig.Gateway.Key(secret: secret, name: name))
+                }
             }
         }
         let allow = fields["allow"]?.fields("gateway.allow", allowed: ["uids", "gids"], diagnostics) ?? [:]
@@ -172,6 +205,16 @@ extension ConfigLoader {
 
     /// Why a key file may not be trusted with a secret: it must be a regular file that no one but
     /// its owner (root or routerd's user) can read or write.
+    /// A key's name: short, and plain enough to print in a log line or an error.
+    static func isKeyName(_ name: String) -> Bool {
+        (1...64).contains(name.utf8.count)
+            && name.utf8.allSatisfy { byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                    || [UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-")].contains(byte)
+            }
+    }
+
     static func secretFileProblem(_ path: String) -> String? {
         var info = stat()
         guard stat(path, &info) == 0 else { return "cannot read \(path): \(String(cString: strerror(errno)))" }

@@ -158,7 +158,7 @@ struct Dispatcher: Sendable {
         let start = ContinuousClock.now
         let promise = context.eventLoop.makePromise(of: ByteBuffer.self)
         let prepared = engine.prepareEmbeddings(
-            for: decide.router, prompts: decide.prompts, requester: context.peer?.uid, on: context.generation
+            for: decide.router, prompts: decide.prompts, requester: context.peer?.requester, on: context.generation
         ) { [self] outcome in
             context.eventLoop.execute {
                 promise.succeed(
@@ -192,12 +192,12 @@ struct Dispatcher: Sendable {
                 let decision = Decision(
                     try engine.route(
                         decide.router, prompt: route.prompt, override: PolicyOverride(route), session: route.session,
-                        embedding: embeddings?.first, start: start, requester: context.peer?.uid, on: context.generation))
+                        embedding: embeddings?.first, start: start, requester: context.peer?.requester, on: context.generation))
                 context.serving.decisionLog?.record(decision, prompt: route.prompt)
                 return ResponseCodec.success(decision, id: context.id)
             case .score(let score):
                 let scores = try engine.score(
-                    decide.router, prompts: score.prompts, embeddings: embeddings, requester: context.peer?.uid, on: context.generation)
+                    decide.router, prompts: score.prompts, embeddings: embeddings, requester: context.peer?.requester, on: context.generation)
                 return ResponseCodec.success(
                     ScoreResult(
                         router: decide.router.name, generation: context.generation.number, scores: scores,
@@ -217,7 +217,8 @@ struct Dispatcher: Sendable {
             switch request {
             case .embed(let embed):
                 let embeddings = try engine.embed(
-                    embed.texts, encoder: embed.encoder, policy: embed.longText, tokens: embed.tokens, requester: context.peer?.uid, on: generation)
+                    embed.texts, encoder: embed.encoder, policy: embed.longText, tokens: embed.tokens, requester: context.peer?.requester,
+                    on: generation)
                 return ResponseCodec.success(EmbedResult(embeddings, elapsedMicroseconds: Engine.microseconds(since: start)), id: context.id)
             case .learn(let learn):
                 let statuses =

@@ -1,12 +1,16 @@
 import Glibc
 import NIOCore
 import RouterConfig
+import RouterEngine
 
 /// The process at the other end of a connection, from SO_PEERCRED.
 struct Peer: Sendable {
     var pid: Int32
     var uid: UInt32
     var gid: UInt32
+
+    /// The principal its decisions, sessions and cached embeddings belong to.
+    var requester: Requester { .uid(uid) }
 
     /// Root, and the uids and gids in the config's admin lists, may run admin ops.
     func isAdmin(_ admin: DaemonConfig.Admin) -> Bool {

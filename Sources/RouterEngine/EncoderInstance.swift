@@ -42,8 +42,8 @@ public final class EncoderInstance: Sendable {
     /// outcomes, plugins' requests) share one namespace no request reaches.
     public enum CacheNamespace: Sendable, Hashable {
         case daemon
-        /// A peer uid; nil when its credentials could not be read.
-        case peer(UInt32?)
+        /// A requester (a peer's uid, a gateway key); nil when its credentials could not be read.
+        case peer(Requester?)
     }
 
     /// Embeddings of the daemon's own texts (smoke prompts, learned outcomes, plugins' requests),

@@ -251,11 +251,11 @@ public final class Engine: Sendable {
     ///
     /// `embedding`, when given, is the prompt's embedding from ``prepareEmbeddings(for:prompts:later:)``,
     /// and `start` when the request began, so the decision's time counts the wait for it.
-    /// `requester` is the uid that asks (nil when unknown): only it, or a trusted peer, may report on
-    /// the decision, and its sessions are its own.
+    /// `requester` is the uid or gateway key that asks (nil when unknown): only it, or a trusted
+    /// peer, may report on the decision, and its sessions are its own.
     public func route(
         router name: String, prompt: String, override: PolicyOverride? = nil, session: String? = nil, embedding given: [Float]? = nil,
-        start: ContinuousClock.Instant = .now, requester: UInt32? = nil, on generation: Generation
+        start: ContinuousClock.Instant = .now, requester: Requester? = nil, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
         try route(
             Self.router(named: name, in: generation), prompt: prompt, override: override, session: session, embedding: given, start: start,
@@ -267,7 +267,7 @@ public final class Engine: Sendable {
     /// off-policy evaluation of the router needs.
     public func route(
         _ router: RouterInstance, prompt: String, override: PolicyOverride? = nil, session: String? = nil, embedding given: [Float]? = nil,
-        start: ContinuousClock.Instant = .now, requester: UInt32? = nil, forEvaluation: Bool = false, on generation: Generation
+        start: ContinuousClock.Instant = .now, requester: Requester? = nil, forEvaluation: Bool = false, on generation: Generation
     ) throws(EngineError) -> RoutingDecision {
         let rule = try Self.rule(for: router, override: override)
         // `??` would lose the typed throw.
@@ -315,7 +315,7 @@ public final class Engine: Sendable {
             exploration = choice
         }
         if let session {
-            // A session is its requester's: another uid naming the same session id gets its own.
+            // A session is its requester's: another uid or key naming the same session id gets its own.
             let owned = (requester.map { "\($0)" } ?? "-") + "\u{0}" + session
             let (model, affinity) = sessions.decide(
                 router: router.name, session: owned, choice: candidates[chosen], candidates: candidates, now: clock.seconds)
@@ -455,7 +455,7 @@ public final class Engine: Sendable {
         switch report.subject {
         case .decision(let id):
             guard let remembered = decisions.recall(id, now: clock.seconds),
-                reporter.trusted || (remembered.requester != nil && remembered.requester == reporter.uid)
+                reporter.trusted || (remembered.requester != nil && remembered.requester == reporter.requester)
             else {
                 throw .unknownDecision(id: id, ttlSeconds: decisions.ttl)
             }
@@ -463,7 +463,12 @@ public final class Engine: Sendable {
             logged = (remembered.propensity, remembered.explored)
         case .prompt(let name, let text):
             guard reporter.trusted else {
-                let who = reporter.uid.map { "uid \($0)" } ?? "a peer whose credentials could not be read"
+                let who: String =
+                    switch reporter.requester {
+                    case .uid(let uid)?: "uid \(uid)"
+                    case .key(let name)?: "gateway key '\(name)'"
+                    case nil: "a peer whose credentials could not be read"
+                    }
                 throw .reportForbidden(
                     "\(who) may report only on decisions it asked for, by decision_id; naming a router and a prompt needs feedback.allow in \(generation.config.file)"
                 )
@@ -608,14 +613,14 @@ public final class Engine: Sendable {
     /// P(strong wins) for each prompt on `generation`, in order.
     /// `embeddings`, when given, are the prompts' from ``prepareEmbeddings(for:prompts:later:)``.
     public func score(
-        router name: String, prompts: [String], embeddings given: [[Float]]? = nil, requester: UInt32? = nil, on generation: Generation
+        router name: String, prompts: [String], embeddings given: [[Float]]? = nil, requester: Requester? = nil, on generation: Generation
     ) throws(EngineError) -> [Double] {
         try score(Self.router(named: name, in: generation), prompts: prompts, embeddings: given, requester: requester, on: generation)
     }
 
     /// As above, on a router instance the caller has already resolved.
     public func score(
-        _ router: RouterInstance, prompts: [String], embeddings given: [[Float]]? = nil, requester: UInt32? = nil, on generation: Generation
+        _ router: RouterInstance, prompts: [String], embeddings given: [[Float]]? = nil, requester: Requester? = nil, on generation: Generation
     ) throws(EngineError) -> [Double] {
         let embeddings = if let given { given } else { try embeddings(of: prompts, for: router, requester: requester, on: generation) }
         let scores = try pluginCall(router) { () throws(PluginScoreError) in try router.score(prompts, embeddings: embeddings) }
@@ -638,7 +643,7 @@ public final class Engine: Sendable {
     /// together and hands them to `later` on its own thread.
     /// Misses over `limits.max_tokens` or `limits.max_windows` reach `later` as `too_large`.
     public func prepareEmbeddings(
-        for router: RouterInstance, prompts: [String], requester: UInt32? = nil, on generation: Generation,
+        for router: RouterInstance, prompts: [String], requester: Requester? = nil, on generation: Generation,
         later: @escaping @Sendable (Result<[[Float]], EngineError>) -> Void
     ) -> PreparedEmbeddings {
         guard let encoder = router.encoder else { return .notNeeded }
@@ -651,7 +656,7 @@ public final class Engine: Sendable {
 
     /// The embeddings `router` needs for `prompts`, on this thread (from the cache, or waiting for
     /// the batcher), within the request limits of `generation`; nil for a router without an encoder.
-    func embeddings(of prompts: [String], for router: RouterInstance, requester: UInt32?, on generation: Generation)
+    func embeddings(of prompts: [String], for router: RouterInstance, requester: Requester?, on generation: Generation)
         throws(EngineError) -> [[Float]]?
     {
         guard let encoder = router.encoder else { return nil }
@@ -677,7 +682,7 @@ public final class Engine: Sendable {
     /// Embeds texts with an encoder of `generation`: `encoder` may be omitted when there is one;
     /// `policy` overrides the encoder's long-text policy.
     public func embed(
-        _ texts: [String], encoder requested: String?, policy requestedPolicy: LongTextPolicy?, tokens: Bool, requester: UInt32? = nil,
+        _ texts: [String], encoder requested: String?, policy requestedPolicy: LongTextPolicy?, tokens: Bool, requester: Requester? = nil,
         on generation: Generation
     ) throws(EngineError) -> Embeddings {
         let names = generation.encoders.keys.sorted()

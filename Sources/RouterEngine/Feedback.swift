@@ -43,15 +43,20 @@ public struct FeedbackReport: Sendable, Hashable {
 
 /// Who sends a feedback report, as the engine judges it.
 public struct Reporter: Sendable, Hashable {
-    /// The peer's uid (SO_PEERCRED), or nil when it could not be read.
-    public var uid: UInt32?
+    /// Who reports: a peer's uid (SO_PEERCRED) or a gateway key; nil when it could not be told.
+    public var requester: Requester?
     /// Trusted peers (root, and `feedback.allow`) may report on any decision and on a prompt by
-    /// router; any other peer only on a decision it asked for itself.
+    /// router; any other reporter only on a decision it asked for itself.
     public var trusted: Bool
 
-    public init(uid: UInt32?, trusted: Bool) {
-        self.uid = uid
+    public init(_ requester: Requester?, trusted: Bool) {
+        self.requester = requester
         self.trusted = trusted
+    }
+
+    /// A local peer, by its uid.
+    public init(uid: UInt32?, trusted: Bool) {
+        self.init(uid.map(Requester.uid), trusted: trusted)
     }
 }
 
@@ -78,7 +83,7 @@ final class DecisionMemory: Sendable {
         var router: String
         var prompt: String
         /// The uid that asked for the decision: the one peer, besides trusted ones, that may report on it.
-        var requester: UInt32?
+        var requester: Requester?
         /// The router's own array, shared rather than copied: remembering allocates nothing.
         var candidates: [Candidate]
         /// With exploration: the probability the decision's model was chosen with, and whether it explored.

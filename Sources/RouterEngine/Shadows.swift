@@ -31,7 +31,7 @@ final class ShadowRunner: @unchecked Sendable {  // Mutable state is guarded by 
         var prompt: String
         /// The live router's embedding of the prompt, reused by shadows with the same encoder.
         var embedding: [Float]?
-        var requester: UInt32?
+        var requester: Requester?
         var generation: Generation
     }
 

@@ -231,12 +231,12 @@ import UpstreamFallback
                 gateway:
                   listen: 127.0.0.1:8080
                   socket: run/gateway.sock
-                  keys: [{file: \(keyFile)}, {env: ROUTERD_CONFIG_TEST_KEY}]
+                  keys: [{file: \(keyFile), name: svc-a}, {env: ROUTERD_CONFIG_TEST_KEY}]
                   fallback: {max_attempts: 4, retries: 0, cool_down: 5}
                 """ + "\n" + Self.minimalRouters)
             let gateway = try #require(config.gateway)
             #expect(gateway.host == "127.0.0.1" && gateway.port == 8080 && gateway.socketPath?.hasSuffix("/run/gateway.sock") == true)
-            #expect(gateway.keys == ["k-from-file", "k-from-env"])
+            #expect(gateway.keys == [.init(secret: "k-from-file", name: "svc-a"), .init(secret: "k-from-env")])
             #expect(gateway.fallback.maxAttempts == 4 && gateway.fallback.retriesPerCandidate == 0 && gateway.fallback.coolDown == 5)
             #expect(gateway.maxBodyBytes == 4 << 20 && gateway.attemptTimeoutSeconds == 60 && !gateway.logPrompts)
             #expect(try load(Self.minimalRouters).gateway == nil, "off without the section")
@@ -257,6 +257,19 @@ import UpstreamFallback
             #expect(found.contains { $0.contains("needs 'file' (a file holding the key) or 'env'") })
             #expect(found.contains { $0.contains("max_retry_delay must be at least retry_delay") })
             #expect(problems("gateway: {}\n" + Self.minimalRouters).contains { $0.contains("gateway needs 'listen'") })
+            chmod(keyFile, 0o600)
+            setenv("ROUTERD_CONFIG_TEST_SAME_KEY", "k-from-file", 1)
+            setenv("ROUTERD_CONFIG_TEST_OTHER_KEY", "k-other", 1)
+            let names = problems(
+                """
+                gateway:
+                  listen: 127.0.0.1:8080
+                  keys: [{file: \(keyFile), name: a}, {env: ROUTERD_CONFIG_TEST_KEY, name: a}, {env: ROUTERD_CONFIG_TEST_SAME_KEY}, {env: ROUTERD_CONFIG_TEST_OTHER_KEY, name: "has space"}]
+                """ + "\n" + Self.minimalRouters)
+            #expect(names.count == 3, "\(names)")
+            #expect(names.contains { $0.contains("gateway.keys[1].name 'a' is already another key's") })
+            #expect(names.contains { $0.contains("gateway.keys[2] holds the same key as an earlier entry") })
+            #expect(names.contains { $0.contains("gateway.keys[3].name 'has space' must be 1 to 64 letters") })
         }
 
     #endif

@@ -61,6 +61,28 @@ import Testing
         // Another uid naming the same session id starts its own conversation; it cannot steer the first.
         #expect(try engine.route(router: "r", prompt: "p", session: "s", requester: 1001, on: engine.current).affinity == .new)
     }
+
+    /// A named gateway key is a principal of its own: its decisions and sessions are not another
+    /// key's, nor those of a uid.
+    @Test func aNamedGatewayKeyIsAPrincipalOfItsOwn() throws {
+        let directory = try TemporaryDirectory()
+        let engine = try Self.engine(in: directory)
+        let alice = Requester.key("alice")
+        let decision = try engine.route(router: "random", prompt: "alice's", requester: alice, on: engine.current)
+        let report = FeedbackReport(subject: .decision(id: decision.id), model: TestConfig.strong, value: .pointwise(1))
+        #expect(try engine.outcome(of: report, from: Reporter(alice, trusted: false), on: engine.current).prompt == "alice's")
+        #expect(throws: EngineError.self) { try engine.outcome(of: report, from: Reporter(.key("bob"), trusted: false), on: engine.current) }
+        #expect(throws: EngineError.self) { try engine.outcome(of: report, from: Reporter(uid: 0, trusted: false), on: engine.current) }
+        let byRouter = #expect(throws: EngineError.self) {
+            try engine.outcome(
+                of: FeedbackReport(subject: .prompt(router: "random", text: "p"), model: TestConfig.strong, value: .pointwise(1)),
+                from: Reporter(.key("bob"), trusted: false), on: engine.current)
+        }
+        #expect(byRouter?.message.contains("gateway key 'bob'") == true, "\(String(describing: byRouter))")
+        #expect(try engine.route(router: "r", prompt: "p", session: "s", requester: alice, on: engine.current).affinity == .new)
+        #expect(try engine.route(router: "r", prompt: "p", session: "s", requester: .key("bob"), on: engine.current).affinity == .new)
+        #expect(try engine.route(router: "r", prompt: "p", session: "s", requester: alice, on: engine.current).affinity == .same)
+    }
 }
 
 extension FeedbackReport {

@@ -422,6 +422,36 @@
             #expect(setup.daemon.process.isRunning)
         }
 
+        /// Over TCP a named key is its holder's principal: one key's holder cannot report on
+        /// another's decisions (told the decision is unknown, as for an id never issued), nor join
+        /// its session; its own reports are taken.
+        @Test func eachNamedKeyIsAPrincipalOfItsOwn() async throws {
+            let directory = try TemporaryDirectory()
+            let alice = try directory.write("alice.key", "alice-secret\n")
+            let bob = try directory.write("bob.key", "bob-secret\n")
+            chmod(alice, 0o600)
+            chmod(bob, 0o600)
+            let setup = try await Self.setUp(gateway: "  keys: [{file: \(alice), name: alice}, {file: \(bob), name: bob}]")
+            defer { setup.upstream.stop() }
+            let asAlice = [("authorization", "Bearer alice-secret"), ("x-session-id", "conversation")]
+            let asBob = [("authorization", "Bearer bob-secret"), ("x-session-id", "conversation")]
+            let body = #"{"model":"router-pair","messages":[{"role":"user","content":"hello"}]}"#
+            let first = try await Self.post(setup.url + "/v1/chat/completions", body, headers: asAlice)
+            #expect(first.status == 200, "\(first.body)")
+            let decisionID = try #require(first.header("x-routerd-decision-id"))
+            let served = try #require(first.header("x-routerd-model"))
+            let feedback = #"{"decision_id":"\#(decisionID)","model":"\#(served)","quality":1}"#
+            let foreign = try await Self.post(setup.url + "/v1/feedback", feedback, headers: asBob)
+            #expect(foreign.status == 404, "bob cannot report on alice's decision: \(foreign.body)")
+            let own = try await Self.post(setup.url + "/v1/feedback", feedback, headers: asAlice)
+            #expect(own.status == 200, "\(own.body)")
+            // The same session id is two conversations: bob's first turn starts his own.
+            #expect(try await Self.post(setup.url + "/v1/chat/completions", body, headers: asBob).status == 200)
+            #expect(try await Self.post(setup.url + "/v1/chat/completions", body, headers: asAlice).status == 200)
+            let affinities = Self.lines(setup.directory.path + "/decisions.jsonl").compactMap { $0["affinity"] as? String }
+            #expect(affinities == ["new", "new", "same"], "alice, bob, then alice again")
+        }
+
         /// The gateway on a Unix socket too: the peer's uid is read with SO_PEERCRED, and a peer the
         /// config does not allow is refused with 403 (root always is allowed, so the refusal is
         /// checked only when the suite does not run as root).
