@@ -181,14 +181,16 @@ FUZZ_JOBS    ?= 2
 fuzz: setup
 	# swiftc keeps only the last -sanitize= it is given, so fuzzer and address go in one flag;
 	# --sanitize=fuzzer tells SwiftPM that libFuzzer provides main. swiftc has no UBSan on Linux, so
-	# -fsanitize=undefined reaches the C targets only, and any finding aborts the run.
+	# -fsanitize=undefined reaches the C targets only, and any finding aborts the run. Swift's own
+	# backtracer is off: libFuzzer prints the stack, and the backtracer, reading an ASan process's
+	# memory, hung a finding's report for minutes (a clean-clone CI run went past its time).
 	cd Fuzz && $(SWIFT) build -c release --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address \
 		-Xcc -fsanitize=fuzzer-no-link,address,undefined -Xcc -fno-sanitize-recover=undefined
 	@rm -rf .build-fuzz/crashes && mkdir -p .build-fuzz/crashes
 	@printf '%s\n' $(FUZZ_TARGETS) | xargs -P $(FUZZ_JOBS) -I TARGET sh -c '\
 		mkdir -p .build-fuzz/corpus/TARGET; \
 		echo "fuzz: TARGET ($(FUZZ_LIMIT))"; \
-		ROUTERD_FUZZ_VOCAB=models/all-MiniLM-L6-v2/vocab.txt LSAN_OPTIONS=suppressions=Fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 Fuzz/.build/release/TARGET $(FUZZ_LIMIT) \
+		SWIFT_BACKTRACE=enable=no ROUTERD_FUZZ_VOCAB=models/all-MiniLM-L6-v2/vocab.txt LSAN_OPTIONS=suppressions=Fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 Fuzz/.build/release/TARGET $(FUZZ_LIMIT) \
 			-max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=.build-fuzz/crashes/TARGET- \
 			.build-fuzz/corpus/TARGET Fuzz/corpus/TARGET 2>&1 | grep --line-buffered -E "^(#[0-9]+.*(INITED|DONE|pulse)|stat::|==[0-9]+==|SUMMARY|Done)" \
 			| sed -u "s/^/TARGET: /"; true'

@@ -31,6 +31,8 @@
         let limit = ConcurrencyLimit()
         /// The listeners a reload asked for that a restart has yet to bind, once warned about.
         let unboundListeners = Mutex<String?>(nil)
+        /// Whether the Unix socket was moved into place, and so is the gateway's to remove at exit.
+        let placedSocket = Mutex(false)
         let logger: Logger
         /// The settings the listeners were bound with.
         let initial: DaemonConfig.Gateway
@@ -81,9 +83,10 @@
                 let mode = initial.socketMode
                 let logger = logger
                 services.append(
-                    application(address: .unixDomainSocket(path: staging), unix: true, configuration: configuration) { _ in
+                    application(address: .unixDomainSocket(path: staging), unix: true, configuration: configuration) { [self] _ in
                         do throws(SocketPathError) {
                             try SocketFile.moveIntoPlace(staging, at: path, mode: mode)
+                            placedSocket.withLock { $0 = true }
                             logger.notice("gateway listening", metadata: ["socket": "\(path)", "mode": "\(String(mode, radix: 8))"])
                         } catch {
                             logger.error("gateway socket", metadata: ["path": "\(path)", "error": "\(error)"])
@@ -114,8 +117,13 @@
                 eventLoopGroupProvider: .shared(group), logger: logger)
         }
 
-        /// Closes the upstream connections; after the listeners have stopped.
+        /// Closes the upstream connections and removes the Unix socket's file; after the listeners
+        /// have stopped.
         public func shutdown() async throws {
+            if let path = initial.socketPath, placedSocket.withLock({ $0 }) {
+                var info = stat()
+                if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
+            }
             try await client.shutdown()
         }
 

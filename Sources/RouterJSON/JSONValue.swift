@@ -61,7 +61,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     /// JSONSerialization's tree as a value. Its numbers are NSNumbers: booleans have the type
     /// code `c` (it makes no other char numbers), integers that fit in 64 bits a signed integer
-    /// code, and the rest doubles or, beyond 64 bits, decimals.
+    /// code, and the rest doubles or, with many digits, decimals.
     private init(serialized value: Any) {
         switch value {
         case let text as String:
@@ -79,9 +79,16 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     private init(number: NSNumber) {
         if let decimal = number as? NSDecimalNumber {
-            // Beyond Int64 and UInt64, or at Int64.min: an integer only if it is exactly one.
+            // JSONSerialization keeps a number of many digits (17 significant, past Int64) as a
+            // decimal, whose `doubleValue` is not correctly rounded (3.1415937311508433 came back
+            // 2 ulps off). Its text is the number's exact digits, and `Double(String)` rounds
+            // correctly, so a double written with its shortest digits reads back bit for bit.
             let integer = decimal.int64Value
-            self = decimal.compare(NSDecimalNumber(value: integer)) == .orderedSame ? .integer(integer) : .number(decimal.doubleValue)
+            if decimal.compare(NSDecimalNumber(value: integer)) == .orderedSame {
+                self = .integer(integer)
+            } else {
+                self = .number(Double(decimal.stringValue) ?? decimal.doubleValue)
+            }
             return
         }
         switch UInt8(bitPattern: number.objCType.pointee) {

@@ -68,6 +68,26 @@ import Testing
         #expect(try JSONValue.parse(Array(#""\u00e9\n""#.utf8)) == .string("é\n"))
     }
 
+    /// A double written with its shortest digits reads back bit for bit, however many digits it
+    /// takes (JSONSerialization's own conversion of a 17-digit number is not correctly rounded).
+    @Test func everyDoubleReadsBackExactly() throws {
+        var generator = SystemRandomNumberGenerator()
+        var doubles: [Double] = [
+            3.1415937311508433, -1.6276963294116273e+127, 1.6655998488493935e+86, 0.1, Double(bitPattern: 0x7E8), .leastNonzeroMagnitude,
+            2.2250738585072014e-308,
+            1.7976931348623157e308, -0.0,
+        ]
+        for _ in 0..<2_000 {
+            let random = Double(bitPattern: generator.next())
+            if random.isFinite { doubles.append(random) }
+        }
+        for double in doubles {
+            let parsed = try JSONValue.parse(Array(JSONValue.number(double).text.utf8))
+            #expect(
+                parsed.doubleValue?.bitPattern == double.bitPattern || (parsed.doubleValue == 0 && double == 0), "\(double) read back as \(parsed)")
+        }
+    }
+
     @Test func textThatIsNotJSONIsRefusedWithAReason() {
         for text in [#"{"a":"#, "{'a':1}", "[1] 2", #""\ud800""#, String(repeating: "[", count: 600) + String(repeating: "]", count: 600)] {
             #expect(throws: JSONParseError.self, "\(text.prefix(20))") { try JSONValue.parse(Array(text.utf8)) }

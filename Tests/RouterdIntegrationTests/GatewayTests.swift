@@ -475,6 +475,9 @@
             } else {
                 #expect(reply.status == 403 && reply.body.contains("gateway.allow"), "\(reply.body)")
             }
+            // A clean stop removes the socket's file, as routerd's own socket does.
+            #expect(setup.daemon.stop() == 0)
+            #expect(!FileManager.default.fileExists(atPath: path), "the gateway's socket is removed at exit")
         }
 
         /// Bad JSON, a missing `messages` and an unknown model are answered on one keep-alive
