@@ -203,8 +203,6 @@ extension ConfigLoader {
         return gateway
     }
 
-    /// Why a key file may not be trusted with a secret: it must be a regular file that no one but
-    /// its owner (root or routerd's user) can read or write.
     /// A key's name: short, and plain enough to print in a log line or an error.
     static func isKeyName(_ name: String) -> Bool {
         (1...64).contains(name.utf8.count)
@@ -215,6 +213,8 @@ extension ConfigLoader {
             }
     }
 
+    /// Why a key file may not be trusted with a secret: it must be a regular file that no one but
+    /// its owner (root or routerd's user) can read or write.
     static func secretFileProblem(_ path: String) -> String? {
         var info = stat()
         guard stat(path, &info) == 0 else { return "cannot read \(path): \(String(cString: strerror(errno)))" }

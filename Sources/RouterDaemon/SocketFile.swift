@@ -8,13 +8,16 @@ public struct SocketPathError: Error, Sendable, CustomStringConvertible {
 
 /// Preparing and cleaning up the Unix socket's file.
 public enum SocketFile {
+    /// The longest path a Unix socket's address holds (its `sun_path` less the terminating NUL).
+    static let maxPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+
     /// Makes `path` free to bind: creates its folder, removes a stale socket
     /// left by a crashed daemon, and refuses a path a live daemon serves.
     public static func prepare(_ path: String) throws(SocketPathError) {
-        guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
+        guard path.utf8.count <= maxPathBytes else {
             throw SocketPathError(
                 description:
-                    "socket path \(path) is longer than the \(MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1) bytes a Unix socket allows")
+                    "socket path \(path) is longer than the \(maxPathBytes) bytes a Unix socket allows")
         }
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty, !FileManager.default.fileExists(atPath: folder) {
@@ -61,11 +64,11 @@ public enum SocketFile {
             throw SocketPathError(description: "cannot make a private folder beside \(path) to bind in: \(String(cString: strerror(errno)))")
         }
         let staging = String(cString: made) + "/s"
-        guard staging.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
+        guard staging.utf8.count <= maxPathBytes else {
             rmdir(made)
             throw SocketPathError(
                 description:
-                    "socket path \(path) leaves no room for the private folder routerd binds in first (\(staging) is longer than \(MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1) bytes); choose a shorter path"
+                    "socket path \(path) leaves no room for the private folder routerd binds in first (\(staging) is longer than \(maxPathBytes) bytes); choose a shorter path"
             )
         }
         return staging

@@ -82,7 +82,7 @@ final class DecisionMemory: Sendable {
     struct Remembered: Sendable {
         var router: String
         var prompt: String
-        /// The uid that asked for the decision: the one peer, besides trusted ones, that may report on it.
+        /// Who asked for the decision (a uid or a gateway key): the one reporter, besides trusted ones, that may report on it.
         var requester: Requester?
         /// The router's own array, shared rather than copied: remembering allocates nothing.
         var candidates: [Candidate]

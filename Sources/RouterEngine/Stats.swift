@@ -268,11 +268,11 @@ public final class Stats: Sendable {
             if let router = record.router { add(&counters.gatewayRouters[router, default: GatewayActivity()]) }
             if let served = record.served { add(&counters.gatewayModels[served, default: GatewayActivity()]) }
             guard let served = record.served else { return }
-            let firstByte = record.firstByteSeconds ?? record.totalSeconds
             if let router = record.router {
-                counters.recentGatewayRouters[router, default: RecentRequests()].append(firstByte: firstByte, total: record.totalSeconds)
+                counters.recentGatewayRouters[router, default: RecentRequests()].append(
+                    firstByte: record.firstByteSeconds, total: record.totalSeconds)
             }
-            counters.recentGatewayModels[served, default: RecentRequests()].append(firstByte: firstByte, total: record.totalSeconds)
+            counters.recentGatewayModels[served, default: RecentRequests()].append(firstByte: record.firstByteSeconds, total: record.totalSeconds)
         }
     }
 
@@ -348,8 +348,9 @@ private struct RecentRequests {
     private var firstByte = RecentWindow()
     private var total = RecentWindow()
 
-    mutating func append(firstByte seconds: Double, total totalSeconds: Double) {
-        firstByte.append(seconds)
+    /// A served request's times; no first byte when the client was gone before one was sent.
+    mutating func append(firstByte seconds: Double?, total totalSeconds: Double) {
+        if let seconds { firstByte.append(seconds) }
         total.append(totalSeconds)
     }
 

@@ -12,18 +12,22 @@ public enum JSONValue: Sendable, Hashable, Codable {
     case array([JSONValue])
     case object([String: JSONValue])
 
+    /// Through a `Decoder` (a socket request's message `content`). The API cannot ask a value's
+    /// kind, so each kind is tried in turn, and each miss throws; a string, the commonest value
+    /// here, is tried first (no other kind decodes as one, nor it as another). Whole documents go
+    /// through ``parse(_:)`` instead.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
             self = .null
+        } else if let text = try? container.decode(String.self) {
+            self = .string(text)
         } else if let flag = try? container.decode(Bool.self) {
             self = .bool(flag)
         } else if let number = try? container.decode(Int64.self) {
             self = .integer(number)
         } else if let number = try? container.decode(Double.self) {
             self = .number(number)
-        } else if let text = try? container.decode(String.self) {
-            self = .string(text)
         } else if let elements = try? container.decode([JSONValue].self) {
             self = .array(elements)
         } else {

@@ -27,6 +27,8 @@ public enum PrometheusExposition {
         func gauge(_ name: String, _ help: String, _ value: Double, _ labels: [(String, String)] = []) {
             registry.makeGauge(descriptor: descriptor(name, help), labels: labels).set(to: value)
         }
+        // `stats` names its quantiles p50 and p99; Prometheus labels them 0.5 and 0.99.
+        func quantileLabel(_ quantile: String) -> String { quantile == "p50" ? "0.5" : "0.99" }
         gauge("uptime_seconds", "Seconds since routerd started.", snapshot.uptimeSeconds)
         gauge("config_generation", "The configuration generation serving new requests.", Double(snapshot.generation))
         gauge("connections_open", "Client connections open now.", Double(server.connectionsOpen))
@@ -66,12 +68,12 @@ public enum PrometheusExposition {
                 for (quantile, value) in activity.firstByteQuantiles.sorted(by: { $0.key < $1.key }) {
                     gauge(
                         "gateway_first_byte_seconds", "Seconds to the first byte to the client over the last 1024 served requests.", value,
-                        [label, ("quantile", quantile == "p50" ? "0.5" : "0.99")])
+                        [label, ("quantile", quantileLabel(quantile))])
                 }
                 for (quantile, value) in activity.totalQuantiles.sorted(by: { $0.key < $1.key }) {
                     gauge(
                         "gateway_request_seconds", "Seconds from arrival to end over the last 1024 served requests.", value,
-                        [label, ("quantile", quantile == "p50" ? "0.5" : "0.99")])
+                        [label, ("quantile", quantileLabel(quantile))])
                 }
             }
         }
@@ -111,7 +113,7 @@ public enum PrometheusExposition {
             for (quantile, value) in router.latencyMicroseconds.sorted(by: { $0.key < $1.key }) {
                 gauge(
                     "decision_latency_microseconds", "Decision latency inside routerd over the last 1024 decisions.", value,
-                    [label, ("quantile", quantile == "p50" ? "0.5" : "0.99")])
+                    [label, ("quantile", quantileLabel(quantile))])
             }
             if let threshold = snapshot.thresholds[name] {
                 gauge("router_threshold", "The threshold each router decides with.", threshold, [label])
