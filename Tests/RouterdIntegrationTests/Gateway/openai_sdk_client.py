@@ -29,13 +29,15 @@ seen["headers"] = {name: raw.headers.get(name) for name in
                    ["x-routerd-decision-id", "x-routerd-router", "x-routerd-model", "x-routerd-attempts"]}
 seen["headers"]["body_model"] = parsed.model
 
-# Streaming, with and without usage.
+# Streaming, with and without usage. Greedy (temperature 0), so that the text is the model's most
+# likely one every run: sampled, the tiny model now and then ended its answer at once, with no content.
 for include_usage in (False, True):
     chunks = []
     usage = None
     extra = {"stream_options": {"include_usage": True}} if include_usage else {}
     stream = client.chat.completions.create(
-        model="router-many", messages=[{"role": "user", "content": "Count to three."}], max_tokens=16, stream=True, **extra)
+        model="router-many", messages=[{"role": "user", "content": "Count to three."}], max_tokens=16, temperature=0, stream=True,
+        **extra)
     models = set()
     for chunk in stream:
         models.add(chunk.model)
