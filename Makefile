@@ -65,8 +65,8 @@ test-python:
 # in int8 (20 and 21 s; int8StaysWithinTheGateOfTheReference and the bf16 test run those kernels under ASan).
 ASAN_TEST_FLAGS ?= --no-parallel --skip "BudgetTests|SWRankingRouterTests|aQualityRouterLearnsFromOneSidedOutcomesAndExploresByThompsonSampling|theRandomSpreadCentresOnOneHalfAndNarrowsWithMorePrompts|fiftyReloadsUnderEightPipeliningClientsLoseNothing|autoKeepsTheFastestPrecisionThatPassesTheGate|theEncoderRunsInInt8AndSaysSo"
 TSAN_TEST_FLAGS ?= --no-parallel
-# The ASan build leaves out the gateway (the package trait Gateway): its HTTP stack (Hummingbird,
-# AsyncHTTPClient, BoringSSL) adds minutes to a fresh build and is Swift over NIO, with no C of ours;
+# The ASan build leaves out the gateway (the package trait Gateway): its HTTP stack (AsyncHTTPClient,
+# BoringSSL) adds minutes to a fresh build and is Swift over NIO, with no C of ours;
 # `make test` runs the gateway's tests.
 test-asan: setup
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan --disable-default-traits $(SWIFT_FLAGS)

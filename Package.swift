@@ -44,9 +44,8 @@ let dependencies: [Package.Dependency] = [
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
-    // The gateway (trait `Gateway`): Hummingbird serves HTTP, AsyncHTTPClient calls the upstreams.
-    // Hummingbird's swift-configuration support is left out (its default trait); routerd reads YAML.
-    .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+    // The gateway (trait `Gateway`): SwiftNIO's HTTP codec serves (HTTPServing), AsyncHTTPClient
+    // calls the upstreams.
     .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
 ]
@@ -55,7 +54,7 @@ let dependencies: [Package.Dependency] = [
 /// minutes over. With the trait off (`--disable-default-traits`, as `make test-asan` builds), routerd is
 /// built without the gateway and refuses a config that enables it.
 let traits: Set<Trait> = [
-    .trait(name: "Gateway", description: "routerd's OpenAI-compatible HTTP gateway (Hummingbird and AsyncHTTPClient)"),
+    .trait(name: "Gateway", description: "routerd's OpenAI-compatible HTTP gateway (its HTTP server and AsyncHTTPClient)"),
     .default(enabledTraits: ["Gateway"]),
 ]
 let gatewayTrait: TargetDependencyCondition? = .when(traits: ["Gateway"])
@@ -123,18 +122,32 @@ let targets: [Target] =
         // What the gateway does when an upstream call fails: which failures to retry, backoff with
         // jitter, the next candidate, the deadline, and cooling down models that keep failing.
         .target(name: "UpstreamFallback"),
-        // The OpenAI-compatible gateway: HTTP in (Hummingbird), the engine's decision, the chosen
+        // An HTTP/1.1 server on SwiftNIO's codec: the gateway's listener and the stub upstream's.
+        // Empty without the trait.
+        .target(
+            name: "HTTPServing",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras", condition: gatewayTrait),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras", condition: gatewayTrait),
+                .product(name: "HTTPTypes", package: "swift-http-types", condition: gatewayTrait),
+            ]),
+        // The OpenAI-compatible gateway: HTTP in (HTTPServing), the engine's decision, the chosen
         // model called (AsyncHTTPClient) with fallback, the real cost counted. Empty without the trait.
         .target(
             name: "Gateway",
             dependencies: [
-                "OpenAIProtocol", "RouterConfig", "RouterDaemon", "RouterEngine", "RouterJSON", "RouterProtocol", "UpstreamFallback",
+                "HTTPServing", "OpenAIProtocol", "RouterConfig", "RouterDaemon", "RouterEngine", "RouterJSON", "RouterProtocol",
+                "UpstreamFallback",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Hummingbird", package: "hummingbird", condition: gatewayTrait),
-                .product(name: "HummingbirdCore", package: "hummingbird", condition: gatewayTrait),
                 .product(name: "AsyncHTTPClient", package: "async-http-client", condition: gatewayTrait),
                 .product(name: "HTTPTypes", package: "swift-http-types", condition: gatewayTrait),
             ]),
@@ -228,7 +241,7 @@ let targets: [Target] =
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 // The gateway's stub upstream and HTTP load (with the trait Gateway).
-                .product(name: "Hummingbird", package: "hummingbird", condition: gatewayTrait),
+                "HTTPServing",
                 .product(name: "HTTPTypes", package: "swift-http-types", condition: gatewayTrait),
                 .product(name: "AsyncHTTPClient", package: "async-http-client", condition: gatewayTrait),
                 .product(name: "Logging", package: "swift-log"),
@@ -269,6 +282,12 @@ let targets: [Target] =
         .testTarget(name: "RouterEvaluationTests", dependencies: ["RouterEvaluation", "TrainingRows"]),
         .testTarget(
             name: "RouterTrainingTests", dependencies: ["MatrixFactorization", "PromptFeatures", "RouterTraining", "StableHash", "TrainingRows"]),
+        .testTarget(
+            name: "HTTPServingTests",
+            dependencies: [
+                "HTTPServing", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "RouterBenchmarksTests",
             dependencies: ["RouterBenchmarks", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),

@@ -1,7 +1,7 @@
 #if Gateway
     import Foundation
     import HTTPTypes
-    import Hummingbird
+    import HTTPServing
     import Logging
     import NIOCore
     import NIOPosix
@@ -40,7 +40,7 @@
 
     extension Gateway {
         func chatCompletion(body: ByteBuffer, headers: HTTPFields, requester: Requester?, serving: Serving, settings: DaemonConfig.Gateway) async
-            -> Response
+            -> ServedResponse
         {
             let start = clock.seconds
             let request: ChatCompletionRequest
@@ -129,9 +129,9 @@
                         logger.debug(
                             "gateway completion", metadata: ["model": "\(modelName)", "completion": "\(String(decoding: answer, as: UTF8.self))"])
                     }
-                    return Response(
+                    return ServedResponse(
                         status: .ok, headers: responseHeaders(run, served: modelName, contentType: "application/json"),
-                        body: .init(byteBuffer: ByteBuffer(bytes: answer)))
+                        body: .bytes(ByteBuffer(bytes: answer)))
                 case .stream(let first, let rest):
                     attempted(&run, model: modelName, failure: nil)
                     coolDowns.succeeded(modelName)
@@ -160,9 +160,9 @@
                 UpstreamCall.message(of: body) != nil
             {
                 record(run, served: nil, usage: nil, cost: nil, firstByte: nil, total: clock.seconds - run.start, status: code)
-                return Response(
+                return ServedResponse(
                     status: HTTPResponse.Status(code: code), headers: responseHeaders(run, served: nil, contentType: "application/json"),
-                    body: .init(byteBuffer: ByteBuffer(bytes: body)))
+                    body: .bytes(ByteBuffer(bytes: body)))
             }
             return finish(run, error: Self.giveUpError(lastFailure.failure, message: lastFailure.message, reason: reason), headers: [:])
         }
@@ -266,7 +266,7 @@
         }
 
         /// An error answer that ends a request, counted and logged like a served one.
-        func finish(_ run: CompletionRun, error: OpenAIError, headers extra: HTTPFields) -> Response {
+        func finish(_ run: CompletionRun, error: OpenAIError, headers extra: HTTPFields) -> ServedResponse {
             record(run, served: nil, usage: nil, cost: nil, firstByte: nil, total: clock.seconds - run.start, status: error.status)
             var fields = responseHeaders(run, served: nil, contentType: "application/json")
             for field in extra { fields[field.name] = field.value }

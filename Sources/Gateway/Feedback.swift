@@ -1,6 +1,7 @@
 #if Gateway
     import Foundation
-    import Hummingbird
+    import HTTPServing
+    import HTTPTypes
     import NIOCore
     import OpenAIProtocol
     import RouterConfig
@@ -13,7 +14,7 @@
         /// `POST /v1/feedback`: the socket's `feedback` op over HTTP. The body is that request's
         /// members without `op` (`decision_id` or `router` and `prompt`, `model`, `outcome` or
         /// `winner`…), checked the same way; the answer comes once the row is on disk.
-        func feedback(body: ByteBuffer, caller: Caller, serving: Serving) async -> Response {
+        func feedback(body: ByteBuffer, caller: Caller, serving: Serving) async -> ServedResponse {
             guard case .object(var members)? = try? JSONValue.parse(body.readableBytesView) else {
                 return Self.error(.invalidRequest("The request body must be a JSON object: the socket protocol's feedback request without 'op'"))
             }
@@ -51,7 +52,7 @@
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = .sortedKeys
                 let body = (try? encoder.encode(FeedbackResult(outcome))) ?? Data()
-                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+                return ServedResponse(status: .ok, headers: [.contentType: "application/json"], body: .bytes(ByteBuffer(bytes: body)))
             case .failure(let error):
                 return Self.error(OpenAIError(status: 503, message: error.message, type: "service_unavailable", code: "feedback_unavailable"))
             }

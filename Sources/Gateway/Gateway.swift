@@ -2,8 +2,7 @@
     import AsyncHTTPClient
     import Foundation
     import HTTPTypes
-    import Hummingbird
-    import HummingbirdCore
+    import HTTPServing
     import Logging
     import NIOCore
     import NIOPosix
@@ -68,22 +67,28 @@
             client = HTTPClient(eventLoopGroup: group, configuration: configuration)
         }
 
-        /// One Hummingbird application per listener, to run in the daemon's service group.
+        /// One server per listener, to run in the daemon's service group.
         public func services() throws(SocketPathError) -> [any Service] {
             var services: [any Service] = []
-            let configuration = HTTP1Channel.Configuration(idleTimeout: .milliseconds(Int64(initial.idleTimeoutSeconds * 1000)))
+            let fallbackLimit = initial.maxBodyBytes
+            let settings = HTTPServer.Settings(
+                idleTimeout: .milliseconds(Int64(initial.idleTimeoutSeconds * 1000)), maxConnections: initial.maxConcurrent * 4,
+                maxBodyBytes: { [reloader] in reloader.current.generation.config.gateway?.maxBodyBytes ?? fallbackLimit })
+            let logger = logger
             if let host = initial.host, let port = initial.port {
-                services.append(application(address: .hostname(host, port: port), unix: false, configuration: configuration))
+                services.append(
+                    server(at: .tcp(host: host, port: port), unix: false, settings: settings) { address in
+                        logger.notice("gateway listening", metadata: ["address": "\(address.map { "\($0)" } ?? "\(host):\(port)")"])
+                    })
             }
             if let path = initial.socketPath {
                 try SocketFile.prepare(path)
-                // Hummingbird binds where it is told, under the process's umask: in a private
-                // folder, so that the socket appears at its path only once it has its mode.
+                // The server binds under the process's umask: in a private folder, so that the
+                // socket appears at its path only once it has its mode.
                 let staging = try SocketFile.privateStaging(for: path)
                 let mode = initial.socketMode
-                let logger = logger
                 services.append(
-                    application(address: .unixDomainSocket(path: staging), unix: true, configuration: configuration) { [self] _ in
+                    server(at: .unix(path: staging), unix: true, settings: settings) { [self] _ in
                         do throws(SocketPathError) {
                             try SocketFile.moveIntoPlace(staging, at: path, mode: mode)
                             placedSocket.withLock { $0 = true }
@@ -96,25 +101,15 @@
             return services
         }
 
-        private func application(
-            address: BindAddress, unix: Bool, configuration: HTTP1Channel.Configuration,
-            running: @escaping @Sendable (any Channel) async -> Void = { _ in }
-        ) -> some Service {
-            let responder = CallbackResponder<GatewayContext> { [self] request, context in
-                await respond(to: request, context: context, unix: unix)
+        private func server(
+            at address: HTTPServer.Address, unix: Bool, settings: HTTPServer.Settings, listening: @escaping @Sendable (SocketAddress?) async -> Void
+        ) -> HTTPServer {
+            HTTPServer(
+                address: address, settings: settings, group: group, logger: logger,
+                acceptHandlers: { [logger] in [AcceptPauseHandler(pause: .milliseconds(100), logger: logger)] }, listening: listening
+            ) { [self] request in
+                await respond(to: request, unix: unix)
             }
-            return Application(
-                responder: responder, server: .http1(configuration: configuration),
-                configuration: ApplicationConfiguration(
-                    address: address, serverName: "routerd", availableConnectionsDelegate: MaximumAvailableConnections(initial.maxConcurrent * 4)),
-                onServerRunning: { [logger] channel in
-                    // A Unix socket says so once it is in place (below its private folder until then).
-                    if !unix {
-                        logger.notice("gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "\(address)")"])
-                    }
-                    await running(channel)
-                },
-                eventLoopGroupProvider: .shared(group), logger: logger)
         }
 
         /// Closes the upstream connections and removes the Unix socket's file; after the listeners
@@ -129,7 +124,7 @@
 
         // MARK: Requests
 
-        func respond(to request: Request, context: GatewayContext, unix: Bool) async -> Response {
+        func respond(to request: ServedRequest, unix: Bool) async -> ServedResponse {
             let serving = reloader.current
             guard let settings = serving.generation.config.gateway else {
                 return Self.error(
@@ -151,11 +146,11 @@
                         metadata: ["listening": "\(initial.listeners)", "configured": "\(listeners)"])
                 }
             }
-            let path = request.uri.path
+            let path = request.path
             // A health check needs no key: load balancers and systemd's probes hold none, and it tells nothing.
             var key: DaemonConfig.Gateway.Key?
             if !settings.keys.isEmpty, path != "/health" {
-                let presented = Self.bearer(request.headers[.authorization])
+                let presented = Self.bearer(request.head.headerFields[.authorization])
                 key = presented.flatMap { presented in settings.keys.first { Self.same($0.secret, presented) } }
                 guard key != nil else {
                     return Self.error(
@@ -166,7 +161,7 @@
             }
             let caller: Caller
             if unix {
-                let peer = try? await PeerCredentials.read(from: context.channel).get()
+                let peer = try? await PeerCredentials.read(from: request.channel).get()
                 guard let peer, settings.admits(uid: peer.uid, gid: peer.gid) else {
                     let who = peer.map { "uid \($0.uid) (gid \($0.gid))" } ?? "a peer whose credentials could not be read"
                     return Self.error(
@@ -182,7 +177,7 @@
                 // Without a named key, every TCP caller is one principal, routerd's own user.
                 caller = Caller(requester: .uid(getuid()), uid: nil, gid: nil)
             }
-            switch (request.method, path) {
+            switch (request.head.method, path) {
             case (.get, "/health"), (.get, "/v1/health"):
                 return Self.json(.object(["status": "ok", "generation": .integer(Int64(serving.generation.number))]))
             case (.get, "/v1/models"):
@@ -190,27 +185,20 @@
                 let body = ModelList.body(
                     routers: generation.routerNames, models: Array(generation.config.models.models.keys),
                     created: Int(Date().timeIntervalSince1970))
-                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+                return ServedResponse(status: .ok, headers: [.contentType: "application/json"], body: .bytes(ByteBuffer(bytes: body)))
             case (.post, "/v1/chat/completions"), (.post, "/chat/completions"):
-                var request = request
-                let body: ByteBuffer
-                do {
-                    body = try await request.collectBody(upTo: settings.maxBodyBytes)
-                } catch {
-                    return Self.error(.bodyTooLarge(limit: settings.maxBodyBytes))
-                }
-                return await chatCompletion(body: body, headers: request.headers, requester: caller.requester, serving: serving, settings: settings)
+                guard let body = request.body else { return Self.error(.bodyTooLarge(limit: settings.maxBodyBytes)) }
+                return await chatCompletion(
+                    body: body, headers: request.head.headerFields, requester: caller.requester, serving: serving, settings: settings)
             case (.post, "/v1/feedback"):
-                var request = request
-                guard let body = try? await request.collectBody(upTo: settings.maxBodyBytes) else {
-                    return Self.error(.bodyTooLarge(limit: settings.maxBodyBytes))
-                }
+                guard let body = request.body else { return Self.error(.bodyTooLarge(limit: settings.maxBodyBytes)) }
                 return await feedback(body: body, caller: caller, serving: serving)
             default:
                 let known = "POST /v1/chat/completions, GET /v1/models, GET /health, POST /v1/feedback"
                 return Self.error(
                     OpenAIError(
-                        status: 404, message: "No route for \(request.method) \(path); the gateway serves \(known)", type: "invalid_request_error"))
+                        status: 404, message: "No route for \(request.head.method) \(path); the gateway serves \(known)",
+                        type: "invalid_request_error"))
             }
         }
 
@@ -230,12 +218,12 @@
             return difference == 0
         }
 
-        static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> ServedResponse {
             var writer = JSONWriter()
             writer.value(value)
             var fields = headers
             fields[.contentType] = "application/json"
-            return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
+            return ServedResponse(status: status, headers: fields, body: .bytes(ByteBuffer(bytes: writer.bytes)))
         }
 
         /// An engine error in OpenAI's shape, for chat completions and feedback alike: what the
@@ -254,11 +242,10 @@
             }
         }
 
-        static func error(_ error: OpenAIError, headers: HTTPFields = [:]) -> Response {
+        static func error(_ error: OpenAIError, headers: HTTPFields = [:]) -> ServedResponse {
             var fields = headers
             fields[.contentType] = "application/json"
-            return Response(
-                status: HTTPResponse.Status(code: error.status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: error.body)))
+            return ServedResponse(status: HTTPResponse.Status(code: error.status), headers: fields, body: .bytes(ByteBuffer(bytes: error.body)))
         }
     }
 

@@ -1,5 +1,6 @@
 #if Gateway
-    import Hummingbird
+    import HTTPServing
+    import HTTPTypes
     import NIOCore
     import OpenAIProtocol
     import RouterConfig
@@ -16,10 +17,10 @@
         func streamResponse(
             _ started: CompletionRun, served: String, prices model: ModelCatalogue.Model, first: ByteBuffer, rest: UpstreamCall.StreamRemainder,
             includeUsage: Bool
-        ) -> Response {
+        ) -> ServedResponse {
             let headers = responseHeaders(started, served: served, contentType: "text/event-stream")
             let slot = HeldSlot(limit)
-            let body = ResponseBody { [self] writer in
+            let body = ServedResponse.Body.stream { [self] writer in
                 var run = started
                 var relay = StreamRelay(model: served, keepUsageChunk: includeUsage)
                 var firstByte: Double?
@@ -71,9 +72,8 @@
                 run.spent += cost ?? 0
                 let status = upstreamFailure != nil ? 502 : (clientGone ? 499 : 200)
                 record(run, served: served, usage: relay.usage, cost: cost, firstByte: firstByte, total: clock.seconds - run.start, status: status)
-                if !clientGone { try? await writer.finish(nil) }
             }
-            return Response(status: .ok, headers: headers, body: body)
+            return ServedResponse(status: .ok, headers: headers, body: body)
         }
     }
 #endif

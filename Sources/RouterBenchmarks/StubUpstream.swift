@@ -1,9 +1,10 @@
 #if Gateway
     import Foundation
+    import HTTPServing
     import HTTPTypes
-    import Hummingbird
     import Logging
     import NIOCore
+    import NIOPosix
     import Synchronization
 
     /// A local OpenAI-compatible upstream whose models misbehave on demand: the gateway's tests,
@@ -53,15 +54,13 @@
         public init(port requested: Int = 0) async throws {
             let shared = Shared()
             self.shared = shared
-            let responder = CallbackResponder<BasicRequestContext> { request, _ in
-                let parts = request.uri.path.split(separator: "/")
-                guard parts.count == 4, parts[1] == "v1", parts[2] == "chat", parts[3] == "completions" else {
-                    return Response(status: .notFound)
+            let responder: HTTPServer.Responder = { request in
+                let parts = request.path.split(separator: "/")
+                guard parts.count == 4, parts[1] == "v1", parts[2] == "chat", parts[3] == "completions", let body = request.body else {
+                    return ServedResponse(status: .notFound)
                 }
                 let name = String(parts[0])
                 shared.calls.withLock { $0[name, default: 0] += 1 }
-                var request = request
-                let body = try await request.collectBody(upTo: 1 << 20)
                 let stream = body.readableBytesView.firstRange(of: Array(#""stream":true"#.utf8)) != nil
                 // The model the request named, as a real upstream would echo it.
                 let upstreamModel = Self.model(in: body) ?? name
@@ -70,7 +69,7 @@
                     return stream ? Self.stream(model: upstreamModel, cutAfterFirst: false) : Self.completion(model: upstreamModel)
                 case .slow(let chunks, let interval):
                     guard stream else {
-                        try await Task.sleep(for: interval * chunks)
+                        try? await Task.sleep(for: interval * chunks)
                         return Self.completion(model: upstreamModel)
                     }
                     return Self.stream(
@@ -83,7 +82,7 @@
                     response.headers[HTTPField.Name("retry-after")!] = "\(seconds)"
                     return response
                 case .hang:
-                    try await Task.sleep(for: .seconds(30))
+                    try? await Task.sleep(for: .seconds(30))
                     return Self.completion(model: upstreamModel)
                 case .dropMidStream:
                     return Self.stream(model: upstreamModel, cutAfterFirst: true)
@@ -98,16 +97,15 @@
                 }
             }
             let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
-            let application = Application(
-                responder: responder, configuration: .init(address: .hostname("127.0.0.1", port: requested)),
-                onServerRunning: { channel in readyContinuation.yield(channel.localAddress?.port ?? 0) },
-                // Stopping it by cancelling its task is how each test ends: not worth an error line.
-                logger: { () -> Logger in
-                    var logger = Logger(label: "fault-upstream")
-                    logger.logLevel = .critical
-                    return logger
-                }())
-            task = Task { try await application.runService() }
+            // Stopping it by cancelling its task is how each test ends: not worth an error line.
+            var logger = Logger(label: "fault-upstream")
+            logger.logLevel = .critical
+            let server = HTTPServer(
+                address: .tcp(host: "127.0.0.1", port: requested),
+                settings: .init(idleTimeout: .seconds(300), maxConnections: 4096, maxBodyBytes: { 1 << 20 }),
+                group: MultiThreadedEventLoopGroup.singleton, logger: logger, listening: { readyContinuation.yield($0?.port ?? 0) },
+                responder: responder)
+            task = Task { try await server.run() }
             var iterator = ready.makeAsyncIterator()
             port = await iterator.next() ?? 0
         }
@@ -123,11 +121,11 @@
             return String(decoding: rest[..<end], as: UTF8.self)
         }
 
-        static func json(_ text: String, status: HTTPResponse.Status) -> Response {
-            Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        static func json(_ text: String, status: HTTPResponse.Status) -> ServedResponse {
+            ServedResponse(status: status, headers: [.contentType: "application/json"], body: .bytes(ByteBuffer(string: text)))
         }
 
-        static func completion(model: String) -> Response {
+        static func completion(model: String) -> ServedResponse {
             json(
                 """
                 {"id":"cmpl-1","object":"chat.completion","created":1,"model":"\(model)","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from \(model)"},"finish_reason":"stop"}],"usage":{"prompt_tokens":\(promptTokens),"completion_tokens":\(completionTokens),"total_tokens":\(promptTokens + completionTokens)}}
@@ -138,8 +136,8 @@
         static func stream(
             model: String, cutAfterFirst: Bool, words: [String] = ["Hel", "lo", "!"], interval: Duration = .milliseconds(5),
             abandoned: @escaping @Sendable () -> Void = {}
-        ) -> Response {
-            let body = ResponseBody { writer in
+        ) -> ServedResponse {
+            let body = ServedResponse.Body.stream { writer in
                 for (index, word) in words.enumerated() {
                     do {
                         try await writer.write(
@@ -149,22 +147,22 @@
                                     + "\n\n"))
                     } catch {
                         abandoned()
-                        throw error
+                        return
                     }
                     if cutAfterFirst, index == 0 {
-                        try await Task.sleep(for: .milliseconds(50))
-                        throw CancellationError()
+                        try? await Task.sleep(for: .milliseconds(50))
+                        await writer.abandon()
+                        return
                     }
-                    try await Task.sleep(for: interval)
+                    try? await Task.sleep(for: interval)
                 }
-                try await writer.write(
+                try? await writer.write(
                     ByteBuffer(
                         string:
                             #"data: {"id":"c","object":"chat.completion.chunk","model":"\#(model)","choices":[],"usage":{"prompt_tokens":\#(promptTokens),"completion_tokens":\#(completionTokens)}}"#
                             + "\n\ndata: [DONE]\n\n"))
-                try await writer.finish(nil)
             }
-            return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: body)
+            return ServedResponse(status: .ok, headers: [.contentType: "text/event-stream"], body: body)
         }
     }
 #endif

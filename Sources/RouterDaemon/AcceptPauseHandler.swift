@@ -2,7 +2,8 @@ import Foundation
 import Logging
 import NIOCore
 
-/// Pauses accepting for a moment when accepting fails for want of descriptors or memory.
+/// Pauses accepting for a moment when accepting fails for want of descriptors or memory (the
+/// socket's listener and the gateway's).
 ///
 /// Out of descriptors (EMFILE, ENFILE), `accept` fails while the connection stays queued, so the
 /// listening socket stays readable and the event loop would retry at full speed. NIO's
@@ -12,9 +13,9 @@ import NIOCore
 /// with connections arriving one at a time). Turning `autoRead` off drops the read interest
 /// whatever the turn did; turning it back on after `pause` re-arms it. Queued clients wait in
 /// the backlog, they are not lost.
-final class AcceptPauseHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = any Channel
-    typealias InboundOut = any Channel
+public final class AcceptPauseHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = any Channel
+    public typealias InboundOut = any Channel
 
     private let pause: TimeAmount
     private let logger: Logger
@@ -22,7 +23,7 @@ final class AcceptPauseHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Pauses since the last accept that succeeded: the first is logged, the rest would repeat it.
     private var pausesInARow = 0
 
-    init(pause: TimeAmount, logger: Logger) {
+    public init(pause: TimeAmount, logger: Logger) {
         self.pause = pause
         self.logger = logger
     }
@@ -33,7 +34,7 @@ final class AcceptPauseHandler: ChannelInboundHandler, RemovableChannelHandler {
         return [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errnoCode)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if pausesInARow > 0 {
             logger.notice("accepting again after \(pausesInARow) pause(s)")
             pausesInARow = 0
@@ -41,7 +42,7 @@ final class AcceptPauseHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelRead(data)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard Self.isTransient(error) else {
             context.fireErrorCaught(error)
             return
@@ -61,7 +62,7 @@ final class AcceptPauseHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         resume?.cancel()
         resume = nil
         context.fireChannelInactive()
