@@ -249,7 +249,7 @@
                 case .bytes(let bytes):
                     headers[.contentLength] = "\(bytes.readableBytes)"
                     let head = HTTPResponse(status: response.status, headerFields: headers)
-                    loop.execute {
+                    runOnLoop(loop) {
                         let (handler, context) = bound.value
                         context.write(handler.wrapOutboundOut(.head(head)), promise: nil)
                         if sendsBody, bytes.readableBytes > 0 { context.write(handler.wrapOutboundOut(.body(bytes)), promise: nil) }
@@ -260,7 +260,7 @@
                     let channel = request.channel
                     guard (try? await channel.writeAndFlush(HTTPResponsePart.head(head))) != nil else { return }
                     await produce(ResponseBodyWriter(channel: channel))
-                    loop.execute {
+                    runOnLoop(loop) {
                         let (handler, context) = bound.value
                         handler.end(context: context, keepAlive: keepAlive)
                     }
@@ -292,6 +292,12 @@
             // The protocol-error handler ahead has answered a malformed request with a 400.
             context.close(promise: nil)
         }
+    }
+
+    /// Runs `work` on `loop`: at once when already there, as a request's task normally is (it runs
+    /// on its connection's loop), else enqueued.
+    private func runOnLoop(_ loop: any EventLoop, _ work: @escaping @Sendable () -> Void) {
+        if loop.inEventLoop { work() } else { loop.execute(work) }
     }
 
     /// At most `limit` connections open: at the limit, the listener stops accepting (its
