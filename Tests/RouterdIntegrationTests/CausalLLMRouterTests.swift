@@ -201,16 +201,20 @@ struct CausalLLMServerTests {
                     ]))
             })
         let connection = try daemon.connect()
+        // The endpoint is shared with the other LLM suites, which run at the same time on CI's two
+        // cores; a call may wait its turn for longer than the harness's default 10 s, so the
+        // reads here wait as long as the router's own timeout.
+        let wait = 60.0
         let prompts = ["What is the capital of France?", "Prove that every planar graph is four-colourable."]
         var alone: [Double] = []
         for prompt in prompts {
-            let decision = try connection.decision(#"{"op":"route","router":"llm","prompt":"\#(prompt)"}"#)
+            let decision = try connection.decision(#"{"op":"route","router":"llm","prompt":"\#(prompt)"}"#, timeout: wait)
             let expected = try Self.expectedScore(prompt: prompt)
             #expect(abs(decision.strongScore - expected) < 1e-4, "\(prompt): \(decision.strongScore) vs \(expected)")
             alone.append(decision.strongScore)
         }
         // A batch is scored with overlapping calls, each the same as alone.
-        let batch = try connection.request(#"{"op":"score","router":"llm","prompts":["\#(prompts[0])","\#(prompts[1])"]}"#)
+        let batch = try connection.request(#"{"op":"score","router":"llm","prompts":["\#(prompts[0])","\#(prompts[1])"]}"#, timeout: wait)
         let scores = try #require(batch.result["scores"] as? [Double], "\(batch)")
         #expect(zip(scores, alone).allSatisfy { abs($0 - $1) < 1e-4 }, "\(scores) vs \(alone)")
         let stats = try connection.request(#"{"op":"stats"}"#).result

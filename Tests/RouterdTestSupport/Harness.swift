@@ -273,16 +273,16 @@ public final class LineSocket {
 
     /// Sends one `route` line and decodes the decision exactly. (JSONSerialization
     /// on Linux may misread the last digit of a double; JSONDecoder does not.)
-    public func decision(_ line: String) throws -> Decision {
+    public func decision(_ line: String, timeout: Double = 10) throws -> Decision {
         try send(line + "\n")
-        guard let response = try readLine() else { throw HarnessError("connection closed before a response to \(line)") }
+        guard let response = try readLine(timeout: timeout) else { throw HarnessError("connection closed before a response to \(line)") }
         return try ResponseCodec.decode(Decision.self, from: Data(response.utf8))
     }
 
     /// Sends one line and returns the parsed response object.
-    public func request(_ line: String) throws -> [String: Any] {
+    public func request(_ line: String, timeout: Double = 10) throws -> [String: Any] {
         try send(line + "\n")
-        guard let response = try readLine() else {
+        guard let response = try readLine(timeout: timeout) else {
             throw HarnessError("connection closed before a response to \(line)" + (diagnostics.map { "; routerd's log:\n" + $0() } ?? ""))
         }
         return try JSON.object(response)
