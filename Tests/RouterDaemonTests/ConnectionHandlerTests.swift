@@ -11,7 +11,7 @@ import Testing
 @testable import RouterDaemon
 
 /// One connection's handler on an EmbeddedChannel, with a real engine behind it.
-@Suite(.timeLimit(.minutes(5))) struct ConnectionHandlerTests {
+@Suite(.timeLimit(.minutes(10))) struct ConnectionHandlerTests {
     /// A channel with a ConnectionHandler serving the seeded `random` router.
     static func channel(in directory: TemporaryDirectory, maxInFlight: Int = 8) throws -> (EmbeddedChannel, ServerCounters) {
         let logger = Logger(label: "connection-tests")

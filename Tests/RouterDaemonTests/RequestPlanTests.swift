@@ -8,7 +8,7 @@ import Testing
 @testable import RouterDaemon
 
 /// A request is resolved once: its router instance looked up, its kind of work and where it runs.
-@Suite(.timeLimit(.minutes(5))) struct RequestPlanTests {
+@Suite(.timeLimit(.minutes(10))) struct RequestPlanTests {
     static func generation(in directory: TemporaryDirectory) throws -> Generation {
         let config = try directory.write(
             "routerd.yaml",

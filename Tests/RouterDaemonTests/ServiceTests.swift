@@ -14,7 +14,7 @@ import Testing
 /// The daemon's services in-process, under ServiceLifecycle's graceful-shutdown test kit.
 /// These are async: while synchronous tests hold the cooperative threads of a 2-core
 /// machine they may wait long to resume, hence the generous waits.
-@Suite(.timeLimit(.minutes(5))) struct ServiceTests {
+@Suite(.timeLimit(.minutes(10))) struct ServiceTests {
     /// Log lines, kept for the test to read.
     final class CapturedLog: Sendable {
         private let lines = Mutex<[String]>([])
@@ -127,7 +127,7 @@ import Testing
     /// A sibling service that fails (a metrics port taken mid-run, a watcher that dies) cancels the
     /// group: the daemon service must end on that cancellation, not wait on its listener forever
     /// (finding 2 of issue 23). The group's run returns the sibling's error.
-    @Test(.timeLimit(.minutes(5))) func aFailingSiblingServiceEndsTheDaemonService() async throws {
+    @Test(.timeLimit(.minutes(10))) func aFailingSiblingServiceEndsTheDaemonService() async throws {
         struct Failed: Error {}
         struct FailingService: Service {
             let socket: String

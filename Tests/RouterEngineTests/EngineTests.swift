@@ -8,7 +8,7 @@ import Synchronization
 import Testing
 
 /// The engine in-process, without a socket: real configs, real plugins built by this package.
-@Suite(.timeLimit(.minutes(5))) struct EngineTests {
+@Suite(.timeLimit(.minutes(10))) struct EngineTests {
     static let logger = Logger(label: "engine-tests")
 
     /// An engine on `routers`, with its config in a temporary folder.

@@ -7,7 +7,7 @@ import Testing
 
 /// ε-greedy exploration with logged propensities (issue 24), in-process on the real plugins: the
 /// share explored, the propensity of every choice, the cost bound, and sessions keeping their model.
-@Suite(.timeLimit(.minutes(5))) struct ExplorationTests {
+@Suite(.timeLimit(.minutes(10))) struct ExplorationTests {
     static func router(explore: String?) -> String {
         PolicyTests.threeModels("{lambda: 50}") + (explore.map { "\n    explore: \($0)" } ?? "")
     }
@@ -89,7 +89,7 @@ import Testing
 /// Thompson sampling (issue 24), in-process on the real sw_ranking plugin starting cold: each
 /// decision follows one posterior draw, and the propensity it logs is the share of draws that
 /// choose its model, so logged propensities match how often each model is really chosen.
-@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel)) struct ThompsonSamplingTests {
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel)) struct ThompsonSamplingTests {
     static func engine(explore: String, in directory: TemporaryDirectory) throws -> Engine {
         let routers = """
               cold:

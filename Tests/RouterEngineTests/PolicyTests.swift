@@ -6,7 +6,7 @@ import RouterdTestSupport
 import Testing
 
 /// Many candidates, prices and cost policies, in-process on the real plugins.
-@Suite(.timeLimit(.minutes(5))) struct PolicyTests {
+@Suite(.timeLimit(.minutes(10))) struct PolicyTests {
     static let logger = Logger(label: "policy-tests")
 
     static func engine(routers: String, in directory: TemporaryDirectory, models: String = TestConfig.catalogue) throws -> Engine {

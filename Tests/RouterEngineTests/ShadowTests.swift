@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// Shadow routers in-process: what they decide, what is counted, and that their queue is bounded.
-@Suite(.timeLimit(.minutes(5))) struct ShadowTests {
+@Suite(.timeLimit(.minutes(10))) struct ShadowTests {
     static let routers = """
         \(TestConfig.randomRouter(name: "live", seed: 7))
             shadow: [other]

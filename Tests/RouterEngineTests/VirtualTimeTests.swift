@@ -8,7 +8,7 @@ import Testing
 
 /// The engine's timed logic on virtual time (``ManualClock``): session and decision expiry and
 /// when the online learner publishes. In-process, no sleeps; the daemon tests prove the wiring.
-@Suite(.timeLimit(.minutes(5))) struct VirtualTimeTests {
+@Suite(.timeLimit(.minutes(10))) struct VirtualTimeTests {
     static let logger = Logger(label: "virtual-time-tests")
 
     static func engine(extra: String, routers: String? = nil, clock: ManualClock, in directory: TemporaryDirectory) throws -> Engine {

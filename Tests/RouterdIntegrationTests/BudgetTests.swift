@@ -6,7 +6,7 @@ import Testing
 
 /// The budget policy holds its target online while the mix of prompts drifts.
 @Suite(
-    .timeLimit(.minutes(5)), .requires(.encoderModel),
+    .timeLimit(.minutes(10)), .requires(.encoderModel),
     .requires(.sharedData("train/mmlu-pro.quality.jsonl")))
 struct BudgetTests {
     static let train = SharedData.path("train/")

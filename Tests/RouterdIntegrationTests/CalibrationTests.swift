@@ -4,7 +4,7 @@ import RouterdTestSupport
 import Testing
 
 /// Thresholds from a share of traffic: `strong_fraction` in the config and `routerctl calibrate`.
-@Suite(.timeLimit(.minutes(5))) struct CalibrationTests {
+@Suite(.timeLimit(.minutes(10))) struct CalibrationTests {
     static func randomRouter(_ setting: String) -> String {
         """
           random:
@@ -75,7 +75,7 @@ import Testing
 }
 
 /// `routerctl eval` on a generic per-prompt file, end to end.
-@Suite(.timeLimit(.minutes(5))) struct EvalCommandTests {
+@Suite(.timeLimit(.minutes(10))) struct EvalCommandTests {
     @Test func aGenericFileIsEvaluatedWithRouteLLMsMetrics() throws {
         let directory = try TemporaryDirectory()
         let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: directory.path + "/s.sock"))

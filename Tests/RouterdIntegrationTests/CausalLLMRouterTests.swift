@@ -50,7 +50,7 @@ enum CausalLLMConfig {
 }
 
 /// causal_llm without an LLM: the fallback policy, its counters, and isolation from other work.
-@Suite(.timeLimit(.minutes(5))) struct CausalLLMFallbackTests {
+@Suite(.timeLimit(.minutes(10))) struct CausalLLMFallbackTests {
     @Test(arguments: [("strong", 1.0), ("weak", 0.0)])
     func anUnreachableEndpointTakesTheFallbackAndIsCounted(fallback: String, score: Double) throws {
         let daemon = try Daemon(config: {
@@ -138,7 +138,7 @@ enum CausalLLMConfig {
 
 /// causal_llm against a real OpenAI-compatible server (`make test-llm` starts llama.cpp's, with SmolLM2-135M).
 @Suite(
-    .timeLimit(.minutes(5)),
+    .timeLimit(.minutes(10)),
     .enabled(
         if: ProcessInfo.processInfo.environment["ROUTERD_TEST_LLM_URL"] != nil,
         Comment(rawValue: "set ROUTERD_TEST_LLM_URL (and ROUTERD_TEST_LLM_MODEL) to an OpenAI-compatible endpoint, or run `make test-llm`")))

@@ -7,7 +7,7 @@ import TextEncoder
 
 /// The local encoder inside the daemon: the `embed` op, embeddings handed to
 /// plugins, the cache, and encoder config errors.
-@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel))
 struct DaemonEncoderTests {
     @Test(.requires(.encoderGolden))
     func theEmbedOpMatchesTheReference() throws {

@@ -9,7 +9,7 @@ import TrainingRows
 
 /// Outcome feedback through the real daemon: decision ids, the `feedback` op, the rows it
 /// writes in the training formats, what it refuses, who may send it, and durability.
-@Suite(.timeLimit(.minutes(5))) struct FeedbackTests {
+@Suite(.timeLimit(.minutes(10))) struct FeedbackTests {
     static let strong = TestConfig.strong
     static let weak = TestConfig.weak
 

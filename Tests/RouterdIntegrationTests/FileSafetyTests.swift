@@ -5,7 +5,7 @@ import Testing
 /// The daemon's own files cannot be redirected or tampered with by another local user (issue 23,
 /// findings 6 and 9): no symbolic link is followed, and a file or folder that another user owns or
 /// could write is refused with a message naming it, while what was serving goes on.
-@Suite(.timeLimit(.minutes(5))) struct FileSafetyTests {
+@Suite(.timeLimit(.minutes(10))) struct FileSafetyTests {
     static func start(_ directory: TemporaryDirectory, extra: String) throws -> (status: Int32, stderr: String) {
         let config = try directory.write("routerd.yaml", TestConfig.yaml(socket: directory.path + "/routerd.sock", extra: extra))
         let run = try runCommand(try Package.binary("routerd"), ["--config", config])
@@ -75,7 +75,7 @@ import Testing
 
 /// Plugins are code loaded into routerd: a descriptor, library or folder another user could change
 /// is refused, naming the file and its mode (issue 23, finding 7).
-@Suite(.timeLimit(.minutes(5))) struct PluginTrustTests {
+@Suite(.timeLimit(.minutes(10))) struct PluginTrustTests {
     /// A copy of the `random` plugin in a folder of its own: `plugins/random/plugin.yaml` and its library.
     static func copyOfRandom(in directory: TemporaryDirectory) throws -> (descriptor: String, library: String) {
         let folder = directory.path + "/plugins/random"

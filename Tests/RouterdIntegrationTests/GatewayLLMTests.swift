@@ -8,7 +8,7 @@
     /// README snippet unchanged but for `base_url`, the headers, streaming with and without usage,
     /// and the SDK's typed errors; through a router with two candidates and one with three.
     @Suite(
-        .timeLimit(.minutes(5)),
+        .timeLimit(.minutes(10)),
         .enabled(
             if: ProcessInfo.processInfo.environment["ROUTERD_TEST_LLM_URL"] != nil,
             Comment(rawValue: "set ROUTERD_TEST_LLM_URL (and ROUTERD_TEST_LLM_MODEL) to an OpenAI-compatible endpoint, or run `make test-llm`")))

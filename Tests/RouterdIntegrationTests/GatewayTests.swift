@@ -10,7 +10,7 @@
     /// The OpenAI-compatible gateway through the real daemon: routing, forwarding and pricing,
     /// streaming, fallback on every kind of upstream fault, cool-downs, failed outcomes, budgets,
     /// keys and error bodies. The upstreams are ``StubUpstream``, a local server in the test.
-    @Suite(.timeLimit(.minutes(5)), .serialized) struct GatewayTests {
+    @Suite(.timeLimit(.minutes(10)), .serialized) struct GatewayTests {
         /// A daemon with a gateway on a free loopback port, three priced models on the fault upstream,
         /// feedback and a decision log.
         struct Setup {

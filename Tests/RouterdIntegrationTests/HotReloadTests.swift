@@ -5,7 +5,7 @@ import SafeTensors
 import Testing
 
 /// Reload as a transaction: reuse of unchanged instances, the smoke test, dry runs, and `set`.
-@Suite(.timeLimit(.minutes(5))) struct HotReloadTests {
+@Suite(.timeLimit(.minutes(10))) struct HotReloadTests {
     func reused(_ response: [String: Any]) -> [String] { (response.result["reused"] as? [String]) ?? [] }
 
     @Test func unchangedRoutersKeepTheirPluginInstances() throws {
@@ -169,7 +169,7 @@ import Testing
 }
 
 /// Weights files swapped under a live daemon: renamed into place, loaded anew; torn, rejected.
-@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel))
 struct WeightsSwapTests {
     /// The shipped MF weights with w2 negated: every score s becomes 1 − s.
     static func writeFlippedWeights(to path: String) throws {

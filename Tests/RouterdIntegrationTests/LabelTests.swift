@@ -135,7 +135,7 @@ struct LabelTests {
 }
 
 /// `routerctl label`'s failures, without an LLM.
-@Suite(.timeLimit(.minutes(5))) struct LabelFailureTests {
+@Suite(.timeLimit(.minutes(10))) struct LabelFailureTests {
     @Test func anEndpointThatNeverAnswersFailsAfterItsRetries() throws {
         let directory = try TemporaryDirectory()
         let silent = try CausalLLMConfig.SilentServer()

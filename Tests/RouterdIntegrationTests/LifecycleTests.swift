@@ -4,7 +4,7 @@ import Synchronization
 import Testing
 
 /// Start, stop, reload, systemd integration and access control.
-@Suite(.timeLimit(.minutes(5))) struct LifecycleTests {
+@Suite(.timeLimit(.minutes(10))) struct LifecycleTests {
     @Test func sigtermAnswersWhatIsInFlightAndRemovesTheSocket() throws {
         let daemon = try Daemon()
         let connection = try daemon.connect()
@@ -277,7 +277,7 @@ import Testing
     }
 }
 
-@Suite(.timeLimit(.minutes(5))) struct SystemdUnitTests {
+@Suite(.timeLimit(.minutes(10))) struct SystemdUnitTests {
     /// systemd's own checker accepts the shipped units (pointed at this build's binary).
     static let analyze = "/usr/bin/systemd-analyze"
 

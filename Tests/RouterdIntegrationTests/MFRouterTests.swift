@@ -5,7 +5,7 @@ import SafeTensors
 import Testing
 
 /// The matrix-factorisation router served by the daemon, and its trainer.
-@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel))
 struct MFRouterTests {
     static let weights = Package.root + "/weights/mf-minilm.safetensors"
 
@@ -188,7 +188,7 @@ struct MFRouterTests {
 }
 
 /// The trainer refuses bad input with the file, the line and what is wrong.
-@Suite(.timeLimit(.minutes(5))) struct TrainingInputTests {
+@Suite(.timeLimit(.minutes(10))) struct TrainingInputTests {
     @Test(arguments: [
         ("empty file", "", "no battles in the file"),
         ("unknown winner", #"{"prompt":"p","model_a":"a","model_b":"b","winner":"draw"}"#, "battles.jsonl:1: unknown winner 'draw'"),

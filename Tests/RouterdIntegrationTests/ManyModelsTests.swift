@@ -5,7 +5,7 @@ import Testing
 
 /// Routing among many models through the daemon: the catalogue, ABI revision 2 and its
 /// compatibility with revision-1 plugins, per-request policies and session affinity.
-@Suite(.timeLimit(.minutes(5))) struct ManyModelsTests {
+@Suite(.timeLimit(.minutes(10))) struct ManyModelsTests {
     /// The constant C plugin over `candidates` with `policy`.
     static func constantRouter(candidates: [String], policy: String = "{lambda: 0}", score: Double = 0.8) -> String {
         """

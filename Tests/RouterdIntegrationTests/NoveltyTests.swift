@@ -4,7 +4,7 @@ import Testing
 
 /// Novelty through the real daemon: each decision of a router with `novelty:` says how familiar
 /// its prompt is, novel prompts go where `on_novel` says, and `stats` and the metrics count them.
-@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel))
 struct NoveltyTests {
     /// An index of two topics, 30 prompts each (k-nearest familiarity needs more than a handful):
     /// proofs, which the big model wins, and greetings, which tie.

@@ -4,7 +4,7 @@ import RouterdTestSupport
 import Testing
 
 /// The decision log and the Prometheus endpoint.
-@Suite(.timeLimit(.minutes(5))) struct ObservabilityTests {
+@Suite(.timeLimit(.minutes(10))) struct ObservabilityTests {
     /// A full disk: /dev/full fails every write with ENOSPC. Routing goes on, every lost line is
     /// counted, and the failure is logged at most once a second rather than once per decision.
     @Test func aFullDiskCostsLogLinesNotDecisions() throws {

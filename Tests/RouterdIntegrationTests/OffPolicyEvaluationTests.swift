@@ -5,7 +5,7 @@ import Testing
 
 /// `routerctl eval --offpolicy` on what the real daemon logged: an exploring router's decisions,
 /// each with the one outcome a service would see, where every model's outcome is known to the test.
-@Suite(.timeLimit(.minutes(5))) struct OffPolicyEvaluationTests {
+@Suite(.timeLimit(.minutes(10))) struct OffPolicyEvaluationTests {
     static let routers = """
         \(TestConfig.randomRouter(name: "live", seed: 7))
             explore: {epsilon: 0.3, seed: 4}

@@ -4,7 +4,7 @@ import Testing
 
 /// sw_ranking learning online from feedback through the real daemon: outcomes move its
 /// decisions, the learned state survives a restart and a reload, and `learn reset` forgets it.
-@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel))
 struct OnlineLearningTests {
     /// Poems the tiny index never saw; the outcomes say the small model writes them better.
     static let poems = (1...8).map {

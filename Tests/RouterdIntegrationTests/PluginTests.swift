@@ -5,7 +5,7 @@ import Testing
 
 /// Loading plugins: one built outside the package from the header alone, and
 /// the ways a plugin or its descriptor can be wrong.
-@Suite(.timeLimit(.minutes(5))) struct PluginTests {
+@Suite(.timeLimit(.minutes(10))) struct PluginTests {
     /// Compiles the C plugin in ExternalPlugin/ with `cc` against router_plugin.h
     /// into `<dir>/plugins/constant/`, with its descriptor. Returns the search path.
     static func buildConstantPlugin(

@@ -4,7 +4,7 @@ import RouterdTestSupport
 import Testing
 
 /// The wire protocol, against the real daemon and the real `random` plugin.
-@Suite(.timeLimit(.minutes(5))) struct ProtocolTests {
+@Suite(.timeLimit(.minutes(10))) struct ProtocolTests {
     @Test func routeReturnsADecisionFromTheLoadedPlugin() throws {
         let daemon = try Daemon()
         let connection = try daemon.connect()

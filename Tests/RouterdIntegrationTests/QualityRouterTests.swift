@@ -5,7 +5,7 @@ import Testing
 
 /// Per-model quality, end to end: `routerctl train quality` on a quality file, the classifier
 /// plugin serving it among three candidates, and `routerctl eval --prices` on the same file.
-@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel))
 struct QualityRouterTests {
     static let maths = [
         "Compute the integral of x squared from 0 to 3.", "Solve for x: 3x + 7 = 22.", "What is the derivative of sin(x) times x?",

@@ -3,7 +3,7 @@ import RouterdTestSupport
 import Testing
 
 /// Faults of the machine rather than of the input.
-@Suite(.timeLimit(.minutes(5))) struct ResourceFaultTests {
+@Suite(.timeLimit(.minutes(10))) struct ResourceFaultTests {
     /// CPU seconds (user + system) the process has used, from /proc.
     static func cpuSeconds(_ pid: Int32) throws -> Double {
         let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)

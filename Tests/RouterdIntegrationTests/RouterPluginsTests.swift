@@ -47,7 +47,7 @@ enum TinyBattles {
     }
 }
 
-@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel))
 struct SWRankingRouterTests {
     @Test func anIndexBuiltHereRoutesHardPromptsStrongAndEasyOnesWeak() throws {
         let directory = try TemporaryDirectory()
@@ -205,7 +205,7 @@ struct SWRankingRouterTests {
     }
 }
 
-@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel))
 struct ClassifierRouterTests {
     /// 1 − P(tie) − P(weak wins) of softmax regression, computed here in Double from the weights file.
     static func expectedScore(weights: String, embedding: [Double]) throws -> Double {

@@ -5,7 +5,7 @@ import RouterdTestSupport
 import Testing
 
 /// routerctl and the client library against the real daemon.
-@Suite(.timeLimit(.minutes(5))) struct RouterctlTests {
+@Suite(.timeLimit(.minutes(10))) struct RouterctlTests {
     @Test func routeAndScorePrintReadableAndJSONOutput() throws {
         let daemon = try Daemon()
         let routerctl = try Package.binary("routerctl")

@@ -4,7 +4,7 @@ import Testing
 
 /// Shadow routers in the real daemon: logged beside the live decision, counted in `stats` and
 /// the metrics, and never waited for.
-@Suite(.timeLimit(.minutes(5))) struct ShadowRouterTests {
+@Suite(.timeLimit(.minutes(10))) struct ShadowRouterTests {
     @Test func shadowDecisionsAreLoggedBesideTheLiveOnesAndNeverDelayAReply() throws {
         let directory = try TemporaryDirectory()
         let plugins = try PluginTests.buildConstantPlugin(in: directory, flags: ["-DFAULTS"])

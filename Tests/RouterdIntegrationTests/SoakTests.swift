@@ -7,7 +7,7 @@ import Testing
 
 /// Issue 6's proof: clients pipeline decisions over 8 connections while the
 /// config changes under them 50 times, 10 of them broken.
-@Suite(.timeLimit(.minutes(5)), .requires(.encoderModel))
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel))
 struct SoakTests {
     static let prompts = [
         "Prove that the halting problem is undecidable.", "Say hello to my friend.", "Write a haiku about autumn.",

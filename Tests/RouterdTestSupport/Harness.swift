@@ -3,7 +3,7 @@ import RouterProtocol
 import Synchronization
 import Testing
 
-// Every suite sets `.timeLimit(.minutes(5))` (the external-package build 10): a guard against a
+// Every suite sets `.timeLimit(.minutes(10))` (the external-package build 10): a guard against a
 // hang, not a speed check, so a slow or busy machine does not fail the suite.
 
 /// Paths of the package under test.
