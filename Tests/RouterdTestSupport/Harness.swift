@@ -3,8 +3,8 @@ import RouterProtocol
 import Synchronization
 import Testing
 
-// Every suite sets `.timeLimit(.minutes(10))` (the external-package build 10): a guard against a
-// hang, not a speed check, so a slow or busy machine does not fail the suite.
+// Every suite sets `.timeLimit(.minutes(10))`: a guard against a hang, not a speed check, so a slow
+// or busy machine does not fail the suite (docs/RELIABILITY.md says why 5 minutes was too few).
 
 /// Paths of the package under test.
 public enum Package {
