@@ -94,9 +94,10 @@
                 return await Self.echo(request)
             }
             defer { server.task.cancel() }
+            // Sent as it connects: on a starved machine a separate send could come later than the
+            // 200 ms idle timeout, and the server would rightly close the connection as idle.
+            let waiting = try await RawConnection.open(port: server.port, sending: "GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
             let idle = try await RawConnection.open(port: server.port)
-            let waiting = try await RawConnection.open(port: server.port)
-            try await waiting.send("GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
             #expect(try await idle.closedByPeer(), "nothing read for longer than the idle timeout")
             #expect(try await waiting.response()?.body == "GET /slow 0", "a request in flight is not idle")
         }
@@ -159,8 +160,10 @@
 
         private init(fd: Int32) { self.fd = fd }
 
-        /// Connects; nil when refused and `expectRefused`.
-        static func open(port: Int, expectRefused: Bool = false) async throws -> RawConnection? {
+        /// Connects, and writes `first` at once if given; nil when refused and `expectRefused`.
+        /// Connecting and writing in one job on the pool leaves no gap in which a busy cooperative
+        /// pool could hold the test past a server's idle timeout between the two.
+        static func open(port: Int, sending first: String? = nil, expectRefused: Bool = false) async throws -> RawConnection? {
             try await Self.threads.runIfActive {
                 let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
                 var address = sockaddr_in()
@@ -175,11 +178,14 @@
                     if expectRefused { return nil }
                     throw POSIXError(.ECONNREFUSED)
                 }
+                if let first {
+                    _ = Array(first.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                }
                 return RawConnection(fd: fd)
             }
         }
-        static func open(port: Int) async throws -> RawConnection {
-            guard let connection = try await open(port: port, expectRefused: false) else { throw POSIXError(.ECONNREFUSED) }
+        static func open(port: Int, sending first: String? = nil) async throws -> RawConnection {
+            guard let connection = try await open(port: port, sending: first, expectRefused: false) else { throw POSIXError(.ECONNREFUSED) }
             return connection
         }
 
