@@ -54,7 +54,7 @@ test-python:
 ## sanitized builds too. Suppressions, each naming its dependency and reason, are in Tests/sanitizers/
 # Both suites run one test at a time (ASAN_TEST_FLAGS, TSAN_TEST_FLAGS): in parallel on 2 cores their slow
 # synchronous tests hold both cooperative threads while the others' time limits run out.
-# BudgetTests' replay (4,000 decisions, 1,600 prompts through the encoder) is 78 s under ASan, a
+# BudgetTests' replay (4,000 decisions, then 1,600 prompts through the encoder) was 78 s under ASan, a
 # seventh of the suite, and SWRankingRouterTests' calibration over the shipped 7,318-prompt index 69 s;
 # neither exercises a path the other ASan tests do not (sw_ranking runs under ASan on small indexes in
 # OnlineLearningTests, NoveltyTests, ShadowRouterTests and ThompsonSamplingTests); `make test` runs both.
