@@ -189,7 +189,8 @@ let targets: [Target] =
         .target(
             name: "RouterDaemon",
             dependencies: [
-                "RouterConfig", "RouterEngine", "RouterJSON", "RouterProtocol", "RouterVocabulary", "StableHash", "TextEncoder", "TrainingRows",
+                "Fleet", "RouterConfig", "RouterEngine", "RouterJSON", "RouterProtocol", "RouterVocabulary", "StableHash", "TextEncoder",
+                "TrainingRows",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -198,11 +199,21 @@ let targets: [Target] =
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]),
+        // PostgreSQL's own client library (`libpq-dev`): TLS, SCRAM and multi-host failover as the
+        // URL asks, with no TLS stack of ours to build (docs/OPERATIONS.md, "A fleet").
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // A fleet of daemons sharing outcomes through PostgreSQL: the outbox, its shipper and the tailer.
+        .target(
+            name: "Fleet",
+            dependencies: [
+                "CLibPQ", "RouterConfig", "RouterEngine", "RouterJSON", "RouterVocabulary",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         // Prometheus metrics: the exposition of the `stats` counters and the loopback /metrics server.
         .target(
             name: "RouterMetrics",
             dependencies: [
-                "RouterDaemon", "RouterEngine", "RouterProtocol", "TextEncoder",
+                "Fleet", "RouterDaemon", "RouterEngine", "RouterProtocol", "TextEncoder",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -249,7 +260,7 @@ let targets: [Target] =
         .executableTarget(
             name: "routerd",
             dependencies: [
-                "CMalloc", "Gateway", "RouterConfig", "RouterDaemon", "RouterEngine", "RouterMetrics", "RouterPluginHost", "TextEncoder",
+                "CMalloc", "Fleet", "Gateway", "RouterConfig", "RouterDaemon", "RouterEngine", "RouterMetrics", "RouterPluginHost", "TextEncoder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

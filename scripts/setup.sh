@@ -6,8 +6,9 @@ set -euo pipefail
 # libyaml-dev: routerd's config parser. libopenblas-dev: the encoder's matrix
 # products. librsvg2-dev: routerctl eval's plots as PNG (fonts-dejavu-core gives them text).
 # pkg-config: how SwiftPM finds them. systemd (systemd-socket-activate) and util-linux (setpriv):
-# used by the tests.
-packages=(libyaml-dev libopenblas-dev libdnnl-dev librsvg2-dev fonts-dejavu-core pkg-config systemd util-linux)
+# used by the tests. libpq-dev: the fleet's PostgreSQL client. (The fleet's tests also need a
+# PostgreSQL server's programs, Debian's postgresql, which .ci/run installs; without them they skip.)
+packages=(libyaml-dev libopenblas-dev libdnnl-dev librsvg2-dev fonts-dejavu-core pkg-config systemd util-linux libpq-dev)
 
 missing=()
 for package in "${packages[@]}"; do

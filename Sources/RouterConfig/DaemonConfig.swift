@@ -258,6 +258,8 @@ public struct DaemonConfig: Sendable {
     public var plugins: [String: PluginDescriptor]
     /// The OpenAI-compatible HTTP gateway; nil when the config has no `gateway:`.
     public var gateway: Gateway? = nil
+    /// Daemons sharing outcomes through PostgreSQL; nil when the config has no `fleet:`.
+    public var fleet: Fleet? = nil
 }
 
 /// Reads `routerd.yaml` and the descriptors of the plugins it uses.
@@ -333,7 +335,7 @@ public enum ConfigLoader {
 
     static let topKeys: Set<String> = [
         "socket", "admin", "plugins", "limits", "logging", "reload", "decision_log", "metrics", "models", "sessions", "feedback", "encoders",
-        "routers", "gateway",
+        "routers", "gateway", "fleet",
     ]
     static let routerKeys: Set<String> = [
         "plugin", "threshold", "strong_fraction", "policy", "candidates", "strong_model", "weak_model", "encoder", "params", "learn", "timeout",
@@ -467,6 +469,7 @@ public enum ConfigLoader {
 
         let feedback = top["feedback"].flatMap { readFeedback($0, folder: folder, diagnostics) }
         let gateway = top["gateway"].flatMap { readGateway($0, folder: folder, diagnostics) }
+        let fleet = top["fleet"].flatMap { readFleet($0, folder: folder, feedback: feedback, diagnostics) }
 
         // encoders
         var encoders: [String: DaemonConfig.Encoder] = [:]
@@ -623,7 +626,7 @@ public enum ConfigLoader {
         return DaemonConfig(
             file: file, socket: socket, admin: admin, pluginSearchPaths: searchPaths, libraryPaths: libraryPaths,
             limits: limits, logging: logging, decisionLog: decisionLog, metrics: metrics, reload: reload, models: models, sessions: sessions,
-            feedback: feedback, encoders: encoders, routers: routers, plugins: descriptors, gateway: gateway)
+            feedback: feedback, encoders: encoders, routers: routers, plugins: descriptors, gateway: gateway, fleet: fleet)
     }
 
     static func readFeedback(_ node: YAMLNode, folder: String, _ diagnostics: Diagnostics) -> DaemonConfig.Feedback? {

@@ -1,3 +1,4 @@
+import Fleet
 import RouterEngine
 import RouterVocabulary
 import TextEncoder
@@ -24,6 +25,8 @@ public struct DaemonSnapshot: Sendable {
     public var feedback: FeedbackStore.Counters?
     /// Decisions remembered so feedback can name them.
     public var rememberedDecisions: Int
+    /// The fleet's side of this daemon, with `fleet:`.
+    public var fleet: FleetStatus?
 }
 
 extension DaemonService {
@@ -39,6 +42,7 @@ extension DaemonService {
                     cache: $0.cache.counters, batcher: $0.batcher.counters, kernel: $0.encoder.kernel.rawValue,
                     precision: $0.encoder.precision.rawValue)
             },
-            decisionLog: serving.decisionLog?.counters, feedback: serving.feedback?.counters, rememberedDecisions: engine.rememberedDecisions.count)
+            decisionLog: serving.decisionLog?.counters, feedback: serving.feedback?.counters, rememberedDecisions: engine.rememberedDecisions.count,
+            fleet: serving.fleet?.status)
     }
 }

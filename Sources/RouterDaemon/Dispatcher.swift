@@ -1,3 +1,4 @@
+import Fleet
 import Foundation
 import NIOCore
 import NIOFoundationCompat
@@ -298,10 +299,12 @@ struct Dispatcher: Sendable {
 
     /// The `stats` reply: the engine's counters and the server's, with the serving generation's files.
     func stats(of serving: Serving) -> StatsResult {
-        StatsResult(
+        var result = StatsResult(
             engine: engine.statsSnapshot(on: serving.generation), server: counters.snapshot, decisionLog: serving.decisionLog,
             feedback: serving.feedback, rememberedDecisions: engine.rememberedDecisions,
             uptimeSeconds: engine.uptimeSeconds, generation: serving.generation)
+        result.fleet = serving.fleet.map { FleetStats($0.status) }
+        return result
     }
 
     /// An error line for a line the decoder rejected before it could be parsed.

@@ -1,3 +1,4 @@
+import Fleet
 import Foundation
 import Logging
 import RouterConfig
@@ -25,6 +26,10 @@ public struct FeedbackStoreError: Error, Sendable, CustomStringConvertible {
 /// daemon replies. An acknowledged row therefore survives a crash of the daemon or of the
 /// machine. A crash mid-write can leave a torn last line, which was never acknowledged;
 /// opening the store cuts it off, so every line in the files is whole.
+///
+/// With a fleet that shares outcomes, each outcome is also written, in the same commit and
+/// before the reply, to the fleet's outbox (`fleet-outbox.jsonl`, numbered by its own counter),
+/// from which the fleet's shipper sends it to PostgreSQL (``FleetSync``).
 public final class FeedbackStore: @unchecked Sendable {  // Mutable state is guarded by `condition`.
     public enum File: String, Sendable, CaseIterable {
         case battles, quality
@@ -45,9 +50,20 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
         var file: File
         var line: [UInt8]
         var completion: Completion
+        /// For the outbox, when there is one.
+        var outcome: Outcome
+        var time: Double
     }
 
     public let settings: DaemonConfig.Feedback
+    /// The fleet's outbox, when the fleet shares outcomes: its descriptor, and the next seq to write.
+    private let outbox: Int32?
+    private var nextOutboxSeq: Int64
+    /// The seq of the last outcome durably in the outbox (0: none), and who to wake when it moves.
+    private let outboxWritten: Mutex<Int64>
+    private let outboxObserver = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Whether outcomes also go to the fleet's outbox.
+    public var writesOutbox: Bool { outbox != nil }
     private let logger: Logger
     private let descriptors: [File: Int32]
     private let condition = NSCondition()
@@ -57,8 +73,9 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
     private var lastWarning: ContinuousClock.Instant?
     private let counterBox: Mutex<Counters>
 
-    /// Creates the folder and files if needed, cuts off torn last lines, and starts the writer.
-    public init(settings: DaemonConfig.Feedback, logger: Logger) throws(FeedbackStoreError) {
+    /// Creates the folder and files if needed, cuts off torn last lines, and starts the writer;
+    /// with `outbox`, opens the fleet's outbox too and finds where its numbering stopped.
+    public init(settings: DaemonConfig.Feedback, outbox wantsOutbox: Bool = false, logger: Logger) throws(FeedbackStoreError) {
         self.settings = settings
         self.logger = logger
         let directory = settings.directory
@@ -92,9 +109,42 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
             for fd in descriptors.values { Glibc.close(fd) }
             throw error
         }
+        var outbox: Int32?
+        var lastSeq: Int64 = 0
+        if wantsOutbox {
+            do throws(FeedbackStoreError) {
+                let files = FleetFiles(directory: directory)
+                let fd: Int32
+                do throws(OwnedFiles.Refusal) {
+                    fd = try OwnedFiles.openForAppending(files.outbox, mode: 0o600)
+                } catch {
+                    throw FeedbackStoreError("feedback: \(error)")
+                }
+                outbox = fd
+                if let dropped = try Self.cutTornLine(fd, path: files.outbox) {
+                    counters.tornLines += 1
+                    logger.warning(
+                        "fleet: cut off a torn last line of the outbox (a crash mid-write; it was never acknowledged)",
+                        metadata: ["path": "\(files.outbox)", "bytes": "\(dropped)"])
+                }
+                do throws(FleetError) {
+                    try files.ensureOutboxID()
+                    lastSeq = try files.lastOutboxSeq(fd)
+                } catch {
+                    throw FeedbackStoreError("feedback: \(error.message)")
+                }
+            } catch {
+                for fd in descriptors.values { Glibc.close(fd) }
+                if let outbox { Glibc.close(outbox) }
+                throw error
+            }
+        }
         // The files' names must survive a crash too.
         fsync(folder)
         self.descriptors = descriptors
+        self.outbox = outbox
+        nextOutboxSeq = lastSeq + 1
+        outboxWritten = Mutex(lastSeq)
         counterBox = Mutex(counters)
         let thread = Thread { [self] in writeLoop() }
         thread.name = "routerd-feedback"
@@ -103,9 +153,19 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
 
     deinit {
         for fd in descriptors.values { Glibc.close(fd) }
+        if let outbox { Glibc.close(outbox) }
     }
 
     public var counters: Counters { counterBox.withLock { $0 } }
+
+    /// The seq of the last outcome durably in the fleet's outbox (0: none yet).
+    public var lastOutboxSeq: Int64 { outboxWritten.withLock { $0 } }
+
+    /// Calls `observer` on the writer thread after each commit that added to the outbox (the
+    /// fleet's shipper wakes on it); nil stops.
+    public func observeOutbox(_ observer: (@Sendable () -> Void)?) {
+        outboxObserver.withLock { $0 = observer }
+    }
 
     /// The row for `outcome`, and the file it goes to.
     func row(for outcome: Outcome, time: Double) -> (File, [UInt8]) {
@@ -131,13 +191,14 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
         }
     }
 
-    /// The store `settings` ask for: `current` when its settings are the same, else a newly opened one.
-    public static func opened(for settings: DaemonConfig.Feedback?, reusing current: FeedbackStore?, logger: Logger) throws(FeedbackStoreError)
-        -> FeedbackStore?
-    {
+    /// The store `settings` ask for: `current` when its settings (and whether it feeds an outbox)
+    /// are the same, else a newly opened one.
+    public static func opened(
+        for settings: DaemonConfig.Feedback?, outbox: Bool = false, reusing current: FeedbackStore?, logger: Logger
+    ) throws(FeedbackStoreError) -> FeedbackStore? {
         guard let settings else { return nil }
-        if let current, current.settings == settings { return current }
-        return try FeedbackStore(settings: settings, logger: logger)
+        if let current, current.settings == settings, current.writesOutbox == outbox { return current }
+        return try FeedbackStore(settings: settings, outbox: outbox, logger: logger)
     }
 
     /// Writes `outcome` (``append(_:completion:)``), then, once it is on disk, hands it to
@@ -152,14 +213,15 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
 
     /// Queues `outcome`'s row; `completion` runs on the writer thread once the row is durable, or failed.
     public func append(_ outcome: Outcome, completion: @escaping Completion) {
-        let (file, line) = row(for: outcome, time: Date().timeIntervalSince1970)
+        let time = Date().timeIntervalSince1970
+        let (file, line) = row(for: outcome, time: time)
         condition.lock()
         defer { condition.unlock() }
         guard !closing else {
             completion(.failure(FeedbackStoreError("feedback: the store at \(settings.directory) is closing (a reload replaced it); send again")))
             return
         }
-        queue.append(Pending(file: file, line: line, completion: completion))
+        queue.append(Pending(file: file, line: line, completion: completion, outcome: outcome, time: time))
         condition.signal()
     }
 
@@ -194,10 +256,30 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
     }
 
     private func commit(_ batch: [Pending]) {
+        // The outbox first: a row that cannot reach it is not written anywhere, and fails.
+        if let outbox {
+            var bytes: [UInt8] = []
+            var seq = nextOutboxSeq
+            for row in batch {
+                bytes += FleetOutcome.line(row.outcome, seq: seq, time: row.time)
+                bytes.append(0x0A)
+                seq += 1
+            }
+            let result = write(bytes, fd: outbox, path: FleetFiles(directory: settings.directory).outbox)
+            if case .failure(let error) = result {
+                counterBox.withLock { $0.failedWrites += UInt64(batch.count) }
+                warn(error, rows: batch.count)
+                for row in batch { row.completion(result) }
+                return
+            }
+            nextOutboxSeq = seq
+            outboxWritten.withLock { $0 = seq - 1 }
+        }
+        defer { if outbox != nil { outboxObserver.withLock { $0 }?() } }
         for file in File.allCases {
             let rows = batch.filter { $0.file == file }
             guard !rows.isEmpty else { continue }
-            let result = write(rows.flatMap(\.line), to: file)
+            let result = write(rows.flatMap(\.line), fd: descriptors[file]!, path: settings.directory + "/" + file.fileName)
             counterBox.withLock { counters in
                 switch result {
                 case .success:
@@ -212,9 +294,7 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
     }
 
     /// Appends `bytes` and syncs them; on any failure cuts the file back, so no unacknowledged row stays.
-    private func write(_ bytes: [UInt8], to file: File) -> Result<Void, FeedbackStoreError> {
-        let fd = descriptors[file]!
-        let path = settings.directory + "/" + file.fileName
+    private func write(_ bytes: [UInt8], fd: Int32, path: String) -> Result<Void, FeedbackStoreError> {
         var info = stat()
         guard fstat(fd, &info) == 0 else { return .failure(FeedbackStoreError("feedback: cannot stat \(path): \(String(cString: strerror(errno)))")) }
         let start = info.st_size

@@ -1,3 +1,4 @@
+import Fleet
 import Logging
 import NIOPosix
 import RouterConfig
@@ -24,10 +25,10 @@ public final class Reloader: Sendable {
 
     /// `decisionLog` and `feedback` are generation 1's, opened by the caller (`DecisionLog.opened`,
     /// `FeedbackStore.opened`) so that a file that cannot be opened stops the start.
-    public init(engine: Engine, decisionLog: DecisionLog?, feedback: FeedbackStore?, logger: Logger) {
+    public init(engine: Engine, decisionLog: DecisionLog?, feedback: FeedbackStore?, fleet: FleetSync? = nil, logger: Logger) {
         self.engine = engine
         self.logger = logger
-        serving = Mutex(Serving(generation: engine.current, decisionLog: decisionLog, feedback: feedback))
+        serving = Mutex(Serving(generation: engine.current, decisionLog: decisionLog, feedback: feedback, fleet: fleet))
         // Shadow decisions go to the decision log serving when they are made.
         engine.observeShadows { [weak self] shadow in self?.current.decisionLog?.record(shadow) }
     }
@@ -43,7 +44,7 @@ public final class Reloader: Sendable {
 
     private func setHoldingLock(router: String, threshold: Double?, strongFraction: Double?) throws(EngineError) -> SetOutcome {
         let outcome = try engine.set(router: router, threshold: threshold, strongFraction: strongFraction)
-        serving.withLock { $0 = Serving(generation: engine.current, decisionLog: $0.decisionLog, feedback: $0.feedback) }
+        serving.withLock { $0 = Serving(generation: engine.current, decisionLog: $0.decisionLog, feedback: $0.feedback, fleet: $0.fleet) }
         return outcome
     }
 
@@ -58,7 +59,11 @@ public final class Reloader: Sendable {
         let previous = current
         var nextLog: DecisionLog?
         var nextStore: FeedbackStore?
-        let outcome = try engine.reload(trigger: trigger, dryRun: dryRun) { (next: Generation) throws(GenerationError) in
+        var nextFleet: FleetSync?
+        // A fleet started for a reload that then failed is stopped; the serving one goes on.
+        var swapped = false
+        defer { if !swapped, let nextFleet, nextFleet !== previous.fleet { nextFleet.stop() } }
+        let outcome = try engine.reload(trigger: trigger, dryRun: dryRun) { [engine, logger] (next: Generation) throws(GenerationError) in
             do throws(DecisionLogError) {
                 if dryRun {
                     if let settings = next.config.decisionLog { try DecisionLog.check(settings) }
@@ -72,15 +77,27 @@ public final class Reloader: Sendable {
                 if dryRun {
                     if let settings = next.config.feedback { try FeedbackStore.check(settings) }
                 } else {
-                    nextStore = try FeedbackStore.opened(for: next.config.feedback, reusing: previous.feedback, logger: logger)
+                    nextStore = try FeedbackStore.opened(
+                        for: next.config.feedback, outbox: next.config.sharesOutcomes, reusing: previous.feedback, logger: logger)
                 }
+            } catch {
+                throw GenerationError(problems: ["\(next.config.file): \(error.message)"])
+            }
+            guard !dryRun else { return }
+            do throws(FleetError) {
+                nextFleet = try FleetSync.opened(
+                    for: next.config.fleet, store: nextStore, engine: engine, reusing: previous.fleet, previousStore: previous.feedback,
+                    logger: logger)
             } catch {
                 throw GenerationError(problems: ["\(next.config.file): \(error.message)"])
             }
         }
         if !dryRun {
-            serving.withLock { $0 = Serving(generation: engine.current, decisionLog: nextLog, feedback: nextStore) }
-            // A store the reload replaced writes what it has queued, then stops.
+            swapped = true
+            serving.withLock { $0 = Serving(generation: engine.current, decisionLog: nextLog, feedback: nextStore, fleet: nextFleet) }
+            // A fleet the reload replaced stops shipping and tailing; a store it replaced writes
+            // what it has queued, then stops.
+            if let old = previous.fleet, old !== nextFleet { old.stop() }
             if let old = previous.feedback, old !== nextStore { old.close() }
         }
         return outcome
@@ -100,4 +117,6 @@ public struct Serving: Sendable {
     public let generation: Generation
     public let decisionLog: DecisionLog?
     public let feedback: FeedbackStore?
+    /// This daemon's part in a fleet, when `fleet:` shares outcomes.
+    public let fleet: FleetSync?
 }

@@ -494,6 +494,16 @@ public final class Engine: Sendable {
         learner.submit(outcome, to: router)
     }
 
+    /// Learns from an outcome another daemon of the fleet acknowledged, on the generation serving
+    /// now: as ``learn(_:on:)``, but not counted in this daemon's outcome statistics, which are
+    /// its own traffic's. False when no router of that name learns here (the outcome is skipped).
+    @discardableResult
+    public func learnShared(_ outcome: Outcome) -> Bool {
+        guard let router = current.routers[outcome.router], router.learnsOnline else { return false }
+        learner.submit(outcome, to: router)
+        return true
+    }
+
     /// Online learning's state for `router`, or for every router that learns online.
     public func learningStatus(router name: String?, on generation: Generation) throws(EngineError) -> [LearningStatus] {
         let routers =

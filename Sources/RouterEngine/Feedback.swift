@@ -71,6 +71,20 @@ public struct Outcome: Sendable, Hashable {
     /// The decision's propensity and whether it explored, when it named one of a router that explores.
     public var propensity: Double? = nil
     public var explored: Bool? = nil
+
+    /// Public for outcomes from elsewhere than this daemon's own requests: another daemon of the fleet.
+    public init(
+        router: String, prompt: String, decisionID: String? = nil, model: String, value: OutcomeValue, propensity: Double? = nil,
+        explored: Bool? = nil
+    ) {
+        self.router = router
+        self.prompt = prompt
+        self.decisionID = decisionID
+        self.model = model
+        self.value = value
+        self.propensity = propensity
+        self.explored = explored
+    }
 }
 
 /// The recent decisions a `feedback` can name by id: the prompt, the router and its candidates.

@@ -1,3 +1,4 @@
+import Fleet
 import Prometheus
 import RouterDaemon
 import RouterEngine
@@ -142,6 +143,30 @@ public enum PrometheusExposition {
             gauge(
                 "feedback_decisions_remembered", "Decisions remembered so feedback can name them by decision_id.",
                 Double(snapshot.rememberedDecisions))
+        }
+        if let fleet = snapshot.fleet {
+            gauge("fleet_connected", "1 while the shipper's connection to the fleet's database is up, else 0.", fleet.connected ? 1 : 0)
+            gauge("fleet_outbox_outcomes", "Outcomes acknowledged here and not yet in the fleet's database.", Double(fleet.outboxDepth))
+            counter("fleet_shipped_outcomes_total", "Outcomes this daemon shipped to the fleet's database.", fleet.shipped)
+            counter(
+                "fleet_received_outcomes_total",
+                "Other hosts' outcomes handed to this daemon's learner, or skipped (no router here learns from them).",
+                fleet.received, [("kind", "learned")])
+            counter(
+                "fleet_received_outcomes_total",
+                "Other hosts' outcomes handed to this daemon's learner, or skipped (no router here learns from them).",
+                fleet.skipped, [("kind", "skipped")])
+            for (quantile, milliseconds) in [("0.5", fleet.lagP50Milliseconds), ("0.99", fleet.lagP99Milliseconds)] {
+                if let milliseconds {
+                    gauge(
+                        "fleet_replication_lag_seconds",
+                        "From acknowledgement on another host to this daemon's learner, over its last 1,024 outcomes.",
+                        milliseconds / 1000, [("quantile", quantile)])
+                }
+            }
+            gauge(
+                "fleet_last_attempt_failed", "1 while the fleet's last attempt failed (its message is in stats' fleet.last_error), else 0.",
+                fleet.lastError == nil ? 0 : 1)
         }
         for (name, encoder) in snapshot.encoders.sorted(by: { $0.key < $1.key }) {
             let label = ("encoder", name)

@@ -635,6 +635,8 @@ public struct StatsResult: Codable, Sendable, Hashable {
     public var feedback: FeedbackStats?
     /// The HTTP gateway's traffic, once it has served a request.
     public var gateway: GatewayStats? = nil
+    /// This daemon's part in a fleet, when the config has `fleet:` sharing outcomes.
+    public var fleet: FleetStats? = nil
 
     public init(
         uptimeSeconds: Double, generation: UInt64, connectionsOpen: UInt64, connectionsTotal: UInt64, connectionsRejected: UInt64,
@@ -668,7 +670,51 @@ public struct StatsResult: Codable, Sendable, Hashable {
         case reloadFailures = "reload_failures"
         case reloadHistory = "reload_history"
         case decisionLog = "decision_log"
-        case sessions, feedback, gateway
+        case sessions, feedback, gateway, fleet
+    }
+}
+
+/// A fleet member in `stats`: its outbox, what it shipped and learned from the others, and how late.
+public struct FleetStats: Codable, Sendable, Hashable {
+    public var name: String
+    public var host: String
+    /// This daemon's outbox in the database (host and outbox id).
+    public var source: String
+    public var connected: Bool
+    /// Outcomes acknowledged here and not yet in the database.
+    public var outboxDepth: Int64
+    public var shipped: UInt64
+    /// Other hosts' outcomes handed to the learner, and those no router here learns from.
+    public var received: UInt64
+    public var skipped: UInt64
+    /// From acknowledgement on another host to this daemon's learner, over the last 1,024 received.
+    public var lagP50Ms: Double?
+    public var lagP99Ms: Double?
+    public var lastError: String?
+
+    public init(
+        name: String, host: String, source: String, connected: Bool, outboxDepth: Int64, shipped: UInt64, received: UInt64, skipped: UInt64,
+        lagP50Ms: Double?, lagP99Ms: Double?, lastError: String?
+    ) {
+        self.name = name
+        self.host = host
+        self.source = source
+        self.connected = connected
+        self.outboxDepth = outboxDepth
+        self.shipped = shipped
+        self.received = received
+        self.skipped = skipped
+        self.lagP50Ms = lagP50Ms
+        self.lagP99Ms = lagP99Ms
+        self.lastError = lastError
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, host, source, connected, shipped, received, skipped
+        case outboxDepth = "outbox_depth"
+        case lagP50Ms = "lag_p50_ms"
+        case lagP99Ms = "lag_p99_ms"
+        case lastError = "last_error"
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Fleet
 import Foundation
 import Logging
 import NIOCore
@@ -86,13 +87,21 @@ struct Routerd: AsyncParsableCommand {
         let generation = engine.current
         let decisionLog: DecisionLog?
         let feedback: FeedbackStore?
+        let fleet: FleetSync?
         do {
             decisionLog = try DecisionLog.opened(for: generation.config.decisionLog, reusing: nil, logger: logger)
-            feedback = try FeedbackStore.opened(for: generation.config.feedback, reusing: nil, logger: logger)
+            feedback = try FeedbackStore.opened(
+                for: generation.config.feedback, outbox: generation.config.sharesOutcomes, reusing: nil, logger: logger)
+            // The database need not be up: the fleet connects, and reconnects, on its own threads.
+            fleet = try FleetSync.opened(
+                for: generation.config.fleet, store: feedback, engine: engine, reusing: nil, previousStore: nil, logger: logger)
         } catch let error as DecisionLogError {
             Self.report(GenerationError(problems: ["\(generation.config.file): \(error.message)"]), config: config)
             throw ExitCode(1)
         } catch let error as FeedbackStoreError {
+            Self.report(GenerationError(problems: ["\(generation.config.file): \(error.message)"]), config: config)
+            throw ExitCode(1)
+        } catch let error as FleetError {
             Self.report(GenerationError(problems: ["\(generation.config.file): \(error.message)"]), config: config)
             throw ExitCode(1)
         }
@@ -108,6 +117,8 @@ struct Routerd: AsyncParsableCommand {
         // apart from clients' work, so none of it can delay them.
         let adminThreadPool = NIOThreadPool(numberOfThreads: 1)
         adminThreadPool.start()
+        // SIGHUP, the file watcher and the socket's `reload` op all reload through this one.
+        let reloader = Reloader(engine: engine, decisionLog: decisionLog, feedback: feedback, fleet: fleet, logger: logger)
         // Stops, in order, the connections, the pools and the engine's threads: each step is tried
         // even if one before it failed, and the first failure is thrown.
         func stopThreads() async throws {
@@ -115,11 +126,10 @@ struct Routerd: AsyncParsableCommand {
             for step in [group.shutdownGracefully, ioThreadPool.shutdownGracefully, adminThreadPool.shutdownGracefully] {
                 do { try await step() } catch { failure = failure ?? error }
             }
+            reloader.current.fleet?.stop()
             engine.shutdown()
             if let failure { throw failure }
         }
-        // SIGHUP, the file watcher and the socket's `reload` op all reload through this one.
-        let reloader = Reloader(engine: engine, decisionLog: decisionLog, feedback: feedback, logger: logger)
         let daemon = DaemonService(
             reloader: reloader, counters: ServerCounters(), socketPath: socket ?? generation.config.socket.path, group: group,
             threadPool: threadPool, ioThreadPool: ioThreadPool, adminThreadPool: adminThreadPool, logger: logger)

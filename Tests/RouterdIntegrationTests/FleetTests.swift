@@ -1,0 +1,198 @@
+import Foundation
+import RouterdTestSupport
+import Testing
+
+/// Daemons sharing outcomes through a real PostgreSQL server (a throwaway cluster per test):
+/// each learns from every host's outcomes, and ends with the learned state of one daemon that saw
+/// them all; the database going away costs freshness, never an outcome.
+@Suite(.timeLimit(.minutes(10)), .requires(.encoderModel), .requires(.postgres))
+struct FleetTests {
+    /// Prompts the tiny index never saw, and what each host is told about them.
+    static let prompts = (1...12).map {
+        "Write a short poem about \(["autumn", "rain", "the sea", "a cat", "snow", "the moon", "bread", "a train", "a kite", "fog", "a bell", "ink"][$0 - 1])."
+    }
+    static let query = #"{"op":"route","router":"sw","prompt":"Write a short poem about spring flowers."}"#
+
+    /// The report for prompt `index`: pairwise for most, pointwise for every third, so both
+    /// kinds cross the database.
+    static func feedback(_ index: Int) -> String {
+        let prompt = prompts[index % prompts.count]
+        if index % 3 == 2 {
+            return #"{"op":"feedback","router":"sw","prompt":"\#(prompt)","model":"small","quality":\#(index % 2 == 0 ? 1 : 0.75)}"#
+        }
+        return
+            #"{"op":"feedback","router":"sw","prompt":"\#(prompt)","model":"small","outcome":"\#(index % 4 == 0 ? "tie" : "win")","against":"big"}"#
+    }
+
+    static func config(index: String, feedback: String, fleet: String?) -> (String) -> String {
+        { socket in
+            TestConfig.yaml(
+                socket: socket,
+                routers: TinyBattles.router("sw", plugin: "sw_ranking", params: "index: \(index)"),
+                // The tests hold connections open across waits for the database.
+                limits: "  idle_timeout: 600",
+                encoders: EncoderFixture.encoders(),
+                extra: """
+                    feedback:
+                      directory: \(feedback)
+                      learning: {publish_every: 8, publish_interval_ms: 100}
+                    \(fleet ?? "")
+                    """)
+        }
+    }
+
+    static func fleetSection(_ cluster: PostgresCluster, passwordFile: String, host: String) -> String {
+        """
+        fleet:
+          url: \(cluster.url)
+          password_file: \(passwordFile)
+          name: test
+          host: \(host)
+          poll_interval_ms: 200
+        """
+    }
+
+    static func learned(_ connection: LineSocket) throws -> [String: Any] {
+        let routers = try connection.request(#"{"op":"learn","router":"sw"}"#).result["routers"] as? [[String: Any]]
+        return routers?.first?["learned"] as? [String: Any] ?? [:]
+    }
+
+    static func fleetStats(_ connection: LineSocket) throws -> [String: Any] {
+        try connection.request(#"{"op":"stats"}"#).result["fleet"] as? [String: Any] ?? [:]
+    }
+
+    struct Member {
+        let directory: TemporaryDirectory
+        let daemon: Daemon
+        let connection: LineSocket
+    }
+
+    static func start(
+        host: String?, index: String, cluster: PostgresCluster, passwordFile: String, metricsPort: Int? = nil,
+        in existing: TemporaryDirectory? = nil
+    ) throws -> Member {
+        let directory = try existing ?? TemporaryDirectory()
+        let fleet = host.map { fleetSection(cluster, passwordFile: passwordFile, host: $0) }
+        let metrics = metricsPort.map { "\nmetrics:\n  listen: 127.0.0.1:\($0)\n" } ?? ""
+        let base = config(index: index, feedback: directory.path + "/feedback", fleet: fleet)
+        let daemon = try Daemon(directory: directory, config: { base($0) + metrics })
+        return Member(directory: directory, daemon: daemon, connection: try daemon.connect())
+    }
+
+    @Test func threeDaemonsLearnWhatOneDaemonThatSawEverythingLearns() throws {
+        let shared = try TemporaryDirectory()
+        let index = shared.path + "/sw.safetensors"
+        let build = try TinyBattles.trainIndex(at: index, in: shared)
+        #expect(build.status == 0, "\(build.stderr)")
+        let cluster = try PostgresCluster()
+        let passwordFile = try shared.write("pg-password", cluster.password)
+        chmod(passwordFile, 0o600)
+
+        let metricsPort = ObservabilityTests.freePort()
+        let hosts = try ["a", "b", "c"].map {
+            try Self.start(host: $0, index: index, cluster: cluster, passwordFile: passwordFile, metricsPort: $0 == "a" ? metricsPort : nil)
+        }
+        let reference = try Self.start(host: nil, index: index, cluster: cluster, passwordFile: passwordFile)
+        let before = try reference.connection.decision(Self.query).strongScore
+
+        // Each host hears a third of the stream; the reference hears all of it.
+        let total = 36
+        for report in 0..<total {
+            #expect(try hosts[report % 3].connection.request(Self.feedback(report)).ok)
+            #expect(try reference.connection.request(Self.feedback(report)).ok)
+        }
+        let referenceDone = try eventually(within: 30) { (try Self.learned(reference.connection)["learned_events"] as? Int) == total }
+        #expect(referenceDone, "\(String(describing: try? Self.learned(reference.connection)))")
+        let expected = try Self.learned(reference.connection)
+        let after = try reference.connection.decision(Self.query).strongScore
+        #expect(after < before, "the small model won or tied every poem: \(before) -> \(after)")
+
+        for (name, host) in zip(["a", "b", "c"], hosts) {
+            let caughtUp = try eventually(within: 30) { (try Self.learned(host.connection)["learned_events"] as? Int) == total }
+            #expect(
+                caughtUp,
+                "host \(name): \(String(describing: try? Self.learned(host.connection))); \(String(describing: try? Self.fleetStats(host.connection)))"
+            )
+            let learned = try Self.learned(host.connection)
+            for key in ["learned_prompts", "learned_wins", "learned_events"] {
+                #expect(learned[key] as? Int == expected[key] as? Int, "host \(name) \(key): \(learned) vs \(expected)")
+            }
+            // Outcomes are folded in as sums per prompt, so the order they arrived in does not
+            // matter; the sums are Float32, and added in another order they round differently by
+            // up to about 1e-7 of the score (seen: 1.5e-7), hence the tolerance.
+            let score = try host.connection.decision(Self.query).strongScore
+            #expect(abs(score - after) < 1e-6, "host \(name): \(score) vs \(after)")
+            let stats = try Self.fleetStats(host.connection)
+            #expect(stats["shipped"] as? Int == total / 3 && stats["received"] as? Int == total - total / 3, "\(stats)")
+            #expect(stats["outbox_depth"] as? Int == 0 && stats["connected"] as? Bool == true && stats["last_error"] == nil, "\(stats)")
+            #expect(stats["lag_p50_ms"] is Double, "\(stats)")
+        }
+        // Prometheus shows what stats shows.
+        let metrics = try ObservabilityTests.get(port: metricsPort, path: "/metrics").body
+        for line in [
+            "routerd_fleet_connected 1.0", "routerd_fleet_outbox_outcomes 0.0", "routerd_fleet_shipped_outcomes_total \(total / 3)",
+            #"routerd_fleet_received_outcomes_total{kind="learned"} \#(total - total / 3)"#, "routerd_fleet_last_attempt_failed 0.0",
+        ] {
+            #expect(metrics.contains(line + "\n"), "\(line) in \(metrics)")
+        }
+        #expect(metrics.contains(#"routerd_fleet_replication_lag_seconds{quantile="0.99"}"#), "\(metrics)")
+        // Every outcome is in the database once.
+        #expect(try cluster.query("SELECT count(*), count(DISTINCT (source, seq)) FROM routerd_outcomes WHERE fleet = 'test'") == "\(total)|\(total)")
+        #expect(try cluster.query("SELECT count(*) FROM routerd_sources WHERE fleet = 'test'") == "3")
+    }
+
+    /// The database stops mid-stream while one host acknowledges outcomes; that host is then
+    /// killed with SIGKILL and the other stopped, both restarted; the database returns.
+    @Test func theDatabaseGoingAwayCostsFreshnessNotOutcomes() throws {
+        let shared = try TemporaryDirectory()
+        let index = shared.path + "/sw.safetensors"
+        let build = try TinyBattles.trainIndex(at: index, in: shared)
+        #expect(build.status == 0, "\(build.stderr)")
+        let cluster = try PostgresCluster()
+        let passwordFile = try shared.write("pg-password", cluster.password)
+        chmod(passwordFile, 0o600)
+        var a = try Self.start(host: "a", index: index, cluster: cluster, passwordFile: passwordFile)
+        var b = try Self.start(host: "b", index: index, cluster: cluster, passwordFile: passwordFile)
+
+        for report in 0..<6 { #expect(try a.connection.request(Self.feedback(report)).ok) }
+        #expect(try eventually(within: 30) { (try Self.learned(b.connection)["learned_events"] as? Int) == 6 })
+
+        // The database stops: both keep routing and acknowledging; a's outbox grows.
+        try cluster.stop()
+        for report in 6..<18 {
+            #expect(try a.connection.request(Self.feedback(report)).ok)
+            #expect(try b.connection.decision(Self.query).strongScore >= 0)
+        }
+        let grew = try eventually(within: 20) {
+            let stats = try Self.fleetStats(a.connection)
+            return stats["outbox_depth"] as? Int == 12 && stats["last_error"] is String
+        }
+        #expect(grew, "\(String(describing: try? Self.fleetStats(a.connection)))")
+        #expect((try Self.learned(b.connection)["learned_events"] as? Int) == 6)
+
+        // a is killed (no shutdown of any kind) and restarted: what it acknowledged is in its
+        // outbox, which it ships from where its last shipped batch ended.
+        #expect(a.daemon.stop(signal: SIGKILL) == SIGKILL)
+        a = try Self.start(host: "a", index: index, cluster: cluster, passwordFile: passwordFile, in: a.directory)
+        #expect(try Self.fleetStats(a.connection)["outbox_depth"] as? Int == 12, "\(String(describing: try? Self.fleetStats(a.connection)))")
+
+        // b is stopped meanwhile and comes back: it resumes from its cursor.
+        b.daemon.stop()
+        let restarted = try Daemon(
+            directory: b.directory,
+            config: Self.config(
+                index: index, feedback: b.directory.path + "/feedback", fleet: Self.fleetSection(cluster, passwordFile: passwordFile, host: "b")))
+        b = Member(directory: b.directory, daemon: restarted, connection: try restarted.connect())
+        #expect((try Self.learned(b.connection)["learned_events"] as? Int) == 6)
+
+        // The database returns: the outbox drains and b learns the rest, each outcome once.
+        try cluster.start()
+        let drained = try eventually(within: 60) { (try Self.learned(b.connection)["learned_events"] as? Int) == 18 }
+        #expect(
+            drained,
+            "\(String(describing: try? Self.learned(b.connection))); a: \(String(describing: try? Self.fleetStats(a.connection))); b: \(String(describing: try? Self.fleetStats(b.connection)))"
+        )
+        #expect(try eventually(within: 10) { try Self.fleetStats(a.connection)["outbox_depth"] as? Int == 0 })
+        #expect(try cluster.query("SELECT count(*), count(DISTINCT seq) FROM routerd_outcomes") == "18|18")
+    }
+}
