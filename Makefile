@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz fuzz-build soak eval-many eval-llm bench bench-gateway bench-encoder bench-learning bench-offpolicy bench-novelty bench-coldstart check-config format lint install clean weights eval
+.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-gateway bench-encoder bench-learning bench-offpolicy bench-novelty bench-coldstart check-config format lint install clean weights eval
 
 all: build
 
@@ -181,17 +181,14 @@ FUZZ_LIMIT   := $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECO
 FUZZ_TARGETS := FuzzRequest FuzzConfig FuzzDescriptor FuzzSafeTensors FuzzTokenizer FuzzJSONRoundTrip FuzzChatCompletion
 # Targets fuzzed at once, each on its own core for FUZZ_SECONDS: the same fuzzing in less wall time.
 FUZZ_JOBS    ?= 2
-## fuzz-build: only build the fuzz targets (CI builds them while the LLM tests wait on the model)
-fuzz-build: setup
+fuzz: setup
 	# swiftc keeps only the last -sanitize= it is given, so fuzzer and address go in one flag;
 	# --sanitize=fuzzer tells SwiftPM that libFuzzer provides main. swiftc has no UBSan on Linux, so
-	# -fsanitize=undefined reaches the C targets only, and any finding aborts the run.
+	# -fsanitize=undefined reaches the C targets only, and any finding aborts the run. Swift's own
+	# backtracer is off: libFuzzer prints the stack, and the backtracer, reading an ASan process's
+	# memory, hung a finding's report for minutes (a clean-clone CI run went past its time).
 	cd Fuzz && $(SWIFT) build -c $(FUZZ_CONFIG) --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address \
 		-Xcc -fsanitize=fuzzer-no-link,address,undefined -Xcc -fno-sanitize-recover=undefined
-
-# Swift's own backtracer is off: libFuzzer prints the stack, and the backtracer, reading an ASan
-# process's memory, hung a finding's report for minutes (a clean-clone CI run went past its time).
-fuzz: fuzz-build
 	@rm -rf .build-fuzz/crashes && mkdir -p .build-fuzz/crashes
 	@printf '%s\n' $(FUZZ_TARGETS) | xargs -P $(FUZZ_JOBS) -I TARGET sh -c '\
 		mkdir -p .build-fuzz/corpus/TARGET; \
