@@ -198,7 +198,11 @@ struct CausalLLMServerTests {
                     socket: $0,
                     routers: CausalLLMConfig.router(params: [
                         "base_url": Self.url, "model": Self.model, "template": template, "timeout": "60", "fallback": "error",
-                    ]))
+                    ]),
+                    // The connection stays open while expectedScore asks the endpoint itself, which
+                    // may wait its turn longer than the harness's 30 s idle timeout (a CI run: the
+                    // daemon closed it, and the next request failed with a broken pipe).
+                    limits: "  idle_timeout: 600")
             })
         let connection = try daemon.connect()
         // The endpoint is shared with the other LLM suites, which run at the same time on CI's two
