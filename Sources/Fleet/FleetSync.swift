@@ -45,7 +45,7 @@ public final class FleetSync: Sendable {
     private let learn: @Sendable (Outcome) -> Bool
     private let logger: Logger
     private let state: Mutex<FleetStatus>
-    private let lags = Mutex(LagWindow())
+    private let lags = Mutex(RecentWindow())
     /// Wakes the shipper (new outbox rows, or stop) and the tailer's waits (stop).
     private let wakeShipper = NSCondition()
     private let stopping = Atomic<Bool>(false)
@@ -110,7 +110,8 @@ public final class FleetSync: Sendable {
     public var status: FleetStatus {
         var status = state.withLock { $0 }
         status.outboxDepth = max(0, lastWritten() - shippedSeq.load(ordering: .relaxed))
-        (status.lagP50Milliseconds, status.lagP99Milliseconds) = lags.withLock { ($0.quantile(0.5), $0.quantile(0.99)) }
+        let quantiles = lags.withLock { $0.quantiles(["p50": 0.5, "p99": 0.99]) }
+        (status.lagP50Milliseconds, status.lagP99Milliseconds) = (quantiles["p50"], quantiles["p99"])
         return status
     }
 
@@ -348,7 +349,7 @@ public final class FleetSync: Sendable {
                     }
                 }
                 if !rows.isEmpty {
-                    lags.withLock { window in newLags.forEach { window.add($0) } }
+                    lags.withLock { window in newLags.forEach { window.append($0) } }
                     state.withLock {
                         $0.received += received
                         $0.skipped += skipped
@@ -375,27 +376,5 @@ public final class FleetSync: Sendable {
 enum JSONCursor {
     static func text(_ cursor: [String: Int64]) -> String {
         JSONValue.object(cursor.mapValues { .integer($0) }).text
-    }
-}
-
-/// The last 1,024 lags, for their quantiles.
-struct LagWindow: Sendable {
-    private var values: [Double] = []
-    private var next = 0
-    static let size = 1024
-
-    mutating func add(_ value: Double) {
-        if values.count < Self.size {
-            values.append(value)
-        } else {
-            values[next] = value
-            next = (next + 1) % Self.size
-        }
-    }
-
-    func quantile(_ q: Double) -> Double? {
-        guard !values.isEmpty else { return nil }
-        let sorted = values.sorted()
-        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * q).rounded(.down)))]
     }
 }

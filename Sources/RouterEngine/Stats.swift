@@ -307,27 +307,6 @@ public final class Stats: Sendable {
     }
 }
 
-/// The last ``RouterActivity/window`` values of one measure, for nearest-rank quantiles.
-private struct RecentWindow {
-    private var values: [Double] = []
-    private var next = 0
-
-    mutating func append(_ value: Double) {
-        if values.count < RouterActivity.window {
-            values.append(value)
-        } else {
-            values[next] = value
-        }
-        next = (next + 1) % RouterActivity.window
-    }
-
-    func quantiles(_ wanted: [String: Double]) -> [String: Double] {
-        guard !values.isEmpty else { return [:] }
-        let sorted = values.sorted()
-        return wanted.mapValues { sorted[min(sorted.count - 1, max(0, Int((Double(sorted.count) * $0).rounded(.up)) - 1))] }
-    }
-}
-
 /// A ring of the last ``RouterActivity/window`` decisions of one router.
 private struct RecentDecisions {
     private var scores = RecentWindow()

@@ -79,14 +79,31 @@ struct FleetTests {
         return Member(directory: directory, daemon: daemon, connection: try daemon.connect())
     }
 
-    @Test func threeDaemonsLearnWhatOneDaemonThatSawEverythingLearns() throws {
+    /// A tiny index trained here, a throwaway cluster, and a password file for it (0600), in a
+    /// folder that lives as long as the fixture.
+    struct Fixture {
+        let shared: TemporaryDirectory
+        let index: String
+        let cluster: PostgresCluster
+        let passwordFile: String
+    }
+
+    static func prepare() throws -> Fixture {
         let shared = try TemporaryDirectory()
         let index = shared.path + "/sw.safetensors"
         let build = try TinyBattles.trainIndex(at: index, in: shared)
-        #expect(build.status == 0, "\(build.stderr)")
+        guard build.status == 0 else { throw HarnessError("training the tiny index failed: \(build.stderr)") }
         let cluster = try PostgresCluster()
         let passwordFile = try shared.write("pg-password", cluster.password)
         chmod(passwordFile, 0o600)
+        return Fixture(shared: shared, index: index, cluster: cluster, passwordFile: passwordFile)
+    }
+
+    @Test func threeDaemonsLearnWhatOneDaemonThatSawEverythingLearns() throws {
+        let fixture = try Self.prepare()
+        // The index and the password file are read again when a daemon restarts.
+        defer { withExtendedLifetime(fixture) {} }
+        let (index, cluster, passwordFile) = (fixture.index, fixture.cluster, fixture.passwordFile)
 
         let metricsPort = ObservabilityTests.freePort()
         let hosts = try ["a", "b", "c"].map {
@@ -144,13 +161,10 @@ struct FleetTests {
     /// The database stops mid-stream while one host acknowledges outcomes; that host is then
     /// killed with SIGKILL and the other stopped, both restarted; the database returns.
     @Test func theDatabaseGoingAwayCostsFreshnessNotOutcomes() throws {
-        let shared = try TemporaryDirectory()
-        let index = shared.path + "/sw.safetensors"
-        let build = try TinyBattles.trainIndex(at: index, in: shared)
-        #expect(build.status == 0, "\(build.stderr)")
-        let cluster = try PostgresCluster()
-        let passwordFile = try shared.write("pg-password", cluster.password)
-        chmod(passwordFile, 0o600)
+        let fixture = try Self.prepare()
+        // The index and the password file are read again when a daemon restarts.
+        defer { withExtendedLifetime(fixture) {} }
+        let (index, cluster, passwordFile) = (fixture.index, fixture.cluster, fixture.passwordFile)
         var a = try Self.start(host: "a", index: index, cluster: cluster, passwordFile: passwordFile)
         var b = try Self.start(host: "b", index: index, cluster: cluster, passwordFile: passwordFile)
 
