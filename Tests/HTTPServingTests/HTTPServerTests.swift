@@ -18,7 +18,7 @@
         }
 
         static func start(
-            idleTimeout: TimeAmount = .seconds(30), maxConnections: Int = 64, maxBodyBytes: Int = 1 << 20,
+            idleTimeout: TimeAmount = .seconds(600), maxConnections: Int = 64, maxBodyBytes: Int = 1 << 20,
             responder: @escaping HTTPServer.Responder
         ) async throws -> Running {
             let (ready, continuation) = AsyncStream<Int>.makeStream()
@@ -155,6 +155,11 @@
             return pool
         }()
 
+        /// How long a read waits by default: there to end a hung test, not to time one. The
+        /// responders run on the cooperative pool, which the suite's slow synchronous tests can
+        /// hold for longer than 10 s when another process keeps a core busy (seen: 2 failures).
+        static let patience = 120.0
+
         let fd: Int32
         private let pending = Mutex<[UInt8]>([])
 
@@ -210,7 +215,7 @@
 
         /// Reads until `marker` has arrived (returns all read so far and consumes it), or nil at
         /// end of stream or after `timeout` seconds.
-        func read(until marker: String, timeout: Double = 10) async throws -> String? {
+        func read(until marker: String, timeout: Double = RawConnection.patience) async throws -> String? {
             try await Self.threads.runIfActive { [self] in
                 var time = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
@@ -230,7 +235,7 @@
         }
 
         /// One response with a Content-Length body.
-        func response(timeout: Double = 10) async throws -> (status: Int, headers: [String: String], body: String)? {
+        func response(timeout: Double = RawConnection.patience) async throws -> (status: Int, headers: [String: String], body: String)? {
             guard let head = try await read(until: "\r\n\r\n", timeout: timeout) else { return nil }
             var headers: [String: String] = [:]
             let lines = head.split(separator: "\r\n")
@@ -256,7 +261,7 @@
         }
 
         /// Whether the server closes the connection (end of stream) within `timeout` seconds.
-        func closedByPeer(timeout: Double = 10) async throws -> Bool {
+        func closedByPeer(timeout: Double = RawConnection.patience) async throws -> Bool {
             try await Self.threads.runIfActive { [fd] in
                 var time = timeval(tv_sec: Int(timeout), tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
