@@ -4,7 +4,8 @@
 /// under a transaction-scoped advisory lock, so daemons starting together do not race; it refuses a
 /// database whose version is newer than its own (an older routerd must not write a newer layout).
 enum FleetSchema {
-    static let version = 1
+    /// 1: outcomes; 2: budgets and sessions (added to a version-1 database in place).
+    static let version = 2
     /// Any constant both sides agree on: the advisory lock that serialises schema changes.
     static let lockKey = "7205861731"
 
@@ -46,6 +47,49 @@ enum FleetSchema {
             PRIMARY KEY (fleet, source)
         )
         """,
+        // Each host's budget per router, overwritten every budget interval: its decision rate, its
+        // window's achieved metric, and its curve (the metric at each shared λ). `budget` names the
+        // metric and target, so only hosts holding the same budget are aggregated.
+        """
+        CREATE TABLE IF NOT EXISTS routerd_budgets (
+            fleet text NOT NULL,
+            router text NOT NULL,
+            host text NOT NULL,
+            budget text NOT NULL,
+            rate double precision NOT NULL,
+            achieved double precision NOT NULL,
+            curve double precision[] NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (fleet, router, host)
+        )
+        """,
+        // One row per live session, the last decision of any host. A host numbers what it writes
+        // (host_seq) so the others read its changes in order along the second index, as outcomes
+        // by source; rows past the session TTL are deleted.
+        """
+        CREATE TABLE IF NOT EXISTS routerd_sessions (
+            fleet text NOT NULL,
+            router text NOT NULL,
+            owner text NOT NULL,
+            session text NOT NULL,
+            model text NOT NULL,
+            rank integer NOT NULL,
+            seen_at double precision NOT NULL,
+            host text NOT NULL,
+            host_seq bigint NOT NULL,
+            PRIMARY KEY (fleet, router, owner, session)
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS routerd_sessions_by_host ON routerd_sessions (fleet, host, host_seq)",
+        "CREATE INDEX IF NOT EXISTS routerd_sessions_by_age ON routerd_sessions (fleet, seen_at)",
+        """
+        CREATE TABLE IF NOT EXISTS routerd_session_hosts (
+            fleet text NOT NULL,
+            host text NOT NULL,
+            last_seq bigint NOT NULL,
+            PRIMARY KEY (fleet, host)
+        )
+        """,
     ]
 
     /// Creates the tables if they are missing, or checks their version; throws a message an
@@ -56,16 +100,19 @@ enum FleetSchema {
             try connection.execute("SELECT pg_advisory_xact_lock(\(lockKey))")
             try connection.execute("CREATE TABLE IF NOT EXISTS routerd_schema (component text PRIMARY KEY, version integer NOT NULL)")
             let found = try connection.execute("SELECT version FROM routerd_schema WHERE component = 'fleet'").first?.first ?? nil
-            if let found, let number = Int(found) {
-                if number > version {
-                    _ = try? connection.execute("ROLLBACK")
-                    throw FleetError(
-                        "the fleet database's routerd schema is version \(number), newer than this routerd's \(version); upgrade routerd before it joins"
-                    )
-                }
-            } else {
+            let number = found.flatMap { Int($0) }
+            if let number, number > version {
+                _ = try? connection.execute("ROLLBACK")
+                throw FleetError(
+                    "the fleet database's routerd schema is version \(number), newer than this routerd's \(version); upgrade routerd before it joins"
+                )
+            }
+            if number != version {
+                // Every statement is IF NOT EXISTS: an older version's tables stay, the new ones are added.
                 for statement in statements { try connection.execute(statement) }
-                try connection.execute("INSERT INTO routerd_schema (component, version) VALUES ('fleet', $1)", [String(version)])
+                try connection.execute(
+                    "INSERT INTO routerd_schema (component, version) VALUES ('fleet', $1) ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
+                    [String(version)])
             }
             try connection.execute("COMMIT")
         } catch let error as PostgresError {

@@ -25,6 +25,14 @@ public struct FleetStatus: Sendable, Hashable {
     public var lagP50Milliseconds: Double?
     public var lagP99Milliseconds: Double?
     public var lastError: String?
+    /// Budget rows exchanged with the database, and the most other hosts any budget counts now.
+    public var budgetExchanges: UInt64 = 0
+    public var budgetPeers: Int = 0
+    /// Session decisions shipped to the database, and other hosts' merged into this daemon's sessions.
+    public var sessionsShipped: UInt64 = 0
+    public var sessionsReceived: UInt64 = 0
+    /// What the fleet shares, in `fleet.share`'s words.
+    public var share: [String] = []
 }
 
 /// One daemon's part in a fleet that shares outcomes through PostgreSQL.
@@ -40,17 +48,21 @@ public struct FleetStatus: Sendable, Hashable {
 /// the outbox grows and drains when the database is back, and the tailer resumes from its cursor.
 public final class FleetSync: Sendable {
     public let settings: DaemonConfig.Fleet
-    let files: FleetFiles
+    let engine: Engine
+    let files: FleetFiles?
     private let lastWritten: @Sendable () -> Int64
-    private let learn: @Sendable (Outcome) -> Bool
-    private let logger: Logger
-    private let state: Mutex<FleetStatus>
+    let logger: Logger
+    let state: Mutex<FleetStatus>
     private let lags = Mutex(RecentWindow())
     /// Wakes the shipper (new outbox rows, or stop) and the tailer's waits (stop).
     private let wakeShipper = NSCondition()
     private let stopping = Atomic<Bool>(false)
-    private let tailerWake: (read: Int32, write: Int32)
+    let tailerWake: (read: Int32, write: Int32)
+    /// Wakes the session thread: the engine journalled a decision, or stop.
+    let sessionWake: (read: Int32, write: Int32)
     private let threadsDone = Mutex(0)
+    /// Set in init only, before any thread could read it.
+    nonisolated(unsafe) private var threadsStarted = 0
     private let doneCondition = NSCondition()
 
     /// Rows per shipped batch, and per tailer query.
@@ -59,43 +71,72 @@ public final class FleetSync: Sendable {
     /// little, and a longer wait would add itself to the catch-up after an outage.
     static let maxBackoff = 4.0
 
-    /// Starts shipping the outbox in `directory` and tailing the fleet's outcomes. `lastWritten`
-    /// is the outbox's last durable seq (the feedback store's); `learn` hands another host's
-    /// outcome to the learner and says whether a router here learns from it.
-    public init(
-        settings: DaemonConfig.Fleet, directory: String, lastWritten: @escaping @Sendable () -> Int64,
-        learn: @escaping @Sendable (Outcome) -> Bool, logger: Logger
-    ) throws(FleetError) {
+    /// Where the outcomes this daemon shares wait to be shipped: the feedback store's folder,
+    /// and the outbox's last durable seq (the store's).
+    public struct Outbox: Sendable {
+        public var directory: String
+        public var lastWritten: @Sendable () -> Int64
+
+        public init(directory: String, lastWritten: @escaping @Sendable () -> Int64) {
+            self.directory = directory
+            self.lastWritten = lastWritten
+        }
+    }
+
+    /// Starts the parts `settings.share` names: shipping the outbox (`outbox`, needed for
+    /// outcomes) and tailing the fleet's outcomes into `engine`'s learner; publishing and reading
+    /// budgets; shipping and merging sessions.
+    public init(settings: DaemonConfig.Fleet, outbox: Outbox?, engine: Engine, logger: Logger) throws(FleetError) {
         self.settings = settings
-        self.files = FleetFiles(directory: directory)
-        self.lastWritten = lastWritten
-        self.learn = learn
+        self.engine = engine
+        self.files = outbox.map { FleetFiles(directory: $0.directory) }
+        if let outbox { self.lastWritten = outbox.lastWritten } else { self.lastWritten = { 0 } }
         self.logger = logger
-        let identity = try files.outboxIdentity()
-        state = Mutex(FleetStatus(name: settings.name, host: settings.host, source: settings.host + "/" + identity))
-        var pipeEnds: [Int32] = [0, 0]
-        guard pipe(&pipeEnds) == 0 else {
-            throw FleetError("fleet: cannot create a pipe: \(String(cString: strerror(errno)))")
-        }
-        for end in pipeEnds {
-            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
-        }
-        tailerWake = (pipeEnds[0], pipeEnds[1])
+        let shipsOutcomes = settings.share.contains(.outcomes) && files != nil
+        let identity = try files?.outboxIdentity()
+        var status = FleetStatus(name: settings.name, host: settings.host, source: identity.map { settings.host + "/" + $0 } ?? "")
+        status.share = DaemonConfig.Fleet.Share.allCases.filter { settings.share.contains($0) && ($0 != .outcomes || shipsOutcomes) }.map(\.rawValue)
+        state = Mutex(status)
+        tailerWake = try Self.pipe()
+        sessionWake = try Self.pipe()
         // Before the threads start, so that `status` never counts shipped rows as waiting.
-        shippedSeq.store(shippedCursor().seq, ordering: .relaxed)
-        if settings.share.contains(.outcomes) {
+        if files != nil { shippedSeq.store(shippedCursor().seq, ordering: .relaxed) }
+        if shipsOutcomes {
             start("routerd-fleet-ship") { [self] in shipLoop() }
             start("routerd-fleet-tail") { [self] in tailLoop() }
         }
+        if settings.share.contains(.budgets) {
+            start("routerd-fleet-budgets") { [self] in budgetLoop() }
+        }
+        if settings.share.contains(.sessions) {
+            let wake = sessionWake.write
+            engine.shareSessions(owner: ObjectIdentifier(self)) {
+                var byte: UInt8 = 1
+                _ = write(wake, &byte, 1)
+            }
+            start("routerd-fleet-sessions") { [self] in sessionLoop() }
+        }
+    }
+
+    /// A non-blocking pipe, closed on exec: a thread polls its read end to be woken.
+    private static func pipe() throws(FleetError) -> (read: Int32, write: Int32) {
+        var ends: [Int32] = [0, 0]
+        guard Glibc.pipe(&ends) == 0 else {
+            throw FleetError("fleet: cannot create a pipe: \(String(cString: strerror(errno)))")
+        }
+        for end in ends {
+            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
+        }
+        return (ends[0], ends[1])
     }
 
     deinit {
-        close(tailerWake.read)
-        close(tailerWake.write)
+        for fd in [tailerWake.read, tailerWake.write, sessionWake.read, sessionWake.write] { close(fd) }
     }
 
     private func start(_ name: String, _ body: @escaping @Sendable () -> Void) {
+        threadsStarted += 1
         let thread = Thread { [self] in
             body()
             doneCondition.lock()
@@ -130,22 +171,23 @@ public final class FleetSync: Sendable {
         wakeShipper.unlock()
         var byte: UInt8 = 1
         _ = write(tailerWake.write, &byte, 1)
-        let expected = settings.share.contains(.outcomes) ? 2 : 0
+        _ = write(sessionWake.write, &byte, 1)
         doneCondition.lock()
-        while threadsDone.withLock({ $0 }) < expected { doneCondition.wait() }
+        while threadsDone.withLock({ $0 }) < threadsStarted { doneCondition.wait() }
         doneCondition.unlock()
+        if settings.share.contains(.sessions) { engine.shareSessions(owner: ObjectIdentifier(self), wake: nil) }
     }
 
-    private var stopped: Bool { stopping.load(ordering: .relaxed) }
+    var stopped: Bool { stopping.load(ordering: .relaxed) }
     private let shippedSeq = Atomic<Int64>(0)
 
-    private func connect(_ role: String) throws(PostgresError) -> PostgresConnection {
+    func connect(_ role: String) throws(PostgresError) -> PostgresConnection {
         try PostgresConnection(
             url: settings.url, password: settings.password, applicationName: "routerd \(settings.host) \(role)",
             timeout: settings.connectTimeoutSeconds)
     }
 
-    private func record(error: String, _ role: String) {
+    func record(error: String, _ role: String) {
         let changed = state.withLock { status in
             defer { status.lastError = "\(role): \(error)" }
             return status.lastError != "\(role): \(error)"
@@ -165,10 +207,11 @@ public final class FleetSync: Sendable {
 
     /// How far this fleet's rows of the outbox were shipped (another fleet's cursor does not count).
     private func shippedCursor() -> FleetFiles.Shipped {
-        files.readShipped().flatMap { $0.fleet == settings.name ? $0 : nil } ?? .init(fleet: settings.name, seq: 0, offset: 0)
+        files?.readShipped().flatMap { $0.fleet == settings.name ? $0 : nil } ?? .init(fleet: settings.name, seq: 0, offset: 0)
     }
 
     private func shipLoop() {
+        guard let files else { return }
         let source = state.withLock { $0.source }
         var cursor = shippedCursor()
         var connection: PostgresConnection?
@@ -195,7 +238,7 @@ public final class FleetSync: Sendable {
                     connection = opened
                     state.withLock { $0.connected = true }
                 }
-                let (lines, consumed, lastSeq) = try readBatch(reader, from: cursor.offset)
+                let (lines, consumed, lastSeq) = try readBatch(reader, path: files.outbox, from: cursor.offset)
                 guard !lines.isEmpty else {
                     pause(0.05)
                     continue
@@ -220,11 +263,12 @@ public final class FleetSync: Sendable {
         }
     }
 
-    /// A session-level advisory lock on (fleet, host): two daemons shipping under one host name
-    /// would hide each other's mistakes, so the second is refused until the first lets go.
-    private func claimHost(_ connection: PostgresConnection) throws(FleetError) {
+    /// A session-level advisory lock on (fleet, host, part): two daemons shipping under one host
+    /// name would hide each other's mistakes, so the second is refused until the first lets go.
+    func claimHost(_ connection: PostgresConnection, part: String? = nil) throws(FleetError) {
         do {
-            let row = try connection.execute("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", [settings.name + "/" + settings.host])
+            let key = settings.name + "/" + settings.host + (part.map { "/" + $0 } ?? "")
+            let row = try connection.execute("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", [key])
             guard row.first?.first == "t" else {
                 throw FleetError(
                     "another routerd ships as host '\(settings.host)' in fleet '\(settings.name)'; give each daemon its own fleet.host")
@@ -240,10 +284,12 @@ public final class FleetSync: Sendable {
 
     /// Whole lines from `offset`, at most ``batchRows`` of them and about 4 MiB, with the bytes
     /// they span and the last one's seq.
-    private func readBatch(_ fd: Int32, from offset: Int64) throws(FleetError) -> (lines: [ArraySlice<UInt8>], consumed: Int, lastSeq: Int64) {
+    private func readBatch(_ fd: Int32, path: String, from offset: Int64) throws(FleetError) -> (
+        lines: [ArraySlice<UInt8>], consumed: Int, lastSeq: Int64
+    ) {
         var buffer = [UInt8](repeating: 0, count: 4 << 20)
         var count = pread(fd, &buffer, buffer.count, off_t(offset))
-        guard count >= 0 else { throw FleetError("cannot read \(files.outbox): \(String(cString: strerror(errno)))") }
+        guard count >= 0 else { throw FleetError("cannot read \(path): \(String(cString: strerror(errno)))") }
         if count == buffer.count, !buffer.contains(0x0A) {
             // One line longer than the buffer: read it whole.
             let size = lseek(fd, 0, SEEK_END)
@@ -262,7 +308,7 @@ public final class FleetSync: Sendable {
         }
         guard let last = lines.last else { return ([], 0, 0) }
         guard let seq = FleetOutcome.seq(ofLine: last) else {
-            throw FleetError("\(files.outbox) holds a line that is not an outbox row at byte \(offset + Int64(start)); move the file aside")
+            throw FleetError("\(path) holds a line that is not an outbox row at byte \(offset + Int64(start)); move the file aside")
         }
         return (lines, start, seq)
     }
@@ -302,6 +348,7 @@ public final class FleetSync: Sendable {
     // MARK: Tailing
 
     private func tailLoop() {
+        guard let files else { return }
         let source = state.withLock { $0.source }
         var cursor = files.readTail(fleet: settings.name)
         var connection: PostgresConnection?
@@ -341,7 +388,7 @@ public final class FleetSync: Sendable {
                         skipped += 1
                         continue
                     }
-                    if learn(outcome) {
+                    if engine.learnShared(outcome) {
                         received += 1
                         newLags.append(max(0, now - acknowledged) * 1000)
                     } else {

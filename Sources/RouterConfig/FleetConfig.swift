@@ -3,9 +3,14 @@ import Foundation
 extension DaemonConfig {
     /// Daemons that share state through one PostgreSQL database (`fleet:`); off when absent.
     public struct Fleet: Sendable, Hashable {
-        /// What the fleet shares; this version shares outcomes.
+        /// What the fleet shares.
         public enum Share: String, Sendable, Hashable, CaseIterable {
+            /// Acknowledged outcomes, which every host's online learner learns from.
             case outcomes
+            /// Each budget router's window and curve, so its controller holds the fleet's aggregate.
+            case budgets
+            /// The session table, so a conversation keeps its model on any host.
+            case sessions
         }
 
         /// A `postgresql://` URL or libpq `key=value` string, without a password; TLS as its
@@ -23,10 +28,12 @@ extension DaemonConfig {
         public var pollIntervalSeconds: Double
         /// How long a connection attempt may take, in seconds.
         public var connectTimeoutSeconds: Int
+        /// How often a host publishes its budgets and reads the others', in seconds.
+        public var budgetIntervalSeconds: Double
 
         public init(
             url: String, password: String? = nil, name: String, host: String, share: Set<Share> = [.outcomes],
-            pollIntervalSeconds: Double = 1, connectTimeoutSeconds: Int = 5
+            pollIntervalSeconds: Double = 1, connectTimeoutSeconds: Int = 5, budgetIntervalSeconds: Double = 1
         ) {
             self.url = url
             self.password = password
@@ -35,6 +42,7 @@ extension DaemonConfig {
             self.share = share
             self.pollIntervalSeconds = pollIntervalSeconds
             self.connectTimeoutSeconds = connectTimeoutSeconds
+            self.budgetIntervalSeconds = budgetIntervalSeconds
         }
     }
 }
@@ -43,7 +51,11 @@ extension ConfigLoader {
     /// The `fleet:` section.
     static func readFleet(_ node: YAMLNode, folder: String, feedback: DaemonConfig.Feedback?, _ diagnostics: Diagnostics) -> DaemonConfig.Fleet? {
         let fields = node.fields(
-            "fleet", allowed: ["url", "password_file", "password_env", "name", "host", "share", "poll_interval_ms", "connect_timeout"],
+            "fleet",
+            allowed: [
+                "url", "password_file", "password_env", "name", "host", "share", "poll_interval_ms", "connect_timeout",
+                "budget_interval_ms",
+            ],
             diagnostics)
         guard let urlNode = fields["url"] else {
             diagnostics.report("fleet needs 'url', the PostgreSQL database the fleet shares (postgresql://user@host/db)", at: node)
@@ -107,15 +119,21 @@ extension ConfigLoader {
                 }
             }
         }
+        if share.isEmpty {
+            diagnostics.report(
+                "fleet.share is empty: name what the fleet shares (\(DaemonConfig.Fleet.Share.allCases.map(\.rawValue).joined(separator: ", "))), or remove 'fleet:'",
+                at: fields["share"])
+        }
         if share.contains(.outcomes), feedback == nil {
             diagnostics.report(
                 "fleet.share has outcomes, which needs 'feedback:' (outcomes are recorded locally first, then shipped from its folder)", at: node)
         }
         let poll = fields["poll_interval_ms"]?.int("fleet.poll_interval_ms", in: 10...60_000, diagnostics) ?? 1000
         let timeout = fields["connect_timeout"]?.int("fleet.connect_timeout", in: 2...600, diagnostics) ?? 5
+        let budgetInterval = fields["budget_interval_ms"]?.int("fleet.budget_interval_ms", in: 50...60_000, diagnostics) ?? 1000
         return DaemonConfig.Fleet(
             url: url, password: password, name: name, host: host, share: share, pollIntervalSeconds: Double(poll) / 1000,
-            connectTimeoutSeconds: timeout)
+            connectTimeoutSeconds: timeout, budgetIntervalSeconds: Double(budgetInterval) / 1000)
     }
 
     static func isFleetName(_ name: String) -> Bool {

@@ -16,12 +16,14 @@ extension FleetSync {
         for settings: DaemonConfig.Fleet?, store: FeedbackStore?, engine: Engine, reusing current: FleetSync?, previousStore: FeedbackStore?,
         logger: Logger
     ) throws(FleetError) -> FleetSync? {
-        guard let settings, settings.share.contains(.outcomes), let store, store.writesOutbox else { return nil }
+        guard let settings else { return nil }
+        let outbox = settings.share.contains(.outcomes) ? store.flatMap { $0.writesOutbox ? $0 : nil } : nil
         if let current, current.settings == settings, store === previousStore { return current }
         let fleet = try FleetSync(
-            settings: settings, directory: store.settings.directory, lastWritten: { [store] in store.lastOutboxSeq },
-            learn: { [engine] outcome in engine.learnShared(outcome) }, logger: logger)
-        store.observeOutbox { [fleet] in fleet.outboxGrew() }
+            settings: settings,
+            outbox: outbox.map { store in FleetSync.Outbox(directory: store.settings.directory, lastWritten: { [store] in store.lastOutboxSeq }) },
+            engine: engine, logger: logger)
+        outbox?.observeOutbox { [fleet] in fleet.outboxGrew() }
         return fleet
     }
 }
@@ -31,6 +33,7 @@ extension FleetStats {
         self.init(
             name: status.name, host: status.host, source: status.source, connected: status.connected, outboxDepth: status.outboxDepth,
             shipped: status.shipped, received: status.received, skipped: status.skipped, lagP50Ms: status.lagP50Milliseconds,
-            lagP99Ms: status.lagP99Milliseconds, lastError: status.lastError)
+            lagP99Ms: status.lagP99Milliseconds, lastError: status.lastError, share: status.share, budgetExchanges: status.budgetExchanges,
+            budgetHosts: status.budgetPeers, sessionsShipped: status.sessionsShipped, sessionsReceived: status.sessionsReceived)
     }
 }

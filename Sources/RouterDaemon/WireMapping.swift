@@ -211,7 +211,7 @@ extension RouterStats {
             budget: activity.budget.map {
                 BudgetStats(
                     metric: $0.metric, model: $0.model, target: $0.target, achieved: $0.achieved, lambda: $0.lambda, decisions: $0.decisions,
-                    window: $0.window)
+                    window: $0.window, fleetAchieved: $0.fleetAchieved, fleetHosts: $0.fleetHosts)
             },
             shadows: shadows.isEmpty && activity.shadows.isEmpty
                 ? nil

@@ -1,3 +1,4 @@
+import Foundation
 import RouterConfig
 import Synchronization
 
@@ -14,6 +15,37 @@ public struct BudgetSnapshot: Sendable, Hashable {
     /// Decisions in the window (up to its size).
     public var decisions: Int
     public var window: Int
+    /// With a fleet that shares budgets: the metric over the fleet's hosts (each host's window
+    /// weighted by its decision rate), and how many other hosts it counts; nil otherwise.
+    public var fleetAchieved: Double?
+    public var fleetHosts: Int?
+}
+
+/// One host's budget as the fleet shares it: how fast it decides, what its window achieved, and
+/// what its recent predictions would achieve under each λ of ``BudgetController/curveLambdas``.
+public struct BudgetCurve: Sendable, Hashable {
+    /// Decisions per second: the host's weight in the fleet's aggregate.
+    public var rate: Double
+    public var achieved: Double
+    /// The metric at each of ``BudgetController/curveLambdas``.
+    public var points: [Double]
+
+    public init(rate: Double, achieved: Double, points: [Double]) {
+        self.rate = rate
+        self.achieved = achieved
+        self.points = points
+    }
+
+    /// The metric at `lambda`, linear in log λ between the grid's points.
+    func value(at lambda: Double) -> Double {
+        guard points.count == BudgetController.curveLambdas.count else { return achieved }
+        guard lambda > BudgetController.curveLambdas[1] else { return lambda <= 0 ? points[0] : points[1] }
+        let position = log2(lambda) - BudgetController.curveLowestExponent
+        let below = Int(position.rounded(.down)) + 1
+        guard below + 1 < points.count else { return points[points.count - 1] }
+        let fraction = position - position.rounded(.down)
+        return points[below] + (points[below + 1] - points[below]) * fraction
+    }
 }
 
 /// A decision's place in a budget window, to settle its real cost.
@@ -64,7 +96,15 @@ public final class BudgetController: Sendable {
         /// Decisions recorded since the controller was made: a decision's number names its slot
         /// for as long as the window still holds it.
         var recorded: UInt64 = 0
+        /// The fleet's other hosts, and this host's own rate in the same units; empty alone.
+        var peers: [BudgetCurve] = []
+        var localRate = 0.0
     }
+
+    /// The λ at which a host's curve is shared: 0, then 2⁻²⁰ to 2⁶⁰ by doublings, which spans
+    /// what a share or a mean cost in USD needs (a mean cost's λ is near 10⁶ per USD).
+    public static let curveLambdas: [Double] = [0] + (0...80).map { exp2(Double($0) + curveLowestExponent) }
+    static let curveLowestExponent = -20.0
 
     init(budget: Budget, candidates: [String]) {
         self.budget = budget
@@ -88,6 +128,40 @@ public final class BudgetController: Sendable {
     /// The λ to decide with now.
     public var lambda: Double { state.withLock { $0.lambda } }
 
+    /// Decisions recorded since the controller was made: the fleet measures this host's rate by it.
+    public var recorded: UInt64 { state.withLock { $0.recorded } }
+
+    /// A string that two hosts' budgets share only if one fleet aggregate can hold both: the
+    /// metric, its model and its target.
+    public var fleetKey: String {
+        switch budget.target {
+        case .meanCost(let cost): "mean_cost:\(cost)"
+        case .share(let model, let fraction): "share:\(model):\(fraction)"
+        }
+    }
+
+    /// This host's curve for the fleet, with `rate` its decisions per second: the window's
+    /// achieved metric, and the replay of its recent predictions under each shared λ.
+    public func curve(rate: Double) -> BudgetCurve {
+        let (qualities, costs, count, achieved) = state.withLock { state in
+            let (qualities, costs, count) = Self.recentRows(state, width: width, window: budget.window)
+            return (qualities, costs, count, Self.achieved(state, share: targetIndex != nil))
+        }
+        let points = count == 0 ? [] : Self.curveLambdas.map { replay($0, qualities: qualities, costs: costs, count: count) }
+        return BudgetCurve(rate: rate, achieved: achieved, points: points)
+    }
+
+    /// The fleet's other hosts as last read (empty when alone or when the fleet is out of
+    /// reach: the controller then holds its own traffic to the target), and this host's rate.
+    /// The next fit aims the fleet's rate-weighted aggregate at the target, under one λ.
+    public func setFleet(peers: [BudgetCurve], localRate: Double) {
+        let usable = peers.filter { $0.rate > 0 && $0.points.count == Self.curveLambdas.count }
+        state.withLock {
+            $0.peers = usable
+            $0.localRate = localRate
+        }
+    }
+
     private var targetValue: Double {
         switch budget.target {
         case .meanCost(let cost): cost
@@ -101,7 +175,7 @@ public final class BudgetController: Sendable {
     func record(qualities: [Double], costs: [Double], chosen: Int) -> BudgetTicket {
         precondition(qualities.count == width && costs.count == width)
         var ticket = BudgetTicket(number: 0, slot: 0)
-        let due: (qualities: [Double], costs: [Double], count: Int, achieved: Double)? = state.withLock { state in
+        let due: (qualities: [Double], costs: [Double], count: Int, achieved: Double, fleet: Fleet?)? = state.withLock { state in
             let slot = state.next
             state.recorded += 1
             ticket = BudgetTicket(number: state.recorded, slot: slot)
@@ -119,31 +193,62 @@ public final class BudgetController: Sendable {
             guard state.sinceFit >= interval, !state.fitting else { return nil }
             state.sinceFit = 0
             state.fitting = true
-            // The fit replays the most recent quarter of the window: under drift the whole window
-            // would describe prompts half a window old. The feedback below covers the whole window.
-            let recent = min(state.filled, max(Self.minimumFitRows, budget.window / 4))
-            var qualities = [Double](repeating: 0, count: recent * width)
-            var costs = [Double](repeating: 0, count: recent * width)
-            for row in 0..<recent {
-                let slot = (state.next - recent + row + budget.window) % budget.window
-                for column in 0..<width {
-                    qualities[row * width + column] = state.qualities[slot * width + column]
-                    costs[row * width + column] = state.costs[slot * width + column]
-                }
-            }
-            return (qualities, costs, recent, Self.achieved(state, share: targetIndex != nil))
+            let (qualities, costs, recent) = Self.recentRows(state, width: width, window: budget.window)
+            let achieved = Self.achieved(state, share: targetIndex != nil)
+            let fleet = Fleet(peers: state.peers, localRate: state.localRate)
+            return (qualities, costs, recent, fleet?.aggregate(local: achieved) ?? achieved, fleet)
         }
         // The fit runs outside the lock: decisions keep using the previous λ meanwhile.
         guard let due else { return ticket }
         let goal = targetValue
         var aim = goal + Self.feedbackGain * (goal - due.achieved)
         aim = targetIndex == nil ? min(max(aim, 0), 2 * goal) : min(max(aim, 0), 1)
-        let lambda = fit(qualities: due.qualities, costs: due.costs, count: due.count, target: aim)
+        let lambda = fit(qualities: due.qualities, costs: due.costs, count: due.count, target: aim, fleet: due.fleet)
         state.withLock {
             $0.lambda = lambda
             $0.fitting = false
         }
         return ticket
+    }
+
+    /// The rows a fit replays: the most recent quarter of the window (under drift the whole window
+    /// would describe prompts half a window old; the feedback on the achieved metric covers the
+    /// whole window), at least ``minimumFitRows``.
+    private static func recentRows(_ state: State, width: Int, window: Int) -> (qualities: [Double], costs: [Double], count: Int) {
+        let recent = min(state.filled, max(minimumFitRows, window / 4))
+        var qualities = [Double](repeating: 0, count: recent * width)
+        var costs = [Double](repeating: 0, count: recent * width)
+        for row in 0..<recent {
+            let slot = (state.next - recent + row + window) % window
+            for column in 0..<width {
+                qualities[row * width + column] = state.qualities[slot * width + column]
+                costs[row * width + column] = state.costs[slot * width + column]
+            }
+        }
+        return (qualities, costs, recent)
+    }
+
+    /// The other hosts' curves and weights, as one fit sees them.
+    struct Fleet {
+        var peers: [BudgetCurve]
+        var localWeight: Double
+        var total: Double
+
+        /// Nil when there are no peers: the controller is alone.
+        init?(peers: [BudgetCurve], localRate: Double) {
+            guard !peers.isEmpty else { return nil }
+            self.peers = peers
+            localWeight = max(localRate, 0)
+            total = localWeight + peers.reduce(0) { $0 + $1.rate }
+        }
+
+        func aggregate(local: Double) -> Double {
+            (localWeight * local + peers.reduce(0) { $0 + $1.rate * $1.achieved }) / total
+        }
+
+        func aggregate(local: Double, at lambda: Double) -> Double {
+            (localWeight * local + peers.reduce(0) { $0 + $1.rate * $1.value(at: lambda) }) / total
+        }
     }
 
     /// Whether the window still holds the decision `ticket` names.
@@ -186,6 +291,7 @@ public final class BudgetController: Sendable {
 
     /// The metric the window would have shown under `lambda`.
     private func replay(_ lambda: Double, qualities: [Double], costs: [Double], count: Int) -> Double {
+        guard count > 0 else { return 0 }
         var total = 0.0
         for row in 0..<count {
             let base = row * width
@@ -201,8 +307,13 @@ public final class BudgetController: Sendable {
     }
 
     /// The λ whose replay meets the target: bisection on log λ between λ = 0 and a λ at which
-    /// price alone decides.
-    private func fit(qualities: [Double], costs: [Double], count: Int, target: Double) -> Double {
+    /// price alone decides. With a fleet, the replay is of this host's rows and the other hosts'
+    /// curves, weighted by their rates, so every host fits the one λ that holds the aggregate.
+    private func fit(qualities: [Double], costs: [Double], count: Int, target: Double, fleet: Fleet?) -> Double {
+        func replay(_ lambda: Double, qualities: [Double], costs: [Double], count: Int) -> Double {
+            let local = self.replay(lambda, qualities: qualities, costs: costs, count: count)
+            return fleet?.aggregate(local: local, at: lambda) ?? local
+        }
         let atZero = replay(0, qualities: qualities, costs: costs, count: count)
         if abs(atZero - target) <= 1e-12 { return 0 }
         // Cost differences are tiny next to quality differences: the λ that matters can be
@@ -243,9 +354,11 @@ public final class BudgetController: Sendable {
             let achieved: Double? = state.filled > 0 ? Self.achieved(state, share: targetIndex != nil) : nil
             var model: String?
             if case .share(let name, _) = budget.target { model = name }
+            let fleet = Fleet(peers: state.peers, localRate: state.localRate)
             return BudgetSnapshot(
                 metric: targetIndex == nil ? "mean_cost" : "share", model: model, target: targetValue, achieved: achieved, lambda: state.lambda,
-                decisions: state.filled, window: budget.window)
+                decisions: state.filled, window: budget.window, fleetAchieved: fleet.map { $0.aggregate(local: achieved ?? 0) },
+                fleetHosts: fleet.map { $0.peers.count })
         }
     }
 }

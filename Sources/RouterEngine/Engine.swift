@@ -316,9 +316,9 @@ public final class Engine: Sendable {
         }
         if let session {
             // A session is its requester's: another uid or key naming the same session id gets its own.
-            let owned = (requester.map { "\($0)" } ?? "-") + "\u{0}" + session
             let (model, affinity) = sessions.decide(
-                router: router.name, session: owned, choice: candidates[chosen], candidates: candidates, now: clock.seconds)
+                router: router.name, owner: requester.map { "\($0)" } ?? "-", session: session, choice: candidates[chosen],
+                candidates: candidates, now: clock.seconds)
             chosen = candidates.firstIndex(of: model) ?? chosen
             decision.affinity = affinity
             // A session keeps its model: past its first decision the draw decides nothing.
@@ -493,6 +493,22 @@ public final class Engine: Sendable {
         guard let router = generation.routers[outcome.router] else { return }
         learner.submit(outcome, to: router)
     }
+
+    /// The budget controllers of the serving generation, by router: a fleet shares their curves.
+    public var budgetControllers: [String: BudgetController] { current.routers.compactMapValues(\.budget) }
+
+    /// Journals session decisions for `owner`, a fleet that shares sessions, calling `wake` when
+    /// the journal stops being empty; nil ends `owner`'s part.
+    public func shareSessions(owner: ObjectIdentifier, wake: (@Sendable () -> Void)?) { sessions.share(owner: owner, wake: wake) }
+
+    /// Up to `limit` journalled session decisions, oldest first, for the fleet to ship.
+    public func takeSessionChanges(limit: Int) -> [SharedSession] { sessions.takeChanges(limit: limit, now: clock.seconds) }
+
+    /// Another host's session decision, merged into this daemon's sessions.
+    public func mergeSession(_ shared: SharedSession) { sessions.merge(shared, now: clock.seconds) }
+
+    /// How long a session outlives its last decision, in seconds.
+    public var sessionTTL: Double { sessions.ttl }
 
     /// Learns from an outcome another daemon of the fleet acknowledged, on the generation serving
     /// now: as ``learn(_:on:)``, but not counted in this daemon's outcome statistics, which are

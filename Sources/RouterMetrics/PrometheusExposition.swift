@@ -128,6 +128,11 @@ public enum PrometheusExposition {
                 if let achieved = budget.achieved {
                     gauge("budget_achieved", "A budget policy's metric over the decisions in its window.", achieved, [label, metric])
                 }
+                if let fleetAchieved = budget.fleetAchieved {
+                    gauge(
+                        "budget_fleet_achieved", "A fleet-shared budget's metric over the fleet's hosts, weighted by their decision rates.",
+                        fleetAchieved, [label, metric])
+                }
                 gauge("budget_lambda", "The λ a budget policy decides with now.", budget.lambda, [label])
             }
         }
@@ -164,6 +169,10 @@ public enum PrometheusExposition {
                         milliseconds / 1000, [("quantile", quantile)])
                 }
             }
+            counter("fleet_budget_exchanges_total", "Budget exchanges with the fleet's database (share: budgets).", fleet.budgetExchanges)
+            gauge("fleet_budget_hosts", "The most other hosts any fleet-shared budget counts now.", Double(fleet.budgetPeers))
+            counter("fleet_sessions_shipped_total", "Session decisions this daemon shipped to the fleet's database.", fleet.sessionsShipped)
+            counter("fleet_sessions_received_total", "Other hosts' session decisions merged into this daemon's sessions.", fleet.sessionsReceived)
             gauge(
                 "fleet_last_attempt_failed", "1 while the fleet's last attempt failed (its message is in stats' fleet.last_error), else 0.",
                 fleet.lastError == nil ? 0 : 1)

@@ -596,8 +596,15 @@ public struct BudgetStats: Codable, Sendable, Hashable {
     /// Decisions in the window, up to `window`.
     public var decisions: Int
     public var window: Int
+    /// With a fleet that shares budgets: the metric over the fleet (each host's window weighted by
+    /// its decision rate), which the controller holds to the target, and the other hosts it counts.
+    public var fleetAchieved: Double?
+    public var fleetHosts: Int?
 
-    public init(metric: String, model: String?, target: Double, achieved: Double?, lambda: Double, decisions: Int, window: Int) {
+    public init(
+        metric: String, model: String?, target: Double, achieved: Double?, lambda: Double, decisions: Int, window: Int,
+        fleetAchieved: Double? = nil, fleetHosts: Int? = nil
+    ) {
         self.metric = metric
         self.model = model
         self.target = target
@@ -605,6 +612,14 @@ public struct BudgetStats: Codable, Sendable, Hashable {
         self.lambda = lambda
         self.decisions = decisions
         self.window = window
+        self.fleetAchieved = fleetAchieved
+        self.fleetHosts = fleetHosts
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case metric, model, target, achieved, lambda, decisions, window
+        case fleetAchieved = "fleet_achieved"
+        case fleetHosts = "fleet_hosts"
     }
 }
 
@@ -691,10 +706,19 @@ public struct FleetStats: Codable, Sendable, Hashable {
     public var lagP50Ms: Double?
     public var lagP99Ms: Double?
     public var lastError: String?
+    /// What the fleet shares: outcomes, budgets, sessions.
+    public var share: [String]
+    /// Budget exchanges with the database, and the most other hosts any budget counts now.
+    public var budgetExchanges: UInt64
+    public var budgetHosts: Int
+    /// Session decisions shipped, and other hosts' merged into this daemon's sessions.
+    public var sessionsShipped: UInt64
+    public var sessionsReceived: UInt64
 
     public init(
         name: String, host: String, source: String, connected: Bool, outboxDepth: Int64, shipped: UInt64, received: UInt64, skipped: UInt64,
-        lagP50Ms: Double?, lagP99Ms: Double?, lastError: String?
+        lagP50Ms: Double?, lagP99Ms: Double?, lastError: String?, share: [String] = ["outcomes"], budgetExchanges: UInt64 = 0,
+        budgetHosts: Int = 0, sessionsShipped: UInt64 = 0, sessionsReceived: UInt64 = 0
     ) {
         self.name = name
         self.host = host
@@ -707,10 +731,19 @@ public struct FleetStats: Codable, Sendable, Hashable {
         self.lagP50Ms = lagP50Ms
         self.lagP99Ms = lagP99Ms
         self.lastError = lastError
+        self.share = share
+        self.budgetExchanges = budgetExchanges
+        self.budgetHosts = budgetHosts
+        self.sessionsShipped = sessionsShipped
+        self.sessionsReceived = sessionsReceived
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, host, source, connected, shipped, received, skipped
+        case name, host, source, connected, shipped, received, skipped, share
+        case budgetExchanges = "budget_exchanges"
+        case budgetHosts = "budget_hosts"
+        case sessionsShipped = "sessions_shipped"
+        case sessionsReceived = "sessions_received"
         case outboxDepth = "outbox_depth"
         case lagP50Ms = "lag_p50_ms"
         case lagP99Ms = "lag_p99_ms"

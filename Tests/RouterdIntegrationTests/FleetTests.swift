@@ -1,4 +1,5 @@
 import Foundation
+import RouterProtocol
 import RouterdTestSupport
 import Testing
 
@@ -208,5 +209,80 @@ struct FleetTests {
         )
         #expect(try eventually(within: 10) { try Self.fleetStats(a.connection)["outbox_depth"] as? Int == 0 })
         #expect(try cluster.query("SELECT count(*), count(DISTINCT seq) FROM routerd_outcomes") == "18|18")
+    }
+
+    /// A daemon of the fleet `test` that shares `share` and routes with `routers`, without feedback.
+    static func member(
+        host: String, share: String, routers: String, cluster: PostgresCluster, passwordFile: String, encoders: String = "",
+        models: String = ""
+    ) throws -> Member {
+        let directory = try TemporaryDirectory()
+        let daemon = try Daemon(directory: directory) { socket in
+            TestConfig.yaml(
+                socket: socket, routers: routers, limits: "  idle_timeout: 600", encoders: encoders, models: models,
+                extra: """
+                    fleet:
+                      url: \(cluster.url)
+                      password_file: \(passwordFile)
+                      name: test
+                      host: \(host)
+                      share: [\(share)]
+                      poll_interval_ms: 200
+                      budget_interval_ms: 100
+                    """)
+        }
+        return Member(directory: directory, daemon: daemon, connection: try daemon.connect())
+    }
+
+    /// A session's turn on `member`: the policy picks the strong model with threshold 0 and the
+    /// weak one with threshold 1 (the seeded random router's scores are below 1).
+    static func turn(_ member: Member, session: String, strong: Bool) throws -> Decision {
+        try member.connection.decision(
+            #"{"op":"route","router":"random","prompt":"Tell me more.","session":"\#(session)","threshold":\#(strong ? 0 : 1)}"#)
+    }
+
+    static func sessionsReceived(_ member: Member) throws -> Int {
+        try fleetStats(member.connection)["sessions_received"] as? Int ?? 0
+    }
+
+    @Test func aSessionKeepsItsModelOnWhicheverHostServesItsNextTurn() throws {
+        let shared = try TemporaryDirectory()
+        let cluster = try PostgresCluster()
+        let passwordFile = try shared.write("pg-password", cluster.password)
+        chmod(passwordFile, 0o600)
+        let (a, b) = try (
+            Self.member(host: "a", share: "sessions", routers: TestConfig.randomRouter(), cluster: cluster, passwordFile: passwordFile),
+            Self.member(host: "b", share: "sessions", routers: TestConfig.randomRouter(), cluster: cluster, passwordFile: passwordFile)
+        )
+
+        // The first turn goes to the strong model on a; the next turn, on b, would go to the weak
+        // model, but the conversation keeps the strong one.
+        let first = try Self.turn(a, session: "chat-1", strong: true)
+        #expect(first.model == TestConfig.strong && first.affinity == "new")
+        #expect(try eventually(within: 10) { try Self.sessionsReceived(b) >= 1 }, "\(String(describing: try? Self.fleetStats(b.connection)))")
+        let second = try Self.turn(b, session: "chat-1", strong: false)
+        #expect(second.model == TestConfig.strong && second.affinity == "kept", "\(second)")
+        // Another conversation on b is b's policy's alone.
+        let other = try Self.turn(b, session: "chat-2", strong: false)
+        #expect(other.model == TestConfig.weak && other.affinity == "new", "\(other)")
+
+        // A session that moves up on one host is up everywhere: chat-2 escalates on a (which
+        // learns of it from b first), then its next turn on b keeps the strong model.
+        #expect(try eventually(within: 10) { try Self.sessionsReceived(a) >= 2 }, "\(String(describing: try? Self.fleetStats(a.connection)))")
+        let escalated = try Self.turn(a, session: "chat-2", strong: true)
+        #expect(escalated.model == TestConfig.strong && escalated.affinity == "escalated", "\(escalated)")
+        #expect(try eventually(within: 10) { try Self.sessionsReceived(b) >= 2 }, "\(String(describing: try? Self.fleetStats(b.connection)))")
+        let kept = try Self.turn(b, session: "chat-2", strong: false)
+        #expect(kept.model == TestConfig.strong && kept.affinity == "kept", "\(kept)")
+
+        // One row per conversation, the last decision of either host; each host shipped its own turns.
+        #expect(
+            try cluster.query("SELECT router, session, model FROM routerd_sessions WHERE fleet = 'test' ORDER BY session") == """
+                random|chat-1|\(TestConfig.strong)
+                random|chat-2|\(TestConfig.strong)
+                """)
+        #expect(try eventually(within: 10) { try Self.fleetStats(b.connection)["sessions_shipped"] as? Int == 3 })
+        #expect(try Self.fleetStats(a.connection)["sessions_shipped"] as? Int == 2)
+        #expect(try Self.fleetStats(a.connection)["share"] as? [String] == ["sessions"])
     }
 }
