@@ -1,6 +1,7 @@
 import Foundation
 import RouterProtocol
 import RouterdTestSupport
+import StableHash
 import Testing
 
 /// Daemons sharing outcomes through a real PostgreSQL server (a throwaway cluster per test):
@@ -228,7 +229,7 @@ struct FleetTests {
                       host: \(host)
                       share: [\(share)]
                       poll_interval_ms: 200
-                      budget_interval_ms: 100
+                      budget_interval_ms: 50
                     """)
         }
         return Member(directory: directory, daemon: daemon, connection: try daemon.connect())
@@ -284,5 +285,85 @@ struct FleetTests {
         #expect(try eventually(within: 10) { try Self.fleetStats(b.connection)["sessions_shipped"] as? Int == 3 })
         #expect(try Self.fleetStats(a.connection)["sessions_shipped"] as? Int == 2)
         #expect(try Self.fleetStats(a.connection)["share"] as? [String] == ["sessions"])
+    }
+
+    /// Two hosts hold a fleet budget of a 30% share of gpt-4 together: host a's prompts drift from
+    /// MMLU-style questions to Arena chat, host b's stay questions. The check is the fleet's share
+    /// over both hosts' last windows, from the decisions the test received, at every checkpoint.
+    @Test(.requires(.sharedData("train/mmlu-pro.quality.jsonl")))
+    func aFleetBudgetHoldsTheFleetsShareWhileOneHostDrifts() throws {
+        let shared = try TemporaryDirectory()
+        let cluster = try PostgresCluster()
+        let passwordFile = try shared.write("pg-password", cluster.password)
+        chmod(passwordFile, 0o600)
+        let window = 500
+        let count = 1800
+        // The same MF router twice: `share` holds the budget; `warm` has none, and routing each
+        // distinct prompt through it first fills the embedding cache, so the budget's replay runs
+        // at the speed of decisions, many to each budget exchange.
+        let routers =
+            BudgetTests.router("share", target: "share: 0.3, model: \(TestConfig.strong), window: \(window)") + "\n"
+            + BudgetTests.router("warm", target: "share: 0.5, model: \(TestConfig.strong)")
+        let models = "models: \(Package.root)/etc/routerd/models.yaml"
+        let hosts = try ["a", "b"].map {
+            try Self.member(
+                host: $0, share: "budgets", routers: routers, cluster: cluster, passwordFile: passwordFile, encoders: EncoderFixture.encoders(),
+                models: models)
+        }
+        let drifting = try BudgetTests.driftingStream(count: count, pool: 80)
+        let questions = Array(try BudgetTests.prompts("mmlu-pro.quality.jsonl").prefix(80))
+        let steady = (0..<count).map { questions[Int(SplitMix64.mix(UInt64($0) &+ 0x5EED) % UInt64(questions.count))] }
+        let streams = [drifting, steady]
+        let connections = hosts.map(\.connection)
+        @Sendable func route(_ host: Int, _ router: String, _ prompt: String) throws -> Decision {
+            let escaped = String(decoding: try JSONEncoder().encode(prompt), as: UTF8.self)
+            return try connections[host].decision(#"{"op":"route","router":"\#(router)","prompt":\#(escaped)}"#)
+        }
+        // Both hosts warm their caches at once.
+        DispatchQueue.concurrentPerform(iterations: 2) { host in
+            for prompt in Set(streams[host]) { _ = try? route(host, "warm", prompt) }
+        }
+
+        var strong: [[Bool]] = [[], []]
+        var checkpoints: [(index: Int, fleet: Double, local: [Double], reported: [Double?], lambdas: [Double])] = []
+        for index in 0..<count {
+            for host in 0..<2 { strong[host].append(try route(host, "share", streams[host][index]).model == TestConfig.strong) }
+            // About one budget exchange (50 ms) per 20 decisions of each host.
+            usleep(2000)
+            if index + 1 >= 2 * window, (index + 1) % 100 == 0 {
+                let windows = strong.map { $0.suffix(window) }
+                let local = windows.map { Double($0.filter { $0 }.count) / Double(window) }
+                let budgets = try hosts.map {
+                    try #require(
+                        ((try $0.connection.request(#"{"op":"stats"}"#).result["routers"] as? [String: Any])?["share"] as? [String: Any])?["budget"]
+                            as? [String: Any])
+                }
+                checkpoints.append(
+                    (
+                        index + 1, local.reduce(0, +) / 2, local, budgets.map { $0["fleet_achieved"] as? Double },
+                        budgets.map { $0["lambda"] as? Double ?? 0 }
+                    ))
+            }
+        }
+        for checkpoint in checkpoints {
+            print(
+                String(
+                    format: "fleet budget: after %4d decisions per host the fleet's share is %.3f (a %.3f, b %.3f; a reports %.3f), λ a %.1f b %.1f",
+                    checkpoint.index, checkpoint.fleet, checkpoint.local[0], checkpoint.local[1], checkpoint.reported[0] ?? -1, checkpoint.lambdas[0],
+                    checkpoint.lambdas[1]))
+            #expect(abs(checkpoint.fleet - 0.3) <= 0.3 * 0.05, "after \(checkpoint.index) decisions per host: the fleet's share \(checkpoint.fleet)")
+            #expect(checkpoint.reported.allSatisfy { $0 != nil }, "each host reports the fleet's share: \(checkpoint.reported)")
+        }
+        // The share went where the prompts gain most from gpt-4: to the host whose prompts became
+        // chat, while each host alone would hold 30% of its own; both decide under about one λ
+        // (each fits the same curves, read at most one exchange apart).
+        let last = try #require(checkpoints.last)
+        #expect(last.local[0] > last.local[1] + 0.1, "local shares \(last.local)")
+        #expect(abs(last.lambdas[0] - last.lambdas[1]) <= 0.35 * max(last.lambdas[0], last.lambdas[1]), "λ \(last.lambdas)")
+        for host in hosts {
+            let stats = try Self.fleetStats(host.connection)
+            #expect(stats["budget_hosts"] as? Int == 1 && (stats["budget_exchanges"] as? Int ?? 0) > 10, "\(stats)")
+        }
+        #expect(try cluster.query("SELECT count(*) FROM routerd_budgets WHERE fleet = 'test' AND router = 'share'") == "2")
     }
 }
