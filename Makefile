@@ -12,7 +12,7 @@ RELEASE_BIN := .build/release
 DATA        ?= ../shared/data
 TRAIN_FILES ?= $(DATA)/train/arena-bench-v1.battles.jsonl $(DATA)/train/mmlu-gold.battles.jsonl
 
-.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-gateway bench-encoder bench-learning bench-offpolicy bench-novelty bench-coldstart check-config format lint install clean weights eval
+.PHONY: all setup build run test test-python test-llm test-asan test-tsan llm-server fuzz soak eval-many eval-llm bench bench-gateway bench-fleet bench-encoder bench-learning bench-offpolicy bench-novelty bench-coldstart check-config format lint install clean weights eval
 
 all: build
 
@@ -210,6 +210,11 @@ bench-gateway: setup
 	scripts/bench-gateway-peers.sh start $(GATEWAY_STUB_PORT) $(LITELLM_PORT)
 	.build/release/routerctl bench-gateway --stub-port $(GATEWAY_STUB_PORT) --peer litellm=http://127.0.0.1:$(LITELLM_PORT)/v1=bench=sk-routerd-bench-gateway $(BENCH_GATEWAY_FLAGS); \
 		status=$$?; scripts/bench-gateway-peers.sh stop; exit $$status
+
+## bench-fleet: three daemons sharing outcomes through a throwaway PostgreSQL server, and one without
+## `fleet:`: route on/off, outcomes/s, replication lag, catch-up after a 60 s outage (docs/RESULTS.md, "The fleet")
+bench-fleet: build
+	scripts/bench-fleet.sh run $(BENCH_FLEET_FLAGS)
 
 ## soak: routerd (release, or SOAK_BUILD=debug) under SOAK_MINUTES of mixed traffic: every op, the learned
 ## routers on fresh and repeated prompts, bad lines, connection churn, a reload or set every 10 s with

@@ -19,6 +19,10 @@ extension FleetSync {
     static let sessionBatch = 2000
     /// How often rows past the session TTL are deleted.
     static let sessionPruneInterval = 60.0
+    /// The least time between two shipped batches: under load a batch then carries every change
+    /// of that time (the last per session), in one transaction and one NOTIFY that wakes every
+    /// other host, instead of one per decision.
+    static let sessionShipInterval = 0.05
 
     func sessionLoop() {
         var connection: PostgresConnection?
@@ -27,6 +31,7 @@ extension FleetSync {
         var pending: [SharedSession] = []
         var backoff = 0.5
         var lastPrune = Date.distantPast
+        var lastShip = Date.distantPast
         let query = """
             SELECT s.router, s.owner, s.session, s.model, s.rank, s.seen_at, s.host, s.host_seq
             FROM routerd_session_hosts h
@@ -56,9 +61,15 @@ extension FleetSync {
                     }
                     connection = opened
                 }
+                let wait = Self.sessionShipInterval - Date().timeIntervalSince(lastShip)
+                if wait > 0 {
+                    var pollers = [pollfd(fd: tailerWake.read, events: Int16(POLLIN), revents: 0)]
+                    _ = poll(&pollers, 1, Int32(wait * 1000))
+                }
                 pending += engine.takeSessionChanges(limit: max(0, Self.sessionBatch - pending.count))
                 if !pending.isEmpty {
                     let shipped = try shipSessions(pending, after: hostSeq, on: connection!)
+                    lastShip = Date()
                     hostSeq = shipped.lastSeq
                     state.withLock { $0.sessionsShipped += UInt64(shipped.rows) }
                     pending = []

@@ -31,6 +31,8 @@ public struct FleetStatus: Sendable, Hashable {
     /// Session decisions shipped to the database, and other hosts' merged into this daemon's sessions.
     public var sessionsShipped: UInt64 = 0
     public var sessionsReceived: UInt64 = 0
+    /// Times the outbox was rewritten without its shipped lines.
+    public var compactions: UInt64 = 0
     /// What the fleet shares, in `fleet.share`'s words.
     public var share: [String] = []
 }
@@ -51,6 +53,7 @@ public final class FleetSync: Sendable {
     let engine: Engine
     let files: FleetFiles?
     private let lastWritten: @Sendable () -> Int64
+    private let compactOutbox: (@Sendable (Int64) -> String?)?
     let logger: Logger
     let state: Mutex<FleetStatus>
     private let lags = Mutex(RecentWindow())
@@ -76,10 +79,15 @@ public final class FleetSync: Sendable {
     public struct Outbox: Sendable {
         public var directory: String
         public var lastWritten: @Sendable () -> Int64
+        /// Rewrites the outbox without its first bytes (shipped lines); returns a problem, or nil.
+        public var compact: @Sendable (Int64) -> String?
 
-        public init(directory: String, lastWritten: @escaping @Sendable () -> Int64) {
+        public init(
+            directory: String, lastWritten: @escaping @Sendable () -> Int64, compact: @escaping @Sendable (Int64) -> String? = { _ in nil }
+        ) {
             self.directory = directory
             self.lastWritten = lastWritten
+            self.compact = compact
         }
     }
 
@@ -91,6 +99,7 @@ public final class FleetSync: Sendable {
         self.engine = engine
         self.files = outbox.map { FleetFiles(directory: $0.directory) }
         if let outbox { self.lastWritten = outbox.lastWritten } else { self.lastWritten = { 0 } }
+        self.compactOutbox = outbox?.compact
         self.logger = logger
         let shipsOutcomes = settings.share.contains(.outcomes) && files != nil
         let identity = try files?.outboxIdentity()
@@ -216,7 +225,7 @@ public final class FleetSync: Sendable {
         var cursor = shippedCursor()
         var connection: PostgresConnection?
         var backoff = 0.5
-        let reader = open(files.outbox, O_RDONLY | O_CLOEXEC)
+        var reader = open(files.outbox, O_RDONLY | O_CLOEXEC)
         defer { if reader >= 0 { close(reader) } }
         guard reader >= 0 else {
             record(error: "cannot open \(files.outbox): \(String(cString: strerror(errno)))", "shipper")
@@ -238,21 +247,44 @@ public final class FleetSync: Sendable {
                     connection = opened
                     state.withLock { $0.connected = true }
                 }
-                let (lines, consumed, lastSeq) = try readBatch(reader, path: files.outbox, from: cursor.offset)
-                guard !lines.isEmpty else {
+                guard let batch = try readBatch(reader, path: files.outbox, from: cursor.offset, after: cursor.seq) else {
+                    // The offset does not lead to the line after the cursor's seq: a crash fell
+                    // between a compaction and the cursor's update. The lines are found by seq.
+                    cursor.offset = 0
+                    continue
+                }
+                guard batch.consumed > 0 else {
                     pause(0.05)
                     continue
                 }
-                try ship(lines, lastSeq: lastSeq, source: source, on: connection!)
-                cursor.offset += Int64(consumed)
-                cursor.seq = lastSeq
-                shippedSeq.store(lastSeq, ordering: .relaxed)
+                if !batch.lines.isEmpty {
+                    try ship(batch.lines, lastSeq: batch.lastSeq, source: source, on: connection!)
+                    cursor.seq = batch.lastSeq
+                    shippedSeq.store(batch.lastSeq, ordering: .relaxed)
+                }
+                cursor.offset += Int64(batch.consumed)
                 state.withLock {
-                    $0.shipped += UInt64(lines.count)
+                    $0.shipped += UInt64(batch.lines.count)
                     $0.lastError = nil
                 }
                 try files.writeShipped(cursor)
                 backoff = 0.5
+                // Shipped lines are dropped from the outbox once they take `outbox_compact_bytes`.
+                if cursor.offset >= settings.outboxCompactBytes, let compactOutbox {
+                    if let problem = compactOutbox(cursor.offset) {
+                        record(error: problem, "shipper")
+                    } else {
+                        close(reader)
+                        reader = open(files.outbox, O_RDONLY | O_CLOEXEC)
+                        guard reader >= 0 else {
+                            record(error: "cannot open \(files.outbox): \(String(cString: strerror(errno)))", "shipper")
+                            return
+                        }
+                        cursor.offset = 0
+                        try files.writeShipped(cursor)
+                        state.withLock { $0.compactions += 1 }
+                    }
+                }
             } catch {
                 record(error: error.message, "shipper")
                 connection = nil
@@ -282,11 +314,12 @@ public final class FleetSync: Sendable {
         }
     }
 
-    /// Whole lines from `offset`, at most ``batchRows`` of them and about 4 MiB, with the bytes
-    /// they span and the last one's seq.
-    private func readBatch(_ fd: Int32, path: String, from offset: Int64) throws(FleetError) -> (
+    /// Whole lines from `offset`, at most ``batchRows`` of them and about 4 MiB: the bytes they
+    /// span, and those of them past seq `after`, with the last one's seq. Nil when the first line
+    /// there is not the one after `after` (from a nonzero offset): the offset is stale.
+    private func readBatch(_ fd: Int32, path: String, from offset: Int64, after: Int64) throws(FleetError) -> (
         lines: [ArraySlice<UInt8>], consumed: Int, lastSeq: Int64
-    ) {
+    )? {
         var buffer = [UInt8](repeating: 0, count: 4 << 20)
         var count = pread(fd, &buffer, buffer.count, off_t(offset))
         guard count >= 0 else { throw FleetError("cannot read \(path): \(String(cString: strerror(errno)))") }
@@ -296,21 +329,32 @@ public final class FleetSync: Sendable {
             buffer = [UInt8](repeating: 0, count: Int(size - off_t(offset)))
             count = pread(fd, &buffer, buffer.count, off_t(offset))
         }
+        if count == 0, offset > 0, lseek(fd, 0, SEEK_END) < off_t(offset), after < lastWritten() {
+            return nil  // past the end of a compacted file
+        }
         var lines: [ArraySlice<UInt8>] = []
         var start = 0
         var index = 0
-        while index < count, lines.count < Self.batchRows {
+        var lastSeq: Int64 = 0
+        var whole = 0
+        while index < count, whole < Self.batchRows {
             if buffer[index] == 0x0A {
-                lines.append(buffer[start..<index])
+                let line = buffer[start..<index]
+                guard let seq = FleetOutcome.seq(ofLine: line) else {
+                    if offset > 0, whole == 0 { return nil }
+                    throw FleetError("\(path) holds a line that is not an outbox row at byte \(offset + Int64(start)); move the file aside")
+                }
+                if whole == 0, offset > 0, seq != after + 1 { return nil }
+                if seq > after {
+                    lines.append(line)
+                    lastSeq = seq
+                }
+                whole += 1
                 start = index + 1
             }
             index += 1
         }
-        guard let last = lines.last else { return ([], 0, 0) }
-        guard let seq = FleetOutcome.seq(ofLine: last) else {
-            throw FleetError("\(path) holds a line that is not an outbox row at byte \(offset + Int64(start)); move the file aside")
-        }
-        return (lines, start, seq)
+        return (lines, start, lastSeq)
     }
 
     private func ship(_ lines: [ArraySlice<UInt8>], lastSeq: Int64, source: String, on connection: PostgresConnection) throws(FleetError) {

@@ -60,6 +60,9 @@ final class PostgresConnection {
             PQfinish(connection)
             throw PostgresError(.connect, "cannot connect to PostgreSQL: \(message)")
         }
+        // libpq prints the server's notices to standard error, that is routerd's journal; the only
+        // ones routerd's statements raise are "already exists, skipping" from its IF NOT EXISTS.
+        PQsetNoticeProcessor(connection, { _, _ in }, nil)
         self.connection = connection
     }
 

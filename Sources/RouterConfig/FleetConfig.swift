@@ -30,10 +30,13 @@ extension DaemonConfig {
         public var connectTimeoutSeconds: Int
         /// How often a host publishes its budgets and reads the others', in seconds.
         public var budgetIntervalSeconds: Double
+        /// The outbox is rewritten without its shipped lines once they take this many bytes.
+        public var outboxCompactBytes: Int64
 
         public init(
             url: String, password: String? = nil, name: String, host: String, share: Set<Share> = [.outcomes],
-            pollIntervalSeconds: Double = 1, connectTimeoutSeconds: Int = 5, budgetIntervalSeconds: Double = 1
+            pollIntervalSeconds: Double = 1, connectTimeoutSeconds: Int = 5, budgetIntervalSeconds: Double = 1,
+            outboxCompactBytes: Int64 = 64 << 20
         ) {
             self.url = url
             self.password = password
@@ -43,6 +46,7 @@ extension DaemonConfig {
             self.pollIntervalSeconds = pollIntervalSeconds
             self.connectTimeoutSeconds = connectTimeoutSeconds
             self.budgetIntervalSeconds = budgetIntervalSeconds
+            self.outboxCompactBytes = outboxCompactBytes
         }
     }
 }
@@ -54,7 +58,7 @@ extension ConfigLoader {
             "fleet",
             allowed: [
                 "url", "password_file", "password_env", "name", "host", "share", "poll_interval_ms", "connect_timeout",
-                "budget_interval_ms",
+                "budget_interval_ms", "outbox_compact_bytes",
             ],
             diagnostics)
         guard let urlNode = fields["url"] else {
@@ -131,9 +135,10 @@ extension ConfigLoader {
         let poll = fields["poll_interval_ms"]?.int("fleet.poll_interval_ms", in: 10...60_000, diagnostics) ?? 1000
         let timeout = fields["connect_timeout"]?.int("fleet.connect_timeout", in: 2...600, diagnostics) ?? 5
         let budgetInterval = fields["budget_interval_ms"]?.int("fleet.budget_interval_ms", in: 50...60_000, diagnostics) ?? 1000
+        let compactBytes = fields["outbox_compact_bytes"]?.int("fleet.outbox_compact_bytes", in: 1024...(1 << 40), diagnostics) ?? (64 << 20)
         return DaemonConfig.Fleet(
             url: url, password: password, name: name, host: host, share: share, pollIntervalSeconds: Double(poll) / 1000,
-            connectTimeoutSeconds: timeout, budgetIntervalSeconds: Double(budgetInterval) / 1000)
+            connectTimeoutSeconds: timeout, budgetIntervalSeconds: Double(budgetInterval) / 1000, outboxCompactBytes: Int64(compactBytes))
     }
 
     static func isFleetName(_ name: String) -> Bool {

@@ -68,6 +68,10 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
     private let descriptors: [File: Int32]
     private let condition = NSCondition()
     private var queue: [Pending] = []
+    /// A compaction of the outbox the fleet's shipper waits for (under `condition`): the bytes to
+    /// drop, then its result.
+    private var compactionRequest: Int64?
+    private var compactionResult: Result<Void, FeedbackStoreError>?
     private var closing = false
     private var writerDone = false
     private var lastWarning: ContinuousClock.Instant?
@@ -234,10 +238,41 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
         condition.unlock()
     }
 
+    /// Rewrites the outbox without its first `offset` bytes, lines the fleet has shipped, and
+    /// waits until it is done. The writer does it between two commits, so no append interleaves:
+    /// the remaining lines are copied to a new file, synced, renamed over the outbox, and the
+    /// writer's descriptor is pointed at the new file (`dup2`). A crash at any point leaves either
+    /// file whole; the shipper finds its place again by seq (``FleetSync``).
+    public func compactOutbox(before offset: Int64) throws(FeedbackStoreError) {
+        condition.lock()
+        compactionRequest = offset
+        compactionResult = nil
+        condition.broadcast()
+        while compactionResult == nil && !writerDone { condition.wait() }
+        let result = compactionResult
+        compactionRequest = nil
+        compactionResult = nil
+        condition.unlock()
+        switch result {
+        case .success?: return
+        case .failure(let error)?: throw error
+        case nil: throw FeedbackStoreError("feedback: the store closed before compacting the outbox")
+        }
+    }
+
     private func writeLoop() {
         while true {
             condition.lock()
-            while queue.isEmpty && !closing { condition.wait() }
+            while queue.isEmpty && !closing && (compactionRequest == nil || compactionResult != nil) { condition.wait() }
+            if let offset = compactionRequest, compactionResult == nil {
+                condition.unlock()
+                let result = compact(before: offset)
+                condition.lock()
+                compactionResult = result
+                condition.broadcast()
+                condition.unlock()
+                continue
+            }
             if queue.isEmpty && closing {
                 writerDone = true
                 condition.broadcast()
@@ -291,6 +326,56 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
             if case .failure(let error) = result { warn(error, rows: rows.count) }
             for row in rows { row.completion(result) }
         }
+    }
+
+    /// The writer's half of ``compactOutbox(before:)``.
+    private func compact(before offset: Int64) -> Result<Void, FeedbackStoreError> {
+        guard let outbox else { return .failure(FeedbackStoreError("feedback: this store has no outbox")) }
+        let path = FleetFiles(directory: settings.directory).outbox
+        func failure(_ what: String) -> Result<Void, FeedbackStoreError> {
+            .failure(FeedbackStoreError("fleet: compacting \(path): \(what): \(String(cString: strerror(errno)))"))
+        }
+        var info = stat()
+        guard fstat(outbox, &info) == 0 else { return failure("cannot stat it") }
+        guard offset > 0, offset <= Int64(info.st_size) else { return .success(()) }
+        let staging = path + ".compacting"
+        // Opened for appending: after the rename this descriptor is the outbox's, so the writer
+        // never holds one that names an unlinked file.
+        let target = open(staging, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard target >= 0 else { return failure("cannot create \(staging)") }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var position = off_t(offset)
+        while true {
+            let count = pread(outbox, &buffer, buffer.count, position)
+            guard count >= 0 else {
+                Glibc.close(target)
+                return failure("cannot read it")
+            }
+            if count == 0 { break }
+            guard Glibc.write(target, buffer, count) == count else {
+                Glibc.close(target)
+                return failure("cannot write \(staging)")
+            }
+            position += off_t(count)
+        }
+        guard fsync(target) == 0 else {
+            Glibc.close(target)
+            return failure("cannot sync \(staging)")
+        }
+        guard rename(staging, path) == 0 else {
+            Glibc.close(target)
+            return failure("cannot rename \(staging) over it")
+        }
+        // The rename must survive a crash before the old file's name does anything.
+        let folder = open(settings.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folder >= 0 {
+            fsync(folder)
+            Glibc.close(folder)
+        }
+        // The writer's descriptor now names the new file; the old one goes with its last reference.
+        dup2(target, outbox)
+        Glibc.close(target)
+        return .success(())
     }
 
     /// Appends `bytes` and syncs them; on any failure cuts the file back, so no unacknowledged row stays.

@@ -21,7 +21,18 @@ extension FleetSync {
         if let current, current.settings == settings, store === previousStore { return current }
         let fleet = try FleetSync(
             settings: settings,
-            outbox: outbox.map { store in FleetSync.Outbox(directory: store.settings.directory, lastWritten: { [store] in store.lastOutboxSeq }) },
+            outbox: outbox.map { store in
+                FleetSync.Outbox(
+                    directory: store.settings.directory, lastWritten: { [store] in store.lastOutboxSeq },
+                    compact: { [store] offset in
+                        do throws(FeedbackStoreError) {
+                            try store.compactOutbox(before: offset)
+                            return nil
+                        } catch {
+                            return error.description
+                        }
+                    })
+            },
             engine: engine, logger: logger)
         outbox?.observeOutbox { [fleet] in fleet.outboxGrew() }
         return fleet
@@ -34,6 +45,7 @@ extension FleetStats {
             name: status.name, host: status.host, source: status.source, connected: status.connected, outboxDepth: status.outboxDepth,
             shipped: status.shipped, received: status.received, skipped: status.skipped, lagP50Ms: status.lagP50Milliseconds,
             lagP99Ms: status.lagP99Milliseconds, lastError: status.lastError, share: status.share, budgetExchanges: status.budgetExchanges,
-            budgetHosts: status.budgetPeers, sessionsShipped: status.sessionsShipped, sessionsReceived: status.sessionsReceived)
+            budgetHosts: status.budgetPeers, sessionsShipped: status.sessionsShipped, sessionsReceived: status.sessionsReceived,
+            compactions: status.compactions)
     }
 }

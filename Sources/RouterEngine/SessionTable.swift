@@ -37,6 +37,8 @@ final class SessionTable: Sendable {
     private struct Entry: Sendable {
         var model: String
         var rank: Int
+        /// When the fleet last heard of this entry (shipped from here, or merged from another host).
+        var sharedAt: Double = -.infinity
     }
 
     private struct Journal {
@@ -50,6 +52,11 @@ final class SessionTable: Sendable {
     /// The most changes the journal holds for the fleet: past it the oldest go (sessions are soft
     /// state, so a long outage costs the fleet freshness, never memory).
     static let journalLimit = 65_536
+    /// A turn that keeps a session's model is journalled only if the fleet last heard of the
+    /// session this share of the TTL ago: the other hosts need its model, and its time only to
+    /// keep it alive, so a conversation on one host costs the fleet a row per new model and per
+    /// tenth of the TTL, not per turn. Another host may then forget it up to this much early.
+    static let refreshShare = 0.1
 
     private let table: Mutex<ExpiringLRU<Entry>>
     private let journal = Mutex(Journal())
@@ -79,7 +86,7 @@ final class SessionTable: Sendable {
         router: String, owner: String, session: String, choice: Candidate, candidates: [Candidate], now: Double
     ) -> (Candidate, SessionAffinity) {
         let key = Self.key(router: router, owner: owner, session: session)
-        let decided: (Candidate, SessionAffinity) = table.withLock { table in
+        let decided: (Candidate, SessionAffinity, Bool) = table.withLock { table in
             var affinity = SessionAffinity.new
             var decided = choice
             if let entry = table.value(for: key, now: now), let remembered = candidates.first(where: { $0.name == entry.model }) {
@@ -92,9 +99,14 @@ final class SessionTable: Sendable {
                     decided = remembered
                 }
             }
-            table.set(key, Entry(model: decided.name, rank: decided.rank), now: now)
-            return (decided, affinity)
+            let previous = table.value(for: key, now: now)
+            var entry = Entry(model: decided.name, rank: decided.rank, sharedAt: previous?.sharedAt ?? -.infinity)
+            let journalled = previous?.model != decided.name || now - entry.sharedAt >= table.ttl * Self.refreshShare
+            if journalled { entry.sharedAt = now }
+            table.set(key, entry, now: now)
+            return (decided, affinity, journalled)
         }
+        guard decided.2 else { return (decided.0, decided.1) }
         let wakes: [@Sendable () -> Void] = journal.withLock { journal in
             guard !journal.wakes.isEmpty else { return [] }
             if journal.changes.count >= Self.journalLimit {
@@ -105,7 +117,7 @@ final class SessionTable: Sendable {
             return journal.changes.count == 1 ? Array(journal.wakes.values) : []
         }
         for wake in wakes { wake() }
-        return decided
+        return (decided.0, decided.1)
     }
 
     /// Journals decisions for `owner` (a fleet), calling `wake` when the journal stops being
@@ -139,7 +151,7 @@ final class SessionTable: Sendable {
         table.withLock { table in
             guard shared.age <= table.ttl else { return }
             if let entry = table.value(for: key, now: now), entry.rank > shared.rank { return }
-            table.set(key, Entry(model: shared.model, rank: shared.rank), now: now - shared.age)
+            table.set(key, Entry(model: shared.model, rank: shared.rank, sharedAt: now - shared.age), now: now - shared.age)
         }
     }
 }

@@ -169,6 +169,7 @@ public enum PrometheusExposition {
                         milliseconds / 1000, [("quantile", quantile)])
                 }
             }
+            counter("fleet_outbox_compactions_total", "Times the outbox was rewritten without its shipped lines.", fleet.compactions)
             counter("fleet_budget_exchanges_total", "Budget exchanges with the fleet's database (share: budgets).", fleet.budgetExchanges)
             gauge("fleet_budget_hosts", "The most other hosts any fleet-shared budget counts now.", Double(fleet.budgetPeers))
             counter("fleet_sessions_shipped_total", "Session decisions this daemon shipped to the fleet's database.", fleet.sessionsShipped)

@@ -714,11 +714,13 @@ public struct FleetStats: Codable, Sendable, Hashable {
     /// Session decisions shipped, and other hosts' merged into this daemon's sessions.
     public var sessionsShipped: UInt64
     public var sessionsReceived: UInt64
+    /// Times the outbox was rewritten without its shipped lines.
+    public var compactions: UInt64
 
     public init(
         name: String, host: String, source: String, connected: Bool, outboxDepth: Int64, shipped: UInt64, received: UInt64, skipped: UInt64,
         lagP50Ms: Double?, lagP99Ms: Double?, lastError: String?, share: [String] = ["outcomes"], budgetExchanges: UInt64 = 0,
-        budgetHosts: Int = 0, sessionsShipped: UInt64 = 0, sessionsReceived: UInt64 = 0
+        budgetHosts: Int = 0, sessionsShipped: UInt64 = 0, sessionsReceived: UInt64 = 0, compactions: UInt64 = 0
     ) {
         self.name = name
         self.host = host
@@ -736,10 +738,11 @@ public struct FleetStats: Codable, Sendable, Hashable {
         self.budgetHosts = budgetHosts
         self.sessionsShipped = sessionsShipped
         self.sessionsReceived = sessionsReceived
+        self.compactions = compactions
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, host, source, connected, shipped, received, skipped, share
+        case name, host, source, connected, shipped, received, skipped, share, compactions
         case budgetExchanges = "budget_exchanges"
         case budgetHosts = "budget_hosts"
         case sessionsShipped = "sessions_shipped"

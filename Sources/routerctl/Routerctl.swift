@@ -20,6 +20,7 @@ struct Routerctl: AsyncParsableCommand {
             Calibrate.self, Bench.self,
             BenchEncoder.self, BenchLearning.self, BenchColdStart.self, BenchLimits.self, BenchNovelty.self, BenchOffPolicy.self, BenchPublish.self,
             BenchGateway.self,
+            BenchFleet.self,
             Soak.self,
             EchoServerCommand.self,
         ])
