@@ -12,12 +12,13 @@ import Synchronization
 /// 1. **Route throughput, fleet on against off**: the same config with and without `fleet:`,
 ///    measured in turns on one run, with each route carrying a session so the session journal is
 ///    on the path measured.
-/// 2. **Outcomes accepted per second** across the fleet's daemons, and the **replication lag**
-///    (acknowledgement on one host to the learner of another; each host's p50 and p99 over its
-///    last 1,024 received, read every second).
+/// 2. **Outcomes accepted per second** across the fleet's daemons under closed loops, then the
+///    **replication lag** with `rate` outcomes a second sent across the fleet (acknowledgement on
+///    one host to the learner of another; each host's p50 and p99 over its last 1,024 received,
+///    read every second).
 /// 3. **Catch-up after an outage**: the database is stopped (by `databaseControl stop`) for
-///    `outageSeconds` while the load goes on, then started again; the time until every outcome
-///    acknowledged before the restart is shipped and received by every other host.
+///    `outageSeconds` while the paced load goes on, then started again; the time until every
+///    outcome acknowledged before the restart is shipped and received by every other host.
 ///
 /// Prompts come from a small pool, embedded once: a learner embeds each outcome's prompt, and
 /// distinct prompts would measure the encoder (about 100 a second on 2 cores), not the fleet.
@@ -35,7 +36,9 @@ public struct FleetBench: Sendable {
     public var depth = 32
     public var seconds = 20.0
     public var outageSeconds = 60.0
-    public var routeRequests = 20000
+    /// Outcomes a second across the fleet for the lag and the outage (the goal's load).
+    public var rate = 5000.0
+    public var routeRequests = 10000
     public var prompts: [String] = (0..<64).map { "Question \($0): how would you explain topic number \($0) to a new colleague?" }
 
     public init(routerd: String, root: String, url: String, passwordFile: String) {
@@ -51,6 +54,7 @@ public struct FleetBench: Sendable {
         public var route: [RouteRun: [Double]] = [:]
         public var outcomesPerSecond = 0.0
         public var loadSeconds = 0.0
+        public var pacedPerSecond = 0.0
         public var refused = 0
         public var lagP50Milliseconds: Double?
         public var lagP99Milliseconds: Double?
@@ -77,15 +81,17 @@ public struct FleetBench: Sendable {
                     rates(route[RouteRun(fleet: true, sessions: true)] ?? []), rates(route[RouteRun(fleet: false, sessions: true)] ?? []),
                     routeRatio(sessions: true)),
                 String(
-                    format: "outcomes accepted: %.0f/s across the fleet over %.0f s (%d refused)", outcomesPerSecond, loadSeconds, refused),
+                    format: "outcomes accepted, as fast as taken: %.0f/s across the fleet over %.0f s (%d refused)", outcomesPerSecond, loadSeconds,
+                    refused),
                 String(
-                    format: "replication lag: p50 %@ ms (median of the hosts' readings), p99 %@ ms (the largest reading)",
+                    format: "replication lag at %.0f outcomes/s: p50 %@ ms (median of the hosts' readings), p99 %@ ms (the largest reading)",
+                    pacedPerSecond,
                     lagP50Milliseconds.map { String(format: "%.0f", $0) } ?? "-", lagP99Milliseconds.map { String(format: "%.0f", $0) } ?? "-"),
             ]
             if outageSeconds > 0 {
                 lines.append(
                     String(
-                        format: "catch-up after a %.0f s outage under the same load (%d outcomes waiting in the outboxes): %@", outageSeconds,
+                        format: "catch-up after a %.0f s outage under that load (%d outcomes waiting in the outboxes): %@", outageSeconds,
                         outboxAtRestart, catchUpSeconds.map { String(format: "%.1f s", $0) } ?? "not within 300 s"))
             }
             return lines.joined(separator: "\n")
@@ -193,77 +199,54 @@ public struct FleetBench: Sendable {
         }
         daemons[0].stop()
 
-        // 2. Outcomes under a closed loop on every fleet host.
-        let counters = LoadCounters()
+        // 2. Outcomes on every fleet host: as fast as they are taken (a closed loop), then paced
+        // at `rate` across the fleet for the lag, and through the outage.
         let fleetSockets = Array(sockets.dropFirst())
         let control = try await fleetSockets.asyncMap { try await RouterConnection.connect(socketPath: $0, group: group) }
         defer { for connection in control { Task { await connection.close() } } }
-        let (pool, connections, depth) = (prompts, connections, depth)
-        let load = Task {
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                for (host, socket) in fleetSockets.enumerated() {
-                    for lane in 0..<connections {
-                        tasks.addTask {
-                            let connection = try await RouterConnection.connect(socketPath: socket, group: group)
-                            var index = lane
-                            while !counters.stop.load(ordering: .relaxed) {
-                                let lines = try (0..<depth).map { offset in
-                                    let n = index + offset
-                                    let request = Request.feedback(
-                                        FeedbackRequest(
-                                            subject: .prompt(router: "sw", text: pool[(n * 13 + host) % pool.count]),
-                                            model: n % 2 == 0 ? "gpt-4-1106-preview" : "mistralai/Mixtral-8x7B-Instruct-v0.1",
-                                            value: .pointwise(quality: Double(n % 5) / 4)))
-                                    return connection.sendLine(ByteBuffer(bytes: try RequestCodec.encode(request, id: nil)))
-                                }
-                                index += depth
-                                for reply in try await EventLoopFuture.whenAllSucceed(lines, on: connection.eventLoop).get() {
-                                    if reply.readableBytesView.starts(with: Array(#"{"ok":true"#.utf8)) {
-                                        counters.accepted.add(1, ordering: .relaxed)
-                                    } else {
-                                        counters.refused.add(1, ordering: .relaxed)
-                                    }
-                                }
-                            }
-                            await connection.close()
-                        }
-                    }
-                }
-                try await tasks.waitForAll()
-            }
-        }
         func fleetStats() async throws -> [FleetStats] {
             try await control.asyncMap { connection in
                 guard let fleet = try await connection.stats().fleet else { throw BenchmarkRunError("a fleet host's stats have no fleet") }
                 return fleet
             }
         }
-
-        log("fleet bench: \(hosts) hosts × \(connections) connections × \(depth) in flight of feedback for \(Int(seconds)) s")
         let clock = ContinuousClock()
-        let loadStart = clock.now
-        let startAccepted = counters.accepted.load(ordering: .relaxed)
+
+        log("fleet bench: \(hosts) hosts × \(connections) connections × \(depth) in flight of feedback, as fast as taken, for \(Int(seconds)) s")
+        let capacity = startLoad(on: fleetSockets, rate: nil, group: group)
+        try await Task.sleep(for: .seconds(seconds))
+        let accepted = capacity.counters.accepted.load(ordering: .relaxed)
+        let elapsed = (clock.now - capacity.start) / .seconds(1)
+        capacity.counters.stop.store(true, ordering: .relaxed)
+        try await capacity.task.value
+        report.outcomesPerSecond = Double(accepted) / elapsed
+        report.loadSeconds = elapsed
+        report.refused = capacity.counters.refused.load(ordering: .relaxed)
+        log(String(format: "fleet bench: %.0f outcomes/s accepted", report.outcomesPerSecond))
+
+        log("fleet bench: \(Int(rate)) outcomes/s across the fleet for \(Int(seconds)) s")
+        let paced = startLoad(on: fleetSockets, rate: rate, group: group)
+        defer { paced.counters.stop.store(true, ordering: .relaxed) }
         var p50s: [Double] = []
         var p99s: [Double] = []
-        while clock.now - loadStart < .seconds(seconds) {
+        while clock.now - paced.start < .seconds(seconds) {
             try await Task.sleep(for: .seconds(1))
             let stats = try await fleetStats()
             // The first seconds are the tailers' first reads and the learners' first publishes.
-            if clock.now - loadStart >= .seconds(3) {
+            if clock.now - paced.start >= .seconds(3) {
                 p50s += stats.compactMap(\.lagP50Ms)
                 p99s += stats.compactMap(\.lagP99Ms)
             }
             log(
-                "fleet bench: \(counters.accepted.load(ordering: .relaxed) - startAccepted) accepted; outboxes "
+                "fleet bench: \(paced.counters.accepted.load(ordering: .relaxed)) accepted; outboxes "
                     + stats.map { "\($0.outboxDepth)" }.joined(separator: "/") + "; lag p50/p99 "
                     + stats.map { String(format: "%.0f/%.0f", $0.lagP50Ms ?? -1, $0.lagP99Ms ?? -1) }.joined(separator: ", ") + " ms")
         }
-        report.loadSeconds = (clock.now - loadStart) / .seconds(1)
-        report.outcomesPerSecond = Double(counters.accepted.load(ordering: .relaxed) - startAccepted) / report.loadSeconds
+        report.pacedPerSecond = Double(paced.counters.accepted.load(ordering: .relaxed)) / ((clock.now - paced.start) / .seconds(1))
         report.lagP50Milliseconds = p50s.sorted().dropFirst(p50s.count / 2).first
         report.lagP99Milliseconds = p99s.max()
 
-        // 3. The database goes away for a while under the same load, and comes back.
+        // 3. The database goes away for a while under the same paced load, and comes back.
         if let databaseControl, outageSeconds > 0 {
             log("fleet bench: stopping the database for \(Int(outageSeconds)) s")
             try Self.shell("\(databaseControl) stop")
@@ -290,10 +273,62 @@ public struct FleetBench: Sendable {
                 }
             }
         }
-        counters.stop.store(true, ordering: .relaxed)
-        try await load.value
-        report.refused = counters.refused.load(ordering: .relaxed)
+        paced.counters.stop.store(true, ordering: .relaxed)
+        try await paced.task.value
+        report.refused += paced.counters.refused.load(ordering: .relaxed)
         return report
+    }
+
+    /// Feedback on every socket, `connections` each with `depth` in flight: as fast as answered,
+    /// or paced so that the fleet is sent `rate` a second in all. Runs until its counters' stop.
+    private func startLoad(on sockets: [String], rate: Double?, group: any EventLoopGroup) -> (
+        task: Task<Void, any Error>, counters: LoadCounters, start: ContinuousClock.Instant
+    ) {
+        let counters = LoadCounters()
+        let (pool, connections, depth) = (prompts, connections, depth)
+        // The time between two windows of one connection, paced.
+        let interval = rate.map { Double(depth) * Double(sockets.count * connections) / $0 }
+        let start = ContinuousClock.now
+        let task = Task {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for (host, socket) in sockets.enumerated() {
+                    for lane in 0..<connections {
+                        tasks.addTask {
+                            let connection = try await RouterConnection.connect(socketPath: socket, group: group)
+                            var index = lane
+                            // Lanes start spread over one interval, not all at once.
+                            var due = start + .seconds((interval ?? 0) * Double(host * connections + lane) / Double(sockets.count * connections))
+                            while !counters.stop.load(ordering: .relaxed) {
+                                if let interval {
+                                    if due > .now { try await Task.sleep(until: due) }
+                                    due += .seconds(interval)
+                                }
+                                let lines = try (0..<depth).map { offset in
+                                    let n = index + offset
+                                    let request = Request.feedback(
+                                        FeedbackRequest(
+                                            subject: .prompt(router: "sw", text: pool[(n * 13 + host) % pool.count]),
+                                            model: n % 2 == 0 ? "gpt-4-1106-preview" : "mistralai/Mixtral-8x7B-Instruct-v0.1",
+                                            value: .pointwise(quality: Double(n % 5) / 4)))
+                                    return connection.sendLine(ByteBuffer(bytes: try RequestCodec.encode(request, id: nil)))
+                                }
+                                index += depth
+                                for reply in try await EventLoopFuture.whenAllSucceed(lines, on: connection.eventLoop).get() {
+                                    if reply.readableBytesView.starts(with: Array(#"{"ok":true"#.utf8)) {
+                                        counters.accepted.add(1, ordering: .relaxed)
+                                    } else {
+                                        counters.refused.add(1, ordering: .relaxed)
+                                    }
+                                }
+                            }
+                            await connection.close()
+                        }
+                    }
+                }
+                try await tasks.waitForAll()
+            }
+        }
+        return (task, counters, start)
     }
 
     static func shell(_ command: String) throws {

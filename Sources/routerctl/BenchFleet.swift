@@ -24,7 +24,8 @@ struct BenchFleet: AsyncParsableCommand {
     @Option(help: "Requests in flight per connection.") var depth = 32
     @Option(help: "Seconds of the steady load.") var seconds = 20.0
     @Option(help: "Seconds the database is down (0: no outage).") var outage = 60.0
-    @Option(name: .customLong("route-requests"), help: "Requests of each route throughput run.") var routeRequests = 20000
+    @Option(help: "Outcomes a second across the fleet for the lag and the outage.") var rate = 5000.0
+    @Option(name: .customLong("route-requests"), help: "Requests of each route throughput run.") var routeRequests = 10000
 
     func run() async throws {
         var bench = FleetBench(
@@ -36,6 +37,7 @@ struct BenchFleet: AsyncParsableCommand {
         bench.depth = depth
         bench.seconds = seconds
         bench.outageSeconds = outage
+        bench.rate = rate
         bench.routeRequests = routeRequests
         let report = try await bench.run { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
         print(report)
