@@ -43,10 +43,10 @@ struct FleetTests {
         }
     }
 
-    static func fleetSection(_ cluster: PostgresCluster, passwordFile: String, host: String) -> String {
+    static func fleetSection(_ cluster: PostgresCluster, passwordFile: String, host: String, url: String? = nil) -> String {
         """
         fleet:
-          url: \(cluster.url)
+          url: \(url ?? cluster.url)
           password_file: \(passwordFile)
           name: test
           host: \(host)
@@ -72,10 +72,10 @@ struct FleetTests {
 
     static func start(
         host: String?, index: String, cluster: PostgresCluster, passwordFile: String, metricsPort: Int? = nil,
-        in existing: TemporaryDirectory? = nil
+        in existing: TemporaryDirectory? = nil, url: String? = nil
     ) throws -> Member {
         let directory = try existing ?? TemporaryDirectory()
-        let fleet = host.map { fleetSection(cluster, passwordFile: passwordFile, host: $0) }
+        let fleet = host.map { fleetSection(cluster, passwordFile: passwordFile, host: $0, url: url) }
         let metrics = metricsPort.map { "\nmetrics:\n  listen: 127.0.0.1:\($0)\n" } ?? ""
         let base = config(index: index, feedback: directory.path + "/feedback", fleet: fleet)
         let daemon = try Daemon(directory: directory, config: { base($0) + metrics })
@@ -224,6 +224,34 @@ struct FleetTests {
         #expect((try Self.fleetStats(a.connection)["compactions"] as? Int ?? 0) >= 1, "\(String(describing: try? Self.fleetStats(a.connection)))")
     }
 
+    /// Host a reaches the database through a link that holds every chunk 200 ms each way; b
+    /// directly. a keeps routing and acknowledging at its own speed; its outcomes reach b later,
+    /// each once.
+    @Test func aSlowNetworkCostsFreshnessNotOutcomesOrRoutes() throws {
+        let fixture = try Self.prepare()
+        defer { withExtendedLifetime(fixture) {} }
+        let (index, cluster, passwordFile) = (fixture.index, fixture.cluster, fixture.passwordFile)
+        let proxy = try DelayingProxy(to: cluster.port, delay: 0.2)
+        defer { proxy.stop() }
+        let slowURL = "postgresql://\(PostgresCluster.user)@127.0.0.1:\(proxy.port)/postgres"
+        let a = try Self.start(host: "a", index: index, cluster: cluster, passwordFile: passwordFile, url: slowURL)
+        let b = try Self.start(host: "b", index: index, cluster: cluster, passwordFile: passwordFile)
+
+        for report in 0..<12 {
+            #expect(try a.connection.request(Self.feedback(report)).ok)
+            #expect(try a.connection.decision(Self.query).strongScore >= 0)
+            #expect(try b.connection.decision(Self.query).strongScore >= 0)
+        }
+        let learned = try eventually(within: 60) { (try Self.learned(b.connection)["learned_events"] as? Int) == 12 }
+        #expect(learned, "\(String(describing: try? Self.learned(b.connection))); a: \(String(describing: try? Self.fleetStats(a.connection)))")
+        #expect(try eventually(within: 20) { try Self.fleetStats(a.connection)["outbox_depth"] as? Int == 0 })
+        #expect(try cluster.query("SELECT count(*), count(DISTINCT seq) FROM routerd_outcomes") == "12|12")
+        // The link was slow: from a's acknowledgement to b's learner took at least one delayed
+        // round trip of a's shipper.
+        let lag = try #require(try Self.fleetStats(b.connection)["lag_p50_ms"] as? Double)
+        #expect(lag >= 400, "b's lag p50 \(lag) ms")
+    }
+
     /// A daemon of the fleet `test` that shares `share` and routes with `routers`, without feedback.
     static func member(
         host: String, share: String, routers: String, cluster: PostgresCluster, passwordFile: String, encoders: String = "",
@@ -343,8 +371,8 @@ struct FleetTests {
         var checkpoints: [(index: Int, fleet: Double, local: [Double], reported: [Double?], lambdas: [Double])] = []
         for index in 0..<count {
             for host in 0..<2 { strong[host].append(try route(host, "share", streams[host][index]).model == TestConfig.strong) }
-            // About one budget exchange (50 ms) per 20 decisions of each host.
-            usleep(2000)
+            // About one budget exchange (50 ms) per 25 decisions of each host.
+            usleep(1000)
             if index + 1 >= 2 * window, (index + 1) % 100 == 0 {
                 let windows = strong.map { $0.suffix(window) }
                 let local = windows.map { Double($0.filter { $0 }.count) / Double(window) }
