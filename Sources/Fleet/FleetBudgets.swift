@@ -48,13 +48,7 @@ extension FleetSync {
             }
             samples = samples.filter { controllers[$0.key] != nil }
             do throws(FleetError) {
-                if connection == nil {
-                    let opened: PostgresConnection
-                    do throws(PostgresError) { opened = try connect("budgets") } catch { throw FleetError(error.message) }
-                    try FleetSchema.prepare(opened)
-                    try claimHost(opened, part: "budgets")
-                    connection = opened
-                }
+                if connection == nil { connection = try openClaimed("budgets", part: "budgets") }
                 let peers = try exchange(curves.mapValues { ($0.controller.fleetKey, $0.curve) }, on: connection!)
                 for (router, entry) in curves {
                     entry.controller.setFleet(peers: peers[router] ?? [], localRate: entry.curve.rate)
@@ -75,8 +69,7 @@ extension FleetSync {
                     alone = true
                 }
             }
-            var pollers = [pollfd(fd: tailerWake.read, events: Int16(POLLIN), revents: 0)]
-            _ = poll(&pollers, 1, Int32(settings.budgetIntervalSeconds * 1000))
+            waitForStop(settings.budgetIntervalSeconds)
         }
     }
 

@@ -136,4 +136,10 @@ public struct FleetError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+
+    /// Runs `body`; a PostgreSQL error it throws becomes a fleet error with the same message.
+    @discardableResult
+    static func from<Result>(_ body: () throws(PostgresError) -> Result) throws(FleetError) -> Result {
+        do { return try body() } catch { throw FleetError(error.message) }
+    }
 }

@@ -47,25 +47,17 @@ extension FleetSync {
             while read(sessionWake.read, &byte, 1) > 0 {}
             do throws(FleetError) {
                 if connection == nil {
-                    let opened: PostgresConnection
-                    do throws(PostgresError) { opened = try connect("sessions") } catch { throw FleetError(error.message) }
-                    try FleetSchema.prepare(opened)
-                    try claimHost(opened, part: "sessions")
-                    do throws(PostgresError) {
+                    let opened = try openClaimed("sessions", part: "sessions")
+                    let found = try FleetError.from { () throws(PostgresError) in
                         try opened.execute("LISTEN routerd_sessions")
-                        let found = try opened.execute(
+                        return try opened.execute(
                             "SELECT last_seq FROM routerd_session_hosts WHERE fleet = $1 AND host = $2", [settings.name, settings.host])
-                        hostSeq = found.first?.first.flatMap { $0.flatMap(Int64.init) } ?? 0
-                    } catch {
-                        throw FleetError(error.message)
                     }
+                    hostSeq = found.first?.first.flatMap { $0.flatMap(Int64.init) } ?? 0
                     connection = opened
                 }
                 let wait = Self.sessionShipInterval - Date().timeIntervalSince(lastShip)
-                if wait > 0 {
-                    var pollers = [pollfd(fd: tailerWake.read, events: Int16(POLLIN), revents: 0)]
-                    _ = poll(&pollers, 1, Int32(wait * 1000))
-                }
+                if wait > 0 { waitForStop(wait) }
                 pending += engine.takeSessionChanges(limit: max(0, Self.sessionBatch - pending.count))
                 if !pending.isEmpty {
                     let shipped = try shipSessions(pending, after: hostSeq, on: connection!)
@@ -74,11 +66,8 @@ extension FleetSync {
                     state.withLock { $0.sessionsShipped += UInt64(shipped.rows) }
                     pending = []
                 }
-                let rows: [[String?]]
-                do throws(PostgresError) {
-                    rows = try connection!.execute(query, [settings.name, JSONCursor.text(cursor), settings.host])
-                } catch {
-                    throw FleetError(error.message)
+                let rows = try FleetError.from { () throws(PostgresError) in
+                    try connection!.execute(query, [settings.name, JSONCursor.text(cursor), settings.host])
                 }
                 let now = Date().timeIntervalSince1970
                 var merged: UInt64 = 0
@@ -94,29 +83,23 @@ extension FleetSync {
                 }
                 if merged > 0 { state.withLock { $0.sessionsReceived += merged } }
                 if Date().timeIntervalSince(lastPrune) >= Self.sessionPruneInterval {
-                    do throws(PostgresError) {
+                    try FleetError.from { () throws(PostgresError) in
                         try connection!.execute(
                             "DELETE FROM routerd_sessions WHERE fleet = $1 AND seen_at < $2",
                             [settings.name, String(now - 2 * engine.sessionTTL)])
-                    } catch {
-                        throw FleetError(error.message)
                     }
                     lastPrune = Date()
                 }
                 backoff = 0.5
                 if rows.count < Self.sessionBatch {
-                    do throws(PostgresError) {
-                        _ = try connection!.waitForNotification(timeout: settings.pollIntervalSeconds, wake: sessionWake.read)
-                    } catch {
-                        throw FleetError(error.message)
+                    _ = try FleetError.from { () throws(PostgresError) in
+                        try connection!.waitForNotification(timeout: settings.pollIntervalSeconds, wake: sessionWake.read)
                     }
                 }
             } catch {
                 record(error: error.message, "sessions")
                 connection = nil
-                // Woken early by stop only, not by new decisions.
-                var pollers = [pollfd(fd: tailerWake.read, events: Int16(POLLIN), revents: 0)]
-                _ = poll(&pollers, 1, Int32(backoff * 1000))
+                waitForStop(backoff)
                 backoff = min(backoff * 2, Self.maxBackoff)
             }
         }

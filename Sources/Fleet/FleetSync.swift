@@ -205,6 +205,22 @@ public final class FleetSync: Sendable {
         if changed { logger.warning("fleet: \(role): \(error)") }
     }
 
+    /// A connection for `role` with the tables prepared and this host's `part` claimed
+    /// (``claimHost(_:part:)``): what the shipper, the budget and the session threads start with.
+    func openClaimed(_ role: String, part: String? = nil) throws(FleetError) -> PostgresConnection {
+        let connection = try FleetError.from { () throws(PostgresError) in try connect(role) }
+        try FleetSchema.prepare(connection)
+        try claimHost(connection, part: part)
+        return connection
+    }
+
+    /// Waits `seconds`, woken early only by stop (not by new rows or decisions): a backoff, or a
+    /// thread's own interval.
+    func waitForStop(_ seconds: Double) {
+        var pollers = [pollfd(fd: tailerWake.read, events: Int16(POLLIN), revents: 0)]
+        _ = poll(&pollers, 1, Int32(seconds * 1000))
+    }
+
     /// Waits `seconds` on the shipper's condition (woken early by new rows or stop).
     private func pause(_ seconds: Double) {
         wakeShipper.lock()
@@ -240,11 +256,7 @@ public final class FleetSync: Sendable {
             }
             do throws(FleetError) {
                 if connection == nil {
-                    let opened: PostgresConnection
-                    do throws(PostgresError) { opened = try connect("shipper") } catch { throw FleetError(error.message) }
-                    try FleetSchema.prepare(opened)
-                    try claimHost(opened)
-                    connection = opened
+                    connection = try openClaimed("shipper")
                     state.withLock { $0.connected = true }
                 }
                 guard let batch = try readBatch(reader, path: files.outbox, from: cursor.offset, after: cursor.seq) else {
@@ -455,8 +467,7 @@ public final class FleetSync: Sendable {
             } catch {
                 record(error: error.message, "tailer")
                 connection = nil
-                var pollers = [pollfd(fd: tailerWake.read, events: Int16(POLLIN), revents: 0)]
-                _ = poll(&pollers, 1, Int32(backoff * 1000))
+                waitForStop(backoff)
                 backoff = min(backoff * 2, Self.maxBackoff)
             }
         }

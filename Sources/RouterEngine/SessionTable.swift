@@ -43,7 +43,6 @@ final class SessionTable: Sendable {
 
     private struct Journal {
         var changes: [(router: String, owner: String, session: String, model: String, rank: Int, at: Double)] = []
-        var dropped: UInt64 = 0
         /// The fleets that take the journal, by owner: during a reload the next fleet starts
         /// before the one it replaces stops, and either may be the one that stays.
         var wakes: [ObjectIdentifier: @Sendable () -> Void] = [:]
@@ -89,7 +88,8 @@ final class SessionTable: Sendable {
         let decided: (Candidate, SessionAffinity, Bool) = table.withLock { table in
             var affinity = SessionAffinity.new
             var decided = choice
-            if let entry = table.value(for: key, now: now), let remembered = candidates.first(where: { $0.name == entry.model }) {
+            let previous = table.value(for: key, now: now)
+            if let entry = previous, let remembered = candidates.first(where: { $0.name == entry.model }) {
                 if choice.name == remembered.name {
                     affinity = .same
                 } else if choice.rank > remembered.rank {
@@ -99,7 +99,6 @@ final class SessionTable: Sendable {
                     decided = remembered
                 }
             }
-            let previous = table.value(for: key, now: now)
             var entry = Entry(model: decided.name, rank: decided.rank, sharedAt: previous?.sharedAt ?? -.infinity)
             let journalled = previous?.model != decided.name || now - entry.sharedAt >= table.ttl * Self.refreshShare
             if journalled { entry.sharedAt = now }
@@ -109,10 +108,7 @@ final class SessionTable: Sendable {
         guard decided.2 else { return (decided.0, decided.1) }
         let wakes: [@Sendable () -> Void] = journal.withLock { journal in
             guard !journal.wakes.isEmpty else { return [] }
-            if journal.changes.count >= Self.journalLimit {
-                journal.changes.removeFirst(Self.journalLimit / 2)
-                journal.dropped += UInt64(Self.journalLimit / 2)
-            }
+            if journal.changes.count >= Self.journalLimit { journal.changes.removeFirst(Self.journalLimit / 2) }
             journal.changes.append((router, owner, session, decided.0.name, decided.0.rank, now))
             return journal.changes.count == 1 ? Array(journal.wakes.values) : []
         }
@@ -128,9 +124,6 @@ final class SessionTable: Sendable {
             if $0.wakes.isEmpty { $0.changes = [] }
         }
     }
-
-    /// Decisions the journal let go unshipped, having reached ``journalLimit``.
-    var droppedChanges: UInt64 { journal.withLock { $0.dropped } }
 
     /// Up to `limit` journalled decisions, oldest first, removed from the journal; ages are from `now`.
     func takeChanges(limit: Int, now: Double) -> [SharedSession] {
