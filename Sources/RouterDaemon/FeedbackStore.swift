@@ -366,9 +366,8 @@ public final class FeedbackStore: @unchecked Sendable {  // Mutable state is gua
             Glibc.close(target)
             return failure("cannot rename \(staging) over it")
         }
-        // The rename must survive a crash before the old file's name does anything.
-        let folder = open(settings.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if folder >= 0 {
+        // The folder is synced, as at start, so the rename outlives a crash.
+        if let folder = try? OwnedFiles.openFolder(settings.directory, create: false) {
             fsync(folder)
             Glibc.close(folder)
         }
