@@ -92,14 +92,27 @@ struct FleetTests {
     }
 
     static func prepare() throws -> Fixture {
-        let shared = try TemporaryDirectory()
-        let index = shared.path + "/sw.safetensors"
-        let build = try TinyBattles.trainIndex(at: index, in: shared)
+        let database = try Self.database()
+        let index = database.shared.path + "/sw.safetensors"
+        let build = try TinyBattles.trainIndex(at: index, in: database.shared)
         guard build.status == 0 else { throw HarnessError("training the tiny index failed: \(build.stderr)") }
+        return Fixture(shared: database.shared, index: index, cluster: database.cluster, passwordFile: database.passwordFile)
+    }
+
+    /// A throwaway cluster and a password file for it (0600), in a folder that lives as long as
+    /// the value: for the tests that need no index.
+    struct Database {
+        let shared: TemporaryDirectory
+        let cluster: PostgresCluster
+        let passwordFile: String
+    }
+
+    static func database() throws -> Database {
+        let shared = try TemporaryDirectory()
         let cluster = try PostgresCluster()
         let passwordFile = try shared.write("pg-password", cluster.password)
         chmod(passwordFile, 0o600)
-        return Fixture(shared: shared, index: index, cluster: cluster, passwordFile: passwordFile)
+        return Database(shared: shared, cluster: cluster, passwordFile: passwordFile)
     }
 
     @Test func threeDaemonsLearnWhatOneDaemonThatSawEverythingLearns() throws {
@@ -287,10 +300,10 @@ struct FleetTests {
     }
 
     @Test func aSessionKeepsItsModelOnWhicheverHostServesItsNextTurn() throws {
-        let shared = try TemporaryDirectory()
-        let cluster = try PostgresCluster()
-        let passwordFile = try shared.write("pg-password", cluster.password)
-        chmod(passwordFile, 0o600)
+        let database = try Self.database()
+        // The folder holds the password file; it must outlive the daemons.
+        defer { withExtendedLifetime(database) {} }
+        let (cluster, passwordFile) = (database.cluster, database.passwordFile)
         let (a, b) = try (
             Self.member(host: "a", share: "sessions", routers: TestConfig.randomRouter(), cluster: cluster, passwordFile: passwordFile),
             Self.member(host: "b", share: "sessions", routers: TestConfig.randomRouter(), cluster: cluster, passwordFile: passwordFile)
@@ -335,10 +348,10 @@ struct FleetTests {
     /// over both hosts' last windows, from the decisions the test received, at every checkpoint.
     @Test(.requires(.sharedData("train/mmlu-pro.quality.jsonl")))
     func aFleetBudgetHoldsTheFleetsShareWhileOneHostDrifts() throws {
-        let shared = try TemporaryDirectory()
-        let cluster = try PostgresCluster()
-        let passwordFile = try shared.write("pg-password", cluster.password)
-        chmod(passwordFile, 0o600)
+        let database = try Self.database()
+        // The folder holds the password file; it must outlive the daemons.
+        defer { withExtendedLifetime(database) {} }
+        let (cluster, passwordFile) = (database.cluster, database.passwordFile)
         let window = 500
         let count = 1800
         // The same MF router twice: `share` holds the budget; `warm` has none, and routing each
